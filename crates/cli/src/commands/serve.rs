@@ -1,0 +1,112 @@
+//! `kapstone serve`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use kapstone_domain::auth::{LockoutPolicy, SessionPolicy};
+use kapstone_web::{AppState, ServerConfig};
+use time::Duration;
+
+use super::demo::{print_demo, seed_if_empty};
+use crate::DbArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KAPSTONE_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Seed the synthetic demo clinic when the database is empty.
+    #[arg(long, env = "KAPSTONE_DEMO")]
+    demo: bool,
+    /// Password for every demo account (default: a random one, printed).
+    #[arg(long, env = "KAPSTONE_DEMO_PASSWORD", hide_env_values = true)]
+    demo_password: Option<String>,
+    /// A TLS-terminating proxy is in front: Secure `__Host-` cookies, HSTS, X-Forwarded-For.
+    #[arg(long, env = "KAPSTONE_BEHIND_TLS_PROXY")]
+    behind_tls_proxy: bool,
+    /// Minutes without activity after which a session ends.
+    #[arg(long, env = "KAPSTONE_IDLE_TIMEOUT_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=30))]
+    idle_timeout_minutes: u32,
+    /// Hours after sign-in at which a session ends regardless of activity.
+    #[arg(long, env = "KAPSTONE_SESSION_LIFETIME_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=12))]
+    session_lifetime_hours: u32,
+    /// Failed sign-ins in a row that lock an account.
+    #[arg(long, env = "KAPSTONE_LOCKOUT_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    lockout_attempts: u32,
+    /// Minutes an account stays locked.
+    #[arg(long, env = "KAPSTONE_LOCKOUT_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    lockout_minutes: u32,
+    /// Database connections per server process (readers on SQLite).
+    #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
+    db_max_connections: u32,
+    /// Largest accepted request body, in KiB.
+    #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_body_kib: u32,
+}
+
+impl ServeArgs {
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            behind_tls_proxy: self.behind_tls_proxy,
+            session: SessionPolicy {
+                idle_timeout: Duration::minutes(self.idle_timeout_minutes.into()),
+                absolute_lifetime: Duration::hours(self.session_lifetime_hours.into()),
+            },
+            lockout: LockoutPolicy {
+                max_failed_attempts: self.lockout_attempts,
+                lock_for: Duration::minutes(self.lockout_minutes.into()),
+            },
+            max_body_bytes: usize::try_from(self.max_body_kib).unwrap_or(256) * 1024,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.server_config();
+    let pool = kapstone_store::db::PoolSettings { max_connections: args.db_max_connections, ..Default::default() };
+    let db = kapstone_store::Db::connect_with(&args.db.database_url, pool)
+        .await
+        .with_context(|| format!("cannot open {}", args.db.database_url))?;
+    db.migrate().await.context("migrating the database")?;
+    let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
+    if args.demo {
+        match seed_if_empty(&state, args.demo_password.clone()).await? {
+            Some((seed, password)) => print_demo(&seed, &password),
+            None => {
+                println!("Demo: the database already holds data; nothing seeded (the demo passwords are unchanged).")
+            }
+        }
+    }
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    println!("Kapstone is running at http://{addr}/ (database: {})", args.db.database_url);
+    tracing::info!(%addr, backend = ?db.backend(), "listening");
+    kapstone_web::launch_with_listener(db.clone(), config, listener, shutdown_signal()).await?;
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! `kapstone`: the one binary. Parses configuration (defaults -> `KAPSTONE_*` environment ->
+//! flags) and calls into the library crates; no clinical logic lives here.
+
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use kapstone_store::DbUrl;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./kapstone-data/kapstone.db";
+
+#[derive(Parser)]
+#[command(name = "kapstone", version, about = "Kapstone: the care pathway of a ketamine-assisted psychotherapy clinic")]
+struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "KAPSTONE_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// `sqlite://PATH` (embedded, the default) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "KAPSTONE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: DbUrl,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web server (migrates the database first).
+    Serve(commands::serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Seed the demo clinic into an empty database, optionally with N extra synthetic patients.
+    Demo(commands::demo::DemoArgs),
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: commands::user::UserCommand,
+    },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
+    /// Make a consistent online backup of a SQLite database.
+    Backup(commands::backup::BackupArgs),
+    /// Restore a SQLite backup into a new, empty location.
+    Restore(commands::backup::RestoreArgs),
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAPSTONE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args).await,
+        Command::Migrate(db) => commands::migrate(db).await,
+        Command::Demo(args) => commands::demo::run(args).await,
+        Command::User { command } => commands::user::run(command).await,
+        Command::Audit { command } => commands::audit::run(command).await,
+        Command::Backup(args) => commands::backup::backup(args).await,
+        Command::Restore(args) => commands::backup::restore(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kapstone: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The tamper-evident audit chain.
+//!
+//! Each event stores `hash = SHA-256(prev_hash || canonical(event))`, so editing, deleting or
+//! re-ordering any stored event breaks every hash after it. Events are numbered without gaps
+//! (`seq` 1, 2, 3, ...) so a deleted event at the end is caught against the stored chain head.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::{ClinicId, PatientId, Role, UserId, UtcTs};
+
+/// What happened. Stored as its `as_str()` text; new variants may be added, never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    SignIn,
+    SignInFailed,
+    SignInMfaPending,
+    AccountLocked,
+    SignOut,
+    SessionEnded,
+    UserCreated,
+    UserUpdated,
+    UserDeactivated,
+    UserReactivated,
+    PasswordChanged,
+    MfaEnabled,
+    MfaDisabled,
+    RecoveryCodeUsed,
+    SettingsChanged,
+    PatientListed,
+    PatientRead,
+    PatientCreated,
+    AuditViewed,
+    AuditExported,
+    AccessDenied,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 21] = [
+        Self::SignIn,
+        Self::SignInFailed,
+        Self::SignInMfaPending,
+        Self::AccountLocked,
+        Self::SignOut,
+        Self::SessionEnded,
+        Self::UserCreated,
+        Self::UserUpdated,
+        Self::UserDeactivated,
+        Self::UserReactivated,
+        Self::PasswordChanged,
+        Self::MfaEnabled,
+        Self::MfaDisabled,
+        Self::RecoveryCodeUsed,
+        Self::SettingsChanged,
+        Self::PatientListed,
+        Self::PatientRead,
+        Self::PatientCreated,
+        Self::AuditViewed,
+        Self::AuditExported,
+        Self::AccessDenied,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "auth.sign_in",
+            Self::SignInFailed => "auth.sign_in_failed",
+            Self::SignInMfaPending => "auth.sign_in_mfa_pending",
+            Self::AccountLocked => "auth.account_locked",
+            Self::SignOut => "auth.sign_out",
+            Self::SessionEnded => "auth.session_ended",
+            Self::UserCreated => "user.create",
+            Self::UserUpdated => "user.update",
+            Self::UserDeactivated => "user.deactivate",
+            Self::UserReactivated => "user.reactivate",
+            Self::PasswordChanged => "user.password_change",
+            Self::MfaEnabled => "user.mfa_enable",
+            Self::MfaDisabled => "user.mfa_disable",
+            Self::RecoveryCodeUsed => "auth.recovery_code_used",
+            Self::SettingsChanged => "settings.update",
+            Self::PatientListed => "patient.list",
+            Self::PatientRead => "patient.read",
+            Self::PatientCreated => "patient.create",
+            Self::AuditViewed => "audit.view",
+            Self::AuditExported => "audit.export",
+            Self::AccessDenied => "access.denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// An event before it is placed in the chain. Carries ids only: never names, notes or answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    pub clinic_id: Option<ClinicId>,
+    pub actor_user_id: Option<UserId>,
+    pub actor_role: Option<Role>,
+    pub action: AuditAction,
+    pub entity_type: &'static str,
+    pub entity_id: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub source_ip: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+}
+
+impl NewAuditEvent {
+    pub fn new(action: AuditAction, entity_type: &'static str, outcome: Outcome) -> Self {
+        Self {
+            clinic_id: None,
+            actor_user_id: None,
+            actor_role: None,
+            action,
+            entity_type,
+            entity_id: None,
+            patient_id: None,
+            source_ip: None,
+            outcome,
+            reason: None,
+        }
+    }
+}
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The `prev_hash` of the first event.
+    pub const GENESIS: Hash = Hash([0; 32]);
+
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+/// An event as stored: every field that is hashed, as text, exactly as read back from the
+/// database. Verification works on this form so it needs no knowledge of the enums above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditEvent {
+    pub seq: i64,
+    pub at: UtcTs,
+    pub clinic_id: Option<String>,
+    pub actor_user_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredAuditEvent {
+    /// Places `event` after `prev` (`None` for the first event) and computes its hash.
+    pub fn chain(event: &NewAuditEvent, at: UtcTs, prev: Option<(i64, Hash)>) -> Self {
+        let (prev_seq, prev_hash) = prev.unwrap_or((0, Hash::GENESIS));
+        let mut stored = Self {
+            seq: prev_seq + 1,
+            at,
+            clinic_id: event.clinic_id.map(|c| c.to_string()),
+            actor_user_id: event.actor_user_id.map(|u| u.to_string()),
+            actor_role: event.actor_role.map(|r| r.as_str().to_owned()),
+            action: event.action.as_str().to_owned(),
+            entity_type: event.entity_type.to_owned(),
+            entity_id: event.entity_id.clone(),
+            patient_id: event.patient_id.map(|p| p.to_string()),
+            source_ip: event.source_ip.clone(),
+            outcome: event.outcome.as_str().to_owned(),
+            reason: event.reason.clone(),
+            prev_hash: prev_hash.to_hex(),
+            hash: String::new(),
+        };
+        stored.hash = stored.compute_hash(prev_hash).to_hex();
+        stored
+    }
+
+    /// SHA-256 over the previous hash and a length-prefixed encoding of every field, so no two
+    /// different events share an encoding (`"ab" + "c"` differs from `"a" + "bc"`, and an absent
+    /// value differs from an empty one).
+    pub fn compute_hash(&self, prev: Hash) -> Hash {
+        fn field(h: &mut Sha256, v: Option<&str>) {
+            match v {
+                None => h.update(b"~;"),
+                Some(s) => {
+                    h.update(s.len().to_string().as_bytes());
+                    h.update(b":");
+                    h.update(s.as_bytes());
+                    h.update(b";");
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(prev.0);
+        field(&mut h, Some(&self.seq.to_string()));
+        field(&mut h, Some(&self.at.unix_micros().to_string()));
+        field(&mut h, self.clinic_id.as_deref());
+        field(&mut h, self.actor_user_id.as_deref());
+        field(&mut h, self.actor_role.as_deref());
+        field(&mut h, Some(&self.action));
+        field(&mut h, Some(&self.entity_type));
+        field(&mut h, self.entity_id.as_deref());
+        field(&mut h, self.patient_id.as_deref());
+        field(&mut h, self.source_ip.as_deref());
+        field(&mut h, Some(&self.outcome));
+        field(&mut h, self.reason.as_deref());
+        Hash(h.finalize().into())
+    }
+}
+
+/// Why a chain failed verification; names the first bad event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("event {expected} is missing (next stored event is {found})")]
+    Missing { expected: i64, found: i64 },
+    #[error("event {seq} does not follow the event before it (its prev_hash does not match)")]
+    Broken { seq: i64 },
+    #[error("event {seq} was altered (its content does not match its hash)")]
+    Altered { seq: i64 },
+    #[error(
+        "the chain ends at event {last} but the chain head records {head} events (events were deleted from the end)"
+    )]
+    Truncated { last: i64, head: i64 },
+    #[error("the chain head records {head} events but event {last} was found after it")]
+    HeadBehind { last: i64, head: i64 },
+    #[error("the chain head hash does not match the last event")]
+    HeadMismatch,
+}
+
+/// Streaming verifier: feed events in `seq` order, then call [`ChainVerifier::finish`].
+#[derive(Debug)]
+pub struct ChainVerifier {
+    next_seq: i64,
+    prev: Hash,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self { next_seq: 1, prev: Hash::GENESIS }
+    }
+}
+
+impl ChainVerifier {
+    pub fn push(&mut self, e: &StoredAuditEvent) -> Result<(), ChainBreak> {
+        if e.seq != self.next_seq {
+            return Err(ChainBreak::Missing { expected: self.next_seq, found: e.seq });
+        }
+        if Hash::from_hex(&e.prev_hash) != Some(self.prev) {
+            return Err(ChainBreak::Broken { seq: e.seq });
+        }
+        let computed = e.compute_hash(self.prev);
+        if Hash::from_hex(&e.hash) != Some(computed) {
+            return Err(ChainBreak::Altered { seq: e.seq });
+        }
+        self.prev = computed;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Checks the end of the chain against the stored head (`seq`, `hash`); returns the count.
+    pub fn finish(self, head: Option<(i64, Hash)>) -> Result<i64, ChainBreak> {
+        let last = self.next_seq - 1;
+        let (head_seq, head_hash) = head.unwrap_or((0, Hash::GENESIS));
+        if head_seq > last {
+            return Err(ChainBreak::Truncated { last, head: head_seq });
+        }
+        if head_seq < last {
+            return Err(ChainBreak::HeadBehind { last, head: head_seq });
+        }
+        if head_hash != self.prev {
+            return Err(ChainBreak::HeadMismatch);
+        }
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain_of(n: usize) -> Vec<StoredAuditEvent> {
+        let mut out: Vec<StoredAuditEvent> = Vec::new();
+        for i in 0..n {
+            let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
+            e.entity_id = Some(format!("p{i}"));
+            let prev = out.last().map(|p| (p.seq, Hash::from_hex(&p.hash).unwrap_or(Hash::GENESIS)));
+            out.push(StoredAuditEvent::chain(&e, UtcTs::from_unix_micros(1_000 + i as i64), prev));
+        }
+        out
+    }
+
+    fn verify(events: &[StoredAuditEvent], head: Option<(i64, Hash)>) -> Result<i64, ChainBreak> {
+        let mut v = ChainVerifier::default();
+        for e in events {
+            v.push(e)?;
+        }
+        v.finish(head)
+    }
+
+    fn head(events: &[StoredAuditEvent]) -> Option<(i64, Hash)> {
+        events.last().and_then(|e| Hash::from_hex(&e.hash).map(|h| (e.seq, h)))
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let c = chain_of(5);
+        assert_eq!(verify(&c, head(&c)), Ok(5));
+        assert_eq!(verify(&[], None), Ok(0));
+    }
+
+    #[test]
+    fn an_altered_field_is_found() {
+        let mut c = chain_of(5);
+        let h = head(&c);
+        c[2].entity_id = Some("someone-else".into());
+        assert_eq!(verify(&c, h), Err(ChainBreak::Altered { seq: 3 }));
+    }
+
+    #[test]
+    fn a_recomputed_event_breaks_the_next_link() {
+        let mut c = chain_of(5);
+        let h = head(&c);
+        c[1].reason = Some("edited".into());
+        let prev = Hash::from_hex(&c[1].prev_hash).unwrap_or(Hash::GENESIS);
+        c[1].hash = c[1].compute_hash(prev).to_hex();
+        assert_eq!(verify(&c, h), Err(ChainBreak::Broken { seq: 3 }));
+    }
+
+    #[test]
+    fn a_deleted_event_is_found() {
+        let mut c = chain_of(5);
+        let h = head(&c);
+        c.remove(3);
+        assert_eq!(verify(&c, h), Err(ChainBreak::Missing { expected: 4, found: 5 }));
+    }
+
+    #[test]
+    fn deleting_the_tail_is_found_against_the_head() {
+        let mut c = chain_of(5);
+        let h = head(&c);
+        c.truncate(3);
+        assert_eq!(verify(&c, h), Err(ChainBreak::Truncated { last: 3, head: 5 }));
+    }
+
+    #[test]
+    fn absent_and_empty_values_hash_differently() {
+        let mut a = NewAuditEvent::new(AuditAction::SignIn, "user", Outcome::Success);
+        let mut b = a.clone();
+        a.reason = None;
+        b.reason = Some(String::new());
+        let at = UtcTs::from_unix_micros(1);
+        assert_ne!(StoredAuditEvent::chain(&a, at, None).hash, StoredAuditEvent::chain(&b, at, None).hash);
+    }
+
+    #[test]
+    fn action_names_are_unique_and_parse_back() {
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(a.as_str()), Some(a));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Kapstone's functional core: the rules of the clinic, with no I/O and no async.
+//!
+//! Everything here is a value that parses (an [`Email`] that exists is valid) or a pure
+//! function of such values. Storage, the web server and the CLI are thin shells around it.
+
+pub mod audit;
+pub mod auth;
+pub mod identity;
+pub mod ids;
+pub mod patient;
+pub mod permissions;
+pub mod time;
+
+pub use identity::{Email, NewPassword, PersonName, Role};
+pub use ids::{ClinicId, PatientId, SessionId, UserId};
+pub use permissions::Action;
+pub use time::UtcTs;
+
+/// A value from outside failed to parse. `field` names the input at fault so a page can show the
+/// message next to it and an API can return it in `error.field`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}

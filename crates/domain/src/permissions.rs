@@ -1,0 +1,128 @@
+//! The permission table: the one place where roles are decided.
+//!
+//! Every route of the server names one [`Action`]; the server asks [`allows`] before the handler
+//! runs. Object-level scoping (a patient sees only their own record) is a second check in the
+//! use case, on top of this table.
+
+use crate::Role;
+
+/// Everything a route can do. `Public` routes need no sign-in (sign-in page, health check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Reachable without signing in.
+    Public,
+    /// The second step of signing in (TOTP or recovery code); the only thing a session that
+    /// still owes its second factor can reach.
+    CompleteSignIn,
+    /// Any signed-in account: own profile, own MFA, own sessions, sign-out.
+    OwnAccount,
+    /// Staff home page ("what is due next").
+    StaffHome,
+    /// List and search patients.
+    ListPatients,
+    /// Open one patient's chart (audited as a read of patient data).
+    ReadPatient,
+    /// Create and manage accounts and roles.
+    ManageUsers,
+    /// Change clinic settings (MFA requirement per role, ...).
+    ManageSettings,
+    /// Read, filter and export the audit log.
+    ReadAudit,
+    /// The patient portal: only ever the patient's own record.
+    PortalSelf,
+}
+
+impl Action {
+    pub const ALL: [Action; 10] = [
+        Action::Public,
+        Action::CompleteSignIn,
+        Action::OwnAccount,
+        Action::StaffHome,
+        Action::ListPatients,
+        Action::ReadPatient,
+        Action::ManageUsers,
+        Action::ManageSettings,
+        Action::ReadAudit,
+        Action::PortalSelf,
+    ];
+}
+
+/// The table, role by action. Deny by default: an action missing from a role's row is refused.
+const TABLE: &[(Role, &[Action])] = &[
+    (
+        Role::Admin,
+        &[
+            Action::OwnAccount,
+            Action::StaffHome,
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::ManageUsers,
+            Action::ManageSettings,
+            Action::ReadAudit,
+        ],
+    ),
+    (Role::Prescriber, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (Role::Nurse, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (Role::Therapist, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (Role::Frontdesk, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),
+];
+
+/// May an account with `role` perform `action`? `None` is an anonymous request.
+pub fn allows(role: Option<Role>, action: Action) -> bool {
+    if action == Action::Public {
+        return true;
+    }
+    if action == Action::CompleteSignIn {
+        return role.is_some();
+    }
+    let Some(role) = role else { return false };
+    TABLE.iter().any(|(r, actions)| *r == role && actions.contains(&action))
+}
+
+/// The roles that may perform `action`, for documentation and for tests.
+pub fn roles_allowed(action: Action) -> Vec<Role> {
+    Role::ALL.into_iter().filter(|r| allows(Some(*r), action)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_may_only_do_public_actions() {
+        for action in Action::ALL {
+            assert_eq!(allows(None, action), action == Action::Public, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn patients_never_reach_staff_actions() {
+        for action in
+            [Action::StaffHome, Action::ListPatients, Action::ReadPatient, Action::ManageUsers, Action::ReadAudit]
+        {
+            assert!(!allows(Some(Role::Patient), action), "{action:?}");
+        }
+    }
+
+    #[test]
+    fn staff_never_use_the_portal() {
+        for role in Role::STAFF {
+            assert!(!allows(Some(role), Action::PortalSelf), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn only_admins_manage_users_settings_and_audit() {
+        for action in [Action::ManageUsers, Action::ManageSettings, Action::ReadAudit] {
+            assert_eq!(roles_allowed(action), vec![Role::Admin], "{action:?}");
+        }
+    }
+
+    #[test]
+    fn every_role_has_a_row() {
+        for role in Role::ALL {
+            assert!(TABLE.iter().any(|(r, _)| *r == role), "{role:?}");
+        }
+    }
+}

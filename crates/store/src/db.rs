@@ -1,0 +1,293 @@
+//! The two engines behind one enum. Dialects differ only where a `match` says so.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the data lives: `sqlite://PATH` or `postgres://...`. `Debug` and `Display` hide any
+/// password so the URL can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DbUrl {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbUrl::Sqlite(_) => Backend::Sqlite,
+            DbUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> String {
+        match self {
+            DbUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DbUrl::Postgres(u) => u.clone(),
+        }
+    }
+
+    fn redacted(&self) -> String {
+        match self {
+            DbUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DbUrl::Postgres(u) => {
+                // postgres://user:secret@host/db -> postgres://user:***@host/db
+                let Some((scheme, rest)) = u.split_once("://") else { return "postgres://***".into() };
+                match rest.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split(':').next().unwrap_or_default();
+                        let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+                        format!("{scheme}://{masked}@{host}")
+                    }
+                    None => u.clone(),
+                }
+            }
+        }
+    }
+}
+
+impl FromStr for DbUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(path) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err("a sqlite URL needs a file path, like sqlite://./kapstone-data/kapstone.db".into());
+            }
+            return Ok(DbUrl::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(s.to_owned()));
+        }
+        Err("the database URL must start with sqlite:// or postgres://".into())
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A connected database. SQLite gets one writer connection (SQLite admits one writer at a
+/// time; queueing in the pool is cheaper than lock retries) and a pool of readers.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// A transaction on either engine. Dropped without `commit` it rolls back.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection, once per engine.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to a read pool, once per engine.
+#[macro_export]
+macro_rules! on_read {
+    ($db:expr, |$c:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite { read, .. } => {
+                let $c = read;
+                $body
+            }
+            $crate::Db::Postgres(p) => {
+                let $c = p;
+                $body
+            }
+        }
+    };
+}
+
+/// Connection settings a deployment may tune.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(3) }
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &DbUrl) -> Result<Self> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    pub async fn connect_with(url: &DbUrl, settings: PoolSettings) -> Result<Self> {
+        match url {
+            DbUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Refused(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                // WAL + synchronous=FULL: an acknowledged commit survives power loss.
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let write = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts.clone())
+                    .await?;
+                let read = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections.max(1))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite { write, read })
+            }
+            DbUrl::Postgres(u) => {
+                let opts = PgConnectOptions::from_str(u)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.max_connections.max(1))
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_lazy_with(opts);
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies every pending migration (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
+            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Migration versions shipped for each engine (they must be the same list).
+    pub fn migration_versions(backend: Backend) -> Vec<i64> {
+        let m = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        m.iter().map(|m| m.version).collect()
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so a read-then-write cannot fail half-way with SQLITE_BUSY.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// `true` when a trivial query succeeds within the pool's acquire timeout.
+    pub async fn is_healthy(&self) -> bool {
+        let probe = async { on_read!(self, |c| sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(c).await) };
+        matches!(tokio::time::timeout(Duration::from_secs(3), probe).await, Ok(Ok(1)))
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Number of rows in the tables that hold clinic data (clinics, users, patients, audit).
+    /// Used to refuse seeding or restoring over a database that is in use.
+    pub async fn is_empty(&self) -> Result<bool> {
+        let n: i64 = on_read!(self, |c| {
+            sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM clinics) + (SELECT COUNT(*) FROM users)")
+                .fetch_one(c)
+                .await?
+        });
+        Ok(n == 0)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_hide_passwords() {
+        let u: DbUrl = "postgres://kap:s3cret@127.0.0.1:5432/kapstone".parse().unwrap_or(DbUrl::Sqlite("x".into()));
+        assert_eq!(u.backend(), Backend::Postgres);
+        let shown = format!("{u:?} {u}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("kap:***@127.0.0.1:5432/kapstone"), "{shown}");
+        assert_eq!(u.expose(), "postgres://kap:s3cret@127.0.0.1:5432/kapstone");
+
+        let s: std::result::Result<DbUrl, _> = "sqlite://./kapstone-data/kapstone.db".parse();
+        assert_eq!(s, Ok(DbUrl::Sqlite(PathBuf::from("./kapstone-data/kapstone.db"))));
+        assert!("mysql://x".parse::<DbUrl>().is_err());
+        assert!("sqlite://".parse::<DbUrl>().is_err());
+    }
+
+    #[test]
+    fn both_engines_ship_the_same_migration_versions() {
+        let sqlite = Db::migration_versions(Backend::Sqlite);
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, Db::migration_versions(Backend::Postgres));
+    }
+}

@@ -1,0 +1,45 @@
+//! Kapstone storage: one code path over SQLite (embedded default) and PostgreSQL.
+//!
+//! Each query is written once with `$1..$n` placeholders and run through [`on_tx!`] /
+//! [`on_read!`], which expand the same body once per engine. Repositories are free functions
+//! grouped by aggregate; writes take a [`Tx`] so the audit event lands in the same transaction.
+
+pub mod db;
+mod ts;
+
+pub mod audit;
+pub mod backup;
+pub mod clinics;
+pub mod patients;
+pub mod sessions;
+pub mod users;
+
+pub use db::{Backend, Db, DbUrl, Tx};
+pub use ts::DbTs;
+
+/// A storage failure. Its text is for logs only: it may contain SQL, never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a record with this {0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`] naming `what`.
+    pub fn conflict_on_unique(e: sqlx::Error, what: &'static str) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
+            _ => StoreError::Sqlx(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

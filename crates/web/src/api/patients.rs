@@ -1,0 +1,66 @@
+//! Patients over JSON: list and read (audited), and the portal's own record.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::patients::PatientRow;
+use serde_json::{Value, json};
+
+use crate::app::patients;
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn patient_json(p: &PatientRow) -> Value {
+    json!({
+        "id": p.id,
+        "mrn": p.mrn,
+        "given_name": p.given_name,
+        "family_name": p.family_name,
+        "birth_date": p.birth_date.to_string(),
+        "created_at": p.created_at.0,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    offset: Option<String>,
+}
+
+fn number(field: &'static str, v: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => Ok(n),
+            _ => Err(FieldError::new(field, format!("must be a whole number from 0 to {max}")).into()),
+        },
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
+    let limit = number("limit", q.limit.as_deref(), 50, 500)?;
+    let offset = number("offset", q.offset.as_deref(), 0, i64::MAX)?;
+    let rows = patients::list(&state, &user, limit.max(1), offset).await?;
+    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit).then_some(offset + limit);
+    Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": next })))
+}
+
+pub async fn read(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id: PatientId = id.parse().map_err(|_| FieldError::new("id", "not a patient id"))?;
+    let p = patients::read(&state, &user, id).await?;
+    Ok(Json(patient_json(&p)))
+}
+
+pub async fn portal_me(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Json<Value>> {
+    let p = patients::read_own(&state, &me).await?;
+    Ok(Json(patient_json(&p)))
+}

@@ -1,0 +1,236 @@
+//! Managing accounts: admins create, change and deactivate them; everyone manages their own
+//! password, second factor and sessions.
+
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::patient::Mrn;
+use kapstone_domain::{ClinicId, Email, FieldError, NewPassword, PatientId, PersonName, Role, SessionId, UserId};
+use kapstone_store::users::{self, NewUser, UserRow};
+use kapstone_store::{audit, sessions};
+
+use super::blocking;
+use crate::auth::guard::CurrentUser;
+use crate::auth::{password, tokens, totp};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A new account as typed into the form or sent to the API.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountInput {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub password: String,
+    /// Required for a patient account: the MRN of the patient record it opens.
+    #[serde(default)]
+    pub patient_mrn: Option<String>,
+}
+
+/// Creates an account in `clinic`. `actor` is `None` only for the CLI and demo seeding.
+pub async fn create_account(
+    state: &AppState,
+    clinic: ClinicId,
+    actor: Option<&CurrentUser>,
+    input: NewAccountInput,
+) -> Result<UserId, AppError> {
+    let email = Email::parse(&input.email)?;
+    let name = PersonName::parse("name", &input.name)?;
+    let role: Role = input.role.parse()?;
+    let pw = NewPassword::parse(&input.password, Some(&email))?;
+    let mrn = match (role, input.patient_mrn.as_deref().map(str::trim).filter(|s| !s.is_empty())) {
+        (Role::Patient, Some(m)) => Some(Mrn::parse(m).map_err(|e| FieldError::new("patient_mrn", e.message))?),
+        (Role::Patient, None) => {
+            return Err(FieldError::new("patient_mrn", "a patient account needs the MRN of its patient record").into());
+        }
+        (_, Some(_)) => {
+            return Err(FieldError::new("patient_mrn", "only a patient account is linked to a patient record").into());
+        }
+        (_, None) => None,
+    };
+    let secret = pw.expose().to_owned();
+    let phc = blocking(move || password::hash(&secret)).await??;
+    let mut tx = state.db.begin().await?;
+    let patient = match &mrn {
+        Some(m) => Some(
+            kapstone_store::patients::id_by_mrn(&mut tx, clinic, m)
+                .await?
+                .map(PatientId::from_uuid)
+                .ok_or_else(|| FieldError::new("patient_mrn", "no patient with this MRN in this clinic"))?,
+        ),
+        None => None,
+    };
+    if let Some(p) = patient
+        && users::exists_for_patient(&mut tx, p).await?
+    {
+        return Err(AppError::Conflict { field: "patient_mrn", message: "this patient already has an account".into() });
+    }
+    let id = users::insert(
+        &mut tx,
+        &NewUser { clinic, email: &email, display_name: &name, role, patient, password_hash: &phc },
+    )
+    .await?;
+    let mut e = match actor {
+        Some(a) => a.event(AuditAction::UserCreated, "user", Outcome::Success),
+        None => {
+            let mut e = kapstone_domain::audit::NewAuditEvent::new(AuditAction::UserCreated, "user", Outcome::Success);
+            e.clinic_id = Some(clinic);
+            e.reason = Some("created from the command line".into());
+            e
+        }
+    };
+    e.entity_id = Some(id.to_string());
+    e.patient_id = patient;
+    if actor.is_some() {
+        e.reason = Some(format!("role {role}"));
+    }
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Changes an account's name, role or active flag. Deactivation ends its sessions at once.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountUpdate {
+    pub name: String,
+    pub role: String,
+    pub active: bool,
+}
+
+pub async fn update_account(
+    state: &AppState,
+    admin: &CurrentUser,
+    id: UserId,
+    input: AccountUpdate,
+) -> Result<(), AppError> {
+    let name = PersonName::parse("name", &input.name)?;
+    let role: Role = input.role.parse()?;
+    let mut tx = state.db.begin().await?;
+    let Some(current) = users::get_in(&mut tx, id).await?.filter(|u| u.clinic() == admin.clinic) else {
+        return Err(AppError::NotFound);
+    };
+    let old_role = current.role()?;
+    if (old_role == Role::Patient) != (role == Role::Patient) {
+        return Err(
+            FieldError::new("role", "a staff account cannot become a patient account or the other way round").into()
+        );
+    }
+    if id == admin.id && (!input.active || role != Role::Admin) {
+        return Err(FieldError::new("role", "you cannot remove your own admin role or deactivate yourself").into());
+    }
+    users::update_profile(&mut tx, id, &name, role, input.active).await?;
+    let action = match (current.active, input.active) {
+        (true, false) => AuditAction::UserDeactivated,
+        (false, true) => AuditAction::UserReactivated,
+        _ => AuditAction::UserUpdated,
+    };
+    if !input.active {
+        sessions::end_all_for_user(&mut tx, id, None, "account deactivated").await?;
+    }
+    let mut e = admin.event(action, "user", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = current.patient();
+    if old_role != role {
+        e.reason = Some(format!("role {old_role} -> {role}"));
+    }
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Own password change: needs the current password; ends the account's other sessions.
+pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, new: &str) -> Result<(), AppError> {
+    let email = Email::parse(&me.email)?;
+    let new = NewPassword::parse(new, Some(&email))?;
+    let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
+    let (cur, phc) = (current.to_owned(), row.password_hash.clone());
+    if !blocking(move || password::verify(&cur, &phc)).await? {
+        return Err(FieldError::new("current_password", "this is not your current password").into());
+    }
+    let secret = new.expose().to_owned();
+    let phc = blocking(move || password::hash(&secret)).await??;
+    let mut tx = state.db.begin().await?;
+    users::set_password_hash(&mut tx, me.id, &phc).await?;
+    sessions::end_all_for_user(&mut tx, me.id, Some(me.session), "password changed").await?;
+    let mut e = me.event(AuditAction::PasswordChanged, "user", Outcome::Success);
+    e.entity_id = Some(me.id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Step 1 of MFA enrolment: a fresh secret, stored but not yet enabled.
+pub async fn begin_mfa_enrolment(state: &AppState, me: &CurrentUser) -> Result<String, AppError> {
+    let secret = totp::new_secret();
+    let mut tx = state.db.begin().await?;
+    users::set_totp(&mut tx, me.id, Some(&secret), false).await?;
+    tx.commit().await?;
+    Ok(secret)
+}
+
+/// Step 2: the user proves their app has the secret; MFA is on and recovery codes are issued
+/// (shown once, stored hashed).
+pub async fn confirm_mfa_enrolment(state: &AppState, me: &CurrentUser, code: &str) -> Result<Vec<String>, AppError> {
+    let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
+    let Some(secret) = row.totp_secret.filter(|_| !row.totp_enabled) else {
+        return Err(FieldError::new("code", "start the set-up again: no pending authenticator secret").into());
+    };
+    let now = u64::try_from(kapstone_domain::UtcTs::now().unix_micros() / 1_000_000).unwrap_or(0);
+    let step = totp::check(&secret, &row.email, code, now).ok_or_else(|| {
+        FieldError::new("code", "that code is not right; check the time on your phone and try the newest code")
+    })?;
+    let codes: Vec<String> = (0..10).map(|_| tokens::recovery_code()).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| tokens::recovery_code_hash(c)).collect();
+    let mut tx = state.db.begin().await?;
+    users::set_totp(&mut tx, me.id, Some(&secret), true).await?;
+    users::claim_totp_step(&mut tx, me.id, step).await?;
+    users::replace_recovery_codes(&mut tx, me.id, &hashes).await?;
+    let mut e = me.event(AuditAction::MfaEnabled, "user", Outcome::Success);
+    e.entity_id = Some(me.id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(codes)
+}
+
+/// Turns MFA off (needs the password). Refused where the clinic requires MFA for the role.
+pub async fn disable_mfa(state: &AppState, me: &CurrentUser, password_input: &str) -> Result<(), AppError> {
+    let settings = kapstone_store::clinics::current_settings(&state.db, me.clinic).await?;
+    if settings.requires_mfa(me.role) {
+        return Err(FieldError::new("password", "your clinic requires a second factor for your role").into());
+    }
+    let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
+    let (pw, phc) = (password_input.to_owned(), row.password_hash.clone());
+    if !blocking(move || password::verify(&pw, &phc)).await? {
+        return Err(FieldError::new("password", "this is not your current password").into());
+    }
+    let mut tx = state.db.begin().await?;
+    users::set_totp(&mut tx, me.id, None, false).await?;
+    users::replace_recovery_codes(&mut tx, me.id, &[]).await?;
+    let mut e = me.event(AuditAction::MfaDisabled, "user", Outcome::Success);
+    e.entity_id = Some(me.id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends one of my other sessions (e.g. a tablet left signed in).
+pub async fn end_my_session(state: &AppState, me: &CurrentUser, session: SessionId) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    if !sessions::end(&mut tx, session, me.id, "ended by its owner").await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = me.event(AuditAction::SessionEnded, "session", Outcome::Success);
+    e.entity_id = Some(session.to_string());
+    e.reason = Some("ended by its owner".into());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_accounts(state: &AppState, admin: &CurrentUser) -> Result<Vec<UserRow>, AppError> {
+    Ok(users::list(&state.db, admin.clinic).await?)
+}
+
+pub async fn get_account(state: &AppState, admin: &CurrentUser, id: UserId) -> Result<UserRow, AppError> {
+    users::get(&state.db, id).await?.filter(|u| u.clinic() == admin.clinic).ok_or(AppError::NotFound)
+}

@@ -1,0 +1,208 @@
+//! The synthetic demo clinic and the large-clinic generator for benchmarks.
+//! Every name here is invented; no real patient information is ever used.
+
+use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
+use kapstone_domain::patient::{BirthDate, NewPatient};
+use kapstone_domain::{ClinicId, PersonName, Role};
+use kapstone_store::{Db, audit, clinics, patients};
+use time::{Date, Duration, Month};
+
+use super::accounts::{NewAccountInput, create_account};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub const DEMO_DOMAIN: &str = "demo.kapstone.test";
+pub const DEMO_CLINIC: &str = "Harbour Light KAP Clinic (demo)";
+pub const DEMO_TIME_ZONE: &str = "America/Los_Angeles";
+/// Patient accounts seeded by `--demo`: patient1@, patient2@, ...
+pub const DEMO_PATIENT_ACCOUNTS: usize = 3;
+
+const GIVEN: &[&str] = &[
+    "Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Gray", "Harper", "Indigo", "Jules", "Kai", "Lane",
+    "Morgan", "Noor", "Oakley", "Parker", "Quinn", "Reese", "Sage", "Tatum", "Umi", "Vesper", "Wren", "Yael",
+];
+const FAMILY: &[&str] = &[
+    "Alder",
+    "Birchwood",
+    "Castellan",
+    "Dunmore",
+    "Ellery",
+    "Fairweather",
+    "Glenhaven",
+    "Holloway",
+    "Ivers",
+    "Juniper",
+    "Kestrel",
+    "Larkspur",
+    "Merriweather",
+    "Northcott",
+    "Oakhurst",
+    "Pemberly",
+    "Quillon",
+    "Rowntree",
+    "Silverton",
+    "Thistlewood",
+    "Underhill",
+    "Vantongeren",
+    "Westbrook",
+    "Yarrowby",
+];
+
+/// What `--demo` created, printed for the newcomer.
+#[derive(Debug, Clone)]
+pub struct DemoSeed {
+    pub clinic: ClinicId,
+    pub accounts: Vec<(String, Role)>,
+}
+
+/// Deterministic pseudo-random numbers (splitmix64), so `demo --scale N` builds the same clinic
+/// on every machine and benchmark runs compare like with like.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next_u64() % (n.max(1) as u64)).unwrap_or(0)
+    }
+}
+
+fn synthetic_patient(rng: &mut SplitMix64, today: Date) -> Result<NewPatient, AppError> {
+    let given = GIVEN[rng.below(GIVEN.len())];
+    let family = FAMILY[rng.below(FAMILY.len())];
+    let age_days = 18 * 365 + rng.below(55 * 365);
+    let birth = today - Duration::days(i64::try_from(age_days).unwrap_or(0));
+    Ok(NewPatient {
+        given_name: PersonName::parse("given_name", given)?,
+        family_name: PersonName::parse("family_name", family)?,
+        birth_date: BirthDate::new(birth, today)?,
+    })
+}
+
+/// Creates the clinic and its first settings version.
+pub async fn create_clinic(db: &Db, name: &str, time_zone: &str) -> Result<ClinicId, AppError> {
+    let clinic = ClinicId::new();
+    let mut tx = db.begin().await?;
+    clinics::insert(&mut tx, clinic, name, time_zone).await?;
+    clinics::save_settings(&mut tx, clinic, &[], None).await?;
+    tx.commit().await?;
+    Ok(clinic)
+}
+
+/// Seeds the demo clinic into an empty database: one account per staff role, a few patients with
+/// portal accounts. Refuses a database that already holds data.
+pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, AppError> {
+    if !state.db.is_empty().await? {
+        return Err(AppError::Conflict {
+            field: "database",
+            message: "the database is not empty; demo data is only seeded into a new database".into(),
+        });
+    }
+    let clinic = create_clinic(&state.db, DEMO_CLINIC, DEMO_TIME_ZONE).await?;
+    let mut accounts = Vec::new();
+    let staff = [
+        (Role::Admin, "Morgan Admin"),
+        (Role::Prescriber, "Dr. Riley Prescriber"),
+        (Role::Nurse, "Sam Nurse, RN"),
+        (Role::Therapist, "Alex Therapist, LMFT"),
+        (Role::Frontdesk, "Jordan Frontdesk"),
+    ];
+    for (role, name) in staff {
+        let email = format!("{}@{DEMO_DOMAIN}", role.as_str());
+        let input = NewAccountInput {
+            email: email.clone(),
+            name: name.into(),
+            role: role.as_str().into(),
+            password: password.into(),
+            patient_mrn: None,
+        };
+        create_account(state, clinic, None, input).await?;
+        accounts.push((email, role));
+    }
+    let today = kapstone_domain::UtcTs::now().to_datetime().date();
+    let mut rng = SplitMix64::new(2026);
+    let created = insert_patients(&state.db, clinic, 12, &mut rng, today).await?;
+    for (i, (mrn, given, family)) in created.iter().take(DEMO_PATIENT_ACCOUNTS).enumerate() {
+        let email = format!("patient{}@{DEMO_DOMAIN}", i + 1);
+        let input = NewAccountInput {
+            email: email.clone(),
+            name: format!("{given} {family}"),
+            role: "patient".into(),
+            password: password.into(),
+            patient_mrn: Some(mrn.clone()),
+        };
+        create_account(state, clinic, None, input).await?;
+        accounts.push((email, Role::Patient));
+    }
+    Ok(DemoSeed { clinic, accounts })
+}
+
+/// Inserts `n` synthetic patients in batches, each with its audit event. Returns (MRN, given,
+/// family) of each.
+pub async fn insert_patients(
+    db: &Db,
+    clinic: ClinicId,
+    n: usize,
+    rng: &mut SplitMix64,
+    today: Date,
+) -> Result<Vec<(String, String, String)>, AppError> {
+    const BATCH: usize = 1_000;
+    let mut out = Vec::with_capacity(n);
+    let mut done = 0;
+    while done < n {
+        let mut tx = db.begin().await?;
+        for _ in 0..BATCH.min(n - done) {
+            let p = synthetic_patient(rng, today)?;
+            let row = patients::insert(&mut tx, clinic, &p).await?;
+            let mut e = NewAuditEvent::new(AuditAction::PatientCreated, "patient", Outcome::Success);
+            e.clinic_id = Some(clinic);
+            e.entity_id = Some(row.id.to_string());
+            e.patient_id = Some(row.patient_id());
+            e.reason = Some("synthetic demo data".into());
+            audit::append(&mut tx, &e).await?;
+            out.push((row.mrn, row.given_name, row.family_name));
+            done += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(out)
+}
+
+/// A fixed "today" for generated data, so generated clinics are identical across runs.
+pub fn generator_today() -> Date {
+    Date::from_calendar_date(2026, Month::January, 1).unwrap_or(Date::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_is_deterministic() {
+        let (mut a, mut b) = (SplitMix64::new(7), SplitMix64::new(7));
+        let xs: Vec<u64> = (0..5).map(|_| a.next_u64()).collect();
+        let ys: Vec<u64> = (0..5).map(|_| b.next_u64()).collect();
+        assert_eq!(xs, ys);
+        assert_ne!(xs[0], xs[1]);
+    }
+
+    #[test]
+    fn synthetic_patients_are_adults_with_valid_names() {
+        let mut rng = SplitMix64::new(1);
+        let today = generator_today();
+        for _ in 0..200 {
+            let p = synthetic_patient(&mut rng, today).ok();
+            let age = p.map(|p| today.year() - p.birth_date.date().year());
+            assert!(age.is_some_and(|a| (18..=74).contains(&a)), "{age:?}");
+        }
+    }
+}

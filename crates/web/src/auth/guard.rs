@@ -1,0 +1,322 @@
+//! The guard in front of every route: who is asking, may they, and is the request genuine.
+//!
+//! Every route is registered in `routes.rs` with one [`Action`]; this middleware resolves the
+//! session, applies the permission table, enforces MFA steps and CSRF, then hands the handler a
+//! [`CurrentUser`]. No handler runs without passing here.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
+use kapstone_domain::auth::SessionState;
+use kapstone_domain::permissions::{Action, allows};
+use kapstone_domain::{ClinicId, PatientId, Role, SessionId, UserId, UtcTs};
+use kapstone_store::{audit, clinics, sessions, users};
+
+use super::tokens::{eq_ct, token_hash};
+use crate::error::{ApiError, AppError};
+use crate::html::PageError;
+use crate::state::AppState;
+
+/// The signed-in account making this request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: UserId,
+    pub clinic: ClinicId,
+    pub role: Role,
+    pub name: String,
+    pub email: String,
+    pub patient: Option<PatientId>,
+    pub session: SessionId,
+    pub csrf: String,
+    pub api: bool,
+    pub totp_enabled: bool,
+    /// The clinic requires MFA for this role and the account has not enrolled yet.
+    pub mfa_setup_required: bool,
+    /// Admins see a banner while MFA is not required for admins.
+    pub mfa_not_required_for_admins: bool,
+    pub ip: Option<String>,
+}
+
+impl CurrentUser {
+    /// An audit event with the actor filled in.
+    pub fn event(&self, action: AuditAction, entity_type: &'static str, outcome: Outcome) -> NewAuditEvent {
+        let mut e = NewAuditEvent::new(action, entity_type, outcome);
+        e.clinic_id = Some(self.clinic);
+        e.actor_user_id = Some(self.id);
+        e.actor_role = Some(self.role);
+        e.source_ip.clone_from(&self.ip);
+        e
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<CurrentUser>().cloned().ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// A signed-in session that still owes its second factor; only the MFA step accepts it.
+#[derive(Debug, Clone)]
+pub struct PendingMfa(pub CurrentUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for PendingMfa {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<PendingMfa>().cloned().ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For` hop behind a proxy.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ClientIp>().cloned().unwrap_or(ClientIp(None)))
+    }
+}
+
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+enum Resolved {
+    Anonymous,
+    Pending(CurrentUser),
+    SignedIn(CurrentUser),
+}
+
+/// Finds the live session for the request's token, ending it if it has timed out.
+async fn resolve(state: &AppState, headers: &axum::http::HeaderMap, ip: Option<String>) -> Result<Resolved, AppError> {
+    let (token, via_bearer) = match bearer(headers) {
+        Some(t) => (t, true),
+        None => match cookie(headers, state.config.session_cookie_name()) {
+            Some(t) => (t, false),
+            None => return Ok(Resolved::Anonymous),
+        },
+    };
+    let Some(session) = sessions::find_live(&state.db, &token_hash(token)).await? else {
+        return Ok(Resolved::Anonymous);
+    };
+    // A bearer token only works as a bearer token; a cookie only as a cookie (a cookie token
+    // replayed as a bearer header would skip the CSRF check).
+    if session.is_api() != via_bearer {
+        return Ok(Resolved::Anonymous);
+    }
+    let Some(user) = users::get(&state.db, session.user()).await? else { return Ok(Resolved::Anonymous) };
+    let role = user.role()?;
+    let now = UtcTs::now();
+    let policy = state.config.session;
+    let expiry = policy.state(session.created_at.0, session.last_seen_at.0, now);
+    if !user.active || expiry != SessionState::Active {
+        let reason = match expiry {
+            _ if !user.active => "account deactivated",
+            SessionState::IdleExpired => "idle timeout",
+            _ => "session lifetime reached",
+        };
+        let mut tx = state.db.begin().await?;
+        if sessions::end(&mut tx, session.session_id(), user.user_id(), reason).await? {
+            let mut e = NewAuditEvent::new(AuditAction::SessionEnded, "session", Outcome::Success);
+            e.clinic_id = Some(user.clinic());
+            e.actor_user_id = Some(user.user_id());
+            e.actor_role = Some(role);
+            e.entity_id = Some(session.session_id().to_string());
+            e.reason = Some(reason.to_owned());
+            e.source_ip.clone_from(&ip);
+            audit::append(&mut tx, &e).await?;
+        }
+        tx.commit().await?;
+        return Ok(Resolved::Anonymous);
+    }
+    // Idle timeout needs last_seen_at; writing it at most once a minute keeps reads cheap.
+    if now > session.last_seen_at.0.plus(time::Duration::minutes(1)) {
+        let mut tx = state.db.begin().await?;
+        sessions::touch(&mut tx, session.session_id(), now).await?;
+        tx.commit().await?;
+    }
+    let settings = clinics::current_settings(&state.db, user.clinic()).await?;
+    let current = CurrentUser {
+        id: user.user_id(),
+        clinic: user.clinic(),
+        role,
+        name: user.display_name.clone(),
+        email: user.email.clone(),
+        patient: user.patient(),
+        session: session.session_id(),
+        csrf: session.csrf_token.clone(),
+        api: session.is_api(),
+        totp_enabled: user.totp_enabled,
+        mfa_setup_required: settings.requires_mfa(role) && !user.totp_enabled,
+        mfa_not_required_for_admins: role == Role::Admin && !settings.requires_mfa(Role::Admin),
+        ip,
+    };
+    Ok(if session.mfa_pending { Resolved::Pending(current) } else { Resolved::SignedIn(current) })
+}
+
+fn refuse(path: &str, err: AppError) -> Response {
+    if is_api(path) {
+        ApiError(err).into_response()
+    } else if matches!(err, AppError::Unauthenticated) {
+        Redirect::to("/login").into_response()
+    } else {
+        PageError(err).into_response()
+    }
+}
+
+/// Same-origin check: a browser always sends `Origin` on cross-site POSTs.
+fn origin_ok(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    origin_host == host
+}
+
+/// CSRF for cookie-authenticated and anonymous form requests: the `csrf_token` form field or the
+/// `X-CSRF-Token` header must match the session's token (or, before sign-in, the pre-session
+/// cookie). Bearer-token requests carry no ambient credential and are exempt.
+async fn check_csrf(state: &AppState, req: Request, expected: Option<&str>) -> Result<Request, AppError> {
+    if !origin_ok(req.headers()) {
+        return Err(AppError::Csrf);
+    }
+    let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let expected = match expected {
+        Some(e) => e.to_owned(),
+        None => match cookie(req.headers(), state.config.pre_session_cookie_name()) {
+            Some(c) => c.to_owned(),
+            None => return Err(AppError::Csrf),
+        },
+    };
+    if let Some(t) = header_token {
+        return if eq_ct(&t, &expected) { Ok(req) } else { Err(AppError::Csrf) };
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(AppError::Csrf);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, state.config.max_body_bytes).await.map_err(|_| AppError::PayloadTooLarge)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(&bytes);
+    let ok = pairs.iter().any(|(k, v)| k == "csrf_token" && eq_ct(v, &expected));
+    if !ok {
+        return Err(AppError::Csrf);
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn serde_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(bytes).unwrap_or_default()
+}
+
+/// Middleware installed on every route with its action.
+pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let forwarded = state
+        .config
+        .behind_tls_proxy
+        .then(|| req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .map(|s| s.trim().to_owned());
+    let ip = forwarded.or(peer);
+    req.extensions_mut().insert(ClientIp(ip.clone()));
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+
+    let resolved = match resolve(&state, req.headers(), ip).await {
+        Ok(r) => r,
+        Err(e) => return refuse(&path, e),
+    };
+    let user = match resolved {
+        Resolved::Anonymous => {
+            if action != Action::Public {
+                return refuse(&path, AppError::Unauthenticated);
+            }
+            // Anonymous form posts (the sign-in form) use the pre-session cookie token.
+            if unsafe_method && !is_api(&path) {
+                req = match check_csrf(&state, req, None).await {
+                    Ok(r) => r,
+                    Err(e) => return refuse(&path, e),
+                };
+            }
+            return next.run(req).await;
+        }
+        Resolved::Pending(user) => {
+            if action != Action::Public && action != Action::CompleteSignIn {
+                return refuse(&path, AppError::Unauthenticated);
+            }
+            if unsafe_method && !user.api {
+                req = match check_csrf(&state, req, Some(&user.csrf)).await {
+                    Ok(r) => r,
+                    Err(e) => return refuse(&path, e),
+                };
+            }
+            req.extensions_mut().insert(PendingMfa(user));
+            return next.run(req).await;
+        }
+        Resolved::SignedIn(user) => user,
+    };
+
+    if action == Action::CompleteSignIn {
+        // Already past the second factor: nothing to complete.
+        return if is_api(&path) { StatusCode::NO_CONTENT.into_response() } else { Redirect::to("/").into_response() };
+    }
+    if user.mfa_setup_required && !matches!(action, Action::Public | Action::OwnAccount) {
+        return if is_api(&path) {
+            refuse(&path, AppError::Forbidden)
+        } else {
+            Redirect::to("/account/mfa").into_response()
+        };
+    }
+    if !allows(Some(user.role), action) {
+        if let Err(e) = audit_denied(&state, &user, &path).await {
+            return refuse(&path, e);
+        }
+        return refuse(&path, AppError::Forbidden);
+    }
+    if unsafe_method && !user.api {
+        let csrf = user.csrf.clone();
+        req = match check_csrf(&state, req, Some(&csrf)).await {
+            Ok(r) => r,
+            Err(e) => return refuse(&path, e),
+        };
+    }
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+/// Access-control failures are security events (ASVS 7.2.2); the path is recorded, no content.
+async fn audit_denied(state: &AppState, user: &CurrentUser, path: &str) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    let mut e = user.event(AuditAction::AccessDenied, "route", Outcome::Denied);
+    e.entity_id = Some(path.chars().take(200).collect());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}

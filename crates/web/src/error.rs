@@ -1,0 +1,169 @@
+//! One error type with two faces: a message for the person (naming the field at fault) and a
+//! cause for the log. Database text never reaches a client; a 500 carries a correlation id.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kapstone_domain::FieldError;
+use kapstone_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Input that could not be parsed (malformed JSON, wrong type, unknown field).
+    #[error("{message}")]
+    BadRequest { field: Option<String>, message: String },
+    /// Input that parsed but breaks a rule.
+    #[error("{0}")]
+    Invalid(FieldError),
+    #[error("sign in to continue")]
+    Unauthenticated,
+    #[error("email or password is incorrect, or the account is temporarily locked after repeated failures")]
+    InvalidCredentials,
+    #[error("this account uses a second factor: send totp_code with the 6-digit code")]
+    MfaRequired,
+    #[error("you do not have permission to do this")]
+    Forbidden,
+    #[error("the request could not be verified (CSRF check failed); reload the page and try again")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { field: &'static str, message: String },
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest { .. } | AppError::Csrf => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unauthenticated | AppError::InvalidCredentials | AppError::MfaRequired => {
+                StatusCode::UNAUTHORIZED
+            }
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest { .. } => "bad_request",
+            AppError::Invalid(_) => "invalid",
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::MfaRequired => "mfa_required",
+            AppError::Forbidden => "forbidden",
+            AppError::Csrf => "csrf",
+            AppError::NotFound => "not_found",
+            AppError::Conflict { .. } => "conflict",
+            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::Unavailable => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            AppError::BadRequest { field, .. } => field.as_deref(),
+            AppError::Invalid(e) => Some(e.field),
+            AppError::Conflict { field, .. } => Some(field),
+            AppError::MfaRequired => Some("totp_code"),
+            _ => None,
+        }
+    }
+
+    /// The text shown to the client. For internal errors: a correlation id, nothing else.
+    pub fn public_message(&self, correlation: &str) -> String {
+        match self {
+            AppError::Internal(_) => format!("something went wrong on our side (reference {correlation})"),
+            AppError::Invalid(e) => e.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs server-side causes; returns the correlation id to show.
+    pub fn log(&self) -> String {
+        let correlation = uuid::Uuid::now_v7().simple().to_string();
+        if let AppError::Internal(cause) = self {
+            tracing::error!(correlation = %correlation, error = ?cause, "internal error");
+        }
+        correlation
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::Invalid(e)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(field) => {
+                AppError::Conflict { field, message: format!("this {field} is already in use") }
+            }
+            StoreError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+                tracing::warn!(error = %e, "database unavailable");
+                AppError::Unavailable
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::Internal(e)
+    }
+}
+
+/// Extractor rejections: the guard has already decided JSON vs page for refusals, so an
+/// extractor failing here (no user on a guarded route) is a page-style refusal.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        crate::html::PageError(self).into_response()
+    }
+}
+
+/// JSON face: `{"error":{"code","message","field"?}}`.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let correlation = self.0.log();
+        let mut err = serde_json::json!({
+            "code": self.0.code(),
+            "message": self.0.public_message(&correlation),
+        });
+        if let Some(f) = self.0.field() {
+            err["field"] = serde_json::Value::String(f.to_owned());
+        }
+        let mut resp = (self.0.status(), axum::Json(serde_json::json!({ "error": err }))).into_response();
+        if matches!(self.0, AppError::Unauthenticated | AppError::InvalidCredentials) {
+            resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

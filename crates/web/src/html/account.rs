@@ -1,0 +1,198 @@
+//! My account: password, second factor, sessions.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use kapstone_domain::SessionId;
+use kapstone_store::{sessions, users};
+
+use super::{FieldErrors, Layout, PageResult, render, when};
+use crate::app::accounts;
+use crate::auth::guard::CurrentUser;
+use crate::auth::totp;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub struct SessionView {
+    pub id: String,
+    pub kind: &'static str,
+    pub started: String,
+    pub last_seen: String,
+    pub ip: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    layout: Layout,
+    notice: Option<String>,
+    errors: FieldErrors,
+    totp_enabled: bool,
+    recovery_left: i64,
+    sessions: Vec<SessionView>,
+}
+
+async fn account_page(
+    state: &AppState,
+    me: &CurrentUser,
+    notice: Option<String>,
+    errors: FieldErrors,
+) -> PageResult<Html<String>> {
+    let sessions = sessions::list_live_for_user(&state.db, me.id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView {
+            id: s.id.to_string(),
+            kind: if s.is_api() { "API token" } else { "Browser" },
+            started: when(s.created_at.0),
+            last_seen: when(s.last_seen_at.0),
+            ip: s.source_ip.clone().unwrap_or_default(),
+            current: s.session_id() == me.session,
+        })
+        .collect();
+    render(&AccountPage {
+        layout: Layout::for_user("My account", me, "/account"),
+        notice,
+        errors,
+        totp_enabled: me.totp_enabled,
+        recovery_left: users::unused_recovery_codes(&state.db, me.id).await?,
+        sessions,
+    })
+}
+
+pub async fn show(State(state): State<AppState>, me: CurrentUser) -> PageResult<Html<String>> {
+    account_page(&state, &me, None, FieldErrors::default()).await
+}
+
+/// Re-renders the account page with the error next to its field, or fails the request.
+async fn with_field_error(
+    state: &AppState,
+    me: &CurrentUser,
+    e: AppError,
+    rename: &[(&str, &str)],
+) -> PageResult<Response> {
+    let Some(mut errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+    for (from, to) in rename {
+        errors.rename(from, to);
+    }
+    let page = account_page(state, me, None, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Form(f): Form<PasswordForm>,
+) -> PageResult<Response> {
+    match accounts::change_password(&state, &me, &f.current_password, &f.new_password).await {
+        Ok(()) => Ok(account_page(
+            &state,
+            &me,
+            Some("Your password is changed. Other sessions were signed out.".into()),
+            FieldErrors::default(),
+        )
+        .await?
+        .into_response()),
+        Err(e) => with_field_error(&state, &me, e, &[("password", "new_password")]).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account_mfa.html")]
+struct MfaSetupPage {
+    layout: Layout,
+    secret: String,
+    otpauth_url: String,
+    error: Option<String>,
+    recovery_codes: Option<Vec<String>>,
+}
+
+pub async fn mfa_setup(State(state): State<AppState>, me: CurrentUser) -> PageResult<Response> {
+    if me.totp_enabled {
+        return Ok(Redirect::to("/account").into_response());
+    }
+    let secret = accounts::begin_mfa_enrolment(&state, &me).await?;
+    let otpauth_url = totp::otpauth_url(&secret, &me.email)?;
+    Ok(render(&MfaSetupPage {
+        layout: Layout::for_user("Set up an authenticator app", &me, "/account"),
+        secret,
+        otpauth_url,
+        error: None,
+        recovery_codes: None,
+    })?
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn mfa_confirm(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Form(f): Form<CodeForm>,
+) -> PageResult<Response> {
+    match accounts::confirm_mfa_enrolment(&state, &me, &f.code).await {
+        Ok(codes) => Ok(render(&MfaSetupPage {
+            layout: Layout::for_user("Second factor on", &me, "/account"),
+            secret: String::new(),
+            otpauth_url: String::new(),
+            error: None,
+            recovery_codes: Some(codes),
+        })?
+        .into_response()),
+        Err(AppError::Invalid(fe)) => {
+            let row = users::get(&state.db, me.id).await?.ok_or(AppError::Unauthenticated)?;
+            let secret = row.totp_secret.unwrap_or_default();
+            let otpauth_url = totp::otpauth_url(&secret, &me.email)?;
+            let page = render(&MfaSetupPage {
+                layout: Layout::for_user("Set up an authenticator app", &me, "/account"),
+                secret,
+                otpauth_url,
+                error: Some(fe.message),
+                recovery_codes: None,
+            })?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct DisableForm {
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn mfa_disable(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Form(f): Form<DisableForm>,
+) -> PageResult<Response> {
+    match accounts::disable_mfa(&state, &me, &f.password).await {
+        Ok(()) => Ok(Redirect::to("/account").into_response()),
+        Err(e) => with_field_error(&state, &me, e, &[]).await,
+    }
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    let id: SessionId = id.parse().map_err(|_| AppError::NotFound)?;
+    accounts::end_my_session(&state, &me, id).await?;
+    Ok(Redirect::to("/account").into_response())
+}

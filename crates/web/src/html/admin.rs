@@ -1,0 +1,379 @@
+//! Admin pages: accounts, clinic settings, audit log review and export.
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use kapstone_domain::audit::AuditAction;
+use kapstone_domain::{Role, UserId, UtcTs};
+
+use super::{FieldErrors, Layout, PageResult, render, when};
+use crate::app::accounts::{self, AccountUpdate, NewAccountInput};
+use crate::app::{audit_log, settings};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn role_options() -> Vec<(&'static str, &'static str)> {
+    Role::ALL.into_iter().map(|r| (r.as_str(), r.label())).collect()
+}
+
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: &'static str,
+    pub mfa: bool,
+    pub active: bool,
+    pub locked: bool,
+}
+
+pub struct FormField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub kind: &'static str,
+    pub value: String,
+    pub hint: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+struct UsersPage {
+    layout: Layout,
+    notice: Option<String>,
+    users: Vec<UserView>,
+    fields: Vec<FormField>,
+    roles: Vec<(&'static str, &'static str)>,
+    form: NewAccountInput,
+    errors: FieldErrors,
+}
+
+async fn users_page(
+    state: &AppState,
+    admin: &CurrentUser,
+    form: NewAccountInput,
+    errors: FieldErrors,
+    notice: Option<String>,
+) -> PageResult<Html<String>> {
+    let now = UtcTs::now();
+    let users = accounts::list_accounts(state, admin)
+        .await?
+        .into_iter()
+        .map(|u| UserView {
+            id: u.id.to_string(),
+            name: u.display_name.clone(),
+            email: u.email.clone(),
+            role: u.role().map(Role::label).unwrap_or("unknown"),
+            mfa: u.totp_enabled,
+            active: u.active,
+            locked: state.config.lockout.is_locked(u.locked_until.map(|t| t.0), now),
+        })
+        .collect();
+    let fields = vec![
+        FormField { name: "name", label: "Full name", kind: "text", value: form.name.clone(), hint: None },
+        FormField { name: "email", label: "Email", kind: "email", value: form.email.clone(), hint: None },
+        FormField { name: "role", label: "Role", kind: "select", value: form.role.clone(), hint: None },
+        FormField {
+            name: "patient_mrn",
+            label: "Patient MRN (patient accounts only)",
+            kind: "text",
+            value: form.patient_mrn.clone().unwrap_or_default(),
+            hint: Some("Links a patient account to its record, e.g. K000012."),
+        },
+        FormField {
+            name: "password",
+            label: "First password",
+            kind: "password",
+            value: String::new(),
+            hint: Some("At least 12 characters. Give it to the person in a safe way; they can change it."),
+        },
+    ];
+    render(&UsersPage {
+        layout: Layout::for_user("Accounts", admin, "/admin/users"),
+        notice,
+        users,
+        fields,
+        roles: role_options(),
+        form,
+        errors,
+    })
+}
+
+pub async fn users(State(state): State<AppState>, admin: CurrentUser) -> PageResult<Html<String>> {
+    let form = NewAccountInput { role: "nurse".into(), ..Default::default() };
+    users_page(&state, &admin, form, FieldErrors::default(), None).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    patient_mrn: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Form(f): Form<CreateForm>,
+) -> PageResult<Response> {
+    let input = NewAccountInput {
+        email: f.email,
+        name: f.name,
+        role: f.role,
+        password: f.password,
+        patient_mrn: Some(f.patient_mrn).filter(|m| !m.trim().is_empty()),
+    };
+    let shown = NewAccountInput { password: String::new(), ..input.clone() };
+    match accounts::create_account(&state, admin.clinic, Some(&admin), input).await {
+        Ok(_) => Ok(users_page(
+            &state,
+            &admin,
+            NewAccountInput { role: "nurse".into(), ..Default::default() },
+            FieldErrors::default(),
+            Some(format!("Account {} added.", shown.email.trim())),
+        )
+        .await?
+        .into_response()),
+        Err(e) => {
+            let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, users_page(&state, &admin, shown, errors, None).await?)
+                .into_response())
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_user.html")]
+struct UserPage {
+    layout: Layout,
+    id: String,
+    name: String,
+    email: String,
+    role: String,
+    active: bool,
+    locked: bool,
+    created: String,
+    roles: Vec<(&'static str, &'static str)>,
+    errors: FieldErrors,
+}
+
+async fn user_page(state: &AppState, admin: &CurrentUser, id: UserId, errors: FieldErrors) -> PageResult<Html<String>> {
+    let u = accounts::get_account(state, admin, id).await?;
+    render(&UserPage {
+        layout: Layout::for_user(&u.display_name, admin, "/admin/users"),
+        id: u.id.to_string(),
+        name: u.display_name.clone(),
+        email: u.email.clone(),
+        role: u.role.clone(),
+        active: u.active,
+        locked: state.config.lockout.is_locked(u.locked_until.map(|t| t.0), UtcTs::now()),
+        created: when(u.created_at.0),
+        roles: role_options(),
+        errors,
+    })
+}
+
+fn user_id(raw: &str) -> Result<UserId, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+pub async fn user(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Path(id): Path<String>,
+) -> PageResult<Html<String>> {
+    user_page(&state, &admin, user_id(&id)?, FieldErrors::default()).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct UpdateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    active: String,
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Path(id): Path<String>,
+    Form(f): Form<UpdateForm>,
+) -> PageResult<Response> {
+    let id = user_id(&id)?;
+    let update = AccountUpdate { name: f.name, role: f.role, active: f.active != "false" };
+    match accounts::update_account(&state, &admin, id, update).await {
+        Ok(()) => Ok(Redirect::to("/admin/users").into_response()),
+        Err(e) => {
+            let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, user_page(&state, &admin, id, errors).await?).into_response())
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    notice: Option<String>,
+    version: i64,
+    roles: Vec<(&'static str, &'static str, bool)>,
+}
+
+async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
+    let s = settings::current(state, admin.clinic).await?;
+    let roles = Role::ALL.into_iter().map(|r| (r.as_str(), r.label(), s.requires_mfa(r))).collect();
+    render(&SettingsPage {
+        layout: Layout::for_user("Settings", admin, "/admin/settings"),
+        notice,
+        version: s.version,
+        roles,
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct SavedQuery {
+    #[serde(default)]
+    saved: Option<i64>,
+}
+
+pub async fn settings_show(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Query(q): Query<SavedQuery>,
+) -> PageResult<Html<String>> {
+    let notice = q.saved.map(|v| format!("Settings saved as version {v}."));
+    settings_page(&state, &admin, notice).await
+}
+
+/// Checkbox lists arrive as repeated keys (`mfa_role=admin&mfa_role=nurse`).
+pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, body: String) -> PageResult<Response> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body)
+        .map_err(|_| AppError::BadRequest { field: None, message: "the form could not be read".into() })?;
+    let roles = pairs
+        .iter()
+        .filter(|(k, _)| k == "mfa_role")
+        .map(|(_, v)| v.parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AppError::Invalid)?;
+    let version = settings::set_mfa_required_roles(&state, &admin, &roles).await?;
+    // Redirect so the next page is built from the new settings (the banner depends on them).
+    Ok(Redirect::to(&format!("/admin/settings?saved={version}")).into_response())
+}
+
+pub struct EventView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub entity: String,
+    pub patient: String,
+    pub outcome: String,
+    pub ip: String,
+    pub reason: String,
+}
+
+pub struct FilterField {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub kind: &'static str,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+struct AuditPage {
+    layout: Layout,
+    filters: Vec<FilterField>,
+    actions: Vec<&'static str>,
+    errors: FieldErrors,
+    events: Vec<EventView>,
+    query: String,
+    older: Option<i64>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Query(q): Query<audit_log::AuditQuery>,
+) -> PageResult<Response> {
+    let keep = audit_log::AuditQuery { before: None, ..q.clone() };
+    let query = serde_urlencoded::to_string([
+        ("user", keep.user.clone().unwrap_or_default()),
+        ("patient", keep.patient.clone().unwrap_or_default()),
+        ("action", keep.action.clone().unwrap_or_default()),
+        ("from", keep.from.clone().unwrap_or_default()),
+        ("to", keep.to.clone().unwrap_or_default()),
+    ])
+    .unwrap_or_default();
+    let filters = vec![
+        FilterField { name: "user", label: "User id", kind: "text", value: keep.user.clone().unwrap_or_default() },
+        FilterField {
+            name: "patient",
+            label: "Patient id",
+            kind: "text",
+            value: keep.patient.clone().unwrap_or_default(),
+        },
+        FilterField { name: "action", label: "Action", kind: "select", value: keep.action.clone().unwrap_or_default() },
+        FilterField { name: "from", label: "From (date)", kind: "date", value: keep.from.clone().unwrap_or_default() },
+        FilterField { name: "to", label: "To (date)", kind: "date", value: keep.to.clone().unwrap_or_default() },
+    ];
+    let actions = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+    let (events, more, errors, status) = match audit_log::view(&state, &admin, &q).await {
+        Ok((rows, more)) => (rows, more, FieldErrors::default(), StatusCode::OK),
+        Err(e) => match FieldErrors::from_error(&e) {
+            Some(errors) => (Vec::new(), false, errors, StatusCode::UNPROCESSABLE_ENTITY),
+            None => return Err(e.into()),
+        },
+    };
+    let older = if more { events.last().map(|e| e.seq) } else { None };
+    let events = events
+        .into_iter()
+        .map(|e| EventView {
+            seq: e.seq,
+            at: e.at.rfc3339(),
+            actor: match (e.actor_role, e.actor_user_id) {
+                (Some(r), Some(u)) => format!("{r} {u}"),
+                (None, Some(u)) => u,
+                _ => "—".into(),
+            },
+            action: e.action,
+            entity: format!("{} {}", e.entity_type, e.entity_id.unwrap_or_default()),
+            patient: e.patient_id.unwrap_or_default(),
+            outcome: e.outcome,
+            ip: e.source_ip.unwrap_or_default(),
+            reason: e.reason.unwrap_or_default(),
+        })
+        .collect();
+    let page = render(&AuditPage {
+        layout: Layout::for_user("Audit log", &admin, "/admin/audit"),
+        filters,
+        actions,
+        errors,
+        events,
+        query,
+        older,
+    })?;
+    Ok((status, page).into_response())
+}
+
+pub async fn audit_csv(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult<Response> {
+    let q: audit_log::AuditQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|_| AppError::BadRequest { field: None, message: "the filter could not be read".into() })?;
+    let csv = audit_log::export_csv(&state, &admin, &q).await?;
+    let name = format!("attachment; filename=\"kapstone-audit-{}.csv\"", UtcTs::now().to_datetime().date());
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)], csv)
+        .into_response())
+}

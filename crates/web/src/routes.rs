@@ -1,0 +1,68 @@
+//! The route table: every route of the server, each with the one [`Action`] that guards it.
+//! The router is built only from this table, so a test can walk every route.
+
+use axum::http::Method;
+use axum::routing::{MethodRouter, get, post};
+use kapstone_domain::permissions::Action;
+
+use crate::state::AppState;
+use crate::{api, html, ops};
+
+pub struct RouteDef {
+    pub method: Method,
+    pub path: &'static str,
+    pub action: Action,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn r(method: Method, path: &'static str, action: Action, handler: MethodRouter<AppState>) -> RouteDef {
+    RouteDef { method, path, action, handler }
+}
+
+pub fn table() -> Vec<RouteDef> {
+    use Action::*;
+    let (g, p) = (Method::GET, Method::POST);
+    vec![
+        // Operations and assets
+        r(g.clone(), "/healthz", Public, get(ops::healthz)),
+        r(g.clone(), "/static/app.css", Public, get(ops::stylesheet)),
+        // Signing in and out
+        r(g.clone(), "/login", Public, get(html::auth::login_page)),
+        r(p.clone(), "/login", Public, post(html::auth::login_submit)),
+        r(g.clone(), "/login/mfa", CompleteSignIn, get(html::auth::mfa_page)),
+        r(p.clone(), "/login/mfa", CompleteSignIn, post(html::auth::mfa_submit)),
+        r(p.clone(), "/logout", OwnAccount, post(html::auth::logout)),
+        // Staff pages
+        r(g.clone(), "/", OwnAccount, get(html::home::home)),
+        r(g.clone(), "/patients", ListPatients, get(html::patients::list)),
+        r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
+        // My account
+        r(g.clone(), "/account", OwnAccount, get(html::account::show)),
+        r(p.clone(), "/account/password", OwnAccount, post(html::account::change_password)),
+        r(g.clone(), "/account/mfa", OwnAccount, get(html::account::mfa_setup)),
+        r(p.clone(), "/account/mfa", OwnAccount, post(html::account::mfa_confirm)),
+        r(p.clone(), "/account/mfa/disable", OwnAccount, post(html::account::mfa_disable)),
+        r(p.clone(), "/account/sessions/{id}/end", OwnAccount, post(html::account::end_session)),
+        // Administration
+        r(g.clone(), "/admin/users", ManageUsers, get(html::admin::users)),
+        r(p.clone(), "/admin/users", ManageUsers, post(html::admin::create_user)),
+        r(g.clone(), "/admin/users/{id}", ManageUsers, get(html::admin::user)),
+        r(p.clone(), "/admin/users/{id}", ManageUsers, post(html::admin::update_user)),
+        r(g.clone(), "/admin/settings", ManageSettings, get(html::admin::settings_show)),
+        r(p.clone(), "/admin/settings", ManageSettings, post(html::admin::settings_save)),
+        r(g.clone(), "/admin/audit", ReadAudit, get(html::admin::audit)),
+        r(g.clone(), "/admin/audit.csv", ReadAudit, get(html::admin::audit_csv)),
+        // Patient portal
+        r(g.clone(), "/portal", PortalSelf, get(html::portal::home)),
+        // JSON API
+        r(p.clone(), "/api/v1/auth/login", Public, post(api::auth::login)),
+        r(p.clone(), "/api/v1/auth/logout", OwnAccount, post(api::auth::logout)),
+        r(g.clone(), "/api/v1/auth/me", OwnAccount, get(api::auth::me)),
+        r(g.clone(), "/api/v1/patients", ListPatients, get(api::patients::list)),
+        r(g.clone(), "/api/v1/patients/{id}", ReadPatient, get(api::patients::read)),
+        r(g.clone(), "/api/v1/portal/me", PortalSelf, get(api::patients::portal_me)),
+        r(g.clone(), "/api/v1/users", ManageUsers, get(api::accounts::list)),
+        r(p.clone(), "/api/v1/users", ManageUsers, post(api::accounts::create)),
+        r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),
+    ]
+}

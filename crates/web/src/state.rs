@@ -1,0 +1,56 @@
+//! Server state shared by every request (no globals: tests run many servers side by side).
+
+use std::sync::Arc;
+
+use kapstone_domain::auth::{LockoutPolicy, SessionPolicy};
+use kapstone_store::Db;
+
+/// Settings of the running server. Defaults follow OWASP ASVS L2; see README for each.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Set when a TLS-terminating proxy is in front: cookies become `Secure` with the `__Host-`
+    /// prefix, HSTS is sent, and the client address is read from `X-Forwarded-For`.
+    pub behind_tls_proxy: bool,
+    pub session: SessionPolicy,
+    pub lockout: LockoutPolicy,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            behind_tls_proxy: false,
+            session: SessionPolicy::default(),
+            lockout: LockoutPolicy::default(),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.behind_tls_proxy { "__Host-kapstone_session" } else { "kapstone_session" }
+    }
+
+    pub fn pre_session_cookie_name(&self) -> &'static str {
+        if self.behind_tls_proxy { "__Host-kapstone_csrf" } else { "kapstone_csrf" }
+    }
+
+    /// `Set-Cookie` value for a cookie only this site's pages can send (HttpOnly, SameSite=Strict).
+    pub fn cookie(&self, name: &str, value: &str) -> String {
+        let secure = if self.behind_tls_proxy { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}")
+    }
+
+    pub fn expired_cookie(&self, name: &str) -> String {
+        let secure = if self.behind_tls_proxy { "; Secure" } else { "" };
+        format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<ServerConfig>,
+}
