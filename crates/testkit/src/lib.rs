@@ -1,1 +1,277 @@
+//! Test harness: starts the real Kapstone server on port 0 against a fresh database.
+//!
+//! SQLite always; PostgreSQL too when `KAPSTONE_TEST_POSTGRES_URL` points at a server where the
+//! user may create databases (each test gets its own). `KAPSTONE_TEST_BACKENDS=postgres` runs
+//! only PostgreSQL; `KAPSTONE_REQUIRE_POSTGRES=1` (set by `.ci/run`) fails instead of skipping
+//! when the URL is missing.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kapstone_store::{Backend, Db, DbUrl};
+use kapstone_web::{AppState, ServerConfig};
+use tokio::sync::oneshot;
+
+pub use kapstone_store::Backend as TestBackend;
+
+/// The password of every demo account in tests.
+pub const PASSWORD: &str = "demo password 2026";
+
+/// The backends this run covers.
+pub fn backends() -> Vec<Backend> {
+    let only = std::env::var("KAPSTONE_TEST_BACKENDS").unwrap_or_default();
+    let pg = std::env::var("KAPSTONE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    if pg.is_none() && std::env::var("KAPSTONE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+        panic!("KAPSTONE_REQUIRE_POSTGRES=1 but KAPSTONE_TEST_POSTGRES_URL is not set");
+    }
+    let mut out = Vec::new();
+    if only.is_empty() || only.contains("sqlite") {
+        out.push(Backend::Sqlite);
+    }
+    if pg.is_some() && (only.is_empty() || only.contains("postgres")) {
+        out.push(Backend::Postgres);
+    }
+    out
+}
+
+/// A fresh, empty database of `backend`; keeps a temp dir alive for SQLite.
+pub struct FreshDb {
+    pub url: DbUrl,
+    _dir: Option<TempDir>,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("kapstone-test-{}", uuid::Uuid::now_v7().simple()));
+        let _ = std::fs::create_dir_all(&p);
+        Self(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub async fn fresh_db(backend: Backend) -> anyhow::Result<FreshDb> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = TempDir::new();
+            let url = DbUrl::Sqlite(dir.0.join("kapstone.db"));
+            Ok(FreshDb { url, _dir: Some(dir) })
+        }
+        Backend::Postgres => {
+            let admin = std::env::var("KAPSTONE_TEST_POSTGRES_URL")?;
+            let name = format!("kapstone_test_{}", uuid::Uuid::now_v7().simple());
+            let mut conn: sqlx::PgConnection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await?;
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let url: DbUrl = format!("{base}/{name}").parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            Ok(FreshDb { url, _dir: None })
+        }
+    }
+}
+
+/// A running server and a way to talk to it.
+pub struct TestApp {
+    pub backend: Backend,
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub db: Db,
+    pub state: AppState,
+    pub fresh: FreshDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> anyhow::Result<Self> {
+        Self::spawn_with(backend, ServerConfig::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, config: ServerConfig) -> anyhow::Result<Self> {
+        let fresh = fresh_db(backend).await?;
+        Self::spawn_on(fresh, config).await
+    }
+
+    /// Starts a server on an existing database (e.g. a second process on the same PostgreSQL).
+    pub async fn spawn_on(fresh: FreshDb, config: ServerConfig) -> anyhow::Result<Self> {
+        let db = Db::connect(&fresh.url).await?;
+        db.migrate().await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
+        let server = tokio::spawn(kapstone_web::launch_with_listener(db.clone(), config, listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            backend: fresh.url.backend(),
+            base: format!("http://{addr}"),
+            addr,
+            db,
+            state,
+            fresh,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// Spawns and seeds the demo clinic (password [`PASSWORD`]).
+    pub async fn demo(backend: Backend) -> anyhow::Result<Self> {
+        let app = Self::spawn(backend).await?;
+        app.seed().await?;
+        Ok(app)
+    }
+
+    pub async fn demo_with(backend: Backend, config: ServerConfig) -> anyhow::Result<Self> {
+        let app = Self::spawn_with(backend, config).await?;
+        app.seed().await?;
+        Ok(app)
+    }
+
+    pub async fn seed(&self) -> anyhow::Result<kapstone_web::app::demo::DemoSeed> {
+        kapstone_web::app::demo::seed_demo(&self.state, PASSWORD).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client that keeps cookies and does not follow redirects (tests look at them).
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// A client without cookies.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
+    }
+
+    pub async fn api_login(&self, email: &str, password: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .client()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await?)
+    }
+
+    /// Signs in through the API and returns the bearer token.
+    pub async fn token(&self, email: &str) -> anyhow::Result<String> {
+        let resp = self.api_login(email, PASSWORD).await?;
+        anyhow::ensure!(resp.status() == 200, "sign-in of {email} failed: {}", resp.status());
+        let body: serde_json::Value = resp.json().await?;
+        body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no token"))
+    }
+
+    pub async fn get_bearer(&self, token: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self.client().get(self.url(path)).bearer_auth(token).send().await?)
+    }
+
+    /// Signs in through the web form; returns the cookie-keeping client and its CSRF token.
+    pub async fn browser_login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> anyhow::Result<(reqwest::Client, reqwest::Response)> {
+        let c = self.browser();
+        let page = c.get(self.url("/login")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).ok_or_else(|| anyhow::anyhow!("no csrf on /login"))?;
+        let resp = c
+            .post(self.url("/login"))
+            .form(&[("email", email), ("password", password), ("csrf_token", csrf.as_str())])
+            .send()
+            .await?;
+        Ok((c, resp))
+    }
+
+    /// The CSRF token of a signed-in browser client (read from a page it can see).
+    pub async fn csrf_of(&self, c: &reqwest::Client) -> anyhow::Result<String> {
+        let page = c.get(self.url("/account")).send().await?.text().await?;
+        hidden_csrf(&page).ok_or_else(|| anyhow::anyhow!("no csrf on /account"))
+    }
+
+    /// Runs SQL directly against the database, as someone with database access would.
+    pub async fn raw_sql(&self, sql: &str) -> anyhow::Result<u64> {
+        let stmt = sqlx::AssertSqlSafe(sql.to_owned());
+        Ok(match &self.db {
+            Db::Sqlite { write, .. } => sqlx::query(stmt).execute(write).await?.rows_affected(),
+            Db::Postgres(p) => sqlx::query(stmt).execute(p).await?.rows_affected(),
+        })
+    }
+
+    pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
+        let stmt = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        Ok(match &self.db {
+            Db::Sqlite { read, .. } => sqlx::query_scalar(stmt).fetch_one(read).await?,
+            Db::Postgres(p) => sqlx::query_scalar(stmt).fetch_one(p).await?,
+        })
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The value of the first `csrf_token` hidden field in a page.
+pub fn hidden_csrf(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf_token\" value=\"")?;
+    let rest = &html[at + "name=\"csrf_token\" value=\"".len()..];
+    rest.split('"').next().map(str::to_owned)
+}
+
+/// The current TOTP code for a base32 secret.
+pub fn totp_now(secret: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    kapstone_web::auth::totp::code_at(secret, now).unwrap_or_default()
+}
+
+/// Runs each async test body once per backend in [`backends`].
+#[macro_export]
+macro_rules! both_backends {
+    ($($(#[$m:meta])* async fn $name:ident($b:ident) $body:block)*) => {
+        $(
+            $(#[$m])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                for $b in $crate::backends() {
+                    let run = async { $body };
+                    let result: anyhow::Result<()> = run.await;
+                    if let Err(e) = result {
+                        panic!("{} on {:?}: {e:#}", stringify!($name), $b);
+                    }
+                }
+            }
+        )*
+    };
+}

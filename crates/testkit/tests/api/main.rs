@@ -1,1 +1,12 @@
+//! HTTP integration tests: the real server on port 0, on SQLite and (when configured) PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
+mod audit;
+mod auth;
+mod backup;
+mod health;
+mod mfa;
+mod patients;
+mod permissions;
+mod web_security;

@@ -1,0 +1,98 @@
+use kapstone_testkit::{PASSWORD, TestApp, both_backends, hidden_csrf, totp_now};
+use serde_json::{Value, json};
+
+/// Enrols the signed-in browser client in TOTP; returns (secret, recovery codes).
+async fn enrol(app: &TestApp, c: &reqwest::Client) -> anyhow::Result<(String, Vec<String>)> {
+    let page = c.get(app.url("/account/mfa")).send().await?.text().await?;
+    let secret = page.split("<code class=\"key\">").nth(1).and_then(|s| s.split('<').next()).unwrap().to_owned();
+    let csrf = hidden_csrf(&page).unwrap();
+    let code = totp_now(&secret);
+    let done =
+        c.post(app.url("/account/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", code.as_str())]).send().await?;
+    assert_eq!(done.status(), 200);
+    let html = done.text().await?;
+    let codes: Vec<String> =
+        html.split("<li><code>").skip(1).filter_map(|s| s.split('<').next()).map(str::to_owned).collect();
+    assert_eq!(codes.len(), 10, "ten recovery codes are shown once");
+    Ok((secret, codes))
+}
+
+both_backends! {
+    async fn totp_enrolment_then_sign_in_needs_the_second_factor(b) {
+        let app = TestApp::demo(b).await?;
+        let (c, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let (secret, codes) = enrol(&app, &c).await?;
+        assert_eq!(app.count("audit_events WHERE action = 'user.mfa_enable'").await?, 1);
+
+        // API: the password alone is not enough.
+        let resp = app.api_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(resp.status(), 401);
+        let body: Value = resp.json().await?;
+        assert_eq!(body["error"]["code"], "mfa_required");
+        assert_eq!(body["error"]["field"], "totp_code");
+
+        // Browser: the password leads to the code step, and nothing else is reachable.
+        let (c2, resp) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(resp.headers()["location"], "/login/mfa");
+        assert_eq!(c2.get(app.url("/patients")).send().await?.status(), 303);
+        assert_eq!(c2.get(app.url("/api/v1/auth/me")).send().await?.status(), 401);
+        let page = c2.get(app.url("/login/mfa")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).unwrap();
+        let wrong = c2.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", "000000")]).send().await?;
+        assert_eq!(wrong.status(), 422);
+        let ok = c2.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", codes[0].as_str())]).send().await?;
+        assert_eq!(ok.status(), 303, "a recovery code completes sign-in");
+        assert_eq!(c2.get(app.url("/patients")).send().await?.status(), 200);
+        assert_eq!(app.count("audit_events WHERE action = 'auth.recovery_code_used'").await?, 1);
+
+        // A recovery code works once.
+        let (c3, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let page = c3.get(app.url("/login/mfa")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).unwrap();
+        let again = c3.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", codes[0].as_str())]).send().await?;
+        assert_eq!(again.status(), 422);
+
+        // The TOTP code used at enrolment cannot be replayed for sign-in in the same step.
+        let code = totp_now(&secret);
+        let resp = app
+            .client()
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": "prescriber@demo.kapstone.test", "password": PASSWORD, "totp_code": code}))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 401, "a code is accepted only once");
+        app.stop().await
+    }
+
+    async fn a_clinic_can_require_mfa_for_a_role(b) {
+        let app = TestApp::demo(b).await?;
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let home = admin.get(app.url("/")).send().await?.text().await?;
+        assert!(home.contains("not yet required for admins"), "admins see a warning banner");
+        let csrf = app.csrf_of(&admin).await?;
+        let saved = admin
+            .post(app.url("/admin/settings"))
+            .form(&[("csrf_token", csrf.as_str()), ("mfa_role", "nurse")])
+            .send()
+            .await?;
+        assert_eq!(saved.status(), 303);
+        assert_eq!(app.count("audit_events WHERE action = 'settings.update'").await?, 1);
+
+        let (nurse, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let resp = nurse.get(app.url("/patients")).send().await?;
+        assert_eq!(resp.status(), 303);
+        assert_eq!(resp.headers()["location"], "/account/mfa");
+        let (_, codes) = enrol(&app, &nurse).await?;
+        assert_eq!(codes.len(), 10);
+        assert_eq!(nurse.get(app.url("/patients")).send().await?.status(), 200);
+        // A nurse may not turn it off while it is required.
+        let csrf = app.csrf_of(&nurse).await?;
+        let off = nurse
+            .post(app.url("/account/mfa/disable"))
+            .form(&[("csrf_token", csrf.as_str()), ("password", PASSWORD)])
+            .send()
+            .await?;
+        assert_eq!(off.status(), 422);
+        app.stop().await
+    }
+}
