@@ -59,21 +59,54 @@ fn user_add_reads_the_password_from_stdin_and_audit_verify_checks_the_chain() {
     let dir = Dir::new();
     let url = dir.url("k.db");
     let add = kapstone(
-        &["user", "add", "--email", "first.admin@clinic.test", "--name", "First Admin", "--role", "admin", "--database-url", &url],
+        &[
+            "user",
+            "add",
+            "--email",
+            "first.admin@clinic.test",
+            "--name",
+            "First Admin",
+            "--role",
+            "admin",
+            "--database-url",
+            &url,
+        ],
         Some("a long first password\n"),
     );
     assert!(add.status.success(), "{}", stderr(&add));
     assert!(stdout(&add).contains("created"));
 
     let weak = kapstone(
-        &["user", "add", "--email", "second@clinic.test", "--name", "Second", "--role", "nurse", "--database-url", &url],
+        &[
+            "user",
+            "add",
+            "--email",
+            "second@clinic.test",
+            "--name",
+            "Second",
+            "--role",
+            "nurse",
+            "--database-url",
+            &url,
+        ],
         Some("short\n"),
     );
     assert_eq!(weak.status.code(), Some(2));
     assert!(stderr(&weak).contains("password:"), "{}", stderr(&weak));
 
     let role = kapstone(
-        &["user", "add", "--email", "third@clinic.test", "--name", "Third", "--role", "janitor", "--database-url", &url],
+        &[
+            "user",
+            "add",
+            "--email",
+            "third@clinic.test",
+            "--name",
+            "Third",
+            "--role",
+            "janitor",
+            "--database-url",
+            &url,
+        ],
         Some("a long enough password\n"),
     );
     assert_eq!(role.status.code(), Some(2));
@@ -161,7 +194,16 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let dir = Dir::new();
     let url = dir.url("k.db");
     let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &url, "--demo", "--demo-password", "demo password 2026"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+            "--demo",
+            "--demo-password",
+            "demo password 2026",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -109,30 +109,48 @@ pub struct AuditFilter {
     pub before_seq: Option<i64>,
 }
 
-/// Newest-first page of events matching `f`.
-pub async fn search(db: &Db, f: &AuditFilter, limit: i64) -> Result<Vec<StoredAuditEvent>> {
-    // One static statement: each filter is `($n IS NULL OR column = $n)`, so user input is only
-    // ever bound, never spliced into SQL.
-    const SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-         patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
-         WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
-         AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
-         AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq < $7) \
-         ORDER BY seq DESC LIMIT $8";
+const NEWEST_FIRST: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
+     patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
+     WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
+     AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
+     AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq < $7) \
+     ORDER BY seq DESC LIMIT $8";
+
+const OLDEST_FIRST: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
+     patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
+     WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
+     AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
+     AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq > $7) \
+     ORDER BY seq LIMIT $8";
+
+/// Runs one of the two filter statements. Each filter is `($n IS NULL OR column = $n)`, so user
+/// input is only ever bound, never spliced into SQL.
+async fn filtered(
+    db: &Db,
+    sql: &'static str,
+    f: &AuditFilter,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredAuditEvent>> {
     let rows: Vec<EventRow> = on_read!(db, |c| {
-        sqlx::query_as(SQL)
+        sqlx::query_as(sql)
             .bind(&f.clinic_id)
             .bind(&f.actor_user_id)
             .bind(&f.patient_id)
             .bind(&f.action)
             .bind(f.from.map(DbTs))
             .bind(f.to.map(DbTs))
-            .bind(f.before_seq)
+            .bind(cursor)
             .bind(limit)
             .fetch_all(c)
             .await?
     });
     Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Newest-first page of events matching `f` (below `f.before_seq` when set).
+pub async fn search(db: &Db, f: &AuditFilter, limit: i64) -> Result<Vec<StoredAuditEvent>> {
+    filtered(db, NEWEST_FIRST, f, f.before_seq, limit).await
 }
 
 /// Oldest-first page of events matching `f` with `seq` above `after_seq` (for exports).
@@ -142,26 +160,7 @@ pub async fn search_oldest_first(
     after_seq: i64,
     limit: i64,
 ) -> Result<Vec<StoredAuditEvent>> {
-    const SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-         patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
-         WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
-         AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
-         AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND seq > $7 \
-         ORDER BY seq LIMIT $8";
-    let rows: Vec<EventRow> = on_read!(db, |c| {
-        sqlx::query_as(SQL)
-            .bind(&f.clinic_id)
-            .bind(&f.actor_user_id)
-            .bind(&f.patient_id)
-            .bind(&f.action)
-            .bind(f.from.map(DbTs))
-            .bind(f.to.map(DbTs))
-            .bind(after_seq)
-            .bind(limit)
-            .fetch_all(c)
-            .await?
-    });
-    Ok(rows.into_iter().map(Into::into).collect())
+    filtered(db, OLDEST_FIRST, f, Some(after_seq), limit).await
 }
 
 /// The stored chain head: (number of events, hash of the last).
@@ -191,4 +190,83 @@ pub async fn verify(db: &Db) -> Result<Result<i64, ChainBreak>> {
         after = last;
     }
     Ok(verifier.finish(Some(head)))
+}
+
+/// Appends audit events for *reads* in batches: many events share one transaction and one
+/// durable commit, so auditing every chart view costs a fraction of a disk flush each.
+///
+/// `record` returns only after the commit that holds the event, so a read is never answered
+/// before its audit event is on disk. Changes do not use this: their event is written in the
+/// same transaction as the change itself.
+#[derive(Clone, Debug)]
+pub struct ReadAuditBatcher {
+    tx: tokio::sync::mpsc::Sender<(NewAuditEvent, tokio::sync::oneshot::Sender<Result<i64, BatchFailure>>)>,
+}
+
+/// Why a batch could not be committed (shared by every event of the batch).
+#[derive(Debug, Clone)]
+pub struct BatchFailure {
+    pub unavailable: bool,
+    pub message: String,
+}
+
+impl ReadAuditBatcher {
+    /// Most events committed together; bounds the time the write lock is held.
+    const MAX_BATCH: usize = 256;
+
+    /// Starts the batching task on the current tokio runtime.
+    pub fn spawn(db: Db) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+            NewAuditEvent,
+            tokio::sync::oneshot::Sender<Result<i64, BatchFailure>>,
+        )>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < Self::MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let outcome = async {
+                    let mut t = db.begin().await?;
+                    let mut seqs = Vec::with_capacity(batch.len());
+                    for (event, _) in &batch {
+                        seqs.push(append(&mut t, event).await?);
+                    }
+                    t.commit().await?;
+                    Ok::<_, StoreError>(seqs)
+                }
+                .await;
+                match outcome {
+                    Ok(seqs) => {
+                        for ((_, reply), seq) in batch.into_iter().zip(seqs) {
+                            let _ = reply.send(Ok(seq));
+                        }
+                    }
+                    Err(e) => {
+                        let unavailable = matches!(
+                            e,
+                            StoreError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+                        );
+                        tracing::error!(error = %e, events = batch.len(), "audit batch failed");
+                        let failure = BatchFailure { unavailable, message: e.to_string() };
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Records `event` and waits until it is committed; returns its `seq`.
+    pub async fn record(&self, event: NewAuditEvent) -> Result<i64> {
+        let (reply, wait) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Batch(BatchFailure { unavailable: true, message: "audit writer stopped".into() });
+        self.tx.send((event, reply)).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?.map_err(StoreError::Batch)
+    }
 }

@@ -30,6 +30,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
+    #[error("audit batch failed: {}", .0.message)]
+    Batch(audit::BatchFailure),
 }
 
 impl StoreError {

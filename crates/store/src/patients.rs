@@ -67,9 +67,9 @@ pub async fn insert(tx: &mut Tx, clinic: ClinicId, p: &NewPatient) -> Result<Pat
     Ok(row)
 }
 
-/// One patient, only if they belong to `clinic` (read inside the audited transaction).
-pub async fn get(tx: &mut Tx, clinic: ClinicId, id: PatientId) -> Result<Option<PatientRow>> {
-    Ok(on_tx!(tx, |c| {
+/// One patient, only if they belong to `clinic`.
+pub async fn get(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<PatientRow>> {
+    Ok(on_read!(db, |c| {
         sqlx::query_as(
             "SELECT id, clinic_id, mrn, given_name, family_name, birth_date, created_at FROM patients \
              WHERE id = $1 AND clinic_id = $2",
@@ -82,8 +82,8 @@ pub async fn get(tx: &mut Tx, clinic: ClinicId, id: PatientId) -> Result<Option<
 }
 
 /// A page of the clinic's patients by family name, then given name.
-pub async fn list(tx: &mut Tx, clinic: ClinicId, limit: i64, offset: i64) -> Result<Vec<PatientRow>> {
-    Ok(on_tx!(tx, |c| {
+pub async fn list(db: &Db, clinic: ClinicId, limit: i64, offset: i64) -> Result<Vec<PatientRow>> {
+    Ok(on_read!(db, |c| {
         sqlx::query_as(
             "SELECT id, clinic_id, mrn, given_name, family_name, birth_date, created_at FROM patients \
              WHERE clinic_id = $1 ORDER BY family_name, given_name, id LIMIT $2 OFFSET $3",

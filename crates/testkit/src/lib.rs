@@ -6,7 +6,6 @@
 //! when the URL is missing.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use kapstone_store::{Backend, Db, DbUrl};
 use kapstone_web::{AppState, ServerConfig};
@@ -111,8 +110,8 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
-        let server = tokio::spawn(kapstone_web::launch_with_listener(db.clone(), config, listener, async move {
+        let state = AppState::new(db.clone(), config);
+        let server = tokio::spawn(kapstone_web::launch_with_listener(state.clone(), listener, async move {
             let _ = rx.await;
         }));
         Ok(Self {

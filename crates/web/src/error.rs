@@ -119,6 +119,7 @@ impl From<StoreError> for AppError {
                 tracing::warn!(error = %e, "database unavailable");
                 AppError::Unavailable
             }
+            StoreError::Batch(ref f) if f.unavailable => AppError::Unavailable,
             other => AppError::Internal(other.into()),
         }
     }

@@ -48,6 +48,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/admin/users", ManageUsers, post(html::admin::create_user)),
         r(g.clone(), "/admin/users/{id}", ManageUsers, get(html::admin::user)),
         r(p.clone(), "/admin/users/{id}", ManageUsers, post(html::admin::update_user)),
+        r(p.clone(), "/admin/users/{id}/password", ManageUsers, post(html::admin::reset_password)),
         r(g.clone(), "/admin/settings", ManageSettings, get(html::admin::settings_show)),
         r(p.clone(), "/admin/settings", ManageSettings, post(html::admin::settings_save)),
         r(g.clone(), "/admin/audit", ReadAudit, get(html::admin::audit)),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use kapstone_domain::auth::{LockoutPolicy, SessionPolicy};
 use kapstone_store::Db;
+use kapstone_store::audit::ReadAuditBatcher;
 
 /// Settings of the running server. Defaults follow OWASP ASVS L2; see README for each.
 #[derive(Debug, Clone)]
@@ -53,4 +54,14 @@ impl ServerConfig {
 pub struct AppState {
     pub db: Db,
     pub config: Arc<ServerConfig>,
+    /// Group-commits the audit events of reads (chart views, lists, log views).
+    pub read_audit: ReadAuditBatcher,
+}
+
+impl AppState {
+    /// Must be called inside a tokio runtime: it starts the audit batching task.
+    pub fn new(db: Db, config: ServerConfig) -> Self {
+        let read_audit = ReadAuditBatcher::spawn(db.clone());
+        Self { db, config: Arc::new(config), read_audit }
+    }
 }

@@ -1,7 +1,6 @@
 //! `kapstone demo` and the `--demo` seeding of `serve`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use kapstone_web::app::demo::{self, DemoSeed, SplitMix64};
@@ -47,7 +46,7 @@ pub fn print_demo(seed: &DemoSeed, password: &str) {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let db = super::open(&args.db).await?;
-    let state = AppState { db: db.clone(), config: Arc::new(ServerConfig::default()) };
+    let state = AppState::new(db.clone(), ServerConfig::default());
     let clinic = match seed_if_empty(&state, args.password).await? {
         Some((seed, password)) => {
             print_demo(&seed, &password);

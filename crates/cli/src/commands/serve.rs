@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -92,7 +91,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot open {}", args.db.database_url))?;
     db.migrate().await.context("migrating the database")?;
-    let state = AppState { db: db.clone(), config: Arc::new(config.clone()) };
+    let state = AppState::new(db.clone(), config);
     if args.demo {
         match seed_if_empty(&state, args.demo_password.clone()).await? {
             Some((seed, password)) => print_demo(&seed, &password),
@@ -106,7 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     println!("Kapstone is running at http://{addr}/ (database: {})", args.db.database_url);
     tracing::info!(%addr, backend = ?db.backend(), "listening");
-    kapstone_web::launch_with_listener(db.clone(), config, listener, shutdown_signal()).await?;
+    kapstone_web::launch_with_listener(state, listener, shutdown_signal()).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,6 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Subcommand;
 use kapstone_web::app::accounts::{self, NewAccountInput};
@@ -53,7 +52,7 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             };
-            let state = AppState { db: conn.clone(), config: Arc::new(ServerConfig::default()) };
+            let state = AppState::new(conn.clone(), ServerConfig::default());
             let input = NewAccountInput { email, name, role, password, patient_mrn };
             match accounts::create_account(&state, clinic, None, input).await {
                 Ok(id) => {

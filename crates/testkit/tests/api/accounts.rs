@@ -119,3 +119,31 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn an_admin_resets_a_forgotten_password_and_lifts_the_lock(b) {
+        let app = TestApp::demo(b).await?;
+        for _ in 0..5 {
+            app.api_login("nurse@demo.kapstone.test", "wrong password!").await?;
+        }
+        assert_eq!(app.api_login("nurse@demo.kapstone.test", PASSWORD).await?.status(), 401, "locked");
+        let admin_token = app.token("admin@demo.kapstone.test").await?;
+        let users: Value = app.get_bearer(&admin_token, "/api/v1/users").await?.json().await?;
+        let nurse = users["items"].as_array().unwrap().iter().find(|u| u["email"] == "nurse@demo.kapstone.test").unwrap();
+        let id = nurse["id"].as_str().unwrap();
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&admin).await?;
+        let url = app.url(&format!("/admin/users/{id}/password"));
+        let weak = admin.post(&url).form(&[("csrf_token", csrf.as_str()), ("new_password", "short")]).send().await?;
+        assert_eq!(weak.status(), 422);
+        assert!(weak.text().await?.contains("new_password-error"));
+        let ok = admin.post(&url).form(&[("csrf_token", csrf.as_str()), ("new_password", "a fresh start 2026")]).send().await?;
+        assert_eq!(ok.status(), 303);
+        assert_eq!(app.api_login("nurse@demo.kapstone.test", "a fresh start 2026").await?.status(), 200);
+        assert_eq!(
+            app.count("audit_events WHERE action = 'user.password_change' AND actor_role = 'admin'").await?,
+            1
+        );
+        app.stop().await
+    }
+}

@@ -81,7 +81,11 @@ mod tests {
         assert_eq!(field_of(r#"{"email": 5, "password": "x"}"#).0.as_deref(), Some("email"));
         assert_eq!(field_of(r#"{"email": "a@b.co"}"#).0.as_deref(), Some("password"));
         assert_eq!(field_of(r#"{"email": "a", "password": "b", "role": "admin"}"#).0.as_deref(), Some("role"));
+        // Truncated JSON: named as malformed, pointing at where parsing stopped.
         let (field, message) = field_of(r#"{"email": "#);
+        assert_eq!(field.as_deref(), Some("email"));
+        assert!(message.starts_with("malformed JSON"), "{message}");
+        let (field, message) = field_of("not json");
         assert_eq!(field, None);
         assert!(message.starts_with("malformed JSON"), "{message}");
     }

@@ -159,8 +159,36 @@ pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, 
     Ok(())
 }
 
-/// Step 1 of MFA enrolment: a fresh secret, stored but not yet enabled.
+/// An admin sets a new password for someone who forgot theirs: it also lifts a lockout and ends
+/// the account's sessions. The admin passes it on safely; the person can change it after.
+pub async fn reset_password(state: &AppState, admin: &CurrentUser, id: UserId, new: &str) -> Result<(), AppError> {
+    let target = get_account(state, admin, id).await?;
+    let email = Email::parse(&target.email)?;
+    let new = NewPassword::parse(new, Some(&email))?;
+    let secret = new.expose().to_owned();
+    let phc = blocking(move || password::hash(&secret)).await??;
+    let mut tx = state.db.begin().await?;
+    users::set_password_hash(&mut tx, id, &phc).await?;
+    users::record_successful_sign_in(&mut tx, id).await?;
+    sessions::end_all_for_user(&mut tx, id, None, "password reset by an admin").await?;
+    let mut e = admin.event(AuditAction::PasswordChanged, "user", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = target.patient();
+    e.reason = Some("reset by an admin; lockout cleared, sessions ended".into());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Step 1 of MFA enrolment: a secret stored but not yet enabled. A pending secret is reused, so
+/// reloading the page does not invalidate what the person already scanned.
 pub async fn begin_mfa_enrolment(state: &AppState, me: &CurrentUser) -> Result<String, AppError> {
+    if let Some(row) = users::get(&state.db, me.id).await?
+        && !row.totp_enabled
+        && let Some(pending) = row.totp_secret
+    {
+        return Ok(pending);
+    }
     let secret = totp::new_secret();
     let mut tx = state.db.begin().await?;
     users::set_totp(&mut tx, me.id, Some(&secret), false).await?;

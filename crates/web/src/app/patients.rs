@@ -1,5 +1,5 @@
-//! Reading patient records. Every read is audited in the same transaction as the read itself,
-//! so there is no way to see a chart without leaving a trace.
+//! Reading patient records. Every read is audited, and the answer waits until its audit event
+//! is committed, so there is no way to see a chart without leaving a durable trace.
 
 use kapstone_domain::PatientId;
 use kapstone_domain::audit::{AuditAction, Outcome};
@@ -14,25 +14,22 @@ use crate::state::AppState;
 pub async fn list(state: &AppState, staff: &CurrentUser, limit: i64, offset: i64) -> Result<Vec<PatientRow>, AppError> {
     let limit = limit.clamp(1, 500);
     let offset = offset.max(0);
-    let mut tx = state.db.begin().await?;
-    let rows = patients::list(&mut tx, staff.clinic, limit, offset).await?;
+    let rows = patients::list(&state.db, staff.clinic, limit, offset).await?;
     let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
     e.reason = Some(format!("{} rows from offset {offset}", rows.len()));
-    audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    state.read_audit.record(e).await?;
     Ok(rows)
 }
 
 /// One patient's record for a staff member of the same clinic.
 pub async fn read(state: &AppState, staff: &CurrentUser, id: PatientId) -> Result<PatientRow, AppError> {
-    let mut tx = state.db.begin().await?;
-    let row = patients::get(&mut tx, staff.clinic, id).await?;
+    let row = patients::get(&state.db, staff.clinic, id).await?;
     let outcome = if row.is_some() { Outcome::Success } else { Outcome::Failure };
     let mut e = staff.event(AuditAction::PatientRead, "patient", outcome);
     e.entity_id = Some(id.to_string());
     e.patient_id = row.as_ref().map(PatientRow::patient_id);
-    audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    // Answered only once the audit event is committed (group commit with other reads).
+    state.read_audit.record(e).await?;
     row.ok_or(AppError::NotFound)
 }
 

@@ -99,9 +99,20 @@ async fn users_page(
     })
 }
 
-pub async fn users(State(state): State<AppState>, admin: CurrentUser) -> PageResult<Html<String>> {
+#[derive(serde::Deserialize)]
+pub struct UsersQuery {
+    #[serde(default)]
+    reset: Option<u8>,
+}
+
+pub async fn users(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Query(q): Query<UsersQuery>,
+) -> PageResult<Html<String>> {
     let form = NewAccountInput { role: "nurse".into(), ..Default::default() };
-    users_page(&state, &admin, form, FieldErrors::default(), None).await
+    let notice = q.reset.map(|_| "The new password is set; that account was signed out everywhere.".to_owned());
+    users_page(&state, &admin, form, FieldErrors::default(), notice).await
 }
 
 #[derive(serde::Deserialize)]
@@ -200,6 +211,29 @@ pub struct UpdateForm {
     role: String,
     #[serde(default)]
     active: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    new_password: String,
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Path(id): Path<String>,
+    Form(f): Form<ResetForm>,
+) -> PageResult<Response> {
+    let id = user_id(&id)?;
+    match accounts::reset_password(&state, &admin, id, &f.new_password).await {
+        Ok(()) => Ok(Redirect::to("/admin/users?reset=1").into_response()),
+        Err(e) => {
+            let Some(mut errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            errors.rename("password", "new_password");
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, user_page(&state, &admin, id, errors).await?).into_response())
+        }
+    }
 }
 
 pub async fn update_user(
