@@ -56,12 +56,15 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Group-commits the audit events of reads (chart views, lists, log views).
     pub read_audit: ReadAuditBatcher,
+    /// Bounds concurrent argon2 work to the number of CPUs.
+    pub password_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     /// Must be called inside a tokio runtime: it starts the audit batching task.
     pub fn new(db: Db, config: ServerConfig) -> Self {
         let read_audit = ReadAuditBatcher::spawn(db.clone());
-        Self { db, config: Arc::new(config), read_audit }
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self { db, config: Arc::new(config), read_audit, password_slots: Arc::new(tokio::sync::Semaphore::new(cpus)) }
     }
 }

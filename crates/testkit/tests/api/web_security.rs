@@ -55,11 +55,27 @@ both_backends! {
             .send()
             .await?;
         assert_eq!(cross.status(), 400, "a cross-origin post is refused even with a token");
+        // Browsers send `Origin: null` under no-referrer: the token then decides.
+        let null_origin = c
+            .post(app.url("/admin/settings"))
+            .header("origin", "null")
+            .form(&[("mfa_role", "admin")])
+            .send()
+            .await?;
+        assert_eq!(null_origin.status(), 400, "no token, no change");
         // Cookie + JSON needs the header; a cookie token sent as a bearer token is not accepted.
         let json_post = c.post(app.url("/api/v1/auth/logout")).send().await?;
         assert_eq!(json_post.status(), 400);
         assert_eq!(app.count("clinic_settings").await?, before);
         let csrf = app.csrf_of(&c).await?;
+        let with_token = c
+            .post(app.url("/admin/settings"))
+            .header("origin", "null")
+            .form(&[("csrf_token", csrf.as_str()), ("mfa_role", "admin")])
+            .send()
+            .await?;
+        assert_eq!(with_token.status(), 303, "our own form under no-referrer");
+        assert_eq!(app.count("clinic_settings").await?, before + 1);
         let ok = c.post(app.url("/api/v1/auth/logout")).header("x-csrf-token", csrf).send().await?;
         assert_eq!(ok.status(), 204);
         app.stop().await

@@ -204,7 +204,7 @@ async fn screenshots_of_login_and_home() {
 // Page helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Fills the sign-in form with the mouse and submits it with its "Sign in" button.
+/// Types into the sign-in form's fields and clicks its "Sign in" button.
 async fn sign_in(c: &Client, app: &TestApp, email: &str, password: &str) -> anyhow::Result<()> {
     c.goto(&app.url("/login")).await?;
     let field = c.wait().at_most(WAIT).for_element(Locator::Css("#email")).await?;
@@ -331,6 +331,20 @@ async fn wait_for<T>(
     }
 }
 
+/// Where the browser is and what it shows, for failure messages.
+async fn describe_page(c: &Client) -> String {
+    let url = c.current_url().await.map_or_else(|e| format!("(no URL: {e})"), |u| u.to_string());
+    let main = match c.find(Locator::Css("main")).await {
+        Ok(m) => m.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let mut main: String = main.split_whitespace().collect::<Vec<_>>().join(" ");
+    if main.chars().count() > 300 {
+        main = main.chars().take(300).chain("…".chars()).collect();
+    }
+    format!("{url} showing {main:?}")
+}
+
 fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap_or(Path::new("."));
@@ -357,23 +371,25 @@ async fn browser_test(name: &str, body: impl AsyncFnOnce(&Client, &TestApp) -> a
     let client = driver.session().await.unwrap_or_else(|e| panic!("{name}: starting chromium: {e:#}"));
     let app = TestApp::demo(TestBackend::Sqlite).await.unwrap_or_else(|e| panic!("{name}: starting the server: {e:#}"));
 
-    let outcome = body(&client, &app).await;
-    if outcome.is_err() {
-        let dir = screenshot_dir();
-        let path = dir.join(format!("failed-{name}.png"));
-        if std::fs::create_dir_all(&dir).is_ok() && save_screenshot(&client, &path).await.is_ok() {
-            eprintln!("{name}: screenshot of the failing page: {}", path.display());
+    let outcome = match body(&client, &app).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let dir = screenshot_dir();
+            let path = dir.join(format!("failed-{name}.png"));
+            let shot = match std::fs::create_dir_all(&dir) {
+                Ok(()) => save_screenshot(&client, &path).await.map(|()| path.display().to_string()),
+                Err(e) => Err(e.into()),
+            };
+            let shot = shot.unwrap_or_else(|e| format!("none ({e:#})"));
+            Err(format!("{e:#}\n  page: {}\n  screenshot: {shot}", describe_page(&client).await))
         }
-        if let Ok(url) = client.current_url().await {
-            eprintln!("{name}: failed at {url}");
-        }
-    }
+    };
     let closed = client.close().await;
     let stopped = app.stop().await;
     drop(driver);
 
     if let Err(e) = outcome {
-        panic!("{name}: {e:#}");
+        panic!("{name}: {e}");
     }
     if let Err(e) = closed {
         panic!("{name}: closing the browser: {e}");
@@ -388,7 +404,7 @@ async fn browser_test(name: &str, body: impl AsyncFnOnce(&Client, &TestApp) -> a
 struct Driver {
     child: Child,
     port: u16,
-    /// The browser's profile; removed after the processes are gone (field order matters).
+    /// The browser's profile, removed when the fields drop: after `Drop::drop` killed the processes.
     profile: TempDir,
 }
 

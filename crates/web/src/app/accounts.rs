@@ -7,7 +7,7 @@ use kapstone_domain::{ClinicId, Email, FieldError, NewPassword, PatientId, Perso
 use kapstone_store::users::{self, NewUser, UserRow};
 use kapstone_store::{audit, sessions};
 
-use super::blocking;
+use super::password_work;
 use crate::auth::guard::CurrentUser;
 use crate::auth::{password, tokens, totp};
 use crate::error::AppError;
@@ -48,7 +48,7 @@ pub async fn create_account(
         (_, None) => None,
     };
     let secret = pw.expose().to_owned();
-    let phc = blocking(move || password::hash(&secret)).await??;
+    let phc = password_work(state, move || password::hash(&secret)).await??;
     let mut tx = state.db.begin().await?;
     let patient = match &mrn {
         Some(m) => Some(
@@ -144,11 +144,11 @@ pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, 
     let new = NewPassword::parse(new, Some(&email))?;
     let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
     let (cur, phc) = (current.to_owned(), row.password_hash.clone());
-    if !blocking(move || password::verify(&cur, &phc)).await? {
+    if !password_work(state, move || password::verify(&cur, &phc)).await? {
         return Err(FieldError::new("current_password", "this is not your current password").into());
     }
     let secret = new.expose().to_owned();
-    let phc = blocking(move || password::hash(&secret)).await??;
+    let phc = password_work(state, move || password::hash(&secret)).await??;
     let mut tx = state.db.begin().await?;
     users::set_password_hash(&mut tx, me.id, &phc).await?;
     sessions::end_all_for_user(&mut tx, me.id, Some(me.session), "password changed").await?;
@@ -166,7 +166,7 @@ pub async fn reset_password(state: &AppState, admin: &CurrentUser, id: UserId, n
     let email = Email::parse(&target.email)?;
     let new = NewPassword::parse(new, Some(&email))?;
     let secret = new.expose().to_owned();
-    let phc = blocking(move || password::hash(&secret)).await??;
+    let phc = password_work(state, move || password::hash(&secret)).await??;
     let mut tx = state.db.begin().await?;
     users::set_password_hash(&mut tx, id, &phc).await?;
     users::record_successful_sign_in(&mut tx, id).await?;
@@ -228,7 +228,7 @@ pub async fn disable_mfa(state: &AppState, me: &CurrentUser, password_input: &st
     }
     let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
     let (pw, phc) = (password_input.to_owned(), row.password_hash.clone());
-    if !blocking(move || password::verify(&pw, &phc)).await? {
+    if !password_work(state, move || password::verify(&pw, &phc)).await? {
         return Err(FieldError::new("password", "this is not your current password").into());
     }
     let mut tx = state.db.begin().await?;

@@ -8,7 +8,13 @@ pub mod patients;
 pub mod settings;
 pub mod sign_in;
 
-/// Runs CPU-heavy work (argon2) off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
+/// Runs password hashing (argon2id: ~19 MiB and tens of milliseconds each) off the async
+/// workers, at most one per CPU at a time, so a burst of sign-ins queues instead of exhausting
+/// memory and starving every other request.
+pub(crate) async fn password_work<T: Send + 'static>(
+    state: &crate::state::AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let _permit = state.password_slots.acquire().await.map_err(|e| anyhow::anyhow!("password slots closed: {e}"))?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("password task failed: {e}"))
 }

@@ -6,7 +6,7 @@ use kapstone_store::sessions::{self, NewSession, SessionKind};
 use kapstone_store::users::{self, UserRow};
 use kapstone_store::{Tx, audit};
 
-use super::blocking;
+use super::password_work;
 use crate::auth::guard::CurrentUser;
 use crate::auth::{password, tokens, totp};
 use crate::error::AppError;
@@ -122,7 +122,7 @@ pub async fn sign_in(
     let user = users::find_by_email(&state.db, &email).await?;
     let phc = user.as_ref().map_or_else(|| password::dummy_hash().to_owned(), |u| u.password_hash.clone());
     let pw = creds.password.clone();
-    let password_ok = blocking(move || password::verify(&pw, &phc)).await?;
+    let password_ok = password_work(state, move || password::verify(&pw, &phc)).await?;
 
     let Some(user) = user else {
         let mut tx = state.db.begin().await?;
