@@ -71,11 +71,14 @@ async fn sign_in_navigate_and_sign_out() {
         ensure!(!reads.is_empty(), "the audit log lists no patient.read");
         let mut cells = Vec::new();
         for row in &reads {
-            cells.push(row.text().await?);
+            let links = row.find_all(Locator::Css("a")).await?;
+            for link in links {
+                cells.push(link.attr("href").await?.unwrap_or_default());
+            }
         }
         ensure!(
-            cells.iter().any(|row| row.contains(patient_id)),
-            "no patient.read row names patient {patient_id}: {cells:?}"
+            cells.iter().any(|href| href.ends_with(patient_id)),
+            "no patient.read row links to patient {patient_id}: {cells:?}"
         );
 
         c.find(Locator::XPath("//header//form[@action='/logout']//button[normalize-space()='Sign out']"))

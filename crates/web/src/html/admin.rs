@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use kapstone_domain::audit::AuditAction;
 use kapstone_domain::{Role, UserId, UtcTs};
 
-use super::{FieldErrors, Layout, PageResult, render, when};
+use super::{FieldErrors, Layout, PageResult, render, when, when_seconds};
 use crate::app::accounts::{self, AccountUpdate, NewAccountInput};
 use crate::app::{audit_log, settings};
 use crate::auth::guard::CurrentUser;
@@ -309,7 +309,9 @@ pub struct EventView {
     pub actor: String,
     pub action: String,
     pub entity: String,
+    /// Full patient id (for the link) and its short form (for reading).
     pub patient: String,
+    pub patient_short: String,
     pub outcome: String,
     pub ip: String,
     pub reason: String,
@@ -328,6 +330,7 @@ struct AuditPage {
     layout: Layout,
     filters: Vec<FilterField>,
     actions: Vec<&'static str>,
+    accounts: Vec<(String, String)>,
     errors: FieldErrors,
     events: Vec<EventView>,
     query: String,
@@ -349,7 +352,7 @@ pub async fn audit(
     ])
     .unwrap_or_default();
     let filters = vec![
-        FilterField { name: "user", label: "User id", kind: "text", value: keep.user.clone().unwrap_or_default() },
+        FilterField { name: "user", label: "Who", kind: "select", value: keep.user.clone().unwrap_or_default() },
         FilterField {
             name: "patient",
             label: "Patient id",
@@ -369,28 +372,39 @@ pub async fn audit(
         },
     };
     let older = if more { events.last().map(|e| e.seq) } else { None };
+    // Staff names make the log readable; ids stay in the CSV and the API.
+    let users = accounts::list_accounts(&state, &admin).await?;
+    let name_of = |id: &str| users.iter().find(|u| u.id.to_string() == id).map(|u| u.display_name.clone());
+    let short = |id: &str| id.rsplit('-').next().unwrap_or(id).chars().take(8).collect::<String>();
     let events = events
         .into_iter()
         .map(|e| EventView {
             seq: e.seq,
-            at: e.at.rfc3339(),
-            actor: match (e.actor_role, e.actor_user_id) {
-                (Some(r), Some(u)) => format!("{r} {u}"),
-                (None, Some(u)) => u,
+            at: when_seconds(e.at),
+            actor: match (e.actor_role.as_deref(), e.actor_user_id.as_deref()) {
+                (Some(r), Some(u)) => format!("{} ({r})", name_of(u).unwrap_or_else(|| short(u))),
+                (None, Some(u)) => name_of(u).unwrap_or_else(|| short(u)),
                 _ => "—".into(),
             },
             action: e.action,
-            entity: format!("{} {}", e.entity_type, e.entity_id.unwrap_or_default()),
+            entity: match e.entity_id.as_deref() {
+                Some(id) if id.len() == 36 => format!("{} …{}", e.entity_type, short(id)),
+                Some(id) => format!("{} {id}", e.entity_type),
+                None => e.entity_type,
+            },
+            patient_short: e.patient_id.as_deref().map(|p| format!("…{}", short(p))).unwrap_or_default(),
             patient: e.patient_id.unwrap_or_default(),
             outcome: e.outcome,
             ip: e.source_ip.unwrap_or_default(),
             reason: e.reason.unwrap_or_default(),
         })
         .collect();
+    let accounts = users.iter().map(|u| (u.id.to_string(), format!("{} ({})", u.display_name, u.role))).collect();
     let page = render(&AuditPage {
         layout: Layout::for_user("Audit log", &admin, "/admin/audit"),
         filters,
         actions,
+        accounts,
         errors,
         events,
         query,

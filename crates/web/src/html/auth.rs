@@ -93,7 +93,7 @@ pub async fn login_submit(
                 layout: Layout::anonymous("Sign in"),
                 csrf,
                 email: form.email,
-                error: Some(e.public_message("")),
+                error: Some(super::sentence(&e.public_message(""))),
             })?;
             Ok((status, page).into_response())
         }
@@ -131,7 +131,7 @@ pub async fn mfa_submit(
             let page = render(&MfaPage {
                 layout: Layout::anonymous("Confirm it's you"),
                 csrf: pending.csrf,
-                error: Some(e.public_message("")),
+                error: Some(super::sentence(&e.public_message(""))),
             })?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

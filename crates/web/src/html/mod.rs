@@ -115,7 +115,7 @@ impl IntoResponse for PageError {
         let page = ErrorPage {
             layout: Layout::anonymous("Something needs attention"),
             status: status.as_u16(),
-            message: self.0.public_message(&correlation),
+            message: sentence(&self.0.public_message(&correlation)),
         };
         match page.render() {
             Ok(body) => (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response(),
@@ -132,7 +132,7 @@ pub struct FieldErrors(Vec<(String, String)>);
 
 impl FieldErrors {
     pub fn from_error(e: &AppError) -> Option<Self> {
-        e.field().map(|f| Self(vec![(f.to_owned(), e.public_message(""))]))
+        e.field().map(|f| Self(vec![(f.to_owned(), sentence(&e.public_message("")))]))
     }
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|(f, _)| f == field).map(|(_, m)| m.as_str())
@@ -154,4 +154,24 @@ impl FieldErrors {
 pub fn when(ts: kapstone_domain::UtcTs) -> String {
     let d = ts.to_datetime();
     format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute())
+}
+
+/// Formats a timestamp to the second: `2026-11-26 09:30:05`.
+pub fn when_seconds(ts: kapstone_domain::UtcTs) -> String {
+    let d = ts.to_datetime();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
+}
+
+/// Messages start with a capital letter on pages ("Enter an email address").
+pub fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
