@@ -51,49 +51,58 @@ const VERIFY_SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, 
 /// Appends `event` to the chain inside `tx`. Call it last in the transaction: on PostgreSQL the
 /// head row stays locked until commit, which is what keeps the chain from forking.
 pub async fn append(tx: &mut Tx, event: &NewAuditEvent) -> Result<i64> {
+    append_all(tx, std::slice::from_ref(event)).await
+}
+
+/// Appends events in order inside `tx`; returns the `seq` of the last. The head is moved once for
+/// the whole batch (two statements however many events), then each event is inserted.
+pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<i64> {
+    let n = i64::try_from(events.len()).map_err(|_| StoreError::Corrupt("batch size".into()))?;
+    if n == 0 {
+        return Err(StoreError::Corrupt("empty audit batch".into()));
+    }
     let at = UtcTs::now();
     // Bumping the head first takes its row lock (PostgreSQL) before we read the previous hash.
-    let (seq, prev_hash): (i64, String) = on_tx!(tx, |c| {
-        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    let (last_seq, prev_hash): (i64, String) = on_tx!(tx, |c| {
+        sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+            .bind(n)
             .fetch_one(&mut *c)
             .await?
     });
-    let prev = Hash::from_hex(&prev_hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?;
-    let stored = StoredAuditEvent::chain(event, at, Some((seq - 1, prev)));
-    let s = &stored;
-    on_tx!(tx, |c| {
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
-             entity_id, patient_id, source_ip, outcome, reason, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(s.seq)
-        .bind(DbTs(s.at))
-        .bind(&s.clinic_id)
-        .bind(&s.actor_user_id)
-        .bind(&s.actor_role)
-        .bind(&s.action)
-        .bind(&s.entity_type)
-        .bind(&s.entity_id)
-        .bind(&s.patient_id)
-        .bind(&s.source_ip)
-        .bind(&s.outcome)
-        .bind(&s.reason)
-        .bind(&s.prev_hash)
-        .bind(&s.hash)
-        .execute(&mut *c)
-        .await?;
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&s.hash).execute(&mut *c).await?;
-    });
-    Ok(stored.seq)
-}
-
-/// Appends several events in order (e.g. a failed sign-in that also locks the account).
-pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<()> {
-    for e in events {
-        append(tx, e).await?;
+    let mut prev =
+        (last_seq - n, Hash::from_hex(&prev_hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?);
+    for event in events {
+        let s = StoredAuditEvent::chain(event, at, Some(prev));
+        on_tx!(tx, |c| {
+            sqlx::query(
+                "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
+                 entity_id, patient_id, source_ip, outcome, reason, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(s.seq)
+            .bind(DbTs(s.at))
+            .bind(&s.clinic_id)
+            .bind(&s.actor_user_id)
+            .bind(&s.actor_role)
+            .bind(&s.action)
+            .bind(&s.entity_type)
+            .bind(&s.entity_id)
+            .bind(&s.patient_id)
+            .bind(&s.source_ip)
+            .bind(&s.outcome)
+            .bind(&s.reason)
+            .bind(&s.prev_hash)
+            .bind(&s.hash)
+            .execute(&mut *c)
+            .await?;
+        });
+        prev = (s.seq, Hash::from_hex(&s.hash).ok_or_else(|| StoreError::Corrupt("event hash".into()))?);
     }
-    Ok(())
+    let last_hash = prev.1.to_hex();
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_hash).execute(c).await?;
+    });
+    Ok(last_seq)
 }
 
 /// Filters for reviewing the log. Every field is optional; the date range has no fixed limit.
@@ -230,13 +239,12 @@ impl ReadAuditBatcher {
                     }
                 }
                 let outcome = async {
+                    let events: Vec<NewAuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
                     let mut t = db.begin().await?;
-                    let mut seqs = Vec::with_capacity(batch.len());
-                    for (event, _) in &batch {
-                        seqs.push(append(&mut t, event).await?);
-                    }
+                    let last = append_all(&mut t, &events).await?;
                     t.commit().await?;
-                    Ok::<_, StoreError>(seqs)
+                    let first = last - i64::try_from(events.len()).unwrap_or(0) + 1;
+                    Ok::<_, StoreError>((first..=last).collect::<Vec<i64>>())
                 }
                 .await;
                 match outcome {

@@ -56,8 +56,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Group-commits the audit events of reads (chart views, lists, log views).
     pub read_audit: ReadAuditBatcher,
-    /// Bounds concurrent argon2 work to the number of CPUs.
-    pub password_slots: Arc<tokio::sync::Semaphore>,
+    /// Runs argon2 on one thread per CPU.
+    pub passwords: crate::app::PasswordPool,
 }
 
 impl AppState {
@@ -65,6 +65,6 @@ impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> Self {
         let read_audit = ReadAuditBatcher::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self { db, config: Arc::new(config), read_audit, password_slots: Arc::new(tokio::sync::Semaphore::new(cpus)) }
+        Self { db, config: Arc::new(config), read_audit, passwords: crate::app::PasswordPool::new(cpus) }
     }
 }
