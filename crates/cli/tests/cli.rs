@@ -229,3 +229,44 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(code.success(), "graceful shutdown exits 0, got {code:?}");
     assert!(dir.0.join("k.db").exists());
 }
+
+#[test]
+fn an_operator_can_deactivate_and_reset_accounts_from_the_command_line() {
+    let dir = Dir::new();
+    let url = dir.url("k.db");
+    assert!(kapstone(&["demo", "--database-url", &url, "--password", "demo password 2026"], None).status.success());
+    let off = kapstone(
+        &["user", "update", "--email", "nurse@demo.kapstone.test", "--active", "false", "--database-url", &url],
+        None,
+    );
+    assert!(off.status.success(), "{}", stderr(&off));
+    let list = stdout(&kapstone(&["user", "list", "--database-url", &url], None));
+    let nurse = list.lines().find(|l| l.contains("nurse@demo.kapstone.test")).unwrap();
+    assert!(nurse.contains("deactivated"), "{nurse}");
+
+    let bad_role = kapstone(
+        &["user", "update", "--email", "nurse@demo.kapstone.test", "--role", "patient", "--database-url", &url],
+        None,
+    );
+    assert_eq!(bad_role.status.code(), Some(2));
+    assert!(stderr(&bad_role).contains("role:"), "{}", stderr(&bad_role));
+
+    let unknown = kapstone(
+        &["user", "reset-password", "--email", "nobody@demo.kapstone.test", "--database-url", &url],
+        Some("a new long passphrase\n"),
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    let weak = kapstone(
+        &["user", "reset-password", "--email", "admin@demo.kapstone.test", "--database-url", &url],
+        Some("short\n"),
+    );
+    assert_eq!(weak.status.code(), Some(2));
+    let reset = kapstone(
+        &["user", "reset-password", "--email", "admin@demo.kapstone.test", "--database-url", &url],
+        Some("a new long passphrase\n"),
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+
+    let verify = kapstone(&["audit", "verify", "--database-url", &url], None);
+    assert_eq!(verify.status.code(), Some(0));
+}

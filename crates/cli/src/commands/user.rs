@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use kapstone_web::app::accounts::{self, NewAccountInput};
+use kapstone_web::app::accounts::{self, AccountUpdate, NewAccountInput, Operator};
 use kapstone_web::{AppState, ServerConfig};
 
 use crate::DbArgs;
@@ -37,14 +37,52 @@ pub enum UserCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Change an account's role, name or status. Deactivation ends its sessions at once.
+    Update {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// `true` to reactivate, `false` to deactivate.
+        #[arg(long)]
+        active: Option<bool>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Set a new password (read from stdin), lift a lockout and end the account's sessions.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// Prints a use-case refusal the way an operator reads it: `field: message`, exit code 2.
+fn refused(e: &kapstone_web::error::AppError) -> ExitCode {
+    let field = e.field().map(|f| format!("{f}: ")).unwrap_or_default();
+    eprintln!("kapstone: {field}{}", e.public_message("-"));
+    ExitCode::from(2)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().lock().read_line(&mut password)?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// The account with this email, as (clinic, id).
+async fn find(conn: &kapstone_store::Db, email: &str) -> anyhow::Result<Option<kapstone_store::users::UserRow>> {
+    let email = kapstone_domain::Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(kapstone_store::users::find_by_email(conn, &email).await?)
 }
 
 pub async fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UserCommand::Add { email, name, role, patient_mrn, clinic_name, clinic_time_zone, db } => {
-            let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password)?;
-            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let password = read_password()?;
             let conn = super::open(&db).await?;
             let clinic = match kapstone_store::clinics::list(&conn).await?.first() {
                 Some(c) => c.clinic_id(),
@@ -54,18 +92,14 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
             };
             let state = AppState::new(conn.clone(), ServerConfig::default());
             let input = NewAccountInput { email, name, role, password, patient_mrn };
-            match accounts::create_account(&state, clinic, None, input).await {
+            let result = accounts::create_account(&state, Operator::CommandLine { clinic }, input).await;
+            conn.close().await;
+            match result {
                 Ok(id) => {
                     println!("account {id} created");
-                    conn.close().await;
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    conn.close().await;
-                    let field = e.field().map(|f| format!("{f}: ")).unwrap_or_default();
-                    eprintln!("kapstone: {field}{}", e.public_message("-"));
-                    Ok(ExitCode::from(2))
-                }
+                Err(e) => Ok(refused(&e)),
             }
         }
         UserCommand::List { db } => {
@@ -80,6 +114,53 @@ pub async fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
             }
             conn.close().await;
             Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Update { email, role, name, active, db } => {
+            let conn = super::open(&db).await?;
+            let Some(user) = find(&conn, &email).await? else {
+                eprintln!("kapstone: email: no account with this email");
+                return Ok(ExitCode::from(2));
+            };
+            let state = AppState::new(conn.clone(), ServerConfig::default());
+            let update = AccountUpdate {
+                name: name.unwrap_or_else(|| user.display_name.clone()),
+                role: role.unwrap_or_else(|| user.role.clone()),
+                active: active.unwrap_or(user.active),
+            };
+            let result = accounts::update_account(
+                &state,
+                Operator::CommandLine { clinic: user.clinic() },
+                user.user_id(),
+                update,
+            )
+            .await;
+            conn.close().await;
+            match result {
+                Ok(()) => {
+                    println!("account {} updated", user.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(refused(&e)),
+            }
+        }
+        UserCommand::ResetPassword { email, db } => {
+            let password = read_password()?;
+            let conn = super::open(&db).await?;
+            let Some(user) = find(&conn, &email).await? else {
+                eprintln!("kapstone: email: no account with this email");
+                return Ok(ExitCode::from(2));
+            };
+            let state = AppState::new(conn.clone(), ServerConfig::default());
+            let by = Operator::CommandLine { clinic: user.clinic() };
+            let result = accounts::reset_password(&state, by, user.user_id(), &password).await;
+            conn.close().await;
+            match result {
+                Ok(()) => {
+                    println!("password of {} reset; lockout lifted, sessions ended", user.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(refused(&e)),
+            }
         }
     }
 }

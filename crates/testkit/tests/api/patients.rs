@@ -1,6 +1,6 @@
 use kapstone_domain::Role;
 use kapstone_testkit::{PASSWORD, TestApp, both_backends};
-use kapstone_web::app::accounts::{NewAccountInput, create_account};
+use kapstone_web::app::accounts::{NewAccountInput, Operator, create_account};
 use kapstone_web::app::demo::create_clinic;
 use serde_json::Value;
 
@@ -46,7 +46,7 @@ both_backends! {
             password: PASSWORD.into(),
             patient_mrn: None,
         };
-        create_account(&app.state, other, None, input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        create_account(&app.state, Operator::CommandLine { clinic: other }, input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let ours = app.token("nurse@demo.kapstone.test").await?;
         let list: Value = app.get_bearer(&ours, "/api/v1/patients").await?.json().await?;
         let id = list["items"][0]["id"].as_str().unwrap().to_owned();

@@ -54,14 +54,13 @@ both_backends! {
         assert!(checked > 60, "checked {checked} refusals");
         app.stop().await
     }
+}
 
-    async fn routes_are_unique_by_method_and_path(b) {
-        let _ = b;
-        let table = routes::table();
-        let mut seen = std::collections::HashSet::new();
-        for r in &table {
-            assert!(seen.insert((r.method.clone(), r.path)), "duplicate route {} {}", r.method, r.path);
-        }
-        Ok(())
+#[test]
+fn routes_are_unique_by_method_and_path() {
+    let table = routes::table();
+    let mut seen = std::collections::HashSet::new();
+    for r in &table {
+        assert!(seen.insert((r.method.clone(), r.path)), "duplicate route {} {}", r.method, r.path);
     }
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::ApiJson;
-use crate::app::accounts::{self, NewAccountInput};
+use crate::app::accounts::{self, NewAccountInput, Operator};
 use crate::auth::guard::CurrentUser;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -30,6 +30,6 @@ pub async fn create(
     admin: CurrentUser,
     ApiJson(input): ApiJson<NewAccountInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = accounts::create_account(&state, admin.clinic, Some(&admin), input).await?;
+    let id = accounts::create_account(&state, Operator::Admin(&admin), input).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }

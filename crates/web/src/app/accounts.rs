@@ -13,6 +13,42 @@ use crate::auth::{password, tokens, totp};
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// Who is changing accounts: an admin in the web UI or API, or an operator at the command line
+/// (with shell access to the server, e.g. creating the first admin or unlocking the last one).
+#[derive(Clone, Copy)]
+pub enum Operator<'a> {
+    Admin(&'a CurrentUser),
+    CommandLine { clinic: ClinicId },
+}
+
+impl Operator<'_> {
+    pub fn clinic(&self) -> ClinicId {
+        match self {
+            Operator::Admin(a) => a.clinic,
+            Operator::CommandLine { clinic } => *clinic,
+        }
+    }
+
+    fn event(&self, action: AuditAction, entity_type: &'static str) -> kapstone_domain::audit::NewAuditEvent {
+        match self {
+            Operator::Admin(a) => a.event(action, entity_type, Outcome::Success),
+            Operator::CommandLine { clinic } => {
+                let mut e = kapstone_domain::audit::NewAuditEvent::new(action, entity_type, Outcome::Success);
+                e.clinic_id = Some(*clinic);
+                e.reason = Some("command line".into());
+                e
+            }
+        }
+    }
+
+    fn admin_id(&self) -> Option<UserId> {
+        match self {
+            Operator::Admin(a) => Some(a.id),
+            Operator::CommandLine { .. } => None,
+        }
+    }
+}
+
 /// A new account as typed into the form or sent to the API.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,13 +62,9 @@ pub struct NewAccountInput {
     pub patient_mrn: Option<String>,
 }
 
-/// Creates an account in `clinic`. `actor` is `None` only for the CLI and demo seeding.
-pub async fn create_account(
-    state: &AppState,
-    clinic: ClinicId,
-    actor: Option<&CurrentUser>,
-    input: NewAccountInput,
-) -> Result<UserId, AppError> {
+/// Creates an account in the operator's clinic.
+pub async fn create_account(state: &AppState, by: Operator<'_>, input: NewAccountInput) -> Result<UserId, AppError> {
+    let clinic = by.clinic();
     let email = Email::parse(&input.email)?;
     let name = PersonName::parse("name", &input.name)?;
     let role: Role = input.role.parse()?;
@@ -69,20 +101,11 @@ pub async fn create_account(
         &NewUser { clinic, email: &email, display_name: &name, role, patient, password_hash: &phc },
     )
     .await?;
-    let mut e = match actor {
-        Some(a) => a.event(AuditAction::UserCreated, "user", Outcome::Success),
-        None => {
-            let mut e = kapstone_domain::audit::NewAuditEvent::new(AuditAction::UserCreated, "user", Outcome::Success);
-            e.clinic_id = Some(clinic);
-            e.reason = Some("created from the command line".into());
-            e
-        }
-    };
+    let mut e = by.event(AuditAction::UserCreated, "user");
     e.entity_id = Some(id.to_string());
     e.patient_id = patient;
-    if actor.is_some() {
-        e.reason = Some(format!("role {role}"));
-    }
+    let by_whom = e.reason.take().map(|r| format!(", {r}")).unwrap_or_default();
+    e.reason = Some(format!("role {role}{by_whom}"));
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(id)
@@ -99,14 +122,14 @@ pub struct AccountUpdate {
 
 pub async fn update_account(
     state: &AppState,
-    admin: &CurrentUser,
+    by: Operator<'_>,
     id: UserId,
     input: AccountUpdate,
 ) -> Result<(), AppError> {
     let name = PersonName::parse("name", &input.name)?;
     let role: Role = input.role.parse()?;
     let mut tx = state.db.begin().await?;
-    let Some(current) = users::get_in(&mut tx, id).await?.filter(|u| u.clinic() == admin.clinic) else {
+    let Some(current) = users::get_in(&mut tx, id).await?.filter(|u| u.clinic() == by.clinic()) else {
         return Err(AppError::NotFound);
     };
     let old_role = current.role()?;
@@ -115,7 +138,7 @@ pub async fn update_account(
             FieldError::new("role", "a staff account cannot become a patient account or the other way round").into()
         );
     }
-    if id == admin.id && (!input.active || role != Role::Admin) {
+    if by.admin_id() == Some(id) && (!input.active || role != Role::Admin) {
         return Err(FieldError::new("role", "you cannot remove your own admin role or deactivate yourself").into());
     }
     users::update_profile(&mut tx, id, &name, role, input.active).await?;
@@ -127,11 +150,12 @@ pub async fn update_account(
     if !input.active {
         sessions::end_all_for_user(&mut tx, id, None, "account deactivated").await?;
     }
-    let mut e = admin.event(action, "user", Outcome::Success);
+    let mut e = by.event(action, "user");
     e.entity_id = Some(id.to_string());
     e.patient_id = current.patient();
     if old_role != role {
-        e.reason = Some(format!("role {old_role} -> {role}"));
+        let by_whom = e.reason.take().map(|r| format!(", {r}")).unwrap_or_default();
+        e.reason = Some(format!("role {old_role} -> {role}{by_whom}"));
     }
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;
@@ -161,8 +185,8 @@ pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, 
 
 /// An admin sets a new password for someone who forgot theirs: it also lifts a lockout and ends
 /// the account's sessions. The admin passes it on safely; the person can change it after.
-pub async fn reset_password(state: &AppState, admin: &CurrentUser, id: UserId, new: &str) -> Result<(), AppError> {
-    let target = get_account(state, admin, id).await?;
+pub async fn reset_password(state: &AppState, by: Operator<'_>, id: UserId, new: &str) -> Result<(), AppError> {
+    let target = users::get(&state.db, id).await?.filter(|u| u.clinic() == by.clinic()).ok_or(AppError::NotFound)?;
     let email = Email::parse(&target.email)?;
     let new = NewPassword::parse(new, Some(&email))?;
     let secret = new.expose().to_owned();
@@ -171,10 +195,13 @@ pub async fn reset_password(state: &AppState, admin: &CurrentUser, id: UserId, n
     users::set_password_hash(&mut tx, id, &phc).await?;
     users::record_successful_sign_in(&mut tx, id).await?;
     sessions::end_all_for_user(&mut tx, id, None, "password reset by an admin").await?;
-    let mut e = admin.event(AuditAction::PasswordChanged, "user", Outcome::Success);
+    let mut e = by.event(AuditAction::PasswordChanged, "user");
     e.entity_id = Some(id.to_string());
     e.patient_id = target.patient();
-    e.reason = Some("reset by an admin; lockout cleared, sessions ended".into());
+    e.reason = Some(match by {
+        Operator::Admin(_) => "reset by an admin; lockout cleared, sessions ended".into(),
+        Operator::CommandLine { .. } => "reset from the command line; lockout cleared, sessions ended".into(),
+    });
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(())

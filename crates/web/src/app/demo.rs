@@ -7,7 +7,7 @@ use kapstone_domain::{ClinicId, PersonName, Role};
 use kapstone_store::{Db, audit, clinics, patients};
 use time::{Date, Duration, Month};
 
-use super::accounts::{NewAccountInput, create_account};
+use super::accounts::{NewAccountInput, Operator, create_account};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -125,7 +125,7 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
             password: password.into(),
             patient_mrn: None,
         };
-        create_account(state, clinic, None, input).await?;
+        create_account(state, Operator::CommandLine { clinic }, input).await?;
         accounts.push((email, role));
     }
     let today = kapstone_domain::UtcTs::now().to_datetime().date();
@@ -140,7 +140,7 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
             password: password.into(),
             patient_mrn: Some(mrn.clone()),
         };
-        create_account(state, clinic, None, input).await?;
+        create_account(state, Operator::CommandLine { clinic }, input).await?;
         accounts.push((email, Role::Patient));
     }
     Ok(DemoSeed { clinic, accounts })

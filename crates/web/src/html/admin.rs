@@ -8,7 +8,7 @@ use kapstone_domain::audit::AuditAction;
 use kapstone_domain::{Role, UserId, UtcTs};
 
 use super::{FieldErrors, Layout, PageResult, render, when, when_seconds};
-use crate::app::accounts::{self, AccountUpdate, NewAccountInput};
+use crate::app::accounts::{self, AccountUpdate, NewAccountInput, Operator};
 use crate::app::{audit_log, settings};
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
@@ -142,7 +142,7 @@ pub async fn create_user(
         patient_mrn: Some(f.patient_mrn).filter(|m| !m.trim().is_empty()),
     };
     let shown = NewAccountInput { password: String::new(), ..input.clone() };
-    match accounts::create_account(&state, admin.clinic, Some(&admin), input).await {
+    match accounts::create_account(&state, Operator::Admin(&admin), input).await {
         Ok(_) => Ok(users_page(
             &state,
             &admin,
@@ -226,7 +226,7 @@ pub async fn reset_password(
     Form(f): Form<ResetForm>,
 ) -> PageResult<Response> {
     let id = user_id(&id)?;
-    match accounts::reset_password(&state, &admin, id, &f.new_password).await {
+    match accounts::reset_password(&state, Operator::Admin(&admin), id, &f.new_password).await {
         Ok(()) => Ok(Redirect::to("/admin/users?reset=1").into_response()),
         Err(e) => {
             let Some(mut errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
@@ -244,7 +244,7 @@ pub async fn update_user(
 ) -> PageResult<Response> {
     let id = user_id(&id)?;
     let update = AccountUpdate { name: f.name, role: f.role, active: f.active != "false" };
-    match accounts::update_account(&state, &admin, id, update).await {
+    match accounts::update_account(&state, Operator::Admin(&admin), id, update).await {
         Ok(()) => Ok(Redirect::to("/admin/users").into_response()),
         Err(e) => {
             let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
