@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod identity;
 pub mod ids;
+pub mod instruments;
 pub mod patient;
 pub mod permissions;
 pub mod time;
