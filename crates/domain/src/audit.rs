@@ -34,10 +34,14 @@ pub enum AuditAction {
     AuditViewed,
     AuditExported,
     AccessDenied,
+    QuestionnaireSubmitted,
+    SafetyAlertRaised,
+    SafetyAlertsViewed,
+    SafetyAlertAcknowledged,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 21] = [
+    pub const ALL: [AuditAction; 25] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -59,6 +63,10 @@ impl AuditAction {
         Self::AuditViewed,
         Self::AuditExported,
         Self::AccessDenied,
+        Self::QuestionnaireSubmitted,
+        Self::SafetyAlertRaised,
+        Self::SafetyAlertsViewed,
+        Self::SafetyAlertAcknowledged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -84,6 +92,10 @@ impl AuditAction {
             Self::AuditViewed => "audit.view",
             Self::AuditExported => "audit.export",
             Self::AccessDenied => "access.denied",
+            Self::QuestionnaireSubmitted => "questionnaire.submit",
+            Self::SafetyAlertRaised => "safety_alert.raise",
+            Self::SafetyAlertsViewed => "safety_alert.list",
+            Self::SafetyAlertAcknowledged => "safety_alert.acknowledge",
         }
     }
 

@@ -30,10 +30,16 @@ pub enum Action {
     ReadAudit,
     /// The patient portal: only ever the patient's own record.
     PortalSelf,
+    /// Enter a questionnaire for a patient (clinicians).
+    RecordQuestionnaire,
+    /// See open safety alerts (clinicians).
+    ReadSafetyAlerts,
+    /// Acknowledge a safety alert with what was done (prescriber or therapist, spec 7.1 / GATE-01).
+    AcknowledgeSafetyAlert,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 13] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::OwnAccount,
@@ -44,6 +50,9 @@ impl Action {
         Action::ManageSettings,
         Action::ReadAudit,
         Action::PortalSelf,
+        Action::RecordQuestionnaire,
+        Action::ReadSafetyAlerts,
+        Action::AcknowledgeSafetyAlert,
     ];
 }
 
@@ -61,9 +70,41 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadAudit,
         ],
     ),
-    (Role::Prescriber, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
-    (Role::Nurse, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
-    (Role::Therapist, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (
+        Role::Prescriber,
+        &[
+            Action::OwnAccount,
+            Action::StaffHome,
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::RecordQuestionnaire,
+            Action::ReadSafetyAlerts,
+            Action::AcknowledgeSafetyAlert,
+        ],
+    ),
+    (
+        Role::Nurse,
+        &[
+            Action::OwnAccount,
+            Action::StaffHome,
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::RecordQuestionnaire,
+            Action::ReadSafetyAlerts,
+        ],
+    ),
+    (
+        Role::Therapist,
+        &[
+            Action::OwnAccount,
+            Action::StaffHome,
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::RecordQuestionnaire,
+            Action::ReadSafetyAlerts,
+            Action::AcknowledgeSafetyAlert,
+        ],
+    ),
     (Role::Frontdesk, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),
 ];

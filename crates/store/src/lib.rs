@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backup;
 pub mod clinics;
 pub mod patients;
+pub mod questionnaires;
 pub mod sessions;
 pub mod users;
 

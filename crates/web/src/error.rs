@@ -14,6 +14,9 @@ pub enum AppError {
     /// Input that parsed but breaks a rule.
     #[error("{0}")]
     Invalid(FieldError),
+    /// One element of a list breaks a rule (`answers[3]`).
+    #[error("{message}")]
+    InvalidItem { field: String, message: String },
     #[error("sign in to continue")]
     Unauthenticated,
     #[error("email or password is incorrect, or the account is temporarily locked after repeated failures")]
@@ -42,7 +45,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } | AppError::Csrf => StatusCode::BAD_REQUEST,
-            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Invalid(_) | AppError::InvalidItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::MfaRequired => {
                 StatusCode::UNAUTHORIZED
             }
@@ -59,7 +62,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest { .. } => "bad_request",
-            AppError::Invalid(_) => "invalid",
+            AppError::Invalid(_) | AppError::InvalidItem { .. } => "invalid",
             AppError::Unauthenticated => "unauthenticated",
             AppError::InvalidCredentials => "invalid_credentials",
             AppError::MfaRequired => "mfa_required",
@@ -78,6 +81,7 @@ impl AppError {
         match self {
             AppError::BadRequest { field, .. } => field.as_deref(),
             AppError::Invalid(e) => Some(e.field),
+            AppError::InvalidItem { field, .. } => Some(field),
             AppError::Conflict { field, .. } => Some(field),
             AppError::MfaRequired => Some("totp_code"),
             _ => None,

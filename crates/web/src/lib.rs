@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod content;
 pub mod error;
 pub mod html;
 pub mod ops;

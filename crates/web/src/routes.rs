@@ -35,6 +35,7 @@ pub fn table() -> Vec<RouteDef> {
         // Staff pages
         r(g.clone(), "/", OwnAccount, get(html::home::home)),
         r(g.clone(), "/patients", ListPatients, get(html::patients::list)),
+        r(p.clone(), "/safety-alerts/{id}/acknowledge", AcknowledgeSafetyAlert, post(html::home::acknowledge)),
         r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),
@@ -62,6 +63,20 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/api/v1/patients", ListPatients, get(api::patients::list)),
         r(g.clone(), "/api/v1/patients/{id}", ReadPatient, get(api::patients::read)),
         r(g.clone(), "/api/v1/portal/me", PortalSelf, get(api::patients::portal_me)),
+        r(p.clone(), "/api/v1/portal/questionnaires", PortalSelf, post(api::questionnaires::submit_own)),
+        r(
+            p.clone(),
+            "/api/v1/patients/{id}/questionnaires",
+            RecordQuestionnaire,
+            post(api::questionnaires::submit_for_patient),
+        ),
+        r(g.clone(), "/api/v1/safety-alerts", ReadSafetyAlerts, get(api::questionnaires::open_alerts)),
+        r(
+            p.clone(),
+            "/api/v1/safety-alerts/{id}/acknowledge",
+            AcknowledgeSafetyAlert,
+            post(api::questionnaires::acknowledge),
+        ),
         r(g.clone(), "/api/v1/users", ManageUsers, get(api::accounts::list)),
         r(p.clone(), "/api/v1/users", ManageUsers, post(api::accounts::create)),
         r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),

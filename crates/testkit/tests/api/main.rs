@@ -9,4 +9,5 @@ mod health;
 mod mfa;
 mod patients;
 mod permissions;
+mod questionnaires;
 mod web_security;

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod patients;
+pub mod questionnaires;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod demo;
 pub mod patients;
+pub mod questionnaires;
 pub mod settings;
 pub mod sign_in;
 

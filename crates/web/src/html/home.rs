@@ -16,10 +16,23 @@ pub struct NextStep {
     pub text: String,
 }
 
+/// An open safety alert as a clinician sees it on the home page.
+pub struct AlertView {
+    pub id: String,
+    pub patient_id: String,
+    pub patient: String,
+    pub high: bool,
+    pub level: String,
+    pub reason: String,
+    pub raised: String,
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     layout: Layout,
+    alerts: Vec<AlertView>,
+    can_acknowledge: bool,
     next_steps: Vec<NextStep>,
     patient_count: i64,
     role_label: &'static str,
@@ -52,11 +65,53 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
             next_steps.push(NextStep { href: "/admin/settings", text: "Require a second factor for admins".into() });
         }
     }
+    let mut alerts = Vec::new();
+    if allows(Some(user.role), Action::ReadSafetyAlerts) {
+        for a in crate::app::questionnaires::open_alerts(&state, &user).await? {
+            let p = patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(a.patient_id)).await?;
+            alerts.push(AlertView {
+                id: a.id.to_string(),
+                patient_id: a.patient_id.to_string(),
+                patient: p.map_or_else(
+                    || "Unknown patient".to_owned(),
+                    |p| format!("{} {} ({})", p.given_name, p.family_name, p.mrn),
+                ),
+                high: a.level == "high",
+                level: match a.level.as_str() {
+                    "high" => "High risk".to_owned(),
+                    "moderate" => "Moderate risk".to_owned(),
+                    _ => "Needs review".to_owned(),
+                },
+                reason: a.reason,
+                raised: super::when(a.raised_at.0),
+            });
+        }
+    }
     let page = HomePage {
         layout: Layout::for_user("Today", &user, "/"),
+        alerts,
+        can_acknowledge: allows(Some(user.role), Action::AcknowledgeSafetyAlert),
         next_steps,
         patient_count: patients::count(&state.db, user.clinic).await?,
         role_label: user.role.label(),
     };
     Ok(render(&page)?.into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct AckForm {
+    #[serde(default)]
+    action_taken: String,
+}
+
+/// `POST /safety-alerts/{id}/acknowledge` from the home page.
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Form(f): axum::extract::Form<AckForm>,
+) -> PageResult<Response> {
+    let id = id.parse().map_err(|_| crate::error::AppError::NotFound)?;
+    crate::app::questionnaires::acknowledge(&state, &user, id, &f.action_taken).await?;
+    Ok(Redirect::to("/").into_response())
 }

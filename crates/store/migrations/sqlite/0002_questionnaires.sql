@@ -1,0 +1,32 @@
+-- Questionnaire responses (scored) and the safety alerts they raise.
+
+CREATE TABLE questionnaire_responses (
+    id                 BLOB PRIMARY KEY NOT NULL,
+    clinic_id          BLOB NOT NULL REFERENCES clinics(id),
+    patient_id         BLOB NOT NULL REFERENCES patients(id),
+    instrument         TEXT NOT NULL,
+    instrument_version TEXT NOT NULL,
+    answers            TEXT NOT NULL,
+    total              INTEGER,
+    severity           TEXT,
+    result             TEXT NOT NULL,
+    entered_by         BLOB NOT NULL REFERENCES users(id),
+    entered_via        TEXT NOT NULL CHECK (entered_via IN ('staff','portal')),
+    submitted_at       BIGINT NOT NULL
+);
+CREATE INDEX questionnaire_responses_by_patient ON questionnaire_responses (patient_id, submitted_at);
+
+CREATE TABLE safety_alerts (
+    id              BLOB PRIMARY KEY NOT NULL,
+    clinic_id       BLOB NOT NULL REFERENCES clinics(id),
+    patient_id      BLOB NOT NULL REFERENCES patients(id),
+    response_id     BLOB NOT NULL REFERENCES questionnaire_responses(id),
+    level           TEXT NOT NULL CHECK (level IN ('review','moderate','high')),
+    reason          TEXT NOT NULL,
+    raised_at       BIGINT NOT NULL,
+    acknowledged_by BLOB REFERENCES users(id),
+    acknowledged_at BIGINT,
+    action_taken    TEXT,
+    CHECK ((acknowledged_at IS NULL) = (acknowledged_by IS NULL))
+);
+CREATE INDEX safety_alerts_open ON safety_alerts (clinic_id, acknowledged_at, raised_at);

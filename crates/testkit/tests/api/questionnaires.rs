@@ -1,0 +1,123 @@
+use kapstone_testkit::{TestApp, both_backends};
+use serde_json::{Value, json};
+
+async fn first_patient_id(app: &TestApp, token: &str) -> anyhow::Result<String> {
+    let list: Value = app.get_bearer(token, "/api/v1/patients?limit=1").await?.json().await?;
+    Ok(list["items"][0]["id"].as_str().unwrap().to_owned())
+}
+
+async fn submit(app: &TestApp, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    let resp = app.client().post(app.url(path)).bearer_auth(token).json(&body).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+both_backends! {
+    async fn staff_enter_questionnaires_and_get_exact_scores(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let id = first_patient_id(&app, &nurse).await?;
+        let path = format!("/api/v1/patients/{id}/questionnaires");
+
+        let (s, r) = submit(&app, &nurse, &path, json!({"instrument": "gad7", "answers": [2,3,2,1,0,2,1]})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!((r["total"].as_u64(), r["severity"].as_str()), (Some(11), Some("moderate")), "TV-GAD-1");
+        assert!(r["id"].is_string());
+
+        let pcl = [3,2,1,2,3,2,1,0,1,2,1,3,1,0,1,2,1,3,0,1];
+        let (s, r) = submit(&app, &nurse, &path, json!({"instrument": "pcl5", "answers": pcl})).await?;
+        assert_eq!(s, 201);
+        assert_eq!(r["total"], 30);
+        assert_eq!(r["clusters"], json!({"B": 11, "C": 3, "D": 8, "E": 8}));
+        assert_eq!((r["provisional_dsm5"].as_bool(), r["provisional_cutoff"].as_bool()), (Some(true), Some(false)));
+        assert!(r["severity"].is_null(), "no severity bands for the PCL-5");
+
+        let (s, r) = submit(&app, &nurse, &path, json!({"instrument": "phq9", "answers": [1,1,1,1,0,0,0,0,0]})).await?;
+        assert_eq!((s, r["severity"].as_str(), r["flags"].as_array().map(Vec::len)), (201, Some("minimal"), Some(0)));
+        assert_eq!(app.count("safety_alerts").await?, 0);
+        assert_eq!(app.count("audit_events WHERE action = 'questionnaire.submit'").await?, 3);
+        app.stop().await
+    }
+
+    async fn invalid_answers_are_refused_naming_the_item_and_nothing_is_stored(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let id = first_patient_id(&app, &nurse).await?;
+        let path = format!("/api/v1/patients/{id}/questionnaires");
+        let cases = [
+            (json!({"instrument": "phq9", "answers": [1,4,0,0,0,0,0,0,0]}), "answers[1]"),
+            (json!({"instrument": "phq9", "answers": [1,1,1,1,1,1,1,1,null]}), "answers[8]"),
+            (json!({"instrument": "phq9", "answers": [1,1,1,1,1,1,1,1]}), "answers[8]"),
+            (json!({"instrument": "gad7", "answers": [0,0,"two",0,0,0,0]}), "answers[2]"),
+            (json!({"instrument": "cssrs_screener", "answers": [true,false,true,null,null,false,null]}), "answers[2]"),
+            (json!({"instrument": "cssrs_screener", "answers": [false,false,null,null,null,true,null]}), "answers[6]"),
+            (json!({"instrument": "madrs", "answers": []}), "instrument"),
+        ];
+        for (body, field) in cases {
+            let (s, r) = submit(&app, &nurse, &path, body.clone()).await?;
+            assert_eq!(s, 422, "{body} -> {r}");
+            assert_eq!(r["error"]["field"], field, "{body} -> {r}");
+        }
+        let (s, _) = submit(&app, &nurse, "/api/v1/patients/01a21565-0000-7000-8000-000000000000/questionnaires",
+            json!({"instrument": "gad7", "answers": [0,0,0,0,0,0,0]})).await?;
+        assert_eq!(s, 404);
+        assert_eq!(app.count("questionnaire_responses").await?, 0);
+        app.stop().await
+    }
+
+    async fn suicide_risk_raises_an_alert_until_a_prescriber_acknowledges_it(b) {
+        let app = TestApp::demo(b).await?;
+        let patient = app.token("patient1@demo.kapstone.test").await?;
+        let (s, r) = submit(&app, &patient, "/api/v1/portal/questionnaires",
+            json!({"instrument": "phq9", "answers": [2,2,1,3,1,2,1,0,1]})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!((r["total"].as_u64(), r["severity"].as_str()), (Some(13), Some("moderate")), "TV-PHQ-1");
+        assert_eq!(r["flags"], json!(["suicide_risk"]));
+        assert!(r["crisis_resources"].as_str().unwrap().contains("988"));
+
+        let (s, r) = submit(&app, &patient, "/api/v1/portal/questionnaires",
+            json!({"instrument": "cssrs_screener", "answers": [true,true,true,true,false,false,null]})).await?;
+        assert_eq!((s, r["risk"].as_str()), (201, Some("high")), "TV-CS-5");
+
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let alerts: Value = app.get_bearer(&therapist, "/api/v1/safety-alerts").await?.json().await?;
+        let items = alerts["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 2);
+        let (nurse_page, _) = app.browser_login("nurse@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let home = nurse_page.get(app.url("/")).send().await?.text().await?;
+        assert!(home.contains("Safety alerts need a clinician now (2)"), "every clinician sees open alerts");
+        assert!(home.contains("Crisis workflow"), "high risk shows the crisis workflow");
+        assert!(home.contains("A prescriber or therapist acknowledges"), "a nurse cannot acknowledge");
+
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let ack = |token: String, id: String, note: &'static str| {
+            let c = app.client();
+            let url = app.url(&format!("/api/v1/safety-alerts/{id}/acknowledge"));
+            async move { c.post(url).bearer_auth(token).json(&json!({"action_taken": note})).send().await }
+        };
+        let first = items[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(ack(nurse.clone(), first.clone(), "Called the patient, safe").await?.status(), 403);
+        assert_eq!(ack(therapist.clone(), first.clone(), "ok").await?.status(), 422, "a real note is required");
+        assert_eq!(ack(therapist.clone(), first.clone(), "Called the patient; safety plan reviewed").await?.status(), 204);
+        assert_eq!(ack(therapist.clone(), first.clone(), "Called the patient again").await?.status(), 404, "only once");
+        let alerts: Value = app.get_bearer(&therapist, "/api/v1/safety-alerts").await?.json().await?;
+        assert_eq!(alerts["items"].as_array().unwrap().len(), 1);
+        assert_eq!(app.count("audit_events WHERE action = 'safety_alert.raise'").await?, 2);
+        assert_eq!(app.count("audit_events WHERE action = 'safety_alert.acknowledge' AND actor_role = 'therapist'").await?, 1);
+        app.stop().await
+    }
+
+    async fn a_patient_submits_only_for_themselves(b) {
+        let app = TestApp::demo(b).await?;
+        let p1 = app.token("patient1@demo.kapstone.test").await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let other = first_patient_id(&app, &nurse).await?;
+        let (s, _) = submit(&app, &p1, &format!("/api/v1/patients/{other}/questionnaires"),
+            json!({"instrument": "gad7", "answers": [0,0,0,0,0,0,0]})).await?;
+        assert_eq!(s, 403);
+        let (s, _) = submit(&app, &p1, "/api/v1/portal/questionnaires", json!({"instrument": "gad7", "answers": [0,0,0,0,0,0,0], "patient_id": other})).await?;
+        assert_eq!(s, 400, "no way to name another patient");
+        assert_eq!(app.count("questionnaire_responses").await?, 0);
+        app.stop().await
+    }
+}

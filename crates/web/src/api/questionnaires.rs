@@ -1,0 +1,77 @@
+//! Questionnaires and safety alerts over JSON.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use kapstone_domain::{FieldError, PatientId};
+use serde_json::{Value, json};
+
+use super::ApiJson;
+use crate::app::questionnaires::{self, CRISIS_RESOURCES, Submission};
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn patient_id(raw: &str) -> Result<PatientId, AppError> {
+    raw.parse().map_err(|_| FieldError::new("id", "not a patient id").into())
+}
+
+/// `POST /api/v1/patients/{id}/questionnaires` (clinicians).
+pub async fn submit_for_patient(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(sub): ApiJson<Submission>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let scored = questionnaires::submit(&state, &user, patient_id(&id)?, sub).await?;
+    Ok((StatusCode::CREATED, Json(scored.body)))
+}
+
+/// `POST /api/v1/portal/questionnaires`: the patient's own, from the portal.
+pub async fn submit_own(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(sub): ApiJson<Submission>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Some(patient) = me.patient else { return Err(AppError::Forbidden.into()) };
+    let mut scored = questionnaires::submit(&state, &me, patient, sub).await?;
+    if scored.alert.is_some()
+        && let Value::Object(b) = &mut scored.body
+    {
+        b.insert("crisis_resources".into(), json!(CRISIS_RESOURCES));
+    }
+    Ok((StatusCode::CREATED, Json(scored.body)))
+}
+
+/// `GET /api/v1/safety-alerts`: open alerts, oldest first.
+pub async fn open_alerts(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let alerts = questionnaires::open_alerts(&state, &user).await?;
+    let items: Vec<Value> = alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id, "patient_id": a.patient_id, "response_id": a.response_id, "level": a.level,
+                "reason": a.reason, "raised_at": a.raised_at.0,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledgement {
+    action_taken: String,
+}
+
+/// `POST /api/v1/safety-alerts/{id}/acknowledge` (prescriber or therapist).
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Acknowledgement>,
+) -> ApiResult<StatusCode> {
+    let id = id.parse().map_err(|_| FieldError::new("id", "not an alert id"))?;
+    questionnaires::acknowledge(&state, &user, id, &body.action_taken).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,223 @@
+//! Questionnaires: scoring a submission (domain), storing it with its audit event, and raising a
+//! safety alert when an answer signals suicide risk (spec 7.1, 7.4; GATE-01).
+
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::instruments::{Flag, Instrument, ItemError, cssrs, gad7, pcl5, phq9};
+use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::questionnaires::{self, NewResponse};
+use kapstone_store::{audit, patients};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::guard::CurrentUser;
+use crate::content;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// What a person typed: the instrument and its answers in item order.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    pub instrument: String,
+    pub answers: Vec<Value>,
+}
+
+/// A scored, stored response, in the shape the API returns.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub id: Uuid,
+    pub body: Value,
+    pub alert: Option<(Uuid, &'static str)>,
+}
+
+fn item_error(e: ItemError) -> AppError {
+    AppError::InvalidItem { field: format!("answers[{}]", e.index), message: format!("item {}: {}", e.item, e.message) }
+}
+
+fn integers(answers: &[Value]) -> Result<Vec<Option<i64>>, AppError> {
+    answers
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Null => Ok(None),
+            Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64()),
+            _ => Err(item_error(ItemError::new(i, (i + 1).to_string(), "answer with a whole number"))),
+        })
+        .collect()
+}
+
+fn booleans(answers: &[Value]) -> Result<Vec<Option<bool>>, AppError> {
+    answers
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Null => Ok(None),
+            Value::Bool(b) => Ok(Some(*b)),
+            _ => {
+                let label = cssrs::QUESTIONS.get(i).copied().unwrap_or("?");
+                Err(item_error(ItemError::new(i, label, "answer true (yes), false (no) or null (not asked)")))
+            }
+        })
+        .collect()
+}
+
+/// Scores the answers; returns (total, severity, flags, extra result fields, alert level+reason).
+type Outcome3 = (Option<u8>, Option<&'static str>, Vec<Flag>, Value, Option<(&'static str, &'static str)>);
+
+fn score(instrument: Instrument, answers: &[Value]) -> Result<Outcome3, AppError> {
+    Ok(match instrument {
+        Instrument::Phq9 => {
+            let s = phq9::score(&integers(answers)?).map_err(item_error)?;
+            let alert = s.flags.contains(&Flag::SuicideRisk).then_some((
+                "review",
+                "PHQ-9 item 9 answered 1 or more: same-visit clinician review and a C-SSRS screen",
+            ));
+            (Some(s.total), Some(s.severity.as_str()), s.flags, json!({}), alert)
+        }
+        Instrument::Gad7 => {
+            let s = gad7::score(&integers(answers)?).map_err(item_error)?;
+            (Some(s.total), Some(s.severity.as_str()), Vec::new(), json!({}), None)
+        }
+        Instrument::Pcl5 => {
+            let s = pcl5::score(&integers(answers)?, pcl5::DEFAULT_CUTOFF).map_err(item_error)?;
+            let extra = json!({
+                "clusters": {"B": s.clusters.b, "C": s.clusters.c, "D": s.clusters.d, "E": s.clusters.e},
+                "endorsed": {"B": s.endorsed.b, "C": s.endorsed.c, "D": s.endorsed.d, "E": s.endorsed.e},
+                "provisional_dsm5": s.provisional_dsm5,
+                "provisional_cutoff": s.provisional_cutoff,
+                "cutoff": s.cutoff,
+            });
+            (Some(s.total), None, Vec::new(), extra, None)
+        }
+        Instrument::CssrsScreener => {
+            let s = cssrs::score(&booleans(answers)?).map_err(item_error)?;
+            let alert = match s.risk {
+                cssrs::Risk::High => {
+                    Some(("high", "C-SSRS high risk: no routine dosing (GATE-01); follow the crisis workflow now"))
+                }
+                cssrs::Risk::Moderate => Some(("moderate", "C-SSRS moderate risk: clinician review before any dosing")),
+                _ => None,
+            };
+            (None, None, Vec::new(), json!({ "risk": s.risk.as_str() }), alert)
+        }
+    })
+}
+
+/// Scores and stores a questionnaire for `patient`. Staff enter it for a patient of their
+/// clinic; a patient account may only submit for itself (the caller passes the session's id).
+pub async fn submit(
+    state: &AppState,
+    by: &CurrentUser,
+    patient: PatientId,
+    sub: Submission,
+) -> Result<Scored, AppError> {
+    let instrument = Instrument::parse(sub.instrument.trim()).ok_or_else(|| {
+        FieldError::new("instrument", "unknown instrument; expected phq9, gad7, pcl5 or cssrs_screener")
+    })?;
+    let (total, severity, flags, extra, alert) = score(instrument, &sub.answers)?;
+    let def = content::instrument(instrument)?;
+    if patients::get(&state.db, by.clinic, patient).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let flag_names: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+    let mut body = json!({
+        "instrument": instrument.as_str(),
+        "instrument_version": def.version,
+        "total": total,
+        "severity": severity,
+        "flags": flag_names,
+    });
+    if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
+        b.extend(x);
+    }
+    let answers = serde_json::to_string(&sub.answers).map_err(|e| AppError::Internal(e.into()))?;
+    let result = body.to_string();
+    let mut tx = state.db.begin().await?;
+    let id = questionnaires::insert(
+        &mut tx,
+        &NewResponse {
+            clinic: by.clinic,
+            patient,
+            instrument: instrument.as_str(),
+            instrument_version: &def.version,
+            answers: &answers,
+            total: total.map(i32::from),
+            severity,
+            result: &result,
+            entered_by: by.id,
+            via_portal: !by.role.is_staff(),
+        },
+    )
+    .await?;
+    let mut e = by.event(AuditAction::QuestionnaireSubmitted, "questionnaire_response", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(patient);
+    e.reason = Some(instrument.as_str().to_owned());
+    let mut events = vec![e];
+    let mut raised = None;
+    if let Some((level, reason)) = alert {
+        let alert_id = questionnaires::raise_alert(&mut tx, by.clinic, patient, id, level, reason).await?;
+        let mut a = by.event(AuditAction::SafetyAlertRaised, "safety_alert", Outcome::Success);
+        a.entity_id = Some(alert_id.to_string());
+        a.patient_id = Some(patient);
+        a.reason = Some(format!("level {level}"));
+        events.push(a);
+        raised = Some((alert_id, level));
+    }
+    audit::append_all(&mut tx, &events).await?;
+    tx.commit().await?;
+    if let Value::Object(b) = &mut body {
+        b.insert("id".into(), json!(id));
+        b.insert("safety_alert".into(), json!(raised.map(|(id, level)| json!({"id": id, "level": level}))));
+    }
+    Ok(Scored { id, body, alert: raised })
+}
+
+/// Open safety alerts of the clinic, for clinicians (audited as a read of patient data).
+pub async fn open_alerts(state: &AppState, by: &CurrentUser) -> Result<Vec<questionnaires::AlertRow>, AppError> {
+    let alerts = questionnaires::open_alerts(&state.db, by.clinic).await?;
+    if !alerts.is_empty() {
+        let mut e = by.event(AuditAction::SafetyAlertsViewed, "safety_alert", Outcome::Success);
+        e.reason = Some(format!("{} open alerts", alerts.len()));
+        state.read_audit.record(e).await?;
+    }
+    Ok(alerts)
+}
+
+/// A prescriber or therapist records what was done; the alert leaves everyone's home page.
+pub async fn acknowledge(state: &AppState, by: &CurrentUser, alert: Uuid, action_taken: &str) -> Result<(), AppError> {
+    let note = action_taken.trim();
+    if note.chars().count() < 5 {
+        return Err(FieldError::new("action_taken", "say what was done (at least a few words)").into());
+    }
+    if note.chars().count() > 4000 {
+        return Err(FieldError::new("action_taken", "keep the note under 4,000 characters").into());
+    }
+    let mut tx = state.db.begin().await?;
+    let Some(patient) = questionnaires::acknowledge(&mut tx, by.clinic, alert, by.id, note).await? else {
+        return Err(AppError::NotFound);
+    };
+    let mut e = by.event(AuditAction::SafetyAlertAcknowledged, "safety_alert", Outcome::Success);
+    e.entity_id = Some(alert.to_string());
+    e.patient_id = Some(PatientId::from_uuid(patient));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Crisis resources shown to a patient whose answers raised an alert.
+pub const CRISIS_RESOURCES: &str = "If you are thinking about suicide or are in crisis, call or text 988 (Suicide & Crisis Lifeline) or call 911. \
+     Your care team has been alerted.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_numbers_and_non_booleans_name_the_item() {
+        let e = integers(&[json!(1), json!("2")]).err();
+        assert_eq!(e.as_ref().and_then(AppError::field), Some("answers[1]"));
+        let e = booleans(&[json!(true), json!(1)]).err();
+        assert_eq!(e.as_ref().and_then(AppError::field), Some("answers[1]"));
+    }
+}
