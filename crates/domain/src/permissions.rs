@@ -14,6 +14,9 @@ pub enum Action {
     /// The second step of signing in (TOTP or recovery code); the only thing a session that
     /// still owes its second factor can reach.
     CompleteSignIn,
+    /// Ending one's own session; also open to a session that still owes its second factor, so a
+    /// half-finished sign-in on a shared workstation can be abandoned.
+    SignOut,
     /// Any signed-in account: own profile, own MFA, own sessions, sign-out.
     OwnAccount,
     /// Staff home page ("what is due next").
@@ -39,9 +42,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::Public,
         Action::CompleteSignIn,
+        Action::SignOut,
         Action::OwnAccount,
         Action::StaffHome,
         Action::ListPatients,
@@ -114,7 +118,7 @@ pub fn allows(role: Option<Role>, action: Action) -> bool {
     if action == Action::Public {
         return true;
     }
-    if action == Action::CompleteSignIn {
+    if matches!(action, Action::CompleteSignIn | Action::SignOut) {
         return role.is_some();
     }
     let Some(role) = role else { return false };

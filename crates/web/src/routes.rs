@@ -31,7 +31,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/login", Public, post(html::auth::login_submit)),
         r(g.clone(), "/login/mfa", CompleteSignIn, get(html::auth::mfa_page)),
         r(p.clone(), "/login/mfa", CompleteSignIn, post(html::auth::mfa_submit)),
-        r(p.clone(), "/logout", OwnAccount, post(html::auth::logout)),
+        r(p.clone(), "/logout", SignOut, post(html::auth::logout)),
         // Staff pages
         r(g.clone(), "/", OwnAccount, get(html::home::home)),
         r(g.clone(), "/patients", ListPatients, get(html::patients::list)),
@@ -58,7 +58,7 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/portal", PortalSelf, get(html::portal::home)),
         // JSON API
         r(p.clone(), "/api/v1/auth/login", Public, post(api::auth::login)),
-        r(p.clone(), "/api/v1/auth/logout", OwnAccount, post(api::auth::logout)),
+        r(p.clone(), "/api/v1/auth/logout", SignOut, post(api::auth::logout)),
         r(g.clone(), "/api/v1/auth/me", OwnAccount, get(api::auth::me)),
         r(g.clone(), "/api/v1/patients", ListPatients, get(api::patients::list)),
         r(g.clone(), "/api/v1/patients/{id}", ReadPatient, get(api::patients::read)),

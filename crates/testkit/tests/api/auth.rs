@@ -189,7 +189,7 @@ both_backends! {
             .form(&[("email", "admin@demo.kapstone.test"), ("password", PASSWORD), ("csrf_token", "forged")])
             .send()
             .await?;
-        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.status(), 403);
         assert!(resp.headers().get("set-cookie").is_none());
         assert_eq!(app.count("sessions").await?, 0);
         app.stop().await

@@ -96,3 +96,48 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_right_password_does_not_reset_the_count_of_wrong_codes(b) {
+        let app = TestApp::demo(b).await?;
+        let (c, _) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+        enrol(&app, &c).await?;
+        // Four wrong codes, a fresh password sign-in, then one more wrong code: locked.
+        for round in 0..2 {
+            let (c2, resp) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+            assert_eq!(resp.headers()["location"], "/login/mfa", "round {round}");
+            let page = c2.get(app.url("/login/mfa")).send().await?.text().await?;
+            let csrf = hidden_csrf(&page).unwrap();
+            let tries = if round == 0 { 4 } else { 1 };
+            for _ in 0..tries {
+                c2.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", "000000")]).send().await?;
+            }
+        }
+        assert_eq!(app.count("audit_events WHERE action = 'auth.account_locked'").await?, 1);
+        let (_, resp) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(resp.status(), 401, "locked: the password alone gets nowhere");
+        app.stop().await
+    }
+
+    async fn a_half_finished_sign_in_can_be_abandoned(b) {
+        let app = TestApp::demo(b).await?;
+        let (c, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        enrol(&app, &c).await?;
+        let (c2, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let page = c2.get(app.url("/login/mfa")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).unwrap();
+        let out = c2.post(app.url("/logout")).form(&[("csrf_token", csrf.as_str())]).send().await?;
+        assert_eq!(out.status(), 303);
+        // Someone else can now sign in on the same browser.
+        let login = c2.get(app.url("/login")).send().await?.text().await?;
+        let pre = hidden_csrf(&login).unwrap();
+        let resp = c2
+            .post(app.url("/login"))
+            .form(&[("email", "nurse@demo.kapstone.test"), ("password", PASSWORD), ("csrf_token", pre.as_str())])
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 303);
+        assert_eq!(resp.headers()["location"], "/");
+        app.stop().await
+    }
+}

@@ -47,14 +47,14 @@ both_backends! {
         let (c, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
         let before = app.count("clinic_settings").await?;
         let forged = c.post(app.url("/admin/settings")).form(&[("mfa_role", "admin")]).send().await?;
-        assert_eq!(forged.status(), 400);
+        assert_eq!(forged.status(), 403);
         let cross = c
             .post(app.url("/admin/settings"))
             .header("origin", "https://evil.example")
             .form(&[("csrf_token", app.csrf_of(&c).await?.as_str()), ("mfa_role", "admin")])
             .send()
             .await?;
-        assert_eq!(cross.status(), 400, "a cross-origin post is refused even with a token");
+        assert_eq!(cross.status(), 403, "a cross-origin post is refused even with a token");
         // Browsers send `Origin: null` under no-referrer: the token then decides.
         let null_origin = c
             .post(app.url("/admin/settings"))
@@ -62,10 +62,10 @@ both_backends! {
             .form(&[("mfa_role", "admin")])
             .send()
             .await?;
-        assert_eq!(null_origin.status(), 400, "no token, no change");
+        assert_eq!(null_origin.status(), 403, "no token, no change");
         // Cookie + JSON needs the header; a cookie token sent as a bearer token is not accepted.
         let json_post = c.post(app.url("/api/v1/auth/logout")).send().await?;
-        assert_eq!(json_post.status(), 400);
+        assert_eq!(json_post.status(), 403);
         assert_eq!(app.count("clinic_settings").await?, before);
         let csrf = app.csrf_of(&c).await?;
         let with_token = c

@@ -45,8 +45,26 @@ fn event_for(
     e
 }
 
+/// Takes the account's row lock and, if the account is locked, audits the refused attempt.
+/// Returns true when the attempt must be refused (the caller commits the audit event).
+async fn refuse_if_locked(state: &AppState, tx: &mut Tx, user: &UserRow, ip: Option<&str>) -> Result<bool, AppError> {
+    let (_, locked_until) = users::lock_for_sign_in(tx, user.user_id()).await?;
+    if !state.config.lockout.is_locked(locked_until.map(|t| t.0), UtcTs::now()) {
+        return Ok(false);
+    }
+    let mut e = event_for(user, user.role().ok(), AuditAction::SignInFailed, Outcome::Denied, ip);
+    e.reason = Some("account locked".into());
+    audit::append(tx, &e).await?;
+    Ok(true)
+}
+
 /// Counts a failed attempt (locking the account at the limit) and audits it.
-async fn record_failure(state: &AppState, user: &UserRow, reason: &str, ip: Option<&str>) -> Result<(), AppError> {
+pub(crate) async fn record_failure(
+    state: &AppState,
+    user: &UserRow,
+    reason: &str,
+    ip: Option<&str>,
+) -> Result<(), AppError> {
     let role = user.role().ok();
     let mut tx = state.db.begin().await?;
     let (attempts, _) = users::lock_for_sign_in(&mut tx, user.user_id()).await?;
@@ -172,6 +190,12 @@ pub async fn sign_in(
     }
 
     let mut tx = state.db.begin().await?;
+    // The lock is checked again under the row lock: a burst of parallel guesses all read the
+    // account before the fifth failure locked it, and none of them may get through afterwards.
+    if refuse_if_locked(state, &mut tx, &user, ip).await? {
+        tx.commit().await?;
+        return Err(AppError::InvalidCredentials);
+    }
     if let Some(step) = second_factor_step
         && !users::claim_totp_step(&mut tx, user.user_id(), step).await?
     {
@@ -179,7 +203,11 @@ pub async fn sign_in(
         record_failure(state, &user, "TOTP code reused", ip).await?;
         return Err(AppError::InvalidCredentials);
     }
-    users::record_successful_sign_in(&mut tx, user.user_id()).await?;
+    // The failure count restarts only when sign-in is complete: a right password alone must not
+    // reset the count of wrong second-factor codes.
+    if !mfa_pending {
+        users::record_successful_sign_in(&mut tx, user.user_id()).await?;
+    }
     let issued = issue_session(&mut tx, state, &user, kind, mfa_pending, ip, user_agent).await?;
     let action = if mfa_pending { AuditAction::SignInMfaPending } else { AuditAction::SignIn };
     let mut e = event_for(&user, Some(role), action, Outcome::Success, ip);
@@ -201,11 +229,12 @@ pub async fn complete_mfa(state: &AppState, pending: &CurrentUser, code: &str) -
     }
     let Some(user) = users::get(&state.db, pending.id).await? else { return Err(AppError::Unauthenticated) };
     let now = UtcTs::now();
-    if state.config.lockout.is_locked(user.locked_until.map(|t| t.0), now) {
-        return Err(AppError::InvalidCredentials);
-    }
     let secret = user.totp_secret.clone().unwrap_or_default();
     let mut tx = state.db.begin().await?;
+    if refuse_if_locked(state, &mut tx, &user, pending.ip.as_deref()).await? {
+        tx.commit().await?;
+        return Err(AppError::InvalidCredentials);
+    }
     let (ok, how) = match totp::check(&secret, &user.email, code, unix_secs(now)) {
         Some(step) => (users::claim_totp_step(&mut tx, user.user_id(), step).await?, "totp"),
         None => (
@@ -219,6 +248,7 @@ pub async fn complete_mfa(state: &AppState, pending: &CurrentUser, code: &str) -
         return Err(FieldError::new("code", "that code is not right; try the newest code from your app").into());
     }
     kapstone_store::sessions::complete_mfa(&mut tx, pending.session).await?;
+    users::record_successful_sign_in(&mut tx, user.user_id()).await?;
     if how == "recovery code" {
         let e = pending.event(AuditAction::RecoveryCodeUsed, "user", Outcome::Success);
         audit::append(&mut tx, &e).await?;

@@ -243,13 +243,16 @@ fn serde_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    // Behind the proxy, the last X-Forwarded-For entry is the one the proxy itself added; the
+    // earlier ones are whatever the client sent.
     let forwarded = state
         .config
         .behind_tls_proxy
         .then(|| req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()))
         .flatten()
-        .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_owned());
+        .and_then(|v| v.rsplit(',').next())
+        .map(|s| s.trim().chars().take(64).collect::<String>())
+        .filter(|s| !s.is_empty());
     let ip = forwarded.or(peer);
     req.extensions_mut().insert(ClientIp(ip.clone()));
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -273,14 +276,19 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
             return next.run(req).await;
         }
         Resolved::Pending(user) => {
-            if action != Action::Public && action != Action::CompleteSignIn {
+            if !matches!(action, Action::Public | Action::CompleteSignIn | Action::SignOut) {
                 return refuse(&path, AppError::Unauthenticated);
             }
             if unsafe_method && !user.api {
-                req = match check_csrf(&state, req, Some(&user.csrf)).await {
+                // Public pages (the sign-in form) carry the pre-session token, not the session's.
+                let expected = (action != Action::Public).then_some(user.csrf.as_str());
+                req = match check_csrf(&state, req, expected).await {
                     Ok(r) => r,
                     Err(e) => return refuse(&path, e),
                 };
+            }
+            if action == Action::SignOut {
+                req.extensions_mut().insert(user.clone());
             }
             req.extensions_mut().insert(PendingMfa(user));
             return next.run(req).await;
@@ -292,7 +300,7 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
         // Already past the second factor: nothing to complete.
         return if is_api(&path) { StatusCode::NO_CONTENT.into_response() } else { Redirect::to("/").into_response() };
     }
-    if user.mfa_setup_required && !matches!(action, Action::Public | Action::OwnAccount) {
+    if user.mfa_setup_required && !matches!(action, Action::Public | Action::OwnAccount | Action::SignOut) {
         return if is_api(&path) {
             refuse(&path, AppError::Forbidden)
         } else {
