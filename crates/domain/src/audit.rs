@@ -38,10 +38,12 @@ pub enum AuditAction {
     SafetyAlertRaised,
     SafetyAlertsViewed,
     SafetyAlertAcknowledged,
+    UsersListed,
+    UserViewed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 27] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -67,6 +69,8 @@ impl AuditAction {
         Self::SafetyAlertRaised,
         Self::SafetyAlertsViewed,
         Self::SafetyAlertAcknowledged,
+        Self::UsersListed,
+        Self::UserViewed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -96,6 +100,8 @@ impl AuditAction {
             Self::SafetyAlertRaised => "safety_alert.raise",
             Self::SafetyAlertsViewed => "safety_alert.list",
             Self::SafetyAlertAcknowledged => "safety_alert.acknowledge",
+            Self::UsersListed => "user.list",
+            Self::UserViewed => "user.read",
         }
     }
 

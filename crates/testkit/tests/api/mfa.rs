@@ -7,8 +7,17 @@ async fn enrol(app: &TestApp, c: &reqwest::Client) -> anyhow::Result<(String, Ve
     let secret = page.split("<code class=\"key\">").nth(1).and_then(|s| s.split('<').next()).unwrap().to_owned();
     let csrf = hidden_csrf(&page).unwrap();
     let code = totp_now(&secret);
-    let done =
-        c.post(app.url("/account/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", code.as_str())]).send().await?;
+    let wrong = c
+        .post(app.url("/account/mfa"))
+        .form(&[("csrf_token", csrf.as_str()), ("password", "not my password"), ("code", code.as_str())])
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), 422, "enrolment needs the account's password");
+    let done = c
+        .post(app.url("/account/mfa"))
+        .form(&[("csrf_token", csrf.as_str()), ("password", PASSWORD), ("code", code.as_str())])
+        .send()
+        .await?;
     assert_eq!(done.status(), 200);
     let html = done.text().await?;
     let codes: Vec<String> =
@@ -101,7 +110,13 @@ both_backends! {
     async fn a_right_password_does_not_reset_the_count_of_wrong_codes(b) {
         let app = TestApp::demo(b).await?;
         let (c, _) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
-        enrol(&app, &c).await?;
+        let (_, codes) = enrol(&app, &c).await?;
+        // A complete sign-in (password + recovery code) starts the count from zero.
+        let (c1, _) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+        let page = c1.get(app.url("/login/mfa")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).unwrap();
+        let ok = c1.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", codes[0].as_str())]).send().await?;
+        assert_eq!(ok.status(), 303);
         // Four wrong codes, a fresh password sign-in, then one more wrong code: locked.
         for round in 0..2 {
             let (c2, resp) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;

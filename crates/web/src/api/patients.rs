@@ -48,8 +48,11 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
     let limit = number("limit", q.limit.as_deref(), 50, 500)?;
+    if limit == 0 {
+        return Err(FieldError::new("limit", "must be a whole number from 1 to 500").into());
+    }
     let offset = number("offset", q.offset.as_deref(), 0, i64::MAX)?;
-    let rows = patients::list(&state, &user, limit.max(1), offset).await?;
+    let rows = patients::list(&state, &user, limit, offset).await?;
     let next = (i64::try_from(rows.len()).unwrap_or(0) == limit).then_some(offset + limit);
     Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": next })))
 }

@@ -8,6 +8,7 @@ use kapstone_store::users::{self, NewUser, UserRow};
 use kapstone_store::{audit, sessions};
 
 use super::password_work;
+use super::sign_in::record_failure;
 use crate::auth::guard::CurrentUser;
 use crate::auth::{password, tokens, totp};
 use crate::error::AppError;
@@ -169,6 +170,7 @@ pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, 
     let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
     let (cur, phc) = (current.to_owned(), row.password_hash.clone());
     if !password_work(state, move || password::verify(&cur, &phc)).await? {
+        record_failure(state, &row, "wrong current password", me.ip.as_deref()).await?;
         return Err(FieldError::new("current_password", "this is not your current password").into());
     }
     let secret = new.expose().to_owned();
@@ -225,8 +227,20 @@ pub async fn begin_mfa_enrolment(state: &AppState, me: &CurrentUser) -> Result<S
 
 /// Step 2: the user proves their app has the secret; MFA is on and recovery codes are issued
 /// (shown once, stored hashed).
-pub async fn confirm_mfa_enrolment(state: &AppState, me: &CurrentUser, code: &str) -> Result<Vec<String>, AppError> {
+/// Needs the account's password too (ASVS: re-authenticate before changing MFA), so an unattended
+/// session cannot be used to bind someone else's phone to the account.
+pub async fn confirm_mfa_enrolment(
+    state: &AppState,
+    me: &CurrentUser,
+    password_input: &str,
+    code: &str,
+) -> Result<Vec<String>, AppError> {
     let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
+    let (pw, phc) = (password_input.to_owned(), row.password_hash.clone());
+    if !password_work(state, move || password::verify(&pw, &phc)).await? {
+        record_failure(state, &row, "wrong password at MFA enrolment", me.ip.as_deref()).await?;
+        return Err(FieldError::new("password", "this is not your current password").into());
+    }
     let Some(secret) = row.totp_secret.filter(|_| !row.totp_enabled) else {
         return Err(FieldError::new("code", "start the set-up again: no pending authenticator secret").into());
     };
@@ -256,6 +270,7 @@ pub async fn disable_mfa(state: &AppState, me: &CurrentUser, password_input: &st
     let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
     let (pw, phc) = (password_input.to_owned(), row.password_hash.clone());
     if !password_work(state, move || password::verify(&pw, &phc)).await? {
+        record_failure(state, &row, "wrong password", me.ip.as_deref()).await?;
         return Err(FieldError::new("password", "this is not your current password").into());
     }
     let mut tx = state.db.begin().await?;
@@ -282,10 +297,27 @@ pub async fn end_my_session(state: &AppState, me: &CurrentUser, session: Session
     Ok(())
 }
 
+/// The clinic's accounts. Patient accounts carry a patient's name and link to their record, so
+/// the listing is audited as a read of patient data.
 pub async fn list_accounts(state: &AppState, admin: &CurrentUser) -> Result<Vec<UserRow>, AppError> {
-    Ok(users::list(&state.db, admin.clinic).await?)
+    let rows = users::list(&state.db, admin.clinic).await?;
+    let patients = rows.iter().filter(|u| u.patient_id.is_some()).count();
+    if patients > 0 {
+        let mut e = admin.event(AuditAction::UsersListed, "user", Outcome::Success);
+        e.reason = Some(format!("{} accounts, {patients} of them patient accounts", rows.len()));
+        state.read_audit.record(e).await?;
+    }
+    Ok(rows)
 }
 
+/// One account of the clinic; opening a patient's account is audited against that patient.
 pub async fn get_account(state: &AppState, admin: &CurrentUser, id: UserId) -> Result<UserRow, AppError> {
-    users::get(&state.db, id).await?.filter(|u| u.clinic() == admin.clinic).ok_or(AppError::NotFound)
+    let row = users::get(&state.db, id).await?.filter(|u| u.clinic() == admin.clinic).ok_or(AppError::NotFound)?;
+    if let Some(patient) = row.patient() {
+        let mut e = admin.event(AuditAction::UserViewed, "user", Outcome::Success);
+        e.entity_id = Some(id.to_string());
+        e.patient_id = Some(patient);
+        state.read_audit.record(e).await?;
+    }
+    Ok(row)
 }

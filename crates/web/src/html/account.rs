@@ -136,6 +136,8 @@ pub async fn mfa_setup(State(state): State<AppState>, me: CurrentUser) -> PageRe
 #[derive(serde::Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
+    password: String,
+    #[serde(default)]
     code: String,
 }
 
@@ -144,7 +146,7 @@ pub async fn mfa_confirm(
     me: CurrentUser,
     Form(f): Form<CodeForm>,
 ) -> PageResult<Response> {
-    match accounts::confirm_mfa_enrolment(&state, &me, &f.code).await {
+    match accounts::confirm_mfa_enrolment(&state, &me, &f.password, &f.code).await {
         Ok(codes) => Ok(render(&MfaSetupPage {
             layout: Layout::for_user("Second factor on", &me, "/account"),
             secret: String::new(),
@@ -161,7 +163,7 @@ pub async fn mfa_confirm(
                 layout: Layout::for_user("Set up an authenticator app", &me, "/account"),
                 secret,
                 otpauth_url,
-                error: Some(fe.message),
+                error: Some(super::sentence(&fe.message)),
                 recovery_codes: None,
             })?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())

@@ -243,7 +243,12 @@ pub async fn update_user(
     Form(f): Form<UpdateForm>,
 ) -> PageResult<Response> {
     let id = user_id(&id)?;
-    let update = AccountUpdate { name: f.name, role: f.role, active: f.active != "false" };
+    let active = match f.active.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return Err(kapstone_domain::FieldError::new("active", "choose Active or Deactivated").into()),
+    };
+    let update = AccountUpdate { name: f.name, role: f.role, active };
     match accounts::update_account(&state, Operator::Admin(&admin), id, update).await {
         Ok(()) => Ok(Redirect::to("/admin/users").into_response()),
         Err(e) => {

@@ -35,9 +35,9 @@ pub async fn list(
     user: CurrentUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult<Html<String>> {
-    let offset = q.offset.unwrap_or(0).max(0);
-    let rows = patients::list(&state, &user, PAGE, offset).await?;
     let total = kapstone_store::patients::count(&state.db, user.clinic).await?;
+    let offset = q.offset.unwrap_or(0).clamp(0, total);
+    let rows = patients::list(&state, &user, PAGE, offset).await?;
     let next_offset = (offset + PAGE < total).then_some(offset + PAGE);
     let prev_offset = (offset > 0).then(|| (offset - PAGE).max(0));
     render(&PatientsPage {
