@@ -33,6 +33,8 @@ pub enum Action {
     ReadAudit,
     /// The patient portal: only ever the patient's own record.
     PortalSelf,
+    /// Register a new patient (front desk and clinicians).
+    RegisterPatient,
     /// Enter a questionnaire for a patient (clinicians).
     RecordQuestionnaire,
     /// See open safety alerts (clinicians).
@@ -42,7 +44,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -54,6 +56,7 @@ impl Action {
         Action::ManageSettings,
         Action::ReadAudit,
         Action::PortalSelf,
+        Action::RegisterPatient,
         Action::RecordQuestionnaire,
         Action::ReadSafetyAlerts,
         Action::AcknowledgeSafetyAlert,
@@ -81,6 +84,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::StaffHome,
             Action::ListPatients,
             Action::ReadPatient,
+            Action::RegisterPatient,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
@@ -93,6 +97,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::StaffHome,
             Action::ListPatients,
             Action::ReadPatient,
+            Action::RegisterPatient,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
         ],
@@ -104,12 +109,16 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::StaffHome,
             Action::ListPatients,
             Action::ReadPatient,
+            Action::RegisterPatient,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
         ],
     ),
-    (Role::Frontdesk, &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient]),
+    (
+        Role::Frontdesk,
+        &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient, Action::RegisterPatient],
+    ),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),
 ];
 

@@ -16,6 +16,14 @@ pub struct PatientRow {
     pub given_name: String,
     pub family_name: String,
     pub birth_date: Date,
+    pub sex_at_birth: String,
+    pub gender_identity: Option<String>,
+    pub pronouns: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub emergency_contact_name: Option<String>,
+    pub emergency_contact_phone: Option<String>,
     pub created_at: DbTs,
 }
 
@@ -38,6 +46,7 @@ pub async fn insert(tx: &mut Tx, clinic: ClinicId, p: &NewPatient) -> Result<Pat
         .await?
     });
     let mrn = Mrn::for_sequence(u64::try_from(n).map_err(|_| StoreError::Corrupt("patient counter".into()))?);
+    let d = &p.details;
     let row = PatientRow {
         id: id.as_uuid(),
         clinic_id: clinic.as_uuid(),
@@ -45,13 +54,23 @@ pub async fn insert(tx: &mut Tx, clinic: ClinicId, p: &NewPatient) -> Result<Pat
         given_name: p.given_name.as_str().to_owned(),
         family_name: p.family_name.as_str().to_owned(),
         birth_date: p.birth_date.date(),
+        sex_at_birth: p.sex_at_birth.as_str().to_owned(),
+        gender_identity: d.gender_identity.clone(),
+        pronouns: d.pronouns.clone(),
+        phone: d.phone.as_ref().map(|x| x.as_str().to_owned()),
+        email: d.email.as_ref().map(|x| x.as_str().to_owned()),
+        address: d.address.clone(),
+        emergency_contact_name: d.emergency_contact_name.as_ref().map(|x| x.as_str().to_owned()),
+        emergency_contact_phone: d.emergency_contact_phone.as_ref().map(|x| x.as_str().to_owned()),
         created_at: DbTs(now),
     };
+    let key = p.search_key(&mrn);
     let r = &row;
     on_tx!(tx, |c| {
         sqlx::query(
-            "INSERT INTO patients (id, clinic_id, mrn, given_name, family_name, birth_date, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO patients (id, clinic_id, mrn, given_name, family_name, birth_date, created_at, sex_at_birth, \
+             gender_identity, pronouns, phone, email, address, emergency_contact_name, emergency_contact_phone, search_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(r.id)
         .bind(r.clinic_id)
@@ -60,6 +79,15 @@ pub async fn insert(tx: &mut Tx, clinic: ClinicId, p: &NewPatient) -> Result<Pat
         .bind(&r.family_name)
         .bind(r.birth_date)
         .bind(r.created_at)
+        .bind(&r.sex_at_birth)
+        .bind(&r.gender_identity)
+        .bind(&r.pronouns)
+        .bind(&r.phone)
+        .bind(&r.email)
+        .bind(&r.address)
+        .bind(&r.emergency_contact_name)
+        .bind(&r.emergency_contact_phone)
+        .bind(&key)
         .execute(c)
         .await
         .map_err(|e| StoreError::conflict_on_unique(e, "mrn"))?;
@@ -67,27 +95,91 @@ pub async fn insert(tx: &mut Tx, clinic: ClinicId, p: &NewPatient) -> Result<Pat
     Ok(row)
 }
 
+const COLUMNS: &str = "SELECT id, clinic_id, mrn, given_name, family_name, birth_date, sex_at_birth, gender_identity, \
+     pronouns, phone, email, address, emergency_contact_name, emergency_contact_phone, created_at FROM patients";
+
+/// How a search box query is read: a date of birth, an MRN, phone digits, or name words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientSearch {
+    BirthDate(Date),
+    Mrn(String),
+    Phone(String),
+    /// Up to three folded words, each of which must appear.
+    Words(Vec<String>),
+}
+
+impl PatientSearch {
+    pub fn parse(q: &str) -> Option<Self> {
+        let q = q.trim();
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        if let Ok(d) = Date::parse(q, &fmt) {
+            return Some(PatientSearch::BirthDate(d));
+        }
+        if let Ok(m) = Mrn::parse(q) {
+            return Some(PatientSearch::Mrn(m.as_str().to_owned()));
+        }
+        let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() >= 4 && q.chars().all(|c| c.is_ascii_digit() || " +-.()".contains(c)) {
+            return Some(PatientSearch::Phone(digits));
+        }
+        let words: Vec<String> = kapstone_domain::patient::fold_for_search(q)
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .take(3)
+            .map(str::to_owned)
+            .collect();
+        (!words.is_empty()).then_some(PatientSearch::Words(words))
+    }
+}
+
+/// Finds the clinic's patients matching `q`, by family then given name.
+pub async fn search(db: &Db, clinic: ClinicId, q: &PatientSearch, limit: i64) -> Result<Vec<PatientRow>> {
+    // One static statement; unused filters are bound as NULL. Words are folded to [a-z0-9 ]
+    // (see fold_for_search), so they carry no LIKE wildcards.
+    let sql = format!(
+        "{COLUMNS} WHERE clinic_id = $1 AND ($2 IS NULL OR birth_date = $2) AND ($3 IS NULL OR mrn = $3) \
+         AND ($4 IS NULL OR search_key LIKE $4) AND ($5 IS NULL OR search_key LIKE $5) \
+         AND ($6 IS NULL OR search_key LIKE $6) \
+         ORDER BY family_name, given_name, id LIMIT $7"
+    );
+    let (date, mrn, words) = match q {
+        PatientSearch::BirthDate(d) => (Some(*d), None, Vec::new()),
+        PatientSearch::Mrn(m) => (None, Some(m.clone()), Vec::new()),
+        PatientSearch::Phone(digits) => (None, None, vec![format!("%{digits}%")]),
+        PatientSearch::Words(w) => (None, None, w.iter().map(|w| format!("%{w}%")).collect()),
+    };
+    let word = |i: usize| words.get(i).cloned();
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(date)
+            .bind(mrn.clone())
+            .bind(word(0))
+            .bind(word(1))
+            .bind(word(2))
+            .bind(limit)
+            .fetch_all(c)
+            .await?
+    }))
+}
+
 /// One patient, only if they belong to `clinic`.
 pub async fn get(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<PatientRow>> {
     Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, clinic_id, mrn, given_name, family_name, birth_date, created_at FROM patients \
-             WHERE id = $1 AND clinic_id = $2",
-        )
-        .bind(id.as_uuid())
-        .bind(clinic.as_uuid())
-        .fetch_optional(c)
-        .await?
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE id = $1 AND clinic_id = $2")))
+            .bind(id.as_uuid())
+            .bind(clinic.as_uuid())
+            .fetch_optional(c)
+            .await?
     }))
 }
 
 /// A page of the clinic's patients by family name, then given name.
 pub async fn list(db: &Db, clinic: ClinicId, limit: i64, offset: i64) -> Result<Vec<PatientRow>> {
     Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, clinic_id, mrn, given_name, family_name, birth_date, created_at FROM patients \
-             WHERE clinic_id = $1 ORDER BY family_name, given_name, id LIMIT $2 OFFSET $3",
-        )
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} WHERE clinic_id = $1 ORDER BY family_name, given_name, id LIMIT $2 OFFSET $3"
+        )))
         .bind(clinic.as_uuid())
         .bind(limit)
         .bind(offset)

@@ -36,6 +36,8 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/", OwnAccount, get(html::home::home)),
         r(g.clone(), "/patients", ListPatients, get(html::patients::list)),
         r(p.clone(), "/safety-alerts/{id}/acknowledge", AcknowledgeSafetyAlert, post(html::home::acknowledge)),
+        r(g.clone(), "/patients/new", RegisterPatient, get(html::patients::new_form)),
+        r(p.clone(), "/patients", RegisterPatient, post(html::patients::create)),
         r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),
@@ -61,6 +63,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/api/v1/auth/logout", SignOut, post(api::auth::logout)),
         r(g.clone(), "/api/v1/auth/me", OwnAccount, get(api::auth::me)),
         r(g.clone(), "/api/v1/patients", ListPatients, get(api::patients::list)),
+        r(p.clone(), "/api/v1/patients", RegisterPatient, post(api::patients::create)),
         r(g.clone(), "/api/v1/patients/{id}", ReadPatient, get(api::patients::read)),
         r(g.clone(), "/api/v1/portal/me", PortalSelf, get(api::patients::portal_me)),
         r(p.clone(), "/api/v1/portal/questionnaires", PortalSelf, post(api::questionnaires::submit_own)),

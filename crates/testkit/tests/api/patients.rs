@@ -63,7 +63,12 @@ both_backends! {
         let (c, _) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
         let list = c.get(app.url("/patients")).send().await?.text().await?;
         assert!(list.contains("12 patients"));
-        let href = list.split("href=\"/patients/").nth(1).and_then(|s| s.split('"').next()).unwrap();
+        let href = list
+            .split("href=\"/patients/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .find(|h| *h != "new")
+            .unwrap();
         let chart = c.get(app.url(&format!("/patients/{href}"))).send().await?;
         assert_eq!(chart.status(), 200);
         assert!(chart.text().await?.contains("What is due next"));
@@ -74,4 +79,96 @@ both_backends! {
         assert_eq!(body["error"]["field"], "limit");
         app.stop().await
     }
+}
+
+both_backends! {
+    async fn front_desk_registers_a_patient_with_an_mrn(b) {
+        let app = TestApp::demo(b).await?;
+        let fd = app.token("frontdesk@demo.kapstone.test").await?;
+        let resp = app
+            .client()
+            .post(app.url("/api/v1/patients"))
+            .bearer_auth(&fd)
+            .json(&serde_json::json!({
+                "given_name": "Zoë", "family_name": "Ó Briain", "birth_date": "1988-02-29", "sex_at_birth": "female",
+                "pronouns": "she/her", "phone": "+1 (555) 010-4242", "emergency_contact_name": "Rowan Ó Briain",
+                "emergency_contact_phone": "+1 555 010 4343"
+            }))
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await?;
+        assert_eq!(body["mrn"], "K000013", "the 13th patient of the demo clinic");
+        let id = body["id"].as_str().unwrap().to_owned();
+        assert_eq!(app.count(&format!("audit_events WHERE action = 'patient.create' AND patient_id = '{id}'")).await?, 1);
+
+        for q in ["zoe", "ZOË O BRIAIN", "briain", "K000013", "1988-02-29", "0104242"] {
+            let found: Value = app.get_bearer(&fd, &format!("/api/v1/patients?q={}", urlencode(q))).await?.json().await?;
+            let ids: Vec<&str> = found["items"].as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+            assert!(ids.contains(&id.as_str()), "search {q:?} found {ids:?}");
+        }
+        let none: Value = app.get_bearer(&fd, "/api/v1/patients?q=nobody-by-this-name").await?.json().await?;
+        assert_eq!(none["items"].as_array().unwrap().len(), 0);
+        app.stop().await
+    }
+
+    async fn impossible_registrations_name_the_field_and_write_nothing(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let before = app.count("patients").await?;
+        let ok = serde_json::json!({"given_name": "A", "family_name": "B", "birth_date": "1990-01-01", "sex_at_birth": "male"});
+        let cases = [
+            ("birth_date", serde_json::json!("2999-01-01"), 422),
+            ("birth_date", serde_json::json!("01/01/1990"), 422),
+            ("sex_at_birth", serde_json::json!("x"), 422),
+            ("given_name", serde_json::json!(" "), 422),
+            ("phone", serde_json::json!("call me"), 422),
+            ("email", serde_json::json!("not-an-email"), 422),
+            ("unknown_field", serde_json::json!(1), 400),
+        ];
+        for (field, value, status) in cases {
+            let mut body = ok.clone();
+            body[field] = value;
+            let resp = app.client().post(app.url("/api/v1/patients")).bearer_auth(&nurse).json(&body).send().await?;
+            assert_eq!(resp.status(), status, "{field}");
+            let err: Value = resp.json().await?;
+            assert_eq!(err["error"]["field"], field, "{err}");
+        }
+        let patient = app.token("patient1@demo.kapstone.test").await?;
+        let resp = app.client().post(app.url("/api/v1/patients")).bearer_auth(&patient).json(&ok).send().await?;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(app.count("patients").await?, before);
+        app.stop().await
+    }
+
+    async fn the_registration_form_shows_errors_next_to_fields(b) {
+        let app = TestApp::demo(b).await?;
+        let (c, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&c).await?;
+        let bad = c
+            .post(app.url("/patients"))
+            .form(&[("csrf_token", csrf.as_str()), ("given_name", "Ana"), ("family_name", "Lima"), ("birth_date", "2999-01-01"), ("sex_at_birth", "female")])
+            .send()
+            .await?;
+        assert_eq!(bad.status(), 422);
+        let html = bad.text().await?;
+        assert!(html.contains("birth_date-error") && html.contains("value=\"Ana\""), "the form keeps what was typed");
+        let good = c
+            .post(app.url("/patients"))
+            .form(&[("csrf_token", csrf.as_str()), ("given_name", "Ana"), ("family_name", "Lima"), ("birth_date", "1979-05-04"), ("sex_at_birth", "female")])
+            .send()
+            .await?;
+        assert_eq!(good.status(), 303);
+        let chart = c.get(app.url(good.headers()["location"].to_str()?)).send().await?.text().await?;
+        assert!(chart.contains("Ana Lima"));
+        let found = c.get(app.url("/patients?q=lima")).send().await?.text().await?;
+        assert!(found.contains("Lima, Ana"));
+        app.stop().await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

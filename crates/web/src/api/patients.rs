@@ -18,13 +18,33 @@ fn patient_json(p: &PatientRow) -> Value {
         "given_name": p.given_name,
         "family_name": p.family_name,
         "birth_date": p.birth_date.to_string(),
+        "sex_at_birth": p.sex_at_birth,
+        "gender_identity": p.gender_identity,
+        "pronouns": p.pronouns,
+        "phone": p.phone,
+        "email": p.email,
+        "address": p.address,
+        "emergency_contact_name": p.emergency_contact_name,
+        "emergency_contact_phone": p.emergency_contact_phone,
         "created_at": p.created_at.0,
     })
+}
+
+/// `POST /api/v1/patients`: registers a patient; 201 with the record and its MRN.
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    super::ApiJson(input): super::ApiJson<patients::NewPatientInput>,
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+    let row = patients::register(&state, &user, &input).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(patient_json(&row))))
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[serde(default)]
+    q: Option<String>,
     #[serde(default)]
     limit: Option<String>,
     #[serde(default)]
@@ -52,6 +72,10 @@ pub async fn list(
         return Err(FieldError::new("limit", "must be a whole number from 1 to 500").into());
     }
     let offset = number("offset", q.offset.as_deref(), 0, i64::MAX)?;
+    if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+        let rows = patients::search(&state, &user, text, limit).await?;
+        return Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": null })));
+    }
     let rows = patients::list(&state, &user, limit, offset).await?;
     let next = (i64::try_from(rows.len()).unwrap_or(0) == limit).then_some(offset + limit);
     Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": next })))

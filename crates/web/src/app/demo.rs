@@ -2,7 +2,7 @@
 //! Every name here is invented; no real patient information is ever used.
 
 use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
-use kapstone_domain::patient::{BirthDate, NewPatient};
+use kapstone_domain::patient::{BirthDate, NewPatient, PatientDetails, Phone, SexAtBirth};
 use kapstone_domain::{ClinicId, PersonName, Role};
 use kapstone_store::{Db, audit, clinics, patients};
 use time::{Date, Duration, Month};
@@ -81,10 +81,15 @@ fn synthetic_patient(rng: &mut SplitMix64, today: Date) -> Result<NewPatient, Ap
     let family = FAMILY[rng.below(FAMILY.len())];
     let age_days = 18 * 365 + rng.below(55 * 365);
     let birth = today - Duration::days(i64::try_from(age_days).unwrap_or(0));
+    let sex_at_birth = if rng.below(2) == 0 { SexAtBirth::Female } else { SexAtBirth::Male };
+    // 555-01xx numbers are reserved for fiction.
+    let phone = Phone::parse("phone", &format!("+1 555 01{:02} {:04}", rng.below(100), rng.below(10_000)))?;
     Ok(NewPatient {
         given_name: PersonName::parse("given_name", given)?,
         family_name: PersonName::parse("family_name", family)?,
         birth_date: BirthDate::new(birth, today)?,
+        sex_at_birth,
+        details: PatientDetails { phone: Some(phone), ..PatientDetails::default() },
     })
 }
 

@@ -1,9 +1,11 @@
 //! Reading patient records. Every read is audited, and the answer waits until its audit event
 //! is committed, so there is no way to see a chart without leaving a durable trace.
 
-use kapstone_domain::PatientId;
 use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::patient::{BirthDate, NewPatient, PatientDetails, Phone, SexAtBirth, optional_text};
+use kapstone_domain::{Email, FieldError, PatientId, PersonName};
 use kapstone_store::audit;
+use kapstone_store::patients::PatientSearch;
 use kapstone_store::patients::{self, PatientRow};
 
 use crate::auth::guard::CurrentUser;
@@ -54,4 +56,85 @@ pub async fn access_history(
     };
     let events = audit::search(&state.db, &filter, limit).await?;
     Ok(events.into_iter().filter(|e| e.actor_user_id.as_deref() != Some(me.id.to_string().as_str())).collect())
+}
+
+/// A new patient as typed into the form or sent to the API.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPatientInput {
+    pub given_name: String,
+    pub family_name: String,
+    pub birth_date: String,
+    pub sex_at_birth: String,
+    #[serde(default)]
+    pub gender_identity: Option<String>,
+    #[serde(default)]
+    pub pronouns: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub emergency_contact_name: Option<String>,
+    #[serde(default)]
+    pub emergency_contact_phone: Option<String>,
+}
+
+fn present(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl NewPatientInput {
+    /// Parses every field into domain types; the error names the first bad field.
+    pub fn parse(&self) -> Result<NewPatient, FieldError> {
+        let today = kapstone_domain::UtcTs::now().to_datetime().date();
+        Ok(NewPatient {
+            given_name: PersonName::parse("given_name", &self.given_name)?,
+            family_name: PersonName::parse("family_name", &self.family_name)?,
+            birth_date: BirthDate::parse(&self.birth_date, today)?,
+            sex_at_birth: SexAtBirth::parse(&self.sex_at_birth)?,
+            details: PatientDetails {
+                gender_identity: optional_text("gender_identity", self.gender_identity.as_deref(), 100)?,
+                pronouns: optional_text("pronouns", self.pronouns.as_deref(), 40)?,
+                phone: present(&self.phone).map(|p| Phone::parse("phone", p)).transpose()?,
+                email: present(&self.email)
+                    .map(|e| Email::parse(e).map_err(|err| FieldError::new("email", err.message)))
+                    .transpose()?,
+                address: optional_text("address", self.address.as_deref(), 500)?,
+                emergency_contact_name: present(&self.emergency_contact_name)
+                    .map(|n| PersonName::parse("emergency_contact_name", n))
+                    .transpose()?,
+                emergency_contact_phone: present(&self.emergency_contact_phone)
+                    .map(|p| Phone::parse("emergency_contact_phone", p))
+                    .transpose()?,
+            },
+        })
+    }
+}
+
+/// Registers a patient in the staff member's clinic; the MRN is assigned in the same transaction.
+pub async fn register(state: &AppState, staff: &CurrentUser, input: &NewPatientInput) -> Result<PatientRow, AppError> {
+    let new = input.parse()?;
+    let mut tx = state.db.begin().await?;
+    let row = patients::insert(&mut tx, staff.clinic, &new).await?;
+    let mut e = staff.event(AuditAction::PatientCreated, "patient", Outcome::Success);
+    e.entity_id = Some(row.id.to_string());
+    e.patient_id = Some(row.patient_id());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Finds patients by name (any case, with or without accents), MRN, date of birth or phone.
+pub async fn search(state: &AppState, staff: &CurrentUser, q: &str, limit: i64) -> Result<Vec<PatientRow>, AppError> {
+    let query = PatientSearch::parse(q)
+        .ok_or_else(|| FieldError::new("q", "type a name, an MRN, a date of birth (YYYY-MM-DD) or a phone number"))?;
+    let rows = patients::search(&state.db, staff.clinic, &query, limit.clamp(1, 500)).await?;
+    let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
+    // The search words are patient data: the event records only how many rows matched.
+    e.reason = Some(format!("search, {} rows", rows.len()));
+    state.read_audit.record(e).await?;
+    Ok(rows)
 }

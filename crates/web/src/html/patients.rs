@@ -4,9 +4,10 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use kapstone_domain::PatientId;
+use kapstone_domain::permissions::{Action, allows};
 use kapstone_store::patients::PatientRow;
 
-use super::{Layout, PageResult, render, when};
+use super::{FieldErrors, Layout, PageResult, render, when};
 use crate::app::patients;
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
@@ -20,6 +21,9 @@ struct PatientsPage {
     layout: Layout,
     rows: Vec<PatientRow>,
     total: i64,
+    q: String,
+    search_error: Option<String>,
+    can_register: bool,
     prev_offset: Option<i64>,
     next_offset: Option<i64>,
 }
@@ -28,6 +32,8 @@ struct PatientsPage {
 pub struct ListQuery {
     #[serde(default)]
     offset: Option<i64>,
+    #[serde(default)]
+    q: Option<String>,
 }
 
 pub async fn list(
@@ -37,16 +43,31 @@ pub async fn list(
 ) -> PageResult<Html<String>> {
     let total = kapstone_store::patients::count(&state.db, user.clinic).await?;
     let offset = q.offset.unwrap_or(0).clamp(0, total);
+    let text = q.q.clone().unwrap_or_default();
+    let can_register = allows(Some(user.role), Action::RegisterPatient);
+    let layout = Layout::for_user("Patients", &user, "/patients");
+    if !text.trim().is_empty() {
+        let (rows, search_error) = match patients::search(&state, &user, &text, PAGE).await {
+            Ok(rows) => (rows, None),
+            Err(AppError::Invalid(e)) => (Vec::new(), Some(super::sentence(&e.message))),
+            Err(e) => return Err(e.into()),
+        };
+        let page = PatientsPage {
+            layout,
+            rows,
+            total,
+            q: text,
+            search_error,
+            can_register,
+            prev_offset: None,
+            next_offset: None,
+        };
+        return render(&page);
+    }
     let rows = patients::list(&state, &user, PAGE, offset).await?;
     let next_offset = (offset + PAGE < total).then_some(offset + PAGE);
     let prev_offset = (offset > 0).then(|| (offset - PAGE).max(0));
-    render(&PatientsPage {
-        layout: Layout::for_user("Patients", &user, "/patients"),
-        rows,
-        total,
-        prev_offset,
-        next_offset,
-    })
+    render(&PatientsPage { layout, rows, total, q: text, search_error: None, can_register, prev_offset, next_offset })
 }
 
 #[derive(Template)]
@@ -67,4 +88,106 @@ pub async fn show(
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
     render(&PatientPage { layout: Layout::for_user(&title, &user, "/patients"), p, registered })
+}
+
+pub struct Field {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub kind: &'static str,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient_new.html")]
+struct NewPatientPage {
+    layout: Layout,
+    required: Vec<Field>,
+    optional: Vec<Field>,
+    sex_at_birth: String,
+    errors: FieldErrors,
+}
+
+impl NewPatientPage {
+    fn new(user: &CurrentUser, form: &patients::NewPatientInput, errors: FieldErrors) -> Self {
+        let f = |name, label, kind, value: &str| Field { name, label, kind, value: value.to_owned() };
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        Self {
+            layout: Layout::for_user("Register a patient", user, "/patients"),
+            required: vec![
+                f("given_name", "Given name", "text", &form.given_name),
+                f("family_name", "Family name", "text", &form.family_name),
+                f("birth_date", "Date of birth", "date", &form.birth_date),
+            ],
+            optional: vec![
+                f("gender_identity", "Gender identity", "text", &o(&form.gender_identity)),
+                f("pronouns", "Pronouns", "text", &o(&form.pronouns)),
+                f("phone", "Phone", "tel", &o(&form.phone)),
+                f("email", "Email", "email", &o(&form.email)),
+                f("address", "Address", "text", &o(&form.address)),
+                f("emergency_contact_name", "Emergency contact name", "text", &o(&form.emergency_contact_name)),
+                f("emergency_contact_phone", "Emergency contact phone", "tel", &o(&form.emergency_contact_phone)),
+            ],
+            sex_at_birth: form.sex_at_birth.clone(),
+            errors,
+        }
+    }
+}
+
+pub async fn new_form(user: CurrentUser) -> PageResult<Html<String>> {
+    render(&NewPatientPage::new(&user, &patients::NewPatientInput::default(), FieldErrors::default()))
+}
+
+#[derive(serde::Deserialize)]
+pub struct NewPatientForm {
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    sex_at_birth: String,
+    #[serde(default)]
+    gender_identity: String,
+    #[serde(default)]
+    pronouns: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    emergency_contact_name: String,
+    #[serde(default)]
+    emergency_contact_phone: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Form(f): axum::extract::Form<NewPatientForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let input = patients::NewPatientInput {
+        given_name: f.given_name,
+        family_name: f.family_name,
+        birth_date: f.birth_date,
+        sex_at_birth: f.sex_at_birth,
+        gender_identity: Some(f.gender_identity),
+        pronouns: Some(f.pronouns),
+        phone: Some(f.phone),
+        email: Some(f.email),
+        address: Some(f.address),
+        emergency_contact_name: Some(f.emergency_contact_name),
+        emergency_contact_phone: Some(f.emergency_contact_phone),
+    };
+    match patients::register(&state, &user, &input).await {
+        Ok(row) => Ok(axum::response::Redirect::to(&format!("/patients/{}", row.id)).into_response()),
+        Err(e) => {
+            let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            let page = render(&NewPatientPage::new(&user, &input, errors))?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
