@@ -148,7 +148,49 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
         create_account(state, Operator::CommandLine { clinic }, input).await?;
         accounts.push((email, Role::Patient));
     }
+    seed_questionnaires(state).await?;
     Ok(DemoSeed { clinic, accounts })
+}
+
+/// Baseline questionnaires as the demo patients filled them in the portal: patient 1 answers
+/// PHQ-9 item 9 with "several days", which leaves an open safety alert on every clinician's home
+/// page until a prescriber or therapist acknowledges it.
+async fn seed_questionnaires(state: &AppState) -> Result<(), AppError> {
+    use serde_json::json;
+    let plans: [(&str, &str, serde_json::Value); 4] = [
+        ("patient1", "phq9", json!([2, 2, 1, 3, 1, 2, 1, 0, 1])),
+        ("patient1", "gad7", json!([2, 3, 2, 1, 0, 2, 1])),
+        ("patient2", "phq9", json!([2, 2, 2, 2, 2, 2, 2, 1, 0])),
+        ("patient3", "pcl5", json!([3, 2, 1, 2, 3, 2, 1, 0, 1, 2, 1, 3, 1, 0, 1, 2, 1, 3, 0, 1])),
+    ];
+    for (who, instrument, answers) in plans {
+        let email = kapstone_domain::Email::parse(&format!("{who}@{DEMO_DOMAIN}"))?;
+        let Some(row) = kapstone_store::users::find_by_email(&state.db, &email).await? else { continue };
+        let answers = answers.as_array().cloned().unwrap_or_default();
+        let submission = super::questionnaires::Submission { instrument: instrument.into(), answers };
+        let patient = row.patient().ok_or(AppError::NotFound)?;
+        super::questionnaires::submit(state, &demo_actor(&row)?, patient, submission).await?;
+    }
+    Ok(())
+}
+
+/// The seeded patient acting in the portal (no request, so no session or address).
+fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::guard::CurrentUser, AppError> {
+    Ok(crate::auth::guard::CurrentUser {
+        id: row.user_id(),
+        clinic: row.clinic(),
+        role: row.role()?,
+        name: row.display_name.clone(),
+        email: row.email.clone(),
+        patient: row.patient(),
+        session: kapstone_domain::SessionId::new(),
+        csrf: String::new(),
+        api: true,
+        totp_enabled: false,
+        mfa_setup_required: false,
+        mfa_not_required_for_admins: false,
+        ip: None,
+    })
 }
 
 /// Inserts `n` synthetic patients in batches, each with its audit event. Returns (MRN, given,
