@@ -108,27 +108,47 @@ fn describe(f: &AuditFilter) -> String {
     if parts.is_empty() { "all events".into() } else { parts.join(" ") }
 }
 
-/// The whole filtered log as CSV, oldest first, fetched in pages so memory stays flat.
-pub async fn export_csv(state: &AppState, admin: &CurrentUser, q: &AuditQuery) -> Result<String, AppError> {
+const CSV_HEADER: &str =
+    "seq,at,actor_user_id,actor_role,action,entity_type,entity_id,patient_id,source_ip,outcome,reason,hash\n";
+
+/// The whole filtered log as CSV, oldest first, as a stream of chunks: one page of 5,000 events is
+/// read at a time and sent on, so memory stays flat however large the log. The export is audited
+/// before the first byte leaves.
+pub async fn export_csv(
+    state: &AppState,
+    admin: &CurrentUser,
+    q: &AuditQuery,
+) -> Result<impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send + 'static, AppError> {
     let mut filter = q.to_filter(&admin.clinic.to_string())?;
     filter.before_seq = None;
-    let described = describe(&filter);
-    let mut out = String::from(
-        "seq,at,actor_user_id,actor_role,action,entity_type,entity_id,patient_id,source_ip,outcome,reason,hash\n",
-    );
-    let mut after = 0;
-    loop {
-        let rows = audit::search_oldest_first(&state.db, &filter, after, 5_000).await?;
-        let Some(last) = rows.last().map(|r| r.seq) else { break };
-        after = last;
-        for e in &rows {
-            append_csv_row(&mut out, e);
-        }
-    }
     let mut e = admin.event(AuditAction::AuditExported, "audit_log", Outcome::Success);
-    e.reason = Some(described);
+    e.reason = Some(describe(&filter));
     state.read_audit.record(e).await?;
-    Ok(out)
+    let db = state.db.clone();
+    // State: None before the header is sent, then Some(last seq sent).
+    Ok(futures_util::stream::unfold(Some(None::<i64>), move |cursor| {
+        let (db, filter) = (db.clone(), filter.clone());
+        async move {
+            let after = match cursor? {
+                None => return Some((Ok(CSV_HEADER.to_owned()), Some(Some(0)))),
+                Some(after) => after,
+            };
+            match audit::search_oldest_first(&db, &filter, after, 5_000).await {
+                Ok(rows) => {
+                    let last = rows.last()?.seq;
+                    let mut chunk = String::with_capacity(rows.len() * 160);
+                    for e in &rows {
+                        append_csv_row(&mut chunk, e);
+                    }
+                    Some((Ok(chunk), Some(Some(last))))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export failed part-way");
+                    Some((Err(std::io::Error::other("audit export failed")), None))
+                }
+            }
+        }
+    }))
 }
 
 fn append_csv_row(out: &mut String, e: &StoredAuditEvent) {

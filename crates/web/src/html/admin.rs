@@ -425,7 +425,7 @@ pub async fn audit_csv(
 ) -> PageResult<Response> {
     let q: audit_log::AuditQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|_| AppError::BadRequest { field: None, message: "the filter could not be read".into() })?;
-    let csv = audit_log::export_csv(&state, &admin, &q).await?;
+    let csv = axum::body::Body::from_stream(audit_log::export_csv(&state, &admin, &q).await?);
     let name = format!("attachment; filename=\"kapstone-audit-{}.csv\"", UtcTs::now().to_datetime().date());
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)], csv)
         .into_response())
