@@ -40,10 +40,11 @@ pub enum AuditAction {
     SafetyAlertAcknowledged,
     UsersListed,
     UserViewed,
+    QuestionnaireAssigned,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 28] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -71,6 +72,7 @@ impl AuditAction {
         Self::SafetyAlertAcknowledged,
         Self::UsersListed,
         Self::UserViewed,
+        Self::QuestionnaireAssigned,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -102,6 +104,7 @@ impl AuditAction {
             Self::SafetyAlertAcknowledged => "safety_alert.acknowledge",
             Self::UsersListed => "user.list",
             Self::UserViewed => "user.read",
+            Self::QuestionnaireAssigned => "questionnaire.assign",
         }
     }
 

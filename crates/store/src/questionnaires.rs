@@ -122,3 +122,94 @@ pub async fn acknowledge(
         .await?
     }))
 }
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AssignmentRow {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub instrument: String,
+    pub assigned_at: DbTs,
+    pub completed_at: Option<DbTs>,
+}
+
+pub async fn assign(tx: &mut Tx, clinic: ClinicId, patient: PatientId, instrument: &str, by: UserId) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO questionnaire_assignments (id, clinic_id, patient_id, instrument, assigned_by, assigned_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(patient.as_uuid())
+        .bind(instrument)
+        .bind(by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+/// Open (not yet completed) assignments of one patient, oldest first.
+pub async fn open_assignments(db: &Db, patient: PatientId) -> Result<Vec<AssignmentRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, patient_id, instrument, assigned_at, completed_at FROM questionnaire_assignments \
+             WHERE patient_id = $1 AND completed_at IS NULL ORDER BY assigned_at, id",
+        )
+        .bind(patient.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+/// Marks an open assignment of `patient` complete with its response; false when there is none.
+pub async fn complete_assignment(
+    tx: &mut Tx,
+    id: Uuid,
+    patient: PatientId,
+    instrument: &str,
+    response: Uuid,
+) -> Result<bool> {
+    let n = on_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE questionnaire_assignments SET response_id = $4, completed_at = $5 \
+             WHERE id = $1 AND patient_id = $2 AND instrument = $3 AND completed_at IS NULL",
+        )
+        .bind(id)
+        .bind(patient.as_uuid())
+        .bind(instrument)
+        .bind(response)
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ResponseSummary {
+    pub id: Uuid,
+    pub instrument: String,
+    pub total: Option<i32>,
+    pub severity: Option<String>,
+    pub result: String,
+    pub entered_via: String,
+    pub submitted_at: DbTs,
+}
+
+/// A patient's most recent responses, newest first.
+pub async fn recent_responses(db: &Db, patient: PatientId, limit: i64) -> Result<Vec<ResponseSummary>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, instrument, total, severity, result, entered_via, submitted_at FROM questionnaire_responses \
+             WHERE patient_id = $1 ORDER BY submitted_at DESC, id DESC LIMIT $2",
+        )
+        .bind(patient.as_uuid())
+        .bind(limit)
+        .fetch_all(c)
+        .await?
+    }))
+}

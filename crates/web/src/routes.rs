@@ -39,6 +39,7 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/patients/new", RegisterPatient, get(html::patients::new_form)),
         r(p.clone(), "/patients", RegisterPatient, post(html::patients::create)),
         r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
+        r(p.clone(), "/patients/{id}/assign", RecordQuestionnaire, post(html::patients::assign)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),
         r(p.clone(), "/account/password", OwnAccount, post(html::account::change_password)),
@@ -58,6 +59,8 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/admin/audit.csv", ReadAudit, get(html::admin::audit_csv)),
         // Patient portal
         r(g.clone(), "/portal", PortalSelf, get(html::portal::home)),
+        r(g.clone(), "/portal/questionnaires/{id}", PortalSelf, get(html::portal::questionnaire)),
+        r(p.clone(), "/portal/questionnaires/{id}", PortalSelf, post(html::portal::submit_questionnaire)),
         // JSON API
         r(p.clone(), "/api/v1/auth/login", Public, post(api::auth::login)),
         r(p.clone(), "/api/v1/auth/logout", SignOut, post(api::auth::logout)),

@@ -130,3 +130,54 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_clinician_sends_a_questionnaire_and_the_patient_fills_it_in_the_portal(b) {
+        let app = TestApp::demo(b).await?;
+        let p3 = app.token("patient3@demo.kapstone.test").await?;
+        let me: Value = app.get_bearer(&p3, "/api/v1/portal/me").await?.json().await?;
+        let patient_id = me["id"].as_str().unwrap().to_owned();
+
+        let (nurse, _) = app.browser_login("nurse@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let csrf = app.csrf_of(&nurse).await?;
+        let url = app.url(&format!("/patients/{patient_id}/assign"));
+        let refused = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "cssrs_screener")]).send().await?;
+        assert_eq!(refused.status(), 422, "the C-SSRS is asked by a clinician");
+        let sent = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "phq9")]).send().await?;
+        assert_eq!(sent.status(), 200);
+        assert!(sent.text().await?.contains("Waiting for the patient:"));
+
+        let (portal, _) = app.browser_login("patient3@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let home = portal.get(app.url("/portal")).send().await?.text().await?;
+        let link = home.split("href=\"/portal/questionnaires/").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+        let form_url = app.url(&format!("/portal/questionnaires/{link}"));
+        let form = portal.get(&form_url).send().await?.text().await?;
+        assert!(form.contains("Little interest or pleasure in doing things"), "full PHQ-9 wording");
+        let csrf = kapstone_testkit::hidden_csrf(&form).unwrap();
+
+        // Item 9 left out: shown again with the message next to it, nothing stored.
+        let mut fields: Vec<(String, String)> = (1..=8).map(|n| (format!("item{n}"), "1".to_owned())).collect();
+        fields.push(("csrf_token".into(), csrf.clone()));
+        let before = app.count("questionnaire_responses").await?;
+        let missing = portal.post(&form_url).form(&fields).send().await?;
+        assert_eq!(missing.status(), 422);
+        let html = missing.text().await?;
+        assert!(html.contains("item9-error") && html.contains("Please choose an answer"));
+        assert_eq!(app.count("questionnaire_responses").await?, before);
+
+        fields.push(("item9".into(), "2".into()));
+        let done = portal.post(&form_url).form(&fields).send().await?;
+        assert_eq!(done.status(), 200);
+        let thanks = done.text().await?;
+        assert!(thanks.contains("988"), "crisis resources after an item-9 answer");
+        assert_eq!(app.count("questionnaire_responses").await?, before + 1);
+        // The assignment is done: the form is gone and the portal has nothing left to fill.
+        assert_eq!(portal.get(&form_url).send().await?.status(), 404);
+        assert!(!portal.get(app.url("/portal")).send().await?.text().await?.contains("/portal/questionnaires/"));
+
+        // Another patient cannot open it.
+        let (other, _) = app.browser_login("patient1@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        assert_eq!(other.get(&form_url).send().await?.status(), 404);
+        app.stop().await
+    }
+}

@@ -111,6 +111,17 @@ pub async fn submit(
     patient: PatientId,
     sub: Submission,
 ) -> Result<Scored, AppError> {
+    submit_for(state, by, patient, sub, None).await
+}
+
+/// As [`submit`], completing the given assignment in the same transaction (portal forms).
+pub async fn submit_for(
+    state: &AppState,
+    by: &CurrentUser,
+    patient: PatientId,
+    sub: Submission,
+    assignment: Option<Uuid>,
+) -> Result<Scored, AppError> {
     let instrument = Instrument::parse(sub.instrument.trim()).ok_or_else(|| {
         FieldError::new("instrument", "unknown instrument; expected phq9, gad7, pcl5 or cssrs_screener")
     })?;
@@ -149,6 +160,11 @@ pub async fn submit(
         },
     )
     .await?;
+    if let Some(a) = assignment
+        && !questionnaires::complete_assignment(&mut tx, a, patient, instrument.as_str(), id).await?
+    {
+        return Err(AppError::NotFound);
+    }
     let mut e = by.event(AuditAction::QuestionnaireSubmitted, "questionnaire_response", Outcome::Success);
     e.entity_id = Some(id.to_string());
     e.patient_id = Some(patient);
@@ -171,6 +187,33 @@ pub async fn submit(
         b.insert("safety_alert".into(), json!(raised.map(|(id, level)| json!({"id": id, "level": level}))));
     }
     Ok(Scored { id, body, alert: raised })
+}
+
+/// Assigns a questionnaire for the patient to fill in the portal. The C-SSRS screener is asked by
+/// a clinician (its follow-up questions depend on earlier answers), so it is not assigned.
+pub async fn assign(
+    state: &AppState,
+    staff: &CurrentUser,
+    patient: PatientId,
+    instrument: &str,
+) -> Result<Uuid, AppError> {
+    let instrument = Instrument::parse(instrument.trim())
+        .ok_or_else(|| FieldError::new("instrument", "unknown instrument; expected phq9, gad7 or pcl5"))?;
+    if instrument == Instrument::CssrsScreener {
+        return Err(FieldError::new("instrument", "the C-SSRS screener is asked by a clinician, not assigned").into());
+    }
+    if patients::get(&state.db, staff.clinic, patient).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let mut tx = state.db.begin().await?;
+    let id = questionnaires::assign(&mut tx, staff.clinic, patient, instrument.as_str(), staff.id).await?;
+    let mut e = staff.event(AuditAction::QuestionnaireAssigned, "questionnaire_assignment", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(patient);
+    e.reason = Some(instrument.as_str().to_owned());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// Open safety alerts of the clinic, for clinicians (audited as a read of patient data).

@@ -70,12 +70,85 @@ pub async fn list(
     render(&PatientsPage { layout, rows, total, q: text, search_error: None, can_register, prev_offset, next_offset })
 }
 
+/// One scored questionnaire as listed on the chart.
+pub struct ResponseView {
+    pub instrument: String,
+    pub when: String,
+    pub total: String,
+    pub severity: String,
+    pub flags: String,
+    pub via: &'static str,
+}
+
 #[derive(Template)]
 #[template(path = "patient.html")]
 struct PatientPage {
     layout: Layout,
     p: PatientRow,
     registered: String,
+    responses: Vec<ResponseView>,
+    assigned: Vec<(String, String)>,
+    can_assign: bool,
+    notice: Option<String>,
+    assign_error: Option<String>,
+}
+
+fn instrument_title(id: &str) -> String {
+    kapstone_domain::instruments::Instrument::parse(id)
+        .and_then(|i| crate::content::instrument(i).ok())
+        .map_or_else(|| id.to_owned(), |d| d.title.clone())
+}
+
+async fn chart(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    notice: Option<String>,
+    assign_error: Option<String>,
+) -> PageResult<Html<String>> {
+    let p = patients::read(state, user, id).await?;
+    let responses = kapstone_store::questionnaires::recent_responses(&state.db, id, 20)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let result: serde_json::Value = serde_json::from_str(&r.result).unwrap_or_default();
+            let flags =
+                result["flags"].as_array().map(|f| f.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "));
+            let risk = result["risk"].as_str().map(|r| format!("risk {r}"));
+            let pcl = result["provisional_dsm5"].as_bool().map(|d| {
+                format!(
+                    "DSM rule {}, cut-point {}",
+                    if d { "positive" } else { "negative" },
+                    if result["provisional_cutoff"].as_bool() == Some(true) { "positive" } else { "negative" }
+                )
+            });
+            ResponseView {
+                instrument: instrument_title(&r.instrument),
+                when: when(r.submitted_at.0),
+                total: r.total.map(|t| t.to_string()).unwrap_or_else(|| "—".into()),
+                severity: r.severity.map(|s| s.replace('_', " ")).or(risk).or(pcl).unwrap_or_default(),
+                flags: flags.unwrap_or_default().replace("suicide_risk", "⚠ suicide risk"),
+                via: if r.entered_via == "portal" { "patient, portal" } else { "staff" },
+            }
+        })
+        .collect();
+    let assigned = kapstone_store::questionnaires::open_assignments(&state.db, id)
+        .await?
+        .into_iter()
+        .map(|a| (instrument_title(&a.instrument), when(a.assigned_at.0)))
+        .collect();
+    let title = format!("{} {}", p.given_name, p.family_name);
+    let registered = when(p.created_at.0);
+    render(&PatientPage {
+        layout: Layout::for_user(&title, user, "/patients"),
+        p,
+        registered,
+        responses,
+        assigned,
+        can_assign: allows(Some(user.role), Action::RecordQuestionnaire),
+        notice,
+        assign_error,
+    })
 }
 
 pub async fn show(
@@ -84,10 +157,34 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> PageResult<Html<String>> {
     let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
-    let p = patients::read(&state, &user, id).await?;
-    let title = format!("{} {}", p.given_name, p.family_name);
-    let registered = when(p.created_at.0);
-    render(&PatientPage { layout: Layout::for_user(&title, &user, "/patients"), p, registered })
+    chart(&state, &user, id, None, None).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct AssignForm {
+    #[serde(default)]
+    instrument: String,
+}
+
+/// `POST /patients/{id}/assign`: send a questionnaire to the patient's portal.
+pub async fn assign(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<AssignForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::questionnaires::assign(&state, &user, id, &f.instrument).await {
+        Ok(_) => {
+            Ok(chart(&state, &user, id, Some("Sent to the patient's portal.".into()), None).await?.into_response())
+        }
+        Err(AppError::Invalid(e)) => {
+            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub struct Field {
