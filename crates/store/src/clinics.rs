@@ -53,6 +53,18 @@ pub struct ClinicSettings {
     pub version: i64,
     /// Roles that must use a second factor to sign in.
     pub mfa_required_roles: Vec<Role>,
+    /// PCL-5 total at or above which the cut-point method is positive (KAP-SPEC 7.3).
+    pub pcl5_cutoff: u8,
+}
+
+impl Default for ClinicSettings {
+    fn default() -> Self {
+        Self {
+            version: 0,
+            mfa_required_roles: Vec::new(),
+            pcl5_cutoff: kapstone_domain::instruments::pcl5::DEFAULT_CUTOFF,
+        }
+    }
 }
 
 impl ClinicSettings {
@@ -70,17 +82,22 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    let row: Option<(i64, String)> = on_read!(db, |c| {
+    let row: Option<(i64, String, i32)> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles FROM clinic_settings WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
+            "SELECT version, mfa_required_roles, pcl5_cutoff FROM clinic_settings WHERE clinic_id = $1 \
+             ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
         .fetch_optional(c)
         .await?
     });
     Ok(match row {
-        Some((version, roles)) => ClinicSettings { version, mfa_required_roles: roles_from_text(&roles) },
-        None => ClinicSettings { version: 0, mfa_required_roles: Vec::new() },
+        Some((version, roles, cutoff)) => ClinicSettings {
+            version,
+            mfa_required_roles: roles_from_text(&roles),
+            pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
+        },
+        None => ClinicSettings::default(),
     })
 }
 
@@ -88,10 +105,11 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
 pub async fn save_settings(
     tx: &mut Tx,
     clinic: ClinicId,
-    mfa_required_roles: &[Role],
+    settings: &ClinicSettings,
     by: Option<UserId>,
 ) -> Result<i64> {
-    let roles = roles_to_text(mfa_required_roles);
+    let roles = roles_to_text(&settings.mfa_required_roles);
+    let cutoff = i32::from(settings.pcl5_cutoff);
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -99,14 +117,15 @@ pub async fn save_settings(
             .await?;
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
-            "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
-        .bind(roles)
+        .bind(&roles)
         .bind(DbTs(UtcTs::now()))
         .bind(by.map(|u| u.as_uuid()))
+        .bind(cutoff)
         .execute(&mut *c)
         .await?;
         version

@@ -181,3 +181,31 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn the_pcl5_cut_point_is_a_clinic_setting_recorded_with_each_result(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let id = first_patient_id(&app, &nurse).await?;
+        let path = format!("/api/v1/patients/{id}/questionnaires");
+        // TV-PCL-4: total 32 — negative at 33, positive at the lenient 31.
+        let mut items = vec![2; 16];
+        items.extend([0, 0, 0, 0]);
+        let (_, r) = submit(&app, &nurse, &path, json!({"instrument": "pcl5", "answers": items.clone()})).await?;
+        assert_eq!((r["total"].as_u64(), r["provisional_cutoff"].as_bool(), r["cutoff"].as_u64()), (Some(32), Some(false), Some(33)));
+        let v1 = r["settings_version"].as_i64().unwrap();
+
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let csrf = app.csrf_of(&admin).await?;
+        let bad = admin.post(app.url("/admin/settings")).form(&[("csrf_token", csrf.as_str()), ("pcl5_cutoff", "12")]).send().await?;
+        assert_eq!(bad.status(), 422);
+        let ok = admin.post(app.url("/admin/settings")).form(&[("csrf_token", csrf.as_str()), ("pcl5_cutoff", "31")]).send().await?;
+        assert_eq!(ok.status(), 303);
+
+        let (_, r) = submit(&app, &nurse, &path, json!({"instrument": "pcl5", "answers": items})).await?;
+        assert_eq!((r["provisional_cutoff"].as_bool(), r["cutoff"].as_u64()), (Some(true), Some(31)));
+        assert_eq!(r["provisional_dsm5"], true, "both methods are always reported");
+        assert_eq!(r["settings_version"].as_i64(), Some(v1 + 1));
+        app.stop().await
+    }
+}

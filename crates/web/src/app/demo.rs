@@ -98,7 +98,7 @@ pub async fn create_clinic(db: &Db, name: &str, time_zone: &str) -> Result<Clini
     let clinic = ClinicId::new();
     let mut tx = db.begin().await?;
     clinics::insert(&mut tx, clinic, name, time_zone).await?;
-    clinics::save_settings(&mut tx, clinic, &[], None).await?;
+    clinics::save_settings(&mut tx, clinic, &clinics::ClinicSettings::default(), None).await?;
     tx.commit().await?;
     Ok(clinic)
 }

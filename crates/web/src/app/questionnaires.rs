@@ -64,7 +64,7 @@ fn booleans(answers: &[Value]) -> Result<Vec<Option<bool>>, AppError> {
 /// Scores the answers; returns (total, severity, flags, extra result fields, alert level+reason).
 type Outcome3 = (Option<u8>, Option<&'static str>, Vec<Flag>, Value, Option<(&'static str, &'static str)>);
 
-fn score(instrument: Instrument, answers: &[Value]) -> Result<Outcome3, AppError> {
+fn score(instrument: Instrument, answers: &[Value], pcl5_cutoff: u8) -> Result<Outcome3, AppError> {
     Ok(match instrument {
         Instrument::Phq9 => {
             let s = phq9::score(&integers(answers)?).map_err(item_error)?;
@@ -79,7 +79,7 @@ fn score(instrument: Instrument, answers: &[Value]) -> Result<Outcome3, AppError
             (Some(s.total), Some(s.severity.as_str()), Vec::new(), json!({}), None)
         }
         Instrument::Pcl5 => {
-            let s = pcl5::score(&integers(answers)?, pcl5::DEFAULT_CUTOFF).map_err(item_error)?;
+            let s = pcl5::score(&integers(answers)?, pcl5_cutoff).map_err(item_error)?;
             let extra = json!({
                 "clusters": {"B": s.clusters.b, "C": s.clusters.c, "D": s.clusters.d, "E": s.clusters.e},
                 "endorsed": {"B": s.endorsed.b, "C": s.endorsed.c, "D": s.endorsed.d, "E": s.endorsed.e},
@@ -125,7 +125,9 @@ pub async fn submit_for(
     let instrument = Instrument::parse(sub.instrument.trim()).ok_or_else(|| {
         FieldError::new("instrument", "unknown instrument; expected phq9, gad7, pcl5 or cssrs_screener")
     })?;
-    let (total, severity, flags, extra, alert) = score(instrument, &sub.answers)?;
+    // The clinic's settings version in force is stored with the result (CONFIG-DEFAULT values).
+    let settings = kapstone_store::clinics::current_settings(&state.db, by.clinic).await?;
+    let (total, severity, flags, extra, alert) = score(instrument, &sub.answers, settings.pcl5_cutoff)?;
     let def = content::instrument(instrument)?;
     if patients::get(&state.db, by.clinic, patient).await?.is_none() {
         return Err(AppError::NotFound);
@@ -134,6 +136,7 @@ pub async fn submit_for(
     let mut body = json!({
         "instrument": instrument.as_str(),
         "instrument_version": def.version,
+        "settings_version": settings.version,
         "total": total,
         "severity": severity,
         "flags": flag_names,

@@ -265,6 +265,7 @@ struct SettingsPage {
     notice: Option<String>,
     version: i64,
     roles: Vec<(&'static str, &'static str, bool)>,
+    pcl5_cutoff: u8,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -274,6 +275,7 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         layout: Layout::for_user("Settings", admin, "/admin/settings"),
         notice,
         version: s.version,
+        pcl5_cutoff: s.pcl5_cutoff,
         roles,
     })
 }
@@ -303,7 +305,14 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
         .map(|(_, v)| v.parse::<Role>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(AppError::Invalid)?;
-    let version = settings::set_mfa_required_roles(&state, &admin, &roles).await?;
+    let current = settings::current(&state, admin.clinic).await?;
+    let cutoff = match pairs.iter().find(|(k, _)| k == "pcl5_cutoff").map(|(_, v)| v.trim()) {
+        None | Some("") => current.pcl5_cutoff,
+        Some(v) => v.parse::<u8>().map_err(|_| {
+            AppError::Invalid(kapstone_domain::FieldError::new("pcl5_cutoff", "choose a PCL-5 cut-point from 31 to 38"))
+        })?,
+    };
+    let version = settings::save(&state, &admin, &roles, cutoff).await?;
     // Redirect so the next page is built from the new settings (the banner depends on them).
     Ok(Redirect::to(&format!("/admin/settings?saved={version}")).into_response())
 }
