@@ -41,10 +41,13 @@ pub enum AuditAction {
     UsersListed,
     UserViewed,
     QuestionnaireAssigned,
+    PortalInvited,
+    InvitationRedeemed,
+    OutboxViewed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 31] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -73,6 +76,9 @@ impl AuditAction {
         Self::UsersListed,
         Self::UserViewed,
         Self::QuestionnaireAssigned,
+        Self::PortalInvited,
+        Self::InvitationRedeemed,
+        Self::OutboxViewed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -105,6 +111,9 @@ impl AuditAction {
             Self::UsersListed => "user.list",
             Self::UserViewed => "user.read",
             Self::QuestionnaireAssigned => "questionnaire.assign",
+            Self::PortalInvited => "patient.invite",
+            Self::InvitationRedeemed => "patient.invitation_redeem",
+            Self::OutboxViewed => "outbox.view",
         }
     }
 

@@ -244,3 +244,14 @@ pub async fn exists_for_patient(tx: &mut Tx, patient: PatientId) -> Result<bool>
     });
     Ok(n > 0)
 }
+
+/// Whether a patient already has a portal account (outside a transaction).
+pub async fn patient_has_account(db: &Db, patient: PatientId) -> Result<bool> {
+    let n: i64 = on_read!(db, |c| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE patient_id = $1")
+            .bind(patient.as_uuid())
+            .fetch_one(c)
+            .await?
+    });
+    Ok(n > 0)
+}

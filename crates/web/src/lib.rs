@@ -68,7 +68,10 @@ pub fn router(state: AppState) -> Router {
                     // Method, path (ids only) and request id: never query strings, which may hold search
                     // terms, and never bodies.
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    // Invitation links carry a secret in the path: log only the route.
+                    let path = req.uri().path();
+                    let path = if path.starts_with("/invite/") { "/invite/{token}" } else { path };
+                    tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
                 }),
         )
         .layer(SetRequestIdLayer::new(request_id, UuidRequestId))

@@ -28,6 +28,8 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/static/app.css", Public, get(ops::stylesheet)),
         // Signing in and out
         r(g.clone(), "/login", Public, get(html::auth::login_page)),
+        r(g.clone(), "/invite/{token}", Public, get(html::invite::show)),
+        r(p.clone(), "/invite/{token}", Public, post(html::invite::accept)),
         r(p.clone(), "/login", Public, post(html::auth::login_submit)),
         r(g.clone(), "/login/mfa", CompleteSignIn, get(html::auth::mfa_page)),
         r(p.clone(), "/login/mfa", CompleteSignIn, post(html::auth::mfa_submit)),
@@ -40,6 +42,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/patients", RegisterPatient, post(html::patients::create)),
         r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
         r(p.clone(), "/patients/{id}/assign", RecordQuestionnaire, post(html::patients::assign)),
+        r(p.clone(), "/patients/{id}/invite", RegisterPatient, post(html::patients::invite)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),
         r(p.clone(), "/account/password", OwnAccount, post(html::account::change_password)),
@@ -56,6 +59,7 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/admin/settings", ManageSettings, get(html::admin::settings_show)),
         r(p.clone(), "/admin/settings", ManageSettings, post(html::admin::settings_save)),
         r(g.clone(), "/admin/audit", ReadAudit, get(html::admin::audit)),
+        r(g.clone(), "/admin/outbox", ManageUsers, get(html::admin::outbox)),
         r(g.clone(), "/admin/audit.csv", ReadAudit, get(html::admin::audit_csv)),
         // Patient portal
         r(g.clone(), "/portal", PortalSelf, get(html::portal::home)),

@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub lockout: LockoutPolicy,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The address people use to reach this server, for links in messages (invitations).
+    pub public_url: String,
+    /// How long a portal invitation link stays valid.
+    pub invitation_lifetime: time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +29,8 @@ impl Default for ServerConfig {
             session: SessionPolicy::default(),
             lockout: LockoutPolicy::default(),
             max_body_bytes: 256 * 1024,
+            public_url: "http://127.0.0.1:8080".into(),
+            invitation_lifetime: time::Duration::days(7),
         }
     }
 }

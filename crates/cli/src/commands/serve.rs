@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// Database connections per server process (readers on SQLite).
     #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
     db_max_connections: u32,
+    /// The address people use to reach Kapstone, for links in messages (e.g. https://kap.example.org).
+    #[arg(long, env = "KAPSTONE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Days a portal invitation link stays valid.
+    #[arg(long, env = "KAPSTONE_INVITATION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=30))]
+    invitation_days: u32,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
@@ -61,6 +67,8 @@ impl ServeArgs {
                 lock_for: Duration::minutes(self.lockout_minutes.into()),
             },
             max_body_bytes: usize::try_from(self.max_body_kib).unwrap_or(256) * 1024,
+            public_url: self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind)),
+            invitation_lifetime: Duration::days(self.invitation_days.into()),
         }
     }
 }

@@ -172,3 +172,73 @@ fn urlencode(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+both_backends! {
+    async fn an_invited_patient_sets_a_password_once_and_lands_in_the_portal(b) {
+        let app = TestApp::demo(b).await?;
+        let (fd, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let token = app.token("frontdesk@demo.kapstone.test").await?;
+        let list: Value = app.get_bearer(&token, "/api/v1/patients?q=K000010").await?.json().await?;
+        let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+        let csrf = app.csrf_of(&fd).await?;
+        let url = app.url(&format!("/patients/{id}/invite"));
+        let bad = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("email", "nurse@demo.kapstone.test")]).send().await?;
+        assert_eq!(bad.status(), 422, "an email already in use is refused");
+        let sent = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("email", "Invited.Patient@example.test")]).send().await?;
+        assert_eq!(sent.status(), 200);
+        assert_eq!(app.count("audit_events WHERE action = 'patient.invite'").await?, 1);
+
+        // The admin sees the message in the outbox; the link is in it.
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let outbox = admin.get(app.url("/admin/outbox")).send().await?.text().await?;
+        let link = outbox.split("/invite/").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next()).unwrap().to_owned();
+        assert_eq!(link.len(), 64);
+        assert_eq!(app.count(&format!("portal_invitations WHERE token_hash = '{link}'")).await?, 0, "only the hash is stored");
+
+        let patient = app.browser();
+        let page = patient.get(app.url(&format!("/invite/{link}"))).send().await?;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await?;
+        assert!(html.contains("invited.patient@example.test"));
+        let csrf = kapstone_testkit::hidden_csrf(&html).unwrap();
+        let weak = patient.post(app.url(&format!("/invite/{link}"))).form(&[("csrf_token", csrf.as_str()), ("password", "short")]).send().await?;
+        assert_eq!(weak.status(), 422);
+        let ok = patient
+            .post(app.url(&format!("/invite/{link}")))
+            .form(&[("csrf_token", csrf.as_str()), ("password", "my own long passphrase")])
+            .send()
+            .await?;
+        assert_eq!(ok.status(), 303);
+        assert_eq!(ok.headers()["location"], "/portal");
+        let portal = patient.get(app.url("/portal")).send().await?.text().await?;
+        assert!(portal.contains("K000010"), "signed in to their own record");
+
+        // The link works once.
+        let again = app.browser().get(app.url(&format!("/invite/{link}"))).send().await?;
+        assert_eq!(again.status(), 422);
+        assert_eq!(app.api_login("invited.patient@example.test", "my own long passphrase").await?.status(), 200);
+        // The chart no longer offers an invitation.
+        let chart = fd.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        assert!(!chart.contains("Send invitation"));
+        app.stop().await
+    }
+
+    async fn an_expired_invitation_opens_nothing(b) {
+        let config = kapstone_web::ServerConfig { invitation_lifetime: time::Duration::milliseconds(300), ..Default::default() };
+        let app = TestApp::demo_with(b, config).await?;
+        let (fd, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let token = app.token("frontdesk@demo.kapstone.test").await?;
+        let list: Value = app.get_bearer(&token, "/api/v1/patients?q=K000011").await?.json().await?;
+        let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+        let csrf = app.csrf_of(&fd).await?;
+        fd.post(app.url(&format!("/patients/{id}/invite"))).form(&[("csrf_token", csrf.as_str()), ("email", "late@example.test")]).send().await?;
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let outbox = admin.get(app.url("/admin/outbox")).send().await?.text().await?;
+        let link = outbox.split("/invite/").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next()).unwrap().to_owned();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(app.browser().get(app.url(&format!("/invite/{link}"))).send().await?.status(), 422);
+        assert_eq!(app.browser().get(app.url(&format!("/invite/{}", "0".repeat(64)))).send().await?.status(), 422);
+        assert_eq!(app.count("users WHERE email = 'late@example.test'").await?, 0);
+        app.stop().await
+    }
+}

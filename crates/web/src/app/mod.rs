@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit_log;
 pub mod demo;
+pub mod invitations;
 pub mod patients;
 pub mod questionnaires;
 pub mod settings;

@@ -86,7 +86,7 @@ pub(crate) async fn record_failure(
     Ok(())
 }
 
-async fn issue_session(
+pub(crate) async fn issue_session(
     tx: &mut Tx,
     state: &AppState,
     user: &UserRow,

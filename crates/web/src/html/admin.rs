@@ -439,3 +439,26 @@ pub async fn audit_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, name)], csv)
         .into_response())
 }
+
+pub struct MessageView {
+    pub when: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_outbox.html")]
+struct OutboxPage {
+    layout: Layout,
+    messages: Vec<MessageView>,
+}
+
+pub async fn outbox(State(state): State<AppState>, admin: CurrentUser) -> PageResult<Html<String>> {
+    let messages = crate::app::invitations::outbox(&state, &admin)
+        .await?
+        .into_iter()
+        .map(|m| MessageView { when: when(m.created_at.0), to: m.to_address, subject: m.subject, body: m.body })
+        .collect();
+    render(&OutboxPage { layout: Layout::for_user("Outbox", &admin, "/admin/outbox"), messages })
+}

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod home;
+pub mod invite;
 pub mod patients;
 pub mod portal;
 
@@ -29,6 +30,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
+    ("/admin/outbox", "Outbox", Action::ManageUsers),
     ("/admin/settings", "Settings", Action::ManageSettings),
     ("/account", "My account", Action::OwnAccount),
 ];

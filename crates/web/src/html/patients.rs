@@ -89,6 +89,8 @@ struct PatientPage {
     responses: Vec<ResponseView>,
     assigned: Vec<(String, String)>,
     can_assign: bool,
+    can_invite: bool,
+    has_account: bool,
     notice: Option<String>,
     assign_error: Option<String>,
 }
@@ -139,6 +141,7 @@ async fn chart(
         .collect();
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
+    let has_account = kapstone_store::users::patient_has_account(&state.db, id).await?;
     render(&PatientPage {
         layout: Layout::for_user(&title, user, "/patients"),
         p,
@@ -146,6 +149,8 @@ async fn chart(
         responses,
         assigned,
         can_assign: allows(Some(user.role), Action::RecordQuestionnaire),
+        can_invite: allows(Some(user.role), Action::RegisterPatient),
+        has_account,
         notice,
         assign_error,
     })
@@ -286,5 +291,33 @@ pub async fn create(
             let page = render(&NewPatientPage::new(&user, &input, errors))?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /patients/{id}/invite`: send the patient a portal invitation.
+pub async fn invite(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<InviteForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::invitations::invite(&state, &user, id, &f.email).await {
+        Ok(()) => {
+            Ok(chart(&state, &user, id, Some("Invitation written to the outbox.".into()), None).await?.into_response())
+        }
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
+            let msg = super::sentence(&e.public_message(""));
+            let page = chart(&state, &user, id, None, Some(msg)).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
     }
 }
