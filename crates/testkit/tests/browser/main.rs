@@ -39,7 +39,7 @@ async fn sign_in_navigate_and_sign_out() {
         expect_h1(c, "What is due next").await?;
         let nav = nav_labels(c).await?;
         ensure!(
-            nav == ["Today", "Patients", "Accounts", "Audit log", "Settings", "My account"],
+            nav == ["Today", "Patients", "Accounts", "Audit log", "Outbox", "Settings", "My account"],
             "admin's navigation: {nav:?}"
         );
 
@@ -139,7 +139,7 @@ async fn a_patient_sees_only_the_portal() {
         for wanted in ["My care", "My account"] {
             ensure!(nav.iter().any(|l| l == wanted), "patient's navigation lacks {wanted:?}: {nav:?}");
         }
-        for staff_only in ["Today", "Patients", "Accounts", "Audit log", "Settings"] {
+        for staff_only in ["Today", "Patients", "Accounts", "Audit log", "Outbox", "Settings"] {
             ensure!(!nav.iter().any(|l| l == staff_only), "patient's navigation shows {staff_only:?}: {nav:?}");
         }
 
