@@ -44,10 +44,12 @@ pub enum AuditAction {
     PortalInvited,
     InvitationRedeemed,
     OutboxViewed,
+    ConsentSigned,
+    ConsentRevoked,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 33] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -79,6 +81,8 @@ impl AuditAction {
         Self::PortalInvited,
         Self::InvitationRedeemed,
         Self::OutboxViewed,
+        Self::ConsentSigned,
+        Self::ConsentRevoked,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -114,6 +118,8 @@ impl AuditAction {
             Self::PortalInvited => "patient.invite",
             Self::InvitationRedeemed => "patient.invitation_redeem",
             Self::OutboxViewed => "outbox.view",
+            Self::ConsentSigned => "consent.sign",
+            Self::ConsentRevoked => "consent.revoke",
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Action {
     PortalSelf,
     /// Register a new patient (front desk and clinicians).
     RegisterPatient,
+    /// Record a paper consent or a revocation (front desk and clinicians).
+    RecordConsent,
     /// Enter a questionnaire for a patient (clinicians).
     RecordQuestionnaire,
     /// See open safety alerts (clinicians).
@@ -44,7 +46,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -57,6 +59,7 @@ impl Action {
         Action::ReadAudit,
         Action::PortalSelf,
         Action::RegisterPatient,
+        Action::RecordConsent,
         Action::RecordQuestionnaire,
         Action::ReadSafetyAlerts,
         Action::AcknowledgeSafetyAlert,
@@ -85,6 +88,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ListPatients,
             Action::ReadPatient,
             Action::RegisterPatient,
+            Action::RecordConsent,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
@@ -98,6 +102,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ListPatients,
             Action::ReadPatient,
             Action::RegisterPatient,
+            Action::RecordConsent,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
         ],
@@ -110,6 +115,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ListPatients,
             Action::ReadPatient,
             Action::RegisterPatient,
+            Action::RecordConsent,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
@@ -117,7 +123,14 @@ const TABLE: &[(Role, &[Action])] = &[
     ),
     (
         Role::Frontdesk,
-        &[Action::OwnAccount, Action::StaffHome, Action::ListPatients, Action::ReadPatient, Action::RegisterPatient],
+        &[
+            Action::OwnAccount,
+            Action::StaffHome,
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::RegisterPatient,
+            Action::RecordConsent,
+        ],
     ),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),
 ];

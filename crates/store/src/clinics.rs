@@ -55,6 +55,8 @@ pub struct ClinicSettings {
     pub mfa_required_roles: Vec<Role>,
     /// PCL-5 total at or above which the cut-point method is positive (KAP-SPEC 7.3).
     pub pcl5_cutoff: u8,
+    /// How long a signed consent holds.
+    pub consent_validity_months: u8,
 }
 
 impl Default for ClinicSettings {
@@ -63,6 +65,7 @@ impl Default for ClinicSettings {
             version: 0,
             mfa_required_roles: Vec::new(),
             pcl5_cutoff: kapstone_domain::instruments::pcl5::DEFAULT_CUTOFF,
+            consent_validity_months: 12,
         }
     }
 }
@@ -82,9 +85,9 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    let row: Option<(i64, String, i32)> = on_read!(db, |c| {
+    let row: Option<(i64, String, i32, i32)> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles, pcl5_cutoff FROM clinic_settings WHERE clinic_id = $1 \
+            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months FROM clinic_settings WHERE clinic_id = $1 \
              ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
@@ -92,10 +95,12 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
         .await?
     });
     Ok(match row {
-        Some((version, roles, cutoff)) => ClinicSettings {
+        Some((version, roles, cutoff, months)) => ClinicSettings {
             version,
             mfa_required_roles: roles_from_text(&roles),
             pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
+            consent_validity_months: u8::try_from(months)
+                .map_err(|_| crate::StoreError::Corrupt("consent_validity_months".into()))?,
         },
         None => ClinicSettings::default(),
     })
@@ -110,6 +115,7 @@ pub async fn save_settings(
 ) -> Result<i64> {
     let roles = roles_to_text(&settings.mfa_required_roles);
     let cutoff = i32::from(settings.pcl5_cutoff);
+    let months = i32::from(settings.consent_validity_months);
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -117,8 +123,8 @@ pub async fn save_settings(
             .await?;
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
-            "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff, \
+             consent_validity_months) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
@@ -126,6 +132,7 @@ pub async fn save_settings(
         .bind(DbTs(UtcTs::now()))
         .bind(by.map(|u| u.as_uuid()))
         .bind(cutoff)
+        .bind(months)
         .execute(&mut *c)
         .await?;
         version

@@ -10,6 +10,7 @@ mod ts;
 pub mod audit;
 pub mod backup;
 pub mod clinics;
+pub mod consents;
 pub mod invitations;
 pub mod patients;
 pub mod questionnaires;

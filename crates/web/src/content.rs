@@ -56,6 +56,43 @@ pub fn instrument(instrument: Instrument) -> anyhow::Result<&'static InstrumentD
     }
 }
 
+/// A consent document as shipped in `content/consents/`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConsentDocument {
+    pub id: String,
+    pub version: String,
+    pub title: String,
+    pub source: String,
+    pub paragraphs: Vec<String>,
+}
+
+impl ConsentDocument {
+    /// SHA-256 of the exact text a signer reads.
+    pub fn sha256(&self) -> String {
+        kapstone_domain::consent::document_hash(&self.title, &self.paragraphs)
+    }
+}
+
+const CONSENTS: [&str; 2] = [
+    include_str!("../../../content/consents/kap-general.json"),
+    include_str!("../../../content/consents/spravato-rems.json"),
+];
+
+fn consents() -> &'static [Result<ConsentDocument, String>] {
+    static DOCS: OnceLock<Vec<Result<ConsentDocument, String>>> = OnceLock::new();
+    DOCS.get_or_init(|| CONSENTS.iter().map(|t| serde_json::from_str(t).map_err(|e| e.to_string())).collect())
+}
+
+/// Every consent document, in display order.
+pub fn consent_documents() -> anyhow::Result<Vec<&'static ConsentDocument>> {
+    consents().iter().map(|d| d.as_ref().map_err(|e| anyhow::anyhow!("consent content is invalid: {e}"))).collect()
+}
+
+/// The consent document `id`, if shipped.
+pub fn consent(id: &str) -> Option<&'static ConsentDocument> {
+    consents().iter().filter_map(|d| d.as_ref().ok()).find(|d| d.id == id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +105,21 @@ mod tests {
             assert_eq!(def.items.len(), i.item_count(), "{i}");
             assert!(def.source.contains("KAP-SPEC"), "{i} names its source");
             assert!(!def.version.is_empty());
+        }
+    }
+
+    #[test]
+    fn consent_documents_parse_and_name_their_sources() {
+        let docs = consent_documents().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(docs.len(), 2);
+        for d in docs {
+            assert!(d.source.contains("KAP-SPEC"), "{}", d.id);
+            assert!(d.paragraphs.len() >= 3);
+            assert_eq!(d.sha256().len(), 64);
+        }
+        let general = consent("kap-general").map(|d| d.paragraphs.join(" ")).unwrap_or_default();
+        for must in ["off-label", "not drive", "blood pressure", "Bladder", "Pregnancy", "Misuse", "withdraw"] {
+            assert!(general.to_lowercase().contains(&must.to_lowercase()), "the general consent covers {must}");
         }
     }
 }

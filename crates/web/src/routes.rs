@@ -43,6 +43,8 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/patients/{id}", ReadPatient, get(html::patients::show)),
         r(p.clone(), "/patients/{id}/assign", RecordQuestionnaire, post(html::patients::assign)),
         r(p.clone(), "/patients/{id}/invite", RegisterPatient, post(html::patients::invite)),
+        r(p.clone(), "/patients/{id}/consents", RecordConsent, post(html::patients::record_consent)),
+        r(p.clone(), "/patients/{id}/consents/{consent}/revoke", RecordConsent, post(html::patients::revoke_consent)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),
         r(p.clone(), "/account/password", OwnAccount, post(html::account::change_password)),
@@ -64,6 +66,8 @@ pub fn table() -> Vec<RouteDef> {
         // Patient portal
         r(g.clone(), "/portal", PortalSelf, get(html::portal::home)),
         r(g.clone(), "/portal/questionnaires/{id}", PortalSelf, get(html::portal::questionnaire)),
+        r(g.clone(), "/portal/consents/{id}", PortalSelf, get(html::portal::consent)),
+        r(p.clone(), "/portal/consents/{id}", PortalSelf, post(html::portal::sign_consent)),
         r(p.clone(), "/portal/questionnaires/{id}", PortalSelf, post(html::portal::submit_questionnaire)),
         // JSON API
         r(p.clone(), "/api/v1/auth/login", Public, post(api::auth::login)),

@@ -242,3 +242,63 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_patient_signs_the_consent_in_the_portal_and_staff_can_withdraw_it(b) {
+        let app = TestApp::demo(b).await?;
+        let (portal, _) = app.browser_login("patient1@demo.kapstone.test", PASSWORD).await?;
+        let home = portal.get(app.url("/portal")).send().await?.text().await?;
+        assert!(home.contains("/portal/consents/kap-general"), "the portal asks for the consent");
+        let page = portal.get(app.url("/portal/consents/kap-general")).send().await?.text().await?;
+        assert!(page.contains("Off-label use"));
+        let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let wrong = portal
+            .post(app.url("/portal/consents/kap-general"))
+            .form(&[("csrf_token", csrf.as_str()), ("signed_name", "Somebody Else")])
+            .send()
+            .await?;
+        assert_eq!(wrong.status(), 422);
+        let me: Value = app.get_bearer(&app.token("patient1@demo.kapstone.test").await?, "/api/v1/portal/me").await?.json().await?;
+        let name = format!("{} {}", me["given_name"].as_str().unwrap(), me["family_name"].as_str().unwrap());
+        let ok = portal
+            .post(app.url("/portal/consents/kap-general"))
+            .form(&[("csrf_token", csrf.as_str()), ("signed_name", name.to_uppercase().as_str())])
+            .send()
+            .await?;
+        assert_eq!(ok.status(), 303);
+        assert!(!portal.get(app.url("/portal")).send().await?.text().await?.contains("/portal/consents/kap-general"));
+        assert_eq!(app.count("consents WHERE method = 'portal' AND signed_ip = '127.0.0.1' AND length(document_sha256) = 64").await?, 1);
+
+        let id = me["id"].as_str().unwrap();
+        let (staff, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let chart = staff.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        assert!(chart.contains("Signed, valid until"));
+        let revoke = chart.split("/consents/").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
+        let csrf = app.csrf_of(&staff).await?;
+        let url = app.url(&format!("/patients/{id}/consents/{revoke}/revoke"));
+        assert_eq!(staff.post(&url).form(&[("csrf_token", csrf.as_str()), ("reason", "")]).send().await?.status(), 422);
+        let done = staff.post(&url).form(&[("csrf_token", csrf.as_str()), ("reason", "Patient asked to stop")]).send().await?;
+        assert_eq!(done.status(), 200);
+        assert!(done.text().await?.contains("Withdrawn"));
+        assert_eq!(app.count("consents WHERE revoked_at IS NOT NULL").await?, 1, "the signature is kept, marked withdrawn");
+        assert_eq!(app.count("audit_events WHERE action IN ('consent.sign', 'consent.revoke')").await?, 2);
+        app.stop().await
+    }
+
+    async fn staff_record_a_paper_consent_with_its_date(b) {
+        let app = TestApp::demo(b).await?;
+        let token = app.token("frontdesk@demo.kapstone.test").await?;
+        let list: Value = app.get_bearer(&token, "/api/v1/patients?q=K000005").await?.json().await?;
+        let p = &list["items"][0];
+        let (id, name) = (p["id"].as_str().unwrap(), format!("{} {}", p["given_name"].as_str().unwrap(), p["family_name"].as_str().unwrap()));
+        let (fd, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&fd).await?;
+        let url = app.url(&format!("/patients/{id}/consents"));
+        let future = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("document", "kap-general"), ("signed_name", name.as_str()), ("signed_on", "2999-01-01")]).send().await?;
+        assert_eq!(future.status(), 422);
+        let old = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("document", "kap-general"), ("signed_name", name.as_str()), ("signed_on", "2020-01-01")]).send().await?;
+        assert_eq!(old.status(), 200);
+        assert!(old.text().await?.contains("Expired on"), "a 2020 signature is past the 12-month validity");
+        app.stop().await
+    }
+}

@@ -7,7 +7,8 @@ use kapstone_testkit::{TestApp, both_backends};
 use kapstone_web::routes;
 
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "01a21565-0000-7000-8000-000000000000")
+    let id = "01a21565-0000-7000-8000-000000000000";
+    path.replace("{id}", id).replace("{consent}", id).replace("{token}", &"0".repeat(64))
 }
 
 both_backends! {

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod consents;
 pub mod demo;
 pub mod invitations;
 pub mod patients;

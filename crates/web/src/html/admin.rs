@@ -266,6 +266,7 @@ struct SettingsPage {
     version: i64,
     roles: Vec<(&'static str, &'static str, bool)>,
     pcl5_cutoff: u8,
+    consent_validity_months: u8,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -276,6 +277,7 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         notice,
         version: s.version,
         pcl5_cutoff: s.pcl5_cutoff,
+        consent_validity_months: s.consent_validity_months,
         roles,
     })
 }
@@ -312,7 +314,13 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
             AppError::Invalid(kapstone_domain::FieldError::new("pcl5_cutoff", "choose a PCL-5 cut-point from 31 to 38"))
         })?,
     };
-    let version = settings::save(&state, &admin, &roles, cutoff).await?;
+    let months = match pairs.iter().find(|(k, _)| k == "consent_validity_months").map(|(_, v)| v.trim()) {
+        None | Some("") => current.consent_validity_months,
+        Some(v) => v.parse::<u8>().map_err(|_| {
+            AppError::Invalid(kapstone_domain::FieldError::new("consent_validity_months", "choose 1 to 24 months"))
+        })?,
+    };
+    let version = settings::save(&state, &admin, &roles, cutoff, months).await?;
     // Redirect so the next page is built from the new settings (the banner depends on them).
     Ok(Redirect::to(&format!("/admin/settings?saved={version}")).into_response())
 }

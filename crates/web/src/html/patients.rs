@@ -91,6 +91,9 @@ struct PatientPage {
     can_assign: bool,
     can_invite: bool,
     has_account: bool,
+    /// (document id, title, status text, valid, live consent id to revoke)
+    consents: Vec<(String, String, String, bool, Option<String>)>,
+    can_record_consent: bool,
     notice: Option<String>,
     assign_error: Option<String>,
 }
@@ -142,6 +145,18 @@ async fn chart(
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
     let has_account = kapstone_store::users::patient_has_account(&state.db, id).await?;
+    let mut consents = Vec::new();
+    for doc in crate::content::consent_documents()? {
+        let (status, latest) = crate::app::consents::status(state, user.clinic, id, &doc.id).await?;
+        let live = latest.filter(|c| c.revoked_at.is_none() && status.is_valid()).map(|c| c.id.to_string());
+        consents.push((
+            doc.id.clone(),
+            doc.title.clone(),
+            crate::app::consents::describe(status),
+            status.is_valid(),
+            live,
+        ));
+    }
     render(&PatientPage {
         layout: Layout::for_user(&title, user, "/patients"),
         p,
@@ -150,6 +165,8 @@ async fn chart(
         assigned,
         can_assign: allows(Some(user.role), Action::RecordQuestionnaire),
         can_invite: allows(Some(user.role), Action::RegisterPatient),
+        can_record_consent: allows(Some(user.role), Action::RecordConsent),
+        consents,
         has_account,
         notice,
         assign_error,
@@ -316,6 +333,61 @@ pub async fn invite(
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
             let msg = super::sentence(&e.public_message(""));
             let page = chart(&state, &user, id, None, Some(msg)).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct PaperConsentForm {
+    #[serde(default)]
+    document: String,
+    #[serde(default)]
+    signed_name: String,
+    #[serde(default)]
+    signed_on: String,
+}
+
+/// `POST /patients/{id}/consents`: a consent signed on paper.
+pub async fn record_consent(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<PaperConsentForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::consents::record_paper(&state, &user, id, &f.document, &f.signed_name, &f.signed_on).await {
+        Ok(()) => Ok(chart(&state, &user, id, Some("Paper consent recorded.".into()), None).await?.into_response()),
+        Err(AppError::Invalid(e)) => {
+            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /patients/{id}/consents/{consent}/revoke`.
+pub async fn revoke_consent(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((id, consent)): Path<(String, String)>,
+    axum::extract::Form(f): axum::extract::Form<RevokeForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    let consent: uuid::Uuid = consent.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::consents::revoke(&state, &user, id, consent, &f.reason).await {
+        Ok(()) => Ok(chart(&state, &user, id, Some("Consent withdrawn.".into()), None).await?.into_response()),
+        Err(AppError::Invalid(e)) => {
+            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),

@@ -22,6 +22,8 @@ struct PortalPage {
     views: Vec<(String, String)>,
     /// Open questionnaires: (assignment id, title).
     todo: Vec<(String, String)>,
+    /// The treatment consent, when it needs signing: (document id, title).
+    consent_due: Option<(String, String)>,
 }
 
 pub async fn home(State(state): State<AppState>, me: CurrentUser) -> PageResult<Html<String>> {
@@ -45,9 +47,14 @@ pub async fn home(State(state): State<AppState>, me: CurrentUser) -> PageResult<
             Some((a.id.to_string(), def.title.clone()))
         })
         .collect();
+    let consent_due = match crate::app::consents::status(&state, me.clinic, p.patient_id(), "kap-general").await? {
+        (s, _) if s.is_valid() => None,
+        _ => content::consent("kap-general").map(|d| (d.id.clone(), d.title.clone())),
+    };
     render(&PortalPage {
         layout: Layout::for_user("My care", &me, "/portal"),
         todo,
+        consent_due,
         given_name: p.given_name,
         family_name: p.family_name,
         birth_date: p.birth_date.to_string(),
@@ -172,6 +179,60 @@ pub async fn submit_questionnaire(
                 super::sentence(&message)
             };
             let page = render(&questionnaire_page(&me, id, def, &answers, Some((at, msg))))?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal_consent.html")]
+struct ConsentPage {
+    layout: Layout,
+    doc: &'static content::ConsentDocument,
+    signed: bool,
+    error: Option<String>,
+}
+
+pub async fn consent(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(doc): axum::extract::Path<String>,
+) -> PageResult<Html<String>> {
+    let d = content::consent(&doc).ok_or(crate::error::AppError::NotFound)?;
+    let patient = me.patient.ok_or(crate::error::AppError::Forbidden)?;
+    let (status, _) = crate::app::consents::status(&state, me.clinic, patient, &d.id).await?;
+    render(&ConsentPage {
+        layout: Layout::for_user(&d.title, &me, "/portal"),
+        doc: d,
+        signed: status.is_valid(),
+        error: None,
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct SignForm {
+    #[serde(default)]
+    signed_name: String,
+}
+
+pub async fn sign_consent(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(doc): axum::extract::Path<String>,
+    axum::extract::Form(f): axum::extract::Form<SignForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let d = content::consent(&doc).ok_or(crate::error::AppError::NotFound)?;
+    match crate::app::consents::sign_in_portal(&state, &me, &d.id, &f.signed_name).await {
+        Ok(()) => Ok(axum::response::Redirect::to("/portal").into_response()),
+        Err(crate::error::AppError::Invalid(e)) => {
+            let page = render(&ConsentPage {
+                layout: Layout::for_user(&d.title, &me, "/portal"),
+                doc: d,
+                signed: false,
+                error: Some(super::sentence(&e.message)),
+            })?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
