@@ -34,7 +34,9 @@ struct LoginPage {
     error: Option<String>,
 }
 
-fn pre_session_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+/// The pre-session CSRF token (double-submit cookie) for forms shown before sign-in, and the
+/// `Set-Cookie` value when a new one was made.
+pub(crate) fn pre_session_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
     match cookie(headers, state.config.pre_session_cookie_name()) {
         Some(t) if t.len() == 64 => (t.to_owned(), None),
         _ => {

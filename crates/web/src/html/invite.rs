@@ -7,8 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::{Layout, PageResult, render, sentence};
 use crate::app::invitations;
-use crate::auth::guard::{ClientIp, cookie};
-use crate::auth::tokens;
+use crate::auth::guard::ClientIp;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -23,24 +22,13 @@ struct InvitePage {
     error: Option<String>,
 }
 
-fn pre_session(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
-    match cookie(headers, state.config.pre_session_cookie_name()) {
-        Some(t) if t.len() == 64 => (t.to_owned(), None),
-        _ => {
-            let t = tokens::random_token();
-            let set = state.config.cookie(state.config.pre_session_cookie_name(), &t);
-            (t, Some(set))
-        }
-    }
-}
-
 pub async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> PageResult<Response> {
     let (email, given_name) = invitations::check(&state, &token).await?;
-    let (csrf, set) = pre_session(&state, &headers);
+    let (csrf, set) = super::auth::pre_session_token(&state, &headers);
     let page: Html<String> =
         render(&InvitePage { layout: Layout::anonymous("Welcome"), token, csrf, email, given_name, error: None })?;
     let mut resp = page.into_response();
@@ -73,7 +61,7 @@ pub async fn accept(
         }
         Err(AppError::Invalid(e)) if e.field == "password" => {
             let (email, given_name) = invitations::check(&state, &token).await?;
-            let (csrf, _) = pre_session(&state, &headers);
+            let (csrf, _) = super::auth::pre_session_token(&state, &headers);
             let page = render(&InvitePage {
                 layout: Layout::anonymous("Welcome"),
                 token,
