@@ -92,10 +92,13 @@ fn score(instrument: Instrument, answers: &[Value], pcl5_cutoff: u8) -> Result<O
         Instrument::CssrsScreener => {
             let s = cssrs::score(&booleans(answers)?).map_err(item_error)?;
             let alert = match s.risk {
-                cssrs::Risk::High => {
-                    Some(("high", "C-SSRS high risk: no routine dosing (GATE-01); follow the crisis workflow now"))
+                cssrs::Risk::High => Some((
+                    "high",
+                    "C-SSRS screener: high risk (KAP-SPEC 7.4). GATE-01: no routine outpatient dosing; crisis/safety workflow and prescriber",
+                )),
+                cssrs::Risk::Moderate => {
+                    Some(("moderate", "C-SSRS screener: moderate risk (KAP-SPEC 7.4); clinician review"))
                 }
-                cssrs::Risk::Moderate => Some(("moderate", "C-SSRS moderate risk: clinician review before any dosing")),
                 _ => None,
             };
             (None, None, Vec::new(), json!({ "risk": s.risk.as_str() }), alert)
