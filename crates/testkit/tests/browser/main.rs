@@ -198,7 +198,26 @@ async fn screenshots_of_login_and_home() {
         sign_in(c, app, ADMIN, PASSWORD).await?;
         wait_for_path(c, "/").await?;
         expect_h1(c, "What is due next").await?;
-        save_screenshot(c, &dir.join("home.png")).await
+        save_screenshot(c, &dir.join("home.png")).await?;
+        sign_out(c).await?;
+
+        // A clinician's day: the open safety alert from the demo, then a chart with its scores.
+        sign_in(c, app, "therapist@demo.kapstone.test", PASSWORD).await?;
+        wait_for_path(c, "/").await?;
+        save_screenshot(c, &dir.join("clinician-home.png")).await?;
+        c.goto(&app.url("/patients?q=K000001")).await?;
+        c.find(Locator::Css("table tbody tr td a")).await?.click().await?;
+        wait_for(String::from("a chart"), async || Ok(current_path(c).await?.starts_with("/patients/0").then_some(())))
+            .await?;
+        save_screenshot(c, &dir.join("chart.png")).await?;
+        sign_out(c).await?;
+
+        // The patient's side: the consent to read and sign.
+        sign_in(c, app, "patient1@demo.kapstone.test", PASSWORD).await?;
+        wait_for_path(c, "/portal").await?;
+        save_screenshot(c, &dir.join("portal.png")).await?;
+        c.goto(&app.url("/portal/consents/kap-general")).await?;
+        save_screenshot(c, &dir.join("consent.png")).await
     })
     .await;
 }
@@ -216,6 +235,12 @@ async fn sign_in(c: &Client, app: &TestApp, email: &str, password: &str) -> anyh
     c.find(Locator::Css("#password")).await?.send_keys(password).await?;
     c.find(Locator::XPath("//form[@action='/login']//button[normalize-space()='Sign in']")).await?.click().await?;
     Ok(())
+}
+
+/// Clicks the header's "Sign out" button and waits for the sign-in page.
+async fn sign_out(c: &Client) -> anyhow::Result<()> {
+    c.find(Locator::XPath("//form[@action='/logout']//button")).await?.click().await?;
+    wait_for_path(c, "/login").await
 }
 
 async fn current_path(c: &Client) -> anyhow::Result<String> {

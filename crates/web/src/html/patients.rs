@@ -94,6 +94,8 @@ struct PatientPage {
     /// (document id, title, status text, valid, live consent id to revoke)
     consents: Vec<(String, String, String, bool, Option<String>)>,
     can_record_consent: bool,
+    /// What is due next for this patient, most urgent first.
+    due: Vec<String>,
     notice: Option<String>,
     assign_error: Option<String>,
 }
@@ -157,8 +159,20 @@ async fn chart(
             live,
         ));
     }
+    // Most urgent first: an open safety alert, then the pathway's missing pieces.
+    let mut due: Vec<String> = kapstone_store::questionnaires::open_alerts(&state.db, user.clinic)
+        .await?
+        .into_iter()
+        .filter(|a| a.patient_id == id.as_uuid())
+        .map(|a| format!("⚠ Safety alert open: {}", a.reason))
+        .collect();
+    due.push("Record the consultation (history, medications, baseline measures).".into());
+    if let Some((_, title, status, false, _)) = consents.first() {
+        due.push(format!("{title}: {}", status.trim_start_matches("! ")));
+    }
     render(&PatientPage {
         layout: Layout::for_user(&title, user, "/patients"),
+        due,
         p,
         registered,
         responses,
