@@ -71,32 +71,38 @@ pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<i64> {
     });
     let mut prev =
         (last_seq - n, Hash::from_hex(&prev_hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?);
+    let mut chained = Vec::with_capacity(events.len());
     for event in events {
         let s = StoredAuditEvent::chain(event, at, Some(prev));
-        on_tx!(tx, |c| {
-            sqlx::query(
-                "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
-                 entity_id, patient_id, source_ip, outcome, reason, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(s.seq)
-            .bind(DbTs(s.at))
-            .bind(&s.clinic_id)
-            .bind(&s.actor_user_id)
-            .bind(&s.actor_role)
-            .bind(&s.action)
-            .bind(&s.entity_type)
-            .bind(&s.entity_id)
-            .bind(&s.patient_id)
-            .bind(&s.source_ip)
-            .bind(&s.outcome)
-            .bind(&s.reason)
-            .bind(&s.prev_hash)
-            .bind(&s.hash)
-            .execute(&mut *c)
-            .await?;
-        });
         prev = (s.seq, Hash::from_hex(&s.hash).ok_or_else(|| StoreError::Corrupt("event hash".into()))?);
+        chained.push(s);
+    }
+    // Multi-row inserts: one round trip per 200 events while the head is locked. 14 parameters a
+    // row keeps each statement under SQLite's and PostgreSQL's parameter limits.
+    for chunk in chained.chunks(200) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
+                 entity_id, patient_id, source_ip, outcome, reason, prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(s.seq)
+                    .push_bind(DbTs(s.at))
+                    .push_bind(s.clinic_id.clone())
+                    .push_bind(s.actor_user_id.clone())
+                    .push_bind(s.actor_role.clone())
+                    .push_bind(s.action.clone())
+                    .push_bind(s.entity_type.clone())
+                    .push_bind(s.entity_id.clone())
+                    .push_bind(s.patient_id.clone())
+                    .push_bind(s.source_ip.clone())
+                    .push_bind(s.outcome.clone())
+                    .push_bind(s.reason.clone())
+                    .push_bind(s.prev_hash.clone())
+                    .push_bind(s.hash.clone());
+            });
+            q.build().execute(&mut *c).await?;
+        });
     }
     let last_hash = prev.1.to_hex();
     on_tx!(tx, |c| {
