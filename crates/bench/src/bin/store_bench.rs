@@ -74,6 +74,20 @@ where
     Ok(stats(all))
 }
 
+/// Reads one patient as a chart view does and returns the audit event that view writes.
+async fn chart_read(db: &Db, (id, clinic): (uuid::Uuid, uuid::Uuid), actor: UserId) -> anyhow::Result<NewAuditEvent> {
+    let (pid, cid) = (PatientId::from_uuid(id), ClinicId::from_uuid(clinic));
+    let row = patients::get(db, cid, pid).await?;
+    let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
+    e.clinic_id = Some(cid);
+    e.actor_user_id = Some(actor);
+    e.actor_role = Some(Role::Nurse);
+    e.entity_id = Some(pid.to_string());
+    e.patient_id = row.map(|r| r.patient_id());
+    e.reason = Some("store benchmark".into());
+    Ok(e)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -131,17 +145,8 @@ async fn main() -> anyhow::Result<()> {
     let audited = run_loop(args.clients, args.seconds, move |i| {
         let (d, p) = (d.clone(), p.clone());
         async move {
-            let (id, clinic) = p[i % p.len()];
-            let (pid, cid) = (PatientId::from_uuid(id), ClinicId::from_uuid(clinic));
-            let row = patients::get(&d, cid, pid).await?;
+            let e = chart_read(&d, p[i % p.len()], actor).await?;
             let mut tx = d.begin().await?;
-            let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
-            e.clinic_id = Some(cid);
-            e.actor_user_id = Some(actor);
-            e.actor_role = Some(Role::Nurse);
-            e.entity_id = Some(pid.to_string());
-            e.patient_id = row.map(|r| r.patient_id());
-            e.reason = Some("store benchmark".into());
             audit::append(&mut tx, &e).await?;
             tx.commit().await?;
             Ok(())
@@ -154,16 +159,7 @@ async fn main() -> anyhow::Result<()> {
     let batched = run_loop(args.clients, args.seconds, move |i| {
         let (d, p, batcher) = (d.clone(), p.clone(), batcher.clone());
         async move {
-            let (id, clinic) = p[i % p.len()];
-            let (pid, cid) = (PatientId::from_uuid(id), ClinicId::from_uuid(clinic));
-            let row = patients::get(&d, cid, pid).await?;
-            let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
-            e.clinic_id = Some(cid);
-            e.actor_user_id = Some(actor);
-            e.actor_role = Some(Role::Nurse);
-            e.entity_id = Some(pid.to_string());
-            e.patient_id = row.map(|r| r.patient_id());
-            e.reason = Some("store benchmark".into());
+            let e = chart_read(&d, p[i % p.len()], actor).await?;
             batcher.record(e).await?;
             Ok(())
         }
