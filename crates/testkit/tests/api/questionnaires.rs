@@ -141,8 +141,8 @@ both_backends! {
         let (nurse, _) = app.browser_login("nurse@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
         let csrf = app.csrf_of(&nurse).await?;
         let url = app.url(&format!("/patients/{patient_id}/assign"));
-        let refused = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "cssrs_screener")]).send().await?;
-        assert_eq!(refused.status(), 422, "the C-SSRS is asked by a clinician");
+        let refused = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "madrs")]).send().await?;
+        assert_eq!(refused.status(), 422, "only shipped instruments");
         let sent = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "phq9")]).send().await?;
         assert_eq!(sent.status(), 200);
         assert!(sent.text().await?.contains("Waiting for the patient:"));
@@ -206,6 +206,69 @@ both_backends! {
         assert_eq!((r["provisional_cutoff"].as_bool(), r["cutoff"].as_u64()), (Some(true), Some(31)));
         assert_eq!(r["provisional_dsm5"], true, "both methods are always reported");
         assert_eq!(r["settings_version"].as_i64(), Some(v1 + 1));
+        app.stop().await
+    }
+}
+
+both_backends! {
+    async fn the_cssrs_screener_in_the_portal_follows_its_skip_logic(b) {
+        let app = TestApp::demo(b).await?;
+        let p2 = app.token("patient2@demo.kapstone.test").await?;
+        let me: Value = app.get_bearer(&p2, "/api/v1/portal/me").await?.json().await?;
+        let patient_id = me["id"].as_str().unwrap().to_owned();
+        let (nurse, _) = app.browser_login("nurse@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let csrf = app.csrf_of(&nurse).await?;
+        let url = app.url(&format!("/patients/{patient_id}/assign"));
+        for _ in 0..2 {
+            let sent = nurse.post(&url).form(&[("csrf_token", csrf.as_str()), ("instrument", "cssrs_screener")]).send().await?;
+            assert_eq!(sent.status(), 200);
+        }
+        let (portal, _) = app.browser_login("patient2@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let home = portal.get(app.url("/portal")).send().await?.text().await?;
+        let links: Vec<String> = home
+            .split("href=\"/portal/questionnaires/")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .map(|s| app.url(&format!("/portal/questionnaires/{s}")))
+            .collect();
+        assert_eq!(links.len(), 2);
+        let step1 = portal.get(&links[0]).send().await?.text().await?;
+        assert!(step1.contains("name=\"q1\"") && step1.contains("name=\"q6\"") && !step1.contains("name=\"q3\""));
+        let csrf = kapstone_testkit::hidden_csrf(&step1).unwrap();
+
+        // Yes to 2 leads to questions 3–5; answering them (4 = yes) gives high risk (TV-CS-5).
+        let step2 = portal
+            .post(&links[0])
+            .form(&[("csrf_token", csrf.as_str()), ("q1", "yes"), ("q2", "yes"), ("q6", "no")])
+            .send()
+            .await?;
+        assert_eq!(step2.status(), 200);
+        let html = step2.text().await?;
+        assert!(html.contains("name=\"q3\"") && html.contains("name=\"q5\"") && !html.contains("name=\"q6a\""));
+        let alerts_before = app.count("safety_alerts").await?;
+        let done = portal
+            .post(&links[0])
+            .form(&[
+                ("csrf_token", csrf.as_str()), ("q1", "yes"), ("q2", "yes"), ("q6", "no"),
+                ("q3", "yes"), ("q4", "yes"), ("q5", "no"),
+            ])
+            .send()
+            .await?;
+        assert_eq!(done.status(), 200);
+        assert!(done.text().await?.contains("988"));
+        assert_eq!(app.count("safety_alerts").await?, alerts_before + 1);
+
+        // No to 2 and 6: nothing more is asked and the risk is low (TV-CS-2).
+        let page = portal.get(&links[1]).send().await?.text().await?;
+        let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let low = portal
+            .post(&links[1])
+            .form(&[("csrf_token", csrf.as_str()), ("q1", "yes"), ("q2", "no"), ("q6", "no")])
+            .send()
+            .await?;
+        assert_eq!(low.status(), 200);
+        let stored = app.count("questionnaire_responses WHERE instrument = 'cssrs_screener' AND result LIKE '%\"risk\":\"low\"%'").await?;
+        assert_eq!(stored, 1);
         app.stop().await
     }
 }

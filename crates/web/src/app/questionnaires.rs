@@ -195,19 +195,17 @@ pub async fn submit_for(
     Ok(Scored { id, body, alert: raised })
 }
 
-/// Assigns a questionnaire for the patient to fill in the portal. The C-SSRS screener is asked by
-/// a clinician (its follow-up questions depend on earlier answers), so it is not assigned.
+/// Assigns a questionnaire for the patient to fill in the portal (the C-SSRS screener is asked in
+/// two steps there, following its skip logic).
 pub async fn assign(
     state: &AppState,
     staff: &CurrentUser,
     patient: PatientId,
     instrument: &str,
 ) -> Result<Uuid, AppError> {
-    let instrument = Instrument::parse(instrument.trim())
-        .ok_or_else(|| FieldError::new("instrument", "unknown instrument; expected phq9, gad7 or pcl5"))?;
-    if instrument == Instrument::CssrsScreener {
-        return Err(FieldError::new("instrument", "the C-SSRS screener is asked by a clinician, not assigned").into());
-    }
+    let instrument = Instrument::parse(instrument.trim()).ok_or_else(|| {
+        FieldError::new("instrument", "unknown instrument; expected phq9, gad7, pcl5 or cssrs_screener")
+    })?;
     if patients::get(&state.db, staff.clinic, patient).await?.is_none() {
         return Err(AppError::NotFound);
     }

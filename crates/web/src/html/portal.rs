@@ -142,8 +142,62 @@ pub async fn questionnaire(
     me: CurrentUser,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> PageResult<Html<String>> {
-    let (id, _, def) = open_assignment(&state, &me, &id).await?;
+    let (id, instrument, def) = open_assignment(&state, &me, &id).await?;
+    if instrument == Instrument::CssrsScreener {
+        return render(&cssrs_page(&me, id, def, &[None; 7], &[0, 1, 5], None));
+    }
     render(&questionnaire_page(&me, id, def, &[], None))
+}
+
+/// The C-SSRS screener in two steps without scripts: questions 1, 2 and 6 first; then 3–5 only
+/// if 2 was yes and 6a only if 6 was yes (KAP-SPEC 7.4 skip logic). Earlier answers travel in
+/// hidden fields.
+#[derive(Template)]
+#[template(path = "portal_cssrs.html")]
+struct CssrsPage {
+    layout: Layout,
+    id: String,
+    title: String,
+    stem: String,
+    notice: String,
+    /// (field name, label, text, current answer) for the questions on this step.
+    ask: Vec<(String, String, String, Option<bool>)>,
+    /// (field name, "yes"/"no") carried from the first step.
+    carried: Vec<(String, &'static str)>,
+    error: Option<String>,
+}
+
+const CSSRS_FIELDS: [&str; 7] = ["q1", "q2", "q3", "q4", "q5", "q6", "q6a"];
+
+fn cssrs_page(
+    me: &CurrentUser,
+    id: uuid::Uuid,
+    def: &content::InstrumentDefinition,
+    answers: &[Option<bool>; 7],
+    ask: &[usize],
+    error: Option<String>,
+) -> CssrsPage {
+    let carried = (0..7)
+        .filter(|i| !ask.contains(i))
+        .filter_map(|i| answers[i].map(|a| (CSSRS_FIELDS[i].to_owned(), if a { "yes" } else { "no" })))
+        .collect();
+    CssrsPage {
+        layout: Layout::for_user(&def.title, me, "/portal"),
+        id: id.to_string(),
+        title: def.title.clone(),
+        stem: def.stem.clone(),
+        notice: def.notice.clone(),
+        ask: ask
+            .iter()
+            .filter_map(|i| {
+                def.items
+                    .get(*i)
+                    .map(|item| (CSSRS_FIELDS[*i].to_owned(), item.number.clone(), item.text.clone(), answers[*i]))
+            })
+            .collect(),
+        carried,
+        error,
+    }
 }
 
 pub async fn submit_questionnaire(
@@ -156,6 +210,57 @@ pub async fn submit_questionnaire(
     use axum::response::IntoResponse;
     let (id, instrument, def) = open_assignment(&state, &me, &id).await?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    if instrument == Instrument::CssrsScreener {
+        let mut a = [None; 7];
+        for (i, f) in CSSRS_FIELDS.iter().enumerate() {
+            a[i] = pairs.iter().find(|(k, _)| k == f).and_then(|(_, v)| match v.as_str() {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            });
+        }
+        // Step 1 must be complete before step 2 is asked.
+        if let Some(missing) = [0usize, 1, 5].into_iter().find(|i| a[*i].is_none()) {
+            let msg = format!("Please answer question {}.", def.items.get(missing).map_or("", |d| d.number.as_str()));
+            let page = render(&cssrs_page(&me, id, def, &a, &[0, 1, 5], Some(msg)))?;
+            return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+        let mut follow_up = Vec::new();
+        if a[1] == Some(true) {
+            follow_up.extend([2, 3, 4]);
+        }
+        if a[5] == Some(true) {
+            follow_up.push(6);
+        }
+        if let Some(missing) = follow_up.iter().find(|i| a[**i].is_none()) {
+            // First arrival at step 2 shows no error; a step-2 post with a gap does.
+            let started = follow_up.iter().any(|i| a[*i].is_some());
+            let msg = started.then(|| {
+                format!("Please answer question {}.", def.items.get(*missing).map_or("", |d| d.number.as_str()))
+            });
+            let status =
+                if started { axum::http::StatusCode::UNPROCESSABLE_ENTITY } else { axum::http::StatusCode::OK };
+            return Ok((status, render(&cssrs_page(&me, id, def, &a, &follow_up, msg))?).into_response());
+        }
+        // Questions not asked are sent as null, as the skip logic requires.
+        for i in [2usize, 3, 4, 6] {
+            if !follow_up.contains(&i) {
+                a[i] = None;
+            }
+        }
+        let patient = me.patient.ok_or(AppError::Forbidden)?;
+        let sub = crate::app::questionnaires::Submission {
+            instrument: instrument.as_str().into(),
+            answers: a.iter().map(|x| x.map_or(serde_json::Value::Null, serde_json::Value::Bool)).collect(),
+        };
+        let scored = crate::app::questionnaires::submit_for(&state, &me, patient, sub, Some(id)).await?;
+        return Ok(render(&ThanksPage {
+            layout: Layout::for_user("Thank you", &me, "/portal"),
+            title: def.title.clone(),
+            crisis: scored.alert.map(|_| crate::app::questionnaires::CRISIS_RESOURCES),
+        })?
+        .into_response());
+    }
     let answers: Vec<Option<i64>> = (1..=def.items.len())
         .map(|n| pairs.iter().find(|(k, _)| *k == format!("item{n}")).and_then(|(_, v)| v.parse().ok()))
         .collect();
