@@ -54,12 +54,14 @@ pub struct ConsentRow {
     pub revoked_at: Option<DbTs>,
 }
 
-/// The latest signature of each document for a patient.
+/// The most recently recorded signature of a document for a patient (ids are UUIDv7, so id order
+/// is recording order: a paper consent recorded today outranks an earlier portal one withdrawn
+/// today, whatever date is written on the paper).
 pub async fn latest(db: &Db, patient: PatientId, document_id: &str) -> Result<Option<ConsentRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(
             "SELECT id, document_id, document_version, signed_name, signed_at, method, revoked_at FROM consents \
-             WHERE patient_id = $1 AND document_id = $2 ORDER BY signed_at DESC, id DESC LIMIT 1",
+             WHERE patient_id = $1 AND document_id = $2 ORDER BY id DESC LIMIT 1",
         )
         .bind(patient.as_uuid())
         .bind(document_id)

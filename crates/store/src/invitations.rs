@@ -6,11 +6,26 @@ use uuid::Uuid;
 
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
-pub async fn queue_message(tx: &mut Tx, clinic: ClinicId, to: &str, subject: &str, body: &str) -> Result<Uuid> {
+/// What a queued message is about: the patient it concerns and the invitation it carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageLinks {
+    pub patient: Option<PatientId>,
+    pub invitation: Option<Uuid>,
+}
+
+pub async fn queue_message(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    to: &str,
+    subject: &str,
+    body: &str,
+    links: MessageLinks,
+) -> Result<Uuid> {
     let id = Uuid::now_v7();
     on_tx!(tx, |c| {
         sqlx::query(
-            "INSERT INTO outbox (id, clinic_id, to_address, subject, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO outbox (id, clinic_id, to_address, subject, body, created_at, patient_id, invitation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(clinic.as_uuid())
@@ -18,6 +33,8 @@ pub async fn queue_message(tx: &mut Tx, clinic: ClinicId, to: &str, subject: &st
         .bind(subject)
         .bind(body)
         .bind(DbTs(UtcTs::now()))
+        .bind(links.patient.map(|p| p.as_uuid()))
+        .bind(links.invitation)
         .execute(c)
         .await?;
     });
@@ -32,16 +49,23 @@ pub struct OutboxRow {
     pub body: String,
     pub created_at: DbTs,
     pub sent_at: Option<DbTs>,
+    pub patient_id: Option<Uuid>,
 }
 
 pub async fn outbox(db: &Db, clinic: ClinicId, limit: i64) -> Result<Vec<OutboxRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT id, to_address, subject, body, created_at, sent_at FROM outbox WHERE clinic_id = $1 \
-             ORDER BY created_at DESC, id DESC LIMIT $2",
+            "SELECT o.id, o.to_address, o.subject, \
+             CASE WHEN i.id IS NOT NULL AND (i.used_at IS NOT NULL OR i.expires_at <= $3) \
+                  THEN '(This invitation was used, replaced or has expired; its link has been removed.)' \
+                  ELSE o.body END AS body, \
+             o.created_at, o.sent_at, o.patient_id \
+             FROM outbox o LEFT JOIN portal_invitations i ON i.id = o.invitation_id \
+             WHERE o.clinic_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
         )
         .bind(clinic.as_uuid())
         .bind(limit)
+        .bind(DbTs(UtcTs::now()))
         .fetch_all(c)
         .await?
     }))
@@ -108,4 +132,35 @@ pub async fn redeem(tx: &mut Tx, id: Uuid, now: UtcTs) -> Result<bool> {
             .rows_affected()
     });
     Ok(n == 1)
+}
+
+/// Ends every open invitation of a patient (a new one replaces them) and removes their links from
+/// the outbox, so only the newest link can ever open the account.
+pub async fn cancel_open(tx: &mut Tx, patient: PatientId, now: UtcTs) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE outbox SET body = '(This invitation was replaced; its link has been removed.)' \
+             WHERE invitation_id IN (SELECT id FROM portal_invitations WHERE patient_id = $1 AND used_at IS NULL)",
+        )
+        .bind(patient.as_uuid())
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("UPDATE portal_invitations SET used_at = $2 WHERE patient_id = $1 AND used_at IS NULL")
+            .bind(patient.as_uuid())
+            .bind(DbTs(now))
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Removes a used invitation's link from its message.
+pub async fn redact_link(tx: &mut Tx, invitation: Uuid) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE outbox SET body = '(This invitation was used; its link has been removed.)' WHERE invitation_id = $1")
+            .bind(invitation)
+            .execute(c)
+            .await?;
+    });
+    Ok(())
 }

@@ -184,14 +184,19 @@ both_backends! {
         let url = app.url(&format!("/patients/{id}/invite"));
         let bad = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("email", "nurse@demo.kapstone.test")]).send().await?;
         assert_eq!(bad.status(), 422, "an email already in use is refused");
+let first = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("email", "typo@example.test")]).send().await?;
+        assert_eq!(first.status(), 200);
         let sent = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("email", "Invited.Patient@example.test")]).send().await?;
         assert_eq!(sent.status(), 200);
-        assert_eq!(app.count("audit_events WHERE action = 'patient.invite'").await?, 1);
+        assert_eq!(app.count("audit_events WHERE action = 'patient.invite'").await?, 2);
 
         // The admin sees the message in the outbox; the link is in it.
         let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
         let outbox = admin.get(app.url("/admin/outbox")).send().await?.text().await?;
-        let link = outbox.split("/invite/").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next()).unwrap().to_owned();
+let links: Vec<&str> = outbox.split("/invite/").skip(1).filter_map(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next()).collect();
+        assert_eq!(links.len(), 1, "the replaced invitation's link was removed from the outbox");
+        assert!(outbox.contains("link has been removed"));
+        let link = links[0].to_owned();
         assert_eq!(link.len(), 64);
         assert_eq!(app.count(&format!("portal_invitations WHERE token_hash = '{link}'")).await?, 0, "only the hash is stored");
 
@@ -212,6 +217,8 @@ both_backends! {
         assert_eq!(ok.headers()["location"], "/portal");
         let portal = patient.get(app.url("/portal")).send().await?.text().await?;
         assert!(portal.contains("K000010"), "signed in to their own record");
+        let after = admin.get(app.url("/admin/outbox")).send().await?.text().await?;
+        assert!(!after.contains(&format!("/invite/{link}")), "a used link is removed from the outbox");
 
         // The link works once.
         let again = app.browser().get(app.url(&format!("/invite/{link}"))).send().await?;
@@ -252,9 +259,16 @@ both_backends! {
         let page = portal.get(app.url("/portal/consents/kap-general")).send().await?.text().await?;
         assert!(page.contains("Off-label use"));
         let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let hash = page.split("name=\"document_sha256\" value=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+        let stale = portal
+            .post(app.url("/portal/consents/kap-general"))
+            .form(&[("csrf_token", csrf.as_str()), ("signed_name", "x"), ("document_sha256", "0")])
+            .send()
+            .await?;
+        assert_eq!(stale.status(), 409, "a signature counts only for the text that was shown");
         let wrong = portal
             .post(app.url("/portal/consents/kap-general"))
-            .form(&[("csrf_token", csrf.as_str()), ("signed_name", "Somebody Else")])
+            .form(&[("csrf_token", csrf.as_str()), ("signed_name", "Somebody Else"), ("document_sha256", hash.as_str())])
             .send()
             .await?;
         assert_eq!(wrong.status(), 422);
@@ -262,7 +276,7 @@ both_backends! {
         let name = format!("{} {}", me["given_name"].as_str().unwrap(), me["family_name"].as_str().unwrap());
         let ok = portal
             .post(app.url("/portal/consents/kap-general"))
-            .form(&[("csrf_token", csrf.as_str()), ("signed_name", name.to_uppercase().as_str())])
+            .form(&[("csrf_token", csrf.as_str()), ("signed_name", name.to_uppercase().as_str()), ("document_sha256", hash.as_str())])
             .send()
             .await?;
         assert_eq!(ok.status(), 303);

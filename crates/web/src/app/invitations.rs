@@ -40,6 +40,7 @@ pub async fn invite(state: &AppState, staff: &CurrentUser, patient: PatientId, e
             message: "this patient already has a portal account".into(),
         });
     }
+    invitations::cancel_open(&mut tx, patient, UtcTs::now()).await?;
     let id = invitations::create(
         &mut tx,
         staff.clinic,
@@ -50,7 +51,9 @@ pub async fn invite(state: &AppState, staff: &CurrentUser, patient: PatientId, e
         expires_at,
     )
     .await?;
-    invitations::queue_message(&mut tx, staff.clinic, email.as_str(), "Your patient portal invitation", &body).await?;
+    let links = invitations::MessageLinks { patient: Some(patient), invitation: Some(id) };
+    invitations::queue_message(&mut tx, staff.clinic, email.as_str(), "Your patient portal invitation", &body, links)
+        .await?;
     let mut e = staff.event(AuditAction::PortalInvited, "portal_invitation", Outcome::Success);
     e.entity_id = Some(id.to_string());
     e.patient_id = Some(patient);
@@ -104,6 +107,7 @@ pub async fn redeem(
     if !invitations::redeem(&mut tx, inv.id, UtcTs::now()).await? {
         return Err(FieldError::new("token", "this invitation link has expired or was already used").into());
     }
+    invitations::redact_link(&mut tx, inv.id).await?;
     let user_id = users::insert(
         &mut tx,
         &NewUser {
@@ -134,8 +138,17 @@ pub async fn redeem(
 /// The clinic's outbox (admins), newest first. Messages name patients, so viewing is audited.
 pub async fn outbox(state: &AppState, admin: &CurrentUser) -> Result<Vec<invitations::OutboxRow>, AppError> {
     let rows = invitations::outbox(&state.db, admin.clinic, 200).await?;
-    let mut e = admin.event(AuditAction::OutboxViewed, "outbox", Outcome::Success);
-    e.reason = Some(format!("{} messages", rows.len()));
-    state.read_audit.record(e).await?;
+    // One event per patient named in the messages, so "who viewed my record" shows it.
+    let mut seen = std::collections::HashSet::new();
+    for patient in rows.iter().filter_map(|r| r.patient_id).filter(|p| seen.insert(*p)) {
+        let mut e = admin.event(AuditAction::OutboxViewed, "outbox", Outcome::Success);
+        e.patient_id = Some(PatientId::from_uuid(patient));
+        state.read_audit.record(e).await?;
+    }
+    if seen.is_empty() {
+        let mut e = admin.event(AuditAction::OutboxViewed, "outbox", Outcome::Success);
+        e.reason = Some(format!("{} messages", rows.len()));
+        state.read_audit.record(e).await?;
+    }
     Ok(rows)
 }

@@ -223,9 +223,11 @@ pub async fn assign(
 /// Open safety alerts of the clinic, for clinicians (audited as a read of patient data).
 pub async fn open_alerts(state: &AppState, by: &CurrentUser) -> Result<Vec<questionnaires::AlertRow>, AppError> {
     let alerts = questionnaires::open_alerts(&state.db, by.clinic).await?;
-    if !alerts.is_empty() {
+    // One event per alert, naming its patient: the alert shows who and why.
+    for a in &alerts {
         let mut e = by.event(AuditAction::SafetyAlertsViewed, "safety_alert", Outcome::Success);
-        e.reason = Some(format!("{} open alerts", alerts.len()));
+        e.entity_id = Some(a.id.to_string());
+        e.patient_id = Some(PatientId::from_uuid(a.patient_id));
         state.read_audit.record(e).await?;
     }
     Ok(alerts)

@@ -314,8 +314,9 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
         return refuse(&path, AppError::Forbidden);
     }
     if unsafe_method && !user.api {
-        let csrf = user.csrf.clone();
-        req = match check_csrf(&state, req, Some(&csrf)).await {
+        // Public forms (sign-in, invitation) carry the pre-session token even when a session exists.
+        let csrf = (action != Action::Public).then(|| user.csrf.clone());
+        req = match check_csrf(&state, req, csrf.as_deref()).await {
             Ok(r) => r,
             Err(e) => return refuse(&path, e),
         };

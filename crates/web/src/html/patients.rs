@@ -160,12 +160,16 @@ async fn chart(
         ));
     }
     // Most urgent first: an open safety alert, then the pathway's missing pieces.
-    let mut due: Vec<String> = kapstone_store::questionnaires::open_alerts(&state.db, user.clinic)
-        .await?
-        .into_iter()
-        .filter(|a| a.patient_id == id.as_uuid())
-        .map(|a| format!("⚠ Safety alert open: {}", a.reason))
-        .collect();
+    let mut due: Vec<String> = Vec::new();
+    if allows(Some(user.role), Action::ReadSafetyAlerts) {
+        due.extend(
+            kapstone_store::questionnaires::open_alerts(&state.db, user.clinic)
+                .await?
+                .into_iter()
+                .filter(|a| a.patient_id == id.as_uuid())
+                .map(|a| format!("⚠ Safety alert open: {}", a.reason)),
+        );
+    }
     due.push("Record the consultation (history, medications, baseline measures).".into());
     if let Some((_, title, status, false, _)) = consents.first() {
         due.push(format!("{title}: {}", status.trim_start_matches("! ")));

@@ -319,6 +319,9 @@ pub async fn consent(
 pub struct SignForm {
     #[serde(default)]
     signed_name: String,
+    /// The hash of the text the page showed: a signature counts only for the words read.
+    #[serde(default)]
+    document_sha256: String,
 }
 
 pub async fn sign_consent(
@@ -329,6 +332,13 @@ pub async fn sign_consent(
 ) -> PageResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let d = content::consent(&doc).ok_or(crate::error::AppError::NotFound)?;
+    if f.document_sha256 != d.sha256() {
+        return Err(crate::error::AppError::Conflict {
+            field: "document",
+            message: "this consent was updated while you were reading it; please read the new version".into(),
+        }
+        .into());
+    }
     match crate::app::consents::sign_in_portal(&state, &me, &d.id, &f.signed_name).await {
         Ok(()) => Ok(axum::response::Redirect::to("/portal").into_response()),
         Err(crate::error::AppError::Invalid(e)) => {

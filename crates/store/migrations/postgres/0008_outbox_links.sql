@@ -1,0 +1,4 @@
+-- Outbox rows name the patient and the invitation they carry, so reads of the outbox are audited
+-- per patient and a link can be removed from the message once it is used or replaced.
+ALTER TABLE outbox ADD COLUMN patient_id UUID REFERENCES patients(id);
+ALTER TABLE outbox ADD COLUMN invitation_id UUID REFERENCES portal_invitations(id);
