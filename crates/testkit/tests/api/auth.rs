@@ -205,3 +205,46 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_public_form_posted_from_a_signed_in_browser_uses_its_pre_session_token(b) {
+        let app = TestApp::demo(b).await?;
+        let (fd, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let token = app.token("frontdesk@demo.kapstone.test").await?;
+        let list: serde_json::Value = app.get_bearer(&token, "/api/v1/patients?q=K000012").await?.json().await?;
+        let id = list["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+        let csrf = app.csrf_of(&fd).await?;
+        let sent = fd
+            .post(app.url(&format!("/patients/{id}/invite")))
+            .form(&[("csrf_token", csrf.as_str()), ("email", "shared.computer@example.test")])
+            .send()
+            .await?;
+        assert_eq!(sent.status(), 200);
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let outbox = admin.get(app.url("/admin/outbox")).send().await?.text().await?;
+        let link = outbox
+            .split("/invite/")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next())
+            .unwrap_or_default()
+            .to_owned();
+        // The invitation is opened in a browser where someone is still signed in.
+        let page = fd.get(app.url(&format!("/invite/{link}"))).send().await?.text().await?;
+        let pre = kapstone_testkit::hidden_csrf(&page).unwrap_or_default();
+        assert_ne!(pre, csrf, "the form carries the pre-session token");
+        let with_session_token = fd
+            .post(app.url(&format!("/invite/{link}")))
+            .form(&[("csrf_token", csrf.as_str()), ("password", "shared computer passphrase")])
+            .send()
+            .await?;
+        assert_eq!(with_session_token.status(), 403, "the session's token does not stand in for it");
+        let ok = fd
+            .post(app.url(&format!("/invite/{link}")))
+            .form(&[("csrf_token", pre.as_str()), ("password", "shared computer passphrase")])
+            .send()
+            .await?;
+        assert_eq!(ok.status(), 303);
+        assert_eq!(ok.headers()["location"], "/portal");
+        app.stop().await
+    }
+}
