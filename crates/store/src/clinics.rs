@@ -32,15 +32,6 @@ pub async fn insert(tx: &mut Tx, id: ClinicId, name: &str, time_zone: &str) -> R
     Ok(())
 }
 
-pub async fn get(db: &Db, id: ClinicId) -> Result<Option<ClinicRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as("SELECT id, name, time_zone FROM clinics WHERE id = $1")
-            .bind(id.as_uuid())
-            .fetch_optional(c)
-            .await?
-    }))
-}
-
 pub async fn list(db: &Db) -> Result<Vec<ClinicRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as("SELECT id, name, time_zone FROM clinics ORDER BY created_at, id").fetch_all(c).await?

@@ -139,9 +139,6 @@ impl FieldErrors {
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|(f, _)| f == field).map(|(_, m)| m.as_str())
     }
-    pub fn any(&self) -> bool {
-        !self.0.is_empty()
-    }
     /// Shows a use case's field under the form's own name for it.
     pub fn rename(&mut self, from: &str, to: &str) {
         for (f, _) in &mut self.0 {
