@@ -6,12 +6,15 @@
 pub mod audit;
 pub mod auth;
 pub mod consent;
+pub mod consultation;
+pub mod eligibility;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
 pub mod patient;
 pub mod permissions;
 pub mod time;
+pub mod vitals;
 
 pub use identity::{Email, NewPassword, PersonName, Role};
 pub use ids::{ClinicId, PatientId, SessionId, UserId};
