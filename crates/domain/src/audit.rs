@@ -46,10 +46,14 @@ pub enum AuditAction {
     OutboxViewed,
     ConsentSigned,
     ConsentRevoked,
+    ConsultationRecorded,
+    EligibilityDecisionSigned,
+    EligibilityDecisionAmended,
+    PathwayChanged,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 33] = [
+    pub const ALL: [AuditAction; 37] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -83,6 +87,10 @@ impl AuditAction {
         Self::OutboxViewed,
         Self::ConsentSigned,
         Self::ConsentRevoked,
+        Self::ConsultationRecorded,
+        Self::EligibilityDecisionSigned,
+        Self::EligibilityDecisionAmended,
+        Self::PathwayChanged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -120,6 +128,10 @@ impl AuditAction {
             Self::OutboxViewed => "outbox.view",
             Self::ConsentSigned => "consent.sign",
             Self::ConsentRevoked => "consent.revoke",
+            Self::ConsultationRecorded => "consultation.record",
+            Self::EligibilityDecisionSigned => "eligibility.sign",
+            Self::EligibilityDecisionAmended => "eligibility.amend",
+            Self::PathwayChanged => "pathway.change",
         }
     }
 

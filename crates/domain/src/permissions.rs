@@ -43,10 +43,21 @@ pub enum Action {
     ReadSafetyAlerts,
     /// Acknowledge a safety alert with what was done (prescriber or therapist, spec 7.1 / GATE-01).
     AcknowledgeSafetyAlert,
+    /// Read the clinical record beyond demographics: consultation, eligibility findings and
+    /// decisions (clinicians).
+    ReadClinicalRecord,
+    /// Record or update the consultation (clinicians).
+    RecordConsultation,
+    /// Sign or amend an eligibility decision (prescribers: KAP-SPEC 2.1 stage 3).
+    SignEligibilityDecision,
+    /// Put a patient's pathway on hold, resume, withdraw, complete or reopen it (clinicians).
+    ManagePathway,
+    /// Read the clinic's reference content: eligibility rules, code tables (all staff).
+    ReadReferenceContent,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 21] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -63,6 +74,11 @@ impl Action {
         Action::RecordQuestionnaire,
         Action::ReadSafetyAlerts,
         Action::AcknowledgeSafetyAlert,
+        Action::ReadClinicalRecord,
+        Action::RecordConsultation,
+        Action::SignEligibilityDecision,
+        Action::ManagePathway,
+        Action::ReadReferenceContent,
     ];
 }
 
@@ -78,6 +94,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageUsers,
             Action::ManageSettings,
             Action::ReadAudit,
+            Action::ReadReferenceContent,
         ],
     ),
     (
@@ -92,6 +109,11 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
+            Action::ReadClinicalRecord,
+            Action::RecordConsultation,
+            Action::SignEligibilityDecision,
+            Action::ManagePathway,
+            Action::ReadReferenceContent,
         ],
     ),
     (
@@ -105,6 +127,10 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordConsent,
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
+            Action::ReadClinicalRecord,
+            Action::RecordConsultation,
+            Action::ManagePathway,
+            Action::ReadReferenceContent,
         ],
     ),
     (
@@ -119,6 +145,10 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordQuestionnaire,
             Action::ReadSafetyAlerts,
             Action::AcknowledgeSafetyAlert,
+            Action::ReadClinicalRecord,
+            Action::RecordConsultation,
+            Action::ManagePathway,
+            Action::ReadReferenceContent,
         ],
     ),
     (
@@ -130,6 +160,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadPatient,
             Action::RegisterPatient,
             Action::RecordConsent,
+            Action::ReadReferenceContent,
         ],
     ),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),
@@ -183,6 +214,14 @@ mod tests {
     fn only_admins_manage_users_settings_and_audit() {
         for action in [Action::ManageUsers, Action::ManageSettings, Action::ReadAudit] {
             assert_eq!(roles_allowed(action), vec![Role::Admin], "{action:?}");
+        }
+    }
+
+    #[test]
+    fn only_prescribers_sign_eligibility_decisions() {
+        assert_eq!(roles_allowed(Action::SignEligibilityDecision), vec![Role::Prescriber]);
+        for role in [Role::Frontdesk, Role::Admin, Role::Patient] {
+            assert!(!allows(Some(role), Action::ReadClinicalRecord), "{role:?}");
         }
     }
 

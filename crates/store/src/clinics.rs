@@ -48,6 +48,8 @@ pub struct ClinicSettings {
     pub pcl5_cutoff: u8,
     /// How long a signed consent holds.
     pub consent_validity_months: u8,
+    /// CONFIG-DEFAULT thresholds of the eligibility rules.
+    pub eligibility: kapstone_domain::eligibility::EligibilitySettings,
 }
 
 impl Default for ClinicSettings {
@@ -57,6 +59,7 @@ impl Default for ClinicSettings {
             mfa_required_roles: Vec::new(),
             pcl5_cutoff: kapstone_domain::instruments::pcl5::DEFAULT_CUTOFF,
             consent_validity_months: 12,
+            eligibility: Default::default(),
         }
     }
 }
@@ -76,22 +79,27 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    let row: Option<(i64, String, i32, i32)> = on_read!(db, |c| {
+    let row: Option<(i64, String, i32, i32, Option<String>)> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months FROM clinic_settings WHERE clinic_id = $1 \
-             ORDER BY version DESC LIMIT 1",
+            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility FROM clinic_settings \
+             WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
         .fetch_optional(c)
         .await?
     });
     Ok(match row {
-        Some((version, roles, cutoff, months)) => ClinicSettings {
+        Some((version, roles, cutoff, months, eligibility)) => ClinicSettings {
             version,
             mfa_required_roles: roles_from_text(&roles),
             pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
             consent_validity_months: u8::try_from(months)
                 .map_err(|_| crate::StoreError::Corrupt("consent_validity_months".into()))?,
+            eligibility: match eligibility {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?,
+                None => Default::default(),
+            },
         },
         None => ClinicSettings::default(),
     })
@@ -107,6 +115,8 @@ pub async fn save_settings(
     let roles = roles_to_text(&settings.mfa_required_roles);
     let cutoff = i32::from(settings.pcl5_cutoff);
     let months = i32::from(settings.consent_validity_months);
+    let eligibility = serde_json::to_string(&settings.eligibility)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?;
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -115,7 +125,7 @@ pub async fn save_settings(
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
             "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff, \
-             consent_validity_months) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             consent_validity_months, eligibility) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
@@ -124,6 +134,7 @@ pub async fn save_settings(
         .bind(by.map(|u| u.as_uuid()))
         .bind(cutoff)
         .bind(months)
+        .bind(&eligibility)
         .execute(&mut *c)
         .await?;
         version

@@ -263,6 +263,20 @@ impl Tx {
         }
         Ok(())
     }
+
+    /// Serialises writers of one patient's record until commit: a check-then-insert (is this
+    /// still the decision in force? may this hold be applied?) then sees the latest state. SQLite
+    /// transactions already hold the single write lock (BEGIN IMMEDIATE); PostgreSQL locks the
+    /// patient row.
+    pub async fn lock_patient(&mut self, patient: kapstone_domain::PatientId) -> Result<()> {
+        if let Tx::Postgres(t) = self {
+            sqlx::query("SELECT id FROM patients WHERE id = $1 FOR UPDATE")
+                .bind(patient.as_uuid())
+                .fetch_optional(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ impl PatientRow {
     pub fn patient_id(&self) -> PatientId {
         PatientId::from_uuid(self.id)
     }
+
+    pub fn clinic(&self) -> kapstone_domain::ClinicId {
+        kapstone_domain::ClinicId::from_uuid(self.clinic_id)
+    }
 }
 
 /// Inserts a patient and assigns the clinic's next MRN in the same transaction.

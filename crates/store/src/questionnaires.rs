@@ -213,3 +213,18 @@ pub async fn recent_responses(db: &Db, patient: PatientId, limit: i64) -> Result
         .await?
     }))
 }
+
+/// The newest response of each instrument for a patient (what the pathway gate and the
+/// eligibility rules read).
+pub async fn latest_per_instrument(db: &Db, patient: PatientId) -> Result<Vec<ResponseSummary>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, instrument, total, severity, result, entered_via, submitted_at FROM questionnaire_responses q \
+             WHERE patient_id = $1 AND id = (SELECT q2.id FROM questionnaire_responses q2 WHERE q2.patient_id = q.patient_id \
+             AND q2.instrument = q.instrument ORDER BY q2.submitted_at DESC, q2.id DESC LIMIT 1) ORDER BY instrument",
+        )
+        .bind(patient.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}

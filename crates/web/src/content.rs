@@ -93,6 +93,41 @@ pub fn consent(id: &str) -> Option<&'static ConsentDocument> {
     consents().iter().filter_map(|d| d.as_ref().ok()).find(|d| d.id == id)
 }
 
+/// The shipped eligibility rule set, checked against the engine's code.
+pub fn eligibility_rules() -> anyhow::Result<&'static kapstone_domain::eligibility::RuleSet> {
+    static RULES: OnceLock<Result<kapstone_domain::eligibility::RuleSet, String>> = OnceLock::new();
+    RULES
+        .get_or_init(|| {
+            let set: kapstone_domain::eligibility::RuleSet =
+                serde_json::from_str(include_str!("../../../content/eligibility/rules.json")).map_err(|e| e.to_string())?;
+            set.check().map_err(|e| e.to_string())?;
+            Ok(set)
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("eligibility rules are invalid: {e}"))
+}
+
+/// The shipped ICD-10-CM code table (versioned by fiscal year).
+pub fn diagnosis_table() -> anyhow::Result<&'static kapstone_domain::consultation::DiagnosisTable> {
+    static TABLE: OnceLock<Result<kapstone_domain::consultation::DiagnosisTable, String>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| serde_json::from_str(include_str!("../../../content/codes/icd10cm.json")).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("ICD-10-CM table is invalid: {e}"))
+}
+
+/// Loads and checks every piece of content, so a bad file stops start-up instead of failing the
+/// first request that needs it.
+pub fn check_all() -> anyhow::Result<()> {
+    for i in Instrument::ALL {
+        instrument(i)?;
+    }
+    consent_documents()?;
+    eligibility_rules()?;
+    diagnosis_table()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +141,14 @@ mod tests {
             assert!(def.source.contains("KAP-SPEC"), "{i} names its source");
             assert!(!def.version.is_empty());
         }
+    }
+
+    #[test]
+    fn all_content_loads() {
+        check_all().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(eligibility_rules().map(|r| r.rules.len()).unwrap_or(0), 41);
+        let table = diagnosis_table().unwrap_or_else(|e| panic!("{e}"));
+        assert!(table.find("f33.2").is_some() && table.find("F32.A").is_some() && table.find("F99").is_none());
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot open {}", args.db.database_url))?;
     db.migrate().await.context("migrating the database")?;
+    kapstone_web::content::check_all().context("checking the clinical content")?;
     let state = AppState::new(db.clone(), config);
     if args.demo {
         match seed_if_empty(&state, args.demo_password.clone()).await? {

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod consents;
 pub mod demo;
+pub mod eligibility;
 pub mod invitations;
 pub mod patients;
 pub mod questionnaires;

@@ -267,6 +267,7 @@ struct SettingsPage {
     roles: Vec<(&'static str, &'static str, bool)>,
     pcl5_cutoff: u8,
     consent_validity_months: u8,
+    eligibility: kapstone_domain::eligibility::EligibilitySettings,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -278,6 +279,7 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         version: s.version,
         pcl5_cutoff: s.pcl5_cutoff,
         consent_validity_months: s.consent_validity_months,
+        eligibility: s.eligibility,
         roles,
     })
 }
@@ -308,19 +310,37 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
         .collect::<Result<Vec<_>, _>>()
         .map_err(AppError::Invalid)?;
     let current = settings::current(&state, admin.clinic).await?;
-    let cutoff = match pairs.iter().find(|(k, _)| k == "pcl5_cutoff").map(|(_, v)| v.trim()) {
-        None | Some("") => current.pcl5_cutoff,
-        Some(v) => v.parse::<u8>().map_err(|_| {
-            AppError::Invalid(kapstone_domain::FieldError::new("pcl5_cutoff", "choose a PCL-5 cut-point from 31 to 38"))
-        })?,
+    // A blank or absent field keeps the current value; anything else must be a whole number.
+    fn number<T: std::str::FromStr + Copy>(
+        pairs: &[(String, String)],
+        name: &'static str,
+        current: T,
+    ) -> Result<T, AppError> {
+        match pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()) {
+            None | Some("") => Ok(current),
+            Some(v) => v
+                .parse::<T>()
+                .map_err(|_| AppError::Invalid(kapstone_domain::FieldError::new(name, "enter a whole number"))),
+        }
+    }
+    let el = current.eligibility;
+    let new = kapstone_store::clinics::ClinicSettings {
+        version: 0,
+        mfa_required_roles: roles,
+        pcl5_cutoff: number(&pairs, "pcl5_cutoff", current.pcl5_cutoff)?,
+        consent_validity_months: number(&pairs, "consent_validity_months", current.consent_validity_months)?,
+        eligibility: kapstone_domain::eligibility::EligibilitySettings {
+            bp_exclude_systolic: number(&pairs, "bp_exclude_systolic", el.bp_exclude_systolic)?,
+            bp_exclude_diastolic: number(&pairs, "bp_exclude_diastolic", el.bp_exclude_diastolic)?,
+            benzodiazepine_review_above_mg: number(
+                &pairs,
+                "benzodiazepine_review_above_mg",
+                el.benzodiazepine_review_above_mg,
+            )?,
+            trd_min_adequate_weeks: number(&pairs, "trd_min_adequate_weeks", el.trd_min_adequate_weeks)?,
+        },
     };
-    let months = match pairs.iter().find(|(k, _)| k == "consent_validity_months").map(|(_, v)| v.trim()) {
-        None | Some("") => current.consent_validity_months,
-        Some(v) => v.parse::<u8>().map_err(|_| {
-            AppError::Invalid(kapstone_domain::FieldError::new("consent_validity_months", "choose 1 to 24 months"))
-        })?,
-    };
-    let version = settings::save(&state, &admin, &roles, cutoff, months).await?;
+    let version = settings::save(&state, &admin, &new).await?;
     // Redirect so the next page is built from the new settings (the banner depends on them).
     Ok(Redirect::to(&format!("/admin/settings?saved={version}")).into_response())
 }

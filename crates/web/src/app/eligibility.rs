@@ -1,0 +1,364 @@
+//! Consultation, eligibility and the pathway stage (KAP-SPEC 2.1 stages 1–3, section 3).
+//!
+//! The consultation is saved as versions. The eligibility evaluation is always recomputed from
+//! stored data; a prescriber signs what they reviewed, named by the SHA-256 of the inputs, so a
+//! decision can never be signed against data that changed under them. A signed decision keeps
+//! the rule-set version, the settings version and the full input snapshot.
+
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::consultation::{Consultation, ConsultationInput, InputError};
+use kapstone_domain::decision::{self, DecisionRequest, Route, Verdict};
+use kapstone_domain::eligibility::{Evaluation, Inputs, age_on};
+use kapstone_domain::instruments::cssrs::Risk;
+use kapstone_domain::pathway::{self, ConsultationGate, Facts, NextStep, PathwayEvent, SideState, Stage};
+use kapstone_domain::patient::SexAtBirth;
+use kapstone_domain::{FieldError, PatientId, UtcTs};
+use kapstone_store::eligibility::{self as store, ConsultationRow, DecisionRow, NewDecision, PathwayEventRow};
+use kapstone_store::patients::PatientRow;
+use kapstone_store::{StoreError, audit, clinics, patients, questionnaires};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::guard::CurrentUser;
+use crate::content;
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn invalid(e: InputError) -> AppError {
+    AppError::InvalidItem { field: e.field, message: e.message }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
+    serde_json::to_string(v).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// Audits a staff read of one part of a patient's clinical record (shown in "who viewed my
+/// record" like any chart read).
+async fn audit_read(state: &AppState, user: &CurrentUser, patient: PatientId, part: &'static str) -> Result<(), AppError> {
+    let mut e = user.event(AuditAction::PatientRead, part, Outcome::Success);
+    e.entity_id = Some(patient.to_string());
+    e.patient_id = Some(patient);
+    state.read_audit.record(e).await?;
+    Ok(())
+}
+
+async fn patient(state: &AppState, user: &CurrentUser, id: PatientId) -> Result<PatientRow, AppError> {
+    patients::get(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)
+}
+
+/// Parses a stored consultation; stored rows passed the same checks when saved.
+fn parse_stored(row: &ConsultationRow) -> Result<Consultation, AppError> {
+    let input: ConsultationInput =
+        serde_json::from_str(&row.body).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))?;
+    let table = content::diagnosis_table().map_err(AppError::Internal)?;
+    input.parse(table).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))
+}
+
+/// The current consultation, if any (audited read).
+pub async fn consultation(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+) -> Result<(PatientRow, Option<(ConsultationRow, Consultation)>), AppError> {
+    let p = patient(state, user, id).await?;
+    audit_read(state, user, id, "consultation").await?;
+    let current = match store::latest_consultation(&state.db, id).await? {
+        Some(row) => {
+            let c = parse_stored(&row)?;
+            Some((row, c))
+        }
+        None => None,
+    };
+    Ok((p, current))
+}
+
+/// Saves a new version of the consultation; returns the version number.
+pub async fn save_consultation(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    input: &ConsultationInput,
+    base_version: Option<i32>,
+) -> Result<i32, AppError> {
+    patient(state, user, id).await?;
+    let table = content::diagnosis_table().map_err(AppError::Internal)?;
+    let parsed = input.parse(table).map_err(invalid)?;
+    let body = json(&parsed.to_input())?;
+    let mut tx = state.db.begin().await?;
+    let (row_id, version) =
+        match store::save_consultation(&mut tx, user.clinic, id, base_version, &body, &table.version, user.id).await {
+            Ok(v) => v,
+            Err(StoreError::Conflict(_)) => {
+                return Err(AppError::Conflict {
+                    field: "base_version",
+                    message: "someone saved this consultation after you opened it; reload and make your changes again"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let mut e = user.event(AuditAction::ConsultationRecorded, "consultation", Outcome::Success);
+    e.entity_id = Some(row_id.to_string());
+    e.patient_id = Some(id);
+    e.reason = Some(format!("version {version}"));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+fn parse_risk(s: &str) -> Option<Risk> {
+    [Risk::None, Risk::Low, Risk::Moderate, Risk::High].into_iter().find(|r| r.as_str() == s)
+}
+
+/// Everything the rules read, evaluated, with the hash of the inputs.
+pub struct Assessment {
+    pub evaluation: Evaluation,
+    pub input_sha256: String,
+    pub snapshot: String,
+    pub settings_version: i64,
+    pub consultation: Option<(ConsultationRow, Consultation)>,
+    /// Instruments with at least one scored response.
+    pub instruments_done: Vec<String>,
+}
+
+async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessment, AppError> {
+    let id = p.patient_id();
+    let settings = clinics::current_settings(&state.db, p.clinic()).await?;
+    let consultation = match store::latest_consultation(&state.db, id).await? {
+        Some(row) => {
+            let c = parse_stored(&row)?;
+            Some((row, c))
+        }
+        None => None,
+    };
+    let latest = questionnaires::latest_per_instrument(&state.db, id).await?;
+    let cssrs = latest.iter().find(|r| r.instrument == "cssrs_screener");
+    let cssrs_risk = cssrs.and_then(|r| {
+        let v: serde_json::Value = serde_json::from_str(&r.result).ok()?;
+        parse_risk(v["risk"].as_str()?)
+    });
+    let sex = SexAtBirth::parse(&p.sex_at_birth).unwrap_or(SexAtBirth::Unknown);
+    let today = UtcTs::now().to_datetime().date();
+    let rules = content::eligibility_rules().map_err(AppError::Internal)?;
+    let evaluation = rules.evaluate(&Inputs {
+        birth_date: p.birth_date,
+        today,
+        sex_at_birth: sex,
+        consultation: consultation.as_ref().map(|(_, c)| c),
+        cssrs_risk,
+        settings: settings.eligibility,
+    });
+    // The snapshot holds every input by value (age rather than today's date, so an unchanged
+    // record keeps its hash from one day to the next).
+    let snapshot = serde_json::json!({
+        "ruleset_version": rules.version,
+        "settings_version": settings.version,
+        "settings": settings.eligibility,
+        "patient": {
+            "birth_date": p.birth_date.to_string(),
+            "age_years": age_on(p.birth_date, today),
+            "sex_at_birth": sex.as_str(),
+        },
+        "consultation": consultation.as_ref().map(|(row, c)| serde_json::json!({
+            "version": row.version,
+            "diagnosis_table_version": row.diagnosis_table_version,
+            "data": c.to_input(),
+        })),
+        "cssrs_screener": cssrs.map(|r| serde_json::json!({"response_id": r.id, "risk": cssrs_risk.map(Risk::as_str)})),
+    });
+    let snapshot = json(&snapshot)?;
+    let input_sha256 = hex::encode(Sha256::digest(snapshot.as_bytes()));
+    Ok(Assessment {
+        evaluation,
+        input_sha256,
+        snapshot,
+        settings_version: settings.version,
+        consultation,
+        instruments_done: latest.into_iter().map(|r| r.instrument).collect(),
+    })
+}
+
+/// The eligibility evaluation of one patient (audited read).
+pub async fn eligibility(state: &AppState, user: &CurrentUser, id: PatientId) -> Result<(PatientRow, Assessment), AppError> {
+    let p = patient(state, user, id).await?;
+    audit_read(state, user, id, "eligibility").await?;
+    let a = assess(state, &p).await?;
+    Ok((p, a))
+}
+
+/// What the prescriber signs: the decision, the hash of the inputs they reviewed, and for an
+/// amendment the decision it replaces with the reason.
+pub struct Signing<'a> {
+    pub request: &'a DecisionRequest,
+    pub reviewed_input_sha256: &'a str,
+    pub amends: Option<(Uuid, &'a str)>,
+}
+
+/// Signs (or amends) the eligibility decision; returns its id.
+pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signing<'_>) -> Result<Uuid, AppError> {
+    let p = patient(state, user, id).await?;
+    let a = assess(state, &p).await?;
+    if s.reviewed_input_sha256 != a.input_sha256 {
+        return Err(AppError::Conflict {
+            field: "input_sha256",
+            message: "the record changed since these findings were shown; review the findings again before signing"
+                .into(),
+        });
+    }
+    let checked = decision::check(&a.evaluation, s.request).map_err(invalid)?;
+    let amends = match s.amends {
+        Some((prev, reason)) => {
+            let reason = reason.trim();
+            if reason.is_empty() || reason.chars().count() > 4000 {
+                return Err(FieldError::new("amendment_reason", "give the reason for the amendment").into());
+            }
+            Some((prev, reason))
+        }
+        None => None,
+    };
+    let verdict = match checked.verdict {
+        Verdict::Eligible => "eligible",
+        Verdict::NotEligible => "not_eligible",
+    };
+    let routes = json(&checked.routes)?;
+    let dispositions = json(&checked.dispositions)?;
+    let findings = json(&a.evaluation.findings)?;
+    let indication = checked.spravato_indication.map(|i| match i {
+        decision::SpravatoIndication::Trd => "trd",
+        decision::SpravatoIndication::MddWithAcuteSuicidalIdeation => "mdd_with_acute_suicidal_ideation",
+    });
+    let mut tx = state.db.begin().await?;
+    let new = NewDecision {
+        clinic: user.clinic,
+        patient: id,
+        verdict,
+        routes: &routes,
+        spravato_indication: indication,
+        dispositions: &dispositions,
+        summary: &checked.summary,
+        ruleset_version: &a.evaluation.ruleset_version,
+        settings_version: a.settings_version,
+        outcome: a.evaluation.outcome.as_str(),
+        findings: &findings,
+        input_snapshot: &a.snapshot,
+        input_sha256: &a.input_sha256,
+        signed_by: user.id,
+        amends,
+    };
+    let decision_id = match store::sign_decision(&mut tx, &new).await {
+        Ok(d) => d,
+        Err(StoreError::Conflict(_)) => {
+            let message = if amends.is_some() {
+                "this decision is no longer the one in force (it was amended meanwhile); reload and amend the current one"
+            } else {
+                "a decision is already signed for this patient; amend it instead"
+            };
+            return Err(AppError::Conflict { field: "amends", message: message.into() });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let action =
+        if amends.is_some() { AuditAction::EligibilityDecisionAmended } else { AuditAction::EligibilityDecisionSigned };
+    let mut e = user.event(action, "eligibility_decision", Outcome::Success);
+    e.entity_id = Some(decision_id.to_string());
+    e.patient_id = Some(id);
+    let route_list = checked.routes.iter().map(|r| r.route.as_str()).collect::<Vec<_>>().join(",");
+    e.reason = Some(format!(
+        "{verdict} routes=[{route_list}] outcome={} ruleset={} settings=v{}{}",
+        a.evaluation.outcome.as_str(),
+        a.evaluation.ruleset_version,
+        a.settings_version,
+        amends.map(|(prev, _)| format!(" amends={prev}")).unwrap_or_default()
+    ));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(decision_id)
+}
+
+/// Every decision for a patient, newest (in force) first (audited read).
+pub async fn decisions(state: &AppState, user: &CurrentUser, id: PatientId) -> Result<Vec<DecisionRow>, AppError> {
+    patient(state, user, id).await?;
+    audit_read(state, user, id, "eligibility_decision").await?;
+    Ok(store::decisions(&state.db, id).await?)
+}
+
+/// The routes a stored decision allows.
+pub fn allowed_routes(d: &DecisionRow) -> Vec<Route> {
+    serde_json::from_str::<Vec<decision::RouteChoice>>(&d.routes)
+        .map(|v| v.into_iter().map(|c| c.route).collect())
+        .unwrap_or_default()
+}
+
+fn side_state(events: &[String]) -> Option<SideState> {
+    events.iter().filter_map(|e| PathwayEvent::parse(e)).fold(None, |s, e| pathway::apply(s, e).unwrap_or(s))
+}
+
+/// Where the patient is on the pathway and what is due next. Reads only what the chart that
+/// calls it has already audited.
+pub async fn pathway_status(state: &AppState, p: &PatientRow) -> Result<(Stage, Vec<NextStep>), AppError> {
+    let id = p.patient_id();
+    let a = assess(state, p).await?;
+    let events: Vec<String> = store::pathway_events(&state.db, id).await?.into_iter().map(|e| e.event).collect();
+    let decision = store::decisions(&state.db, id).await?.into_iter().next();
+    let alert = questionnaires::open_alerts(&state.db, p.clinic()).await?.iter().any(|a| a.patient_id == id.as_uuid());
+    let gate = match &a.consultation {
+        None => ConsultationGate::default(),
+        Some((_, c)) => ConsultationGate {
+            recorded: true,
+            history_complete: c.mental_health_history.is_some()
+                && c.current_symptoms.is_some()
+                && c.treatment_goals.is_some(),
+            vitals_complete: c.vitals.complete(),
+            medications_reconciled: c.medications_reconciled,
+            pregnancy_captured: c.pregnancy_status.is_some() || p.sex_at_birth == "male",
+            phq9: a.instruments_done.iter().any(|i| i == "phq9"),
+            gad7: a.instruments_done.iter().any(|i| i == "gad7"),
+            cssrs: a.instruments_done.iter().any(|i| i == "cssrs_screener"),
+        },
+    };
+    let consent_valid = |doc: &'static str| async move {
+        crate::app::consents::status(state, p.clinic(), id, doc).await.map(|(s, _)| s.is_valid())
+    };
+    let facts = Facts {
+        side_state: side_state(&events),
+        open_safety_alert: alert,
+        consultation: gate,
+        decision_eligible: decision.as_ref().map(|d| d.verdict == "eligible"),
+        decision_inputs_changed: decision.as_ref().is_some_and(|d| d.input_sha256 != a.input_sha256),
+        decision_allows_spravato: decision.as_ref().is_some_and(|d| allowed_routes(d).contains(&Route::SpravatoIntranasal)),
+        general_consent_valid: consent_valid("kap-general").await?,
+        spravato_acknowledgement_valid: consent_valid("spravato-rems").await?,
+    };
+    Ok(pathway::assess(&facts))
+}
+
+/// The recorded pathway events (hold, resume, ...), oldest first.
+pub async fn pathway_events(state: &AppState, id: PatientId) -> Result<Vec<PathwayEventRow>, AppError> {
+    Ok(store::pathway_events(&state.db, id).await?)
+}
+
+/// Puts the pathway on hold, resumes, withdraws, completes or reopens it.
+pub async fn change_pathway(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    event: &str,
+    reason: &str,
+) -> Result<(), AppError> {
+    patient(state, user, id).await?;
+    let event = PathwayEvent::parse(event)
+        .ok_or_else(|| FieldError::new("event", "choose hold, resume, withdraw, complete or reopen"))?;
+    let reason = kapstone_domain::patient::optional_text("reason", Some(reason), 2000)?
+        .ok_or_else(|| FieldError::new("reason", "give a reason"))?;
+    let mut tx = state.db.begin().await?;
+    let events = store::pathway_events_in(&mut tx, id).await?;
+    pathway::apply(side_state(&events), event).map_err(|m| FieldError::new("event", m))?;
+    let row = store::record_pathway_event(&mut tx, user.clinic, id, event.as_str(), &reason, user.id).await?;
+    let mut e = user.event(AuditAction::PathwayChanged, "pathway_event", Outcome::Success);
+    e.entity_id = Some(row.to_string());
+    e.patient_id = Some(id);
+    e.reason = Some(event.as_str().to_owned());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
