@@ -99,7 +99,8 @@ pub fn eligibility_rules() -> anyhow::Result<&'static kapstone_domain::eligibili
     RULES
         .get_or_init(|| {
             let set: kapstone_domain::eligibility::RuleSet =
-                serde_json::from_str(include_str!("../../../content/eligibility/rules.json")).map_err(|e| e.to_string())?;
+                serde_json::from_str(include_str!("../../../content/eligibility/rules.json"))
+                    .map_err(|e| e.to_string())?;
             set.check().map_err(|e| e.to_string())?;
             Ok(set)
         })
@@ -111,7 +112,9 @@ pub fn eligibility_rules() -> anyhow::Result<&'static kapstone_domain::eligibili
 pub fn diagnosis_table() -> anyhow::Result<&'static kapstone_domain::consultation::DiagnosisTable> {
     static TABLE: OnceLock<Result<kapstone_domain::consultation::DiagnosisTable, String>> = OnceLock::new();
     TABLE
-        .get_or_init(|| serde_json::from_str(include_str!("../../../content/codes/icd10cm.json")).map_err(|e| e.to_string()))
+        .get_or_init(|| {
+            serde_json::from_str(include_str!("../../../content/codes/icd10cm.json")).map_err(|e| e.to_string())
+        })
         .as_ref()
         .map_err(|e| anyhow::anyhow!("ICD-10-CM table is invalid: {e}"))
 }

@@ -2,7 +2,7 @@
 //! The router is built only from this table, so a test can walk every route.
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use kapstone_domain::permissions::Action;
 
 use crate::state::AppState;
@@ -91,6 +91,36 @@ pub fn table() -> Vec<RouteDef> {
             AcknowledgeSafetyAlert,
             post(api::questionnaires::acknowledge),
         ),
+        r(g.clone(), "/api/v1/eligibility/rules", ReadReferenceContent, get(api::eligibility::rules)),
+        r(g.clone(), "/api/v1/codes/icd10cm", ReadReferenceContent, get(api::eligibility::diagnosis_codes)),
+        r(
+            g.clone(),
+            "/api/v1/patients/{id}/consultation",
+            ReadClinicalRecord,
+            get(api::eligibility::read_consultation),
+        ),
+        r(
+            Method::PUT,
+            "/api/v1/patients/{id}/consultation",
+            RecordConsultation,
+            put(api::eligibility::save_consultation),
+        ),
+        r(g.clone(), "/api/v1/patients/{id}/eligibility", ReadClinicalRecord, get(api::eligibility::evaluate)),
+        r(
+            g.clone(),
+            "/api/v1/patients/{id}/eligibility/decisions",
+            ReadClinicalRecord,
+            get(api::eligibility::decisions),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/patients/{id}/eligibility/decisions",
+            SignEligibilityDecision,
+            post(api::eligibility::sign),
+        ),
+        r(g.clone(), "/api/v1/patients/{id}/pathway", ReadPatient, get(api::eligibility::pathway)),
+        r(p.clone(), "/api/v1/patients/{id}/pathway/events", ManagePathway, post(api::eligibility::change_pathway)),
+        r(g.clone(), "/api/v1/openapi.json", Public, get(api::openapi::document)),
         r(g.clone(), "/api/v1/users", ManageUsers, get(api::accounts::list)),
         r(p.clone(), "/api/v1/users", ManageUsers, post(api::accounts::create)),
         r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),

@@ -4,6 +4,8 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod eligibility;
+pub mod openapi;
 pub mod patients;
 pub mod questionnaires;
 

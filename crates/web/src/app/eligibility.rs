@@ -34,7 +34,12 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, AppError> {
 
 /// Audits a staff read of one part of a patient's clinical record (shown in "who viewed my
 /// record" like any chart read).
-async fn audit_read(state: &AppState, user: &CurrentUser, patient: PatientId, part: &'static str) -> Result<(), AppError> {
+async fn audit_read(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+    part: &'static str,
+) -> Result<(), AppError> {
     let mut e = user.event(AuditAction::PatientRead, part, Outcome::Success);
     e.entity_id = Some(patient.to_string());
     e.patient_id = Some(patient);
@@ -179,7 +184,11 @@ async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessment, AppError
 }
 
 /// The eligibility evaluation of one patient (audited read).
-pub async fn eligibility(state: &AppState, user: &CurrentUser, id: PatientId) -> Result<(PatientRow, Assessment), AppError> {
+pub async fn eligibility(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+) -> Result<(PatientRow, Assessment), AppError> {
     let p = patient(state, user, id).await?;
     audit_read(state, user, id, "eligibility").await?;
     let a = assess(state, &p).await?;
@@ -325,7 +334,9 @@ pub async fn pathway_status(state: &AppState, p: &PatientRow) -> Result<(Stage, 
         consultation: gate,
         decision_eligible: decision.as_ref().map(|d| d.verdict == "eligible"),
         decision_inputs_changed: decision.as_ref().is_some_and(|d| d.input_sha256 != a.input_sha256),
-        decision_allows_spravato: decision.as_ref().is_some_and(|d| allowed_routes(d).contains(&Route::SpravatoIntranasal)),
+        decision_allows_spravato: decision
+            .as_ref()
+            .is_some_and(|d| allowed_routes(d).contains(&Route::SpravatoIntranasal)),
         general_consent_valid: consent_valid("kap-general").await?,
         spravato_acknowledgement_valid: consent_valid("spravato-rems").await?,
     };

@@ -1,0 +1,292 @@
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1.
+//!
+//! Paths come from the route table, so a route cannot exist undocumented (a test checks that
+//! every `/api/v1` route has a description here); enumerations come from the domain's own lists.
+
+use axum::Json;
+use kapstone_domain::consultation::DrugClass;
+use kapstone_domain::decision::Route;
+use kapstone_domain::permissions::roles_allowed;
+use serde_json::{Map, Value, json};
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn nullable(t: &str) -> Value {
+    json!({ "type": [t, "null"] })
+}
+
+fn one_of(values: &[&str]) -> Value {
+    let mut with_null: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+    with_null.push(Value::Null);
+    json!({ "enum": with_null })
+}
+
+/// A description of one operation: summary, request schema, success status and schema.
+struct Op {
+    summary: &'static str,
+    request: Option<Value>,
+    status: &'static str,
+    response: Value,
+}
+
+fn op(summary: &'static str, request: Option<Value>, status: &'static str, response: Value) -> Op {
+    Op { summary, request, status, response }
+}
+
+fn describe(method: &str, path: &str) -> Option<Op> {
+    let obj = json!({ "type": "object" });
+    Some(match (method, path) {
+        ("POST", "/api/v1/auth/login") => op("Sign in; returns a bearer token", Some(r("Login")), "200", obj),
+        ("POST", "/api/v1/auth/logout") => op("End this session", None, "204", Value::Null),
+        ("GET", "/api/v1/auth/me") => op("The signed-in account", None, "200", obj),
+        ("GET", "/api/v1/patients") => {
+            op("List or search patients (q: name, MRN, date of birth or phone)", None, "200", obj)
+        }
+        ("POST", "/api/v1/patients") => {
+            op("Register a patient; an MRN is assigned", Some(r("NewPatient")), "201", r("Patient"))
+        }
+        ("GET", "/api/v1/patients/{id}") => op("One patient (audited read)", None, "200", r("Patient")),
+        ("GET", "/api/v1/portal/me") => op("The patient's own record (portal)", None, "200", r("Patient")),
+        ("POST", "/api/v1/portal/questionnaires") => op(
+            "Submit a questionnaire as the signed-in patient",
+            Some(r("QuestionnaireSubmission")),
+            "201",
+            r("QuestionnaireResult"),
+        ),
+        ("POST", "/api/v1/patients/{id}/questionnaires") => op(
+            "Enter a questionnaire for a patient",
+            Some(r("QuestionnaireSubmission")),
+            "201",
+            r("QuestionnaireResult"),
+        ),
+        ("GET", "/api/v1/safety-alerts") => op("Open safety alerts, oldest first", None, "200", obj),
+        ("POST", "/api/v1/safety-alerts/{id}/acknowledge") => op(
+            "Acknowledge an alert with what was done",
+            Some(json!({"type":"object","required":["note"],"properties":{"note":{"type":"string"}}})),
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/eligibility/rules") => {
+            op("The eligibility rule set in force (KAP-SPEC section 3)", None, "200", r("RuleSet"))
+        }
+        ("GET", "/api/v1/codes/icd10cm") => op("The shipped ICD-10-CM code table", None, "200", obj),
+        ("GET", "/api/v1/patients/{id}/consultation") => {
+            op("The current consultation (404 before the first save)", None, "200", r("ConsultationVersion"))
+        }
+        ("PUT", "/api/v1/patients/{id}/consultation") => op(
+            "Save a new version of the consultation. Send `If-Match: \"N\"` with the version you edited to refuse a \
+             stale save (409).",
+            Some(r("Consultation")),
+            "200",
+            r("ConsultationVersion"),
+        ),
+        ("GET", "/api/v1/patients/{id}/eligibility") => {
+            op("Evaluate the eligibility rules on the current record", None, "200", r("Eligibility"))
+        }
+        ("GET", "/api/v1/patients/{id}/eligibility/decisions") => {
+            op("Every signed decision and amendment, the one in force first", None, "200", obj)
+        }
+        ("POST", "/api/v1/patients/{id}/eligibility/decisions") => op(
+            "Sign the eligibility decision, or amend the one in force (prescribers)",
+            Some(r("DecisionRequest")),
+            "201",
+            r("Decision"),
+        ),
+        ("GET", "/api/v1/patients/{id}/pathway") => {
+            op("Pathway stage and what is needed next", None, "200", r("Pathway"))
+        }
+        ("POST", "/api/v1/patients/{id}/pathway/events") => op(
+            "Hold, resume, withdraw, complete or reopen the pathway",
+            Some(json!({"type":"object","required":["event","reason"],"properties":{
+                "event":{"enum":["hold","resume","withdraw","complete","reopen"]},"reason":{"type":"string"}}})),
+            "201",
+            r("Pathway"),
+        ),
+        ("GET", "/api/v1/openapi.json") => op("This document", None, "200", obj),
+        ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
+        ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
+        ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),
+        _ => return None,
+    })
+}
+
+fn schemas() -> Value {
+    let flag = nullable("boolean");
+    let conditions = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "One value per eligibility rule condition; null or absent means not recorded (a missing_data finding).",
+        "properties": {
+            "aneurysmal_vascular_disease": flag, "arteriovenous_malformation": flag,
+            "intracerebral_hemorrhage_history": flag, "ketamine_hypersensitivity": flag,
+            "pressure_risk_condition": one_of(&["none", "remote", "recent"]),
+            "uncontrolled_hypertension": flag, "hypertensive_encephalopathy_history": flag,
+            "raised_intracranial_pressure": flag,
+            "intraocular_risk": one_of(&["none", "glaucoma_or_raised_iop", "open_globe_injury"]),
+            "preeclampsia_or_eclampsia": flag,
+            "psychotic_disorder": one_of(&["none", "history", "current"]),
+            "current_mania": flag, "bipolar_currently_depressed": flag,
+            "substance_use_disorder": one_of(&["none", "history", "active", "active_dissociative"]),
+            "alcohol_use": flag,
+            "hepatic": one_of(&["none", "disease_or_abnormal_lfts", "child_pugh_b", "child_pugh_c"]),
+            "uncontrolled_hyperthyroidism": flag, "cystitis_or_urinary_symptoms": flag,
+            "serious_reaction_to_ketamine": flag, "seizure_disorder": flag, "unable_to_consent": flag,
+        }
+    });
+    let classes: Vec<&str> = DrugClass::ALL.iter().map(|c| c.as_str()).collect();
+    let routes: Vec<&str> = Route::ALL.iter().map(|r| r.as_str()).collect();
+    let number = nullable("number");
+    json!({
+        "Error": {"type":"object","properties":{"error":{"type":"object","required":["code","message"],"properties":{
+            "code":{"type":"string"},"message":{"type":"string"},"field":{"type":"string","description":"The input at fault, e.g. vitals.systolic_mmhg or medications[2].daily_dose_mg"}}}}},
+        "Login": {"type":"object","required":["email","password"],"properties":{"email":{"type":"string"},"password":{"type":"string"},"totp_code":{"type":"string"}}},
+        "NewPatient": {"type":"object","required":["given_name","family_name","birth_date","sex_at_birth"],"properties":{
+            "given_name":{"type":"string"},"family_name":{"type":"string"},"birth_date":{"type":"string","format":"date"},
+            "sex_at_birth":{"enum":["female","male","other","unknown"]},"gender_identity":{"type":"string"},"pronouns":{"type":"string"},
+            "phone":{"type":"string"},"email":{"type":"string"},"address":{"type":"string"},
+            "emergency_contact_name":{"type":"string"},"emergency_contact_phone":{"type":"string"}}},
+        "Patient": {"type":"object","properties":{"id":{"type":"string","format":"uuid"},"mrn":{"type":"string"}}},
+        "QuestionnaireSubmission": {"type":"object","required":["instrument","answers"],"properties":{
+            "instrument":{"enum":["phq9","gad7","pcl5","cssrs_screener"]},
+            "answers":{"type":"array","description":"Item order; integers, or for the C-SSRS booleans with null for skipped items (q1..q6, q6a)"}}},
+        "QuestionnaireResult": {"type":"object","properties":{"id":{"type":"string"},"instrument":{"type":"string"},"total":{"type":["integer","null"]},
+            "severity":{"type":["string","null"]},"flags":{"type":"array","items":{"type":"string"}},"risk":{"type":"string"},
+            "clusters":{"type":"object"},"provisional_dsm5":{"type":"boolean"},"provisional_cutoff":{"type":"boolean"}}},
+        "Consultation": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "mental_health_history": nullable("string"), "current_symptoms": nullable("string"),
+                "treatment_goals": nullable("string"), "medical_history_notes": nullable("string"),
+                "diagnoses": {"type":"array","items":{"type":"object","required":["code"],"properties":{"code":{"type":"string","description":"ICD-10-CM, from GET /api/v1/codes/icd10cm"}}}},
+                "conditions": conditions,
+                "medications_reconciled": {"type":"boolean","description":"The list is complete; until true, every interaction rule reports missing data"},
+                "medications": {"type":"array","items":{"type":"object","required":["name","drug_class"],"additionalProperties":false,"properties":{
+                    "name":{"type":"string"},"drug_class":{"enum":classes},"daily_dose_mg":number,
+                    "diazepam_equivalent_mg":{"type":["number","null"],"description":"Benzodiazepines only: daily dose converted by the clinician (DDI-001)"}}}},
+                "allergies": {"type":"array","items":{"type":"object","required":["substance","severity"],"properties":{
+                    "substance":{"type":"string"},"reaction":nullable("string"),"severity":{"enum":["mild","moderate","severe"]}}}},
+                "antidepressant_trials": {"type":"array","items":{"type":"object","required":["drug","max_daily_dose_mg","reached_minimum_labelled_dose","weeks_at_or_above_min_dose","adherence","outcome","current_episode"],"properties":{
+                    "drug":{"type":"string"},"max_daily_dose_mg":{"type":"number"},"reached_minimum_labelled_dose":{"type":"boolean"},
+                    "weeks_at_or_above_min_dose":{"type":"integer"},"adherence":{"enum":["good","partial","poor"]},
+                    "outcome":{"enum":["non_response","partial","intolerance","response"]},"current_episode":{"type":"boolean"}}}},
+                "substance_use_notes": nullable("string"),
+                "pregnancy_status": one_of(&["not_pregnant", "pregnant", "not_applicable"]),
+                "breastfeeding": flag,
+                "vitals": {"type":"object","additionalProperties":false,"properties":{
+                    "systolic_mmhg":{"type":["number","null"],"minimum":50,"maximum":300},
+                    "diastolic_mmhg":{"type":["number","null"],"minimum":20,"maximum":200},
+                    "heart_rate_bpm":{"type":["number","null"],"minimum":20,"maximum":250},
+                    "spo2_percent":{"type":["number","null"],"minimum":50,"maximum":100},
+                    "weight_kg":{"type":["number","null"],"minimum":20,"maximum":400},
+                    "height_cm":{"type":["number","null"],"minimum":100,"maximum":250}}}
+            }
+        },
+        "ConsultationVersion": {"type":"object","properties":{"version":{"type":"integer"},"recorded_at":{"type":"string"},
+            "recorded_by":{"type":"string"},"diagnosis_table_version":{"type":"string"},"data":r("Consultation")}},
+        "RuleSet": {"type":"object","properties":{"version":{"type":"string"},"rules":{"type":"array","items":{"type":"object","properties":{
+            "id":{"type":"string"},"condition":{"type":"string"},"scope":{"enum":["esketamine","racemic","all"]},
+            "severity":{"enum":["exclude","physician_review","precaution","info"]},"cases":{"type":"object"},
+            "reads":{"type":"array","items":{"type":"string"}},"rationale":{"type":"string"},"source":{"type":"string"}}}}}},
+        "Finding": {"type":"object","properties":{"rule_id":{"type":"string"},
+            "severity":{"enum":["exclude","physician_review","missing_data","precaution","info"]},
+            "scope":{"enum":["esketamine","racemic","all"]},"detail":{"type":"string"},"rationale":{"type":"string"},"source":{"type":"string"},
+            "missing":{"type":"array","items":{"type":"string"}}}},
+        "Eligibility": {"type":"object","properties":{"ruleset_version":{"type":"string"},"settings_version":{"type":"integer"},
+            "outcome":{"enum":["excluded","needs_review","eligible_with_precautions","eligible"]},
+            "outcome_by_product":{"type":"object","properties":{"esketamine":{"type":"string"},"racemic":{"type":"string"}}},
+            "findings":{"type":"array","items":r("Finding")},
+            "input_sha256":{"type":"string","description":"Send back when signing: a decision is refused (409) if the record changed since"},
+            "consultation_version":{"type":["integer","null"]},"decision":{"oneOf":[r("Decision"),{"type":"null"}]}}},
+        "DecisionRequest": {"type":"object","required":["input_sha256","verdict","summary"],"additionalProperties":false,"properties":{
+            "input_sha256":{"type":"string"},"verdict":{"enum":["eligible","not_eligible"]},
+            "routes":{"type":"array","items":{"type":"object","required":["route"],"properties":{"route":{"enum":routes},
+                "course_template":{"type":["string","null"],"description":"KAP-SPEC 4.4: SPRAVATO-TRD, IV-6, KAP-IM, KAP-SL"}}}},
+            "spravato_indication":one_of(&["trd","mdd_with_acute_suicidal_ideation"]),
+            "dispositions":{"type":"array","items":{"type":"object","required":["rule_id","acceptable","reason"],"properties":{
+                "rule_id":{"type":"string"},"acceptable":{"type":"boolean"},"reason":{"type":"string"}}}},
+            "summary":{"type":"string"},
+            "amends":{"type":["string","null"],"format":"uuid","description":"The decision in force, to amend it"},
+            "amendment_reason":nullable("string")}},
+        "Decision": {"type":"object","properties":{"id":{"type":"string"},"verdict":{"type":"string"},"routes":{"type":"array"},
+            "dispositions":{"type":"array"},"summary":{"type":"string"},"ruleset_version":{"type":"string"},"settings_version":{"type":"integer"},
+            "outcome":{"type":"string"},"findings":{"type":"array"},"input_sha256":{"type":"string"},"signed_by":{"type":"string"},
+            "signed_at":{"type":"string"},"amends":{"type":["string","null"]},"amendment_reason":{"type":["string","null"]}}},
+        "Pathway": {"type":"object","properties":{"stage":{"enum":["referral","consultation","eligibility","consent","preparation",
+            "treatment","integration","maintenance","completed","withdrawn","on_hold","ineligible"]},"stage_label":{"type":"string"},
+            "next":{"type":"array","items":{"type":"object","properties":{"what":{"type":"string"},"who":{"type":"string"},"urgent":{"type":"boolean"}}}}}}
+    })
+}
+
+/// The whole document.
+pub fn build() -> Value {
+    let mut paths = Map::new();
+    for route in crate::routes::table().into_iter().filter(|r| r.path.starts_with("/api/v1/")) {
+        let method = route.method.as_str();
+        let Some(d) = describe(method, route.path) else { continue };
+        let roles: Vec<&str> = roles_allowed(route.action).iter().map(|r| r.as_str()).collect();
+        let mut operation = json!({
+            "summary": d.summary,
+            "description": if roles.is_empty() { "No sign-in needed.".to_owned() } else { format!("Roles: {}.", roles.join(", ")) },
+            "responses": {
+                d.status: if d.response.is_null() { json!({"description":"Done"}) } else {
+                    json!({"description":"Success","content":{"application/json":{"schema": d.response}}}) },
+                "4XX": {"description":"Refused; `error.field` names the input at fault","content":{"application/json":{"schema": r("Error")}}},
+            },
+        });
+        if route.path.contains("{id}") {
+            operation["parameters"] =
+                json!([{"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}]);
+        }
+        if let Some(req) = d.request {
+            operation["requestBody"] = json!({"required":true,"content":{"application/json":{"schema":req}}});
+        }
+        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        entry[method.to_ascii_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Kapstone API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Authenticate with POST /api/v1/auth/login and send `Authorization: Bearer <token>`. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."},
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type":"http","scheme":"bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_is_documented() {
+        for route in crate::routes::table().into_iter().filter(|r| r.path.starts_with("/api/v1/")) {
+            assert!(describe(route.method.as_str(), route.path).is_some(), "{} {}", route.method, route.path);
+        }
+        let doc = build();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let put = &doc["paths"]["/api/v1/patients/{id}/consultation"]["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Consultation"
+        );
+        assert!(
+            doc["components"]["schemas"]["Consultation"]["properties"]["conditions"]["properties"]["hepatic"]
+                .is_object()
+        );
+        // Every referenced schema exists.
+        let text = doc.to_string();
+        for name in text.split("#/components/schemas/").skip(1).map(|s| s.split('"').next().unwrap_or_default()) {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
+}
