@@ -16,6 +16,10 @@ use crate::content;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
+fn alerts(user: &CurrentUser) -> bool {
+    kapstone_domain::permissions::allows(Some(user.role), kapstone_domain::Action::ReadSafetyAlerts)
+}
+
 fn patient_id(raw: &str) -> Result<PatientId, AppError> {
     raw.parse().map_err(|_| FieldError::new("id", "not a patient id").into())
 }
@@ -201,7 +205,7 @@ pub async fn pathway(
 ) -> ApiResult<Json<Value>> {
     let id = patient_id(&id)?;
     let p = crate::app::patients::read(&state, &user, id).await?;
-    let (stage, next) = app::pathway_status(&state, &p).await?;
+    let (stage, next) = app::pathway_status(&state, &p, alerts(&user)).await?;
     let events = app::pathway_events(&state, id).await?;
     Ok(Json(json!({
         "stage": stage.as_str(),
@@ -233,6 +237,6 @@ pub async fn change_pathway(
         .await
         .map_err(AppError::from)?
         .ok_or(AppError::NotFound)?;
-    let (stage, next) = app::pathway_status(&state, &p).await?;
+    let (stage, next) = app::pathway_status(&state, &p, alerts(&user)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "stage": stage.as_str(), "stage_label": stage.label(), "next": next }))))
 }

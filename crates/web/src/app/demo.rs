@@ -149,7 +149,180 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
         accounts.push((email, Role::Patient));
     }
     seed_questionnaires(state).await?;
+    seed_pathway(state, clinic).await?;
     Ok(DemoSeed { clinic, accounts })
+}
+
+/// A consultation with every eligibility data element recorded and nothing that applies, which
+/// each demo patient then varies.
+fn demo_consultation(male: bool) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "mental_health_history": "Recurrent depressive episodes since early adulthood; two prior hospital-free courses of treatment.",
+        "current_symptoms": "Low mood most days, poor sleep, loss of interest in usual activities.",
+        "treatment_goals": "Return to work full time; re-engage with friends and family.",
+        "diagnoses": [{"code": "F33.2"}],
+        "conditions": {
+            "aneurysmal_vascular_disease": false, "arteriovenous_malformation": false,
+            "intracerebral_hemorrhage_history": false, "ketamine_hypersensitivity": false,
+            "pressure_risk_condition": "none", "uncontrolled_hypertension": false,
+            "hypertensive_encephalopathy_history": false, "raised_intracranial_pressure": false,
+            "intraocular_risk": "none", "psychotic_disorder": "none", "current_mania": false,
+            "bipolar_currently_depressed": false, "substance_use_disorder": "none", "alcohol_use": false,
+            "hepatic": "none", "uncontrolled_hyperthyroidism": false, "cystitis_or_urinary_symptoms": false,
+            "serious_reaction_to_ketamine": false, "seizure_disorder": false, "unable_to_consent": false
+        },
+        "medications_reconciled": true,
+        "medications": [{"name": "sertraline", "drug_class": "antidepressant", "daily_dose_mg": 150}],
+        "allergies": [{"substance": "penicillin", "reaction": "rash", "severity": "mild"}],
+        "antidepressant_trials": [
+            {"drug": "escitalopram", "max_daily_dose_mg": 20, "reached_minimum_labelled_dose": true,
+             "weeks_at_or_above_min_dose": 10, "adherence": "good", "outcome": "non_response", "current_episode": true},
+            {"drug": "venlafaxine", "max_daily_dose_mg": 225, "reached_minimum_labelled_dose": true,
+             "weeks_at_or_above_min_dose": 8, "adherence": "good", "outcome": "partial", "current_episode": true}
+        ],
+        "pregnancy_status": if male { "not_applicable" } else { "not_pregnant" },
+        "breastfeeding": if male { serde_json::Value::Null } else { json!(false) },
+        "vitals": {"systolic_mmhg": 122, "diastolic_mmhg": 78, "heart_rate_bpm": 72, "spo2_percent": 98,
+                   "weight_kg": 70.5, "height_cm": 172}
+    })
+}
+
+/// Demo patients at each stage of the pathway (KAP-SPEC 2.1): patient 1 in consultation with an
+/// open safety alert; patient 2 at consent (eligible, with a reviewed blood-pressure finding);
+/// patient 3 in preparation (decision and consent signed); one awaiting the prescriber's
+/// decision; one excluded by ELIG-001 and signed not eligible; one on hold; one withdrawn; the
+/// rest newly referred.
+async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<(), AppError> {
+    use super::eligibility as elig;
+    use serde_json::json;
+    let prescriber_email = kapstone_domain::Email::parse(&format!("prescriber@{DEMO_DOMAIN}"))?;
+    let prescriber =
+        kapstone_store::users::find_by_email(&state.db, &prescriber_email).await?.ok_or(AppError::NotFound)?;
+    let nurse_email = kapstone_domain::Email::parse(&format!("nurse@{DEMO_DOMAIN}"))?;
+    let nurse = kapstone_store::users::find_by_email(&state.db, &nurse_email).await?.ok_or(AppError::NotFound)?;
+    let (prescriber, nurse) = (demo_actor(&prescriber)?, demo_actor(&nurse)?);
+    let patients = kapstone_store::patients::list(&state.db, clinic, 12, 0).await?;
+    let account_of = |n: usize| async move {
+        let email = kapstone_domain::Email::parse(&format!("patient{n}@{DEMO_DOMAIN}"))?;
+        let row = kapstone_store::users::find_by_email(&state.db, &email).await?.ok_or(AppError::NotFound)?;
+        row.patient().ok_or(AppError::NotFound)
+    };
+    let (p1, p2, p3) = (account_of(1).await?, account_of(2).await?, account_of(3).await?);
+    let others: Vec<_> = patients.iter().filter(|p| ![p1, p2, p3].contains(&p.patient_id())).collect();
+    let male =
+        |id: kapstone_domain::PatientId| patients.iter().any(|p| p.patient_id() == id && p.sex_at_birth == "male");
+    let consult = |id: kapstone_domain::PatientId, body: serde_json::Value| {
+        let nurse = nurse.clone();
+        async move {
+            let input: kapstone_domain::consultation::ConsultationInput =
+                serde_json::from_value(body).map_err(|e| AppError::Internal(e.into()))?;
+            elig::save_consultation(state, &nurse, id, &input, None).await
+        }
+    };
+    let baseline = |id: kapstone_domain::PatientId| {
+        let nurse = nurse.clone();
+        async move {
+            for (instrument, answers) in [
+                ("phq9", json!([2, 2, 2, 1, 1, 2, 1, 1, 0])),
+                ("gad7", json!([1, 2, 1, 1, 0, 1, 1])),
+                ("cssrs_screener", json!([false, false, null, null, null, false, null])),
+            ] {
+                let answers = answers.as_array().cloned().unwrap_or_default();
+                let submission = super::questionnaires::Submission { instrument: instrument.into(), answers };
+                super::questionnaires::submit(state, &nurse, id, submission).await?;
+            }
+            Ok::<(), AppError>(())
+        }
+    };
+    let sign = |id: kapstone_domain::PatientId, request: serde_json::Value| {
+        let prescriber = prescriber.clone();
+        async move {
+            let row = kapstone_store::patients::get(&state.db, prescriber.clinic, id).await?.ok_or(AppError::NotFound)?;
+            let a = elig::assess(state, &row).await?;
+            let request: kapstone_domain::decision::DecisionRequest =
+                serde_json::from_value(request).map_err(|e| AppError::Internal(e.into()))?;
+            let signing = elig::Signing { request: &request, reviewed_input_sha256: &a.input_sha256, amends: None };
+            elig::sign(state, &prescriber, id, signing).await
+        }
+    };
+
+    // Patient 1: consultation under way (no C-SSRS yet, no vitals), open safety alert.
+    let mut partial = demo_consultation(male(p1));
+    partial["vitals"] = json!({});
+    consult(p1, partial).await?;
+
+    // Patient 2: eligible for lozenges after the prescriber reviewed a raised blood pressure.
+    let mut raised = demo_consultation(male(p2));
+    raised["vitals"]["systolic_mmhg"] = json!(148);
+    raised["vitals"]["diastolic_mmhg"] = json!(88);
+    consult(p2, raised).await?;
+    baseline(p2).await?;
+    sign(p2, json!({
+        "verdict": "eligible",
+        "routes": [{"route": "sublingual_lozenge", "course_template": "KAP-SL"}],
+        "dispositions": [{"rule_id": "ELIG-007", "acceptable": true,
+                          "reason": "Repeat reading 134/84 after rest; no cardiovascular history."}],
+        "summary": "Recurrent MDD with two failed adequate trials; benefit outweighs risk. BP to be rechecked before each session."
+    })).await?;
+
+    // Patient 3: eligible for Spravato (TRD) and racemic IM; both consents signed on paper.
+    consult(p3, demo_consultation(male(p3))).await?;
+    baseline(p3).await?;
+    sign(
+        p3,
+        json!({
+            "verdict": "eligible",
+            "routes": [{"route": "spravato_intranasal", "course_template": "SPRAVATO-TRD"},
+                       {"route": "intramuscular_racemic", "course_template": "KAP-IM"}],
+            "spravato_indication": "trd",
+            "summary": "TRD per KAP-SPEC 3.3 (two adequate trials in this episode). Start Spravato per label."
+        }),
+    )
+    .await?;
+    let p3_row = patients.iter().find(|p| p.patient_id() == p3).ok_or(AppError::NotFound)?;
+    let typed = format!("{} {}", p3_row.given_name, p3_row.family_name);
+    let signed_on = kapstone_domain::UtcTs::now().to_datetime().date().to_string();
+    for doc in ["kap-general", "spravato-rems"] {
+        super::consents::record_paper(state, &nurse, p3, doc, &typed, &signed_on).await?;
+    }
+
+    let mut rest = others.into_iter().map(|p| p.patient_id());
+    // Awaiting the prescriber: everything recorded, no decision yet.
+    if let Some(id) = rest.next() {
+        consult(id, demo_consultation(male(id))).await?;
+        baseline(id).await?;
+    }
+    // Excluded by ELIG-001 (aneurysmal vascular disease) and signed not eligible.
+    if let Some(id) = rest.next() {
+        let mut c = demo_consultation(male(id));
+        c["conditions"]["aneurysmal_vascular_disease"] = json!(true);
+        consult(id, c).await?;
+        baseline(id).await?;
+        sign(id, json!({
+            "verdict": "not_eligible",
+            "summary": "Known abdominal aortic aneurysm (ELIG-001): ketamine's blood-pressure rise is a serious hazard. Referred back to the GP with alternatives."
+        })).await?;
+    }
+    // On hold while a cardiology letter is awaited.
+    if let Some(id) = rest.next() {
+        let mut c = demo_consultation(male(id));
+        c["conditions"]["pressure_risk_condition"] = json!("remote");
+        consult(id, c).await?;
+        elig::change_pathway(state, &nurse, id, "hold", "Awaiting the cardiology letter about the 2019 MI.").await?;
+    }
+    // Withdrawn by the patient before the consultation.
+    if let Some(id) = rest.next() {
+        elig::change_pathway(
+            state,
+            &nurse,
+            id,
+            "withdraw",
+            "Patient chose to continue with their current psychiatrist.",
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Baseline questionnaires as the demo patients filled them in the portal: patient 1 answers

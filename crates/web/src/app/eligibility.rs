@@ -126,7 +126,8 @@ pub struct Assessment {
     pub instruments_done: Vec<String>,
 }
 
-async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessment, AppError> {
+/// Evaluates without auditing a read: for callers that audited already (or seed demo data).
+pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessment, AppError> {
     let id = p.patient_id();
     let settings = clinics::current_settings(&state.db, p.clinic()).await?;
     let consultation = match store::latest_consultation(&state.db, id).await? {
@@ -303,13 +304,18 @@ fn side_state(events: &[String]) -> Option<SideState> {
 }
 
 /// Where the patient is on the pathway and what is due next. Reads only what the chart that
-/// calls it has already audited.
-pub async fn pathway_status(state: &AppState, p: &PatientRow) -> Result<(Stage, Vec<NextStep>), AppError> {
+/// calls it has already audited. `with_alerts`: whether the viewer may know of safety alerts.
+pub async fn pathway_status(
+    state: &AppState,
+    p: &PatientRow,
+    with_alerts: bool,
+) -> Result<(Stage, Vec<NextStep>), AppError> {
     let id = p.patient_id();
     let a = assess(state, p).await?;
     let events: Vec<String> = store::pathway_events(&state.db, id).await?.into_iter().map(|e| e.event).collect();
     let decision = store::decisions(&state.db, id).await?.into_iter().next();
-    let alert = questionnaires::open_alerts(&state.db, p.clinic()).await?.iter().any(|a| a.patient_id == id.as_uuid());
+    let alert = with_alerts
+        && questionnaires::open_alerts(&state.db, p.clinic()).await?.iter().any(|a| a.patient_id == id.as_uuid());
     let gate = match &a.consultation {
         None => ConsultationGate::default(),
         Some((_, c)) => ConsultationGate {

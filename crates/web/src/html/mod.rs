@@ -4,6 +4,8 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod consultation;
+pub mod eligibility;
 pub mod home;
 pub mod invite;
 pub mod patients;
@@ -138,6 +140,9 @@ impl FieldErrors {
     }
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|(f, _)| f == field).map(|(_, m)| m.as_str())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
     /// Shows a use case's field under the form's own name for it.
     pub fn rename(&mut self, from: &str, to: &str) {

@@ -96,6 +96,11 @@ struct PatientPage {
     can_record_consent: bool,
     /// What is due next for this patient, most urgent first.
     due: Vec<String>,
+    stage: &'static str,
+    can_read_clinical: bool,
+    can_manage_pathway: bool,
+    /// (event, reason, when)
+    pathway_events: Vec<(String, String, String)>,
     notice: Option<String>,
     assign_error: Option<String>,
 }
@@ -170,11 +175,18 @@ async fn chart(
                 .map(|a| format!("⚠ Safety alert open: {}", a.reason)),
         );
     }
-    due.push("Record the consultation (history, medications, baseline measures).".into());
-    if let Some((_, title, status, false, _)) = consents.first() {
-        due.push(format!("{title}: {}", status.trim_start_matches("! ")));
-    }
+    let (stage, next) = crate::app::eligibility::pathway_status(state, &p, false).await?;
+    due.extend(next.into_iter().map(|n| format!("{} ({})", n.what, n.who)));
+    let pathway_events = crate::app::eligibility::pathway_events(state, id)
+        .await?
+        .into_iter()
+        .map(|e| (e.event, e.reason, when(e.recorded_at.0)))
+        .collect();
     render(&PatientPage {
+        stage: stage.label(),
+        can_read_clinical: allows(Some(user.role), Action::ReadClinicalRecord),
+        can_manage_pathway: allows(Some(user.role), Action::ManagePathway),
+        pathway_events,
         layout: Layout::for_user(&title, user, "/patients"),
         due,
         p,
@@ -404,6 +416,34 @@ pub async fn revoke_consent(
     let consent: uuid::Uuid = consent.parse().map_err(|_| AppError::NotFound)?;
     match crate::app::consents::revoke(&state, &user, id, consent, &f.reason).await {
         Ok(()) => Ok(chart(&state, &user, id, Some("Consent withdrawn.".into()), None).await?.into_response()),
+        Err(AppError::Invalid(e)) => {
+            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct PathwayForm {
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /patients/{id}/pathway`: hold, resume, withdraw, complete or reopen; then back to the
+/// chart (a redirect, so a reload does not post again).
+pub async fn change_pathway(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<PathwayForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::eligibility::change_pathway(&state, &user, id, &f.event, &f.reason).await {
+        Ok(()) => Ok(axum::response::Redirect::to(&format!("/patients/{id}")).into_response()),
         Err(AppError::Invalid(e)) => {
             let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
