@@ -64,7 +64,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("GET", "/api/v1/safety-alerts") => op("Open safety alerts, oldest first", None, "200", obj),
         ("POST", "/api/v1/safety-alerts/{id}/acknowledge") => op(
             "Acknowledge an alert with what was done",
-            Some(json!({"type":"object","required":["note"],"properties":{"note":{"type":"string"}}})),
+            Some(json!({"type":"object","required":["action_taken"],"properties":{"action_taken":{"type":"string"}}})),
             "200",
             obj,
         ),
