@@ -222,6 +222,66 @@ async fn screenshots_of_login_and_home() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prescriber_reviews_the_consultation_and_signs_eligibility() {
+    browser_test("a_prescriber_reviews_the_consultation_and_signs_eligibility", async |c: &Client, app: &TestApp| {
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // The demo patient waiting for the prescriber's decision, found through the API.
+        let token = app.token("prescriber@demo.kapstone.test").await?;
+        let list: serde_json::Value = app.get_bearer(&token, "/api/v1/patients?limit=50").await?.json().await?;
+        let mut waiting = None;
+        for p in list["items"].as_array().context("patient list")? {
+            let id = p["id"].as_str().context("patient id")?;
+            let path: serde_json::Value =
+                app.get_bearer(&token, &format!("/api/v1/patients/{id}/pathway")).await?.json().await?;
+            if path["stage"] == "eligibility" {
+                waiting = Some(id.to_owned());
+            }
+        }
+        let id = waiting.context("no demo patient is waiting for an eligibility decision")?;
+
+        sign_in(c, app, "prescriber@demo.kapstone.test", PASSWORD).await?;
+        wait_for_path(c, "/").await?;
+        c.goto(&app.url(&format!("/patients/{id}"))).await?;
+        let stage = c.find(Locator::Css(".stage")).await?.text().await?;
+        ensure!(stage == "Eligibility", "stage on the chart: {stage:?}");
+
+        // An impossible reading is refused next to its field, and what was typed stays.
+        c.find(Locator::LinkText("Consultation")).await?.click().await?;
+        wait_for_path(c, &format!("/patients/{id}/consultation")).await?;
+        expect_h1(c, "Consultation").await?;
+        let systolic = c.find(Locator::Css("#vitals-systolic_mmhg")).await?;
+        systolic.clear().await?;
+        systolic.send_keys("400").await?;
+        c.find(Locator::XPath("//button[normalize-space()='Save consultation']")).await?.click().await?;
+        let error =
+            c.wait().at_most(WAIT).for_element(Locator::Css("#vitals-systolic_mmhg-error")).await?.text().await?;
+        ensure!(error.contains("between 50 and 300"), "the error next to systolic: {error:?}");
+        let kept = c.find(Locator::Css("#vitals-systolic_mmhg")).await?.prop("value").await?.unwrap_or_default();
+        ensure!(kept == "400", "the typed value is kept: {kept:?}");
+        save_screenshot(c, &dir.join("consultation-error.png")).await?;
+
+        // The findings, then the signature.
+        c.goto(&app.url(&format!("/patients/{id}/eligibility"))).await?;
+        expect_h1(c, "Eligibility").await?;
+        save_screenshot(c, &dir.join("eligibility.png")).await?;
+        c.find(Locator::Css("#verdict-eligible")).await?.click().await?;
+        c.find(Locator::Css("#route-sublingual_lozenge")).await?.click().await?;
+        c.find(Locator::Css("#summary")).await?.send_keys("Two failed adequate trials; no contraindication.").await?;
+        c.find(Locator::XPath("//button[normalize-space()='Sign the decision']")).await?.click().await?;
+        let title = c.wait().at_most(WAIT).for_element(Locator::Css("#decision-title")).await?.text().await?;
+        ensure!(title == "Decision in force: Eligible", "after signing: {title:?}");
+        save_screenshot(c, &dir.join("eligibility-signed.png")).await?;
+
+        c.goto(&app.url(&format!("/patients/{id}"))).await?;
+        let stage = c.find(Locator::Css(".stage")).await?.text().await?;
+        ensure!(stage == "Consent", "the next stage is consent, got {stage:?}");
+        Ok(())
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page helpers
 // ---------------------------------------------------------------------------------------------
