@@ -238,7 +238,8 @@ async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<(), AppError
     let sign = |id: kapstone_domain::PatientId, request: serde_json::Value| {
         let prescriber = prescriber.clone();
         async move {
-            let row = kapstone_store::patients::get(&state.db, prescriber.clinic, id).await?.ok_or(AppError::NotFound)?;
+            let row =
+                kapstone_store::patients::get(&state.db, prescriber.clinic, id).await?.ok_or(AppError::NotFound)?;
             let a = elig::assess(state, &row).await?;
             let request: kapstone_domain::decision::DecisionRequest =
                 serde_json::from_value(request).map_err(|e| AppError::Internal(e.into()))?;
