@@ -88,3 +88,21 @@ pub async fn revoke(tx: &mut Tx, id: Uuid, patient: PatientId, by: UserId, reaso
     });
     Ok(n == 1)
 }
+
+/// The latest signature of each document for each patient: (patient, document, signed at,
+/// revoked).
+pub async fn latest_many(db: &Db, patients: &[Uuid]) -> Result<Vec<(Uuid, String, DbTs, bool)>> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, String, DbTs, Option<DbTs>)> = on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT k.patient_id, k.document_id, k.signed_at, k.revoked_at FROM consents k WHERE k.id = \
+             (SELECT k2.id FROM consents k2 WHERE k2.patient_id = k.patient_id AND k2.document_id = k.document_id \
+             ORDER BY k2.id DESC LIMIT 1) AND k.patient_id IN ",
+        );
+        crate::push_ids(&mut q, patients);
+        q.build_query_as().fetch_all(c).await?
+    });
+    Ok(rows.into_iter().map(|(p, d, s, r)| (p, d, s, r.is_some())).collect())
+}

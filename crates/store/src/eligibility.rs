@@ -254,3 +254,39 @@ pub async fn pathway_events_in(tx: &mut Tx, patient: PatientId) -> Result<Vec<St
             .await?
     }))
 }
+
+/// What the pathway stage of a page of patients needs, in a fixed number of queries.
+#[derive(Debug, Clone, Default)]
+pub struct PathwayInputs {
+    /// (patient, latest consultation body)
+    pub consultations: Vec<(Uuid, String)>,
+    /// (patient, verdict, routes JSON, input hash) of the decision in force
+    pub decisions: Vec<(Uuid, String, String, String)>,
+    /// (patient, event) in recording order
+    pub events: Vec<(Uuid, String)>,
+}
+
+pub async fn pathway_inputs(db: &Db, patients: &[Uuid]) -> Result<PathwayInputs> {
+    if patients.is_empty() {
+        return Ok(PathwayInputs::default());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT k.patient_id, k.body FROM consultations k WHERE k.version = (SELECT MAX(k2.version) \
+             FROM consultations k2 WHERE k2.patient_id = k.patient_id) AND k.patient_id IN ",
+        );
+        crate::push_ids(&mut q, patients);
+        let consultations = q.build_query_as().fetch_all(c).await?;
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT d.patient_id, d.verdict, d.routes, d.input_sha256 FROM eligibility_decisions d WHERE NOT EXISTS \
+             (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) AND d.patient_id IN ",
+        );
+        crate::push_ids(&mut q, patients);
+        let decisions = q.build_query_as().fetch_all(c).await?;
+        let mut q = sqlx::QueryBuilder::new("SELECT patient_id, event FROM pathway_events WHERE patient_id IN ");
+        crate::push_ids(&mut q, patients);
+        q.push(" ORDER BY id");
+        let events = q.build_query_as().fetch_all(c).await?;
+        PathwayInputs { consultations, decisions, events }
+    }))
+}

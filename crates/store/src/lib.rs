@@ -49,3 +49,17 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Appends `(id, id, ...)` to a query for an `IN` list. Callers return early on an empty list.
+pub(crate) fn push_ids<DB>(q: &mut sqlx::QueryBuilder<DB>, ids: &[uuid::Uuid])
+where
+    DB: sqlx::Database,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+}

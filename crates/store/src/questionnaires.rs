@@ -228,3 +228,17 @@ pub async fn latest_per_instrument(db: &Db, patient: PatientId) -> Result<Vec<Re
         .await?
     }))
 }
+
+/// (patient, instrument) for every instrument each patient has at least one response for.
+pub async fn instruments_done(db: &Db, patients: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT DISTINCT patient_id, instrument FROM questionnaire_responses WHERE patient_id IN ",
+        );
+        crate::push_ids(&mut q, patients);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}

@@ -303,6 +303,90 @@ fn side_state(events: &[String]) -> Option<SideState> {
     events.iter().filter_map(|e| PathwayEvent::parse(e)).fold(None, |s, e| pathway::apply(s, e).unwrap_or(s))
 }
 
+/// The consultation exit gate (KAP-SPEC 2.1 stage 2) from a stored consultation.
+fn gate(stored: Option<&ConsultationInput>, male: bool, done: &[&str]) -> ConsultationGate {
+    let Some(c) = stored else { return ConsultationGate::default() };
+    let v = &c.vitals;
+    ConsultationGate {
+        recorded: true,
+        history_complete: c.mental_health_history.is_some()
+            && c.current_symptoms.is_some()
+            && c.treatment_goals.is_some(),
+        vitals_complete: [
+            v.systolic_mmhg,
+            v.diastolic_mmhg,
+            v.heart_rate_bpm,
+            v.spo2_percent,
+            v.weight_kg,
+            v.height_cm,
+        ]
+        .iter()
+        .all(Option::is_some),
+        medications_reconciled: c.medications_reconciled,
+        pregnancy_captured: c.pregnancy_status.is_some() || male,
+        phq9: done.contains(&"phq9"),
+        gad7: done.contains(&"gad7"),
+        cssrs: done.contains(&"cssrs_screener"),
+    }
+}
+
+/// The pathway facts of a page of patients, in a fixed number of queries (the patient list
+/// shows every patient's stage). `decision_inputs_changed` is left false: it needs a full
+/// evaluation, which only the single-patient view does.
+async fn facts_for(
+    state: &AppState,
+    clinic: kapstone_domain::ClinicId,
+    rows: &[PatientRow],
+    with_alerts: bool,
+) -> Result<Vec<Facts>, AppError> {
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
+    let inputs = store::pathway_inputs(&state.db, &ids).await?;
+    let done = questionnaires::instruments_done(&state.db, &ids).await?;
+    let consents = kapstone_store::consents::latest_many(&state.db, &ids).await?;
+    let settings = clinics::current_settings(&state.db, clinic).await?;
+    let alerts = if with_alerts { questionnaires::open_alerts(&state.db, clinic).await? } else { Vec::new() };
+    let validity = time::Duration::days(30 * i64::from(settings.consent_validity_months));
+    let now = UtcTs::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for p in rows {
+        let stored = match inputs.consultations.iter().find(|(id, _)| *id == p.id) {
+            Some((_, body)) => Some(
+                serde_json::from_str::<ConsultationInput>(body)
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))?,
+            ),
+            None => None,
+        };
+        let instruments: Vec<&str> = done.iter().filter(|(id, _)| *id == p.id).map(|(_, i)| i.as_str()).collect();
+        let events: Vec<String> = inputs.events.iter().filter(|(id, _)| *id == p.id).map(|(_, e)| e.clone()).collect();
+        let decision = inputs.decisions.iter().find(|d| d.0 == p.id);
+        let consent_valid = |doc: &str| {
+            let latest = consents.iter().find(|c| c.0 == p.id && c.1 == doc).map(|c| (c.2.0, c.3));
+            kapstone_domain::consent::ConsentStatus::of(latest, validity, now).is_valid()
+        };
+        let routes: Vec<Route> = decision
+            .and_then(|d| serde_json::from_str::<Vec<decision::RouteChoice>>(&d.2).ok())
+            .map(|v| v.into_iter().map(|c| c.route).collect())
+            .unwrap_or_default();
+        out.push(Facts {
+            side_state: side_state(&events),
+            open_safety_alert: alerts.iter().any(|a| a.patient_id == p.id),
+            consultation: gate(stored.as_ref(), p.sex_at_birth == "male", &instruments),
+            decision_eligible: decision.map(|d| d.1 == "eligible"),
+            decision_inputs_changed: false,
+            decision_allows_spravato: routes.contains(&Route::SpravatoIntranasal),
+            general_consent_valid: consent_valid("kap-general"),
+            spravato_acknowledgement_valid: consent_valid("spravato-rems"),
+        });
+    }
+    Ok(out)
+}
+
+/// The stage of each patient of a page (same order).
+pub async fn stages(state: &AppState, user: &CurrentUser, rows: &[PatientRow]) -> Result<Vec<Stage>, AppError> {
+    let facts = facts_for(state, user.clinic, rows, false).await?;
+    Ok(facts.iter().map(|f| pathway::assess(f).0).collect())
+}
+
 /// Where the patient is on the pathway and what is due next. Reads only what the chart that
 /// calls it has already audited. `with_alerts`: whether the viewer may know of safety alerts.
 pub async fn pathway_status(
@@ -310,42 +394,15 @@ pub async fn pathway_status(
     p: &PatientRow,
     with_alerts: bool,
 ) -> Result<(Stage, Vec<NextStep>), AppError> {
-    let id = p.patient_id();
-    let a = assess(state, p).await?;
-    let events: Vec<String> = store::pathway_events(&state.db, id).await?.into_iter().map(|e| e.event).collect();
-    let decision = store::decisions(&state.db, id).await?.into_iter().next();
-    let alert = with_alerts
-        && questionnaires::open_alerts(&state.db, p.clinic()).await?.iter().any(|a| a.patient_id == id.as_uuid());
-    let gate = match &a.consultation {
-        None => ConsultationGate::default(),
-        Some((_, c)) => ConsultationGate {
-            recorded: true,
-            history_complete: c.mental_health_history.is_some()
-                && c.current_symptoms.is_some()
-                && c.treatment_goals.is_some(),
-            vitals_complete: c.vitals.complete(),
-            medications_reconciled: c.medications_reconciled,
-            pregnancy_captured: c.pregnancy_status.is_some() || p.sex_at_birth == "male",
-            phq9: a.instruments_done.iter().any(|i| i == "phq9"),
-            gad7: a.instruments_done.iter().any(|i| i == "gad7"),
-            cssrs: a.instruments_done.iter().any(|i| i == "cssrs_screener"),
-        },
-    };
-    let consent_valid = |doc: &'static str| async move {
-        crate::app::consents::status(state, p.clinic(), id, doc).await.map(|(s, _)| s.is_valid())
-    };
-    let facts = Facts {
-        side_state: side_state(&events),
-        open_safety_alert: alert,
-        consultation: gate,
-        decision_eligible: decision.as_ref().map(|d| d.verdict == "eligible"),
-        decision_inputs_changed: decision.as_ref().is_some_and(|d| d.input_sha256 != a.input_sha256),
-        decision_allows_spravato: decision
-            .as_ref()
-            .is_some_and(|d| allowed_routes(d).contains(&Route::SpravatoIntranasal)),
-        general_consent_valid: consent_valid("kap-general").await?,
-        spravato_acknowledgement_valid: consent_valid("spravato-rems").await?,
-    };
+    let mut facts = facts_for(state, p.clinic(), std::slice::from_ref(p), with_alerts)
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no pathway facts")))?;
+    if facts.decision_eligible.is_some() {
+        let a = assess(state, p).await?;
+        let signed = store::decisions(&state.db, p.patient_id()).await?.into_iter().next();
+        facts.decision_inputs_changed = signed.is_some_and(|d| d.input_sha256 != a.input_sha256);
+    }
     Ok(pathway::assess(&facts))
 }
 

@@ -103,8 +103,11 @@ fn select(name: impl Into<String>, label: impl Into<String>, value: String, opti
 
 const EXTRA_ROWS: usize = 2;
 
+/// The answers of a multiple-choice condition: (value, label).
+type Choices = &'static [(&'static str, &'static str)];
+
 /// The condition inputs: (field, label, choices). `None` choices is a yes/no question.
-const CONDITIONS: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+const CONDITIONS: &[(&str, &str, Option<Choices>)] = &[
     (
         "aneurysmal_vascular_disease",
         "Aneurysmal vascular disease (aorta, intracranial or peripheral arteries) — ELIG-001",
@@ -387,7 +390,7 @@ fn sections(c: &ConsultationInput) -> Vec<Section> {
 /// raw form when it could not even be read (so nothing typed is lost).
 enum Shown {
     Stored,
-    Input(ConsultationInput),
+    Input(Box<ConsultationInput>),
     Form(FormData),
 }
 
@@ -627,9 +630,9 @@ pub async fn save(
     let form = FormData(pairs);
     let base = form.get("base_version").parse::<i32>().ok();
     let result = match from_form(&form) {
-        Ok(input) => {
-            app::save_consultation(&state, &user, id, &input, base).await.map_err(|e| (e, Shown::Input(input)))
-        }
+        Ok(input) => app::save_consultation(&state, &user, id, &input, base)
+            .await
+            .map_err(|e| (e, Shown::Input(Box::new(input)))),
         Err(e) => Err((e, Shown::Form(form))),
     };
     match result {

@@ -20,6 +20,8 @@ const PAGE: i64 = 50;
 struct PatientsPage {
     layout: Layout,
     rows: Vec<PatientRow>,
+    /// Each row's pathway stage.
+    stages: Vec<&'static str>,
     total: i64,
     q: String,
     search_error: Option<String>,
@@ -52,8 +54,10 @@ pub async fn list(
             Err(AppError::Invalid(e)) => (Vec::new(), Some(super::sentence(&e.message))),
             Err(e) => return Err(e.into()),
         };
+        let stages = stage_labels(&state, &user, &rows).await?;
         let page = PatientsPage {
             layout,
+            stages,
             rows,
             total,
             q: text,
@@ -67,7 +71,26 @@ pub async fn list(
     let rows = patients::list(&state, &user, PAGE, offset).await?;
     let next_offset = (offset + PAGE < total).then_some(offset + PAGE);
     let prev_offset = (offset > 0).then(|| (offset - PAGE).max(0));
-    render(&PatientsPage { layout, rows, total, q: text, search_error: None, can_register, prev_offset, next_offset })
+    let stages = stage_labels(&state, &user, &rows).await?;
+    render(&PatientsPage {
+        layout,
+        stages,
+        rows,
+        total,
+        q: text,
+        search_error: None,
+        can_register,
+        prev_offset,
+        next_offset,
+    })
+}
+
+async fn stage_labels(
+    state: &AppState,
+    user: &CurrentUser,
+    rows: &[PatientRow],
+) -> Result<Vec<&'static str>, AppError> {
+    Ok(crate::app::eligibility::stages(state, user, rows).await?.into_iter().map(|s| s.label()).collect())
 }
 
 /// One scored questionnaire as listed on the chart.
