@@ -9,5 +9,6 @@ mod health;
 mod mfa;
 mod patients;
 mod permissions;
+mod portal_isolation;
 mod questionnaires;
 mod web_security;
