@@ -90,6 +90,8 @@ enum Scenario {
     PageView,
     /// `GET /api/v1/patients/{id}`: an authenticated, audited record read.
     PatientRead,
+    /// `GET /api/v1/patients/{id}/eligibility`: the rules evaluated on a stored record (audited).
+    Eligibility,
     /// `GET /healthz`: the floor cost of a request including a database ping.
     Health,
 }
@@ -101,6 +103,7 @@ impl Scenario {
             Self::SignIn => "sign-in",
             Self::PageView => "page-view",
             Self::PatientRead => "patient-read",
+            Self::Eligibility => "eligibility",
             Self::Health => "health",
         }
     }
@@ -298,9 +301,12 @@ impl Job {
             Scenario::PageView => {
                 Self::PageView { url: settings.url("/api/v1/auth/me"), auth: sign_in(client, settings).await? }
             }
-            Scenario::PatientRead => {
+            Scenario::PatientRead | Scenario::Eligibility => {
                 let auth = sign_in(client, settings).await?;
-                let urls = patient_urls(client, settings, &auth).await?;
+                let mut urls = patient_urls(client, settings, &auth).await?;
+                if settings.scenario == Scenario::Eligibility {
+                    urls.iter_mut().for_each(|u| u.push_str("/eligibility"));
+                }
                 Self::PatientRead { urls, auth, rng: XorShift::seeded(index as u64) }
             }
         })
