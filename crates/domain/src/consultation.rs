@@ -538,19 +538,37 @@ fn rows<T>(field: &str, list: &[T]) -> Result<(), InputError> {
 impl ConsultationInput {
     /// Checks every field; the first fault is returned, named by its path.
     pub fn parse(&self, table: &DiagnosisTable) -> Result<Consultation, InputError> {
+        self.parse_with(table, true)
+    }
+
+    /// Reads a stored consultation. A code that a later ICD-10-CM table no longer lists (the
+    /// table is replaced every fiscal year) is kept with a note rather than making the record
+    /// unreadable; everything else is checked as on entry.
+    pub fn parse_stored(&self, table: &DiagnosisTable) -> Result<Consultation, InputError> {
+        self.parse_with(table, false)
+    }
+
+    fn parse_with(&self, table: &DiagnosisTable, strict_codes: bool) -> Result<Consultation, InputError> {
         let mut diagnoses = Vec::new();
         rows("diagnoses", &self.diagnoses)?;
         for (i, d) in self.diagnoses.iter().enumerate() {
-            let found = table.find(&d.code).ok_or_else(|| {
-                InputError::new(
-                    format!("diagnoses[{i}].code"),
-                    format!("not a code of the ICD-10-CM table {} shipped with Kapstone", table.version),
-                )
-            })?;
-            if diagnoses.contains(found) {
+            let found = match table.find(&d.code) {
+                Some(found) => found.clone(),
+                None if !strict_codes => DiagnosisCode {
+                    code: d.code.trim().to_ascii_uppercase(),
+                    description: format!("(not in the ICD-10-CM table {})", table.version),
+                },
+                None => {
+                    return Err(InputError::new(
+                        format!("diagnoses[{i}].code"),
+                        format!("not a code of the ICD-10-CM table {} shipped with Kapstone", table.version),
+                    ));
+                }
+            };
+            if diagnoses.contains(&found) {
                 return Err(InputError::new(format!("diagnoses[{i}].code"), "this diagnosis is already listed"));
             }
-            diagnoses.push(found.clone());
+            diagnoses.push(found);
         }
         rows("medications", &self.medications)?;
         let mut medications = Vec::new();
@@ -725,5 +743,11 @@ mod tests {
         assert_eq!(parsed.diagnoses[0].code, "F33.2");
         // What is stored parses back to the same consultation.
         assert_eq!(parsed.to_input().parse(&table()).unwrap(), parsed);
+        // A code a later table dropped still loads from storage, marked as such.
+        let next_year = DiagnosisTable { version: "FY2027".into(), codes: Vec::new() };
+        let stored = parsed.to_input().parse_stored(&next_year).unwrap();
+        assert_eq!(stored.diagnoses[0].code, "F33.2");
+        assert!(stored.diagnoses[0].description.contains("FY2027"));
+        assert!(parsed.to_input().parse(&next_year).is_err());
     }
 }

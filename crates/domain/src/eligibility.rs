@@ -374,14 +374,17 @@ const RULES: &[(&str, &[&str], RuleFn)] = &[
         }
         Some(IntraocularRisk::OpenGlobeInjury) => Case("open_globe", "open globe injury".into()),
     }),
+    // Sex at birth only decides whether an unrecorded pregnancy or breastfeeding status is
+    // missing data; a status the clinician recorded is always read (a recorded pregnancy is
+    // never ignored because of a registration detail).
     ("ELIG-011", &["pregnant"], |i, c, _| match c.pregnancy_status {
-        _ if !pregnancy_possible(i) => Clear,
-        None => Missing(vec!["pregnancy_status"]),
         Some(PregnancyStatus::Pregnant) => Case("pregnant", "pregnant".into()),
         Some(_) => Clear,
+        None if !pregnancy_possible(i) => Clear,
+        None => Missing(vec!["pregnancy_status"]),
     }),
-    ("ELIG-012", &["present"], |i, c, _| {
-        if !pregnancy_possible(i) || c.pregnancy_status != Some(PregnancyStatus::Pregnant) {
+    ("ELIG-012", &["present"], |_, c, _| {
+        if c.pregnancy_status != Some(PregnancyStatus::Pregnant) {
             return Clear;
         }
         flag(
@@ -391,7 +394,7 @@ const RULES: &[(&str, &[&str], RuleFn)] = &[
         )
     }),
     ("ELIG-013", &["present"], |i, c, _| {
-        if !pregnancy_possible(i) {
+        if c.breastfeeding.is_none() && !pregnancy_possible(i) {
             return Clear;
         }
         flag(c.breastfeeding, "breastfeeding", "breastfeeding")

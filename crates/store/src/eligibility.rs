@@ -97,6 +97,18 @@ pub struct NewDecision<'a> {
     pub signed_by: UserId,
     /// The decision this one amends, with the reason.
     pub amends: Option<(Uuid, &'a str)>,
+    /// The record versions the evaluation read, checked again under the lock.
+    pub reviewed: Reviewed,
+}
+
+/// The versions of the record an evaluation read: the consultation version and the C-SSRS
+/// screener response (`settings_version` of [`NewDecision`] is the third). A decision is stored
+/// only if they are still current when it is written, so a save that lands between the
+/// evaluation and the signature is never signed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reviewed {
+    pub consultation_version: Option<i32>,
+    pub cssrs_response: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -121,7 +133,8 @@ pub struct DecisionRow {
 /// Signs a decision. The first decision for a patient must not amend anything, and a patient
 /// can have only one unamended first decision; an amendment must name the current decision.
 /// Both are checked here, inside the transaction, and the `UNIQUE (amends_id)` constraint
-/// settles a race between two amendments.
+/// settles a race between two amendments. A record that changed since the evaluation
+/// ([`Reviewed`], settings version) is `Conflict("input_sha256")`.
 pub async fn sign_decision(tx: &mut Tx, d: &NewDecision<'_>) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let (amends, reason) = match d.amends {
@@ -130,6 +143,28 @@ pub async fn sign_decision(tx: &mut Tx, d: &NewDecision<'_>) -> Result<Uuid> {
     };
     tx.lock_patient(d.patient).await?;
     on_tx!(tx, |c| {
+        let consultation_version: Option<i32> =
+            sqlx::query_scalar("SELECT MAX(version) FROM consultations WHERE patient_id = $1")
+                .bind(d.patient.as_uuid())
+                .fetch_one(&mut *c)
+                .await?;
+        let cssrs_response: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM questionnaire_responses WHERE patient_id = $1 AND instrument = 'cssrs_screener' \
+             ORDER BY submitted_at DESC, id DESC LIMIT 1",
+        )
+        .bind(d.patient.as_uuid())
+        .fetch_optional(&mut *c)
+        .await?;
+        let settings_version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
+                .bind(d.clinic.as_uuid())
+                .fetch_one(&mut *c)
+                .await?;
+        if (Reviewed { consultation_version, cssrs_response }) != d.reviewed
+            || settings_version.unwrap_or(0) != d.settings_version
+        {
+            return Err(StoreError::Conflict("input_sha256"));
+        }
         let current: Option<Uuid> = sqlx::query_scalar(
             "SELECT d.id FROM eligibility_decisions d WHERE d.patient_id = $1 AND NOT EXISTS \
              (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) ORDER BY d.signed_at DESC, d.id DESC LIMIT 1",

@@ -37,6 +37,8 @@ CREATE TABLE eligibility_decisions (
     CHECK ((amends_id IS NULL) = (amendment_reason IS NULL))
 );
 CREATE INDEX eligibility_decisions_by_patient ON eligibility_decisions (patient_id, signed_at);
+-- One first (unamending) decision per patient: every later one is an amendment.
+CREATE UNIQUE INDEX eligibility_decisions_one_first ON eligibility_decisions (patient_id) WHERE amends_id IS NULL;
 
 -- Side states staff set on the pathway (hold, resume, withdraw, complete, reopen).
 CREATE TABLE pathway_events (

@@ -5,6 +5,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod backup;
+mod eligibility;
 mod health;
 mod mfa;
 mod patients;

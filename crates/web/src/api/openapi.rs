@@ -236,6 +236,10 @@ pub fn build() -> Value {
                 "4XX": {"description":"Refused; `error.field` names the input at fault","content":{"application/json":{"schema": r("Error")}}},
             },
         });
+        if route.action == kapstone_domain::Action::Public {
+            // No bearer token needed (sign-in itself, this document).
+            operation["security"] = json!([]);
+        }
         if route.path.contains("{id}") {
             operation["parameters"] =
                 json!([{"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}]);

@@ -13,7 +13,9 @@ use kapstone_domain::instruments::cssrs::Risk;
 use kapstone_domain::pathway::{self, ConsultationGate, Facts, NextStep, PathwayEvent, SideState, Stage};
 use kapstone_domain::patient::SexAtBirth;
 use kapstone_domain::{FieldError, PatientId, UtcTs};
-use kapstone_store::eligibility::{self as store, ConsultationRow, DecisionRow, NewDecision, PathwayEventRow};
+use kapstone_store::eligibility::{
+    self as store, ConsultationRow, DecisionRow, NewDecision, PathwayEventRow, Reviewed,
+};
 use kapstone_store::patients::PatientRow;
 use kapstone_store::{StoreError, audit, clinics, patients, questionnaires};
 use sha2::{Digest, Sha256};
@@ -56,7 +58,7 @@ fn parse_stored(row: &ConsultationRow) -> Result<Consultation, AppError> {
     let input: ConsultationInput =
         serde_json::from_str(&row.body).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))?;
     let table = content::diagnosis_table().map_err(AppError::Internal)?;
-    input.parse(table).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))
+    input.parse_stored(table).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))
 }
 
 /// The current consultation, if any (audited read).
@@ -122,6 +124,8 @@ pub struct Assessment {
     pub snapshot: String,
     pub settings_version: i64,
     pub consultation: Option<(ConsultationRow, Consultation)>,
+    /// The C-SSRS screener response the rules read.
+    pub cssrs_response: Option<Uuid>,
     /// Instruments with at least one scored response.
     pub instruments_done: Vec<String>,
 }
@@ -179,6 +183,7 @@ pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessmen
         input_sha256,
         snapshot,
         settings_version: settings.version,
+        cssrs_response: cssrs.map(|r| r.id),
         consultation,
         instruments_done: latest.into_iter().map(|r| r.instrument).collect(),
     })
@@ -254,9 +259,20 @@ pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signin
         input_sha256: &a.input_sha256,
         signed_by: user.id,
         amends,
+        reviewed: Reviewed {
+            consultation_version: a.consultation.as_ref().map(|(row, _)| row.version),
+            cssrs_response: a.cssrs_response,
+        },
     };
     let decision_id = match store::sign_decision(&mut tx, &new).await {
         Ok(d) => d,
+        // The record changed between the evaluation above and the write lock.
+        Err(StoreError::Conflict("input_sha256")) => {
+            return Err(AppError::Conflict {
+                field: "input_sha256",
+                message: "the record changed while you were signing; review the findings again before signing".into(),
+            });
+        }
         Err(StoreError::Conflict(_)) => {
             let message = if amends.is_some() {
                 "this decision is no longer the one in force (it was amended meanwhile); reload and amend the current one"
