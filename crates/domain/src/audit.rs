@@ -50,10 +50,14 @@ pub enum AuditAction {
     EligibilityDecisionSigned,
     EligibilityDecisionAmended,
     PathwayChanged,
+    AppointmentBooked,
+    AppointmentChanged,
+    SchedulingConfigured,
+    RemsEnrollmentRecorded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 37] = [
+    pub const ALL: [AuditAction; 41] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -91,6 +95,10 @@ impl AuditAction {
         Self::EligibilityDecisionSigned,
         Self::EligibilityDecisionAmended,
         Self::PathwayChanged,
+        Self::AppointmentBooked,
+        Self::AppointmentChanged,
+        Self::SchedulingConfigured,
+        Self::RemsEnrollmentRecorded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -132,6 +140,10 @@ impl AuditAction {
             Self::EligibilityDecisionSigned => "eligibility.sign",
             Self::EligibilityDecisionAmended => "eligibility.amend",
             Self::PathwayChanged => "pathway.change",
+            Self::AppointmentBooked => "appointment.book",
+            Self::AppointmentChanged => "appointment.change",
+            Self::SchedulingConfigured => "scheduling.configure",
+            Self::RemsEnrollmentRecorded => "rems.enroll",
         }
     }
 

@@ -54,10 +54,16 @@ pub enum Action {
     ManagePathway,
     /// Read the clinic's reference content: eligibility rules, code tables (all staff).
     ReadReferenceContent,
+    /// See the schedule: appointments, rooms, staff, free slots (all staff).
+    ReadSchedule,
+    /// Book, reschedule, cancel appointments and mark no-shows (front desk and clinicians).
+    BookAppointments,
+    /// Configure locations, rooms, appointment types and working hours (admins).
+    ManageScheduling,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 24] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -79,6 +85,9 @@ impl Action {
         Action::SignEligibilityDecision,
         Action::ManagePathway,
         Action::ReadReferenceContent,
+        Action::ReadSchedule,
+        Action::BookAppointments,
+        Action::ManageScheduling,
     ];
 }
 
@@ -95,6 +104,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageSettings,
             Action::ReadAudit,
             Action::ReadReferenceContent,
+            Action::ReadSchedule,
+            Action::ManageScheduling,
         ],
     ),
     (
@@ -114,6 +125,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::SignEligibilityDecision,
             Action::ManagePathway,
             Action::ReadReferenceContent,
+            Action::ReadSchedule,
+            Action::BookAppointments,
         ],
     ),
     (
@@ -131,6 +144,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordConsultation,
             Action::ManagePathway,
             Action::ReadReferenceContent,
+            Action::ReadSchedule,
+            Action::BookAppointments,
         ],
     ),
     (
@@ -149,6 +164,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordConsultation,
             Action::ManagePathway,
             Action::ReadReferenceContent,
+            Action::ReadSchedule,
+            Action::BookAppointments,
         ],
     ),
     (
@@ -161,6 +178,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RegisterPatient,
             Action::RecordConsent,
             Action::ReadReferenceContent,
+            Action::ReadSchedule,
+            Action::BookAppointments,
         ],
     ),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),

@@ -209,7 +209,8 @@ pub struct HoursException {
 /// A civil date and time in `tz` as an instant. In a gap (spring forward) the later instant is
 /// used, in a fold (fall back) the earlier: jiff's "compatible" rule, as calendars do.
 pub fn instant(tz: &TimeZone, date: Date, time: Time) -> Result<Timestamp, ScheduleError> {
-    tz.to_timestamp(date.to_datetime(time)).map_err(|_| err("start", "the time does not exist in the clinic's time zone"))
+    tz.to_timestamp(date.to_datetime(time))
+        .map_err(|_| err("start", "the time does not exist in the clinic's time zone"))
 }
 
 /// The working intervals of one person on `date` in `tz`: weekly hours, plus extra hours, minus
@@ -507,8 +508,7 @@ mod tests {
     fn leave_and_extra_hours_change_a_day() {
         let weekly = [WeeklyHours { weekday: Weekday::Tuesday, start: time(9, 0, 0, 0), end: time(17, 0, 0, 0) }];
         let day = date(2026, 12, 1);
-        let leave =
-            HoursException { date: day, leave: true, start: time(12, 0, 0, 0), end: time(14, 0, 0, 0) };
+        let leave = HoursException { date: day, leave: true, start: time(12, 0, 0, 0), end: time(14, 0, 0, 0) };
         let extra = HoursException { date: day, leave: false, start: time(18, 0, 0, 0), end: time(20, 0, 0, 0) };
         let w = working_intervals(&la(), day, &weekly, &[leave, extra]).unwrap();
         assert_eq!(w.len(), 3);

@@ -15,6 +15,7 @@ pub mod eligibility;
 pub mod invitations;
 pub mod patients;
 pub mod questionnaires;
+pub mod scheduling;
 pub mod sessions;
 pub mod users;
 

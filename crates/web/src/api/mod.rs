@@ -8,6 +8,7 @@ pub mod eligibility;
 pub mod openapi;
 pub mod patients;
 pub mod questionnaires;
+pub mod scheduling;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

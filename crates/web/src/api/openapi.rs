@@ -105,6 +105,70 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             r("Pathway"),
         ),
         ("GET", "/api/v1/openapi.json") => op("This document", None, "200", obj),
+        ("GET", "/api/v1/appointment-types") => {
+            op("Active appointment types with length and staff needs", None, "200", obj)
+        }
+        ("POST", "/api/v1/appointment-types") => op(
+            "Save an appointment type (admins); a known code gets a new version",
+            Some(r("AppointmentType")),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/rooms") => op("Rooms and chairs", None, "200", obj),
+        ("POST", "/api/v1/rooms") => op(
+            "Add a room or chair to a location (admins)",
+            Some(json!({"type":"object","required":["location_id","name"]})),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
+        ("POST", "/api/v1/locations") => {
+            op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)
+        }
+        ("GET", "/api/v1/staff") => op("Bookable staff with their weekly hours", None, "200", obj),
+        ("PUT", "/api/v1/staff/{id}/hours") => op(
+            "Replace a person's weekly hours: [{weekday 1-7, start HH:MM, end HH:MM, location_id?}] (admins)",
+            Some(json!({"type":"array"})),
+            "204",
+            Value::Null,
+        ),
+        ("POST", "/api/v1/staff/{id}/exceptions") => op(
+            "Leave or extra hours on a date: {date, kind: leave|extra, start, end, note?} (admins)",
+            Some(json!({"type":"object","required":["date","kind","start","end"]})),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/appointments") => op("Appointments overlapping ?from=&to= (RFC 3339)", None, "200", obj),
+        ("POST", "/api/v1/appointments") => op(
+            "Book: 409 `conflict` names what clashes; 422 names the field or the gate (eligibility_decision, route_not_allowed, consent, rems_acknowledgement, rems_enrollment)",
+            Some(r("Booking")),
+            "201",
+            r("Appointment"),
+        ),
+        ("GET", "/api/v1/appointments/slots") => {
+            op("Free slots: ?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=", None, "200", obj)
+        }
+        ("POST", "/api/v1/appointments/{id}/cancel") => op(
+            "Cancel with {reason}; the appointment is kept",
+            Some(json!({"type":"object","required":["reason"]})),
+            "200",
+            r("Appointment"),
+        ),
+        ("POST", "/api/v1/appointments/{id}/no-show") => {
+            op("Record a no-show", Some(obj.clone()), "200", r("Appointment"))
+        }
+        ("POST", "/api/v1/appointments/{id}/reschedule") => op(
+            "Move to {start, reason, staff_ids?, room_id?}: a new appointment linked to the old, which is kept",
+            Some(json!({"type":"object","required":["start","reason"]})),
+            "201",
+            r("Appointment"),
+        ),
+        ("POST", "/api/v1/patients/{id}/rems-enrollment") => op(
+            "Record Spravato REMS enrolment {enrolled_on, reference?} (GATE-03)",
+            Some(json!({"type":"object","required":["enrolled_on"]})),
+            "201",
+            Value::Null,
+        ),
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
         ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),
@@ -214,6 +278,19 @@ fn schemas() -> Value {
             "dispositions":{"type":"array"},"summary":{"type":"string"},"ruleset_version":{"type":"string"},"settings_version":{"type":"integer"},
             "outcome":{"type":"string"},"findings":{"type":"array"},"input_sha256":{"type":"string"},"signed_by":{"type":"string"},
             "signed_at":{"type":"string"},"amends":{"type":["string","null"]},"amendment_reason":{"type":["string","null"]}}},
+        "Booking": {"type":"object","required":["patient_id","type","start"],"additionalProperties":false,"properties":{
+            "patient_id":{"type":"string","format":"uuid"},"type":{"type":"string","description":"appointment type code or id"},
+            "start":{"type":"string","format":"date-time","description":"RFC 3339 with any UTC offset; on the 5-minute grid"},
+            "staff_ids":{"type":"array","items":{"type":"string","format":"uuid"}},"room_id":{"type":["string","null"]},
+            "location_id":{"type":["string","null"]}}},
+        "Appointment": {"type":"object","properties":{"id":{"type":"string"},"patient_id":{"type":"string"},"type":{"type":"string"},
+            "start":{"type":"string"},"end":{"type":"string"},"staff_ids":{"type":"array"},"room_id":{"type":["string","null"]},
+            "status":{"enum":["booked","cancelled","no_show","rescheduled","completed"]},"warnings":{"type":"array"}}},
+        "AppointmentType": {"type":"object","required":["code","name","kind","length","staff","needs_room","telehealth"],"properties":{
+            "code":{"type":"string"},"name":{"type":"string"},"kind":{"enum":["consultation","preparation","dosing","integration","follow_up","course_review"]},
+            "route":{"type":["string","null"]},"length":{"type":"object","description":"{rule: fixed, minutes} or {rule: dosing, check_in_minutes, observation_minutes, recovery_minutes}"},
+            "staff":{"type":"array","description":"each entry: the roles one person may have, e.g. [[\"prescriber\",\"nurse\"],[\"therapist\"]]"},
+            "needs_room":{"type":"boolean"},"telehealth":{"type":"boolean"}}},
         "Pathway": {"type":"object","properties":{"stage":{"enum":["referral","consultation","eligibility","consent","preparation",
             "treatment","integration","maintenance","completed","withdrawn","on_hold","ineligible"]},"stage_label":{"type":"string"},
             "next":{"type":"array","items":{"type":"object","properties":{"what":{"type":"string"},"who":{"type":"string"},"urgent":{"type":"boolean"}}}}}}

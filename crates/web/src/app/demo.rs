@@ -150,7 +150,128 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
     }
     seed_questionnaires(state).await?;
     seed_pathway(state, clinic).await?;
+    seed_schedule(state).await?;
     Ok(DemoSeed { clinic, accounts })
+}
+
+/// The demo clinic's schedule: one location, three chairs, the appointment types, clinicians'
+/// weekday hours, and a week of appointments. Lengths follow KAP-SPEC 5.4 (minimum observation:
+/// 2 h for Spravato and SL/IM racemic; IV = 40-minute infusion (4.1) + 60 min); the 15-minute
+/// check-in and recovery buffers are this demo clinic's choice, configurable per clinic.
+async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
+    use kapstone_domain::decision::Route;
+    use kapstone_domain::scheduling::{AppointmentKind as K, AppointmentType, Length, StaffNeed};
+
+    use super::scheduling as sched;
+    let actor = |role: &str| {
+        let email = format!("{role}@{DEMO_DOMAIN}");
+        async move {
+            let row = kapstone_store::users::find_by_email(&state.db, &kapstone_domain::Email::parse(&email)?)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            demo_actor(&row).map(|a| (a, row.id))
+        }
+    };
+    let (admin, _) = actor("admin").await?;
+    let (front, _) = actor("frontdesk").await?;
+    let (_, prescriber) = actor("prescriber").await?;
+    let (_, nurse) = actor("nurse").await?;
+    let (_, therapist) = actor("therapist").await?;
+    let location = sched::create_location(state, &admin, "Harbour Light — Main clinic", DEMO_TIME_ZONE).await?;
+    let mut chairs = Vec::new();
+    for name in ["Chair 1", "Chair 2", "Chair 3"] {
+        chairs.push(sched::create_room(state, &admin, &location.to_string(), name).await?);
+    }
+    let need = |roles: &[Role]| StaffNeed(roles.to_vec());
+    let dosing = |code: &str, name: &str, route: Route, observation: u16| AppointmentType {
+        code: code.into(),
+        name: name.into(),
+        kind: K::Dosing,
+        route: Some(route),
+        length: Length::Dosing { check_in_minutes: 15, observation_minutes: observation, recovery_minutes: 15 },
+        staff: vec![need(&[Role::Prescriber, Role::Nurse]), need(&[Role::Therapist])],
+        needs_room: true,
+        telehealth: false,
+    };
+    let simple = |code: &str, name: &str, kind: K, minutes: u16, roles: &[Role], telehealth: bool| AppointmentType {
+        code: code.into(),
+        name: name.into(),
+        kind,
+        route: None,
+        length: Length::Fixed { minutes },
+        staff: vec![need(roles)],
+        needs_room: false,
+        telehealth,
+    };
+    let types = [
+        simple("consultation", "Consultation", K::Consultation, 60, &[Role::Prescriber], false),
+        simple("preparation", "Preparation session", K::Preparation, 50, &[Role::Therapist], true),
+        dosing("dosing-sl", "Dosing: sublingual lozenge (KAP)", Route::SublingualLozenge, 120),
+        dosing("dosing-im", "Dosing: IM ketamine (KAP)", Route::IntramuscularRacemic, 120),
+        dosing("dosing-iv", "Dosing: IV ketamine infusion", Route::IntravenousRacemic, 100),
+        dosing("dosing-spravato", "Dosing: Spravato", Route::SpravatoIntranasal, 120),
+        simple("integration", "Integration session", K::Integration, 50, &[Role::Therapist], true),
+        simple("follow-up", "Follow-up", K::FollowUp, 30, &[Role::Prescriber, Role::Nurse, Role::Therapist], true),
+        simple("course-review", "Course review", K::CourseReview, 30, &[Role::Prescriber], false),
+    ];
+    for t in &types {
+        sched::save_type(state, &admin, t).await?;
+    }
+    let week: Vec<sched::HoursInput> = (1..=5)
+        .map(|d| sched::HoursInput { weekday: d, start: "08:00".into(), end: "18:00".into(), location_id: None })
+        .collect();
+    for person in [prescriber, nurse, therapist] {
+        sched::set_hours(state, &admin, &person.to_string(), &week).await?;
+    }
+    // A week of appointments from the next weekday on, at local clinic times.
+    let tz = sched::time_zone(DEMO_TIME_ZONE)?;
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    let mut days = Vec::new();
+    let mut d = today;
+    while days.len() < 5 {
+        d = d.tomorrow().map_err(|e| AppError::Internal(e.into()))?;
+        if d.weekday().to_monday_one_offset() <= 5 {
+            days.push(d);
+        }
+    }
+    let at = |day: jiff::civil::Date, h: i8, m: i8| -> Result<String, AppError> {
+        let t = jiff::civil::Time::new(h, m, 0, 0).map_err(|e| AppError::Internal(e.into()))?;
+        Ok(kapstone_domain::scheduling::instant(&tz, day, t).map_err(|e| AppError::Internal(e.into()))?.to_string())
+    };
+    let account_patient = |n: usize| async move {
+        let email = kapstone_domain::Email::parse(&format!("patient{n}@{DEMO_DOMAIN}"))?;
+        let row = kapstone_store::users::find_by_email(&state.db, &email).await?.ok_or(AppError::NotFound)?;
+        row.patient().ok_or(AppError::NotFound)
+    };
+    let p3 = account_patient(3).await?;
+    let p1 = account_patient(1).await?;
+    let p2 = account_patient(2).await?;
+    sched::record_rems(state, &front, p3, &today.to_string(), Some("REMS-DEMO-0003")).await?;
+    let book = |patient: kapstone_domain::PatientId,
+                kind: &str,
+                start: String,
+                staff: Vec<uuid::Uuid>,
+                room: Option<uuid::Uuid>| {
+        let req = sched::BookingRequest {
+            patient_id: patient.to_string(),
+            kind: kind.into(),
+            start,
+            staff_ids: staff.iter().map(ToString::to_string).collect(),
+            room_id: room.map(|r| r.to_string()),
+            location_id: None,
+        };
+        let front = front.clone();
+        async move { sched::book(state, &front, &req, None).await }
+    };
+    // Patient 3 (preparation): a preparation session, then Spravato twice in week 1 with integration.
+    book(p3, "preparation", at(days[0], 9, 0)?, vec![therapist], None).await?;
+    book(p3, "dosing-spravato", at(days[1], 9, 0)?, vec![nurse, therapist], Some(chairs[0])).await?;
+    book(p3, "integration", at(days[2], 14, 0)?, vec![therapist], None).await?;
+    book(p3, "dosing-spravato", at(days[4], 9, 0)?, vec![nurse, therapist], Some(chairs[0])).await?;
+    // Patient 1 (consultation under way): the consultation visit; patient 2: a follow-up.
+    book(p1, "consultation", at(days[0], 11, 0)?, vec![prescriber], None).await?;
+    book(p2, "follow-up", at(days[2], 10, 0)?, vec![nurse], None).await?;
+    Ok(())
 }
 
 /// A consultation with every eligibility data element recorded and nothing that applies, which

@@ -9,6 +9,7 @@ pub mod eligibility;
 pub mod invitations;
 pub mod patients;
 pub mod questionnaires;
+pub mod scheduling;
 pub mod settings;
 pub mod sign_in;
 

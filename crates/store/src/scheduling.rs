@@ -1,0 +1,467 @@
+//! Locations, rooms, appointment types, working hours and appointments. A booking claims every
+//! 5-minute slot of each resource it uses in `booking_claims`, whose primary key refuses a second
+//! claim: the database, not the application, makes double booking impossible.
+
+use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct LocationRow {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+}
+
+pub async fn insert_location(tx: &mut Tx, clinic: ClinicId, name: &str, time_zone: &str) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query("INSERT INTO locations (id, clinic_id, name, time_zone, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(clinic.as_uuid())
+            .bind(name)
+            .bind(time_zone)
+            .bind(DbTs(UtcTs::now()))
+            .execute(c)
+            .await
+            .map_err(|e| StoreError::conflict_on_unique(e, "location name"))?;
+    });
+    Ok(id)
+}
+
+pub async fn locations(db: &Db, clinic: ClinicId) -> Result<Vec<LocationRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as("SELECT id, name, time_zone FROM locations WHERE clinic_id = $1 ORDER BY created_at, id")
+            .bind(clinic.as_uuid())
+            .fetch_all(c)
+            .await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RoomRow {
+    pub id: Uuid,
+    pub location_id: Uuid,
+    pub name: String,
+    pub active: bool,
+}
+
+pub async fn insert_room(tx: &mut Tx, clinic: ClinicId, location: Uuid, name: &str) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query("INSERT INTO rooms (id, clinic_id, location_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(clinic.as_uuid())
+            .bind(location)
+            .bind(name)
+            .bind(DbTs(UtcTs::now()))
+            .execute(c)
+            .await
+            .map_err(|e| StoreError::conflict_on_unique(e, "room name"))?;
+    });
+    Ok(id)
+}
+
+pub async fn rooms(db: &Db, clinic: ClinicId) -> Result<Vec<RoomRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as("SELECT id, location_id, name, active FROM rooms WHERE clinic_id = $1 ORDER BY name, id")
+            .bind(clinic.as_uuid())
+            .fetch_all(c)
+            .await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TypeRow {
+    pub id: Uuid,
+    pub code: String,
+    /// JSON of the domain's `AppointmentType`.
+    pub definition: String,
+    pub active: bool,
+}
+
+/// Saves a type; a type with the same code is retired (kept for the appointments that used it).
+pub async fn save_type(tx: &mut Tx, clinic: ClinicId, code: &str, definition: &str) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE appointment_types SET active = FALSE WHERE clinic_id = $1 AND code = $2 AND active")
+            .bind(clinic.as_uuid())
+            .bind(code)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query(
+            "INSERT INTO appointment_types (id, clinic_id, code, definition, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(code)
+        .bind(definition)
+        .bind(DbTs(UtcTs::now()))
+        .execute(&mut *c)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "appointment type"))?;
+    });
+    Ok(id)
+}
+
+/// Every type of the clinic, active ones first (retired ones still name old appointments).
+pub async fn types(db: &Db, clinic: ClinicId) -> Result<Vec<TypeRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, code, definition, active FROM appointment_types WHERE clinic_id = $1 ORDER BY active DESC, code, id",
+        )
+        .bind(clinic.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct HoursRow {
+    pub user_id: Uuid,
+    pub location_id: Uuid,
+    pub weekday: i32,
+    pub start_minute: i32,
+    pub end_minute: i32,
+}
+
+/// Replaces one person's weekly hours.
+pub async fn replace_hours(tx: &mut Tx, clinic: ClinicId, user: UserId, rows: &[HoursRow]) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("DELETE FROM staff_hours WHERE user_id = $1 AND clinic_id = $2")
+            .bind(user.as_uuid())
+            .bind(clinic.as_uuid())
+            .execute(&mut *c)
+            .await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO staff_hours (id, clinic_id, user_id, location_id, weekday, start_minute, end_minute) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(clinic.as_uuid())
+            .bind(user.as_uuid())
+            .bind(r.location_id)
+            .bind(r.weekday)
+            .bind(r.start_minute)
+            .bind(r.end_minute)
+            .execute(&mut *c)
+            .await?;
+        }
+    });
+    Ok(())
+}
+
+pub async fn hours(db: &Db, clinic: ClinicId) -> Result<Vec<HoursRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT user_id, location_id, weekday, start_minute, end_minute FROM staff_hours WHERE clinic_id = $1 \
+             ORDER BY user_id, weekday, start_minute",
+        )
+        .bind(clinic.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ExceptionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub on_date: String,
+    pub is_leave: bool,
+    pub start_minute: i32,
+    pub end_minute: i32,
+    pub note: Option<String>,
+}
+
+pub struct NewException<'a> {
+    pub clinic: ClinicId,
+    pub user: UserId,
+    pub on_date: &'a str,
+    pub is_leave: bool,
+    pub start_minute: i32,
+    pub end_minute: i32,
+    pub note: Option<&'a str>,
+    pub by: UserId,
+}
+
+pub async fn insert_exception(tx: &mut Tx, e: &NewException<'_>) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO staff_hour_exceptions (id, clinic_id, user_id, on_date, is_leave, start_minute, end_minute, \
+             note, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(id)
+        .bind(e.clinic.as_uuid())
+        .bind(e.user.as_uuid())
+        .bind(e.on_date)
+        .bind(e.is_leave)
+        .bind(e.start_minute)
+        .bind(e.end_minute)
+        .bind(e.note)
+        .bind(e.by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+/// Exceptions dated within `[from, to]` (ISO dates compare as text).
+pub async fn exceptions(db: &Db, clinic: ClinicId, from: &str, to: &str) -> Result<Vec<ExceptionRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, user_id, on_date, is_leave, start_minute, end_minute, note FROM staff_hour_exceptions \
+             WHERE clinic_id = $1 AND on_date >= $2 AND on_date <= $3 ORDER BY on_date, start_minute",
+        )
+        .bind(clinic.as_uuid())
+        .bind(from)
+        .bind(to)
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+pub struct NewAppointment<'a> {
+    pub clinic: ClinicId,
+    pub patient: PatientId,
+    pub type_id: Uuid,
+    pub location: Uuid,
+    pub room: Option<Uuid>,
+    pub start: UtcTs,
+    pub end: UtcTs,
+    pub staff: &'a [UserId],
+    /// Every (resource key, slot) the booking holds.
+    pub claims: &'a [(String, i64)],
+    pub by: UserId,
+    pub rescheduled_from: Option<Uuid>,
+}
+
+/// A booking refused because a resource is already claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clash {
+    /// The resource key (`user:…`, `room:…`, `patient:…`), or `None` when a concurrent booking
+    /// won the race and the database refused the claim.
+    pub resource: Option<String>,
+}
+
+/// Books an appointment and claims its slots. A clash found before writing names the resource;
+/// one that a concurrent booking wins is reported by the primary key, unnamed.
+pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Result<Uuid, Clash>> {
+    let id = Uuid::now_v7();
+    let taken: Option<String> = if a.claims.is_empty() {
+        None
+    } else {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("SELECT resource FROM booking_claims WHERE (resource, slot) IN (");
+            let mut list = q.separated(", ");
+            for (r, s) in a.claims {
+                list.push("(");
+                list.push_bind_unseparated(r.clone());
+                list.push_unseparated(", ");
+                list.push_bind_unseparated(*s);
+                list.push_unseparated(")");
+            }
+            q.push(") LIMIT 1");
+            q.build_query_scalar().fetch_optional(&mut *c).await?
+        })
+    };
+    if let Some(resource) = taken {
+        return Ok(Err(Clash { resource: Some(resource) }));
+    }
+    let inserted = on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO appointments (id, clinic_id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
+             rescheduled_from, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $10, $11)",
+        )
+        .bind(id)
+        .bind(a.clinic.as_uuid())
+        .bind(a.patient.as_uuid())
+        .bind(a.type_id)
+        .bind(a.location)
+        .bind(a.room)
+        .bind(DbTs(a.start))
+        .bind(DbTs(a.end))
+        .bind(a.rescheduled_from)
+        .bind(a.by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(&mut *c)
+        .await?;
+        for u in a.staff {
+            sqlx::query("INSERT INTO appointment_staff (appointment_id, user_id) VALUES ($1, $2)")
+                .bind(id)
+                .bind(u.as_uuid())
+                .execute(&mut *c)
+                .await?;
+        }
+        let mut claimed = Ok(());
+        for chunk in a.claims.chunks(300) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO booking_claims (resource, slot, appointment_id) ");
+            q.push_values(chunk, |mut row, (r, s)| {
+                row.push_bind(r.clone()).push_bind(*s).push_bind(id);
+            });
+            if let Err(e) = q.build().execute(&mut *c).await {
+                claimed = Err(e);
+                break;
+            }
+        }
+        claimed
+    });
+    match inserted {
+        Ok(()) => Ok(Ok(id)),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Err(Clash { resource: None })),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct AppointmentRow {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub type_id: Uuid,
+    pub location_id: Uuid,
+    pub room_id: Option<Uuid>,
+    pub start_at: DbTs,
+    pub end_at: DbTs,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub rescheduled_from: Option<Uuid>,
+}
+
+const APPOINTMENT_COLUMNS: &str = "id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
+     status_reason, rescheduled_from";
+
+/// Appointments of the clinic that overlap `[from, to)`, by start.
+pub async fn appointments_between(db: &Db, clinic: ClinicId, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
+    let sql = format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE clinic_id = $1 AND start_at < $3 AND end_at > $2 \
+         ORDER BY start_at, id"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(DbTs(from))
+            .bind(DbTs(to))
+            .fetch_all(c)
+            .await?
+    }))
+}
+
+pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<AppointmentRow>> {
+    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE patient_id = $1 ORDER BY start_at, id");
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?
+    }))
+}
+
+pub async fn appointment(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<AppointmentRow>> {
+    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND clinic_id = $2");
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(clinic.as_uuid()).fetch_optional(c).await?
+    }))
+}
+
+/// (appointment, user) for the staff of these appointments.
+pub async fn staff_of(db: &Db, appointments: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
+    if appointments.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q =
+            sqlx::QueryBuilder::new("SELECT appointment_id, user_id FROM appointment_staff WHERE appointment_id IN ");
+        crate::push_ids(&mut q, appointments);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
+/// Claims held in a slot range by any of `resources` (for the slot search).
+pub async fn claims_between(db: &Db, resources: &[String], from_slot: i64, to_slot: i64) -> Result<Vec<(String, i64)>> {
+    if resources.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT resource, slot FROM booking_claims WHERE slot >= ");
+        q.push_bind(from_slot).push(" AND slot < ").push_bind(to_slot).push(" AND resource IN (");
+        let mut list = q.separated(", ");
+        for r in resources {
+            list.push_bind(r.clone());
+        }
+        list.push_unseparated(")");
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
+/// Moves a booked appointment to `status` (cancelled, no_show, rescheduled, completed) with the
+/// reason, and releases its claims unless it is a no-show or completed (their time has passed).
+/// False when the appointment is not booked (already changed).
+pub async fn change_status(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+    by: UserId,
+) -> Result<bool> {
+    let release = matches!(status, "cancelled" | "rescheduled");
+    Ok(on_tx!(tx, |c| {
+        let n = sqlx::query(
+            "UPDATE appointments SET status = $3, status_reason = $4, status_changed_by = $5, status_changed_at = $6 \
+             WHERE id = $1 AND clinic_id = $2 AND status = 'booked'",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(status)
+        .bind(reason)
+        .bind(by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        if n == 1 && release {
+            sqlx::query("DELETE FROM booking_claims WHERE appointment_id = $1").bind(id).execute(&mut *c).await?;
+        }
+        n == 1
+    }))
+}
+
+pub async fn record_rems_enrollment(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    patient: PatientId,
+    enrolled_on: &str,
+    reference: Option<&str>,
+    by: UserId,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO rems_enrollments (id, clinic_id, patient_id, enrolled_on, reference, recorded_by, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(patient.as_uuid())
+        .bind(enrolled_on)
+        .bind(reference)
+        .bind(by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+pub async fn rems_enrolled(db: &Db, patient: PatientId) -> Result<Option<String>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar(
+            "SELECT enrolled_on FROM rems_enrollments WHERE patient_id = $1 ORDER BY recorded_at DESC LIMIT 1",
+        )
+        .bind(patient.as_uuid())
+        .fetch_optional(c)
+        .await?
+    }))
+}

@@ -1,0 +1,322 @@
+//! Scheduling over JSON: what booking needs (types, rooms, staff, locations), free slots,
+//! appointments (book, list, cancel, no-show, reschedule), REMS enrolment, and the admin's
+//! configuration (locations, rooms, types, hours).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use kapstone_domain::scheduling::AppointmentType;
+use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::scheduling::{self as store, AppointmentRow};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::app::scheduling::{self as app, BookingRequest, ExceptionInput, HoursInput};
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+pub async fn types(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let items: Vec<Value> = app::types(&state, &user)
+        .await?
+        .into_iter()
+        .filter(|(_, _, active)| *active)
+        .map(|(id, t, _)| {
+            let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
+            v["id"] = json!(id);
+            v["minutes"] = json!(t.length.minutes());
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn rooms(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let rows = store::rooms(&state.db, user.clinic).await.map_err(AppError::from)?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"id": r.id, "location_id": r.location_id, "name": r.name, "active": r.active}))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn locations(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let rows = store::locations(&state.db, user.clinic).await.map_err(AppError::from)?;
+    let items: Vec<Value> =
+        rows.iter().map(|l| json!({"id": l.id, "name": l.name, "time_zone": l.time_zone})).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn staff(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let people = app::staff(&state, &user).await?;
+    let hours = store::hours(&state.db, user.clinic).await.map_err(AppError::from)?;
+    let items: Vec<Value> = people
+        .iter()
+        .map(|u| {
+            let week: Vec<Value> = hours
+                .iter()
+                .filter(|h| h.user_id == u.id)
+                .map(|h| {
+                    json!({"weekday": h.weekday, "location_id": h.location_id,
+                        "start": format!("{:02}:{:02}", h.start_minute / 60, h.start_minute % 60),
+                        "end": format!("{:02}:{:02}", h.end_minute / 60, h.end_minute % 60)})
+                })
+                .collect();
+            json!({"id": u.id, "name": u.display_name, "role": u.role, "hours": week})
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+fn appointment_json(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, AppointmentType, bool)]) -> Value {
+    let t = types.iter().find(|(id, _, _)| *id == a.type_id);
+    json!({
+        "id": a.id,
+        "patient_id": a.patient_id,
+        "type": t.map(|(_, t, _)| t.code.clone()),
+        "type_name": t.map(|(_, t, _)| t.name.clone()),
+        "kind": t.map(|(_, t, _)| t.kind.as_str()),
+        "start": app::to_jiff(a.start_at.0).to_string(),
+        "end": app::to_jiff(a.end_at.0).to_string(),
+        "location_id": a.location_id,
+        "room_id": a.room_id,
+        "staff_ids": staff,
+        "status": a.status,
+        "status_reason": a.status_reason,
+        "rescheduled_from": a.rescheduled_from,
+    })
+}
+
+async fn one(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Value, AppError> {
+    let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let staff: Vec<Uuid> = store::staff_of(&state.db, &[id]).await?.into_iter().map(|(_, u)| u).collect();
+    let types = app::types(state, user).await?;
+    Ok(appointment_json(&a, &staff, &types))
+}
+
+/// `POST /api/v1/appointments`: books; 409 names the clash, 422 names the field or gate.
+pub async fn book(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(req): ApiJson<BookingRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let booked = app::book(&state, &user, &req, None).await?;
+    let mut body = one(&state, &user, booked.id).await?;
+    body["warnings"] = json!(booked.warnings);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    from: String,
+    to: String,
+}
+
+/// `GET /api/v1/appointments?from=&to=` (RFC 3339 instants).
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
+    let (from, to) = (app::parse_instant("from", &q.from)?, app::parse_instant("to", &q.to)?);
+    let rows = app::between(&state, &user, from, to).await?;
+    let types = app::types(&state, &user).await?;
+    let items: Vec<Value> = rows.iter().map(|(a, staff)| appointment_json(a, staff, &types)).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotQuery {
+    #[serde(rename = "type")]
+    kind: String,
+    from: String,
+    to: String,
+    #[serde(default)]
+    patient_id: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/appointments/slots?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=`.
+pub async fn slots(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<SlotQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
+    let offers =
+        app::free_slots(&state, &user, &q.kind, &q.from, &q.to, q.patient_id.as_deref(), q.limit.unwrap_or(50)).await?;
+    let items: Vec<Value> = offers
+        .iter()
+        .map(|o| {
+            json!({"start": o.start.to_string(), "end": o.end.to_string(), "staff_ids": o.staff_ids,
+                "room_id": o.room_id, "location_id": o.location_id})
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+fn appointment_id(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<Value>> {
+    let id = appointment_id(&id)?;
+    app::change(&state, &user, id, "cancelled", body.reason.as_deref()).await?;
+    Ok(Json(one(&state, &user, id).await?))
+}
+
+pub async fn no_show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<Value>> {
+    let id = appointment_id(&id)?;
+    app::change(&state, &user, id, "no_show", body.reason.as_deref()).await?;
+    Ok(Json(one(&state, &user, id).await?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleBody {
+    start: String,
+    reason: String,
+    #[serde(default)]
+    staff_ids: Option<Vec<String>>,
+    #[serde(default)]
+    room_id: Option<String>,
+}
+
+/// `POST /api/v1/appointments/{id}/reschedule`: the old one is kept as `rescheduled`, linked.
+pub async fn reschedule(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RescheduleBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = appointment_id(&id)?;
+    let old =
+        store::appointment(&state.db, user.clinic, id).await.map_err(AppError::from)?.ok_or(AppError::NotFound)?;
+    let staff = match body.staff_ids {
+        Some(s) => s,
+        None => store::staff_of(&state.db, &[id])
+            .await
+            .map_err(AppError::from)?
+            .iter()
+            .map(|(_, u)| u.to_string())
+            .collect(),
+    };
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(FieldError::new("reason", "give the reason for moving the appointment").into());
+    }
+    let req = BookingRequest {
+        patient_id: old.patient_id.to_string(),
+        kind: old.type_id.to_string(),
+        start: body.start,
+        staff_ids: staff,
+        room_id: body.room_id.or(old.room_id.map(|r| r.to_string())),
+        location_id: Some(old.location_id.to_string()),
+    };
+    let booked = app::book(&state, &user, &req, Some((id, reason))).await?;
+    let mut v = one(&state, &user, booked.id).await?;
+    v["warnings"] = json!(booked.warnings);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemsBody {
+    enrolled_on: String,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+pub async fn rems(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RemsBody>,
+) -> ApiResult<StatusCode> {
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    app::record_rems(&state, &user, id, &body.enrolled_on, body.reference.as_deref()).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationBody {
+    name: String,
+    time_zone: String,
+}
+
+pub async fn create_location(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<LocationBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = app::create_location(&state, &user, &b.name, &b.time_zone).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomBody {
+    location_id: String,
+    name: String,
+}
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<RoomBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = app::create_room(&state, &user, &b.location_id, &b.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+pub async fn save_type(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(def): ApiJson<AppointmentType>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = app::save_type(&state, &user, &def).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+pub async fn set_hours(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(rows): ApiJson<Vec<HoursInput>>,
+) -> ApiResult<StatusCode> {
+    app::set_hours(&state, &user, &id, &rows).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn add_exception(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(e): ApiJson<ExceptionInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = app::add_exception(&state, &user, &id, &e).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}

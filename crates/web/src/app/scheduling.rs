@@ -1,0 +1,700 @@
+//! Booking and the schedule: every rule is checked here or in the domain before the database
+//! claims the slots; the database refuses what a race lets through.
+
+use jiff::Timestamp;
+use jiff::civil::{Date, Time, Weekday};
+use jiff::tz::TimeZone;
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::consent::ConsentStatus;
+use kapstone_domain::scheduling::{
+    self as domain, AppointmentKind, AppointmentType, Block, Candidate, DosingReadiness, HoursException, WeeklyHours,
+};
+use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
+use kapstone_store::scheduling::{self as store, AppointmentRow, LocationRow, NewAppointment, RoomRow};
+use kapstone_store::users::UserRow;
+use kapstone_store::{audit, patients, users};
+use uuid::Uuid;
+
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn to_jiff(t: UtcTs) -> Timestamp {
+    Timestamp::from_microsecond(t.unix_micros()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+pub fn from_jiff(t: Timestamp) -> UtcTs {
+    UtcTs::from_unix_micros(t.as_microsecond())
+}
+
+pub fn time_zone(name: &str) -> Result<TimeZone, AppError> {
+    TimeZone::get(name).map_err(|e| AppError::Internal(anyhow::anyhow!("time zone {name}: {e}")))
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(FieldError::new(field, message))
+}
+
+fn schedule_error(e: domain::ScheduleError) -> AppError {
+    AppError::Invalid(FieldError::new(e.field, e.message))
+}
+
+/// The clinic's appointment types, active first: (row id, code, definition, active).
+pub async fn types(state: &AppState, user: &CurrentUser) -> Result<Vec<(Uuid, AppointmentType, bool)>, AppError> {
+    let rows = store::types(&state.db, user.clinic).await?;
+    rows.into_iter()
+        .map(|r| {
+            let def: AppointmentType = serde_json::from_str(&r.definition)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("appointment type {}: {e}", r.code)))?;
+            Ok((r.id, def, r.active))
+        })
+        .collect()
+}
+
+/// An active type by code or id.
+async fn find_type(state: &AppState, user: &CurrentUser, key: &str) -> Result<(Uuid, AppointmentType), AppError> {
+    let key = key.trim();
+    types(state, user)
+        .await?
+        .into_iter()
+        .find(|(id, t, active)| *active && (t.code == key || id.to_string() == key))
+        .map(|(id, t, _)| (id, t))
+        .ok_or_else(|| invalid("type", "not an appointment type of this clinic (see GET /api/v1/appointment-types)"))
+}
+
+/// Staff accounts of the clinic that can be booked (active, clinical or front desk).
+pub async fn staff(state: &AppState, user: &CurrentUser) -> Result<Vec<UserRow>, AppError> {
+    Ok(users::list(&state.db, user.clinic)
+        .await?
+        .into_iter()
+        .filter(|u| u.active && u.role().is_ok_and(|r| r.is_staff() && r != Role::Admin))
+        .collect())
+}
+
+fn weekday(n: i32) -> Option<Weekday> {
+    Weekday::from_monday_one_offset(i8::try_from(n).ok()?).ok()
+}
+
+fn minute_time(m: i32) -> Time {
+    if m >= 1440 {
+        return Time::MAX;
+    }
+    Time::new(i8::try_from(m / 60).unwrap_or(0), i8::try_from(m % 60).unwrap_or(0), 0, 0).unwrap_or(Time::midnight())
+}
+
+/// Each person's weekly hours at `location` and their exceptions.
+async fn working_hours(
+    state: &AppState,
+    user: &CurrentUser,
+    location: Uuid,
+    from: Date,
+    to: Date,
+) -> Result<Vec<(Uuid, Vec<WeeklyHours>, Vec<HoursException>)>, AppError> {
+    let hours = store::hours(&state.db, user.clinic).await?;
+    let exceptions = store::exceptions(&state.db, user.clinic, &from.to_string(), &to.to_string()).await?;
+    let mut people: Vec<Uuid> = hours.iter().filter(|h| h.location_id == location).map(|h| h.user_id).collect();
+    people.dedup();
+    Ok(people
+        .into_iter()
+        .map(|p| {
+            let weekly = hours
+                .iter()
+                .filter(|h| h.user_id == p && h.location_id == location)
+                .filter_map(|h| {
+                    Some(WeeklyHours {
+                        weekday: weekday(h.weekday)?,
+                        start: minute_time(h.start_minute),
+                        end: minute_time(h.end_minute),
+                    })
+                })
+                .collect();
+            let exc = exceptions
+                .iter()
+                .filter(|e| e.user_id == p)
+                .filter_map(|e| {
+                    Some(HoursException {
+                        date: e.on_date.parse().ok()?,
+                        leave: e.is_leave,
+                        start: minute_time(e.start_minute),
+                        end: minute_time(e.end_minute),
+                    })
+                })
+                .collect();
+            (p, weekly, exc)
+        })
+        .collect())
+}
+
+/// What a booking asks for.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookingRequest {
+    pub patient_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339 with any offset (`2026-12-01T09:00:00-08:00`).
+    pub start: String,
+    #[serde(default)]
+    pub staff_ids: Vec<String>,
+    #[serde(default)]
+    pub room_id: Option<String>,
+    #[serde(default)]
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Booked {
+    pub id: Uuid,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub warnings: Vec<String>,
+}
+
+pub fn parse_instant(field: &'static str, raw: &str) -> Result<Timestamp, AppError> {
+    raw.trim()
+        .parse::<Timestamp>()
+        .map_err(|_| invalid(field, "give a date and time with its UTC offset, like 2026-12-01T09:00:00-08:00"))
+}
+
+fn parse_uuid(field: &'static str, raw: &str) -> Result<Uuid, AppError> {
+    raw.trim().parse().map_err(|_| invalid(field, "not an id"))
+}
+
+/// The patient's state for the dosing gate.
+async fn readiness(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<DosingReadiness, AppError> {
+    let decision = kapstone_store::eligibility::decisions(&state.db, patient).await?.into_iter().next();
+    let allowed_routes = decision
+        .map(|d| if d.verdict == "eligible" { crate::app::eligibility::allowed_routes(&d) } else { Vec::new() });
+    let until = |s: ConsentStatus| match s {
+        ConsentStatus::Valid { until } => Some(to_jiff(until)),
+        _ => None,
+    };
+    let (general, _) = crate::app::consents::status(state, user.clinic, patient, "kap-general").await?;
+    let (rems_ack, _) = crate::app::consents::status(state, user.clinic, patient, "spravato-rems").await?;
+    Ok(DosingReadiness {
+        allowed_routes,
+        consent_valid_until: until(general),
+        rems_acknowledgement_valid_until: until(rems_ack),
+        rems_enrolled: store::rems_enrolled(&state.db, patient).await?.is_some(),
+    })
+}
+
+async fn location_and_room(
+    state: &AppState,
+    user: &CurrentUser,
+    kind: &AppointmentType,
+    req: &BookingRequest,
+) -> Result<(LocationRow, Option<RoomRow>), AppError> {
+    let locations = store::locations(&state.db, user.clinic).await?;
+    let rooms = store::rooms(&state.db, user.clinic).await?;
+    let room = match req.room_id.as_deref().filter(|r| !r.trim().is_empty()) {
+        Some(raw) => {
+            let id = parse_uuid("room_id", raw)?;
+            let room = rooms
+                .into_iter()
+                .find(|r| r.id == id && r.active)
+                .ok_or_else(|| invalid("room_id", "not a room of this clinic"))?;
+            Some(room)
+        }
+        None if kind.needs_room => return Err(invalid("room_id", "this appointment needs a room or chair")),
+        None => None,
+    };
+    let location = match req.location_id.as_deref().filter(|l| !l.trim().is_empty()) {
+        Some(raw) => {
+            let id = parse_uuid("location_id", raw)?;
+            locations
+                .into_iter()
+                .find(|l| l.id == id)
+                .ok_or_else(|| invalid("location_id", "not a location of this clinic"))?
+        }
+        None => match &room {
+            Some(r) => locations.into_iter().find(|l| l.id == r.location_id).ok_or(AppError::NotFound)?,
+            None => {
+                locations.into_iter().next().ok_or_else(|| invalid("location_id", "the clinic has no location yet"))?
+            }
+        },
+    };
+    if let Some(r) = &room
+        && r.location_id != location.id
+    {
+        return Err(invalid("room_id", "this room belongs to another location"));
+    }
+    Ok((location, room))
+}
+
+/// Books one appointment (or the new time of a rescheduled one).
+pub async fn book(
+    state: &AppState,
+    user: &CurrentUser,
+    req: &BookingRequest,
+    rescheduled: Option<(Uuid, &str)>,
+) -> Result<Booked, AppError> {
+    let patient_id: PatientId = req.patient_id.trim().parse().map_err(|_| invalid("patient_id", "not a patient id"))?;
+    let patient = patients::get(&state.db, user.clinic, patient_id)
+        .await?
+        .ok_or_else(|| invalid("patient_id", "no such patient in this clinic"))?;
+    let (type_id, kind) = find_type(state, user, &req.kind).await?;
+    let start = parse_instant("start", &req.start)?;
+    let block = Block::new(start, kind.length.minutes()).map_err(schedule_error)?;
+    if block.start < Timestamp::now() && rescheduled.is_none() {
+        return Err(invalid("start", "this time has passed"));
+    }
+    let (location, room) = location_and_room(state, user, &kind, req).await?;
+    let tz = time_zone(&location.time_zone)?;
+    // Staff: known, bookable, distinct, and together filling the type's needs.
+    let all_staff = staff(state, user).await?;
+    let mut booked_staff: Vec<&UserRow> = Vec::new();
+    for raw in &req.staff_ids {
+        let id = parse_uuid("staff_ids", raw)?;
+        let person = all_staff
+            .iter()
+            .find(|u| u.id == id)
+            .ok_or_else(|| invalid("staff_ids", "not a bookable staff member of this clinic"))?;
+        if booked_staff.iter().any(|u| u.id == id) {
+            return Err(invalid("staff_ids", "listed twice"));
+        }
+        booked_staff.push(person);
+    }
+    let roles: Vec<Role> = booked_staff.iter().filter_map(|u| u.role().ok()).collect();
+    kind.check_staff(&roles).map_err(schedule_error)?;
+    // Everyone works then, at this location.
+    let day = block.start.to_zoned(tz.clone()).date();
+    let hours = working_hours(state, user, location.id, day, day).await?;
+    for person in &booked_staff {
+        let works = match hours.iter().find(|(id, _, _)| *id == person.id) {
+            Some((_, weekly, exc)) => domain::is_working(&tz, block, weekly, exc).map_err(schedule_error)?,
+            None => false,
+        };
+        if !works {
+            return Err(invalid("start", format!("{} is not working then at {}", person.display_name, location.name)));
+        }
+    }
+    // The clinical gate of a dosing session.
+    let mut warnings = Vec::new();
+    if kind.kind == AppointmentKind::Dosing
+        && let Some(route) = kind.route
+    {
+        let r = readiness(state, user, patient_id).await?;
+        match domain::dosing_gate(&r, route, block) {
+            Ok(w) => warnings = w,
+            Err(gate) => {
+                return Err(AppError::Invalid(FieldError::new(
+                    gate.code(),
+                    format!("a dosing session cannot be booked: {gate}"),
+                )));
+            }
+        }
+    }
+    // Claims: each person, the room, the patient, every slot.
+    let staff_ids: Vec<UserId> = booked_staff.iter().map(|u| u.user_id()).collect();
+    let mut keys: Vec<String> = staff_ids.iter().map(|u| format!("user:{u}")).collect();
+    if let Some(r) = &room {
+        keys.push(format!("room:{}", r.id));
+    }
+    keys.push(format!("patient:{}", patient.id));
+    let slots = block.slots();
+    let claims: Vec<(String, i64)> = keys.iter().flat_map(|k| slots.iter().map(move |s| (k.clone(), *s))).collect();
+    let mut tx = state.db.begin().await?;
+    if let Some((old, reason)) = rescheduled
+        && !store::change_status(&mut tx, user.clinic, old, "rescheduled", Some(reason), user.id).await?
+    {
+        return Err(AppError::Conflict { field: "id", message: "this appointment is no longer booked".into() });
+    }
+    let new = NewAppointment {
+        clinic: user.clinic,
+        patient: patient_id,
+        type_id,
+        location: location.id,
+        room: room.as_ref().map(|r| r.id),
+        start: from_jiff(block.start),
+        end: from_jiff(block.end),
+        staff: &staff_ids,
+        claims: &claims,
+        by: user.id,
+        rescheduled_from: rescheduled.map(|(old, _)| old),
+    };
+    let id = match store::book(&mut tx, &new).await? {
+        Ok(id) => id,
+        Err(clash) => return Err(clash_error(clash.resource.as_deref(), &booked_staff, room.as_ref())),
+    };
+    let mut e = user.event(AuditAction::AppointmentBooked, "appointment", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(patient_id);
+    e.reason = Some(match rescheduled {
+        Some((old, _)) => format!("{} rescheduled from {old}", kind.code),
+        None => kind.code.clone(),
+    });
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Booked { id, start: block.start, end: block.end, warnings })
+}
+
+fn clash_error(resource: Option<&str>, staff: &[&UserRow], room: Option<&RoomRow>) -> AppError {
+    let (field, message) = match resource {
+        Some(r) if r.starts_with("user:") => {
+            let name = staff
+                .iter()
+                .find(|u| r == format!("user:{}", u.id))
+                .map_or("a staff member", |u| u.display_name.as_str());
+            ("staff_ids", format!("{name} is already booked then"))
+        }
+        Some(r) if r.starts_with("room:") => {
+            ("room_id", format!("{} is already booked then", room.map_or("the room", |x| x.name.as_str())))
+        }
+        Some(_) => ("patient_id", "the patient already has an appointment then".to_owned()),
+        None => ("start", "someone booked one of these people, the room or the patient at the same moment".to_owned()),
+    };
+    AppError::Conflict { field, message }
+}
+
+/// Cancels, marks a no-show or completes a booked appointment (with a reason for a cancel).
+pub async fn change(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<AppointmentRow, AppError> {
+    let appt = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let reason = kapstone_domain::patient::optional_text("reason", reason, 1000)?;
+    if status == "cancelled" && reason.is_none() {
+        return Err(invalid("reason", "give the reason for cancelling"));
+    }
+    if status == "no_show" && to_jiff(appt.start_at.0) > Timestamp::now() {
+        return Err(invalid("status", "a no-show can be recorded only once the appointment has started"));
+    }
+    let mut tx = state.db.begin().await?;
+    if !store::change_status(&mut tx, user.clinic, id, status, reason.as_deref(), user.id).await? {
+        return Err(AppError::Conflict {
+            field: "status",
+            message: format!("this appointment is already {}", appt.status),
+        });
+    }
+    let mut e = user.event(AuditAction::AppointmentChanged, "appointment", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(appt.patient_id));
+    e.reason = Some(status.to_owned());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)
+}
+
+/// Appointments overlapping `[from, to)`, with their staff (audited: the list names patients).
+pub async fn between(
+    state: &AppState,
+    user: &CurrentUser,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<(AppointmentRow, Vec<Uuid>)>, AppError> {
+    if to <= from {
+        return Err(invalid("to", "the end of the range must be after its start"));
+    }
+    if to.duration_since(from).as_hours() > 24 * 62 {
+        return Err(invalid("to", "ask for at most 62 days at a time"));
+    }
+    let rows = store::appointments_between(&state.db, user.clinic, from_jiff(from), from_jiff(to)).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let staff = store::staff_of(&state.db, &ids).await?;
+    let mut e = user.event(AuditAction::PatientListed, "appointment", Outcome::Success);
+    e.reason = Some(format!("{} appointments", rows.len()));
+    state.read_audit.record(e).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let people = staff.iter().filter(|(a, _)| *a == r.id).map(|(_, u)| *u).collect();
+            (r, people)
+        })
+        .collect())
+}
+
+/// A free slot offered to the person booking.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offer {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub staff_ids: Vec<Uuid>,
+    pub room_id: Option<Uuid>,
+    pub location_id: Uuid,
+}
+
+/// Free slots for a type between two local dates of the location.
+pub async fn free_slots(
+    state: &AppState,
+    user: &CurrentUser,
+    type_key: &str,
+    from: &str,
+    to: &str,
+    patient: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Offer>, AppError> {
+    let (_, kind) = find_type(state, user, type_key).await?;
+    let from: Date = from.trim().parse().map_err(|_| invalid("from", "give a date as YYYY-MM-DD"))?;
+    let to: Date = to.trim().parse().map_err(|_| invalid("to", "give a date as YYYY-MM-DD"))?;
+    let patient_key = match patient.filter(|p| !p.trim().is_empty()) {
+        Some(p) => {
+            let id: PatientId = p.trim().parse().map_err(|_| invalid("patient_id", "not a patient id"))?;
+            patients::get(&state.db, user.clinic, id).await?.ok_or_else(|| invalid("patient_id", "no such patient"))?;
+            format!("patient:{id}")
+        }
+        None => "patient:none".to_owned(),
+    };
+    let location = store::locations(&state.db, user.clinic)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("location_id", "the clinic has no location yet"))?;
+    let tz = time_zone(&location.time_zone)?;
+    let people = staff(state, user).await?;
+    let hours = working_hours(state, user, location.id, from, to).await?;
+    let candidates: Vec<Candidate> = hours
+        .iter()
+        .filter_map(|(id, weekly, exc)| {
+            let person = people.iter().find(|u| u.id == *id)?;
+            Some(Candidate {
+                key: format!("user:{id}"),
+                role: person.role().ok()?,
+                weekly: weekly.clone(),
+                exceptions: exc.clone(),
+            })
+        })
+        .collect();
+    let rooms: Vec<RoomRow> = store::rooms(&state.db, user.clinic)
+        .await?
+        .into_iter()
+        .filter(|r| r.active && r.location_id == location.id)
+        .collect();
+    let room_keys: Vec<String> = rooms.iter().map(|r| format!("room:{}", r.id)).collect();
+    let range_start = domain::instant(&tz, from, Time::midnight()).map_err(schedule_error)?;
+    let range_end =
+        domain::instant(&tz, to.tomorrow().map_err(|_| invalid("to", "date out of range"))?, Time::midnight())
+            .map_err(schedule_error)?
+            .checked_add(jiff::SignedDuration::from_hours(12))
+            .map_err(|_| invalid("to", "date out of range"))?;
+    let size = domain::SLOT_MINUTES * 60;
+    let mut resources: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
+    resources.extend(room_keys.iter().cloned());
+    resources.push(patient_key.clone());
+    let busy: std::collections::HashSet<(String, i64)> =
+        store::claims_between(&state.db, &resources, range_start.as_second() / size, range_end.as_second() / size)
+            .await?
+            .into_iter()
+            .collect();
+    let proposals = domain::find_slots(&domain::SlotSearch {
+        tz: &tz,
+        kind: &kind,
+        candidates: &candidates,
+        rooms: &room_keys,
+        patient: &patient_key,
+        busy: &busy,
+        from,
+        to,
+        step_minutes: 15,
+        not_before: Timestamp::now(),
+        limit: limit.clamp(1, 200),
+    })
+    .map_err(schedule_error)?;
+    Ok(proposals
+        .into_iter()
+        .map(|p| Offer {
+            start: p.block.start,
+            end: p.block.end,
+            staff_ids: p.staff.iter().filter_map(|i| hours.iter().map(|h| h.0).nth(*i)).collect(),
+            room_id: p.room.map(|i| rooms[i].id),
+            location_id: location.id,
+        })
+        .collect())
+}
+
+/// Records the patient's Spravato REMS enrolment (GATE-03).
+pub async fn record_rems(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+    enrolled_on: &str,
+    reference: Option<&str>,
+) -> Result<(), AppError> {
+    patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
+    let date: Date = enrolled_on.trim().parse().map_err(|_| invalid("enrolled_on", "give the date as YYYY-MM-DD"))?;
+    if date > Timestamp::now().to_zoned(TimeZone::UTC).date() {
+        return Err(invalid("enrolled_on", "an enrolment date cannot be in the future"));
+    }
+    let reference = kapstone_domain::patient::optional_text("reference", reference, 100)?;
+    let mut tx = state.db.begin().await?;
+    let id =
+        store::record_rems_enrollment(&mut tx, user.clinic, patient, &date.to_string(), reference.as_deref(), user.id)
+            .await?;
+    let mut e = user.event(AuditAction::RemsEnrollmentRecorded, "rems_enrollment", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(patient);
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn configured(user: &CurrentUser, what: &str, id: Uuid) -> kapstone_domain::audit::NewAuditEvent {
+    let mut e = user.event(AuditAction::SchedulingConfigured, "scheduling", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.reason = Some(what.to_owned());
+    e
+}
+
+/// Adds a location with its IANA time zone.
+pub async fn create_location(state: &AppState, user: &CurrentUser, name: &str, zone: &str) -> Result<Uuid, AppError> {
+    let name = kapstone_domain::patient::optional_text("name", Some(name), 100)?
+        .ok_or_else(|| invalid("name", "enter a name"))?;
+    TimeZone::get(zone.trim()).map_err(|_| invalid("time_zone", "not an IANA time zone (like America/Los_Angeles)"))?;
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_location(&mut tx, user.clinic, &name, zone.trim()).await?;
+    audit::append(&mut tx, &configured(user, "location", id)).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Adds a room or chair to a location.
+pub async fn create_room(state: &AppState, user: &CurrentUser, location: &str, name: &str) -> Result<Uuid, AppError> {
+    let location = parse_uuid("location_id", location)?;
+    if !store::locations(&state.db, user.clinic).await?.iter().any(|l| l.id == location) {
+        return Err(invalid("location_id", "not a location of this clinic"));
+    }
+    let name = kapstone_domain::patient::optional_text("name", Some(name), 100)?
+        .ok_or_else(|| invalid("name", "enter a name"))?;
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_room(&mut tx, user.clinic, location, &name).await?;
+    audit::append(&mut tx, &configured(user, "room", id)).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Saves an appointment type (a new version if the code exists).
+pub async fn save_type(state: &AppState, user: &CurrentUser, def: &AppointmentType) -> Result<Uuid, AppError> {
+    def.check().map_err(schedule_error)?;
+    let code = def.code.trim();
+    if code.is_empty() || code.len() > 40 || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(invalid("code", "use 1 to 40 letters, digits, - or _"));
+    }
+    let name = kapstone_domain::patient::optional_text("name", Some(&def.name), 100)?
+        .ok_or_else(|| invalid("name", "enter a name"))?;
+    let def = AppointmentType { code: code.to_owned(), name, ..def.clone() };
+    let json = serde_json::to_string(&def).map_err(|e| AppError::Internal(e.into()))?;
+    let mut tx = state.db.begin().await?;
+    let id = store::save_type(&mut tx, user.clinic, code, &json).await?;
+    audit::append(&mut tx, &configured(user, "appointment type", id)).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// One weekly window as entered: weekday 1 (Monday) to 7, times as HH:MM.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursInput {
+    pub weekday: i32,
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub location_id: Option<String>,
+}
+
+fn minutes_of(field: &'static str, raw: &str) -> Result<i32, AppError> {
+    if raw.trim() == "24:00" {
+        return Ok(1440);
+    }
+    let t: Time = raw.trim().parse().map_err(|_| invalid(field, "give a time as HH:MM"))?;
+    Ok(i32::from(t.hour()) * 60 + i32::from(t.minute()))
+}
+
+/// Replaces a staff member's weekly hours.
+pub async fn set_hours(
+    state: &AppState,
+    user: &CurrentUser,
+    person: &str,
+    rows: &[HoursInput],
+) -> Result<(), AppError> {
+    let person = parse_uuid("id", person)?;
+    let who = staff(state, user).await?.into_iter().find(|u| u.id == person).ok_or(AppError::NotFound)?;
+    let locations = store::locations(&state.db, user.clinic).await?;
+    let mut out = Vec::new();
+    for r in rows {
+        if !(1..=7).contains(&r.weekday) {
+            return Err(invalid("weekday", "1 (Monday) to 7 (Sunday)"));
+        }
+        let (start, end) = (minutes_of("start", &r.start)?, minutes_of("end", &r.end)?);
+        if start >= end {
+            return Err(invalid("end", "the end must be after the start"));
+        }
+        let location = match r.location_id.as_deref() {
+            Some(raw) => {
+                let id = parse_uuid("location_id", raw)?;
+                locations
+                    .iter()
+                    .find(|l| l.id == id)
+                    .ok_or_else(|| invalid("location_id", "not a location of this clinic"))?
+                    .id
+            }
+            None => locations.first().ok_or_else(|| invalid("location_id", "the clinic has no location yet"))?.id,
+        };
+        out.push(store::HoursRow {
+            user_id: who.id,
+            location_id: location,
+            weekday: r.weekday,
+            start_minute: start,
+            end_minute: end,
+        });
+    }
+    let mut tx = state.db.begin().await?;
+    store::replace_hours(&mut tx, user.clinic, who.user_id(), &out).await?;
+    audit::append(&mut tx, &configured(user, "working hours", who.id)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Leave or extra hours on one date.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionInput {
+    pub date: String,
+    /// `leave` or `extra`.
+    pub kind: String,
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+pub async fn add_exception(
+    state: &AppState,
+    user: &CurrentUser,
+    person: &str,
+    e: &ExceptionInput,
+) -> Result<Uuid, AppError> {
+    let person = parse_uuid("id", person)?;
+    let who = staff(state, user).await?.into_iter().find(|u| u.id == person).ok_or(AppError::NotFound)?;
+    let date: Date = e.date.trim().parse().map_err(|_| invalid("date", "give the date as YYYY-MM-DD"))?;
+    let is_leave = match e.kind.as_str() {
+        "leave" => true,
+        "extra" => false,
+        _ => return Err(invalid("kind", "leave or extra")),
+    };
+    let (start, end) = (minutes_of("start", &e.start)?, minutes_of("end", &e.end)?);
+    if start >= end {
+        return Err(invalid("end", "the end must be after the start"));
+    }
+    let note = kapstone_domain::patient::optional_text("note", e.note.as_deref(), 200)?;
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_exception(
+        &mut tx,
+        &store::NewException {
+            clinic: user.clinic,
+            user: who.user_id(),
+            on_date: &date.to_string(),
+            is_leave,
+            start_minute: start,
+            end_minute: end,
+            note: note.as_deref(),
+            by: user.id,
+        },
+    )
+    .await?;
+    audit::append(&mut tx, &configured(user, "hours exception", id)).await?;
+    tx.commit().await?;
+    Ok(id)
+}
