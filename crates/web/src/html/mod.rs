@@ -10,6 +10,7 @@ pub mod home;
 pub mod invite;
 pub mod patients;
 pub mod portal;
+pub mod schedule;
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -29,6 +30,7 @@ pub struct NavItem {
 const NAV: &[(&str, &str, Action)] = &[
     ("/", "Today", Action::StaffHome),
     ("/patients", "Patients", Action::ListPatients),
+    ("/schedule", "Schedule", Action::ReadSchedule),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),

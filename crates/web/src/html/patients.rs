@@ -124,6 +124,10 @@ struct PatientPage {
     can_manage_pathway: bool,
     /// (event, reason, when)
     pathway_events: Vec<(String, String, String)>,
+    /// (when, type, status, upcoming)
+    appointments: Vec<(String, String, String, bool)>,
+    can_book: bool,
+    can_see_schedule: bool,
     notice: Option<String>,
     assign_error: Option<String>,
 }
@@ -205,7 +209,12 @@ async fn chart(
         .into_iter()
         .map(|e| (e.event, e.reason, when(e.recorded_at.0)))
         .collect();
+    let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
+    let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
     render(&PatientPage {
+        appointments,
+        can_book: allows(Some(user.role), Action::BookAppointments),
+        can_see_schedule,
         stage: stage.label(),
         can_read_clinical: allows(Some(user.role), Action::ReadClinicalRecord),
         can_manage_pathway: allows(Some(user.role), Action::ManagePathway),

@@ -1,0 +1,446 @@
+//! Schedule pages: the day by chair or by staff member, the week, booking from free slots, and
+//! cancel / no-show. All times are shown in the location's time zone.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use kapstone_domain::PatientId;
+use kapstone_domain::permissions::{Action, allows};
+use kapstone_store::scheduling as store;
+
+use super::{Layout, PageResult, render, sentence};
+use crate::app::scheduling::{self as app, BookingRequest};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// One appointment as a card.
+pub struct Card {
+    pub id: String,
+    pub time: String,
+    pub type_name: String,
+    pub patient: String,
+    pub patient_id: String,
+    pub staff: String,
+    pub room: String,
+    pub status: String,
+    pub live: bool,
+    pub started: bool,
+}
+
+/// A column of the day view (a chair or a person) or of the week view (a day).
+pub struct Column {
+    pub title: String,
+    pub cards: Vec<Card>,
+}
+
+#[derive(Template)]
+#[template(path = "schedule.html")]
+struct SchedulePage {
+    layout: Layout,
+    title: String,
+    date: String,
+    prev: String,
+    next: String,
+    view: &'static str,
+    columns: Vec<Column>,
+    unassigned: Vec<Card>,
+    zone: String,
+    can_book: bool,
+    notice: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct DayQuery {
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    view: Option<String>,
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+fn hm(t: Timestamp, tz: &TimeZone) -> String {
+    let z = t.to_zoned(tz.clone());
+    format!("{:02}:{:02}", z.hour(), z.minute())
+}
+
+/// Initials, so a screen seen over a shoulder does not show a full name.
+fn initials(given: &str, family: &str) -> String {
+    let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    format!("{}. {}.", first(given), first(family))
+}
+
+pub async fn day(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<DayQuery>,
+) -> PageResult<Html<String>> {
+    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
+    let zone = location.as_ref().map_or_else(|| "UTC".to_owned(), |l| l.time_zone.clone());
+    let tz = app::time_zone(&zone)?;
+    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let date: Date = match q.date.as_deref().filter(|d| !d.is_empty()) {
+        Some(d) => d.parse().map_err(|_| kapstone_domain::FieldError::new("date", "give a date as YYYY-MM-DD"))?,
+        None => today,
+    };
+    let week = q.view.as_deref() == Some("week");
+    let by_staff = q.view.as_deref() == Some("staff");
+    let (first, days) = if week {
+        let monday = date.checked_sub(i64::from(date.weekday().to_monday_zero_offset()).days()).unwrap_or(date);
+        (monday, 7)
+    } else {
+        (date, 1)
+    };
+    let start = kapstone_domain::scheduling::instant(&tz, first, jiff::civil::Time::midnight())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let last = first.checked_add(days.days()).unwrap_or(first);
+    let end = kapstone_domain::scheduling::instant(&tz, last, jiff::civil::Time::midnight())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let rows = app::between(&state, &user, start, end).await?;
+    let types = app::types(&state, &user).await?;
+    let rooms = store::rooms(&state.db, user.clinic).await?;
+    let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
+    let now = Timestamp::now();
+    let mut cards = Vec::new();
+    for (a, people) in &rows {
+        let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(a.patient_id)).await?;
+        let (s, e) = (app::to_jiff(a.start_at.0), app::to_jiff(a.end_at.0));
+        cards.push((
+            a.clone(),
+            people.clone(),
+            Card {
+                id: a.id.to_string(),
+                time: format!("{}–{}", hm(s, &tz), hm(e, &tz)),
+                type_name: types
+                    .iter()
+                    .find(|(id, _, _)| *id == a.type_id)
+                    .map_or_else(String::new, |t| t.1.name.clone()),
+                patient: p.as_ref().map_or_else(String::new, |p| initials(&p.given_name, &p.family_name)),
+                patient_id: a.patient_id.to_string(),
+                staff: people
+                    .iter()
+                    .filter_map(|u| staff.iter().find(|x| x.id == *u).map(|x| x.display_name.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                room: a
+                    .room_id
+                    .and_then(|r| rooms.iter().find(|x| x.id == r))
+                    .map_or_else(String::new, |r| r.name.clone()),
+                status: a.status.replace('_', "-"),
+                live: a.status == "booked",
+                started: s <= now,
+            },
+        ));
+    }
+    let mut unassigned = Vec::new();
+    let columns: Vec<Column> = if week {
+        (0..7)
+            .map(|i| {
+                let d = first.checked_add(i.days()).unwrap_or(first);
+                Column {
+                    title: format!("{} {d}", d.weekday_name()),
+                    cards: cards
+                        .iter()
+                        .filter(|(a, _, _)| app::to_jiff(a.start_at.0).to_zoned(tz.clone()).date() == d)
+                        .map(|(_, _, c)| clone_card(c))
+                        .collect(),
+                }
+            })
+            .collect()
+    } else if by_staff {
+        let mut cols: Vec<Column> = app::staff(&state, &user)
+            .await?
+            .iter()
+            .map(|u| Column {
+                title: u.display_name.clone(),
+                cards: cards
+                    .iter()
+                    .filter(|(_, people, _)| people.contains(&u.id))
+                    .map(|(_, _, c)| clone_card(c))
+                    .collect(),
+            })
+            .collect();
+        cols.retain(|c| !c.cards.is_empty());
+        cols
+    } else {
+        for (a, _, c) in &cards {
+            if a.room_id.is_none() {
+                unassigned.push(clone_card(c));
+            }
+        }
+        rooms
+            .iter()
+            .filter(|r| r.active)
+            .map(|r| Column {
+                title: r.name.clone(),
+                cards: cards
+                    .iter()
+                    .filter(|(a, _, _)| a.room_id == Some(r.id))
+                    .map(|(_, _, c)| clone_card(c))
+                    .collect(),
+            })
+            .collect()
+    };
+    let step = if week { 7 } else { 1 };
+    let view = if week {
+        "week"
+    } else if by_staff {
+        "staff"
+    } else {
+        "chair"
+    };
+    render(&SchedulePage {
+        layout: Layout::for_user("Schedule", &user, "/schedule"),
+        title: if week { format!("Week of {first}") } else { format!("{} {date}", date.weekday_name()) },
+        date: date.to_string(),
+        prev: date.checked_sub(step.days()).unwrap_or(date).to_string(),
+        next: date.checked_add(step.days()).unwrap_or(date).to_string(),
+        view,
+        columns,
+        unassigned,
+        zone,
+        can_book: allows(Some(user.role), Action::BookAppointments),
+        notice: q.notice.map(|n| sentence(&n)),
+    })
+}
+
+fn clone_card(c: &Card) -> Card {
+    Card {
+        id: c.id.clone(),
+        time: c.time.clone(),
+        type_name: c.type_name.clone(),
+        patient: c.patient.clone(),
+        patient_id: c.patient_id.clone(),
+        staff: c.staff.clone(),
+        room: c.room.clone(),
+        status: c.status.clone(),
+        live: c.live,
+        started: c.started,
+    }
+}
+
+trait WeekdayName {
+    fn weekday_name(&self) -> &'static str;
+}
+
+impl WeekdayName for Date {
+    fn weekday_name(&self) -> &'static str {
+        match self.weekday() {
+            jiff::civil::Weekday::Monday => "Monday",
+            jiff::civil::Weekday::Tuesday => "Tuesday",
+            jiff::civil::Weekday::Wednesday => "Wednesday",
+            jiff::civil::Weekday::Thursday => "Thursday",
+            jiff::civil::Weekday::Friday => "Friday",
+            jiff::civil::Weekday::Saturday => "Saturday",
+            jiff::civil::Weekday::Sunday => "Sunday",
+        }
+    }
+}
+
+/// A free slot as a one-click booking form.
+pub struct OfferView {
+    pub when: String,
+    pub start: String,
+    pub staff_ids: Vec<String>,
+    pub staff: String,
+    pub room_id: String,
+    pub room: String,
+}
+
+#[derive(Template)]
+#[template(path = "schedule_book.html")]
+struct BookPage {
+    layout: Layout,
+    patient_id: String,
+    patient: String,
+    types: Vec<(String, String)>,
+    kind: String,
+    from: String,
+    to: String,
+    offers: Vec<OfferView>,
+    searched: bool,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct BookQuery {
+    patient: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+async fn book_page(
+    state: &AppState,
+    user: &CurrentUser,
+    q: &BookQuery,
+    error: Option<String>,
+) -> PageResult<Html<String>> {
+    let patient_id: PatientId = q.patient.parse().map_err(|_| AppError::NotFound)?;
+    let p = crate::app::patients::read(state, user, patient_id).await?;
+    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
+    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let from = q.from.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| today.to_string());
+    let to =
+        q.to.clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| today.checked_add(14.days()).unwrap_or(today).to_string());
+    let types: Vec<(String, String)> =
+        app::types(state, user).await?.into_iter().filter(|t| t.2).map(|(_, t, _)| (t.code, t.name)).collect();
+    let kind = q.kind.clone().unwrap_or_default();
+    let mut offers = Vec::new();
+    let mut error = error;
+    if !kind.is_empty() && error.is_none() {
+        match app::free_slots(state, user, &kind, &from, &to, Some(&q.patient), 30).await {
+            Ok(found) => {
+                let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
+                let rooms = store::rooms(&state.db, user.clinic).await?;
+                for o in found {
+                    let z = o.start.to_zoned(tz.clone());
+                    offers.push(OfferView {
+                        when: format!("{} {} {:02}:{:02}", z.date().weekday_name(), z.date(), z.hour(), z.minute()),
+                        start: o.start.to_string(),
+                        staff_ids: o.staff_ids.iter().map(ToString::to_string).collect(),
+                        staff: o
+                            .staff_ids
+                            .iter()
+                            .filter_map(|id| staff.iter().find(|u| u.id == *id).map(|u| u.display_name.clone()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        room_id: o.room_id.map(|r| r.to_string()).unwrap_or_default(),
+                        room: o
+                            .room_id
+                            .and_then(|r| rooms.iter().find(|x| x.id == r))
+                            .map_or_else(String::new, |r| r.name.clone()),
+                    });
+                }
+            }
+            Err(AppError::Invalid(e)) => error = Some(sentence(&e.message)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    render(&BookPage {
+        layout: Layout::for_user("Book an appointment", user, "/schedule"),
+        patient_id: q.patient.clone(),
+        patient: format!("{} {}", p.given_name, p.family_name),
+        types,
+        searched: !kind.is_empty(),
+        kind,
+        from,
+        to,
+        offers,
+        error,
+    })
+}
+
+pub async fn book_form(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<BookQuery>,
+) -> PageResult<Html<String>> {
+    book_page(&state, &user, &q, None).await
+}
+
+/// `POST /schedule/book`: books an offered slot, then shows the day.
+pub async fn book(State(state): State<AppState>, user: CurrentUser, body: String) -> PageResult<Response> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body)
+        .map_err(|_| AppError::BadRequest { field: None, message: "the form could not be read".into() })?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let req = BookingRequest {
+        patient_id: get("patient_id"),
+        kind: get("type"),
+        start: get("start"),
+        staff_ids: pairs.iter().filter(|(k, _)| k == "staff_id").map(|(_, v)| v.clone()).collect(),
+        room_id: Some(get("room_id")).filter(|r| !r.is_empty()),
+        location_id: None,
+    };
+    match app::book(&state, &user, &req, None).await {
+        Ok(b) => {
+            let notice =
+                if b.warnings.is_empty() { "Booked.".to_owned() } else { format!("Booked. {}", b.warnings.join("; ")) };
+            let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
+            let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+            let day = b.start.to_zoned(tz).date();
+            let url = format!("/schedule?date={day}&notice={}", urlencode(&notice));
+            Ok(Redirect::to(&url).into_response())
+        }
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. } | AppError::InvalidItem { .. })) => {
+            let status = e.status();
+            let q = BookQuery { patient: req.patient_id.clone(), kind: Some(req.kind.clone()), from: None, to: None };
+            let page = book_page(&state, &user, &q, Some(sentence(&e.public_message("")))).await?;
+            Ok((status, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).map(|x| x.trim_start_matches("x=").to_owned()).unwrap_or_default()
+}
+
+#[derive(serde::Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    date: String,
+}
+
+/// `POST /schedule/appointments/{id}`: cancel (with reason) or mark a no-show.
+pub async fn change(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<ChangeForm>,
+) -> PageResult<Response> {
+    let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let status = match f.status.as_str() {
+        "cancelled" | "no_show" => f.status.as_str(),
+        _ => return Err(kapstone_domain::FieldError::new("status", "cancel or no-show").into()),
+    };
+    let notice = match app::change(&state, &user, id, status, Some(&f.reason)).await {
+        Ok(_) => {
+            if status == "cancelled" { "Cancelled; the time is free again." } else { "No-show recorded." }.to_owned()
+        }
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => e.public_message(""),
+        Err(e) => return Err(e.into()),
+    };
+    let date = if f.date.is_empty() { String::new() } else { format!("date={}&", urlencode(&f.date)) };
+    Ok(Redirect::to(&format!("/schedule?{date}notice={}", urlencode(&notice))).into_response())
+}
+
+/// A patient's appointments for the chart (past and upcoming), in the location's zone.
+pub async fn timeline(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+) -> Result<Vec<(String, String, String, bool)>, AppError> {
+    let rows = store::appointments_of_patient(&state.db, patient).await?;
+    let types = app::types(state, user).await?;
+    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
+    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let now = Timestamp::now();
+    Ok(rows
+        .iter()
+        .map(|a| {
+            let s = app::to_jiff(a.start_at.0);
+            let z = s.to_zoned(tz.clone());
+            (
+                format!("{} {} {:02}:{:02}", z.date().weekday_name(), z.date(), z.hour(), z.minute()),
+                types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone()),
+                a.status.replace('_', "-"),
+                s >= now,
+            )
+        })
+        .collect())
+}
