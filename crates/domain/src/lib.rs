@@ -15,6 +15,7 @@ pub mod instruments;
 pub mod pathway;
 pub mod patient;
 pub mod permissions;
+pub mod preparation;
 pub mod scheduling;
 pub mod time;
 pub mod vitals;

@@ -60,10 +60,12 @@ pub enum Action {
     BookAppointments,
     /// Configure locations, rooms, appointment types and working hours (admins).
     ManageScheduling,
+    /// Write the medication instructions of a dosing session's preparation (prescribers).
+    WriteMedicationInstructions,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -88,6 +90,7 @@ impl Action {
         Action::ReadSchedule,
         Action::BookAppointments,
         Action::ManageScheduling,
+        Action::WriteMedicationInstructions,
     ];
 }
 
@@ -127,6 +130,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadReferenceContent,
             Action::ReadSchedule,
             Action::BookAppointments,
+            Action::WriteMedicationInstructions,
         ],
     ),
     (

@@ -465,3 +465,179 @@ pub async fn rems_enrolled(db: &Db, patient: PatientId) -> Result<Option<String>
         .await?
     }))
 }
+
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct PreparationRow {
+    pub appointment_id: Uuid,
+    pub escort_name: Option<String>,
+    pub escort_phone: Option<String>,
+    pub escort_relationship: Option<String>,
+    pub escort_confirmed_at: Option<DbTs>,
+    pub intention: Option<String>,
+    pub intention_written_at: Option<DbTs>,
+    pub medication_instructions: Option<String>,
+    pub instructions_ack_at: Option<DbTs>,
+}
+
+pub async fn preparation(db: &Db, appointments: &[Uuid]) -> Result<Vec<PreparationRow>> {
+    if appointments.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT appointment_id, escort_name, escort_phone, escort_relationship, escort_confirmed_at, intention, \
+             intention_written_at, medication_instructions, instructions_ack_at FROM appointment_preparation \
+             WHERE appointment_id IN ",
+        );
+        crate::push_ids(&mut q, appointments);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
+/// One change to a preparation.
+pub enum PrepChange<'a> {
+    /// The ride home; `confirmed` when the patient enters or confirms it.
+    Escort {
+        name: &'a str,
+        phone: &'a str,
+        relationship: Option<&'a str>,
+        confirmed: bool,
+    },
+    Intention(&'a str),
+    MedicationInstructions {
+        text: &'a str,
+        by: UserId,
+    },
+    InstructionsAcknowledged,
+}
+
+pub async fn change_preparation(tx: &mut Tx, appointment: Uuid, change: &PrepChange<'_>) -> Result<()> {
+    let now = DbTs(UtcTs::now());
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO appointment_preparation (appointment_id, updated_at) VALUES ($1, $2) \
+             ON CONFLICT (appointment_id) DO NOTHING",
+        )
+        .bind(appointment)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        match change {
+            PrepChange::Escort { name, phone, relationship, confirmed } => {
+                sqlx::query(
+                    "UPDATE appointment_preparation SET escort_name = $2, escort_phone = $3, escort_relationship = $4, \
+                     escort_confirmed_at = CASE WHEN $5 THEN $6 ELSE NULL END, updated_at = $6 WHERE appointment_id = $1",
+                )
+                .bind(appointment)
+                .bind(*name)
+                .bind(*phone)
+                .bind(*relationship)
+                .bind(*confirmed)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            }
+            PrepChange::Intention(text) => {
+                sqlx::query(
+                    "UPDATE appointment_preparation SET intention = $2, intention_written_at = $3, updated_at = $3 \
+                     WHERE appointment_id = $1",
+                )
+                .bind(appointment)
+                .bind(*text)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            }
+            PrepChange::MedicationInstructions { text, by } => {
+                sqlx::query(
+                    "UPDATE appointment_preparation SET medication_instructions = $2, medication_by = $3, updated_at = $4 \
+                     WHERE appointment_id = $1",
+                )
+                .bind(appointment)
+                .bind(*text)
+                .bind(by.as_uuid())
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            }
+            PrepChange::InstructionsAcknowledged => {
+                sqlx::query(
+                    "UPDATE appointment_preparation SET instructions_ack_at = $2, updated_at = $2 WHERE appointment_id = $1",
+                )
+                .bind(appointment)
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// (patient, instrument, submitted at) of responses since `since`, for the checklist.
+pub async fn responses_since(db: &Db, patients: &[Uuid], since: UtcTs) -> Result<Vec<(Uuid, String, DbTs)>> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT patient_id, instrument, submitted_at FROM questionnaire_responses WHERE submitted_at >= ",
+        );
+        q.push_bind(DbTs(since)).push(" AND patient_id IN ");
+        crate::push_ids(&mut q, patients);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
+/// When each appointment was booked (the checklist counts questionnaires from then).
+pub async fn created_at(db: &Db, appointments: &[Uuid]) -> Result<Vec<(Uuid, DbTs)>> {
+    if appointments.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT id, created_at FROM appointments WHERE id IN ");
+        crate::push_ids(&mut q, appointments);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
+/// The user's feed token, if they made one.
+pub async fn feed_token(db: &Db, user: UserId) -> Result<Option<String>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar("SELECT token FROM calendar_feeds WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .fetch_optional(c)
+            .await?
+    }))
+}
+
+/// Replaces the user's feed token (the old link stops working).
+pub async fn set_feed_token(tx: &mut Tx, user: UserId, token: &str) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("DELETE FROM calendar_feeds WHERE user_id = $1").bind(user.as_uuid()).execute(&mut *c).await?;
+        sqlx::query("INSERT INTO calendar_feeds (user_id, token, created_at) VALUES ($1, $2, $3)")
+            .bind(user.as_uuid())
+            .bind(token)
+            .bind(DbTs(UtcTs::now()))
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+pub async fn feed_owner(db: &Db, token: &str) -> Result<Option<Uuid>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar("SELECT user_id FROM calendar_feeds WHERE token = $1").bind(token).fetch_optional(c).await?
+    }))
+}
+
+/// A staff member's appointments in `[from, to)`.
+pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
+    let sql = format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id IN (SELECT appointment_id FROM appointment_staff \
+         WHERE user_id = $1) AND start_at < $3 AND end_at > $2 ORDER BY start_at, id"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user).bind(DbTs(from)).bind(DbTs(to)).fetch_all(c).await?
+    }))
+}

@@ -105,6 +105,12 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             r("Pathway"),
         ),
         ("GET", "/api/v1/openapi.json") => op("This document", None, "200", obj),
+        ("GET", "/api/v1/me/calendar-feed") => op(
+            "Your secret iCalendar feed link (made on first use; renew it on your account page)",
+            None,
+            "200",
+            json!({"type":"object","properties":{"url":{"type":"string"}}}),
+        ),
         ("GET", "/api/v1/appointment-types") => {
             op("Active appointment types with length and staff needs", None, "200", obj)
         }

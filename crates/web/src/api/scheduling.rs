@@ -320,3 +320,9 @@ pub async fn add_exception(
     let id = app::add_exception(&state, &user, &id, &e).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
+
+/// `GET /api/v1/me/calendar-feed`: the signed-in staff member's secret iCalendar link.
+pub async fn calendar_feed(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let url = crate::app::calendar::feed_url(&state, &user, false).await?;
+    Ok(Json(json!({ "url": url })))
+}

@@ -3,11 +3,13 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod calendar;
 pub mod consents;
 pub mod demo;
 pub mod eligibility;
 pub mod invitations;
 pub mod patients;
+pub mod preparation;
 pub mod questionnaires;
 pub mod scheduling;
 pub mod settings;

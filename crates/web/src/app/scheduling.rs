@@ -326,6 +326,9 @@ pub async fn book(
     });
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;
+    if kind.kind == AppointmentKind::Dosing {
+        crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await?;
+    }
     Ok(Booked { id, start: block.start, end: block.end, warnings })
 }
 

@@ -32,6 +32,8 @@ struct AccountPage {
     totp_enabled: bool,
     recovery_left: i64,
     sessions: Vec<SessionView>,
+    /// Staff who see the schedule: their calendar link, if made.
+    calendar: Option<Option<String>>,
 }
 
 async fn account_page(
@@ -59,7 +61,31 @@ async fn account_page(
         totp_enabled: me.totp_enabled,
         recovery_left: users::unused_recovery_codes(&state.db, me.id).await?,
         sessions,
+        calendar: if kapstone_domain::permissions::allows(Some(me.role), kapstone_domain::Action::ReadSchedule) {
+            Some(
+                kapstone_store::scheduling::feed_token(&state.db, me.id)
+                    .await?
+                    .map(|t| format!("{}/calendar/{t}.ics", state.config.public_url.trim_end_matches('/'))),
+            )
+        } else {
+            None
+        },
     })
+}
+
+/// `POST /account/calendar-feed`: makes (or replaces) the secret calendar link.
+pub async fn calendar_feed(State(state): State<AppState>, me: CurrentUser) -> PageResult<Html<String>> {
+    if !kapstone_domain::permissions::allows(Some(me.role), kapstone_domain::Action::ReadSchedule) {
+        return Err(crate::error::AppError::Forbidden.into());
+    }
+    crate::app::calendar::feed_url(&state, &me, true).await?;
+    account_page(
+        &state,
+        &me,
+        Some("A new calendar link is ready; the old one no longer works.".into()),
+        FieldErrors::default(),
+    )
+    .await
 }
 
 pub async fn show(State(state): State<AppState>, me: CurrentUser) -> PageResult<Html<String>> {

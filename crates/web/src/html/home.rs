@@ -12,7 +12,7 @@ use crate::auth::guard::CurrentUser;
 use crate::state::AppState;
 
 pub struct NextStep {
-    pub href: &'static str,
+    pub href: String,
     pub text: String,
 }
 
@@ -45,25 +45,28 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
     let mut next_steps = Vec::new();
     if user.mfa_setup_required {
         next_steps.push(NextStep {
-            href: "/account/mfa",
+            href: "/account/mfa".into(),
             text: "Set up your authenticator app (required by your clinic)".into(),
         });
     } else if !user.totp_enabled {
         next_steps
-            .push(NextStep { href: "/account/mfa", text: "Protect your account with an authenticator app".into() });
+            .push(NextStep { href: "/account/mfa".into(), text: "Protect your account with an authenticator app".into() });
     }
     if user.role == Role::Admin {
         let accounts = users::list(&state.db, user.clinic).await?;
         let without_mfa = accounts.iter().filter(|u| u.active && !u.totp_enabled && u.role != "patient").count();
         if without_mfa > 0 {
             next_steps.push(NextStep {
-                href: "/admin/users",
+                href: "/admin/users".into(),
                 text: format!("{without_mfa} staff accounts have no second factor yet"),
             });
         }
         if user.mfa_not_required_for_admins {
-            next_steps.push(NextStep { href: "/admin/settings", text: "Require a second factor for admins".into() });
+            next_steps.push(NextStep { href: "/admin/settings".into(), text: "Require a second factor for admins".into() });
         }
+    }
+    if allows(Some(user.role), Action::ReadSchedule) {
+        next_steps.extend(preparation_due(&state, &user).await?);
     }
     let mut alerts = Vec::new();
     if allows(Some(user.role), Action::ReadSafetyAlerts) {
@@ -114,4 +117,31 @@ pub async fn acknowledge(
     let id = id.parse().map_err(|_| crate::error::AppError::NotFound)?;
     crate::app::questionnaires::acknowledge(&state, &user, id, &f.action_taken).await?;
     Ok(Redirect::to("/").into_response())
+}
+
+/// Dosing sessions in the next 48 hours whose preparation is not complete (KAP-SPEC 2.1 stage 5):
+/// flagged at 48 h and again at 24 h.
+async fn preparation_due(state: &AppState, user: &CurrentUser) -> Result<Vec<NextStep>, crate::error::AppError> {
+    let now = jiff::Timestamp::now();
+    let until = now.checked_add(jiff::SignedDuration::from_hours(48)).unwrap_or(now);
+    let rows = crate::app::scheduling::between(state, user, now, until).await?;
+    let rows: Vec<_> = rows.into_iter().map(|(a, _)| a).collect();
+    let mut out = Vec::new();
+    for p in crate::app::preparation::checklists(state, user, &rows).await? {
+        let Some(flag) = p.flag else { continue };
+        let open: Vec<&str> = p
+            .items
+            .iter()
+            .filter(|i| i.status == kapstone_domain::preparation::ItemStatus::Open)
+            .map(|i| i.label)
+            .collect();
+        let patient = patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(p.appointment.patient_id))
+            .await?
+            .map_or_else(String::new, |x| x.mrn);
+        out.push(NextStep {
+            href: format!("/schedule/appointments/{}", p.appointment.id),
+            text: format!("Dosing session within {flag} ({patient}): still open — {}", open.join(", ").to_lowercase()),
+        });
+    }
+    Ok(out)
 }

@@ -8,6 +8,7 @@ use super::{Layout, PageResult, render, when};
 use crate::app::patients;
 use crate::auth::guard::CurrentUser;
 use crate::content;
+use crate::error::AppError;
 use crate::state::AppState;
 use kapstone_domain::instruments::Instrument;
 
@@ -24,9 +25,85 @@ struct PortalPage {
     todo: Vec<(String, String)>,
     /// The treatment consent, when it needs signing: (document id, title).
     consent_due: Option<(String, String)>,
+    upcoming: Vec<UpcomingView>,
+    notice: Option<String>,
+    error: Option<String>,
 }
 
-pub async fn home(State(state): State<AppState>, me: CurrentUser) -> PageResult<Html<String>> {
+/// An upcoming appointment as the patient sees it, with its preparation.
+pub struct UpcomingView {
+    pub id: String,
+    pub when: String,
+    pub what: String,
+    pub dosing: bool,
+    pub items: Vec<kapstone_domain::preparation::Item>,
+    pub ride_done: bool,
+    pub intention: String,
+    pub instructions: String,
+    pub acknowledged: bool,
+}
+
+async fn upcoming(
+    state: &AppState,
+    me: &CurrentUser,
+    patient: kapstone_domain::PatientId,
+) -> Result<Vec<UpcomingView>, AppError> {
+    use kapstone_domain::preparation::ItemStatus;
+    let rows = kapstone_store::scheduling::appointments_of_patient(&state.db, patient).await?;
+    let now = jiff::Timestamp::now();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|a| a.status == "booked" && crate::app::scheduling::to_jiff(a.end_at.0) > now)
+        .collect();
+    let types = crate::app::scheduling::types(state, me).await?;
+    let prepared = crate::app::preparation::checklists(state, me, &rows).await?;
+    let location = kapstone_store::scheduling::locations(&state.db, me.clinic).await?.into_iter().next();
+    let tz = crate::app::scheduling::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    Ok(rows
+        .iter()
+        .map(|a| {
+            let z = crate::app::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone());
+            let what = types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone());
+            let prep = prepared.iter().find(|p| p.appointment.id == a.id);
+            let items = prep.map(|p| p.items.clone()).unwrap_or_default();
+            let item = |key: &str| items.iter().find(|i| i.key == key);
+            UpcomingView {
+                id: a.id.to_string(),
+                when: format!("{} {:02}:{:02} ({})", z.date(), z.hour(), z.minute(), tz.iana_name().unwrap_or("UTC")),
+                what,
+                dosing: prep.is_some(),
+                ride_done: item("ride_home").is_some_and(|i| i.status == ItemStatus::Done),
+                intention: prep.and_then(|p| p.intention.clone()).unwrap_or_default(),
+                instructions: item("instructions").map(|i| i.detail.clone()).unwrap_or_default(),
+                acknowledged: item("instructions").is_some_and(|i| i.status == ItemStatus::Done),
+                items,
+            }
+        })
+        .collect())
+}
+
+#[derive(serde::Deserialize)]
+pub struct HomeQuery {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+pub async fn home(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Query(q): axum::extract::Query<HomeQuery>,
+) -> PageResult<Html<String>> {
+    let notice = q.saved.map(|_| "Saved. Thank you.".to_owned());
+    portal_home(&state, &me, notice, None).await
+}
+
+async fn portal_home(
+    state: &AppState,
+    me: &CurrentUser,
+    notice: Option<String>,
+    error: Option<String>,
+) -> PageResult<Html<String>> {
+    let (state, me) = (state.clone(), me.clone());
     let p = patients::read_own(&state, &me).await?;
     let views = patients::access_history(&state, &me, 20)
         .await?
@@ -51,8 +128,12 @@ pub async fn home(State(state): State<AppState>, me: CurrentUser) -> PageResult<
         (s, _) if s.is_valid() => None,
         _ => content::consent("kap-general").map(|d| (d.id.clone(), d.title.clone())),
     };
+    let upcoming = upcoming(&state, &me, p.patient_id()).await?;
     render(&PortalPage {
         layout: Layout::for_user("My care", &me, "/portal"),
+        upcoming,
+        notice,
+        error,
         todo,
         consent_due,
         given_name: p.given_name,
@@ -352,4 +433,88 @@ pub async fn sign_consent(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn appointment_id(raw: &str) -> Result<uuid::Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+async fn after(
+    state: &AppState,
+    me: &CurrentUser,
+    result: Result<(), AppError>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    match result {
+        Ok(()) => Ok(axum::response::Redirect::to("/portal?saved=1").into_response()),
+        Err(AppError::Invalid(e)) => {
+            let page = portal_home(state, me, None, Some(super::sentence(&e.message))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RideForm {
+    #[serde(default)]
+    escort_name: String,
+    #[serde(default)]
+    escort_phone: String,
+    #[serde(default)]
+    escort_relationship: String,
+}
+
+/// `POST /portal/appointments/{id}/ride`: the patient names and confirms the ride home.
+pub async fn ride(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Form(f): axum::extract::Form<RideForm>,
+) -> PageResult<axum::response::Response> {
+    let id = appointment_id(&id)?;
+    let r =
+        crate::app::preparation::set_escort(&state, &me, id, &f.escort_name, &f.escort_phone, &f.escort_relationship)
+            .await;
+    after(&state, &me, r).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct IntentionForm {
+    #[serde(default)]
+    intention: String,
+}
+
+/// `POST /portal/appointments/{id}/intention`.
+pub async fn intention(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Form(f): axum::extract::Form<IntentionForm>,
+) -> PageResult<axum::response::Response> {
+    let id = appointment_id(&id)?;
+    let r = crate::app::preparation::set_intention(&state, &me, id, &f.intention).await;
+    after(&state, &me, r).await
+}
+
+/// `POST /portal/appointments/{id}/acknowledge`: the pre-session instructions were read.
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> PageResult<axum::response::Response> {
+    let id = appointment_id(&id)?;
+    let r = crate::app::preparation::acknowledge(&state, &me, id).await;
+    after(&state, &me, r).await
+}
+
+/// `GET /portal/appointments/{id}/calendar.ics`: the patient's own appointment for their calendar.
+pub async fn ics(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> PageResult<axum::response::Response> {
+    let id = appointment_id(&id)?;
+    let body = crate::app::calendar::patient_event(&state, &me, id).await?;
+    Ok(crate::app::calendar::ics_response(body, "appointment.ics"))
 }

@@ -444,3 +444,132 @@ pub async fn timeline(
         })
         .collect())
 }
+
+#[derive(Template)]
+#[template(path = "schedule_appointment.html")]
+struct AppointmentPage {
+    layout: Layout,
+    id: String,
+    patient_id: String,
+    patient: String,
+    what: String,
+    when: String,
+    status: String,
+    items: Vec<kapstone_domain::preparation::Item>,
+    intention: String,
+    flag: Option<&'static str>,
+    can_book: bool,
+    can_write_medication: bool,
+    error: Option<String>,
+}
+
+async fn appointment_page(
+    state: &AppState,
+    user: &CurrentUser,
+    id: uuid::Uuid,
+    error: Option<String>,
+) -> PageResult<Html<String>> {
+    let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let p = crate::app::patients::read(state, user, PatientId::from_uuid(a.patient_id)).await?;
+    let types = app::types(state, user).await?;
+    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
+    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let z = app::to_jiff(a.start_at.0).to_zoned(tz.clone());
+    let prepared = crate::app::preparation::checklists(state, user, std::slice::from_ref(&a)).await?;
+    let prep = prepared.into_iter().next();
+    render(&AppointmentPage {
+        layout: Layout::for_user("Appointment", user, "/schedule"),
+        id: a.id.to_string(),
+        patient_id: a.patient_id.to_string(),
+        patient: format!("{} {}", p.given_name, p.family_name),
+        what: types.iter().find(|(t, _, _)| *t == a.type_id).map_or_else(String::new, |t| t.1.name.clone()),
+        when: format!(
+            "{} {} {}–{}",
+            z.date().weekday_name(),
+            z.date(),
+            hm(app::to_jiff(a.start_at.0), &tz),
+            hm(app::to_jiff(a.end_at.0), &tz)
+        ),
+        status: a.status.replace('_', "-"),
+        flag: prep.as_ref().and_then(|p| p.flag),
+        intention: prep.as_ref().and_then(|p| p.intention.clone()).unwrap_or_default(),
+        items: prep.map(|p| p.items).unwrap_or_default(),
+        can_book: allows(Some(user.role), Action::BookAppointments),
+        can_write_medication: allows(Some(user.role), Action::WriteMedicationInstructions),
+        error,
+    })
+}
+
+pub async fn appointment(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> PageResult<Html<String>> {
+    let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    appointment_page(&state, &user, id, None).await
+}
+
+async fn after_prep(
+    state: &AppState,
+    user: &CurrentUser,
+    id: uuid::Uuid,
+    r: Result<(), AppError>,
+) -> PageResult<Response> {
+    match r {
+        Ok(()) => Ok(Redirect::to(&format!("/schedule/appointments/{id}")).into_response()),
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
+            let status = e.status();
+            let page = appointment_page(state, user, id, Some(sentence(&e.public_message("")))).await?;
+            Ok((status, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RideForm {
+    #[serde(default)]
+    escort_name: String,
+    #[serde(default)]
+    escort_phone: String,
+    #[serde(default)]
+    escort_relationship: String,
+}
+
+/// `POST /schedule/appointments/{id}/ride`: staff record the ride (the patient confirms it).
+pub async fn ride(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<RideForm>,
+) -> PageResult<Response> {
+    let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let r =
+        crate::app::preparation::set_escort(&state, &user, id, &f.escort_name, &f.escort_phone, &f.escort_relationship)
+            .await;
+    after_prep(&state, &user, id, r).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct MedicationForm {
+    #[serde(default)]
+    medication_instructions: String,
+}
+
+/// `POST /schedule/appointments/{id}/medication` (prescribers).
+pub async fn medication(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<MedicationForm>,
+) -> PageResult<Response> {
+    let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let r = crate::app::preparation::set_medication_instructions(&state, &user, id, &f.medication_instructions).await;
+    after_prep(&state, &user, id, r).await
+}
+
+/// `GET /calendar/{token}.ics`: a staff member's feed, authenticated by its secret link.
+pub async fn feed(State(state): State<AppState>, Path(token): Path<String>) -> PageResult<Response> {
+    let body = crate::app::calendar::staff_feed(&state, &token).await?;
+    Ok(crate::app::calendar::ics_response(body, "kapstone.ics"))
+}

@@ -1,0 +1,26 @@
+-- The preparation of one dosing appointment (KAP-SPEC 2.1 stage 5): the ride home, the
+-- patient's intention, the prescriber's medication instructions, and when the patient
+-- acknowledged the pre-session instructions. One row per appointment, changed as the items are
+-- done; every change is audited.
+CREATE TABLE appointment_preparation (
+    appointment_id          BLOB PRIMARY KEY REFERENCES appointments(id),
+    escort_name             TEXT,
+    escort_phone            TEXT,
+    escort_relationship     TEXT,
+    escort_confirmed_at     BIGINT,
+    intention               TEXT,
+    intention_written_at    BIGINT,
+    medication_instructions TEXT,
+    medication_by           BLOB REFERENCES users(id),
+    instructions_ack_at     BIGINT,
+    updated_at              BIGINT NOT NULL
+);
+
+-- A staff member's secret calendar-feed link (RFC 5545). The token is the whole credential of a
+-- read-only feed of their own appointments (patients by initials); making a new link revokes
+-- the old one by replacing the row.
+CREATE TABLE calendar_feeds (
+    user_id    BLOB PRIMARY KEY REFERENCES users(id),
+    token      TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);

@@ -1,0 +1,176 @@
+//! The preparation of dosing sessions: checklists for staff and patient, the ride home, the
+//! intention, medication instructions, acknowledgement of the pre-session instructions, and the
+//! questionnaires assigned when a dosing session is booked.
+
+use jiff::Timestamp;
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::decision::Route;
+use kapstone_domain::preparation::{self, Item, PrepFacts};
+use kapstone_domain::scheduling::AppointmentKind;
+use kapstone_domain::{FieldError, PatientId, Role};
+use kapstone_store::audit;
+use kapstone_store::scheduling::{self as store, AppointmentRow, PrepChange};
+use uuid::Uuid;
+
+use super::scheduling::{to_jiff, types};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A dosing appointment with its route and checklist.
+pub struct Prepared {
+    pub appointment: AppointmentRow,
+    pub route: Route,
+    pub items: Vec<Item>,
+    pub flag: Option<&'static str>,
+    pub intention: Option<String>,
+}
+
+/// The checklists of the dosing appointments among `rows` (others are skipped).
+pub async fn checklists(
+    state: &AppState,
+    user: &CurrentUser,
+    rows: &[AppointmentRow],
+) -> Result<Vec<Prepared>, AppError> {
+    let types = types(state, user).await?;
+    let dosing: Vec<(&AppointmentRow, Route)> = rows
+        .iter()
+        .filter(|a| a.status == "booked")
+        .filter_map(|a| {
+            let t = &types.iter().find(|(id, _, _)| *id == a.type_id)?.1;
+            (t.kind == AppointmentKind::Dosing).then_some((a, t.route?))
+        })
+        .collect();
+    let ids: Vec<Uuid> = dosing.iter().map(|(a, _)| a.id).collect();
+    let preps = store::preparation(&state.db, &ids).await?;
+    let created = store::created_at(&state.db, &ids).await?;
+    let patients: Vec<Uuid> = dosing.iter().map(|(a, _)| a.patient_id).collect();
+    let earliest = created.iter().map(|(_, t)| t.0).min().unwrap_or_else(kapstone_domain::UtcTs::now);
+    let responses = store::responses_since(&state.db, &patients, earliest).await?;
+    let now = Timestamp::now();
+    Ok(dosing
+        .into_iter()
+        .map(|(a, route)| {
+            let p = preps.iter().find(|p| p.appointment_id == a.id).cloned().unwrap_or_default();
+            let booked_at = created.iter().find(|(id, _)| *id == a.id).map(|(_, t)| t.0);
+            let answered = |instrument: &str| {
+                responses
+                    .iter()
+                    .any(|(pid, i, at)| *pid == a.patient_id && i == instrument && booked_at.is_some_and(|b| at.0 >= b))
+            };
+            let facts = PrepFacts {
+                escort_name: p.escort_name.clone(),
+                escort_phone: p.escort_phone.clone(),
+                escort_relationship: p.escort_relationship.clone(),
+                escort_confirmed: p.escort_confirmed_at.is_some(),
+                intention_written: p.intention.is_some(),
+                medication_instructions: p.medication_instructions.clone(),
+                instructions_acknowledged: p.instructions_ack_at.is_some(),
+                phq9_done: answered("phq9"),
+                cssrs_done: answered("cssrs_screener"),
+            };
+            let items = preparation::checklist(route, &facts);
+            let flag = preparation::flag(to_jiff(a.start_at.0), now, &items);
+            Prepared { appointment: a.clone(), route, items, flag, intention: p.intention }
+        })
+        .collect())
+}
+
+/// The appointment, checked to belong to this clinic and, for a patient account, to them.
+async fn own_appointment(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<AppointmentRow, AppError> {
+    let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    if user.role == Role::Patient && user.patient != Some(PatientId::from_uuid(a.patient_id)) {
+        return Err(AppError::NotFound);
+    }
+    if a.status != "booked" {
+        return Err(AppError::Conflict { field: "id", message: format!("this appointment is {}", a.status) });
+    }
+    Ok(a)
+}
+
+async fn record(
+    state: &AppState,
+    user: &CurrentUser,
+    a: &AppointmentRow,
+    change: PrepChange<'_>,
+    what: &str,
+) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    store::change_preparation(&mut tx, a.id, &change).await?;
+    let mut e = user.event(AuditAction::AppointmentChanged, "appointment_preparation", Outcome::Success);
+    e.entity_id = Some(a.id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(a.patient_id));
+    e.reason = Some(what.to_owned());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The ride home. Entered by the patient it counts as confirmed; entered by staff (on the
+/// phone) it still waits for the patient's confirmation in the portal.
+pub async fn set_escort(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    name: &str,
+    phone: &str,
+    relationship: &str,
+) -> Result<(), AppError> {
+    let a = own_appointment(state, user, id).await?;
+    let name = kapstone_domain::PersonName::parse("escort_name", name)?;
+    let phone = kapstone_domain::patient::Phone::parse("escort_phone", phone)?;
+    let relationship = kapstone_domain::patient::optional_text("escort_relationship", Some(relationship), 60)?;
+    let confirmed = user.role == Role::Patient;
+    let change = PrepChange::Escort {
+        name: name.as_str(),
+        phone: phone.as_str(),
+        relationship: relationship.as_deref(),
+        confirmed,
+    };
+    record(state, user, &a, change, if confirmed { "ride confirmed by patient" } else { "ride recorded by staff" })
+        .await
+}
+
+/// The patient's intention for the session (portal).
+pub async fn set_intention(state: &AppState, user: &CurrentUser, id: Uuid, text: &str) -> Result<(), AppError> {
+    let a = own_appointment(state, user, id).await?;
+    let text = kapstone_domain::patient::optional_text("intention", Some(text), 2000)?
+        .ok_or_else(|| FieldError::new("intention", "write your intention for the session"))?;
+    record(state, user, &a, PrepChange::Intention(&text), "intention written").await
+}
+
+/// The prescriber's medication instructions (e.g. hold a benzodiazepine the evening before).
+pub async fn set_medication_instructions(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    text: &str,
+) -> Result<(), AppError> {
+    let a = own_appointment(state, user, id).await?;
+    let text = kapstone_domain::patient::optional_text("medication_instructions", Some(text), 2000)?
+        .ok_or_else(|| FieldError::new("medication_instructions", "write the instructions (or \"no changes\")"))?;
+    record(state, user, &a, PrepChange::MedicationInstructions { text: &text, by: user.id }, "medication instructions")
+        .await
+}
+
+/// The patient read the pre-session instructions (portal).
+pub async fn acknowledge(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<(), AppError> {
+    let a = own_appointment(state, user, id).await?;
+    record(state, user, &a, PrepChange::InstructionsAcknowledged, "instructions acknowledged").await
+}
+
+/// After a dosing session is booked: the pre-session PHQ-9 and C-SSRS (since last visit) go to
+/// the portal, unless they are already waiting there (KAP-SPEC 7.10).
+pub async fn assign_pre_session_questionnaires(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+) -> Result<(), AppError> {
+    let open = kapstone_store::questionnaires::open_assignments(&state.db, patient).await?;
+    for instrument in ["phq9", "cssrs_screener"] {
+        if !open.iter().any(|o| o.instrument == instrument) {
+            super::questionnaires::assign(state, user, patient, instrument).await?;
+        }
+    }
+    Ok(())
+}
