@@ -325,16 +325,22 @@ impl AntidepressantTrial {
 
 /// `is_trd = count(trials where episode == current && adequate && outcome in {non_response,
 /// partial}) >= 2` (KAP-SPEC 3.3).
+///
+/// The label speaks of "at least two oral antidepressants", so two trials of the same drug count
+/// once (drug names compared without case or surrounding space).
 pub fn is_treatment_resistant(trials: &[AntidepressantTrial], min_weeks: u8) -> bool {
-    trials
+    let mut drugs: Vec<String> = trials
         .iter()
         .filter(|t| {
             t.current_episode
                 && t.is_adequate(min_weeks)
                 && matches!(t.outcome, TrialOutcome::NonResponse | TrialOutcome::Partial)
         })
-        .count()
-        >= 2
+        .map(|t| t.drug.trim().to_lowercase())
+        .collect();
+    drugs.sort();
+    drugs.dedup();
+    drugs.len() >= 2
 }
 
 /// Baseline vitals as entered (numbers), before range checks.
@@ -687,17 +693,25 @@ mod tests {
     #[test]
     fn trd_needs_two_adequate_failed_trials_in_the_current_episode() {
         use TrialOutcome::*;
-        assert!(is_treatment_resistant(&[trial(NonResponse, 6, true), trial(Partial, 8, true)], 6));
+        let other = |mut t: AntidepressantTrial| {
+            t.drug = "venlafaxine".into();
+            t
+        };
+        assert!(is_treatment_resistant(&[trial(NonResponse, 6, true), other(trial(Partial, 8, true))], 6));
         // Too short, previous episode, intolerance or response do not count.
-        assert!(!is_treatment_resistant(&[trial(NonResponse, 5, true), trial(Partial, 8, true)], 6));
-        assert!(!is_treatment_resistant(&[trial(NonResponse, 6, false), trial(Partial, 8, true)], 6));
-        assert!(!is_treatment_resistant(&[trial(Intolerance, 6, true), trial(Partial, 8, true)], 6));
-        assert!(!is_treatment_resistant(&[trial(Response, 6, true), trial(Partial, 8, true)], 6));
+        assert!(!is_treatment_resistant(&[trial(NonResponse, 5, true), other(trial(Partial, 8, true))], 6));
+        assert!(!is_treatment_resistant(&[trial(NonResponse, 6, false), other(trial(Partial, 8, true))], 6));
+        assert!(!is_treatment_resistant(&[trial(Intolerance, 6, true), other(trial(Partial, 8, true))], 6));
+        assert!(!is_treatment_resistant(&[trial(Response, 6, true), other(trial(Partial, 8, true))], 6));
         let mut low = trial(NonResponse, 10, true);
         low.reached_minimum_labelled_dose = false;
-        assert!(!is_treatment_resistant(&[low, trial(Partial, 8, true)], 6));
+        assert!(!is_treatment_resistant(&[low, other(trial(Partial, 8, true))], 6));
+        // Two trials of one drug are one antidepressant.
+        let mut again = trial(Partial, 8, true);
+        again.drug = " Sertraline ".into();
+        assert!(!is_treatment_resistant(&[trial(NonResponse, 6, true), again], 6));
         // The minimum duration is the clinic's setting.
-        assert!(is_treatment_resistant(&[trial(NonResponse, 5, true), trial(Partial, 5, true)], 4));
+        assert!(is_treatment_resistant(&[trial(NonResponse, 5, true), other(trial(Partial, 5, true))], 4));
     }
 
     #[test]

@@ -142,9 +142,24 @@ fn err(field: &str, message: impl Into<String>) -> InputError {
     InputError { field: field.to_owned(), message: message.into() }
 }
 
+/// What the Spravato indications need from the record beyond the findings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionContext {
+    /// A major depressive disorder diagnosis (ICD-10-CM F32/F33) is recorded: both Spravato
+    /// indications are for MDD (KAP-SPEC 3.3).
+    pub mdd_diagnosed: bool,
+    /// An oral antidepressant is on the medication list: the MDD-with-acute-suicidal-ideation
+    /// indication is "in conjunction with an oral antidepressant" (KAP-SPEC 3.3).
+    pub on_antidepressant: bool,
+}
+
 /// Checks a decision against the evaluation it was made on, and returns it with its text
 /// trimmed. Pure: the caller re-evaluates from stored data, so a client cannot send findings.
-pub fn check(evaluation: &Evaluation, request: &DecisionRequest) -> Result<DecisionRequest, InputError> {
+pub fn check(
+    evaluation: &Evaluation,
+    context: &DecisionContext,
+    request: &DecisionRequest,
+) -> Result<DecisionRequest, InputError> {
     let mut out = request.clone();
     out.summary = reason_text("summary".into(), &request.summary)?;
     for (i, d) in request.dispositions.iter().enumerate() {
@@ -207,6 +222,20 @@ pub fn check(evaluation: &Evaluation, request: &DecisionRequest) -> Result<Decis
     }
     if !spravato && request.spravato_indication.is_some() {
         return Err(err("spravato_indication", "only a decision that allows Spravato records its indication"));
+    }
+    if spravato && !context.mdd_diagnosed {
+        return Err(err(
+            "spravato_indication",
+            "Spravato is indicated for major depressive disorder: record the MDD diagnosis (F32/F33) in the consultation",
+        ));
+    }
+    if request.spravato_indication == Some(SpravatoIndication::MddWithAcuteSuicidalIdeation)
+        && !context.on_antidepressant
+    {
+        return Err(err(
+            "spravato_indication",
+            "for MDD with acute suicidal ideation Spravato is given with an oral antidepressant: none is on the medication list",
+        ));
     }
     for choice in &request.routes {
         let route = choice.route;
@@ -288,6 +317,10 @@ mod tests {
         }
     }
 
+    fn ctx() -> DecisionContext {
+        DecisionContext { mdd_diagnosed: true, on_antidepressant: true }
+    }
+
     fn sl() -> RouteChoice {
         RouteChoice { route: Route::SublingualLozenge, course_template: Some("KAP-SL".into()) }
     }
@@ -313,61 +346,68 @@ mod tests {
     #[test]
     fn an_exclude_finding_cannot_be_signed_away() {
         let e = evaluation(vec![finding("ELIG-011", FindingSeverity::Exclude, Scope::All)]);
-        let r = check(&e, &eligible(vec![sl()], vec![]));
+        let r = check(&e, &ctx(), &eligible(vec![sl()], vec![]));
         assert_eq!(r.unwrap_err().field, "routes");
         // Not even with a disposition: exclude findings take none.
-        let r = check(&e, &eligible(vec![sl()], vec![ok("ELIG-011")]));
+        let r = check(&e, &ctx(), &eligible(vec![sl()], vec![ok("ELIG-011")]));
         assert_eq!(r.unwrap_err().field, "dispositions[0].rule_id");
         // Not eligible is the decision that can be signed.
         let no = DecisionRequest { verdict: Verdict::NotEligible, ..eligible(vec![], vec![]) };
-        assert!(check(&e, &no).is_ok());
+        assert!(check(&e, &ctx(), &no).is_ok());
     }
 
     #[test]
     fn an_exclusion_for_one_product_leaves_the_other() {
         let e = evaluation(vec![finding("ELIG-019", FindingSeverity::Exclude, Scope::Esketamine)]);
-        assert!(check(&e, &eligible(vec![sl()], vec![])).is_ok());
+        assert!(check(&e, &ctx(), &eligible(vec![sl()], vec![])).is_ok());
         let mut req = eligible(vec![spravato()], vec![]);
         req.spravato_indication = Some(SpravatoIndication::Trd);
-        assert_eq!(check(&e, &req).unwrap_err().field, "routes");
+        assert_eq!(check(&e, &ctx(), &req).unwrap_err().field, "routes");
     }
 
     #[test]
     fn every_review_finding_needs_a_reasoned_disposition() {
         let e = evaluation(vec![finding("ELIG-007", FindingSeverity::PhysicianReview, Scope::All)]);
-        assert_eq!(check(&e, &eligible(vec![sl()], vec![])).unwrap_err().field, "dispositions");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![sl()], vec![])).unwrap_err().field, "dispositions");
         let blank = Disposition { reason: "  ".into(), ..ok("ELIG-007") };
-        assert_eq!(check(&e, &eligible(vec![sl()], vec![blank])).unwrap_err().field, "dispositions[0].reason");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![sl()], vec![blank])).unwrap_err().field, "dispositions[0].reason");
         let declined = Disposition { acceptable: false, ..ok("ELIG-007") };
-        assert_eq!(check(&e, &eligible(vec![sl()], vec![declined])).unwrap_err().field, "routes");
-        assert!(check(&e, &eligible(vec![sl()], vec![ok("ELIG-007")])).is_ok());
+        assert_eq!(check(&e, &ctx(), &eligible(vec![sl()], vec![declined])).unwrap_err().field, "routes");
+        assert!(check(&e, &ctx(), &eligible(vec![sl()], vec![ok("ELIG-007")])).is_ok());
     }
 
     #[test]
     fn missing_data_must_be_recorded_before_signing() {
         let e = evaluation(vec![finding("ELIG-011", FindingSeverity::MissingData, Scope::All)]);
-        assert_eq!(check(&e, &eligible(vec![sl()], vec![])).unwrap_err().field, "routes");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![sl()], vec![])).unwrap_err().field, "routes");
     }
 
     #[test]
     fn routes_courses_and_the_spravato_indication_are_checked() {
         let e = evaluation(vec![finding("ELIG-029", FindingSeverity::PhysicianReview, Scope::Esketamine)]);
-        assert_eq!(check(&e, &eligible(vec![], vec![])).unwrap_err().field, "routes");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![], vec![])).unwrap_err().field, "routes");
         let wrong = RouteChoice { route: Route::SublingualLozenge, course_template: Some("IV-6".into()) };
-        assert_eq!(check(&e, &eligible(vec![wrong], vec![])).unwrap_err().field, "routes[0].course_template");
-        assert_eq!(check(&e, &eligible(vec![sl(), sl()], vec![])).unwrap_err().field, "routes[1].route");
-        assert_eq!(check(&e, &eligible(vec![spravato()], vec![])).unwrap_err().field, "spravato_indication");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![wrong], vec![])).unwrap_err().field, "routes[0].course_template");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![sl(), sl()], vec![])).unwrap_err().field, "routes[1].route");
+        assert_eq!(check(&e, &ctx(), &eligible(vec![spravato()], vec![])).unwrap_err().field, "spravato_indication");
         // ELIG-029 (not TRD) needs a disposition only under the TRD indication.
         let mut req = eligible(vec![spravato()], vec![]);
         req.spravato_indication = Some(SpravatoIndication::Trd);
-        assert_eq!(check(&e, &req).unwrap_err().field, "dispositions");
+        assert_eq!(check(&e, &ctx(), &req).unwrap_err().field, "dispositions");
         req.spravato_indication = Some(SpravatoIndication::MddWithAcuteSuicidalIdeation);
-        assert!(check(&e, &req).is_ok());
+        assert!(check(&e, &ctx(), &req).is_ok());
         let mut no_spravato = eligible(vec![sl()], vec![]);
         no_spravato.spravato_indication = Some(SpravatoIndication::Trd);
-        assert_eq!(check(&e, &no_spravato).unwrap_err().field, "spravato_indication");
+        assert_eq!(check(&e, &ctx(), &no_spravato).unwrap_err().field, "spravato_indication");
+        // Spravato needs an MDD diagnosis; the suicidal-ideation indication an oral antidepressant.
+        let mut no_mdd = eligible(vec![spravato()], vec![]);
+        no_mdd.spravato_indication = Some(SpravatoIndication::MddWithAcuteSuicidalIdeation);
+        let bare = DecisionContext::default();
+        assert_eq!(check(&e, &bare, &no_mdd).unwrap_err().field, "spravato_indication");
+        let mdd_only = DecisionContext { mdd_diagnosed: true, on_antidepressant: false };
+        assert!(check(&e, &mdd_only, &no_mdd).unwrap_err().message.contains("oral antidepressant"));
         let nasal = RouteChoice { route: Route::IntranasalRacemic, course_template: None };
-        assert!(check(&e, &eligible(vec![nasal], vec![])).is_ok());
+        assert!(check(&e, &ctx(), &eligible(vec![nasal], vec![])).is_ok());
     }
 
     #[test]
@@ -375,6 +415,6 @@ mod tests {
         let e = evaluation(vec![]);
         let mut req = eligible(vec![sl()], vec![]);
         req.summary = " ".into();
-        assert_eq!(check(&e, &req).unwrap_err().field, "summary");
+        assert_eq!(check(&e, &ctx(), &req).unwrap_err().field, "summary");
     }
 }

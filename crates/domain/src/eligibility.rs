@@ -162,7 +162,9 @@ pub struct RuleSet {
 }
 
 /// The clinic's CONFIG-DEFAULT values the rules use (versioned with the clinic settings).
+/// Fields added later default, so settings stored by an older version still load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EligibilitySettings {
     /// ELIG-006: resting BP at or above this excludes until controlled (default 180/100).
     pub bp_exclude_systolic: u16,
@@ -173,6 +175,21 @@ pub struct EligibilitySettings {
     /// Spec 3.3: weeks at or above the minimum labelled dose for a trial to be adequate
     /// (default 6).
     pub trd_min_adequate_weeks: u8,
+    /// ELIG-011: what a pregnancy is (CONFIG-DEFAULT exclude; a clinic may make it a review).
+    pub pregnancy_severity: Severity,
+    /// ELIG-016: what current mania is (CONFIG-DEFAULT exclude).
+    pub current_mania_severity: Severity,
+}
+
+impl EligibilitySettings {
+    /// The clinic's severity for a rule's case, where the spec makes it configurable.
+    fn override_for(&self, rule: &str, case: &str) -> Option<Severity> {
+        match (rule, case) {
+            ("ELIG-011", "pregnant") => Some(self.pregnancy_severity),
+            ("ELIG-016", "present") => Some(self.current_mania_severity),
+            _ => None,
+        }
+    }
 }
 
 impl Default for EligibilitySettings {
@@ -182,6 +199,8 @@ impl Default for EligibilitySettings {
             bp_exclude_diastolic: 100,
             benzodiazepine_review_above_mg: 8,
             trd_min_adequate_weeks: 6,
+            pregnancy_severity: Severity::Exclude,
+            current_mania_severity: Severity::Exclude,
         }
     }
 }
@@ -521,13 +540,21 @@ const RULES: &[(&str, &[&str], RuleFn)] = &[
     }),
     ("DDI-002", &["present"], |_, c, _| class_rule(c, DrugClass::NonBenzodiazepineHypnotic)),
     ("DDI-003", &["present"], |_, c, _| class_rule(c, DrugClass::Opioid)),
-    ("DDI-004", &["present", "alcohol"], |_, c, _| match class_rule(c, DrugClass::OtherCnsDepressant) {
-        Clear => match c.conditions.alcohol_use {
-            None => Missing(vec!["conditions.alcohol_use"]),
-            Some(true) => Case("alcohol", "current alcohol use (none within 12 h of dosing: GATE-06)".into()),
-            Some(false) => Clear,
-        },
-        other => other,
+    ("DDI-004", &["present", "alcohol"], |_, c, _| {
+        // Both halves must be recorded: an unrecorded alcohol use is missing data even when
+        // another depressant already gives a finding.
+        let alcohol = c.conditions.alcohol_use;
+        match (class_rule(c, DrugClass::OtherCnsDepressant), alcohol) {
+            (Missing(mut m), None) => {
+                m.push("conditions.alcohol_use");
+                Missing(m)
+            }
+            (Missing(m), Some(_)) => Missing(m),
+            (_, None) => Missing(vec!["conditions.alcohol_use"]),
+            (Case(case, detail), Some(_)) => Case(case, detail),
+            (Clear, Some(true)) => Case("alcohol", "current alcohol use (none within 12 h of dosing: GATE-06)".into()),
+            (Clear, Some(false)) => Clear,
+        }
     }),
     ("DDI-005", &["present"], |_, c, _| class_rule(c, DrugClass::Psychostimulant)),
     ("DDI-006", &["present"], |_, c, _| class_rule(c, DrugClass::Maoi)),
@@ -600,10 +627,12 @@ impl RuleSet {
             let Some((_, _, check)) = RULES.iter().find(|(id, _, _)| *id == rule.id) else { continue };
             let (severity, detail, missing) = match check(inputs, consultation, rule) {
                 Clear => continue,
-                Case(case, detail) => match rule.cases.get(case) {
-                    Some(s) => (FindingSeverity::from(*s), detail, Vec::new()),
-                    None => continue,
-                },
+                Case(case, detail) => {
+                    match inputs.settings.override_for(&rule.id, case).or(rule.cases.get(case).copied()) {
+                        Some(s) => (FindingSeverity::from(s), detail, Vec::new()),
+                        None => continue,
+                    }
+                }
                 Missing(elements) => {
                     let detail = format!("not recorded: {}", elements.join(", "));
                     (FindingSeverity::MissingData, detail, elements)

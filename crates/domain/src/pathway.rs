@@ -166,9 +166,16 @@ pub struct Facts {
     pub decision_eligible: Option<bool>,
     /// The consultation or questionnaires changed after the decision was signed.
     pub decision_inputs_changed: bool,
+    /// The current evaluation has missing-data findings.
+    pub missing_data: bool,
     pub decision_allows_spravato: bool,
+    /// The eligible decision no longer passes the decision gate on the current record (a new
+    /// exclude, missing data or an undisposed review finding): why.
+    pub decision_no_longer_holds: Option<String>,
     pub general_consent_valid: bool,
     pub spravato_acknowledgement_valid: bool,
+    /// Spravato REMS patient enrolment recorded (stage 4 exit gate, GATE-03).
+    pub rems_enrolled: bool,
 }
 
 /// One thing that is due, and who does it.
@@ -212,6 +219,18 @@ pub fn assess(f: &Facts) -> (Stage, Vec<NextStep>) {
         }
         return (stage, next);
     }
+    if f.decision_eligible == Some(true)
+        && let Some(why) = &f.decision_no_longer_holds
+    {
+        next.push(NextStep {
+            what: format!(
+                "The signed eligibility decision no longer holds on the current record ({why}): review and amend it"
+            ),
+            who: "prescriber",
+            urgent: true,
+        });
+        return (Stage::Eligibility, next);
+    }
     if f.decision_eligible.is_some() && f.decision_inputs_changed {
         next.push(step(
             "The record changed after the eligibility decision was signed: review the findings and amend if needed",
@@ -220,18 +239,25 @@ pub fn assess(f: &Facts) -> (Stage, Vec<NextStep>) {
     }
     match f.decision_eligible {
         None => {
+            if f.missing_data {
+                next.push(step("Record the data the eligibility rules still need (see the findings)", "clinician"));
+            }
             next.push(step("Review the eligibility findings and sign the decision", "prescriber"));
             (Stage::Eligibility, next)
         }
         Some(false) => (Stage::Ineligible, next),
         Some(true) => {
             let spravato_missing = f.decision_allows_spravato && !f.spravato_acknowledgement_valid;
-            if !f.general_consent_valid || spravato_missing {
+            let rems_missing = f.decision_allows_spravato && !f.rems_enrolled;
+            if !f.general_consent_valid || spravato_missing || rems_missing {
                 if !f.general_consent_valid {
                     next.push(step("Informed consent to be signed (portal or paper)", "patient or front desk"));
                 }
                 if spravato_missing {
                     next.push(step("Spravato REMS acknowledgement to be signed", "patient or front desk"));
+                }
+                if rems_missing {
+                    next.push(step("Record the patient's Spravato REMS enrolment", "front desk"));
                 }
                 return (Stage::Consent, next);
             }
@@ -281,6 +307,17 @@ mod tests {
         let (stage, next) = assess(&f);
         assert_eq!(stage, Stage::Consent);
         assert!(next[0].what.contains("REMS"));
+        f.spravato_acknowledgement_valid = true;
+        let (stage, next) = assess(&f);
+        assert_eq!(stage, Stage::Consent, "REMS enrolment is part of the consent stage's gate");
+        assert!(next[0].what.contains("enrolment"));
+        f.rems_enrolled = true;
+        assert_eq!(assess(&f).0, Stage::Preparation);
+        // A decision that no longer holds sends the patient back to eligibility, urgently.
+        f.decision_no_longer_holds = Some("ELIG-011 excludes".into());
+        let (stage, next) = assess(&f);
+        assert_eq!(stage, Stage::Eligibility);
+        assert!(next[0].urgent && next[0].what.contains("no longer holds"));
     }
 
     #[test]

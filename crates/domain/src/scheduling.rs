@@ -213,6 +213,16 @@ pub fn instant(tz: &TimeZone, date: Date, time: Time) -> Result<Timestamp, Sched
         .map_err(|_| err("start", "the time does not exist in the clinic's time zone"))
 }
 
+/// The end of a window: `Time::MAX` stands for 24:00, the next day's midnight, so a session may
+/// end exactly when the working day does.
+fn window_end(tz: &TimeZone, date: Date, end: Time) -> Result<Timestamp, ScheduleError> {
+    if end == Time::MAX {
+        let next = date.tomorrow().map_err(|_| err("start", "the date is out of range"))?;
+        return instant(tz, next, Time::midnight());
+    }
+    instant(tz, date, end)
+}
+
 /// The working intervals of one person on `date` in `tz`: weekly hours, plus extra hours, minus
 /// leave.
 pub fn working_intervals(
@@ -226,14 +236,14 @@ pub fn working_intervals(
     windows.extend(exceptions.iter().filter(|e| e.date == date && !e.leave).map(|e| (e.start, e.end)));
     let mut out = Vec::new();
     for (s, e) in windows {
-        let (start, end) = (instant(tz, date, s)?, instant(tz, date, e)?);
+        let (start, end) = (instant(tz, date, s)?, window_end(tz, date, e)?);
         if start < end {
             out.push(Block { start, end });
         }
     }
     // Leave cuts the windows.
     for leave in exceptions.iter().filter(|e| e.date == date && e.leave) {
-        let cut = Block { start: instant(tz, date, leave.start)?, end: instant(tz, date, leave.end)? };
+        let cut = Block { start: instant(tz, date, leave.start)?, end: window_end(tz, date, leave.end)? };
         out = out
             .into_iter()
             .flat_map(|b| {
@@ -277,6 +287,8 @@ pub struct DosingReadiness {
     pub rems_acknowledgement_valid_until: Option<Timestamp>,
     /// Spravato REMS patient enrolment recorded (GATE-03).
     pub rems_enrolled: bool,
+    /// The eligible decision no longer holds on the current record (it needs an amendment).
+    pub decision_outdated: bool,
 }
 
 /// The gate a dosing booking failed, named for the person booking.
@@ -284,6 +296,10 @@ pub struct DosingReadiness {
 pub enum DosingGate {
     #[error("no signed eligibility decision")]
     NoDecision,
+    #[error(
+        "the signed eligibility decision no longer holds on the current record: a prescriber must review and amend it"
+    )]
+    DecisionOutdated,
     #[error("the signed eligibility decision does not allow {0}")]
     RouteNotAllowed(&'static str),
     #[error("no valid informed consent (GATE-04)")]
@@ -297,7 +313,7 @@ pub enum DosingGate {
 impl DosingGate {
     pub fn code(&self) -> &'static str {
         match self {
-            DosingGate::NoDecision => "eligibility_decision",
+            DosingGate::NoDecision | DosingGate::DecisionOutdated => "eligibility_decision",
             DosingGate::RouteNotAllowed(_) => "route_not_allowed",
             DosingGate::NoConsent => "consent",
             DosingGate::NoRemsAcknowledgement => "rems_acknowledgement",
@@ -310,6 +326,9 @@ impl DosingGate {
 /// expires before the session).
 pub fn dosing_gate(r: &DosingReadiness, route: Route, block: Block) -> Result<Vec<String>, DosingGate> {
     let routes = r.allowed_routes.as_ref().ok_or(DosingGate::NoDecision)?;
+    if r.decision_outdated {
+        return Err(DosingGate::DecisionOutdated);
+    }
     if !routes.contains(&route) {
         return Err(DosingGate::RouteNotAllowed(route.label()));
     }
@@ -505,6 +524,16 @@ mod tests {
     }
 
     #[test]
+    fn a_day_that_ends_at_24_00_holds_a_session_ending_at_midnight() {
+        let weekly = [WeeklyHours { weekday: Weekday::Sunday, start: time(0, 0, 0, 0), end: Time::MAX }];
+        let day = date(2027, 3, 14);
+        let last = Block::new(instant(&la(), day, time(22, 0, 0, 0)).unwrap(), 120).unwrap();
+        assert!(is_working(&la(), last, &weekly, &[]).unwrap());
+        let over = Block::new(instant(&la(), day, time(22, 5, 0, 0)).unwrap(), 120).unwrap();
+        assert!(!is_working(&la(), over, &weekly, &[]).unwrap());
+    }
+
+    #[test]
     fn leave_and_extra_hours_change_a_day() {
         let weekly = [WeeklyHours { weekday: Weekday::Tuesday, start: time(9, 0, 0, 0), end: time(17, 0, 0, 0) }];
         let day = date(2026, 12, 1);
@@ -597,6 +626,9 @@ mod tests {
         assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::NoDecision));
         r.allowed_routes = Some(vec![Route::SublingualLozenge]);
         assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::NoConsent));
+        r.decision_outdated = true;
+        assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::DecisionOutdated));
+        r.decision_outdated = false;
         assert!(matches!(dosing_gate(&r, Route::IntravenousRacemic, block), Err(DosingGate::RouteNotAllowed(_))));
         r.consent_valid_until = Some(ts("2027-01-01T00:00:00Z"));
         assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Ok(vec![]));

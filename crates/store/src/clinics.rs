@@ -140,3 +140,13 @@ pub async fn save_settings(
         version
     }))
 }
+
+/// The clinic's IANA time zone (its "today" for age rules and dates).
+pub async fn time_zone(db: &Db, clinic: ClinicId) -> Result<Option<String>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar("SELECT time_zone FROM clinics WHERE id = $1")
+            .bind(clinic.as_uuid())
+            .fetch_optional(c)
+            .await?
+    }))
+}

@@ -134,7 +134,8 @@ pub struct DecisionRow {
 /// can have only one unamended first decision; an amendment must name the current decision.
 /// Both are checked here, inside the transaction, and the `UNIQUE (amends_id)` constraint
 /// settles a race between two amendments. A record that changed since the evaluation
-/// ([`Reviewed`], settings version) is `Conflict("input_sha256")`.
+/// ([`Reviewed`]) is `Conflict("input_sha256")`. (A settings change racing a signature is
+/// caught by the input hash checked just before.)
 pub async fn sign_decision(tx: &mut Tx, d: &NewDecision<'_>) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let (amends, reason) = match d.amends {
@@ -155,14 +156,7 @@ pub async fn sign_decision(tx: &mut Tx, d: &NewDecision<'_>) -> Result<Uuid> {
         .bind(d.patient.as_uuid())
         .fetch_optional(&mut *c)
         .await?;
-        let settings_version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
-                .bind(d.clinic.as_uuid())
-                .fetch_one(&mut *c)
-                .await?;
-        if (Reviewed { consultation_version, cssrs_response }) != d.reviewed
-            || settings_version.unwrap_or(0) != d.settings_version
-        {
+        if (Reviewed { consultation_version, cssrs_response }) != d.reviewed {
             return Err(StoreError::Conflict("input_sha256"));
         }
         let current: Option<Uuid> = sqlx::query_scalar(

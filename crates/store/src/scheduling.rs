@@ -641,3 +641,15 @@ pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) 
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user).bind(DbTs(from)).bind(DbTs(to)).fetch_all(c).await?
     }))
 }
+
+/// Which of these patients have a REMS enrolment recorded.
+pub async fn rems_enrolled_among(db: &Db, patients: &[Uuid]) -> Result<Vec<Uuid>> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT DISTINCT patient_id FROM rems_enrollments WHERE patient_id IN ");
+        crate::push_ids(&mut q, patients);
+        q.build_query_scalar().fetch_all(c).await?
+    }))
+}

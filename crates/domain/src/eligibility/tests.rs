@@ -58,7 +58,9 @@ fn clear() -> Consultation {
     c.pregnancy_status = Some(PregnancyStatus::NotPregnant);
     c.breastfeeding = Some(false);
     c.vitals.blood_pressure = bp(122, 78);
-    c.antidepressant_trials = vec![trial(TrialOutcome::NonResponse), trial(TrialOutcome::Partial)];
+    let mut second = trial(TrialOutcome::Partial);
+    second.drug = "venlafaxine".into();
+    c.antidepressant_trials = vec![trial(TrialOutcome::NonResponse), second];
     c
 }
 
@@ -267,6 +269,10 @@ fn interaction_rules_read_the_medication_classes() {
     assert_eq!(evaluate(&c).outcome, Outcome::Eligible, "informational findings do not change the outcome");
     c.conditions.alcohol_use = Some(true);
     assert_eq!(found(&evaluate(&c)), vec![("DDI-004", Precaution), ("DDI-012", Info)]);
+    // Another depressant on the list does not hide an unrecorded alcohol use.
+    c.medications = vec![med("zopiclone-like", DrugClass::OtherCnsDepressant, None)];
+    c.conditions.alcohol_use = None;
+    assert_eq!(found(&evaluate(&c)), vec![("DDI-004", MissingData)]);
 }
 
 #[test]
@@ -325,13 +331,32 @@ fn a_rule_file_that_disagrees_with_the_code_is_refused() {
     let mut set = rules();
     set.rules[6].params.clear();
     assert!(set.check().unwrap_err().0.contains("systolic_above"));
-    // A clinic may make pregnancy a review finding by editing the file.
-    let mut set = rules();
-    set.rules[10].cases.insert("pregnant".into(), Severity::PhysicianReview);
-    set.check().unwrap();
+    // A clinic makes pregnancy a review finding in its settings (the spec's CONFIG-DEFAULT).
     let mut c = clear();
     c.pregnancy_status = Some(PregnancyStatus::Pregnant);
     c.conditions.preeclampsia_or_eclampsia = Some(false);
+    let e = rules().evaluate(&Inputs {
+        birth_date: date!(1985 - 03 - 14),
+        today: date!(2026 - 11 - 26),
+        sex_at_birth: SexAtBirth::Female,
+        consultation: Some(&c),
+        cssrs_risk: Some(Risk::None),
+        settings: EligibilitySettings {
+            pregnancy_severity: Severity::PhysicianReview,
+            ..EligibilitySettings::default()
+        },
+    });
+    assert_eq!(found(&e), vec![("ELIG-011", FindingSeverity::PhysicianReview)]);
+    // Settings stored before these fields existed still load, with the spec's defaults.
+    let old: EligibilitySettings = serde_json::from_str(r#"{"bp_exclude_systolic":170}"#).unwrap();
+    assert_eq!((old.bp_exclude_systolic, old.pregnancy_severity), (170, Severity::Exclude));
+    // Other severities change with the rule file (and its version), e.g. a clinic that excludes
+    // any active substance use disorder.
+    let mut set = rules();
+    set.rules[17].cases.insert("active".into(), Severity::Exclude);
+    set.check().unwrap();
+    let mut c = clear();
+    c.conditions.substance_use_disorder = Some(SubstanceUseDisorder::Active);
     let e = set.evaluate(&Inputs {
         birth_date: date!(1985 - 03 - 14),
         today: date!(2026 - 11 - 26),
@@ -340,5 +365,5 @@ fn a_rule_file_that_disagrees_with_the_code_is_refused() {
         cssrs_risk: Some(Risk::None),
         settings: EligibilitySettings::default(),
     });
-    assert_eq!(found(&e), vec![("ELIG-011", FindingSeverity::PhysicianReview)]);
+    assert_eq!(found(&e), vec![("ELIG-018", FindingSeverity::Exclude)]);
 }

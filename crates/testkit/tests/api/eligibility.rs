@@ -418,7 +418,7 @@ both_backends! {
         let sha = e["input_sha256"].as_str().unwrap().to_owned();
 
         let decisions = format!("/api/v1/patients/{id}/eligibility/decisions");
-        let eligible = json!({"input_sha256": sha, "verdict": "eligible", "routes": [{"route": "sublingual_lozenge", "course_template": "KAP-SL"}],
+        let eligible = json!({"input_sha256": sha, "password": PASSWORD, "verdict": "eligible", "routes": [{"route": "sublingual_lozenge", "course_template": "KAP-SL"}],
             "summary": "Patient wishes to proceed."});
         let (s, r) = post(&app, &prescriber, &decisions, &eligible).await?;
         assert_eq!((s, r["error"]["field"].as_str()), (422, Some("routes")), "{r}");
@@ -430,10 +430,10 @@ both_backends! {
         assert_eq!((s, r["error"]["field"].as_str()), (422, Some("dispositions[0].rule_id")), "{r}");
         assert_eq!(rows_of(&app, "eligibility_decisions", &mrn, "").await?, 0);
         // A not-eligible decision names no route.
-        let no_with_route = json!({"input_sha256": sha, "verdict": "not_eligible", "routes": iv_course(), "summary": "Pregnant."});
+        let no_with_route = json!({"input_sha256": sha, "password": PASSWORD, "verdict": "not_eligible", "routes": iv_course(), "summary": "Pregnant."});
         assert_eq!(post(&app, &prescriber, &decisions, &no_with_route).await?.1["error"]["field"], "routes");
 
-        let no = json!({"input_sha256": sha, "verdict": "not_eligible", "summary": "  Pregnant: ketamine is not recommended. Revisit after delivery.  "});
+        let no = json!({"input_sha256": sha, "password": PASSWORD, "verdict": "not_eligible", "summary": "  Pregnant: ketamine is not recommended. Revisit after delivery.  "});
         let (s, d) = post(&app, &prescriber, &decisions, &no).await?;
         assert_eq!(s, 201, "{d}");
         assert_eq!((d["verdict"].as_str(), d["outcome"].as_str()), (Some("not_eligible"), Some("excluded")));
@@ -466,7 +466,7 @@ both_backends! {
         assert_eq!(e["ruleset_version"], rules_version);
 
         let path = format!("/api/v1/patients/{id}/eligibility/decisions");
-        let mut sign = json!({"input_sha256": sha, "verdict": "eligible", "routes": iv_course(),
+        let mut sign = json!({"input_sha256": sha, "password": PASSWORD, "verdict": "eligible", "routes": iv_course(),
             "summary": "TRD after two adequate trials; BP to be rechecked before each infusion."});
         let (s, r) = post(&app, &prescriber, &path, &sign).await?;
         assert_eq!((s, r["error"]["field"].as_str()), (422, Some("dispositions")), "{r}");
@@ -571,18 +571,18 @@ both_backends! {
         let changed = with(clear_consultation(), "/pregnancy_status", json!("pregnant"));
         assert_eq!(save(&app, &nurse, &id, &changed).await?.0, 200);
         let path = format!("/api/v1/patients/{id}/eligibility/decisions");
-        let sign = json!({"input_sha256": seen["input_sha256"], "verdict": "eligible", "routes": iv_course(),
+        let sign = json!({"input_sha256": seen["input_sha256"], "password": PASSWORD, "verdict": "eligible", "routes": iv_course(),
             "summary": "No findings."});
         let (s, r) = post(&app, &prescriber, &path, &sign).await?;
         assert_eq!((s, r["error"]["field"].as_str()), (409, Some("input_sha256")), "{r}");
         // A made-up hash is refused the same way.
-        let forged = json!({"input_sha256": "0".repeat(64), "verdict": "not_eligible", "summary": "x"});
+        let forged = json!({"input_sha256": "0".repeat(64), "password": PASSWORD, "verdict": "not_eligible", "summary": "x"});
         assert_eq!(post(&app, &prescriber, &path, &forged).await?.0, 409);
         // A new questionnaire changes the inputs too.
         let now = evaluation(&app, &prescriber, &id).await?;
         assert_eq!(now["outcome"], "excluded");
         baseline_instruments(&app, &nurse, &id).await?;
-        let stale = json!({"input_sha256": now["input_sha256"], "verdict": "not_eligible", "summary": "Pregnant."});
+        let stale = json!({"input_sha256": now["input_sha256"], "password": PASSWORD, "verdict": "not_eligible", "summary": "Pregnant."});
         assert_eq!(post(&app, &prescriber, &path, &stale).await?.0, 409);
         assert_eq!(rows_of(&app, "eligibility_decisions", &mrn, "").await?, 0);
         assert_eq!(audit_of(&app, &id, "action = 'eligibility.sign'").await?, 0);
@@ -600,7 +600,7 @@ both_backends! {
         assert_eq!(save(&app, &nurse, &id, &with(clear_consultation(), "/pregnancy_status", json!("pregnant"))).await?.0, 200);
         let e = evaluation(&app, &prescriber, &id).await?;
         let path = format!("/api/v1/patients/{id}/eligibility/decisions");
-        let no = json!({"input_sha256": e["input_sha256"], "verdict": "not_eligible", "summary": "Pregnant."});
+        let no = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "not_eligible", "summary": "Pregnant."});
         assert_eq!(post(&app, &prescriber, &path, &no).await?.0, 201);
         let hold = json!({"event": "hold", "reason": "Awaiting obstetric advice."});
         assert_eq!(post(&app, &nurse, &format!("/api/v1/patients/{id}/pathway/events"), &hold).await?.0, 201);
@@ -675,11 +675,11 @@ both_backends! {
 
         let e = evaluation(&app, &prescriber, &id).await?;
         let path = format!("/api/v1/patients/{id}/eligibility/decisions");
-        let sign = json!({"input_sha256": e["input_sha256"], "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
+        let sign = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
         let (s, d) = post(&app, &prescriber, &path, &sign).await?;
         assert_eq!(s, 201, "{d}");
         assert_eq!(stage(&app, &nurse, &id).await?, "consent");
-        let amend = json!({"input_sha256": e["input_sha256"], "verdict": "not_eligible", "summary": "Patient declined treatment.",
+        let amend = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "not_eligible", "summary": "Patient declined treatment.",
             "amends": d["id"], "amendment_reason": "Patient changed their mind."});
         assert_eq!(post(&app, &prescriber, &path, &amend).await?.0, 201);
         assert_eq!(stage(&app, &nurse, &id).await?, "ineligible", "the amendment is the decision in force");
@@ -749,7 +749,7 @@ both_backends! {
         // Four first signatures at once: exactly one decision.
         let e = evaluation(&app, &prescriber, &id).await?;
         assert_eq!(e["outcome"], "eligible", "{e}");
-        let sign = json!({"input_sha256": e["input_sha256"], "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
+        let sign = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
         let decisions = format!("/api/v1/patients/{id}/eligibility/decisions");
         let statuses = at_once(&app, &prescriber, Method::POST, &decisions, &sign, 4).await?;
         assert_eq!(statuses, vec![201, 409, 409, 409]);
@@ -885,7 +885,7 @@ both_backends! {
         }
         let (s, _) = save(&app, &theirs, &id, &clear_consultation()).await?;
         assert_eq!(s, 404);
-        let sign = json!({"input_sha256": e["input_sha256"], "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
+        let sign = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "eligible", "routes": iv_course(), "summary": "No findings."});
         assert_eq!(post(&app, &theirs, &format!("/api/v1/patients/{id}/eligibility/decisions"), &sign).await?.0, 404);
         let hold = json!({"event": "hold", "reason": "Testing another clinic."});
         assert_eq!(post(&app, &theirs, &format!("/api/v1/patients/{id}/pathway/events"), &hold).await?.0, 404);
@@ -910,7 +910,7 @@ both_backends! {
             assert_eq!(save(&app, &nurse, &id, &clear_consultation()).await?.0, 200);
             let seen = evaluation(&app, &prescriber, &id).await?;
             // The prescriber signs what they saw (version 1) just as the nurse saves version 2.
-            let sign = json!({"input_sha256": seen["input_sha256"], "verdict": "not_eligible", "summary": "Declined."});
+            let sign = json!({"input_sha256": seen["input_sha256"], "password": PASSWORD, "verdict": "not_eligible", "summary": "Declined."});
             let changed = with(clear_consultation(), "/pregnancy_status", json!("pregnant"));
             let put = app.client().put(app.url(&format!("/api/v1/patients/{id}/consultation"))).bearer_auth(&nurse).json(&changed);
             let post = app.client().post(app.url(&format!("/api/v1/patients/{id}/eligibility/decisions"))).bearer_auth(&prescriber).json(&sign);

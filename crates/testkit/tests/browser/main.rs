@@ -269,6 +269,7 @@ async fn a_prescriber_reviews_the_consultation_and_signs_eligibility() {
         c.find(Locator::Css("#verdict-eligible")).await?.click().await?;
         c.find(Locator::Css("#route-sublingual_lozenge")).await?.click().await?;
         c.find(Locator::Css("#summary")).await?.send_keys("Two failed adequate trials; no contraindication.").await?;
+        c.find(Locator::Css("#sign-password")).await?.send_keys(PASSWORD).await?;
         c.find(Locator::XPath("//button[normalize-space()='Sign the decision']")).await?.click().await?;
         let title = c.wait().at_most(WAIT).for_element(Locator::Css("#decision-title")).await?.text().await?;
         ensure!(title == "Decision in force: Eligible", "after signing: {title:?}");

@@ -156,6 +156,8 @@ pub struct SignBody {
     pub amends: Option<uuid::Uuid>,
     #[serde(default)]
     pub amendment_reason: Option<String>,
+    /// The prescriber's password: signing re-authenticates (SECURITY.md).
+    pub password: String,
 }
 
 /// `POST /api/v1/patients/{id}/eligibility/decisions`: signs (or amends) the decision.
@@ -179,9 +181,18 @@ pub async fn sign(
         (None, Some(_)) => return Err(FieldError::new("amends", "name the decision this amends").into()),
         (None, None) => None,
     };
-    let signed =
-        app::sign(&state, &user, id, Signing { request: &request, reviewed_input_sha256: &body.input_sha256, amends })
-            .await?;
+    let signed = app::sign(
+        &state,
+        &user,
+        id,
+        Signing {
+            request: &request,
+            reviewed_input_sha256: &body.input_sha256,
+            amends,
+            password: Some(&body.password),
+        },
+    )
+    .await?;
     let decisions = kapstone_store::eligibility::decisions(&state.db, id).await.map_err(AppError::from)?;
     let d = decisions.iter().find(|d| d.id == signed).ok_or(AppError::NotFound)?;
     Ok((StatusCode::CREATED, Json(decision_json(d))))
@@ -207,12 +218,15 @@ pub async fn pathway(
     let p = crate::app::patients::read(&state, &user, id).await?;
     let (stage, next) = app::pathway_status(&state, &p, alerts(&user)).await?;
     let events = app::pathway_events(&state, id).await?;
+    // The reason of a hold can be clinical ("awaiting the cardiology letter"): clinicians only.
+    let clinical = kapstone_domain::permissions::allows(Some(user.role), kapstone_domain::Action::ReadClinicalRecord);
     Ok(Json(json!({
         "stage": stage.as_str(),
         "stage_label": stage.label(),
         "next": next,
         "events": events.iter().map(|e| json!({
-            "id": e.id, "event": e.event, "reason": e.reason, "recorded_by": e.recorded_by, "recorded_at": e.recorded_at.0,
+            "id": e.id, "event": e.event, "reason": if clinical { Some(e.reason.clone()) } else { None },
+            "recorded_by": e.recorded_by, "recorded_at": e.recorded_at.0,
         })).collect::<Vec<_>>(),
     })))
 }

@@ -163,6 +163,18 @@ pub async fn update_account(
     Ok(())
 }
 
+/// Re-authentication before a signature (SECURITY.md: re-authenticate before signing): the
+/// account's own password; a wrong one counts toward the lockout like a failed sign-in.
+pub async fn confirm_password(state: &AppState, me: &CurrentUser, password: &str) -> Result<(), AppError> {
+    let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
+    let (pw, phc) = (password.to_owned(), row.password_hash.clone());
+    if password.is_empty() || !password_work(state, move || password::verify(&pw, &phc)).await? {
+        record_failure(state, &row, "wrong password when signing", me.ip.as_deref()).await?;
+        return Err(FieldError::new("password", "enter your password to sign").into());
+    }
+    Ok(())
+}
+
 /// Own password change: needs the current password; ends the account's other sessions.
 pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, new: &str) -> Result<(), AppError> {
     let email = Email::parse(&me.email)?;

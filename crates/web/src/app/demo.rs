@@ -364,7 +364,13 @@ async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<(), AppError
             let a = elig::assess(state, &row).await?;
             let request: kapstone_domain::decision::DecisionRequest =
                 serde_json::from_value(request).map_err(|e| AppError::Internal(e.into()))?;
-            let signing = elig::Signing { request: &request, reviewed_input_sha256: &a.input_sha256, amends: None };
+            // The seeded demo signs without re-entering a password (no one is there to type it).
+            let signing = elig::Signing {
+                request: &request,
+                reviewed_input_sha256: &a.input_sha256,
+                amends: None,
+                password: None,
+            };
             elig::sign(state, &prescriber, id, signing).await
         }
     };

@@ -61,14 +61,35 @@ fn parse_stored(row: &ConsultationRow) -> Result<Consultation, AppError> {
     input.parse_stored(table).map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))
 }
 
+/// The patient for an audited read; a refused one (unknown, or another clinic's) is audited as a
+/// failure, like any access-control refusal.
+async fn patient_for_read(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    part: &'static str,
+) -> Result<PatientRow, AppError> {
+    match patients::get(&state.db, user.clinic, id).await? {
+        Some(p) => {
+            audit_read(state, user, id, part).await?;
+            Ok(p)
+        }
+        None => {
+            let mut e = user.event(AuditAction::PatientRead, part, Outcome::Failure);
+            e.entity_id = Some(id.to_string());
+            state.read_audit.record(e).await?;
+            Err(AppError::NotFound)
+        }
+    }
+}
+
 /// The current consultation, if any (audited read).
 pub async fn consultation(
     state: &AppState,
     user: &CurrentUser,
     id: PatientId,
 ) -> Result<(PatientRow, Option<(ConsultationRow, Consultation)>), AppError> {
-    let p = patient(state, user, id).await?;
-    audit_read(state, user, id, "consultation").await?;
+    let p = patient_for_read(state, user, id, "consultation").await?;
     let current = match store::latest_consultation(&state.db, id).await? {
         Some(row) => {
             let c = parse_stored(&row)?;
@@ -113,6 +134,49 @@ pub async fn save_consultation(
     Ok(version)
 }
 
+/// Today's date where the clinic is (age rules count birthdays on the clinic's calendar).
+async fn clinic_today(state: &AppState, clinic: kapstone_domain::ClinicId) -> Result<time::Date, AppError> {
+    let zone = clinics::time_zone(&state.db, clinic).await?.unwrap_or_else(|| "UTC".into());
+    let tz = jiff::tz::TimeZone::get(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let d = jiff::Timestamp::now().to_zoned(tz).date();
+    let month = time::Month::try_from(u8::try_from(d.month()).unwrap_or(1)).unwrap_or(time::Month::January);
+    time::Date::from_calendar_date(i32::from(d.year()), month, u8::try_from(d.day()).unwrap_or(1))
+        .map_err(|e| AppError::Internal(e.into()))
+}
+
+/// What the Spravato indications read from the consultation.
+fn decision_context(c: Option<&Consultation>) -> decision::DecisionContext {
+    decision::DecisionContext {
+        mdd_diagnosed: c
+            .is_some_and(|c| c.diagnoses.iter().any(|d| d.code.starts_with("F32") || d.code.starts_with("F33"))),
+        on_antidepressant: c.is_some_and(|c| {
+            c.medications.iter().any(|m| m.drug_class == kapstone_domain::consultation::DrugClass::Antidepressant)
+        }),
+    }
+}
+
+/// Whether an eligible decision still passes the decision gate on the current record; `Some`
+/// says why not (a new exclude finding, missing data, a review finding without disposition).
+pub fn decision_no_longer_holds(a: &Assessment, d: &DecisionRow) -> Option<String> {
+    if d.verdict != "eligible" {
+        return None;
+    }
+    let request = DecisionRequest {
+        verdict: Verdict::Eligible,
+        routes: serde_json::from_str(&d.routes).unwrap_or_default(),
+        spravato_indication: match d.spravato_indication.as_deref() {
+            Some("trd") => Some(decision::SpravatoIndication::Trd),
+            Some(_) => Some(decision::SpravatoIndication::MddWithAcuteSuicidalIdeation),
+            None => None,
+        },
+        dispositions: serde_json::from_str(&d.dispositions).unwrap_or_default(),
+        summary: d.summary.clone(),
+    };
+    decision::check(&a.evaluation, &decision_context(a.consultation.as_ref().map(|(_, c)| c)), &request)
+        .err()
+        .map(|e| e.message)
+}
+
 fn parse_risk(s: &str) -> Option<Risk> {
     [Risk::None, Risk::Low, Risk::Moderate, Risk::High].into_iter().find(|r| r.as_str() == s)
 }
@@ -148,7 +212,7 @@ pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessmen
         parse_risk(v["risk"].as_str()?)
     });
     let sex = SexAtBirth::parse(&p.sex_at_birth).unwrap_or(SexAtBirth::Unknown);
-    let today = UtcTs::now().to_datetime().date();
+    let today = clinic_today(state, p.clinic()).await?;
     let rules = content::eligibility_rules().map_err(AppError::Internal)?;
     let evaluation = rules.evaluate(&Inputs {
         birth_date: p.birth_date,
@@ -160,9 +224,10 @@ pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessmen
     });
     // The snapshot holds every input by value (age rather than today's date, so an unchanged
     // record keeps its hash from one day to the next).
+    // The settings' version is recorded with a decision but not hashed: an unrelated settings
+    // change (MFA roles, consent validity) does not make every signed decision look stale.
     let snapshot = serde_json::json!({
         "ruleset_version": rules.version,
-        "settings_version": settings.version,
         "settings": settings.eligibility,
         "patient": {
             "birth_date": p.birth_date.to_string(),
@@ -195,8 +260,7 @@ pub async fn eligibility(
     user: &CurrentUser,
     id: PatientId,
 ) -> Result<(PatientRow, Assessment), AppError> {
-    let p = patient(state, user, id).await?;
-    audit_read(state, user, id, "eligibility").await?;
+    let p = patient_for_read(state, user, id, "eligibility").await?;
     let a = assess(state, &p).await?;
     Ok((p, a))
 }
@@ -207,6 +271,8 @@ pub struct Signing<'a> {
     pub request: &'a DecisionRequest,
     pub reviewed_input_sha256: &'a str,
     pub amends: Option<(Uuid, &'a str)>,
+    /// The signer's password, re-entered to sign. `None` only for the seeded demo clinic.
+    pub password: Option<&'a str>,
 }
 
 /// Signs (or amends) the eligibility decision; returns its id.
@@ -220,7 +286,11 @@ pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signin
                 .into(),
         });
     }
-    let checked = decision::check(&a.evaluation, s.request).map_err(invalid)?;
+    let context = decision_context(a.consultation.as_ref().map(|(_, c)| c));
+    let checked = decision::check(&a.evaluation, &context, s.request).map_err(invalid)?;
+    if let Some(pw) = s.password {
+        crate::app::accounts::confirm_password(state, user, pw).await?;
+    }
     let amends = match s.amends {
         Some((prev, reason)) => {
             let reason = reason.trim();
@@ -303,8 +373,7 @@ pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signin
 
 /// Every decision for a patient, newest (in force) first (audited read).
 pub async fn decisions(state: &AppState, user: &CurrentUser, id: PatientId) -> Result<Vec<DecisionRow>, AppError> {
-    patient(state, user, id).await?;
-    audit_read(state, user, id, "eligibility_decision").await?;
+    patient_for_read(state, user, id, "eligibility_decision").await?;
     Ok(store::decisions(&state.db, id).await?)
 }
 
@@ -321,7 +390,15 @@ fn side_state(events: &[String]) -> Option<SideState> {
 
 /// The consultation exit gate (KAP-SPEC 2.1 stage 2) from a stored consultation.
 fn gate(stored: Option<&ConsultationInput>, male: bool, done: &[&str]) -> ConsultationGate {
-    let Some(c) = stored else { return ConsultationGate::default() };
+    let Some(c) = stored else {
+        return ConsultationGate {
+            pregnancy_captured: male,
+            phq9: done.contains(&"phq9"),
+            gad7: done.contains(&"gad7"),
+            cssrs: done.contains(&"cssrs_screener"),
+            ..ConsultationGate::default()
+        };
+    };
     let v = &c.vitals;
     ConsultationGate {
         recorded: true,
@@ -346,9 +423,9 @@ fn gate(stored: Option<&ConsultationInput>, male: bool, done: &[&str]) -> Consul
     }
 }
 
-/// The pathway facts of a page of patients, in a fixed number of queries (the patient list
-/// shows every patient's stage). `decision_inputs_changed` is left false: it needs a full
-/// evaluation, which only the single-patient view does.
+/// The pathway facts of a page of patients: a fixed number of queries, plus a full evaluation
+/// for each patient who has an eligible decision (re-checked against today's record) or none yet
+/// (to say whether data is missing).
 async fn facts_for(
     state: &AppState,
     clinic: kapstone_domain::ClinicId,
@@ -363,6 +440,7 @@ async fn facts_for(
     let alerts = if with_alerts { questionnaires::open_alerts(&state.db, clinic).await? } else { Vec::new() };
     let validity = time::Duration::days(30 * i64::from(settings.consent_validity_months));
     let now = UtcTs::now();
+    let rems = kapstone_store::scheduling::rems_enrolled_among(&state.db, &ids).await?;
     let mut out = Vec::with_capacity(rows.len());
     for p in rows {
         let stored = match inputs.consultations.iter().find(|(id, _)| *id == p.id) {
@@ -383,15 +461,38 @@ async fn facts_for(
             .and_then(|d| serde_json::from_str::<Vec<decision::RouteChoice>>(&d.2).ok())
             .map(|v| v.into_iter().map(|c| c.route).collect())
             .unwrap_or_default();
+        // An eligible decision is re-checked against today's record (a full evaluation, so only
+        // for the patients who have one).
+        let gate = gate(stored.as_ref(), p.sex_at_birth == "male", &instruments);
+        let (mut inputs_changed, mut no_longer_holds, mut missing_data) = (false, None, false);
+        if decision.is_some_and(|d| d.1 == "eligible") || (decision.is_none() && gate.passed()) {
+            let a = assess(state, p).await?;
+            missing_data = a
+                .evaluation
+                .findings
+                .iter()
+                .any(|f| f.severity == kapstone_domain::eligibility::FindingSeverity::MissingData);
+            if let Some(d) = decision {
+                inputs_changed = d.3 != a.input_sha256;
+                if inputs_changed
+                    && let Some(row) = store::decisions(&state.db, p.patient_id()).await?.into_iter().next()
+                {
+                    no_longer_holds = decision_no_longer_holds(&a, &row);
+                }
+            }
+        }
         out.push(Facts {
             side_state: side_state(&events),
             open_safety_alert: alerts.iter().any(|a| a.patient_id == p.id),
-            consultation: gate(stored.as_ref(), p.sex_at_birth == "male", &instruments),
+            consultation: gate,
             decision_eligible: decision.map(|d| d.1 == "eligible"),
-            decision_inputs_changed: false,
+            decision_inputs_changed: inputs_changed,
+            missing_data,
             decision_allows_spravato: routes.contains(&Route::SpravatoIntranasal),
+            decision_no_longer_holds: no_longer_holds,
             general_consent_valid: consent_valid("kap-general"),
             spravato_acknowledgement_valid: consent_valid("spravato-rems"),
+            rems_enrolled: rems.contains(&p.id),
         });
     }
     Ok(out)
@@ -410,15 +511,10 @@ pub async fn pathway_status(
     p: &PatientRow,
     with_alerts: bool,
 ) -> Result<(Stage, Vec<NextStep>), AppError> {
-    let mut facts = facts_for(state, p.clinic(), std::slice::from_ref(p), with_alerts)
+    let facts = facts_for(state, p.clinic(), std::slice::from_ref(p), with_alerts)
         .await?
         .pop()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no pathway facts")))?;
-    if facts.decision_eligible.is_some() {
-        let a = assess(state, p).await?;
-        let signed = store::decisions(&state.db, p.patient_id()).await?.into_iter().next();
-        facts.decision_inputs_changed = signed.is_some_and(|d| d.input_sha256 != a.input_sha256);
-    }
     Ok(pathway::assess(&facts))
 }
 

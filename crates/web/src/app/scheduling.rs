@@ -163,6 +163,12 @@ fn parse_uuid(field: &'static str, raw: &str) -> Result<Uuid, AppError> {
 /// The patient's state for the dosing gate.
 async fn readiness(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<DosingReadiness, AppError> {
     let decision = kapstone_store::eligibility::decisions(&state.db, patient).await?.into_iter().next();
+    let mut decision_outdated = false;
+    if let Some(d) = decision.as_ref().filter(|d| d.verdict == "eligible") {
+        let row = patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
+        let a = crate::app::eligibility::assess(state, &row).await?;
+        decision_outdated = crate::app::eligibility::decision_no_longer_holds(&a, d).is_some();
+    }
     let allowed_routes = decision
         .map(|d| if d.verdict == "eligible" { crate::app::eligibility::allowed_routes(&d) } else { Vec::new() });
     let until = |s: ConsentStatus| match s {
@@ -176,6 +182,7 @@ async fn readiness(state: &AppState, user: &CurrentUser, patient: PatientId) -> 
         consent_valid_until: until(general),
         rems_acknowledgement_valid_until: until(rems_ack),
         rems_enrolled: store::rems_enrolled(&state.db, patient).await?.is_some(),
+        decision_outdated,
     })
 }
 
@@ -236,7 +243,8 @@ pub async fn book(
     let (type_id, kind) = find_type(state, user, &req.kind).await?;
     let start = parse_instant("start", &req.start)?;
     let block = Block::new(start, kind.length.minutes()).map_err(schedule_error)?;
-    if block.start < Timestamp::now() && rescheduled.is_none() {
+    // A new time, booked or moved to, is never in the past.
+    if block.start < Timestamp::now() {
         return Err(invalid("start", "this time has passed"));
     }
     let (location, room) = location_and_room(state, user, &kind, req).await?;
@@ -315,7 +323,17 @@ pub async fn book(
     };
     let id = match store::book(&mut tx, &new).await? {
         Ok(id) => id,
-        Err(clash) => return Err(clash_error(clash.resource.as_deref(), &booked_staff, room.as_ref())),
+        Err(clash) => {
+            let resource = match clash.resource {
+                Some(r) => Some(r),
+                None => {
+                    // A concurrent booking won the race: roll back, then name what it took.
+                    drop(tx);
+                    taken_claim(state, &keys, &slots).await?
+                }
+            };
+            return Err(clash_error(resource.as_deref(), &booked_staff, room.as_ref()));
+        }
     };
     let mut e = user.event(AuditAction::AppointmentBooked, "appointment", Outcome::Success);
     e.entity_id = Some(id.to_string());
@@ -330,6 +348,13 @@ pub async fn book(
         crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await?;
     }
     Ok(Booked { id, start: block.start, end: block.end, warnings })
+}
+
+/// The first of `keys` (in booking order) that holds a claim on one of `slots`.
+async fn taken_claim(state: &AppState, keys: &[String], slots: &[i64]) -> Result<Option<String>, AppError> {
+    let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return Ok(None) };
+    let held = store::claims_between(&state.db, keys, *first, last + 1).await?;
+    Ok(keys.iter().find(|k| held.iter().any(|(r, _)| r == *k)).cloned())
 }
 
 fn clash_error(resource: Option<&str>, staff: &[&UserRow], room: Option<&RoomRow>) -> AppError {
@@ -449,18 +474,20 @@ pub async fn free_slots(
     let tz = time_zone(&location.time_zone)?;
     let people = staff(state, user).await?;
     let hours = working_hours(state, user, location.id, from, to).await?;
-    let candidates: Vec<Candidate> = hours
+    // Only people who can be booked; `candidate_ids[i]` is the id of `candidates[i]`.
+    let (candidate_ids, candidates): (Vec<Uuid>, Vec<Candidate>) = hours
         .iter()
         .filter_map(|(id, weekly, exc)| {
             let person = people.iter().find(|u| u.id == *id)?;
-            Some(Candidate {
+            let candidate = Candidate {
                 key: format!("user:{id}"),
                 role: person.role().ok()?,
                 weekly: weekly.clone(),
                 exceptions: exc.clone(),
-            })
+            };
+            Some((*id, candidate))
         })
-        .collect();
+        .unzip();
     let rooms: Vec<RoomRow> = store::rooms(&state.db, user.clinic)
         .await?
         .into_iter()
@@ -501,7 +528,7 @@ pub async fn free_slots(
         .map(|p| Offer {
             start: p.block.start,
             end: p.block.end,
-            staff_ids: p.staff.iter().filter_map(|i| hours.iter().map(|h| h.0).nth(*i)).collect(),
+            staff_ids: p.staff.iter().filter_map(|i| candidate_ids.get(*i).copied()).collect(),
             room_id: p.room.map(|i| rooms[i].id),
             location_id: location.id,
         })

@@ -55,13 +55,15 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
     let roles_text = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
     e.reason = Some(format!(
         "mfa_required_roles={roles_text} pcl5_cutoff={} consent_validity_months={} bp_exclude={}/{} \
-         benzodiazepine_review_above_mg={} trd_min_adequate_weeks={}",
+         benzodiazepine_review_above_mg={} trd_min_adequate_weeks={} pregnancy={:?} current_mania={:?}",
         settings.pcl5_cutoff,
         settings.consent_validity_months,
         el.bp_exclude_systolic,
         el.bp_exclude_diastolic,
         el.benzodiazepine_review_above_mg,
         el.trd_min_adequate_weeks,
+        el.pregnancy_severity,
+        el.current_mania_severity,
     ));
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;

@@ -323,6 +323,21 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
                 .map_err(|_| AppError::Invalid(kapstone_domain::FieldError::new(name, "enter a whole number"))),
         }
     }
+    fn severity(
+        pairs: &[(String, String)],
+        name: &'static str,
+        current: kapstone_domain::eligibility::Severity,
+    ) -> Result<kapstone_domain::eligibility::Severity, AppError> {
+        use kapstone_domain::eligibility::Severity;
+        match pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()) {
+            None | Some("") => Ok(current),
+            Some("exclude") => Ok(Severity::Exclude),
+            Some("physician_review") => Ok(Severity::PhysicianReview),
+            Some(_) => {
+                Err(AppError::Invalid(kapstone_domain::FieldError::new(name, "choose exclude or physician review")))
+            }
+        }
+    }
     let el = current.eligibility;
     let new = kapstone_store::clinics::ClinicSettings {
         version: 0,
@@ -338,6 +353,8 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
                 el.benzodiazepine_review_above_mg,
             )?,
             trd_min_adequate_weeks: number(&pairs, "trd_min_adequate_weeks", el.trd_min_adequate_weeks)?,
+            pregnancy_severity: severity(&pairs, "pregnancy_severity", el.pregnancy_severity)?,
+            current_mania_severity: severity(&pairs, "current_mania_severity", el.current_mania_severity)?,
         },
     };
     let version = settings::save(&state, &admin, &new).await?;

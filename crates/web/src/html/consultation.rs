@@ -53,6 +53,9 @@ struct ConsultationPage {
     layout: Layout,
     p: PatientRow,
     version: Option<(i32, String)>,
+    /// The version this form edits: the one it was opened on, kept through error redisplays so
+    /// a stale form stays stale (a save is refused until the clinician reloads).
+    base_version: i32,
     can_edit: bool,
     sections: Vec<Section>,
     errors: FieldErrors,
@@ -399,12 +402,47 @@ async fn page(
     user: &CurrentUser,
     id: PatientId,
     shown: Shown,
+    base: Option<i32>,
     errors: FieldErrors,
     notice: Option<String>,
 ) -> PageResult<Html<String>> {
     let (p, current) = app::consultation(state, user, id).await?;
     let version = current.as_ref().map(|(row, _)| (row.version, when(row.recorded_at.0)));
-    let stored = current.map(|(_, c)| c.to_input()).unwrap_or_default();
+    let base_version = base.unwrap_or_else(|| version.as_ref().map_or(0, |v| v.0));
+    let mut stored = current.map(|(_, c)| c.to_input()).unwrap_or_default();
+    if let Shown::Form(form) = &shown {
+        // Enough rows for every row the clinician typed, so nothing typed is lost.
+        let want = |list: &str| form.rows(list).last().map_or(0, |i| i + 1).saturating_sub(EXTRA_ROWS);
+        while stored.diagnoses.len() < want("diagnoses") {
+            stored.diagnoses.push(DiagnosisInput { code: String::new() });
+        }
+        while stored.medications.len() + 1 < want("medications") {
+            stored.medications.push(Medication {
+                name: String::new(),
+                drug_class: DrugClass::Other,
+                daily_dose_mg: None,
+                diazepam_equivalent_mg: None,
+            });
+        }
+        while stored.allergies.len() < want("allergies") {
+            stored.allergies.push(kapstone_domain::consultation::Allergy {
+                substance: String::new(),
+                reaction: None,
+                severity: AllergySeverity::Mild,
+            });
+        }
+        while stored.antidepressant_trials.len() < want("antidepressant_trials") {
+            stored.antidepressant_trials.push(AntidepressantTrial {
+                drug: String::new(),
+                max_daily_dose_mg: 0.0,
+                reached_minimum_labelled_dose: false,
+                weeks_at_or_above_min_dose: 0,
+                adherence: kapstone_domain::consultation::Adherence::Good,
+                outcome: kapstone_domain::consultation::TrialOutcome::NonResponse,
+                current_episode: false,
+            });
+        }
+    }
     let mut sections = match &shown {
         Shown::Input(input) => sections(input),
         Shown::Stored | Shown::Form(_) => sections(&stored),
@@ -420,6 +458,7 @@ async fn page(
         layout: Layout::for_user(&format!("Consultation — {} {}", p.given_name, p.family_name), user, "/patients"),
         p,
         version,
+        base_version,
         can_edit: allows(Some(user.role), Action::RecordConsultation),
         sections,
         errors,
@@ -441,7 +480,7 @@ pub async fn show(
 ) -> PageResult<Html<String>> {
     let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
     let notice = q.saved.map(|v| format!("Consultation saved as version {v}."));
-    page(&state, &user, id, Shown::Stored, FieldErrors::default(), notice).await
+    page(&state, &user, id, Shown::Stored, None, FieldErrors::default(), notice).await
 }
 
 /// The form's fields, by name.
@@ -640,8 +679,18 @@ pub async fn save(
         Err((e, shown)) => {
             let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
             let status = e.status();
-            let notice = Some(sentence(&e.public_message("")));
-            let page = page(&state, &user, id, shown, errors, notice).await?;
+            let notice = Some(if status == StatusCode::CONFLICT {
+                "Someone saved this consultation after you opened it. Your changes are shown below but were not \
+                 saved: open the consultation again to see theirs, then enter yours again."
+                    .to_owned()
+            } else {
+                let field = e
+                    .field()
+                    .map(|f| format!(" ({})", f.replace(['[', ']', '.'], " ").trim().to_owned()))
+                    .unwrap_or_default();
+                format!("{}{field}", sentence(&e.public_message("")))
+            });
+            let page = page(&state, &user, id, shown, base.or(Some(0)), errors, notice).await?;
             Ok((if status == StatusCode::CONFLICT { status } else { StatusCode::UNPROCESSABLE_ENTITY }, page)
                 .into_response())
         }

@@ -286,7 +286,12 @@ pub async fn sign(
     };
     let result = match request_from(&pairs) {
         Ok(request) => {
-            let signing = Signing { request: &request, reviewed_input_sha256: value(&pairs, "input_sha256"), amends };
+            let signing = Signing {
+                request: &request,
+                reviewed_input_sha256: value(&pairs, "input_sha256"),
+                amends,
+                password: Some(value(&pairs, "password")),
+            };
             app::sign(&state, &user, id, signing).await
         }
         Err(e) => Err(e),

@@ -49,8 +49,10 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
             text: "Set up your authenticator app (required by your clinic)".into(),
         });
     } else if !user.totp_enabled {
-        next_steps
-            .push(NextStep { href: "/account/mfa".into(), text: "Protect your account with an authenticator app".into() });
+        next_steps.push(NextStep {
+            href: "/account/mfa".into(),
+            text: "Protect your account with an authenticator app".into(),
+        });
     }
     if user.role == Role::Admin {
         let accounts = users::list(&state.db, user.clinic).await?;
@@ -62,7 +64,8 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
             });
         }
         if user.mfa_not_required_for_admins {
-            next_steps.push(NextStep { href: "/admin/settings".into(), text: "Require a second factor for admins".into() });
+            next_steps
+                .push(NextStep { href: "/admin/settings".into(), text: "Require a second factor for admins".into() });
         }
     }
     if allows(Some(user.role), Action::ReadSchedule) {
@@ -135,9 +138,10 @@ async fn preparation_due(state: &AppState, user: &CurrentUser) -> Result<Vec<Nex
             .filter(|i| i.status == kapstone_domain::preparation::ItemStatus::Open)
             .map(|i| i.label)
             .collect();
-        let patient = patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(p.appointment.patient_id))
-            .await?
-            .map_or_else(String::new, |x| x.mrn);
+        let patient =
+            patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(p.appointment.patient_id))
+                .await?
+                .map_or_else(String::new, |x| x.mrn);
         out.push(NextStep {
             href: format!("/schedule/appointments/{}", p.appointment.id),
             text: format!("Dosing session within {flag} ({patient}): still open — {}", open.join(", ").to_lowercase()),

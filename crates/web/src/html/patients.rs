@@ -130,6 +130,7 @@ struct PatientPage {
     can_see_schedule: bool,
     notice: Option<String>,
     assign_error: Option<String>,
+    pathway_error: Option<String>,
 }
 
 fn instrument_title(id: &str) -> String {
@@ -144,6 +145,17 @@ async fn chart(
     id: PatientId,
     notice: Option<String>,
     assign_error: Option<String>,
+) -> PageResult<Html<String>> {
+    chart_with(state, user, id, notice, assign_error, None).await
+}
+
+async fn chart_with(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    notice: Option<String>,
+    assign_error: Option<String>,
+    pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
     let p = patients::read(state, user, id).await?;
     let responses = kapstone_store::questionnaires::recent_responses(&state.db, id, 20)
@@ -203,11 +215,12 @@ async fn chart(
         );
     }
     let (stage, next) = crate::app::eligibility::pathway_status(state, &p, false).await?;
+    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
     due.extend(next.into_iter().map(|n| format!("{} ({})", n.what, n.who)));
     let pathway_events = crate::app::eligibility::pathway_events(state, id)
         .await?
         .into_iter()
-        .map(|e| (e.event, e.reason, when(e.recorded_at.0)))
+        .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at.0)))
         .collect();
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
@@ -216,7 +229,7 @@ async fn chart(
         can_book: allows(Some(user.role), Action::BookAppointments),
         can_see_schedule,
         stage: stage.label(),
-        can_read_clinical: allows(Some(user.role), Action::ReadClinicalRecord),
+        can_read_clinical,
         can_manage_pathway: allows(Some(user.role), Action::ManagePathway),
         pathway_events,
         layout: Layout::for_user(&title, user, "/patients"),
@@ -232,6 +245,7 @@ async fn chart(
         has_account,
         notice,
         assign_error,
+        pathway_error,
     })
 }
 
@@ -477,7 +491,7 @@ pub async fn change_pathway(
     match crate::app::eligibility::change_pathway(&state, &user, id, &f.event, &f.reason).await {
         Ok(()) => Ok(axum::response::Redirect::to(&format!("/patients/{id}")).into_response()),
         Err(AppError::Invalid(e)) => {
-            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
+            let page = chart_with(&state, &user, id, None, None, Some(super::sentence(&e.message))).await?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
