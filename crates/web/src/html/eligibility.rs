@@ -142,6 +142,18 @@ struct EligibilityPage {
     error: Option<String>,
     errors: FieldErrors,
     notice: Option<String>,
+    /// What was submitted, redisplayed after an error so nothing typed is lost.
+    submitted: Vec<(String, String)>,
+}
+
+impl EligibilityPage {
+    fn was(&self, name: &str, value: &str) -> bool {
+        self.submitted.iter().any(|(k, v)| k == name && v == value)
+    }
+
+    fn val(&self, name: &str) -> &str {
+        self.submitted.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
 }
 
 async fn page(
@@ -151,6 +163,7 @@ async fn page(
     error: Option<String>,
     errors: FieldErrors,
     notice: Option<String>,
+    submitted: Vec<(String, String)>,
 ) -> PageResult<Html<String>> {
     let (p, a) = app::eligibility(state, user, id).await?;
     let rows = kapstone_store::eligibility::decisions(&state.db, id).await?;
@@ -200,6 +213,7 @@ async fn page(
         error,
         errors,
         notice,
+        submitted,
     })
 }
 
@@ -217,7 +231,7 @@ pub async fn show(
 ) -> PageResult<Html<String>> {
     let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
     let notice = q.signed.map(|_| "Decision signed.".to_owned());
-    page(&state, &user, id, None, FieldErrors::default(), notice).await
+    page(&state, &user, id, None, FieldErrors::default(), notice, Vec::new()).await
 }
 
 fn value<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
@@ -305,7 +319,12 @@ pub async fn sign(
                 StatusCode::UNPROCESSABLE_ENTITY
             };
             let errors = FieldErrors::from_error(&e).unwrap_or_default();
-            let page = page(&state, &user, id, Some(sentence(&e.public_message(""))), errors, None).await?;
+            let mut errors = errors;
+            // The domain names fields as the API does; the form's own names differ.
+            errors.rename("amends", "amendment_reason");
+            let submitted: Vec<(String, String)> =
+                pairs.into_iter().filter(|(k, _)| k != "password" && k != "csrf_token").collect();
+            let page = page(&state, &user, id, Some(sentence(&e.public_message(""))), errors, None, submitted).await?;
             Ok((status, page).into_response())
         }
         Err(e) => Err(e.into()),
