@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod consent;
 pub mod consultation;
+pub mod course;
 pub mod decision;
 pub mod eligibility;
 pub mod identity;

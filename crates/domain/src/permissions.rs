@@ -62,10 +62,12 @@ pub enum Action {
     ManageScheduling,
     /// Write the medication instructions of a dosing session's preparation (prescribers).
     WriteMedicationInstructions,
+    /// Start a treatment course from a template (prescribers, KAP-SPEC 4.4).
+    StartCourse,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -91,6 +93,7 @@ impl Action {
         Action::BookAppointments,
         Action::ManageScheduling,
         Action::WriteMedicationInstructions,
+        Action::StartCourse,
     ];
 }
 
@@ -131,6 +134,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadSchedule,
             Action::BookAppointments,
             Action::WriteMedicationInstructions,
+            Action::StartCourse,
         ],
     ),
     (

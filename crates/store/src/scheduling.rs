@@ -239,6 +239,7 @@ pub struct NewAppointment<'a> {
     pub claims: &'a [(String, i64)],
     pub by: UserId,
     pub rescheduled_from: Option<Uuid>,
+    pub course: Option<Uuid>,
 }
 
 /// A booking refused because a resource is already claimed.
@@ -273,10 +274,15 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
     if let Some(resource) = taken {
         return Ok(Err(Clash { resource: Some(resource) }));
     }
+    // Claims are written in one global order (resource, then slot): two bookings racing for the
+    // same people in a different order then wait for each other instead of deadlocking.
+    let mut ordered: Vec<&(String, i64)> = a.claims.iter().collect();
+    ordered.sort_unstable();
     let inserted = on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO appointments (id, clinic_id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
-             rescheduled_from, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $10, $11)",
+             rescheduled_from, created_by, created_at, course_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'booked', $9, $10, $11, $12)",
         )
         .bind(id)
         .bind(a.clinic.as_uuid())
@@ -289,6 +295,7 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
         .bind(a.rescheduled_from)
         .bind(a.by.as_uuid())
         .bind(DbTs(UtcTs::now()))
+        .bind(a.course)
         .execute(&mut *c)
         .await?;
         for u in a.staff {
@@ -299,7 +306,7 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
                 .await?;
         }
         let mut claimed = Ok(());
-        for chunk in a.claims.chunks(300) {
+        for chunk in ordered.chunks(300) {
             let mut q = sqlx::QueryBuilder::new("INSERT INTO booking_claims (resource, slot, appointment_id) ");
             q.push_values(chunk, |mut row, (r, s)| {
                 row.push_bind(r.clone()).push_bind(*s).push_bind(id);
@@ -651,5 +658,81 @@ pub async fn rems_enrolled_among(db: &Db, patients: &[Uuid]) -> Result<Vec<Uuid>
         let mut q = sqlx::QueryBuilder::new("SELECT DISTINCT patient_id FROM rems_enrollments WHERE patient_id IN ");
         crate::push_ids(&mut q, patients);
         q.build_query_scalar().fetch_all(c).await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CourseRow {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub template: String,
+    pub first_date: String,
+    pub options: String,
+    pub status: String,
+    pub started_at: DbTs,
+}
+
+pub async fn insert_course(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    patient: PatientId,
+    template: &str,
+    first_date: &str,
+    options: &str,
+    by: UserId,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO treatment_courses (id, clinic_id, patient_id, template, first_date, options, status, started_by, \
+             started_at) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(patient.as_uuid())
+        .bind(template)
+        .bind(first_date)
+        .bind(options)
+        .bind(by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+pub async fn courses_of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<CourseRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, patient_id, template, first_date, options, status, started_at FROM treatment_courses \
+             WHERE clinic_id = $1 AND patient_id = $2 ORDER BY started_at DESC, id DESC",
+        )
+        .bind(clinic.as_uuid())
+        .bind(patient.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+pub async fn course(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<CourseRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, patient_id, template, first_date, options, status, started_at FROM treatment_courses \
+             WHERE clinic_id = $1 AND id = $2",
+        )
+        .bind(clinic.as_uuid())
+        .bind(id)
+        .fetch_optional(c)
+        .await?
+    }))
+}
+
+/// (status, count) of a course's appointments.
+pub async fn course_counts(db: &Db, course: Uuid) -> Result<Vec<(String, i64)>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as("SELECT status, COUNT(*) FROM appointments WHERE course_id = $1 GROUP BY status")
+            .bind(course)
+            .fetch_all(c)
+            .await?
     }))
 }

@@ -60,6 +60,21 @@ CREATE TABLE staff_hour_exceptions (
 );
 CREATE INDEX staff_hour_exceptions_by_user ON staff_hour_exceptions (user_id, on_date);
 
+-- A treatment course started from a template (KAP-SPEC 4.4) with the clinic's options (JSON);
+-- its plan is recomputed from these, its progress read from the appointments linked to it.
+CREATE TABLE treatment_courses (
+    id          BLOB PRIMARY KEY NOT NULL,
+    clinic_id   BLOB NOT NULL REFERENCES clinics(id),
+    patient_id  BLOB NOT NULL REFERENCES patients(id),
+    template    TEXT NOT NULL,
+    first_date  TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('active','completed','stopped')),
+    started_by  BLOB NOT NULL REFERENCES users(id),
+    started_at  BIGINT NOT NULL
+);
+CREATE INDEX treatment_courses_by_patient ON treatment_courses (patient_id);
+
 CREATE TABLE appointments (
     id                BLOB PRIMARY KEY NOT NULL,
     clinic_id         BLOB NOT NULL REFERENCES clinics(id),
@@ -74,6 +89,7 @@ CREATE TABLE appointments (
     status_changed_by BLOB REFERENCES users(id),
     status_changed_at BIGINT,
     rescheduled_from  BLOB REFERENCES appointments(id),
+    course_id         BLOB REFERENCES treatment_courses(id),
     created_by        BLOB NOT NULL REFERENCES users(id),
     created_at        BIGINT NOT NULL,
     CHECK (start_at < end_at)

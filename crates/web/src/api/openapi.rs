@@ -111,6 +111,21 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             json!({"type":"object","properties":{"url":{"type":"string"}}}),
         ),
+        ("GET", "/api/v1/patients/{id}/courses") => {
+            op("Treatment courses with plan, sessions done and left, phase and review date", None, "200", obj)
+        }
+        ("POST", "/api/v1/patients/{id}/courses") => op(
+            "Start a course {template: SPRAVATO-TRD|IV-6|KAP-SL|KAP-IM, first_date, options?} for a route the decision allows (prescribers)",
+            Some(json!({"type":"object","required":["template","first_date"]})),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/courses/{id}/book") => op(
+            "Book the plan's future dosing sessions at {time: HH:MM local, staff_ids, room_id}; each date booked or refused with the reason",
+            Some(json!({"type":"object","required":["time","staff_ids"]})),
+            "200",
+            obj,
+        ),
         ("GET", "/api/v1/appointment-types") => {
             op("Active appointment types with length and staff needs", None, "200", obj)
         }

@@ -234,6 +234,7 @@ pub async fn reschedule(
         staff_ids: staff,
         room_id: body.room_id.or(old.room_id.map(|r| r.to_string())),
         location_id: Some(old.location_id.to_string()),
+        course: None,
     };
     let booked = app::book(&state, &user, &req, Some((id, reason))).await?;
     let mut v = one(&state, &user, booked.id).await?;
@@ -325,4 +326,59 @@ pub async fn add_exception(
 pub async fn calendar_feed(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let url = crate::app::calendar::feed_url(&state, &user, false).await?;
     Ok(Json(json!({ "url": url })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CourseBody {
+    template: String,
+    first_date: String,
+    #[serde(default)]
+    options: Option<kapstone_domain::course::CourseOptions>,
+}
+
+/// `POST /api/v1/patients/{id}/courses`: starts a course; 201 with its plan.
+pub async fn start_course(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<CourseBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    let v = crate::app::courses::start(&state, &user, id, &b.template, &b.first_date, b.options.unwrap_or_default())
+        .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(v).unwrap_or(Value::Null))))
+}
+
+/// `GET /api/v1/patients/{id}/courses`: courses with plan and progress.
+pub async fn courses(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    crate::app::patients::read(&state, &user, id).await?;
+    let items = crate::app::courses::of_patient(&state, &user, id).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BookPlanBody {
+    time: String,
+    staff_ids: Vec<String>,
+    #[serde(default)]
+    room_id: Option<String>,
+}
+
+/// `POST /api/v1/courses/{id}/book`: books the plan's future dosing sessions at a local time.
+pub async fn book_course(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<BookPlanBody>,
+) -> ApiResult<Json<Value>> {
+    let id = appointment_id(&id)?;
+    let items = crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref()).await?;
+    Ok(Json(json!({ "items": items })))
 }

@@ -259,18 +259,39 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
             staff_ids: staff.iter().map(ToString::to_string).collect(),
             room_id: room.map(|r| r.to_string()),
             location_id: None,
+            course: None,
         };
         let front = front.clone();
         async move { sched::book(state, &front, &req, None).await }
     };
     // Patient 3 (preparation): a preparation session, then Spravato twice in week 1 with integration.
-    book(p3, "preparation", at(days[0], 9, 0)?, vec![therapist], None).await?;
-    book(p3, "dosing-spravato", at(days[1], 9, 0)?, vec![nurse, therapist], Some(chairs[0])).await?;
-    book(p3, "integration", at(days[2], 14, 0)?, vec![therapist], None).await?;
-    book(p3, "dosing-spravato", at(days[4], 9, 0)?, vec![nurse, therapist], Some(chairs[0])).await?;
+    book(p3, "preparation", at(days[0], 8, 0)?, vec![therapist], None).await?;
+    // Patient 3's Spravato course (SPRAVATO-TRD: twice weekly in weeks 1–4, ...) from the coming
+    // Monday, booked at 10:00 (Mondays and Thursdays).
+    let monday = days.iter().copied().find(|d| d.weekday() == jiff::civil::Weekday::Monday).unwrap_or(days[0]);
+    let (prescriber_actor, _) = actor("prescriber").await?;
+    let course = super::courses::start(
+        state,
+        &prescriber_actor,
+        p3,
+        "SPRAVATO-TRD",
+        &monday.to_string(),
+        kapstone_domain::course::CourseOptions::default(),
+    )
+    .await?;
+    super::courses::book_plan(
+        state,
+        &front,
+        course.id,
+        "10:00",
+        &[nurse.to_string(), therapist.to_string()],
+        Some(&chairs[0].to_string()),
+    )
+    .await?;
+    book(p3, "integration", at(days[2], 15, 0)?, vec![therapist], None).await?;
     // Patient 1 (consultation under way): the consultation visit; patient 2: a follow-up.
     book(p1, "consultation", at(days[0], 11, 0)?, vec![prescriber], None).await?;
-    book(p2, "follow-up", at(days[2], 10, 0)?, vec![nurse], None).await?;
+    book(p2, "follow-up", at(days[2], 14, 0)?, vec![nurse], None).await?;
     Ok(())
 }
 

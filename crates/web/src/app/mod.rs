@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod calendar;
 pub mod consents;
+pub mod courses;
 pub mod demo;
 pub mod eligibility;
 pub mod invitations;

@@ -140,6 +140,9 @@ pub struct BookingRequest {
     pub room_id: Option<String>,
     #[serde(default)]
     pub location_id: Option<String>,
+    /// The treatment course this session belongs to (set when a course books its plan).
+    #[serde(skip)]
+    pub course: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +323,7 @@ pub async fn book(
         claims: &claims,
         by: user.id,
         rescheduled_from: rescheduled.map(|(old, _)| old),
+        course: req.course,
     };
     let id = match store::book(&mut tx, &new).await? {
         Ok(id) => id,

@@ -361,6 +361,7 @@ pub async fn book(State(state): State<AppState>, user: CurrentUser, body: String
         staff_ids: pairs.iter().filter(|(k, _)| k == "staff_id").map(|(_, v)| v.clone()).collect(),
         room_id: Some(get("room_id")).filter(|r| !r.is_empty()),
         location_id: None,
+        course: None,
     };
     match app::book(&state, &user, &req, None).await {
         Ok(b) => {

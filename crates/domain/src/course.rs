@@ -1,0 +1,307 @@
+//! Treatment courses (KAP-SPEC 4.2, 4.4): a template proposes the dosing dates at its spacing,
+//! an integration session after each, and when the course review is due; the course then tracks
+//! sessions done and left and its phase (induction, maintenance).
+
+use jiff::ToSpan;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Route;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Template {
+    #[serde(rename = "SPRAVATO-TRD")]
+    SpravatoTrd,
+    #[serde(rename = "IV-6")]
+    Iv6,
+    #[serde(rename = "KAP-SL")]
+    KapSl,
+    #[serde(rename = "KAP-IM")]
+    KapIm,
+}
+
+impl Template {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SPRAVATO-TRD" => Some(Template::SpravatoTrd),
+            "IV-6" => Some(Template::Iv6),
+            "KAP-SL" => Some(Template::KapSl),
+            "KAP-IM" => Some(Template::KapIm),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Template::SpravatoTrd => "SPRAVATO-TRD",
+            Template::Iv6 => "IV-6",
+            Template::KapSl => "KAP-SL",
+            Template::KapIm => "KAP-IM",
+        }
+    }
+
+    pub fn route(self) -> Route {
+        match self {
+            Template::SpravatoTrd => Route::SpravatoIntranasal,
+            Template::Iv6 => Route::IntravenousRacemic,
+            Template::KapSl => Route::SublingualLozenge,
+            Template::KapIm => Route::IntramuscularRacemic,
+        }
+    }
+}
+
+/// The clinic's choices within a template (CONFIG-DEFAULTs of KAP-SPEC 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CourseOptions {
+    /// SPRAVATO-TRD from week 9: weekly (1) or every 2 weeks (2) — the lowest frequency that
+    /// keeps the response (label).
+    pub spravato_maintenance_every_weeks: u8,
+    /// IV-6: infusions per week (2 or 3; "2–3 per week over 2–3 weeks").
+    pub iv_per_week: u8,
+    /// KAP-SL / KAP-IM: number of dosing sessions (KAP-SL: at least 3).
+    pub kap_sessions: u8,
+    /// KAP-SL / KAP-IM: weeks between sessions (1 = weekly, 2 = every other week).
+    pub kap_every_weeks: u8,
+    /// An integration session this many days after each dosing session (0: none proposed).
+    pub integration_days_after: u8,
+    /// Recurring maintenance after the induction: every N weeks (e.g. 8), `0` for none.
+    pub maintenance_every_weeks: u8,
+    /// How many maintenance sessions to propose ahead.
+    pub maintenance_sessions: u8,
+}
+
+impl Default for CourseOptions {
+    fn default() -> Self {
+        Self {
+            spravato_maintenance_every_weeks: 2,
+            iv_per_week: 3,
+            kap_sessions: 3,
+            kap_every_weeks: 1,
+            integration_days_after: 1,
+            maintenance_every_weeks: 0,
+            maintenance_sessions: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct CourseError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: &str) -> CourseError {
+    CourseError { field, message: message.to_owned() }
+}
+
+impl CourseOptions {
+    pub fn check(&self, template: Template) -> Result<(), CourseError> {
+        if !(1..=2).contains(&self.spravato_maintenance_every_weeks) {
+            return Err(err(
+                "spravato_maintenance_every_weeks",
+                "weekly (1) or every 2 weeks (2), as the label allows",
+            ));
+        }
+        if !(2..=3).contains(&self.iv_per_week) {
+            return Err(err("iv_per_week", "2 or 3 infusions a week"));
+        }
+        let min_sessions = if template == Template::KapSl { 3 } else { 1 };
+        if !(min_sessions..=24).contains(&self.kap_sessions) {
+            return Err(err("kap_sessions", "KAP-SL has at least 3 dosing sessions (at most 24)"));
+        }
+        if !(1..=2).contains(&self.kap_every_weeks) {
+            return Err(err("kap_every_weeks", "weekly (1) or every other week (2)"));
+        }
+        if self.integration_days_after > 14 {
+            return Err(err("integration_days_after", "0 to 14 days"));
+        }
+        if self.maintenance_every_weeks > 26 || self.maintenance_sessions > 12 {
+            return Err(err("maintenance_every_weeks", "every 1 to 26 weeks, at most 12 sessions ahead"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Induction,
+    Maintenance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    Dosing,
+    Integration,
+    CourseReview,
+}
+
+/// One proposed session of a course.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub date: Date,
+    pub kind: SessionKind,
+    pub phase: Phase,
+    /// 1-based number among the dosing sessions.
+    pub dosing_number: Option<u16>,
+    /// What the label fixes for this session (Spravato day 1: 56 mg).
+    pub note: Option<&'static str>,
+}
+
+fn add_days(d: Date, days: i64) -> Result<Date, CourseError> {
+    d.checked_add(days.days()).map_err(|_| err("first_date", "the date is out of range"))
+}
+
+/// The dosing dates of a template from its first session.
+fn dosing_dates(template: Template, first: Date, o: &CourseOptions) -> Result<Vec<(Date, Phase)>, CourseError> {
+    let mut out = Vec::new();
+    match template {
+        Template::SpravatoTrd => {
+            // Weeks 1–4 twice weekly (first day and 3 days later: Mon/Thu in TV-SPR-3), weeks 5–8
+            // weekly, from week 9 weekly or every 2 weeks (label, KAP-SPEC 4.2).
+            for week in 0..4 {
+                out.push((add_days(first, 7 * week)?, Phase::Induction));
+                out.push((add_days(first, 7 * week + 3)?, Phase::Induction));
+            }
+            for week in 4..8 {
+                out.push((add_days(first, 7 * week)?, Phase::Maintenance));
+            }
+            let step = i64::from(o.spravato_maintenance_every_weeks) * 7;
+            for i in 0..2 {
+                out.push((add_days(first, 7 * 8 + step * i)?, Phase::Maintenance));
+            }
+        }
+        Template::Iv6 => {
+            // Six infusions: Mon/Wed/Fri-like (3 a week) or Mon/Thu-like (2 a week).
+            let offsets: &[i64] = if o.iv_per_week == 3 { &[0, 2, 4, 7, 9, 11] } else { &[0, 3, 7, 10, 14, 17] };
+            for d in offsets {
+                out.push((add_days(first, *d)?, Phase::Induction));
+            }
+        }
+        Template::KapSl | Template::KapIm => {
+            for i in 0..i64::from(o.kap_sessions) {
+                out.push((add_days(first, 7 * i64::from(o.kap_every_weeks) * i)?, Phase::Induction));
+            }
+        }
+    }
+    if o.maintenance_every_weeks > 0 {
+        let last = out.last().map_or(first, |(d, _)| *d);
+        for i in 1..=i64::from(o.maintenance_sessions) {
+            out.push((add_days(last, 7 * i64::from(o.maintenance_every_weeks) * i)?, Phase::Maintenance));
+        }
+    }
+    Ok(out)
+}
+
+/// The whole proposal: dosing sessions, an integration session after each, and the course
+/// review at the end of the induction (KAP-SPEC 2.1 stage 8).
+pub fn propose(template: Template, first: Date, o: &CourseOptions) -> Result<Vec<Planned>, CourseError> {
+    o.check(template)?;
+    let dates = dosing_dates(template, first, o)?;
+    let mut out = Vec::new();
+    for (i, (date, phase)) in dates.iter().enumerate() {
+        let n = u16::try_from(i + 1).unwrap_or(u16::MAX);
+        let note = (template == Template::SpravatoTrd && i == 0).then_some("day 1: 56 mg (label)");
+        out.push(Planned { date: *date, kind: SessionKind::Dosing, phase: *phase, dosing_number: Some(n), note });
+        if o.integration_days_after > 0 {
+            let d = add_days(*date, i64::from(o.integration_days_after))?;
+            out.push(Planned {
+                date: d,
+                kind: SessionKind::Integration,
+                phase: *phase,
+                dosing_number: None,
+                note: None,
+            });
+        }
+    }
+    let last_induction = dates.iter().rfind(|(_, p)| *p == Phase::Induction).map(|(d, _)| *d);
+    if let Some(d) = last_induction {
+        let review = add_days(d, 7)?;
+        out.push(Planned {
+            date: review,
+            kind: SessionKind::CourseReview,
+            phase: Phase::Induction,
+            dosing_number: None,
+            note: None,
+        });
+    }
+    out.sort_by_key(|p| p.date);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    #[test]
+    fn spravato_follows_the_label_schedule_tv_spr_3() {
+        let o = CourseOptions { integration_days_after: 0, ..CourseOptions::default() };
+        let plan = propose(Template::SpravatoTrd, date(2025, 3, 3), &o).unwrap();
+        let dosing: Vec<_> = plan.iter().filter(|p| p.kind == SessionKind::Dosing).collect();
+        let induction: Vec<String> =
+            dosing.iter().filter(|p| p.phase == Phase::Induction).map(|p| p.date.to_string()).collect();
+        assert_eq!(
+            induction,
+            [
+                "2025-03-03",
+                "2025-03-06",
+                "2025-03-10",
+                "2025-03-13",
+                "2025-03-17",
+                "2025-03-20",
+                "2025-03-24",
+                "2025-03-27"
+            ]
+        );
+        let weekly: Vec<String> = dosing[8..12].iter().map(|p| p.date.to_string()).collect();
+        assert_eq!(weekly, ["2025-03-31", "2025-04-07", "2025-04-14", "2025-04-21"], "weeks 5–8 weekly");
+        assert_eq!(dosing[12].date.to_string(), "2025-04-28", "week 9");
+        assert_eq!(dosing[13].date.to_string(), "2025-05-12", "every 2 weeks from week 9");
+        assert_eq!(dosing[0].note, Some("day 1: 56 mg (label)"));
+        let weekly_from_9 = CourseOptions { spravato_maintenance_every_weeks: 1, ..o };
+        let plan = propose(Template::SpravatoTrd, date(2025, 3, 3), &weekly_from_9).unwrap();
+        let last: Vec<String> =
+            plan.iter().filter(|p| p.kind == SessionKind::Dosing).skip(12).map(|p| p.date.to_string()).collect();
+        assert_eq!(last, ["2025-04-28", "2025-05-05"]);
+        // The course review falls after the induction.
+        let review = plan.iter().find(|p| p.kind == SessionKind::CourseReview).unwrap();
+        assert_eq!(review.date.to_string(), "2025-04-03");
+    }
+
+    #[test]
+    fn integration_follows_each_dosing_session() {
+        let plan = propose(Template::KapSl, date(2026, 12, 1), &CourseOptions::default()).unwrap();
+        let kinds: Vec<SessionKind> = plan.iter().map(|p| p.kind).collect();
+        use SessionKind::*;
+        assert_eq!(kinds, [Dosing, Integration, Dosing, Integration, Dosing, Integration, CourseReview]);
+        assert_eq!(plan[1].date.to_string(), "2026-12-02");
+    }
+
+    #[test]
+    fn iv6_has_six_infusions_and_maintenance_recurs() {
+        let o = CourseOptions {
+            integration_days_after: 0,
+            maintenance_every_weeks: 8,
+            maintenance_sessions: 2,
+            ..CourseOptions::default()
+        };
+        let plan = propose(Template::Iv6, date(2026, 12, 7), &o).unwrap();
+        let dosing: Vec<&Planned> = plan.iter().filter(|p| p.kind == SessionKind::Dosing).collect();
+        assert_eq!(dosing.len(), 8);
+        assert_eq!(dosing[5].date.to_string(), "2026-12-18", "six infusions over two weeks");
+        assert_eq!((dosing[6].date.to_string(), dosing[6].phase), ("2027-02-12".to_owned(), Phase::Maintenance));
+        assert_eq!(dosing[7].date.to_string(), "2027-04-09", "every 8 weeks");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let o = CourseOptions { kap_sessions: 2, ..CourseOptions::default() };
+        assert_eq!(propose(Template::KapSl, date(2026, 12, 1), &o).unwrap_err().field, "kap_sessions");
+        let o = CourseOptions { spravato_maintenance_every_weeks: 3, ..CourseOptions::default() };
+        assert!(propose(Template::SpravatoTrd, date(2026, 12, 1), &o).is_err());
+    }
+}
