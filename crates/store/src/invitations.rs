@@ -164,3 +164,52 @@ pub async fn redact_link(tx: &mut Tx, invitation: Uuid) -> Result<()> {
     });
     Ok(())
 }
+
+/// Queues a reminder once: a second attempt for the same appointment and kind (another server
+/// process, a restart) inserts nothing. True when it was queued now.
+#[allow(clippy::too_many_arguments)]
+pub async fn queue_reminder(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    patient: PatientId,
+    appointment: Uuid,
+    reminder: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+) -> Result<bool> {
+    let id = Uuid::now_v7();
+    let n = on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO outbox (id, clinic_id, to_address, subject, body, created_at, patient_id, appointment_id, reminder) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (appointment_id, reminder) DO NOTHING",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(to)
+        .bind(subject)
+        .bind(body)
+        .bind(DbTs(UtcTs::now()))
+        .bind(patient.as_uuid())
+        .bind(appointment)
+        .bind(reminder)
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// Which (appointment, reminder) pairs are already queued among these appointments.
+pub async fn reminders_queued(db: &Db, appointments: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+    if appointments.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT appointment_id, reminder FROM outbox WHERE reminder IS NOT NULL AND appointment_id IN ",
+        );
+        crate::push_ids(&mut q, appointments);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}

@@ -736,3 +736,30 @@ pub async fn course_counts(db: &Db, course: Uuid) -> Result<Vec<(String, i64)>> 
             .await?
     }))
 }
+
+/// Booked appointments of every clinic starting in `[from, to)`: (id, clinic, patient, type,
+/// start). The reminder job reads these.
+pub async fn booked_between_all(db: &Db, from: UtcTs, to: UtcTs) -> Result<Vec<(Uuid, Uuid, Uuid, Uuid, DbTs)>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, clinic_id, patient_id, type_id, start_at FROM appointments WHERE status IN ('booked', 'completed') \
+             AND start_at >= $1 AND start_at < $2 ORDER BY start_at",
+        )
+        .bind(DbTs(from))
+        .bind(DbTs(to))
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+/// The type definition of each id (any clinic), for the job.
+pub async fn type_definitions(db: &Db, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT id, definition FROM appointment_types WHERE id IN ");
+        crate::push_ids(&mut q, ids);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}

@@ -255,3 +255,13 @@ pub async fn patient_has_account(db: &Db, patient: PatientId) -> Result<bool> {
     });
     Ok(n > 0)
 }
+
+/// The email of the patient's active portal account, if any.
+pub async fn patient_account_email(db: &Db, patient: PatientId) -> Result<Option<String>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar("SELECT email FROM users WHERE patient_id = $1 AND active ORDER BY created_at LIMIT 1")
+            .bind(patient.as_uuid())
+            .fetch_optional(c)
+            .await?
+    }))
+}

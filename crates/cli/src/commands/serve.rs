@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Days a portal invitation link stays valid.
     #[arg(long, env = "KAPSTONE_INVITATION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=30))]
     invitation_days: u32,
+    /// Seconds between passes of the background jobs (appointment reminders); 0 turns them off
+    /// in this process (another process can run them).
+    #[arg(long, env = "KAPSTONE_JOBS_EVERY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    jobs_every_secs: u64,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
@@ -101,6 +105,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     db.migrate().await.context("migrating the database")?;
     kapstone_web::content::check_all().context("checking the clinical content")?;
     let state = AppState::new(db.clone(), config);
+    if args.jobs_every_secs > 0 {
+        kapstone_web::app::jobs::spawn(state.clone(), std::time::Duration::from_secs(args.jobs_every_secs));
+    }
     if args.demo {
         match seed_if_empty(&state, args.demo_password.clone()).await? {
             Some((seed, password)) => print_demo(&seed, &password),

@@ -24,3 +24,13 @@ CREATE TABLE calendar_feeds (
     token      TEXT NOT NULL UNIQUE,
     created_at BIGINT NOT NULL
 );
+
+-- Reminders go through the outbox: each names its appointment and kind ('48h', '24h',
+-- 'checkin'), and the unique index makes generating them idempotent, whatever the number of
+-- server processes running the job. Delivery attempts are kept with the message.
+ALTER TABLE outbox ADD COLUMN appointment_id BLOB REFERENCES appointments(id);
+ALTER TABLE outbox ADD COLUMN reminder TEXT;
+ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN next_attempt_at BIGINT;
+ALTER TABLE outbox ADD COLUMN last_error TEXT;
+CREATE UNIQUE INDEX outbox_one_reminder ON outbox (appointment_id, reminder);

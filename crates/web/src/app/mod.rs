@@ -9,6 +9,7 @@ pub mod courses;
 pub mod demo;
 pub mod eligibility;
 pub mod invitations;
+pub mod jobs;
 pub mod patients;
 pub mod preparation;
 pub mod questionnaires;

@@ -1,0 +1,75 @@
+//! Treatment courses over the API: started only for an allowed route, planned from the template,
+//! booked in one go with refusals reported per date.
+
+use kapstone_testkit::{TestApp, both_backends};
+use serde_json::{Value, json};
+
+async fn demo_patient(app: &TestApp, n: u8) -> anyhow::Result<String> {
+    let me: Value = app
+        .get_bearer(&app.token(&format!("patient{n}@demo.kapstone.test")).await?, "/api/v1/portal/me")
+        .await?
+        .json()
+        .await?;
+    Ok(me["id"].as_str().unwrap().to_owned())
+}
+
+async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    let r = app.client().post(app.url(path)).bearer_auth(token).json(&body).send().await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+both_backends! {
+    async fn the_demo_course_follows_the_spravato_schedule(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let list: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let c = &list["items"][0];
+        assert_eq!(c["template"], "SPRAVATO-TRD");
+        assert_eq!(c["dosing_planned"], 14, "8 induction + 4 weekly + 2 from week 9");
+        assert!(c["dosing_booked"].as_i64().unwrap() >= 8, "{c}");
+        assert_eq!(c["phase"], "induction");
+        let first = c["plan"].as_array().unwrap().iter().find(|p| p["kind"] == "dosing").unwrap();
+        assert_eq!(first["note"], "day 1: 56 mg (label)");
+        // Twice a week in weeks 1-4: the second dosing date is three days after the first.
+        let dates: Vec<String> = c["plan"].as_array().unwrap().iter().filter(|p| p["kind"] == "dosing")
+            .map(|p| p["date"].as_str().unwrap().to_owned()).collect();
+        let d0: jiff::civil::Date = dates[0].parse()?;
+        let d1: jiff::civil::Date = dates[1].parse()?;
+        assert_eq!((d1 - d0).get_days(), 3);
+        app.stop().await
+    }
+
+    async fn a_course_needs_an_allowed_route_and_books_what_it_can(b) {
+        let app = TestApp::demo(b).await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let p2 = demo_patient(&app, 2).await?;
+        let path = format!("/api/v1/patients/{p2}/courses");
+        let (s, r) = post(&app, &prescriber, &path, json!({"template": "IV-6", "first_date": "2030-01-07"})).await?;
+        assert_eq!((s, r["error"]["field"].as_str()), (422, Some("template")), "patient 2 is eligible for lozenges only");
+        let (s, _) = post(&app, &nurse, &path, json!({"template": "KAP-SL", "first_date": "2030-01-07"})).await?;
+        assert_eq!(s, 403, "a prescriber starts a course");
+        let (s, r) = post(&app, &prescriber, &path,
+            json!({"template": "KAP-SL", "first_date": "2030-01-07", "options": {"kap_sessions": 2}})).await?;
+        assert_eq!((s, r["error"]["field"].as_str()), (422, Some("kap_sessions")), "KAP-SL has at least 3 sessions");
+        let (s, c) = post(&app, &prescriber, &path, json!({"template": "KAP-SL", "first_date": "2030-01-07"})).await?;
+        assert_eq!(s, 201, "{c}");
+        assert_eq!(c["dosing_planned"], 3);
+        // Patient 2 has not signed the consent yet: every date is refused, naming the gate.
+        let staff: Value = app.get_bearer(&nurse, "/api/v1/staff").await?.json().await?;
+        let ids: Vec<&str> = staff["items"].as_array().unwrap().iter()
+            .filter(|u| u["role"] == "nurse" || u["role"] == "therapist").map(|u| u["id"].as_str().unwrap()).collect();
+        let rooms: Value = app.get_bearer(&nurse, "/api/v1/rooms").await?.json().await?;
+        let room = rooms["items"][1]["id"].as_str().unwrap();
+        let before = app.count("appointments").await?;
+        let (s, r) = post(&app, &nurse, &format!("/api/v1/courses/{}/book", c["id"].as_str().unwrap()),
+            json!({"time": "09:00", "staff_ids": ids, "room_id": room})).await?;
+        assert_eq!(s, 200, "{r}");
+        let items = r["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert!(items.iter().all(|i| i["refused"].as_str().is_some_and(|m| m.contains("consent"))), "{r}");
+        assert_eq!(app.count("appointments").await?, before);
+        app.stop().await
+    }
+}

@@ -1,0 +1,95 @@
+//! The background job runner inside the server: no cron needed. Each pass is safe to run in
+//! several server processes at once (what it writes is idempotent in the database).
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kapstone_domain::PatientId;
+use kapstone_domain::reminders::{self, Reminder};
+use kapstone_domain::scheduling::{AppointmentKind, AppointmentType};
+use kapstone_store::{invitations, scheduling as store};
+use uuid::Uuid;
+
+use super::scheduling::{from_jiff, time_zone, to_jiff};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Queues the reminders that are due now; returns how many were queued by this pass.
+pub async fn queue_reminders(state: &AppState) -> Result<usize, AppError> {
+    let now = Timestamp::now();
+    let from = now.checked_sub(SignedDuration::from_hours(48)).unwrap_or(now);
+    let to = now.checked_add(SignedDuration::from_hours(48)).unwrap_or(now);
+    let rows = store::booked_between_all(&state.db, from_jiff(from), from_jiff(to)).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let queued = invitations::reminders_queued(&state.db, &ids).await?;
+    let mut type_ids: Vec<Uuid> = rows.iter().map(|r| r.3).collect();
+    type_ids.sort();
+    type_ids.dedup();
+    let types = store::type_definitions(&state.db, &type_ids).await?;
+    let mut count = 0;
+    for (id, clinic, patient, type_id, start) in rows {
+        let start = to_jiff(start.0);
+        let dosing = types
+            .iter()
+            .find(|(t, _)| *t == type_id)
+            .and_then(|(_, d)| serde_json::from_str::<AppointmentType>(d).ok())
+            .is_some_and(|t| t.kind == AppointmentKind::Dosing);
+        for kind in reminders::due(start, dosing, now) {
+            if queued.iter().any(|(a, k)| *a == id && k == kind.as_str()) {
+                continue;
+            }
+            if queue_one(state, clinic, patient, id, start, kind).await? {
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
+async fn queue_one(
+    state: &AppState,
+    clinic: Uuid,
+    patient: Uuid,
+    appointment: Uuid,
+    start: Timestamp,
+    kind: Reminder,
+) -> Result<bool, AppError> {
+    let clinic_id = kapstone_domain::ClinicId::from_uuid(clinic);
+    let patient_id = PatientId::from_uuid(patient);
+    let Some(p) = kapstone_store::patients::get(&state.db, clinic_id, patient_id).await? else { return Ok(false) };
+    // The address: the patient's portal account, else the email on the record.
+    let account = kapstone_store::users::patient_account_email(&state.db, patient_id).await?;
+    let Some(to) = account.or(p.email.clone()) else { return Ok(false) };
+    let location = store::locations(&state.db, clinic_id).await?.into_iter().next();
+    let (place, zone) = location.map_or_else(|| ("the clinic".to_owned(), "UTC".to_owned()), |l| (l.name, l.time_zone));
+    let z = start.to_zoned(time_zone(&zone)?);
+    let when = format!("{} {:02}:{:02}", z.date(), z.hour(), z.minute());
+    let portal = format!("{}/portal", state.config.public_url.trim_end_matches('/'));
+    let (subject, body) = reminders::message(kind, &place, &when, &portal);
+    let mut tx = state.db.begin().await?;
+    let queued =
+        invitations::queue_reminder(&mut tx, clinic_id, patient_id, appointment, kind.as_str(), &to, &subject, &body)
+            .await?;
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// Runs the jobs every `every` until the server stops; a failed pass is logged and retried next
+/// time.
+pub fn spawn(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match queue_reminders(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(queued = n, "reminders queued"),
+                Err(e) => {
+                    let id = e.log();
+                    tracing::warn!(correlation = %id, "reminder pass failed");
+                }
+            }
+        }
+    });
+}
