@@ -763,3 +763,43 @@ pub async fn type_definitions(db: &Db, ids: &[Uuid]) -> Result<Vec<(Uuid, String
         q.build_query_as().fetch_all(c).await?
     }))
 }
+
+pub async fn insert_request(
+    tx: &mut Tx,
+    clinic: ClinicId,
+    appointment: Uuid,
+    patient: PatientId,
+    kind: &str,
+    note: Option<&str>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO appointment_requests (id, clinic_id, appointment_id, patient_id, kind, note, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(clinic.as_uuid())
+        .bind(appointment)
+        .bind(patient.as_uuid())
+        .bind(kind)
+        .bind(note)
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+/// Requests on appointments still booked: (appointment, kind, note, asked at).
+pub async fn open_requests(db: &Db, clinic: ClinicId) -> Result<Vec<(Uuid, String, Option<String>, DbTs)>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT r.appointment_id, r.kind, r.note, r.created_at FROM appointment_requests r JOIN appointments a \
+             ON a.id = r.appointment_id WHERE r.clinic_id = $1 AND a.status = 'booked' ORDER BY r.created_at",
+        )
+        .bind(clinic.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}

@@ -92,6 +92,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/portal/appointments/{id}/intention", PortalSelf, post(html::portal::intention)),
         r(p.clone(), "/portal/appointments/{id}/acknowledge", PortalSelf, post(html::portal::acknowledge)),
         r(g.clone(), "/portal/appointments/{id}/calendar.ics", PortalSelf, get(html::portal::ics)),
+        r(p.clone(), "/portal/appointments/{id}/request", PortalSelf, post(html::portal::request_change)),
         // JSON API
         r(p.clone(), "/api/v1/auth/login", Public, post(api::auth::login)),
         r(p.clone(), "/api/v1/auth/logout", SignOut, post(api::auth::logout)),

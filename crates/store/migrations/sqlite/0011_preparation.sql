@@ -34,3 +34,16 @@ ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN next_attempt_at BIGINT;
 ALTER TABLE outbox ADD COLUMN last_error TEXT;
 CREATE UNIQUE INDEX outbox_one_reminder ON outbox (appointment_id, reminder);
+
+-- A patient's request, from the portal, to move or cancel an appointment; the front desk sees it
+-- until the appointment is changed.
+CREATE TABLE appointment_requests (
+    id             BLOB PRIMARY KEY NOT NULL,
+    clinic_id      BLOB NOT NULL REFERENCES clinics(id),
+    appointment_id BLOB NOT NULL REFERENCES appointments(id),
+    patient_id     BLOB NOT NULL REFERENCES patients(id),
+    kind           TEXT NOT NULL CHECK (kind IN ('reschedule','cancel')),
+    note           TEXT,
+    created_at     BIGINT NOT NULL
+);
+CREATE INDEX appointment_requests_by_appointment ON appointment_requests (appointment_id);

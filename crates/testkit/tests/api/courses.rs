@@ -73,3 +73,30 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_patient_asks_to_move_an_appointment_and_the_front_desk_sees_it(b) {
+        let app = TestApp::demo(b).await?;
+        let (portal, _) = app.browser_login("patient3@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let page = portal.get(app.url("/portal")).send().await?.text().await?;
+        let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let appt = page.split("/portal/appointments/").nth(1).and_then(|s| s.split('/').next()).unwrap().to_owned();
+        // Another patient cannot ask about it.
+        let (other, _) = app.browser_login("patient1@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let other_csrf = kapstone_testkit::hidden_csrf(&other.get(app.url("/portal")).send().await?.text().await?).unwrap();
+        let url = app.url(&format!("/portal/appointments/{appt}/request"));
+        let r = other.post(&url).form(&[("csrf_token", other_csrf.as_str()), ("kind", "cancel")]).send().await?;
+        assert_eq!(r.status(), 404);
+        assert_eq!(app.count("appointment_requests").await?, 0);
+        let r = portal.post(&url).form(&[("csrf_token", csrf.as_str()), ("kind", "sideways")]).send().await?;
+        assert_eq!(r.status(), 422);
+        let r = portal.post(&url).form(&[("csrf_token", csrf.as_str()), ("kind", "reschedule"), ("note", "Work trip")]).send().await?;
+        assert_eq!(r.status(), 303);
+        assert_eq!(app.count("appointment_requests").await?, 1);
+        let (desk, _) = app.browser_login("frontdesk@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let home = desk.get(app.url("/")).send().await?.text().await?;
+        assert!(home.contains("A patient asks to reschedule an appointment"), "the front desk sees the request");
+        assert!(home.contains(&format!("/schedule/appointments/{appt}")));
+        app.stop().await
+    }
+}

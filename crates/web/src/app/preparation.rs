@@ -174,3 +174,29 @@ pub async fn assign_pre_session_questionnaires(
     }
     Ok(())
 }
+
+/// The patient asks (portal) to reschedule or cancel; the front desk sees it on the home page.
+pub async fn request_change(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    kind: &str,
+    note: &str,
+) -> Result<(), AppError> {
+    let a = own_appointment(state, user, id).await?;
+    if !matches!(kind, "reschedule" | "cancel") {
+        return Err(FieldError::new("kind", "reschedule or cancel").into());
+    }
+    let note = kapstone_domain::patient::optional_text("note", Some(note), 500)?;
+    let mut tx = state.db.begin().await?;
+    let rid =
+        store::insert_request(&mut tx, user.clinic, a.id, PatientId::from_uuid(a.patient_id), kind, note.as_deref())
+            .await?;
+    let mut e = user.event(AuditAction::AppointmentChanged, "appointment_request", Outcome::Success);
+    e.entity_id = Some(rid.to_string());
+    e.patient_id = Some(PatientId::from_uuid(a.patient_id));
+    e.reason = Some(format!("patient asks to {kind}"));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -68,6 +68,14 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
                 .push(NextStep { href: "/admin/settings".into(), text: "Require a second factor for admins".into() });
         }
     }
+    if allows(Some(user.role), Action::BookAppointments) {
+        for (appointment, kind, _, _) in kapstone_store::scheduling::open_requests(&state.db, user.clinic).await? {
+            next_steps.push(NextStep {
+                href: format!("/schedule/appointments/{appointment}"),
+                text: format!("A patient asks to {kind} an appointment"),
+            });
+        }
+    }
     if allows(Some(user.role), Action::ReadSchedule) {
         next_steps.extend(preparation_due(&state, &user).await?);
     }

@@ -518,3 +518,23 @@ pub async fn ics(
     let body = crate::app::calendar::patient_event(&state, &me, id).await?;
     Ok(crate::app::calendar::ics_response(body, "appointment.ics"))
 }
+
+#[derive(serde::Deserialize)]
+pub struct RequestForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /portal/appointments/{id}/request`: ask the clinic to move or cancel.
+pub async fn request_change(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Form(f): axum::extract::Form<RequestForm>,
+) -> PageResult<axum::response::Response> {
+    let id = appointment_id(&id)?;
+    let r = crate::app::preparation::request_change(&state, &me, id, &f.kind, &f.note).await;
+    after(&state, &me, r).await
+}
