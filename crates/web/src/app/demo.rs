@@ -289,6 +289,31 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
     )
     .await?;
     book(p3, "integration", at(days[2], 15, 0)?, vec![therapist], None).await?;
+    // Checklists in every state: the first session ready, the second with a ride taken on the
+    // phone (not yet confirmed by the patient), the rest still open.
+    let p3_account = {
+        let email = kapstone_domain::Email::parse(&format!("patient3@{DEMO_DOMAIN}"))?;
+        let row = kapstone_store::users::find_by_email(&state.db, &email).await?.ok_or(AppError::NotFound)?;
+        demo_actor(&row)?
+    };
+    let dosing: Vec<uuid::Uuid> = kapstone_store::scheduling::appointments_of_patient(&state.db, p3)
+        .await?
+        .into_iter()
+        .filter(|a| a.status == "booked" && a.room_id.is_some())
+        .map(|a| a.id)
+        .collect();
+    if let Some(first) = dosing.first() {
+        use super::preparation as prep;
+        prep::set_escort(state, &p3_account, *first, "Robin Example", "+1 555 0100 0003", "partner").await?;
+        prep::set_intention(state, &p3_account, *first, "To meet the heaviness with curiosity instead of fear.")
+            .await?;
+        prep::acknowledge(state, &p3_account, *first).await?;
+        prep::set_medication_instructions(state, &prescriber_actor, *first, "Take sertraline as usual. No changes.")
+            .await?;
+    }
+    if let Some(second) = dosing.get(1) {
+        super::preparation::set_escort(state, &front, *second, "Robin Example", "+1 555 0100 0003", "partner").await?;
+    }
     // Patient 1 (consultation under way): the consultation visit; patient 2: a follow-up.
     book(p1, "consultation", at(days[0], 11, 0)?, vec![prescriber], None).await?;
     book(p2, "follow-up", at(days[2], 14, 0)?, vec![nurse], None).await?;
