@@ -62,6 +62,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/patients/{id}/pathway", ManagePathway, post(html::patients::change_pathway)),
         r(p.clone(), "/patients/{id}/invite", RegisterPatient, post(html::patients::invite)),
         r(p.clone(), "/patients/{id}/consents", RecordConsent, post(html::patients::record_consent)),
+        r(p.clone(), "/patients/{id}/rems", RecordConsent, post(html::patients::record_rems)),
         r(p.clone(), "/patients/{id}/consents/{consent}/revoke", RecordConsent, post(html::patients::revoke_consent)),
         // My account
         r(g.clone(), "/account", OwnAccount, get(html::account::show)),

@@ -5,6 +5,7 @@ mod accounts;
 mod audit;
 mod auth;
 mod backup;
+mod calendar;
 mod courses;
 mod eligibility;
 mod health;

@@ -126,6 +126,8 @@ struct PatientPage {
     pathway_events: Vec<(String, String, String)>,
     /// (when, type, status, upcoming)
     appointments: Vec<(String, String, String, bool)>,
+    /// The date of the Spravato REMS enrolment, if recorded.
+    rems_enrolled_on: Option<String>,
     can_book: bool,
     can_see_schedule: bool,
     notice: Option<String>,
@@ -224,7 +226,9 @@ async fn chart_with(
         .collect();
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
+    let rems_enrolled_on = kapstone_store::scheduling::rems_enrolled(&state.db, id).await?;
     render(&PatientPage {
+        rems_enrolled_on,
         appointments,
         can_book: allows(Some(user.role), Action::BookAppointments),
         can_see_schedule,
@@ -492,6 +496,33 @@ pub async fn change_pathway(
         Ok(()) => Ok(axum::response::Redirect::to(&format!("/patients/{id}")).into_response()),
         Err(AppError::Invalid(e)) => {
             let page = chart_with(&state, &user, id, None, None, Some(super::sentence(&e.message))).await?;
+            Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RemsForm {
+    #[serde(default)]
+    enrolled_on: String,
+    #[serde(default)]
+    reference: String,
+}
+
+/// `POST /patients/{id}/rems`: record the Spravato REMS patient enrolment (GATE-03).
+pub async fn record_rems(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<RemsForm>,
+) -> PageResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
+    match crate::app::scheduling::record_rems(&state, &user, id, &f.enrolled_on, Some(&f.reference)).await {
+        Ok(()) => Ok(axum::response::Redirect::to(&format!("/patients/{id}")).into_response()),
+        Err(AppError::Invalid(e)) => {
+            let page = chart(&state, &user, id, None, Some(super::sentence(&e.message))).await?;
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
