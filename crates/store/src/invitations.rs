@@ -213,3 +213,82 @@ pub async fn reminders_queued(db: &Db, appointments: &[Uuid]) -> Result<Vec<(Uui
         q.build_query_as().fetch_all(c).await?
     }))
 }
+
+/// A message taken for delivery.
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub to_address: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+/// Takes up to `limit` unsent messages that are due, each leased until `lease_until` so another
+/// server process does not send it too (a crashed sender's lease simply runs out).
+pub async fn claim_due(
+    db: &Db,
+    now: UtcTs,
+    lease_until: UtcTs,
+    max_attempts: i32,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    let candidates: Vec<Delivery> = on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, to_address, subject, body, attempts FROM outbox WHERE sent_at IS NULL AND attempts < $2 \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) ORDER BY created_at LIMIT $3",
+        )
+        .bind(DbTs(now))
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(c)
+        .await?
+    });
+    let mut claimed = Vec::new();
+    for m in candidates {
+        let mut tx = db.begin().await?;
+        let n = on_tx!(&mut tx, |c| {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND sent_at IS NULL \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
+            )
+            .bind(m.id)
+            .bind(DbTs(now))
+            .bind(DbTs(lease_until))
+            .execute(c)
+            .await?
+            .rows_affected()
+        });
+        tx.commit().await?;
+        if n == 1 {
+            claimed.push(m);
+        }
+    }
+    Ok(claimed)
+}
+
+pub async fn mark_sent(db: &Db, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1")
+            .bind(id)
+            .bind(DbTs(UtcTs::now()))
+            .execute(c)
+            .await?;
+    });
+    tx.commit().await
+}
+
+/// Records a failed attempt and when to try again.
+pub async fn mark_failed(db: &Db, id: Uuid, retry_at: UtcTs, error: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(DbTs(retry_at))
+            .bind(error)
+            .execute(c)
+            .await?;
+    });
+    tx.commit().await
+}

@@ -20,6 +20,11 @@ pub struct ServerConfig {
     pub public_url: String,
     /// How long a portal invitation link stays valid.
     pub invitation_lifetime: time::Duration,
+    /// The mail server for the outbox (`smtp://user:pass@host:587?tls=required`, or
+    /// `smtps://…`); `None` keeps messages in the outbox page.
+    pub smtp_url: Option<String>,
+    /// The sender of outgoing mail.
+    pub mail_from: String,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +36,8 @@ impl Default for ServerConfig {
             max_body_bytes: 256 * 1024,
             public_url: "http://127.0.0.1:8080".into(),
             invitation_lifetime: time::Duration::days(7),
+            smtp_url: None,
+            mail_from: "Kapstone <no-reply@localhost>".into(),
         }
     }
 }

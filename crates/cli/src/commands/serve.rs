@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// in this process (another process can run them).
     #[arg(long, env = "KAPSTONE_JOBS_EVERY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     jobs_every_secs: u64,
+    /// Mail server for the outbox, e.g. smtp://user:pass@mail.example:587?tls=required (unset:
+    /// messages stay in the admins' outbox page).
+    #[arg(long, env = "KAPSTONE_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender of outgoing mail.
+    #[arg(long, env = "KAPSTONE_MAIL_FROM", default_value = "Kapstone <no-reply@localhost>")]
+    mail_from: String,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
@@ -73,6 +80,8 @@ impl ServeArgs {
             max_body_bytes: usize::try_from(self.max_body_kib).unwrap_or(256) * 1024,
             public_url: self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.bind)),
             invitation_lifetime: Duration::days(self.invitation_days.into()),
+            smtp_url: self.smtp_url.clone(),
+            mail_from: self.mail_from.clone(),
         }
     }
 }

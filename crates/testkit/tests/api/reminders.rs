@@ -64,3 +64,95 @@ both_backends! {
         app.stop().await
     }
 }
+
+/// A minimal SMTP server that accepts every message and keeps what it received (the test's
+/// mail server: the delivery code speaks real SMTP to it).
+async fn smtp_sink() -> anyhow::Result<(u16, std::sync::Arc<tokio::sync::Mutex<Vec<String>>>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let got = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let store = got.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(buf) = data.as_mut() {
+                        if line == "." {
+                            store.lock().await.push(std::mem::take(buf));
+                            data = None;
+                            let _ = write.write_all(b"250 queued\r\n").await;
+                        } else {
+                            buf.push_str(&line);
+                            buf.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => b"221 bye\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    let _ = write.write_all(reply).await;
+                    if verb == "QUIT" {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, got))
+}
+
+both_backends! {
+    async fn the_outbox_is_delivered_by_smtp_and_failures_are_retried_later(b) {
+        let app = TestApp::demo(b).await?;
+        let clinic = kapstone_store::clinics::list(&app.db).await?[0].clinic_id();
+        let mut tx = app.db.begin().await?;
+        for n in 1..=3 {
+            kapstone_store::invitations::queue_message(&mut tx, clinic, &format!("patient{n}@demo.kapstone.test"),
+                "Your appointment at the clinic", "A reminder.", Default::default()).await?;
+        }
+        tx.commit().await?;
+        let unsent = app.count("outbox WHERE sent_at IS NULL").await?;
+        assert!(unsent >= 3);
+        // A mail server that is down: every message fails once and waits before the next try.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let dead_port = closed.local_addr()?.port();
+        drop(closed);
+        let with = |url: String| kapstone_web::state::ServerConfig { smtp_url: Some(url), ..Default::default() };
+        let down = kapstone_web::state::AppState::new(
+            kapstone_store::Db::connect(&app.fresh.url).await?,
+            with(format!("smtp://127.0.0.1:{dead_port}")),
+        );
+        let (sent, failed) = kapstone_web::app::jobs::deliver(&down).await?;
+        assert_eq!((sent, i64::try_from(failed)?), (0, unsent.min(50)));
+        assert_eq!(app.count("outbox WHERE attempts = 1 AND last_error IS NOT NULL AND sent_at IS NULL").await?, unsent.min(50));
+        assert_eq!(kapstone_web::app::jobs::deliver(&down).await?, (0, 0), "not due again yet");
+        // Once the retry is due and the server is up, they go out, each once.
+        app.raw_sql("UPDATE outbox SET next_attempt_at = NULL").await?;
+        let (port, got) = smtp_sink().await?;
+        let up = kapstone_web::state::AppState::new(
+            kapstone_store::Db::connect(&app.fresh.url).await?,
+            with(format!("smtp://127.0.0.1:{port}")),
+        );
+        let (sent, failed) = kapstone_web::app::jobs::deliver(&up).await?;
+        assert_eq!((i64::try_from(sent)?, failed), (unsent.min(50), 0));
+        assert_eq!(app.count("outbox WHERE sent_at IS NOT NULL").await?, unsent.min(50));
+        assert_eq!(kapstone_web::app::jobs::deliver(&up).await?, (0, 0));
+        let mail = got.lock().await;
+        assert_eq!(i64::try_from(mail.len())?, unsent.min(50));
+        assert!(mail.iter().all(|m| m.contains("Subject:") && m.contains("From: Kapstone")), "{:?}", mail.first());
+        app.stop().await
+    }
+}

@@ -74,6 +74,59 @@ async fn queue_one(
     Ok(queued)
 }
 
+/// Retries: 8 attempts, waiting 1, 2, 4, ... 64 minutes (capped) between them.
+const MAX_ATTEMPTS: i32 = 8;
+
+fn backoff(attempts: i32) -> SignedDuration {
+    SignedDuration::from_mins(1_i64 << attempts.clamp(0, 6))
+}
+
+/// Sends what is due in the outbox through the configured mail server; returns (sent, failed).
+/// Without a mail server nothing is sent and the messages stay in the outbox page.
+pub async fn deliver(state: &AppState) -> Result<(usize, usize), AppError> {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let Some(url) = state.config.smtp_url.as_deref() else { return Ok((0, 0)) };
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("smtp url: {e}")))?
+        .timeout(Some(Duration::from_secs(20)))
+        .build();
+    let from: lettre::message::Mailbox =
+        state.config.mail_from.parse().map_err(|e| AppError::Internal(anyhow::anyhow!("mail from: {e}")))?;
+    let now = Timestamp::now();
+    let lease = now.checked_add(SignedDuration::from_mins(10)).unwrap_or(now);
+    let due = invitations::claim_due(&state.db, from_jiff(now), from_jiff(lease), MAX_ATTEMPTS, 50).await?;
+    let (mut sent, mut failed) = (0, 0);
+    for m in due {
+        let message = m.to_address.parse::<lettre::message::Mailbox>().map_err(|e| e.to_string()).and_then(|to| {
+            Message::builder()
+                .from(from.clone())
+                .to(to)
+                .subject(m.subject.clone())
+                .body(m.body.clone())
+                .map_err(|e| e.to_string())
+        });
+        let result = match message {
+            Ok(msg) => mailer.send(msg).await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                invitations::mark_sent(&state.db, m.id).await?;
+                sent += 1;
+            }
+            Err(e) => {
+                let retry = now.checked_add(backoff(m.attempts)).unwrap_or(now);
+                // The error text of the mail server, never the message.
+                let error: String = e.chars().take(300).collect();
+                invitations::mark_failed(&state.db, m.id, from_jiff(retry), &error).await?;
+                tracing::warn!(message = %m.id, attempt = m.attempts + 1, "mail delivery failed");
+                failed += 1;
+            }
+        }
+    }
+    Ok((sent, failed))
+}
+
 /// Runs the jobs every `every` until the server stops; a failed pass is logged and retried next
 /// time.
 pub fn spawn(state: AppState, every: Duration) {
@@ -88,6 +141,14 @@ pub fn spawn(state: AppState, every: Duration) {
                 Err(e) => {
                     let id = e.log();
                     tracing::warn!(correlation = %id, "reminder pass failed");
+                }
+            }
+            match deliver(&state).await {
+                Ok((0, 0)) => {}
+                Ok((sent, failed)) => tracing::info!(sent, failed, "outbox delivered"),
+                Err(e) => {
+                    let id = e.log();
+                    tracing::warn!(correlation = %id, "delivery pass failed");
                 }
             }
         }
