@@ -81,6 +81,12 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/admin/settings", ManageSettings, get(html::admin::settings_show)),
         r(p.clone(), "/admin/settings", ManageSettings, post(html::admin::settings_save)),
         r(g.clone(), "/admin/audit", ReadAudit, get(html::admin::audit)),
+        r(g.clone(), "/admin/scheduling", ManageScheduling, get(html::admin_schedule::show)),
+        r(p.clone(), "/admin/scheduling/locations", ManageScheduling, post(html::admin_schedule::add_location)),
+        r(p.clone(), "/admin/scheduling/rooms", ManageScheduling, post(html::admin_schedule::add_room)),
+        r(p.clone(), "/admin/scheduling/types", ManageScheduling, post(html::admin_schedule::save_type)),
+        r(p.clone(), "/admin/scheduling/hours", ManageScheduling, post(html::admin_schedule::set_hours)),
+        r(p.clone(), "/admin/scheduling/exceptions", ManageScheduling, post(html::admin_schedule::add_exception)),
         r(g.clone(), "/admin/outbox", ManageUsers, get(html::admin::outbox)),
         r(g.clone(), "/admin/audit.csv", ReadAudit, get(html::admin::audit_csv)),
         // Patient portal

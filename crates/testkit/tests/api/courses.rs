@@ -100,3 +100,34 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn an_admin_sets_up_the_schedule_from_the_page(b) {
+        let app = TestApp::demo(b).await?;
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let page = admin.get(app.url("/admin/scheduling")).send().await?.text().await?;
+        assert!(page.contains("Chair 1") && page.contains("dosing-spravato"));
+        let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let r = admin.post(app.url("/admin/scheduling/locations"))
+            .form(&[("csrf_token", csrf.as_str()), ("name", "Annex"), ("time_zone", "Mars/Olympus")]).send().await?;
+        assert_eq!(r.status(), 422, "an unknown time zone is refused");
+        assert!(r.text().await?.contains("time_zone"));
+        let r = admin.post(app.url("/admin/scheduling/locations"))
+            .form(&[("csrf_token", csrf.as_str()), ("name", "Annex"), ("time_zone", "America/Denver")]).send().await?;
+        assert_eq!(r.status(), 303);
+        // A type from the form: 15 + 120 + 30 minutes, a prescriber or nurse and a therapist, a chair.
+        let form = [("csrf_token", csrf.as_str()), ("code", "dosing-in"), ("name", "Dosing: intranasal racemic"),
+            ("kind", "dosing"), ("route", "intranasal_racemic"), ("check_in_minutes", "15"), ("observation_minutes", "120"),
+            ("recovery_minutes", "30"), ("need1", "prescriber"), ("need1", "nurse"), ("need2", "therapist"), ("needs_room", "yes")];
+        assert_eq!(admin.post(app.url("/admin/scheduling/types")).form(&form).send().await?.status(), 303);
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let types: Value = app.get_bearer(&nurse, "/api/v1/appointment-types").await?.json().await?;
+        let t = types["items"].as_array().unwrap().iter().find(|t| t["code"] == "dosing-in").unwrap();
+        assert_eq!((t["minutes"].as_i64(), t["needs_room"].as_bool()), (Some(165), Some(true)));
+        assert_eq!(t["staff"], json!([["prescriber", "nurse"], ["therapist"]]));
+        // The front desk cannot open the set-up.
+        let (desk, _) = app.browser_login("frontdesk@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        assert_eq!(desk.get(app.url("/admin/scheduling")).send().await?.status(), 403);
+        app.stop().await
+    }
+}

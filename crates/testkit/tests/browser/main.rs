@@ -39,7 +39,17 @@ async fn sign_in_navigate_and_sign_out() {
         expect_h1(c, "What is due next").await?;
         let nav = nav_labels(c).await?;
         ensure!(
-            nav == ["Today", "Patients", "Schedule", "Accounts", "Audit log", "Outbox", "Settings", "My account"],
+            nav == [
+                "Today",
+                "Patients",
+                "Schedule",
+                "Accounts",
+                "Audit log",
+                "Outbox",
+                "Scheduling",
+                "Settings",
+                "My account"
+            ],
             "admin's navigation: {nav:?}"
         );
 

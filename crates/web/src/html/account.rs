@@ -62,11 +62,8 @@ async fn account_page(
         recovery_left: users::unused_recovery_codes(&state.db, me.id).await?,
         sessions,
         calendar: if kapstone_domain::permissions::allows(Some(me.role), kapstone_domain::Action::ReadSchedule) {
-            Some(
-                kapstone_store::scheduling::feed_token(&state.db, me.id)
-                    .await?
-                    .map(|t| format!("{}/calendar/{t}.ics", state.config.public_url.trim_end_matches('/'))),
-            )
+            // Made on first view, like the API's: the link is always on the profile page.
+            Some(Some(crate::app::calendar::feed_url(state, me, false).await?))
         } else {
             None
         },

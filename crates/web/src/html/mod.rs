@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_schedule;
 pub mod auth;
 pub mod consultation;
 pub mod eligibility;
@@ -35,6 +36,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
     ("/admin/outbox", "Outbox", Action::ManageUsers),
+    ("/admin/scheduling", "Scheduling", Action::ManageScheduling),
     ("/admin/settings", "Settings", Action::ManageSettings),
     ("/account", "My account", Action::OwnAccount),
 ];
