@@ -6,7 +6,9 @@ use jiff::{SignedDuration, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reminder {
+    /// The first reminder (48 h before by default).
     Before48h,
+    /// The second reminder (24 h before by default).
     Before24h,
     /// The day after a dosing session: how are you doing (in the portal).
     CheckIn,
@@ -22,20 +24,52 @@ impl Reminder {
     }
 }
 
+/// When reminders go out: a clinic setting (issue default: 48 h and 24 h before, and a next-day
+/// check-in after a dosing session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ReminderSettings {
+    /// Hours before the appointment for the first reminder (0: none).
+    pub first_hours: u16,
+    /// Hours before for the second, later reminder (0: none).
+    pub second_hours: u16,
+    pub check_in_after_dosing: bool,
+}
+
+impl Default for ReminderSettings {
+    fn default() -> Self {
+        Self { first_hours: 48, second_hours: 24, check_in_after_dosing: true }
+    }
+}
+
+impl ReminderSettings {
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.first_hours > 336 || self.second_hours > 336 {
+            return Err("at most 336 hours (two weeks) before");
+        }
+        if self.first_hours != 0 && self.second_hours != 0 && self.first_hours <= self.second_hours {
+            return Err("the first reminder comes before the second");
+        }
+        Ok(())
+    }
+}
+
 /// Which reminders are due now for an appointment starting at `start` (`dosing`: a dosing
-/// session). A reminder is due from its moment until the appointment (or, for the check-in,
-/// for a day), so a job that was down for a while still sends it once.
-pub fn due(start: Timestamp, dosing: bool, now: Timestamp) -> Vec<Reminder> {
+/// session). A reminder is due from its moment until the next one (or the appointment; the
+/// check-in for a day), so a job that was down for a while still sends it once.
+pub fn due(start: Timestamp, dosing: bool, now: Timestamp, s: &ReminderSettings) -> Vec<Reminder> {
     let mut out = Vec::new();
     let until = start.duration_since(now);
+    let (first, second) =
+        (SignedDuration::from_hours(i64::from(s.first_hours)), SignedDuration::from_hours(i64::from(s.second_hours)));
     if until > SignedDuration::ZERO {
-        if until <= SignedDuration::from_hours(48) && until > SignedDuration::from_hours(24) {
+        if s.first_hours > 0 && until <= first && (s.second_hours == 0 || until > second) {
             out.push(Reminder::Before48h);
         }
-        if until <= SignedDuration::from_hours(24) {
+        if s.second_hours > 0 && until <= second {
             out.push(Reminder::Before24h);
         }
-    } else if dosing {
+    } else if dosing && s.check_in_after_dosing {
         let since = now.duration_since(start);
         if since >= SignedDuration::from_hours(24) && since < SignedDuration::from_hours(48) {
             out.push(Reminder::CheckIn);
@@ -76,13 +110,21 @@ mod tests {
     #[test]
     fn reminders_fall_48_and_24_hours_before_and_the_day_after_dosing() {
         let start = at("2026-12-10T17:00:00Z");
-        assert!(due(start, true, at("2026-12-08T16:00:00Z")).is_empty(), "49 h before: nothing yet");
-        assert_eq!(due(start, true, at("2026-12-08T18:00:00Z")), vec![Reminder::Before48h]);
-        assert_eq!(due(start, true, at("2026-12-09T18:00:00Z")), vec![Reminder::Before24h]);
-        assert!(due(start, true, at("2026-12-10T18:00:00Z")).is_empty(), "during and just after: nothing");
-        assert_eq!(due(start, true, at("2026-12-11T18:00:00Z")), vec![Reminder::CheckIn]);
-        assert!(due(start, false, at("2026-12-11T18:00:00Z")).is_empty(), "check-in follows dosing only");
-        assert!(due(start, true, at("2026-12-13T18:00:00Z")).is_empty());
+        let s = ReminderSettings::default();
+        assert!(due(start, true, at("2026-12-08T16:00:00Z"), &s).is_empty(), "49 h before: nothing yet");
+        assert_eq!(due(start, true, at("2026-12-08T18:00:00Z"), &s), vec![Reminder::Before48h]);
+        assert_eq!(due(start, true, at("2026-12-09T18:00:00Z"), &s), vec![Reminder::Before24h]);
+        assert!(due(start, true, at("2026-12-10T18:00:00Z"), &s).is_empty(), "during and just after: nothing");
+        assert_eq!(due(start, true, at("2026-12-11T18:00:00Z"), &s), vec![Reminder::CheckIn]);
+        assert!(due(start, false, at("2026-12-11T18:00:00Z"), &s).is_empty(), "check-in follows dosing only");
+        assert!(due(start, true, at("2026-12-13T18:00:00Z"), &s).is_empty());
+        // A clinic that reminds 72 h and 12 h before, without the check-in.
+        let c = ReminderSettings { first_hours: 72, second_hours: 12, check_in_after_dosing: false };
+        assert_eq!(due(start, true, at("2026-12-07T18:00:00Z"), &c), vec![Reminder::Before48h]);
+        assert!(due(start, true, at("2026-12-07T16:00:00Z"), &c).is_empty());
+        assert_eq!(due(start, true, at("2026-12-10T06:00:00Z"), &c), vec![Reminder::Before24h]);
+        assert!(due(start, true, at("2026-12-11T18:00:00Z"), &c).is_empty());
+        assert!(ReminderSettings { first_hours: 12, second_hours: 24, check_in_after_dosing: true }.check().is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct ClinicSettings {
     pub consent_validity_months: u8,
     /// CONFIG-DEFAULT thresholds of the eligibility rules.
     pub eligibility: kapstone_domain::eligibility::EligibilitySettings,
+    /// When appointment reminders go out.
+    pub reminders: kapstone_domain::reminders::ReminderSettings,
 }
 
 impl Default for ClinicSettings {
@@ -60,6 +62,7 @@ impl Default for ClinicSettings {
             pcl5_cutoff: kapstone_domain::instruments::pcl5::DEFAULT_CUTOFF,
             consent_validity_months: 12,
             eligibility: Default::default(),
+            reminders: Default::default(),
         }
     }
 }
@@ -79,9 +82,9 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    let row: Option<(i64, String, i32, i32, Option<String>)> = on_read!(db, |c| {
+    let row: Option<(i64, String, i32, i32, Option<String>, Option<String>)> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility FROM clinic_settings \
+            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders FROM clinic_settings \
              WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
@@ -89,7 +92,7 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
         .await?
     });
     Ok(match row {
-        Some((version, roles, cutoff, months, eligibility)) => ClinicSettings {
+        Some((version, roles, cutoff, months, eligibility, reminders)) => ClinicSettings {
             version,
             mfa_required_roles: roles_from_text(&roles),
             pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
@@ -98,6 +101,11 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
             eligibility: match eligibility {
                 Some(json) => serde_json::from_str(&json)
                     .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?,
+                None => Default::default(),
+            },
+            reminders: match reminders {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?,
                 None => Default::default(),
             },
         },
@@ -117,6 +125,8 @@ pub async fn save_settings(
     let months = i32::from(settings.consent_validity_months);
     let eligibility = serde_json::to_string(&settings.eligibility)
         .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?;
+    let reminders = serde_json::to_string(&settings.reminders)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?;
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -125,7 +135,7 @@ pub async fn save_settings(
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
             "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff, \
-             consent_validity_months, eligibility) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             consent_validity_months, eligibility, reminders) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
@@ -135,6 +145,7 @@ pub async fn save_settings(
         .bind(cutoff)
         .bind(months)
         .bind(&eligibility)
+        .bind(&reminders)
         .execute(&mut *c)
         .await?;
         version

@@ -47,3 +47,7 @@ CREATE TABLE appointment_requests (
     created_at     BIGINT NOT NULL
 );
 CREATE INDEX appointment_requests_by_appointment ON appointment_requests (appointment_id);
+
+-- When reminders go out (JSON of the domain's ReminderSettings; NULL: 48 h and 24 h before, and
+-- the next-day check-in after dosing).
+ALTER TABLE clinic_settings ADD COLUMN reminders TEXT;

@@ -18,7 +18,8 @@ use crate::state::AppState;
 pub async fn queue_reminders(state: &AppState) -> Result<usize, AppError> {
     let now = Timestamp::now();
     let from = now.checked_sub(SignedDuration::from_hours(48)).unwrap_or(now);
-    let to = now.checked_add(SignedDuration::from_hours(48)).unwrap_or(now);
+    // Reminders may be set up to two weeks ahead (ReminderSettings::check).
+    let to = now.checked_add(SignedDuration::from_hours(337)).unwrap_or(now);
     let rows = store::booked_between_all(&state.db, from_jiff(from), from_jiff(to)).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
     let queued = invitations::reminders_queued(&state.db, &ids).await?;
@@ -27,14 +28,26 @@ pub async fn queue_reminders(state: &AppState) -> Result<usize, AppError> {
     type_ids.dedup();
     let types = store::type_definitions(&state.db, &type_ids).await?;
     let mut count = 0;
+    let mut settings: Vec<(Uuid, kapstone_domain::reminders::ReminderSettings)> = Vec::new();
     for (id, clinic, patient, type_id, start) in rows {
+        let rs = match settings.iter().find(|(c, _)| *c == clinic) {
+            Some((_, s)) => *s,
+            None => {
+                let s =
+                    kapstone_store::clinics::current_settings(&state.db, kapstone_domain::ClinicId::from_uuid(clinic))
+                        .await?
+                        .reminders;
+                settings.push((clinic, s));
+                s
+            }
+        };
         let start = to_jiff(start.0);
         let dosing = types
             .iter()
             .find(|(t, _)| *t == type_id)
             .and_then(|(_, d)| serde_json::from_str::<AppointmentType>(d).ok())
             .is_some_and(|t| t.kind == AppointmentKind::Dosing);
-        for kind in reminders::due(start, dosing, now) {
+        for kind in reminders::due(start, dosing, now, &rs) {
             if queued.iter().any(|(a, k)| *a == id && k == kind.as_str()) {
                 continue;
             }

@@ -46,6 +46,10 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
     within("bp_exclude_diastolic", el.bp_exclude_diastolic, &BP_DIASTOLIC_RANGE)?;
     within("benzodiazepine_review_above_mg", el.benzodiazepine_review_above_mg, &BENZODIAZEPINE_RANGE)?;
     within("trd_min_adequate_weeks", el.trd_min_adequate_weeks, &TRD_WEEKS_RANGE)?;
+    settings
+        .reminders
+        .check()
+        .map_err(|m| AppError::from(kapstone_domain::FieldError::new("reminder_first_hours", m)))?;
     let roles: Vec<Role> = Role::ALL.into_iter().filter(|r| settings.mfa_required_roles.contains(r)).collect();
     let settings = ClinicSettings { version: 0, mfa_required_roles: roles.clone(), ..settings.clone() };
     let mut tx = state.db.begin().await?;

@@ -268,6 +268,7 @@ struct SettingsPage {
     pcl5_cutoff: u8,
     consent_validity_months: u8,
     eligibility: kapstone_domain::eligibility::EligibilitySettings,
+    reminders: kapstone_domain::reminders::ReminderSettings,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -280,6 +281,7 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         pcl5_cutoff: s.pcl5_cutoff,
         consent_validity_months: s.consent_validity_months,
         eligibility: s.eligibility,
+        reminders: s.reminders,
         roles,
     })
 }
@@ -355,6 +357,15 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
             trd_min_adequate_weeks: number(&pairs, "trd_min_adequate_weeks", el.trd_min_adequate_weeks)?,
             pregnancy_severity: severity(&pairs, "pregnancy_severity", el.pregnancy_severity)?,
             current_mania_severity: severity(&pairs, "current_mania_severity", el.current_mania_severity)?,
+        },
+        reminders: kapstone_domain::reminders::ReminderSettings {
+            first_hours: number(&pairs, "reminder_first_hours", current.reminders.first_hours)?,
+            second_hours: number(&pairs, "reminder_second_hours", current.reminders.second_hours)?,
+            check_in_after_dosing: if pairs.iter().any(|(k, _)| k == "reminder_fields") {
+                pairs.iter().any(|(k, v)| k == "check_in_after_dosing" && v == "yes")
+            } else {
+                current.reminders.check_in_after_dosing
+            },
         },
     };
     let version = settings::save(&state, &admin, &new).await?;
