@@ -82,7 +82,9 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    let row: Option<(i64, String, i32, i32, Option<String>, Option<String>)> = on_read!(db, |c| {
+    /// version, MFA roles, PCL-5 cut-point, consent months, eligibility JSON, reminders JSON.
+    type SettingsRow = (i64, String, i32, i32, Option<String>, Option<String>);
+    let row: Option<SettingsRow> = on_read!(db, |c| {
         sqlx::query_as(
             "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders FROM clinic_settings \
              WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
