@@ -289,6 +289,8 @@ pub struct DosingReadiness {
     pub rems_enrolled: bool,
     /// The eligible decision no longer holds on the current record (it needs an amendment).
     pub decision_outdated: bool,
+    /// The patient's pathway is on hold, withdrawn or completed.
+    pub pathway_blocked: Option<&'static str>,
 }
 
 /// The gate a dosing booking failed, named for the person booking.
@@ -296,6 +298,8 @@ pub struct DosingReadiness {
 pub enum DosingGate {
     #[error("no signed eligibility decision")]
     NoDecision,
+    #[error("the patient's pathway is {0}: resume or reopen it first")]
+    PathwayBlocked(&'static str),
     #[error(
         "the signed eligibility decision no longer holds on the current record: a prescriber must review and amend it"
     )]
@@ -314,6 +318,7 @@ impl DosingGate {
     pub fn code(&self) -> &'static str {
         match self {
             DosingGate::NoDecision | DosingGate::DecisionOutdated => "eligibility_decision",
+            DosingGate::PathwayBlocked(_) => "pathway",
             DosingGate::RouteNotAllowed(_) => "route_not_allowed",
             DosingGate::NoConsent => "consent",
             DosingGate::NoRemsAcknowledgement => "rems_acknowledgement",
@@ -325,6 +330,9 @@ impl DosingGate {
 /// Checks a dosing booking for `route` at `block`; on success, returns warnings (a consent that
 /// expires before the session).
 pub fn dosing_gate(r: &DosingReadiness, route: Route, block: Block) -> Result<Vec<String>, DosingGate> {
+    if let Some(state) = r.pathway_blocked {
+        return Err(DosingGate::PathwayBlocked(state));
+    }
     let routes = r.allowed_routes.as_ref().ok_or(DosingGate::NoDecision)?;
     if r.decision_outdated {
         return Err(DosingGate::DecisionOutdated);
@@ -622,7 +630,9 @@ mod tests {
     #[test]
     fn the_dosing_gate_names_what_is_missing() {
         let block = Block::new(ts("2026-12-10T17:00:00Z"), 165).unwrap();
-        let mut r = DosingReadiness::default();
+        let mut r = DosingReadiness { pathway_blocked: Some("on hold"), ..DosingReadiness::default() };
+        assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::PathwayBlocked("on hold")));
+        r.pathway_blocked = None;
         assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::NoDecision));
         r.allowed_routes = Some(vec![Route::SublingualLozenge]);
         assert_eq!(dosing_gate(&r, Route::SublingualLozenge, block), Err(DosingGate::NoConsent));

@@ -225,7 +225,8 @@ pub struct Delivery {
 }
 
 /// Takes up to `limit` unsent messages that are due, each leased until `lease_until` so another
-/// server process does not send it too (a crashed sender's lease simply runs out).
+/// server process does not send it too (a crashed sender's lease simply runs out). A reminder
+/// whose appointment was cancelled, moved or has begun is never sent.
 pub async fn claim_due(
     db: &Db,
     now: UtcTs,
@@ -236,7 +237,10 @@ pub async fn claim_due(
     let candidates: Vec<Delivery> = on_read!(db, |c| {
         sqlx::query_as(
             "SELECT id, to_address, subject, body, attempts FROM outbox WHERE sent_at IS NULL AND attempts < $2 \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) ORDER BY created_at LIMIT $3",
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+             AND (appointment_id IS NULL OR reminder = 'checkin' OR appointment_id IN \
+                  (SELECT id FROM appointments WHERE status = 'booked' AND start_at > $1)) \
+             ORDER BY created_at LIMIT $3",
         )
         .bind(DbTs(now))
         .bind(max_attempts)

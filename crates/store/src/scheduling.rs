@@ -318,6 +318,24 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
         }
         claimed
     });
+    if inserted.is_ok()
+        && let Some(old) = a.rescheduled_from
+    {
+        // A moved session keeps its preparation (ride, intention, instructions).
+        on_tx!(tx, |c| {
+            sqlx::query(
+                "INSERT INTO appointment_preparation (appointment_id, escort_name, escort_phone, escort_relationship, \
+                 escort_confirmed_at, intention, intention_written_at, medication_instructions, medication_by, \
+                 instructions_ack_at, updated_at) SELECT $2, escort_name, escort_phone, escort_relationship, \
+                 escort_confirmed_at, intention, intention_written_at, medication_instructions, medication_by, \
+                 instructions_ack_at, updated_at FROM appointment_preparation WHERE appointment_id = $1",
+            )
+            .bind(old)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        });
+    }
     match inserted {
         Ok(()) => Ok(Ok(id)),
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Err(Clash { resource: None })),
@@ -337,10 +355,11 @@ pub struct AppointmentRow {
     pub status: String,
     pub status_reason: Option<String>,
     pub rescheduled_from: Option<Uuid>,
+    pub course_id: Option<Uuid>,
 }
 
 const APPOINTMENT_COLUMNS: &str = "id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
-     status_reason, rescheduled_from";
+     status_reason, rescheduled_from, course_id";
 
 /// Appointments of the clinic that overlap `[from, to)`, by start.
 pub async fn appointments_between(db: &Db, clinic: ClinicId, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {

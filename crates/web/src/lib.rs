@@ -70,7 +70,14 @@ pub fn router(state: AppState) -> Router {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
                     // Invitation links carry a secret in the path: log only the route.
                     let path = req.uri().path();
-                    let path = if path.starts_with("/invite/") { "/invite/{token}" } else { path };
+                    // Secret tokens in paths never reach the log: invitation and calendar-feed links.
+                    let path = if path.starts_with("/invite/") {
+                        "/invite/{token}"
+                    } else if path.starts_with("/calendar/") {
+                        "/calendar/{token}"
+                    } else {
+                        path
+                    };
                     tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
                 }),
         )

@@ -7,7 +7,7 @@ use kapstone_store::Db;
 use kapstone_store::audit::ReadAuditBatcher;
 
 /// Settings of the running server. Defaults follow OWASP ASVS L2; see README for each.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Set when a TLS-terminating proxy is in front: cookies become `Secure` with the `__Host-`
     /// prefix, HSTS is sent, and the client address is read from `X-Forwarded-For`.
@@ -39,6 +39,18 @@ impl Default for ServerConfig {
             smtp_url: None,
             mail_from: "Kapstone <no-reply@localhost>".into(),
         }
+    }
+}
+
+/// Written by hand so the mail server's URL (it holds the password) never reaches a log.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("public_url", &self.public_url)
+            .field("smtp", &self.smtp_url.as_ref().map(|_| "<configured>"))
+            .finish_non_exhaustive()
     }
 }
 

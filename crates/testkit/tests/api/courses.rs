@@ -131,3 +131,56 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_moved_session_keeps_its_course_and_preparation_and_a_hold_blocks_dosing(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let courses: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let booked_before = courses["items"][0]["dosing_booked"].as_i64().unwrap();
+        // The demo's first course session has a complete preparation; move it a week later.
+        let ready: Vec<(String, String)> = {
+            let from = jiff::Timestamp::now().to_string();
+            let to = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 60))?.to_string();
+            let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={from}&to={to}")).await?.json().await?;
+            list["items"].as_array().unwrap().iter()
+                .filter(|a| a["patient_id"] == p3.as_str() && a["type"] == "dosing-spravato" && a["status"] == "booked")
+                .map(|a| (a["id"].as_str().unwrap().to_owned(), a["start"].as_str().unwrap().to_owned())).collect()
+        };
+        let (first, start) = &ready[0];
+        let prep_before = app.count("appointment_preparation WHERE escort_confirmed_at IS NOT NULL").await?;
+        // Find a free start for the move: the slot search's first offer for this patient a month on.
+        let day = (jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 45))?)
+            .to_zoned(jiff::tz::TimeZone::get("America/Los_Angeles")?).date();
+        let slots: Value = app.get_bearer(&nurse, &format!(
+            "/api/v1/appointments/slots?type=dosing-spravato&from={day}&to={}&patient_id={p3}", day.checked_add(jiff::Span::new().days(7))?)).await?.json().await?;
+        let offer = &slots["items"][0];
+        let r = app.client().post(app.url(&format!("/api/v1/appointments/{first}/reschedule"))).bearer_auth(&nurse)
+            .json(&json!({"start": offer["start"], "reason": "Patient travelling", "staff_ids": offer["staff_ids"], "room_id": offer["room_id"]}))
+            .send().await?;
+        assert_eq!(r.status(), 201, "{start}");
+        let moved: Value = r.json().await?;
+        let courses: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        assert_eq!(courses["items"][0]["dosing_booked"].as_i64().unwrap(), booked_before, "still in the course");
+        assert_eq!(app.count("appointment_preparation WHERE escort_confirmed_at IS NOT NULL").await?, prep_before + 1, "the ride came along");
+        assert!(moved["id"].is_string());
+        // On hold, no dosing session can be booked.
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let r = app.client().post(app.url(&format!("/api/v1/patients/{p3}/pathway/events"))).bearer_auth(&prescriber)
+            .json(&json!({"event": "hold", "reason": "Unwell this week"})).send().await?;
+        assert_eq!(r.status(), 201);
+        let later = (jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 80))?)
+            .to_zoned(jiff::tz::TimeZone::get("America/Los_Angeles")?).date();
+        let slots: Value = app.get_bearer(&nurse, &format!(
+            "/api/v1/appointments/slots?type=dosing-spravato&from={later}&to={}&patient_id={p3}", later.checked_add(jiff::Span::new().days(7))?)).await?.json().await?;
+        let offer = &slots["items"][0];
+        let r = app.client().post(app.url("/api/v1/appointments")).bearer_auth(&nurse)
+            .json(&json!({"patient_id": p3, "type": "dosing-spravato", "start": offer["start"], "staff_ids": offer["staff_ids"], "room_id": offer["room_id"]}))
+            .send().await?;
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await?;
+        assert_eq!(body["error"]["field"], "pathway", "{body}");
+        app.stop().await
+    }
+}

@@ -136,8 +136,8 @@ both_backends! {
             with(format!("smtp://127.0.0.1:{dead_port}")),
         );
         let (sent, failed) = kapstone_web::app::jobs::deliver(&down).await?;
-        assert_eq!((sent, i64::try_from(failed)?), (0, unsent.min(50)));
-        assert_eq!(app.count("outbox WHERE attempts = 1 AND last_error IS NOT NULL AND sent_at IS NULL").await?, unsent.min(50));
+        assert_eq!((sent, i64::try_from(failed)?), (0, unsent.min(20)));
+        assert_eq!(app.count("outbox WHERE attempts = 1 AND last_error IS NOT NULL AND sent_at IS NULL").await?, unsent.min(20));
         assert_eq!(kapstone_web::app::jobs::deliver(&down).await?, (0, 0), "not due again yet");
         // Once the retry is due and the server is up, they go out, each once.
         app.raw_sql("UPDATE outbox SET next_attempt_at = NULL").await?;
@@ -147,11 +147,11 @@ both_backends! {
             with(format!("smtp://127.0.0.1:{port}")),
         );
         let (sent, failed) = kapstone_web::app::jobs::deliver(&up).await?;
-        assert_eq!((i64::try_from(sent)?, failed), (unsent.min(50), 0));
-        assert_eq!(app.count("outbox WHERE sent_at IS NOT NULL").await?, unsent.min(50));
+        assert_eq!((i64::try_from(sent)?, failed), (unsent.min(20), 0));
+        assert_eq!(app.count("outbox WHERE sent_at IS NOT NULL").await?, unsent.min(20));
         assert_eq!(kapstone_web::app::jobs::deliver(&up).await?, (0, 0));
         let mail = got.lock().await;
-        assert_eq!(i64::try_from(mail.len())?, unsent.min(50));
+        assert_eq!(i64::try_from(mail.len())?, unsent.min(20));
         assert!(mail.iter().all(|m| m.contains("Subject:") && m.contains("From: Kapstone")), "{:?}", mail.first());
         app.stop().await
     }

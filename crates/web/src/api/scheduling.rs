@@ -234,7 +234,7 @@ pub async fn reschedule(
         staff_ids: staff,
         room_id: body.room_id.or(old.room_id.map(|r| r.to_string())),
         location_id: Some(old.location_id.to_string()),
-        course: None,
+        course: old.course_id,
     };
     let booked = app::book(&state, &user, &req, Some((id, reason))).await?;
     let mut v = one(&state, &user, booked.id).await?;

@@ -133,7 +133,17 @@ pub async fn book_plan(
     room_id: Option<&str>,
 ) -> Result<Vec<PlanBooking>, AppError> {
     let row = store::course(&state.db, user.clinic, course_id).await?.ok_or(AppError::NotFound)?;
+    if row.status != "active" {
+        return Err(invalid("id", format!("this course is {}", row.status)));
+    }
     let v = view(&row, &[])?;
+    // Dates that already have a session of this course are left alone (booking twice is safe).
+    let booked_days: Vec<Date> = store::appointments_of_patient(&state.db, PatientId::from_uuid(row.patient_id))
+        .await?
+        .into_iter()
+        .filter(|a| a.course_id == Some(course_id) && a.status == "booked")
+        .map(|a| super::scheduling::to_jiff(a.start_at.0).to_zoned(jiff::tz::TimeZone::UTC).date())
+        .collect();
     let template = Template::parse(&row.template).ok_or(AppError::NotFound)?;
     let at: Time = time.trim().parse().map_err(|_| invalid("time", "give the local time as HH:MM"))?;
     let kind = types(state, user)
@@ -148,7 +158,7 @@ pub async fn book_plan(
     let mut out = Vec::new();
     for p in v.plan.iter().filter(|p| p.kind == SessionKind::Dosing) {
         let start = kapstone_domain::scheduling::instant(&tz, p.date, at).map_err(|e| invalid(e.field, e.message))?;
-        if start <= now {
+        if start <= now || booked_days.contains(&start.to_zoned(jiff::tz::TimeZone::UTC).date()) {
             continue;
         }
         let req = BookingRequest {

@@ -384,7 +384,7 @@ pub fn allowed_routes(d: &DecisionRow) -> Vec<Route> {
         .unwrap_or_default()
 }
 
-fn side_state(events: &[String]) -> Option<SideState> {
+pub(crate) fn side_state(events: &[String]) -> Option<SideState> {
     events.iter().filter_map(|e| PathwayEvent::parse(e)).fold(None, |s, e| pathway::apply(s, e).unwrap_or(s))
 }
 

@@ -106,8 +106,10 @@ pub async fn deliver(state: &AppState) -> Result<(usize, usize), AppError> {
     let from: lettre::message::Mailbox =
         state.config.mail_from.parse().map_err(|e| AppError::Internal(anyhow::anyhow!("mail from: {e}")))?;
     let now = Timestamp::now();
-    let lease = now.checked_add(SignedDuration::from_mins(10)).unwrap_or(now);
-    let due = invitations::claim_due(&state.db, from_jiff(now), from_jiff(lease), MAX_ATTEMPTS, 50).await?;
+    // The lease outlasts the whole batch (20 messages x 20 s timeout), so no other process takes a
+    // message this one is still about to send.
+    let lease = now.checked_add(SignedDuration::from_mins(30)).unwrap_or(now);
+    let due = invitations::claim_due(&state.db, from_jiff(now), from_jiff(lease), MAX_ATTEMPTS, 20).await?;
     let (mut sent, mut failed) = (0, 0);
     for m in due {
         let message = m.to_address.parse::<lettre::message::Mailbox>().map_err(|e| e.to_string()).and_then(|to| {

@@ -45,6 +45,29 @@ pub async fn checklists(
     let preps = store::preparation(&state.db, &ids).await?;
     let created = store::created_at(&state.db, &ids).await?;
     let patients: Vec<Uuid> = dosing.iter().map(|(a, _)| a.patient_id).collect();
+    // The screens count "since last visit" (KAP-SPEC 7.10): from the later of the booking and
+    // the patient's previous dosing session, so one answer does not tick every session of a
+    // course booked at once.
+    let mut previous: Vec<(Uuid, kapstone_domain::UtcTs)> = Vec::new();
+    let mut seen: Vec<Uuid> = Vec::new();
+    for (a, _) in &dosing {
+        if seen.contains(&a.patient_id) {
+            continue;
+        }
+        seen.push(a.patient_id);
+        let all = store::appointments_of_patient(&state.db, PatientId::from_uuid(a.patient_id)).await?;
+        let starts: Vec<kapstone_domain::UtcTs> = all
+            .iter()
+            .filter(|x| matches!(x.status.as_str(), "booked" | "completed"))
+            .filter(|x| types.iter().any(|(id, t, _)| *id == x.type_id && t.kind == AppointmentKind::Dosing))
+            .map(|x| x.start_at.0)
+            .collect();
+        for (d, _) in dosing.iter().filter(|(d, _)| d.patient_id == a.patient_id) {
+            if let Some(prev) = starts.iter().filter(|s| **s < d.start_at.0).max() {
+                previous.push((d.id, *prev));
+            }
+        }
+    }
     let earliest = created.iter().map(|(_, t)| t.0).min().unwrap_or_else(kapstone_domain::UtcTs::now);
     let responses = store::responses_since(&state.db, &patients, earliest).await?;
     let now = Timestamp::now();
@@ -53,10 +76,15 @@ pub async fn checklists(
         .map(|(a, route)| {
             let p = preps.iter().find(|p| p.appointment_id == a.id).cloned().unwrap_or_default();
             let booked_at = created.iter().find(|(id, _)| *id == a.id).map(|(_, t)| t.0);
+            let prev = previous.iter().find(|(id, _)| *id == a.id).map(|(_, t)| *t);
+            let from = match (booked_at, prev) {
+                (Some(b), Some(p)) => Some(if p > b { p } else { b }),
+                (b, p) => b.or(p),
+            };
             let answered = |instrument: &str| {
-                responses
-                    .iter()
-                    .any(|(pid, i, at)| *pid == a.patient_id && i == instrument && booked_at.is_some_and(|b| at.0 >= b))
+                responses.iter().any(|(pid, i, at)| {
+                    *pid == a.patient_id && i == instrument && from.is_some_and(|f| at.0 >= f) && at.0 < a.start_at.0
+                })
             };
             let facts = PrepFacts {
                 escort_name: p.escort_name.clone(),

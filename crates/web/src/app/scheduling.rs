@@ -51,13 +51,19 @@ pub async fn types(state: &AppState, user: &CurrentUser) -> Result<Vec<(Uuid, Ap
         .collect()
 }
 
-/// An active type by code or id.
-async fn find_type(state: &AppState, user: &CurrentUser, key: &str) -> Result<(Uuid, AppointmentType), AppError> {
+/// An active type by code or id; a retired version by id too when `retired_ok` (a rescheduled
+/// appointment keeps the type it was booked with).
+async fn find_type(
+    state: &AppState,
+    user: &CurrentUser,
+    key: &str,
+    retired_ok: bool,
+) -> Result<(Uuid, AppointmentType), AppError> {
     let key = key.trim();
     types(state, user)
         .await?
         .into_iter()
-        .find(|(id, t, active)| *active && (t.code == key || id.to_string() == key))
+        .find(|(id, t, active)| (*active && t.code == key) || ((*active || retired_ok) && id.to_string() == key))
         .map(|(id, t, _)| (id, t))
         .ok_or_else(|| invalid("type", "not an appointment type of this clinic (see GET /api/v1/appointment-types)"))
 }
@@ -180,7 +186,16 @@ async fn readiness(state: &AppState, user: &CurrentUser, patient: PatientId) -> 
     };
     let (general, _) = crate::app::consents::status(state, user.clinic, patient, "kap-general").await?;
     let (rems_ack, _) = crate::app::consents::status(state, user.clinic, patient, "spravato-rems").await?;
+    let events: Vec<String> =
+        kapstone_store::eligibility::pathway_events(&state.db, patient).await?.into_iter().map(|e| e.event).collect();
+    let pathway_blocked = match crate::app::eligibility::side_state(&events) {
+        Some(kapstone_domain::pathway::SideState::OnHold) => Some("on hold"),
+        Some(kapstone_domain::pathway::SideState::Withdrawn) => Some("withdrawn"),
+        Some(kapstone_domain::pathway::SideState::Completed) => Some("completed"),
+        None => None,
+    };
     Ok(DosingReadiness {
+        pathway_blocked,
         allowed_routes,
         consent_valid_until: until(general),
         rems_acknowledgement_valid_until: until(rems_ack),
@@ -243,7 +258,7 @@ pub async fn book(
     let patient = patients::get(&state.db, user.clinic, patient_id)
         .await?
         .ok_or_else(|| invalid("patient_id", "no such patient in this clinic"))?;
-    let (type_id, kind) = find_type(state, user, &req.kind).await?;
+    let (type_id, kind) = find_type(state, user, &req.kind, rescheduled.is_some()).await?;
     let start = parse_instant("start", &req.start)?;
     let block = Block::new(start, kind.length.minutes()).map_err(schedule_error)?;
     // A new time, booked or moved to, is never in the past.
@@ -348,8 +363,12 @@ pub async fn book(
     });
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;
-    if kind.kind == AppointmentKind::Dosing {
-        crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await?;
+    if kind.kind == AppointmentKind::Dosing
+        && let Err(e) = crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await
+    {
+        // The booking is made; the checklist shows the questionnaires as open for staff to send.
+        let id = e.log();
+        tracing::warn!(correlation = %id, "pre-session questionnaires not assigned");
     }
     Ok(Booked { id, start: block.start, end: block.end, warnings })
 }
@@ -459,7 +478,7 @@ pub async fn free_slots(
     patient: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Offer>, AppError> {
-    let (_, kind) = find_type(state, user, type_key).await?;
+    let (_, kind) = find_type(state, user, type_key, false).await?;
     let from: Date = from.trim().parse().map_err(|_| invalid("from", "give a date as YYYY-MM-DD"))?;
     let to: Date = to.trim().parse().map_err(|_| invalid("to", "give a date as YYYY-MM-DD"))?;
     let patient_key = match patient.filter(|p| !p.trim().is_empty()) {

@@ -69,10 +69,11 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
         }
     }
     if allows(Some(user.role), Action::BookAppointments) {
-        for (appointment, kind, _, _) in kapstone_store::scheduling::open_requests(&state.db, user.clinic).await? {
+        for (appointment, kind, note, _) in kapstone_store::scheduling::open_requests(&state.db, user.clinic).await? {
+            let note = note.map(|n| format!(": “{n}”")).unwrap_or_default();
             next_steps.push(NextStep {
                 href: format!("/schedule/appointments/{appointment}"),
-                text: format!("A patient asks to {kind} an appointment"),
+                text: format!("A patient asks to {kind} an appointment{note}"),
             });
         }
     }

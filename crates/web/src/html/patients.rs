@@ -124,8 +124,8 @@ struct PatientPage {
     can_manage_pathway: bool,
     /// (event, reason, when)
     pathway_events: Vec<(String, String, String)>,
-    /// (when, type, status, upcoming)
-    appointments: Vec<(String, String, String, bool)>,
+    /// (when, type, status, upcoming, id)
+    appointments: Vec<(String, String, String, bool, String)>,
     /// The date of the Spravato REMS enrolment, if recorded.
     rems_enrolled_on: Option<String>,
     can_book: bool,

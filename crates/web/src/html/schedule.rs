@@ -20,6 +20,8 @@ use crate::state::AppState;
 /// One appointment as a card.
 pub struct Card {
     pub id: String,
+    /// Unique on the page (a card shows in every staff member's column of the staff view).
+    pub dom: String,
     pub time: String,
     pub type_name: String,
     pub patient: String,
@@ -114,6 +116,7 @@ pub async fn day(
             people.clone(),
             Card {
                 id: a.id.to_string(),
+                dom: a.id.to_string(),
                 time: format!("{}–{}", hm(s, &tz), hm(e, &tz)),
                 type_name: types
                     .iter()
@@ -160,7 +163,7 @@ pub async fn day(
                 cards: cards
                     .iter()
                     .filter(|(_, people, _)| people.contains(&u.id))
-                    .map(|(_, _, c)| clone_card(c))
+                    .map(|(_, _, c)| Card { dom: format!("{}-{}", c.id, u.id), ..clone_card(c) })
                     .collect(),
             })
             .collect();
@@ -211,6 +214,7 @@ pub async fn day(
 fn clone_card(c: &Card) -> Card {
     Card {
         id: c.id.clone(),
+        dom: c.dom.clone(),
         time: c.time.clone(),
         type_name: c.type_name.clone(),
         patient: c.patient.clone(),
@@ -425,7 +429,7 @@ pub async fn timeline(
     state: &AppState,
     user: &CurrentUser,
     patient: PatientId,
-) -> Result<Vec<(String, String, String, bool)>, AppError> {
+) -> Result<Vec<(String, String, String, bool, String)>, AppError> {
     let rows = store::appointments_of_patient(&state.db, patient).await?;
     let types = app::types(state, user).await?;
     let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
@@ -441,6 +445,7 @@ pub async fn timeline(
                 types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone()),
                 a.status.replace('_', "-"),
                 s >= now,
+                a.id.to_string(),
             )
         })
         .collect())
