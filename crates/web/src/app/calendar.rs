@@ -59,6 +59,18 @@ async fn names(
     })
 }
 
+fn kind_label(k: kapstone_domain::scheduling::AppointmentKind) -> &'static str {
+    use kapstone_domain::scheduling::AppointmentKind::*;
+    match k {
+        Consultation => "Consultation",
+        Preparation => "Preparation session",
+        Dosing => "Dosing session",
+        Integration => "Integration session",
+        FollowUp => "Follow-up",
+        CourseReview => "Course review",
+    }
+}
+
 pub fn ics_response(body: String, filename: &str) -> Response {
     (
         [
@@ -77,12 +89,14 @@ pub async fn patient_event(state: &AppState, me: &CurrentUser, id: Uuid) -> Resu
         return Err(AppError::NotFound);
     }
     let types = super::scheduling::types(state, me).await?;
-    let what =
-        types.iter().find(|(t, _, _)| *t == a.type_id).map_or_else(|| "Appointment".to_owned(), |t| t.1.name.clone());
+    let kind = types.iter().find(|(t, _, _)| *t == a.type_id).map(|t| t.1.clone());
+    let what = kind.as_ref().map_or_else(|| "Appointment".to_owned(), |t| t.name.clone());
+    let dosing = kind.is_some_and(|t| t.kind == kapstone_domain::scheduling::AppointmentKind::Dosing);
     let (place, zone, _) = names(state, me.clinic).await?;
     let mut cal = Calendar::new();
     cal.name("My appointment").timezone(zone.as_str());
-    cal.push(event(&a, &what, &place, "Please arrange a ride home: no driving after a dosing session."));
+    let note = if dosing { "Please arrange a ride home: no driving after the session." } else { "" };
+    cal.push(event(&a, &what, &place, note));
     Ok(cal.done().to_string())
 }
 
@@ -137,7 +151,9 @@ pub async fn staff_feed(state: &AppState, token: &str) -> Result<String, AppErro
             .iter()
             .find(|t| t.id == a.type_id)
             .and_then(|t| serde_json::from_str::<kapstone_domain::scheduling::AppointmentType>(&t.definition).ok())
-            .map_or_else(|| "Appointment".to_owned(), |t| t.name);
+            // The kind, not the clinic's name for the type: a feed lands in third-party calendar
+            // services, which need not learn which medicine a patient receives.
+            .map_or_else(|| "Appointment".to_owned(), |t| kind_label(t.kind).to_owned());
         let p = kapstone_store::patients::get(&state.db, clinic, PatientId::from_uuid(a.patient_id)).await?;
         let initials = p.map_or_else(String::new, |p| {
             let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();

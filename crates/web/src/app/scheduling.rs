@@ -568,7 +568,9 @@ pub async fn record_rems(
 ) -> Result<(), AppError> {
     patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
     let date: Date = enrolled_on.trim().parse().map_err(|_| invalid("enrolled_on", "give the date as YYYY-MM-DD"))?;
-    if date > Timestamp::now().to_zoned(TimeZone::UTC).date() {
+    // "Today" where the clinic is, so a same-day enrolment east or west of UTC is accepted.
+    let zone = kapstone_store::clinics::time_zone(&state.db, user.clinic).await?.unwrap_or_else(|| "UTC".into());
+    if date > Timestamp::now().to_zoned(time_zone(&zone)?).date() {
         return Err(invalid("enrolled_on", "an enrolment date cannot be in the future"));
     }
     let reference = kapstone_domain::patient::optional_text("reference", reference, 100)?;
