@@ -50,6 +50,8 @@ pub struct OutboxRow {
     pub created_at: DbTs,
     pub sent_at: Option<DbTs>,
     pub patient_id: Option<Uuid>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 pub async fn outbox(db: &Db, clinic: ClinicId, limit: i64) -> Result<Vec<OutboxRow>> {
@@ -59,7 +61,7 @@ pub async fn outbox(db: &Db, clinic: ClinicId, limit: i64) -> Result<Vec<OutboxR
              CASE WHEN i.id IS NOT NULL AND (i.used_at IS NOT NULL OR i.expires_at <= $3) \
                   THEN '(This invitation was used, replaced or has expired; its link has been removed.)' \
                   ELSE o.body END AS body, \
-             o.created_at, o.sent_at, o.patient_id \
+             o.created_at, o.sent_at, o.patient_id, o.attempts, o.last_error \
              FROM outbox o LEFT JOIN portal_invitations i ON i.id = o.invitation_id \
              WHERE o.clinic_id = $1 ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
         )

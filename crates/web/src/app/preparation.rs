@@ -24,6 +24,8 @@ pub struct Prepared {
     pub items: Vec<Item>,
     pub flag: Option<&'static str>,
     pub intention: Option<String>,
+    /// (name, phone, relationship) of the ride home as recorded, to prefill the portal's form.
+    pub escort: Option<(String, String, String)>,
 }
 
 /// The checklists of the dosing appointments among `rows` (others are skipped).
@@ -99,7 +101,11 @@ pub async fn checklists(
             };
             let items = preparation::checklist(route, &facts);
             let flag = preparation::flag(to_jiff(a.start_at.0), now, &items);
-            Prepared { appointment: a.clone(), route, items, flag, intention: p.intention }
+            let escort = match (&p.escort_name, &p.escort_phone) {
+                (Some(n), Some(ph)) => Some((n.clone(), ph.clone(), p.escort_relationship.clone().unwrap_or_default())),
+                _ => None,
+            };
+            Prepared { appointment: a.clone(), route, items, flag, intention: p.intention, escort }
         })
         .collect())
 }

@@ -501,6 +501,8 @@ pub struct MessageView {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// Sent, waiting, or the last failed attempt.
+    pub status: String,
 }
 
 #[derive(Template)]
@@ -508,13 +510,25 @@ pub struct MessageView {
 struct OutboxPage {
     layout: Layout,
     messages: Vec<MessageView>,
+    mail_server: bool,
 }
 
 pub async fn outbox(State(state): State<AppState>, admin: CurrentUser) -> PageResult<Html<String>> {
     let messages = crate::app::invitations::outbox(&state, &admin)
         .await?
         .into_iter()
-        .map(|m| MessageView { when: when(m.created_at.0), to: m.to_address, subject: m.subject, body: m.body })
+        .map(|m| {
+            let status = match (&m.sent_at, &m.last_error) {
+                (Some(at), _) => format!("sent {}", when(at.0)),
+                (None, Some(e)) => format!("not sent: attempt {} failed ({e}); will try again", m.attempts),
+                (None, None) => "waiting to be sent".to_owned(),
+            };
+            MessageView { when: when(m.created_at.0), to: m.to_address, subject: m.subject, body: m.body, status }
+        })
         .collect();
-    render(&OutboxPage { layout: Layout::for_user("Outbox", &admin, "/admin/outbox"), messages })
+    render(&OutboxPage {
+        layout: Layout::for_user("Outbox", &admin, "/admin/outbox"),
+        messages,
+        mail_server: state.config.smtp_url.is_some(),
+    })
 }

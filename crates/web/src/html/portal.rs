@@ -38,6 +38,8 @@ pub struct UpcomingView {
     pub dosing: bool,
     pub items: Vec<kapstone_domain::preparation::Item>,
     pub ride_done: bool,
+    /// The ride as recorded (by the patient, or by staff on the phone), to confirm or change.
+    pub escort: (String, String, String),
     pub intention: String,
     pub instructions: String,
     pub acknowledged: bool,
@@ -73,6 +75,7 @@ async fn upcoming(
                 what,
                 dosing: prep.is_some(),
                 ride_done: item("ride_home").is_some_and(|i| i.status == ItemStatus::Done),
+                escort: prep.and_then(|p| p.escort.clone()).unwrap_or_default(),
                 intention: prep.and_then(|p| p.intention.clone()).unwrap_or_default(),
                 instructions: item("instructions").map(|i| i.detail.clone()).unwrap_or_default(),
                 acknowledged: item("instructions").is_some_and(|i| i.status == ItemStatus::Done),
