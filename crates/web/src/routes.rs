@@ -48,6 +48,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/schedule/appointments/{id}", BookAppointments, post(html::schedule::change)),
         r(g.clone(), "/schedule/appointments/{id}", ReadSchedule, get(html::schedule::appointment)),
         r(p.clone(), "/schedule/appointments/{id}/ride", BookAppointments, post(html::schedule::ride)),
+        r(p.clone(), "/schedule/appointments/{id}/reschedule", BookAppointments, post(html::schedule::reschedule)),
         r(
             p.clone(),
             "/schedule/appointments/{id}/medication",

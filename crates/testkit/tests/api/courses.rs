@@ -184,3 +184,33 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn the_front_desk_moves_an_appointment_from_its_page(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let from = jiff::Timestamp::now().to_string();
+        let to = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 30))?.to_string();
+        let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={from}&to={to}")).await?.json().await?;
+        let appt = list["items"].as_array().unwrap().iter()
+            .find(|a| a["patient_id"] == p3.as_str() && a["type"] == "integration" && a["status"] == "booked").unwrap();
+        let id = appt["id"].as_str().unwrap();
+        let (desk, _) = app.browser_login("frontdesk@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let day = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 40))?
+            .to_zoned(jiff::tz::TimeZone::get("America/Los_Angeles")?).date();
+        let page = desk.get(app.url(&format!("/schedule/appointments/{id}?move_from={day}&move_to={}", day.checked_add(jiff::Span::new().days(7))?)))
+            .send().await?.text().await?;
+        let choice = page.split("name=\"choice\" value=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().to_owned();
+        let csrf = kapstone_testkit::hidden_csrf(&page).unwrap();
+        let url = app.url(&format!("/schedule/appointments/{id}/reschedule"));
+        let r = desk.post(&url).form(&[("csrf_token", csrf.as_str()), ("choice", choice.as_str()), ("reason", "")]).send().await?;
+        assert_eq!(r.status(), 422, "a reason is needed");
+        let r = desk.post(&url).form(&[("csrf_token", csrf.as_str()), ("choice", choice.as_str()), ("reason", "Patient asked")]).send().await?;
+        assert_eq!(r.status(), 303);
+        let moved_to = r.headers()["location"].to_str()?.to_owned();
+        assert!(moved_to.starts_with("/schedule/appointments/") && !moved_to.ends_with(id));
+        assert_eq!(app.count("appointments WHERE status = 'rescheduled'").await?, 1);
+        app.stop().await
+    }
+}

@@ -467,6 +467,18 @@ struct AppointmentPage {
     can_book: bool,
     can_write_medication: bool,
     error: Option<String>,
+    /// Free times to move this appointment to: (value "start|staff,staff|room", label).
+    moves: Option<Vec<(String, String)>>,
+    move_from: String,
+    move_to: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct MoveQuery {
+    #[serde(default)]
+    move_from: Option<String>,
+    #[serde(default)]
+    move_to: Option<String>,
 }
 
 async fn appointment_page(
@@ -474,6 +486,7 @@ async fn appointment_page(
     user: &CurrentUser,
     id: uuid::Uuid,
     error: Option<String>,
+    q: MoveQuery,
 ) -> PageResult<Html<String>> {
     let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let p = crate::app::patients::read(state, user, PatientId::from_uuid(a.patient_id)).await?;
@@ -483,6 +496,57 @@ async fn appointment_page(
     let z = app::to_jiff(a.start_at.0).to_zoned(tz.clone());
     let prepared = crate::app::preparation::checklists(state, user, std::slice::from_ref(&a)).await?;
     let prep = prepared.into_iter().next();
+    let can_book = allows(Some(user.role), Action::BookAppointments);
+    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let move_from = q.move_from.filter(|d| !d.is_empty()).unwrap_or_else(|| today.to_string());
+    let move_to = q
+        .move_to
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| today.checked_add(14.days()).unwrap_or(today).to_string());
+    let code = types.iter().find(|(t, _, _)| *t == a.type_id).map(|t| t.1.code.clone()).unwrap_or_default();
+    let mut error = error;
+    let moves = if can_book && a.status == "booked" && !code.is_empty() {
+        match app::free_slots(state, user, &code, &move_from, &move_to, Some(&a.patient_id.to_string()), 20).await {
+            Ok(offers) => {
+                let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
+                Some(
+                    offers
+                        .iter()
+                        .map(|o| {
+                            let z = o.start.to_zoned(tz.clone());
+                            let names = o
+                                .staff_ids
+                                .iter()
+                                .filter_map(|id| staff.iter().find(|u| u.id == *id).map(|u| u.display_name.clone()))
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            let value = format!(
+                                "{}|{}|{}",
+                                o.start,
+                                o.staff_ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                                o.room_id.map(|r| r.to_string()).unwrap_or_default()
+                            );
+                            let label = format!(
+                                "{} {} {:02}:{:02} — {names}",
+                                z.date().weekday_name(),
+                                z.date(),
+                                z.hour(),
+                                z.minute()
+                            );
+                            (value, label)
+                        })
+                        .collect(),
+                )
+            }
+            Err(AppError::Invalid(e)) => {
+                error = Some(sentence(&e.message));
+                Some(Vec::new())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
     render(&AppointmentPage {
         layout: Layout::for_user("Appointment", user, "/schedule"),
         id: a.id.to_string(),
@@ -500,19 +564,72 @@ async fn appointment_page(
         flag: prep.as_ref().and_then(|p| p.flag),
         intention: prep.as_ref().and_then(|p| p.intention.clone()).unwrap_or_default(),
         items: prep.map(|p| p.items).unwrap_or_default(),
-        can_book: allows(Some(user.role), Action::BookAppointments),
+        can_book,
         can_write_medication: allows(Some(user.role), Action::WriteMedicationInstructions),
         error,
+        moves,
+        move_from,
+        move_to,
     })
+}
+
+#[derive(serde::Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    choice: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /schedule/appointments/{id}/reschedule`: moves to a chosen free time; the old
+/// appointment is kept as rescheduled, linked to the new one.
+pub async fn reschedule(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    axum::extract::Form(f): axum::extract::Form<MoveForm>,
+) -> PageResult<Response> {
+    let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let old = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let mut parts = f.choice.splitn(3, '|');
+    let (start, staff, room) =
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let result = if start.is_empty() {
+        Err(AppError::Invalid(kapstone_domain::FieldError::new("choice", "choose one of the free times")))
+    } else if f.reason.trim().is_empty() {
+        Err(AppError::Invalid(kapstone_domain::FieldError::new("reason", "give the reason for moving the appointment")))
+    } else {
+        let req = BookingRequest {
+            patient_id: old.patient_id.to_string(),
+            kind: old.type_id.to_string(),
+            start: start.to_owned(),
+            staff_ids: staff.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            room_id: Some(room.to_owned()).filter(|r| !r.is_empty()),
+            location_id: Some(old.location_id.to_string()),
+            course: old.course_id,
+        };
+        app::book(&state, &user, &req, Some((id, f.reason.trim()))).await
+    };
+    match result {
+        Ok(b) => Ok(Redirect::to(&format!("/schedule/appointments/{}", b.id)).into_response()),
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
+            let status = e.status();
+            let page = appointment_page(&state, &user, id, Some(sentence(&e.public_message(""))), MoveQuery::default())
+                .await?;
+            Ok((status, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn appointment(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
 ) -> PageResult<Html<String>> {
     let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
-    appointment_page(&state, &user, id, None).await
+    appointment_page(&state, &user, id, None, q).await
 }
 
 async fn after_prep(
@@ -525,7 +642,8 @@ async fn after_prep(
         Ok(()) => Ok(Redirect::to(&format!("/schedule/appointments/{id}")).into_response()),
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
             let status = e.status();
-            let page = appointment_page(state, user, id, Some(sentence(&e.public_message("")))).await?;
+            let page =
+                appointment_page(state, user, id, Some(sentence(&e.public_message(""))), MoveQuery::default()).await?;
             Ok((status, page).into_response())
         }
         Err(e) => Err(e.into()),
