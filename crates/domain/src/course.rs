@@ -69,6 +69,9 @@ pub struct CourseOptions {
     pub maintenance_every_weeks: u8,
     /// How many maintenance sessions to propose ahead.
     pub maintenance_sessions: u8,
+    /// The course review falls due this many days after the last induction session (0: on that
+    /// day, "at the end of induction", KAP-SPEC 2.1 stage 8 / 4.2).
+    pub review_days_after_induction: u8,
 }
 
 impl Default for CourseOptions {
@@ -81,6 +84,7 @@ impl Default for CourseOptions {
             integration_days_after: 1,
             maintenance_every_weeks: 0,
             maintenance_sessions: 0,
+            review_days_after_induction: 0,
         }
     }
 }
@@ -116,6 +120,9 @@ impl CourseOptions {
         }
         if self.integration_days_after > 14 {
             return Err(err("integration_days_after", "0 to 14 days"));
+        }
+        if self.review_days_after_induction > 28 {
+            return Err(err("review_days_after_induction", "0 to 28 days"));
         }
         if self.maintenance_every_weeks > 26 || self.maintenance_sessions > 12 {
             return Err(err("maintenance_every_weeks", "every 1 to 26 weeks, at most 12 sessions ahead"));
@@ -219,7 +226,7 @@ pub fn propose(template: Template, first: Date, o: &CourseOptions) -> Result<Vec
     }
     let last_induction = dates.iter().rfind(|(_, p)| *p == Phase::Induction).map(|(d, _)| *d);
     if let Some(d) = last_induction {
-        let review = add_days(d, 7)?;
+        let review = add_days(d, i64::from(o.review_days_after_induction))?;
         out.push(Planned {
             date: review,
             kind: SessionKind::CourseReview,
@@ -267,7 +274,11 @@ mod tests {
         let last: Vec<String> =
             plan.iter().filter(|p| p.kind == SessionKind::Dosing).skip(12).map(|p| p.date.to_string()).collect();
         assert_eq!(last, ["2025-04-28", "2025-05-05"]);
-        // The course review falls after the induction.
+        // The course review is due at the end of the induction (the clinic may set days after).
+        let review = plan.iter().find(|p| p.kind == SessionKind::CourseReview).unwrap();
+        assert_eq!(review.date.to_string(), "2025-03-27");
+        let later = CourseOptions { review_days_after_induction: 7, ..weekly_from_9 };
+        let plan = propose(Template::SpravatoTrd, date(2025, 3, 3), &later).unwrap();
         let review = plan.iter().find(|p| p.kind == SessionKind::CourseReview).unwrap();
         assert_eq!(review.date.to_string(), "2025-04-03");
     }
@@ -277,7 +288,7 @@ mod tests {
         let plan = propose(Template::KapSl, date(2026, 12, 1), &CourseOptions::default()).unwrap();
         let kinds: Vec<SessionKind> = plan.iter().map(|p| p.kind).collect();
         use SessionKind::*;
-        assert_eq!(kinds, [Dosing, Integration, Dosing, Integration, Dosing, Integration, CourseReview]);
+        assert_eq!(kinds, [Dosing, Integration, Dosing, Integration, Dosing, CourseReview, Integration]);
         assert_eq!(plan[1].date.to_string(), "2026-12-02");
     }
 

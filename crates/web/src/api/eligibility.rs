@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use kapstone_domain::FieldError;
 use kapstone_domain::consultation::ConsultationInput;
 use kapstone_domain::decision::{DecisionRequest, Disposition, RouteChoice, SpravatoIndication, Verdict};
-use kapstone_domain::{FieldError, PatientId};
 use kapstone_store::eligibility::{ConsultationRow, DecisionRow};
 use serde_json::{Value, json};
 
 use super::ApiJson;
+use super::patient_id;
 use crate::app::eligibility::{self as app, Signing};
 use crate::auth::guard::CurrentUser;
 use crate::content;
@@ -18,10 +19,6 @@ use crate::state::AppState;
 
 fn alerts(user: &CurrentUser) -> bool {
     kapstone_domain::permissions::allows(Some(user.role), kapstone_domain::Action::ReadSafetyAlerts)
-}
-
-fn patient_id(raw: &str) -> Result<PatientId, AppError> {
-    raw.parse().map_err(|_| FieldError::new("id", "not a patient id").into())
 }
 
 /// `GET /api/v1/eligibility/rules`: the rule set in force.

@@ -17,6 +17,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, AppError};
 
+/// A patient id from the path; a malformed one is a 422 naming `id`.
+pub(crate) fn patient_id(raw: &str) -> Result<kapstone_domain::PatientId, AppError> {
+    raw.parse().map_err(|_| kapstone_domain::FieldError::new("id", "not a patient id").into())
+}
+
 /// A JSON body parsed into `T`; any failure is a 4xx that names the field at fault.
 pub struct ApiJson<T>(pub T);
 

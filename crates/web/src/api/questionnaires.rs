@@ -3,18 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kapstone_domain::{FieldError, PatientId};
+use kapstone_domain::FieldError;
 use serde_json::{Value, json};
 
 use super::ApiJson;
+use super::patient_id;
 use crate::app::questionnaires::{self, CRISIS_RESOURCES, Submission};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
-
-fn patient_id(raw: &str) -> Result<PatientId, AppError> {
-    raw.parse().map_err(|_| FieldError::new("id", "not a patient id").into())
-}
 
 /// `POST /api/v1/patients/{id}/questionnaires` (clinicians).
 pub async fn submit_for_patient(

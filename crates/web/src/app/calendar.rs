@@ -155,10 +155,7 @@ pub async fn staff_feed(state: &AppState, token: &str) -> Result<String, AppErro
             // services, which need not learn which medicine a patient receives.
             .map_or_else(|| "Appointment".to_owned(), |t| kind_label(t.kind).to_owned());
         let p = kapstone_store::patients::get(&state.db, clinic, PatientId::from_uuid(a.patient_id)).await?;
-        let initials = p.map_or_else(String::new, |p| {
-            let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
-            format!("{}. {}.", first(&p.given_name), first(&p.family_name))
-        });
+        let initials = p.map_or_else(String::new, |p| super::scheduling::initials(&p.given_name, &p.family_name));
         let room = a
             .room_id
             .and_then(|r| rooms.iter().find(|(id, _)| *id == r))

@@ -27,6 +27,19 @@ pub fn from_jiff(t: Timestamp) -> UtcTs {
     UtcTs::from_unix_micros(t.as_microsecond())
 }
 
+/// The time zone pages, feeds and messages show times in: the clinic's (first) location's, UTC
+/// before any location exists.
+pub async fn display_zone(state: &AppState, clinic: kapstone_domain::ClinicId) -> Result<TimeZone, AppError> {
+    let location = store::locations(&state.db, clinic).await?.into_iter().next();
+    time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))
+}
+
+/// A patient as initials ("A. B."), for screens seen over a shoulder and calendar feeds.
+pub fn initials(given: &str, family: &str) -> String {
+    let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    format!("{}. {}.", first(given), first(family))
+}
+
 pub fn time_zone(name: &str) -> Result<TimeZone, AppError> {
     TimeZone::get(name).map_err(|e| AppError::Internal(anyhow::anyhow!("time zone {name}: {e}")))
 }

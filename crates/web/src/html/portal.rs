@@ -59,8 +59,7 @@ async fn upcoming(
         .collect();
     let types = crate::app::scheduling::types(state, me).await?;
     let prepared = crate::app::preparation::checklists(state, me, &rows).await?;
-    let location = kapstone_store::scheduling::locations(&state.db, me.clinic).await?.into_iter().next();
-    let tz = crate::app::scheduling::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let tz = crate::app::scheduling::display_zone(state, me.clinic).await?;
     Ok(rows
         .iter()
         .map(|a| {

@@ -70,20 +70,13 @@ fn hm(t: Timestamp, tz: &TimeZone) -> String {
     format!("{:02}:{:02}", z.hour(), z.minute())
 }
 
-/// Initials, so a screen seen over a shoulder does not show a full name.
-fn initials(given: &str, family: &str) -> String {
-    let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
-    format!("{}. {}.", first(given), first(family))
-}
-
 pub async fn day(
     State(state): State<AppState>,
     user: CurrentUser,
     Query(q): Query<DayQuery>,
 ) -> PageResult<Html<String>> {
-    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
-    let zone = location.as_ref().map_or_else(|| "UTC".to_owned(), |l| l.time_zone.clone());
-    let tz = app::time_zone(&zone)?;
+    let tz = app::display_zone(&state, user.clinic).await?;
+    let zone = tz.iana_name().unwrap_or("UTC").to_owned();
     let today = Timestamp::now().to_zoned(tz.clone()).date();
     let date: Date = match q.date.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => d.parse().map_err(|_| kapstone_domain::FieldError::new("date", "give a date as YYYY-MM-DD"))?,
@@ -122,7 +115,7 @@ pub async fn day(
                     .iter()
                     .find(|(id, _, _)| *id == a.type_id)
                     .map_or_else(String::new, |t| t.1.name.clone()),
-                patient: p.as_ref().map_or_else(String::new, |p| initials(&p.given_name, &p.family_name)),
+                patient: p.as_ref().map_or_else(String::new, |p| app::initials(&p.given_name, &p.family_name)),
                 patient_id: a.patient_id.to_string(),
                 staff: people
                     .iter()
@@ -289,8 +282,7 @@ async fn book_page(
 ) -> PageResult<Html<String>> {
     let patient_id: PatientId = q.patient.parse().map_err(|_| AppError::NotFound)?;
     let p = crate::app::patients::read(state, user, patient_id).await?;
-    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
-    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let tz = app::display_zone(state, user.clinic).await?;
     let today = Timestamp::now().to_zoned(tz.clone()).date();
     let from = q.from.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| today.to_string());
     let to =
@@ -371,8 +363,7 @@ pub async fn book(State(state): State<AppState>, user: CurrentUser, body: String
         Ok(b) => {
             let notice =
                 if b.warnings.is_empty() { "Booked.".to_owned() } else { format!("Booked. {}", b.warnings.join("; ")) };
-            let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
-            let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+            let tz = app::display_zone(&state, user.clinic).await?;
             let day = b.start.to_zoned(tz).date();
             let url = format!("/schedule?date={day}&notice={}", urlencode(&notice));
             Ok(Redirect::to(&url).into_response())
@@ -432,8 +423,7 @@ pub async fn timeline(
 ) -> Result<Vec<(String, String, String, bool, String)>, AppError> {
     let rows = store::appointments_of_patient(&state.db, patient).await?;
     let types = app::types(state, user).await?;
-    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
-    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let tz = app::display_zone(state, user.clinic).await?;
     let now = Timestamp::now();
     Ok(rows
         .iter()
@@ -491,8 +481,7 @@ async fn appointment_page(
     let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let p = crate::app::patients::read(state, user, PatientId::from_uuid(a.patient_id)).await?;
     let types = app::types(state, user).await?;
-    let location = store::locations(&state.db, user.clinic).await?.into_iter().next();
-    let tz = app::time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))?;
+    let tz = app::display_zone(state, user.clinic).await?;
     let z = app::to_jiff(a.start_at.0).to_zoned(tz.clone());
     let prepared = crate::app::preparation::checklists(state, user, std::slice::from_ref(&a)).await?;
     let prep = prepared.into_iter().next();
