@@ -211,6 +211,20 @@ pub async fn insert_exception(tx: &mut Tx, e: &NewException<'_>) -> Result<Uuid>
     Ok(id)
 }
 
+/// Removes an exception (leave cancelled, extra hours no longer worked); false when unknown.
+/// Working hours are set-up, not clinical record: the audit log keeps who removed what.
+pub async fn delete_exception(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<bool> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query("DELETE FROM staff_hour_exceptions WHERE id = $1 AND clinic_id = $2")
+            .bind(id)
+            .bind(clinic.as_uuid())
+            .execute(c)
+            .await?
+            .rows_affected()
+            == 1
+    }))
+}
+
 /// Exceptions dated within `[from, to]` (ISO dates compare as text).
 pub async fn exceptions(db: &Db, clinic: ClinicId, from: &str, to: &str) -> Result<Vec<ExceptionRow>> {
     Ok(on_read!(db, |c| {
@@ -423,6 +437,17 @@ pub async fn claims_between(db: &Db, resources: &[String], from_slot: i64, to_sl
 
 /// Moves a booked appointment to `status` (cancelled, no_show, rescheduled, completed) with the
 /// reason, and releases its claims unless it is a no-show or completed (their time has passed).
+/// Deletes the claims of slots before `before_slot`. Nothing can be booked in the past, so old
+/// claims only slow the table down; the appointments themselves are kept.
+pub async fn prune_claims(db: &Db, before_slot: i64) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let n = on_tx!(&mut tx, |c| {
+        sqlx::query("DELETE FROM booking_claims WHERE slot < $1").bind(before_slot).execute(c).await?.rows_affected()
+    });
+    tx.commit().await?;
+    Ok(n)
+}
+
 /// False when the appointment is not booked (already changed).
 pub async fn change_status(
     tx: &mut Tx,
@@ -746,22 +771,35 @@ pub async fn course(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<Course
     }))
 }
 
-/// (status, count) of a course's appointments.
-pub async fn course_counts(db: &Db, course: Uuid) -> Result<Vec<(String, i64)>> {
+/// (status, type, count) of a course's appointments.
+pub async fn course_counts(db: &Db, course: Uuid) -> Result<Vec<(String, Uuid, i64)>> {
     Ok(on_read!(db, |c| {
-        sqlx::query_as("SELECT status, COUNT(*) FROM appointments WHERE course_id = $1 GROUP BY status")
-            .bind(course)
-            .fetch_all(c)
-            .await?
+        sqlx::query_as(
+            "SELECT status, type_id, COUNT(*) FROM appointments WHERE course_id = $1 GROUP BY status, type_id",
+        )
+        .bind(course)
+        .fetch_all(c)
+        .await?
     }))
 }
 
-/// Booked appointments of every clinic starting in `[from, to)`: (id, clinic, patient, type,
+/// An appointment the reminder job looks at (any clinic).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BookedSoon {
+    pub id: Uuid,
+    pub clinic_id: Uuid,
+    pub patient_id: Uuid,
+    pub type_id: Uuid,
+    pub location_id: Uuid,
+    pub start_at: DbTs,
+}
+
 /// start). The reminder job reads these.
-pub async fn booked_between_all(db: &Db, from: UtcTs, to: UtcTs) -> Result<Vec<(Uuid, Uuid, Uuid, Uuid, DbTs)>> {
+/// Booked and completed appointments of every clinic starting in `[from, to)`.
+pub async fn booked_between_all(db: &Db, from: UtcTs, to: UtcTs) -> Result<Vec<BookedSoon>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT id, clinic_id, patient_id, type_id, start_at FROM appointments WHERE status IN ('booked', 'completed') \
+            "SELECT id, clinic_id, patient_id, type_id, location_id, start_at FROM appointments WHERE status IN ('booked', 'completed') \
              AND start_at >= $1 AND start_at < $2 ORDER BY start_at",
         )
         .bind(DbTs(from))

@@ -2,7 +2,7 @@
 //! The router is built only from this table, so a test can walk every route.
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use kapstone_domain::permissions::Action;
 
 use crate::state::AppState;
@@ -88,6 +88,12 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/admin/scheduling/types", ManageScheduling, post(html::admin_schedule::save_type)),
         r(p.clone(), "/admin/scheduling/hours", ManageScheduling, post(html::admin_schedule::set_hours)),
         r(p.clone(), "/admin/scheduling/exceptions", ManageScheduling, post(html::admin_schedule::add_exception)),
+        r(
+            p.clone(),
+            "/admin/scheduling/exceptions/{id}/remove",
+            ManageScheduling,
+            post(html::admin_schedule::remove_exception),
+        ),
         r(g.clone(), "/admin/outbox", ManageUsers, get(html::admin::outbox)),
         r(g.clone(), "/admin/audit.csv", ReadAudit, get(html::admin::audit_csv)),
         // Patient portal
@@ -163,16 +169,26 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/api/v1/staff", ReadSchedule, get(api::scheduling::staff)),
         r(Method::PUT, "/api/v1/staff/{id}/hours", ManageScheduling, put(api::scheduling::set_hours)),
         r(p.clone(), "/api/v1/staff/{id}/exceptions", ManageScheduling, post(api::scheduling::add_exception)),
+        r(
+            Method::DELETE,
+            "/api/v1/staff/{id}/exceptions/{exception_id}",
+            ManageScheduling,
+            delete(api::scheduling::remove_exception),
+        ),
         r(g.clone(), "/api/v1/appointments", ReadSchedule, get(api::scheduling::list)),
         r(p.clone(), "/api/v1/appointments", BookAppointments, post(api::scheduling::book)),
         r(g.clone(), "/api/v1/appointments/slots", ReadSchedule, get(api::scheduling::slots)),
         r(p.clone(), "/api/v1/appointments/{id}/cancel", BookAppointments, post(api::scheduling::cancel)),
         r(p.clone(), "/api/v1/appointments/{id}/no-show", BookAppointments, post(api::scheduling::no_show)),
+        r(p.clone(), "/api/v1/appointments/{id}/attended", BookAppointments, post(api::scheduling::attended)),
         r(p.clone(), "/api/v1/appointments/{id}/reschedule", BookAppointments, post(api::scheduling::reschedule)),
         r(p.clone(), "/api/v1/patients/{id}/rems-enrollment", RecordConsent, post(api::scheduling::rems)),
         r(g.clone(), "/api/v1/patients/{id}/courses", ReadSchedule, get(api::scheduling::courses)),
         r(p.clone(), "/api/v1/patients/{id}/courses", StartCourse, post(api::scheduling::start_course)),
         r(p.clone(), "/api/v1/courses/{id}/book", BookAppointments, post(api::scheduling::book_course)),
+        r(g.clone(), "/patients/{id}/courses", ReadSchedule, get(html::courses::show)),
+        r(p.clone(), "/patients/{id}/courses", StartCourse, post(html::courses::start)),
+        r(p.clone(), "/patients/{id}/courses/{course}/book", BookAppointments, post(html::courses::book)),
         r(g.clone(), "/api/v1/me/calendar-feed", ReadSchedule, get(api::scheduling::calendar_feed)),
         r(g.clone(), "/api/v1/users", ManageUsers, get(api::accounts::list)),
         r(p.clone(), "/api/v1/users", ManageUsers, post(api::accounts::create)),

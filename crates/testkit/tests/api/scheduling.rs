@@ -1222,3 +1222,224 @@ both_backends! {
         fx.app.stop().await
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several locations, leave over booked sessions, attended sessions and old claims.
+
+both_backends! {
+    async fn a_second_location_in_another_zone_is_searched_and_booked_in_its_own_zone(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let (s, east) =
+            post(app, &fx.admin, "/api/v1/locations", &json!({"name": "East office", "time_zone": "America/New_York"}))
+                .await?;
+        assert_eq!(s, 201, "{east}");
+        let east = str_of(&east["id"]);
+        // The therapist works Wednesdays at the East office (09:00-17:00 New York), other weekdays
+        // at the main clinic.
+        let mut week: Vec<Value> = (1..=5)
+            .filter(|d| *d != 3)
+            .map(|d| json!({"weekday": d, "start": "08:00", "end": "18:00", "location_id": fx.location}))
+            .collect();
+        week.push(json!({"weekday": 3, "start": "09:00", "end": "17:00", "location_id": east}));
+        let (s, r) = put(app, &fx.admin, &format!("/api/v1/staff/{}/hours", fx.therapist), &json!(week)).await?;
+        assert_eq!(s, 204, "{r}");
+        let p = fx.patient("Eastside").await?;
+        let wednesday = fx.quiet(21, Weekday::Wednesday, 1).await?;
+        let slots = |location: Option<&str>| {
+            let mut path = format!("/api/v1/appointments/slots?type=integration&from={wednesday}&to={wednesday}&patient_id={p}");
+            if let Some(l) = location {
+                path.push_str(&format!("&location_id={l}"));
+            }
+            path
+        };
+        // Without a location every location is searched: on Wednesday only the East office has
+        // the therapist, and its first offer is 09:00 New York time (14:00 UTC in winter, 13:00
+        // in summer), not 09:00 Los Angeles time.
+        let (s, all) = get(app, &fx.front, &slots(None)).await?;
+        assert_eq!(s, 200, "{all}");
+        let offers = all["items"].as_array().unwrap();
+        assert!(!offers.is_empty(), "no offer on {wednesday}");
+        assert!(offers.iter().all(|o| o["location_id"] == east.as_str()), "{all}");
+        let first = instant_of(&offers[0]["start"]);
+        let new_york_offset = la_offset(wednesday, 12) + 3;
+        assert_eq!(first.to_offset(UtcOffset::from_hms(new_york_offset, 0, 0)?).hour(), 9, "{}", offers[0]);
+        let (s, main) = get(app, &fx.front, &slots(Some(&fx.location))).await?;
+        assert_eq!((s, main["items"].as_array().map(Vec::len)), (200, Some(0)), "nobody at the main clinic: {main}");
+        let (s, r) = get(app, &fx.front, &slots(Some("00000000-0000-0000-0000-000000000000"))).await?;
+        assert_eq!(refusal(&(s, r)), refused(422, "invalid", "location_id"));
+        // Booked at the East office, it is listed there; at the main clinic the same time is
+        // refused, naming the start (the therapist is not working there then).
+        let mut body = booking(&p, "integration", &str_of(&offers[0]["start"]), &[&fx.therapist], None);
+        body["location_id"] = json!(east);
+        let a = fx.booked(&body).await?;
+        assert_eq!(a["location_id"], east.as_str());
+        let mut elsewhere = booking(&p, "integration", &str_of(&offers[1]["start"]), &[&fx.therapist], None);
+        elsewhere["location_id"] = json!(fx.location);
+        let r = fx.book(&elsewhere).await?;
+        assert_eq!(refusal(&r), refused(422, "invalid", "start"), "{}", r.1);
+        // The day page shows one location at a time, in its own zone.
+        let (c, _) = app.browser_login(FRONTDESK, PASSWORD).await?;
+        let page = c.get(app.url(&format!("/schedule?date={wednesday}&location={east}"))).send().await?.text().await?;
+        assert!(page.contains("America/New_York") && page.contains("09:00–09:50"), "East day page");
+        let page =
+            c.get(app.url(&format!("/schedule?date={wednesday}&location={}", fx.location))).send().await?.text().await?;
+        assert!(page.contains("America/Los_Angeles") && !page.contains("09:00–09:50"), "main clinic day page");
+        let r = c.get(app.url("/schedule?location=nowhere")).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        fx.app.stop().await
+    }
+
+    async fn leave_over_a_booked_session_is_saved_with_the_clash_named_and_can_be_removed(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let p = fx.patient("Leaveclash").await?;
+        let day = fx.quiet(21, Weekday::Thursday, 1).await?;
+        let a = fx.booked(&booking(&p, "consultation", &at(day, 11, 0), &[&fx.prescriber], None)).await?;
+        let path = format!("/api/v1/staff/{}/exceptions", fx.prescriber);
+        // Leave in the afternoon does not touch the 11:00 consultation.
+        let (s, pm) = post(app, &fx.admin, &path,
+            &json!({"date": day.to_string(), "kind": "leave", "start": "13:00", "end": "18:00"})).await?;
+        assert_eq!((s, pm["clashes"].as_array().map(Vec::len)), (201, Some(0)), "{pm}");
+        let (s, am) = post(app, &fx.admin, &path,
+            &json!({"date": day.to_string(), "kind": "leave", "start": "08:00", "end": "12:00", "note": "Course"})).await?;
+        assert_eq!(s, 201, "{am}");
+        let clashes = am["clashes"].as_array().unwrap();
+        assert_eq!(clashes.len(), 1, "{am}");
+        assert_eq!(clashes[0]["appointment_id"], a["id"]);
+        assert_eq!(clashes[0]["when"], format!("{day} 11:00").as_str());
+        assert_eq!(fx.listed(&a["id"], &a["start"]).await?["status"], "booked", "the front desk moves it");
+        // New bookings in the leave are refused; removing the leave opens the time again.
+        let q = fx.patient("Leaveafter").await?;
+        let r = fx.book(&booking(&q, "consultation", &at(day, 9, 0), &[&fx.prescriber], None)).await?;
+        assert_eq!(refusal(&r), refused(422, "invalid", "start"));
+        let del = |id: &Value| format!("/api/v1/staff/{}/exceptions/{}", fx.prescriber, str_of(id));
+        let (s, _) = send_to(&app.base, &fx.admin, Method::DELETE, &del(&am["id"]), None).await?;
+        assert_eq!(s, 204);
+        let (s, _) = send_to(&app.base, &fx.admin, Method::DELETE, &del(&am["id"]), None).await?;
+        assert_eq!(s, 404, "already removed");
+        let (s, _) = send_to(&app.base, &fx.front, Method::DELETE, &del(&pm["id"]), None).await?;
+        assert_eq!(s, 403, "admins manage hours");
+        fx.booked(&booking(&q, "consultation", &at(day, 9, 0), &[&fx.prescriber], None)).await?;
+        // The admin page lists the leave still ahead, with a button to remove it.
+        let (c, _) = app.browser_login(ADMIN, PASSWORD).await?;
+        let page = c.get(app.url("/admin/scheduling")).send().await?.text().await?;
+        assert!(page.contains(&format!("/admin/scheduling/exceptions/{}/remove", str_of(&pm["id"]))));
+        assert!(!page.contains(&str_of(&am["id"])));
+        fx.app.stop().await
+    }
+
+    async fn an_attended_session_counts_as_done_in_its_course_and_old_claims_are_pruned(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let p3 = fx.demo_patient(3).await?;
+        let course_of = || async {
+            let (_, list) = get(app, &fx.front, &format!("/api/v1/patients/{p3}/courses")).await?;
+            anyhow::Ok(list["items"][0].clone())
+        };
+        let before = course_of().await?;
+        assert_eq!(before["dosing_done"], 0, "{before}");
+        let course_id = str_of(&before["id"]);
+        let t = OffsetDateTime::now_utc();
+        let mine: Vec<Value> = fx
+            .list(t, t + Duration::days(40))
+            .await?
+            .into_iter()
+            .filter(|a| a["course_id"] == course_id.as_str() && a["status"] == "booked")
+            .collect();
+        let id = str_of(&mine[0]["id"]);
+        let attended = format!("/api/v1/appointments/{id}/attended");
+        let r = post(app, &fx.front, &attended, &json!({})).await?;
+        assert_eq!(refusal(&r), refused(422, "invalid", "status"), "not started yet");
+        // Time passes: the session is now two days ago, its claims with it.
+        let (shift, claims) = match app.backend {
+            TestBackend::Sqlite => ("start_at = start_at - 3456000000000, end_at = end_at - 3456000000000", 11520),
+            TestBackend::Postgres => ("start_at = start_at - interval '40 days', end_at = end_at - interval '40 days'", 11520),
+        };
+        assert_eq!(app.raw_sql(&format!("UPDATE appointments SET {shift} WHERE id = {}", uuid_sql(app, &id))).await?, 1);
+        let held = claims_of(app, &id).await?;
+        assert!(held > 0);
+        app.raw_sql(&format!("UPDATE booking_claims SET slot = slot - {claims} WHERE appointment_id = {}", uuid_sql(app, &id)))
+            .await?;
+        let (s, a) = post(app, &fx.front, &attended, &json!({})).await?;
+        assert_eq!((s, a["status"].as_str()), (200, Some("completed")), "{a}");
+        let after = course_of().await?;
+        assert_eq!((after["dosing_done"].as_i64(), after["dosing_left"].as_i64()), (Some(1), Some(13)), "{after}");
+        let r = post(app, &fx.front, &attended, &json!({})).await?;
+        assert_eq!(refusal(&r), refused(409, "conflict", "status"), "already completed");
+        // The job prunes the claims of slots more than a day old, and only those.
+        let total = app.count("booking_claims").await?;
+        let pruned = kapstone_web::app::jobs::prune_claims(&app.state).await?;
+        assert_eq!(i64::try_from(pruned)?, held);
+        assert_eq!(claims_of(app, &id).await?, 0);
+        assert_eq!(app.count("booking_claims").await?, total - held);
+        assert_eq!(kapstone_web::app::jobs::prune_claims(&app.state).await?, 0);
+        fx.app.stop().await
+    }
+
+    async fn booking_the_plan_also_books_its_integration_sessions_once(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let p3 = fx.demo_patient(3).await?;
+        let (_, list) = get(app, &fx.front, &format!("/api/v1/patients/{p3}/courses")).await?;
+        let course = &list["items"][0];
+        let planned = course["plan"].as_array().unwrap().iter().filter(|p| p["kind"] == "integration").count();
+        assert!(planned >= 8, "one after each dosing session: {course}");
+        let path = format!("/api/v1/courses/{}/book", str_of(&course["id"]));
+        let body = json!({"time": "10:00", "staff_ids": [fx.nurse, fx.therapist], "room_id": fx.chairs[0], "integration": true});
+        let (s, r) = post(app, &fx.front, &path, &body).await?;
+        assert_eq!(s, 200, "{r}");
+        let items = r["items"].as_array().unwrap();
+        let integration: Vec<&Value> = items.iter().filter(|i| i["kind"] == "integration").collect();
+        let booked = integration.iter().filter(|i| !i["appointment_id"].is_null()).count();
+        assert!(booked >= planned - 1, "{r}");
+        // Each is booked on its planned (local) date, with the course, and the therapist.
+        let t = OffsetDateTime::now_utc();
+        let mut listed = Vec::new();
+        for window in 0..4 {
+            let from = t + Duration::days(60 * window);
+            listed.extend(fx.list(from, from + Duration::days(60)).await?);
+        }
+        for i in integration.iter().filter(|i| !i["appointment_id"].is_null()) {
+            let a = listed.iter().find(|a| a["id"] == i["appointment_id"]).unwrap();
+            assert_eq!((a["kind"].as_str(), a["course_id"].as_str()), (Some("integration"), course["id"].as_str()));
+            assert_eq!(a["staff_ids"], json!([fx.therapist]));
+            let date = Date::parse(i["date"].as_str().unwrap(), &time::format_description::well_known::Iso8601::DATE)?;
+            let local = instant_of(&a["start"]).to_offset(UtcOffset::from_hms(la_offset(date, 12), 0, 0)?);
+            assert_eq!(local.date(), date, "{a}");
+        }
+        let (_, list) = get(app, &fx.front, &format!("/api/v1/patients/{p3}/courses")).await?;
+        assert_eq!(list["items"][0]["integration_booked"].as_i64(), Some(i64::try_from(booked)?));
+        // Booking the plan again books nothing new.
+        let (s, again) = post(app, &fx.front, &path, &body).await?;
+        assert_eq!(s, 200);
+        assert!(again["items"].as_array().unwrap().iter().all(|i| i["appointment_id"].is_null()), "{again}");
+        fx.app.stop().await
+    }
+
+    async fn the_courses_page_starts_and_shows_a_course(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let p2 = fx.demo_patient(2).await?;
+        let (c, _) = app.browser_login(PRESCRIBER, PASSWORD).await?;
+        let csrf = app.csrf_of(&c).await?;
+        let url = app.url(&format!("/patients/{p2}/courses"));
+        let page = c.get(&url).send().await?.text().await?;
+        assert!(page.contains("No course yet") && page.contains("KAP-SL"), "the decision allows lozenges");
+        let r = c.post(&url).form(&[("csrf_token", csrf.as_str()), ("template", "KAP-SL"), ("first_date", "2030-01-07"),
+            ("kap_sessions", "many")]).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        assert!(r.text().await?.contains("(kap_sessions)"));
+        let r = c.post(&url).form(&[("csrf_token", csrf.as_str()), ("template", "KAP-SL"), ("first_date", "2030-01-07"),
+            ("kap_sessions", "4")]).send().await?;
+        assert_eq!(r.status().as_u16(), 200);
+        let page = r.text().await?;
+        assert!(page.contains("Course started") && page.contains("0</strong> of 4 dosing sessions done"), "{page}");
+        assert!(page.contains("Dosing session 4") && page.contains("Integration session"));
+        // The front desk sees the plan and the booking form, not the start form.
+        let (f, _) = app.browser_login(FRONTDESK, PASSWORD).await?;
+        let page = f.get(&url).send().await?.text().await?;
+        assert!(page.contains("Book the plan") && !page.contains("Start the course"));
+        fx.app.stop().await
+    }
+}

@@ -121,7 +121,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             obj,
         ),
         ("POST", "/api/v1/courses/{id}/book") => op(
-            "Book the plan's future dosing sessions at {time: HH:MM local, staff_ids, room_id}; each date booked or refused with the reason",
+            "Book the plan's future dosing sessions at {time: HH:MM local, staff_ids, room_id, integration?: also book each integration session at the first free time that day}; each date booked or refused with the reason",
             Some(json!({"type":"object","required":["time","staff_ids"]})),
             "200",
             obj,
@@ -154,11 +154,15 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             Value::Null,
         ),
         ("POST", "/api/v1/staff/{id}/exceptions") => op(
-            "Leave or extra hours on a date: {date, kind: leave|extra, start, end, note?} (admins)",
+            "Leave or extra hours on a date: {date, kind: leave|extra, start, end, note?} (admins); for leave, \
+             `clashes` lists the booked appointments that fall in it",
             Some(json!({"type":"object","required":["date","kind","start","end"]})),
             "201",
             obj,
         ),
+        ("DELETE", "/api/v1/staff/{id}/exceptions/{exception_id}") => {
+            op("Remove leave or extra hours (admins)", None, "204", Value::Null)
+        }
         ("GET", "/api/v1/appointments") => op("Appointments overlapping ?from=&to= (RFC 3339)", None, "200", obj),
         ("POST", "/api/v1/appointments") => op(
             "Book: 409 `conflict` names what clashes; 422 names the field or the gate (eligibility_decision, route_not_allowed, consent, rems_acknowledgement, rems_enrollment)",
@@ -166,12 +170,21 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             r("Appointment"),
         ),
-        ("GET", "/api/v1/appointments/slots") => {
-            op("Free slots: ?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=", None, "200", obj)
-        }
+        ("GET", "/api/v1/appointments/slots") => op(
+            "Free slots: ?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=&location_id= (all locations without one)",
+            None,
+            "200",
+            obj,
+        ),
         ("POST", "/api/v1/appointments/{id}/cancel") => op(
             "Cancel with {reason}; the appointment is kept",
             Some(json!({"type":"object","required":["reason"]})),
+            "200",
+            r("Appointment"),
+        ),
+        ("POST", "/api/v1/appointments/{id}/attended") => op(
+            "Mark attended (completed) once started; a course counts it as done",
+            Some(obj.clone()),
             "200",
             r("Appointment"),
         ),
@@ -306,6 +319,7 @@ fn schemas() -> Value {
             "location_id":{"type":["string","null"]}}},
         "Appointment": {"type":"object","properties":{"id":{"type":"string"},"patient_id":{"type":"string"},"type":{"type":"string"},
             "start":{"type":"string"},"end":{"type":"string"},"staff_ids":{"type":"array"},"room_id":{"type":["string","null"]},
+            "location_id":{"type":"string"},"course_id":{"type":["string","null"]},
             "status":{"enum":["booked","cancelled","no_show","rescheduled","completed"]},"warnings":{"type":"array"}}},
         "AppointmentType": {"type":"object","required":["code","name","kind","length","staff","needs_room","telehealth"],"properties":{
             "code":{"type":"string"},"name":{"type":"string"},"kind":{"enum":["consultation","preparation","dosing","integration","follow_up","course_review"]},

@@ -85,6 +85,7 @@ fn appointment_json(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, Appointm
         "status": a.status,
         "status_reason": a.status_reason,
         "rescheduled_from": a.rescheduled_from,
+        "course_id": a.course_id,
     })
 }
 
@@ -138,18 +139,30 @@ pub struct SlotQuery {
     #[serde(default)]
     patient_id: Option<String>,
     #[serde(default)]
+    location_id: Option<String>,
+    #[serde(default)]
     limit: Option<usize>,
 }
 
-/// `GET /api/v1/appointments/slots?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=`.
+/// `GET /api/v1/appointments/slots?type=&from=YYYY-MM-DD&to=YYYY-MM-DD&patient_id=&location_id=`
+/// (without a location, every location of the clinic is searched).
 pub async fn slots(
     State(state): State<AppState>,
     user: CurrentUser,
     q: Result<Query<SlotQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
-    let offers =
-        app::free_slots(&state, &user, &q.kind, &q.from, &q.to, q.patient_id.as_deref(), q.limit.unwrap_or(50)).await?;
+    let offers = app::free_slots(
+        &state,
+        &user,
+        &q.kind,
+        &q.from,
+        &q.to,
+        q.patient_id.as_deref(),
+        q.location_id.as_deref(),
+        q.limit.unwrap_or(50),
+    )
+    .await?;
     let items: Vec<Value> = offers
         .iter()
         .map(|o| {
@@ -171,15 +184,26 @@ pub struct ReasonBody {
     reason: Option<String>,
 }
 
+/// Cancel, no-show or attended: the appointment as it now is.
+async fn set_status(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+    status: &str,
+    body: ReasonBody,
+) -> ApiResult<Json<Value>> {
+    let id = appointment_id(id)?;
+    app::change(state, user, id, status, body.reason.as_deref()).await?;
+    Ok(Json(one(state, user, id).await?))
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<Value>> {
-    let id = appointment_id(&id)?;
-    app::change(&state, &user, id, "cancelled", body.reason.as_deref()).await?;
-    Ok(Json(one(&state, &user, id).await?))
+    set_status(&state, &user, &id, "cancelled", body).await
 }
 
 pub async fn no_show(
@@ -188,9 +212,18 @@ pub async fn no_show(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> ApiResult<Json<Value>> {
-    let id = appointment_id(&id)?;
-    app::change(&state, &user, id, "no_show", body.reason.as_deref()).await?;
-    Ok(Json(one(&state, &user, id).await?))
+    set_status(&state, &user, &id, "no_show", body).await
+}
+
+/// `POST /api/v1/appointments/{id}/attended`: the patient came; the appointment is completed
+/// (a course counts its completed sessions as done).
+pub async fn attended(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<Value>> {
+    set_status(&state, &user, &id, "completed", body).await
 }
 
 #[derive(serde::Deserialize)]
@@ -318,8 +351,18 @@ pub async fn add_exception(
     Path(id): Path<String>,
     ApiJson(e): ApiJson<ExceptionInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = app::add_exception(&state, &user, &id, &e).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+    let added = app::add_exception(&state, &user, &id, &e).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": added.id, "clashes": added.clashes}))))
+}
+
+/// `DELETE /api/v1/staff/{id}/exceptions/{exception_id}`.
+pub async fn remove_exception(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((_, exception)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app::remove_exception(&state, &user, &exception).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/v1/me/calendar-feed`: the signed-in staff member's secret iCalendar link.
@@ -369,9 +412,13 @@ pub struct BookPlanBody {
     staff_ids: Vec<String>,
     #[serde(default)]
     room_id: Option<String>,
+    /// Also book each planned integration session at the first free time that day.
+    #[serde(default)]
+    integration: bool,
 }
 
-/// `POST /api/v1/courses/{id}/book`: books the plan's future dosing sessions at a local time.
+/// `POST /api/v1/courses/{id}/book`: books the plan's future dosing sessions at a local time
+/// (and, with `"integration": true`, its integration sessions).
 pub async fn book_course(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -379,6 +426,8 @@ pub async fn book_course(
     ApiJson(b): ApiJson<BookPlanBody>,
 ) -> ApiResult<Json<Value>> {
     let id = appointment_id(&id)?;
-    let items = crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref()).await?;
+    let items =
+        crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref(), b.integration)
+            .await?;
     Ok(Json(json!({ "items": items })))
 }

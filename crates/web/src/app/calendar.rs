@@ -47,16 +47,20 @@ fn event(a: &AppointmentRow, summary: &str, location: &str, description: &str) -
     e.done()
 }
 
+/// Each location's name, the calendar's display zone (the first location's) and the rooms.
 async fn names(
     state: &AppState,
     clinic: kapstone_domain::ClinicId,
-) -> Result<(String, String, Vec<(Uuid, String)>), AppError> {
-    let location = store::locations(&state.db, clinic).await?.into_iter().next();
+) -> Result<(Vec<(Uuid, String)>, String, Vec<(Uuid, String)>), AppError> {
+    let locations = store::locations(&state.db, clinic).await?;
+    let zone = locations.first().map_or_else(|| "UTC".to_owned(), |l| l.time_zone.clone());
+    let places = locations.into_iter().map(|l| (l.id, l.name)).collect();
     let rooms = store::rooms(&state.db, clinic).await?.into_iter().map(|r| (r.id, r.name)).collect();
-    Ok(match location {
-        Some(l) => (l.name, l.time_zone, rooms),
-        None => ("Clinic".into(), "UTC".into(), rooms),
-    })
+    Ok((places, zone, rooms))
+}
+
+fn place_of(places: &[(Uuid, String)], a: &AppointmentRow) -> String {
+    places.iter().find(|(id, _)| *id == a.location_id).map_or_else(|| "Clinic".to_owned(), |(_, n)| n.clone())
 }
 
 fn kind_label(k: kapstone_domain::scheduling::AppointmentKind) -> &'static str {
@@ -92,7 +96,8 @@ pub async fn patient_event(state: &AppState, me: &CurrentUser, id: Uuid) -> Resu
     let kind = types.iter().find(|(t, _, _)| *t == a.type_id).map(|t| t.1.clone());
     let what = kind.as_ref().map_or_else(|| "Appointment".to_owned(), |t| t.name.clone());
     let dosing = kind.is_some_and(|t| t.kind == kapstone_domain::scheduling::AppointmentKind::Dosing);
-    let (place, zone, _) = names(state, me.clinic).await?;
+    let (places, zone, _) = names(state, me.clinic).await?;
+    let place = place_of(&places, &a);
     let mut cal = Calendar::new();
     cal.name("My appointment").timezone(zone.as_str());
     let note = if dosing { "Please arrange a ride home: no driving after the session." } else { "" };
@@ -142,7 +147,7 @@ pub async fn staff_feed(state: &AppState, token: &str) -> Result<String, AppErro
     )
     .await?;
     let clinic = user.clinic();
-    let (place, zone, rooms) = names(state, clinic).await?;
+    let (places, zone, rooms) = names(state, clinic).await?;
     let types = kapstone_store::scheduling::types(&state.db, clinic).await?;
     let mut cal = Calendar::new();
     cal.name(&format!("Kapstone — {}", user.display_name)).timezone(zone.as_str());
@@ -161,7 +166,7 @@ pub async fn staff_feed(state: &AppState, token: &str) -> Result<String, AppErro
             .and_then(|r| rooms.iter().find(|(id, _)| *id == r))
             .map(|(_, n)| format!(", {n}"))
             .unwrap_or_default();
-        cal.push(event(a, &format!("{what} — {initials}"), &format!("{place}{room}"), ""));
+        cal.push(event(a, &format!("{what} — {initials}"), &format!("{}{room}", place_of(&places, a)), ""));
     }
     // The feed is read without a session: record it (by owner), so a leaked link shows up.
     let mut e =

@@ -33,18 +33,24 @@ pub struct CourseView {
     pub dosing_booked: i64,
     pub dosing_done: i64,
     pub dosing_left: i64,
+    pub integration_booked: i64,
+    pub integration_done: i64,
     /// The phase of the next dosing session not yet done.
     pub phase: Phase,
     pub review_due: Option<String>,
 }
 
-fn view(row: &CourseRow, counts: &[(String, i64)]) -> Result<CourseView, AppError> {
+/// `counts`: (status, kind, count) of the course's appointments.
+fn view(row: &CourseRow, counts: &[(String, AppointmentKind, i64)]) -> Result<CourseView, AppError> {
     let template =
         Template::parse(&row.template).ok_or_else(|| AppError::Internal(anyhow::anyhow!("course template")))?;
     let options: CourseOptions = serde_json::from_str(&row.options).map_err(|e| AppError::Internal(e.into()))?;
     let first: Date = row.first_date.parse().map_err(|e: jiff::Error| AppError::Internal(e.into()))?;
     let plan = course::propose(template, first, &options).map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
-    let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    let count_of = |kind: AppointmentKind, s: &str| {
+        counts.iter().filter(|(st, k, _)| st == s && *k == kind).map(|(_, _, n)| *n).sum::<i64>()
+    };
+    let count = |s: &str| count_of(AppointmentKind::Dosing, s);
     let done = count("completed");
     let dosing: Vec<&Planned> = plan.iter().filter(|p| p.kind == SessionKind::Dosing).collect();
     let next = dosing.get(usize::try_from(done).unwrap_or(0));
@@ -57,7 +63,9 @@ fn view(row: &CourseRow, counts: &[(String, i64)]) -> Result<CourseView, AppErro
         dosing_planned: dosing.len(),
         dosing_booked: count("booked"),
         dosing_done: done,
-        dosing_left: i64::try_from(dosing.len()).unwrap_or(0) - done,
+        dosing_left: (i64::try_from(dosing.len()).unwrap_or(0) - done).max(0),
+        integration_booked: count_of(AppointmentKind::Integration, "booked"),
+        integration_done: count_of(AppointmentKind::Integration, "completed"),
         phase: next.map_or(Phase::Maintenance, |p| p.phase),
         review_due: plan.iter().find(|p| p.kind == SessionKind::CourseReview).map(|p| p.date.to_string()),
         plan,
@@ -106,23 +114,34 @@ pub async fn start(
 }
 
 pub async fn of_patient(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<Vec<CourseView>, AppError> {
+    let kinds: Vec<(Uuid, AppointmentKind)> =
+        types(state, user).await?.into_iter().map(|(id, t, _)| (id, t.kind)).collect();
     let mut out = Vec::new();
     for row in store::courses_of_patient(&state.db, user.clinic, patient).await? {
-        let counts = store::course_counts(&state.db, row.id).await?;
+        let counts: Vec<(String, AppointmentKind, i64)> = store::course_counts(&state.db, row.id)
+            .await?
+            .into_iter()
+            .filter_map(|(status, type_id, n)| {
+                kinds.iter().find(|(id, _)| *id == type_id).map(|(_, k)| (status, *k, n))
+            })
+            .collect();
         out.push(view(&row, &counts)?);
     }
     Ok(out)
 }
 
-/// The outcome of booking one planned dosing date.
+/// The outcome of booking one planned date.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlanBooking {
     pub date: String,
+    /// `dosing` or `integration`.
+    pub kind: &'static str,
     pub appointment_id: Option<Uuid>,
     pub refused: Option<String>,
 }
 
-/// Books every future dosing session of the plan at `time` (local) with these people and chair;
+/// Books every future dosing session of the plan at `time` (local) with these people and chair,
+/// and (with `integration`) each planned integration session at the first free time that day;
 /// a date that cannot be booked is reported, not fatal, so the rest of the plan is booked.
 pub async fn book_plan(
     state: &AppState,
@@ -131,34 +150,56 @@ pub async fn book_plan(
     time: &str,
     staff_ids: &[String],
     room_id: Option<&str>,
+    integration: bool,
 ) -> Result<Vec<PlanBooking>, AppError> {
     let row = store::course(&state.db, user.clinic, course_id).await?.ok_or(AppError::NotFound)?;
     if row.status != "active" {
         return Err(invalid("id", format!("this course is {}", row.status)));
     }
     let v = view(&row, &[])?;
-    // Dates that already have a session of this course are left alone (booking twice is safe).
-    let booked_days: Vec<Date> = store::appointments_of_patient(&state.db, PatientId::from_uuid(row.patient_id))
-        .await?
-        .into_iter()
-        .filter(|a| a.course_id == Some(course_id) && a.status == "booked")
-        .map(|a| super::scheduling::to_jiff(a.start_at.0).to_zoned(jiff::tz::TimeZone::UTC).date())
-        .collect();
     let template = Template::parse(&row.template).ok_or(AppError::NotFound)?;
     let at: Time = time.trim().parse().map_err(|_| invalid("time", "give the local time as HH:MM"))?;
-    let kind = types(state, user)
+    let all_types = types(state, user).await?;
+    let kind = all_types
+        .iter()
+        .find(|(_, t, active)| *active && t.kind == AppointmentKind::Dosing && t.route == Some(template.route()))
+        .map(|(_, t, _)| t.code.clone())
+        .ok_or_else(|| invalid("template", "the clinic has no dosing appointment type for this route"))?;
+    let integration_type = all_types
+        .iter()
+        .find(|(_, t, active)| *active && t.kind == AppointmentKind::Integration)
+        .map(|(id, t, _)| (*id, t.code.clone()));
+    let kind_of = |type_id: Uuid| all_types.iter().find(|(id, _, _)| *id == type_id).map(|(_, t, _)| t.kind);
+    // The chair's location (its time zone turns the local time into instants), else the first.
+    let room_location = match room_id.filter(|r| !r.trim().is_empty()) {
+        Some(raw) => {
+            let id: Uuid = raw.trim().parse().map_err(|_| invalid("room_id", "not a room id"))?;
+            let room = store::rooms(&state.db, user.clinic).await?.into_iter().find(|r| r.id == id);
+            Some(room.ok_or_else(|| invalid("room_id", "not a room of this clinic"))?.location_id)
+        }
+        None => None,
+    };
+    let location = store::locations(&state.db, user.clinic)
         .await?
         .into_iter()
-        .find(|(_, t, active)| *active && t.kind == AppointmentKind::Dosing && t.route == Some(template.route()))
-        .map(|(_, t, _)| t.code)
-        .ok_or_else(|| invalid("template", "the clinic has no dosing appointment type for this route"))?;
-    let location = store::locations(&state.db, user.clinic).await?.into_iter().next().ok_or(AppError::NotFound)?;
+        .find(|l| room_location.is_none_or(|r| r == l.id))
+        .ok_or_else(|| invalid("location_id", "the clinic has no location yet"))?;
     let tz = time_zone(&location.time_zone)?;
+    // Days (local) that already have a session of this kind in this course are left alone, so
+    // booking the plan twice is safe.
+    let booked: Vec<(Date, Option<AppointmentKind>)> =
+        store::appointments_of_patient(&state.db, PatientId::from_uuid(row.patient_id))
+            .await?
+            .into_iter()
+            .filter(|a| a.course_id == Some(course_id) && matches!(a.status.as_str(), "booked" | "completed"))
+            .map(|a| (super::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone()).date(), kind_of(a.type_id)))
+            .collect();
+    let has = |d: Date, k: AppointmentKind| booked.iter().any(|(bd, bk)| *bd == d && *bk == Some(k));
     let now = jiff::Timestamp::now();
     let mut out = Vec::new();
     for p in v.plan.iter().filter(|p| p.kind == SessionKind::Dosing) {
         let start = kapstone_domain::scheduling::instant(&tz, p.date, at).map_err(|e| invalid(e.field, e.message))?;
-        if start <= now || booked_days.contains(&start.to_zoned(jiff::tz::TimeZone::UTC).date()) {
+        if start <= now || has(p.date, AppointmentKind::Dosing) {
             continue;
         }
         let req = BookingRequest {
@@ -170,13 +211,63 @@ pub async fn book_plan(
             location_id: Some(location.id.to_string()),
             course: Some(course_id),
         };
-        out.push(match super::scheduling::book(state, user, &req, None).await {
-            Ok(b) => PlanBooking { date: p.date.to_string(), appointment_id: Some(b.id), refused: None },
-            Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
-                PlanBooking { date: p.date.to_string(), appointment_id: None, refused: Some(e.public_message("")) }
-            }
-            Err(e) => return Err(e),
-        });
+        out.push(outcome(p.date, "dosing", super::scheduling::book(state, user, &req, None).await)?);
+    }
+    if !integration {
+        return Ok(out);
+    }
+    let today = now.to_zoned(tz.clone()).date();
+    for p in v.plan.iter().filter(|p| p.kind == SessionKind::Integration && p.date >= today) {
+        if has(p.date, AppointmentKind::Integration) {
+            continue;
+        }
+        let Some((_, code)) = &integration_type else {
+            out.push(PlanBooking {
+                date: p.date.to_string(),
+                kind: "integration",
+                appointment_id: None,
+                refused: Some("the clinic has no integration appointment type".into()),
+            });
+            continue;
+        };
+        let day = p.date.to_string();
+        let patient = row.patient_id.to_string();
+        let place = location.id.to_string();
+        let offers =
+            super::scheduling::free_slots(state, user, code, &day, &day, Some(&patient), Some(&place), 1).await?;
+        let Some(offer) = offers.into_iter().next() else {
+            out.push(PlanBooking {
+                date: day,
+                kind: "integration",
+                appointment_id: None,
+                refused: Some("no free time that day".into()),
+            });
+            continue;
+        };
+        let req = BookingRequest {
+            patient_id: patient,
+            kind: code.clone(),
+            start: offer.start.to_string(),
+            staff_ids: offer.staff_ids.iter().map(ToString::to_string).collect(),
+            room_id: offer.room_id.map(|r| r.to_string()),
+            location_id: Some(place),
+            course: Some(course_id),
+        };
+        out.push(outcome(p.date, "integration", super::scheduling::book(state, user, &req, None).await)?);
     }
     Ok(out)
+}
+
+fn outcome(
+    date: Date,
+    kind: &'static str,
+    r: Result<super::scheduling::Booked, AppError>,
+) -> Result<PlanBooking, AppError> {
+    Ok(match r {
+        Ok(b) => PlanBooking { date: date.to_string(), kind, appointment_id: Some(b.id), refused: None },
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
+            PlanBooking { date: date.to_string(), kind, appointment_id: None, refused: Some(e.public_message("")) }
+        }
+        Err(e) => return Err(e),
+    })
 }

@@ -286,6 +286,7 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
         "10:00",
         &[nurse.to_string(), therapist.to_string()],
         Some(&chairs[0].to_string()),
+        false,
     )
     .await?;
     book(p3, "integration", at(days[2], 15, 0)?, vec![therapist], None).await?;

@@ -21,15 +21,17 @@ pub async fn queue_reminders(state: &AppState) -> Result<usize, AppError> {
     // Reminders may be set up to two weeks ahead (ReminderSettings::check).
     let to = now.checked_add(SignedDuration::from_hours(337)).unwrap_or(now);
     let rows = store::booked_between_all(&state.db, from_jiff(from), from_jiff(to)).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let queued = invitations::reminders_queued(&state.db, &ids).await?;
-    let mut type_ids: Vec<Uuid> = rows.iter().map(|r| r.3).collect();
+    let mut type_ids: Vec<Uuid> = rows.iter().map(|r| r.type_id).collect();
     type_ids.sort();
     type_ids.dedup();
     let types = store::type_definitions(&state.db, &type_ids).await?;
     let mut count = 0;
     let mut settings: Vec<(Uuid, kapstone_domain::reminders::ReminderSettings)> = Vec::new();
-    for (id, clinic, patient, type_id, start) in rows {
+    for row in rows {
+        let store::BookedSoon { id, clinic_id: clinic, patient_id: patient, type_id, location_id, start_at: start } =
+            row;
         let rs = match settings.iter().find(|(c, _)| *c == clinic) {
             Some((_, s)) => *s,
             None => {
@@ -51,7 +53,7 @@ pub async fn queue_reminders(state: &AppState) -> Result<usize, AppError> {
             if queued.iter().any(|(a, k)| *a == id && k == kind.as_str()) {
                 continue;
             }
-            if queue_one(state, clinic, patient, id, start, kind).await? {
+            if queue_one(state, clinic, patient, (id, location_id), start, kind).await? {
                 count += 1;
             }
         }
@@ -63,7 +65,7 @@ async fn queue_one(
     state: &AppState,
     clinic: Uuid,
     patient: Uuid,
-    appointment: Uuid,
+    (appointment, location): (Uuid, Uuid),
     start: Timestamp,
     kind: Reminder,
 ) -> Result<bool, AppError> {
@@ -73,7 +75,8 @@ async fn queue_one(
     // The address: the patient's portal account, else the email on the record.
     let account = kapstone_store::users::patient_account_email(&state.db, patient_id).await?;
     let Some(to) = account.or(p.email.clone()) else { return Ok(false) };
-    let location = store::locations(&state.db, clinic_id).await?.into_iter().next();
+    // The place and zone of the appointment's own location.
+    let location = store::locations(&state.db, clinic_id).await?.into_iter().find(|l| l.id == location);
     let (place, zone) = location.map_or_else(|| ("the clinic".to_owned(), "UTC".to_owned()), |l| (l.name, l.time_zone));
     let z = start.to_zoned(time_zone(&zone)?);
     let when = format!("{} {:02}:{:02}", z.date(), z.hour(), z.minute());
@@ -142,6 +145,13 @@ pub async fn deliver(state: &AppState) -> Result<(usize, usize), AppError> {
     Ok((sent, failed))
 }
 
+/// Removes booking claims of slots more than a day old (idempotent: safe in several processes).
+pub async fn prune_claims(state: &AppState) -> Result<u64, AppError> {
+    let cutoff = Timestamp::now().checked_sub(SignedDuration::from_hours(24)).unwrap_or(Timestamp::UNIX_EPOCH);
+    let slot = cutoff.as_second() / (kapstone_domain::scheduling::SLOT_MINUTES * 60);
+    Ok(store::prune_claims(&state.db, slot).await?)
+}
+
 /// Runs the jobs every `every` until the server stops; a failed pass is logged and retried next
 /// time.
 pub fn spawn(state: AppState, every: Duration) {
@@ -156,6 +166,14 @@ pub fn spawn(state: AppState, every: Duration) {
                 Err(e) => {
                     let id = e.log();
                     tracing::warn!(correlation = %id, "reminder pass failed");
+                }
+            }
+            match prune_claims(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "old booking claims pruned"),
+                Err(e) => {
+                    let id = e.log();
+                    tracing::warn!(correlation = %id, "claim pruning failed");
                 }
             }
             match deliver(&state).await {

@@ -34,6 +34,42 @@ pub async fn display_zone(state: &AppState, clinic: kapstone_domain::ClinicId) -
     time_zone(location.as_ref().map_or("UTC", |l| l.time_zone.as_str()))
 }
 
+/// Each location's name and time zone, so an appointment is shown in the zone of the place it
+/// happens (a clinic may have locations in different zones).
+pub struct Zones {
+    default: TimeZone,
+    places: Vec<(Uuid, String, TimeZone)>,
+}
+
+impl Zones {
+    pub fn of(&self, location: Uuid) -> &TimeZone {
+        self.places.iter().find(|p| p.0 == location).map_or(&self.default, |p| &p.2)
+    }
+
+    pub fn place(&self, location: Uuid) -> &str {
+        self.places.iter().find(|p| p.0 == location).map_or("the clinic", |p| p.1.as_str())
+    }
+
+    /// The zone of the first location (pages that are not about one location).
+    pub fn default_zone(&self) -> &TimeZone {
+        &self.default
+    }
+
+    /// (id, name) of every location, in the order they were added.
+    pub fn locations(&self) -> impl Iterator<Item = (Uuid, &str)> {
+        self.places.iter().map(|p| (p.0, p.1.as_str()))
+    }
+}
+
+pub async fn zones(state: &AppState, clinic: kapstone_domain::ClinicId) -> Result<Zones, AppError> {
+    let mut places = Vec::new();
+    for l in store::locations(&state.db, clinic).await? {
+        places.push((l.id, l.name, time_zone(&l.time_zone)?));
+    }
+    let default = places.first().map_or(TimeZone::UTC, |p| p.2.clone());
+    Ok(Zones { default, places })
+}
+
 /// A patient as initials ("A. B."), for screens seen over a shoulder and calendar feeds.
 pub fn initials(given: &str, family: &str) -> String {
     let first = |s: &str| s.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
@@ -167,6 +203,7 @@ pub struct BookingRequest {
 #[derive(Debug, Clone)]
 pub struct Booked {
     pub id: Uuid,
+    pub location_id: Uuid,
     pub start: Timestamp,
     pub end: Timestamp,
     pub warnings: Vec<String>,
@@ -383,7 +420,7 @@ pub async fn book(
         let id = e.log();
         tracing::warn!(correlation = %id, "pre-session questionnaires not assigned");
     }
-    Ok(Booked { id, start: block.start, end: block.end, warnings })
+    Ok(Booked { id, location_id: location.id, start: block.start, end: block.end, warnings })
 }
 
 /// The first of `keys` (in booking order) that holds a claim on one of `slots`.
@@ -426,6 +463,9 @@ pub async fn change(
     }
     if status == "no_show" && to_jiff(appt.start_at.0) > Timestamp::now() {
         return Err(invalid("status", "a no-show can be recorded only once the appointment has started"));
+    }
+    if status == "completed" && to_jiff(appt.start_at.0) > Timestamp::now() {
+        return Err(invalid("status", "an appointment can be marked attended only once it has started"));
     }
     let mut tx = state.db.begin().await?;
     if !store::change_status(&mut tx, user.clinic, id, status, reason.as_deref(), user.id).await? {
@@ -481,7 +521,9 @@ pub struct Offer {
     pub location_id: Uuid,
 }
 
-/// Free slots for a type between two local dates of the location.
+/// Free slots for a type between two local dates, at one location or (without one) at each of
+/// the clinic's locations, earliest first.
+#[allow(clippy::too_many_arguments)]
 pub async fn free_slots(
     state: &AppState,
     user: &CurrentUser,
@@ -489,6 +531,7 @@ pub async fn free_slots(
     from: &str,
     to: &str,
     patient: Option<&str>,
+    location: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Offer>, AppError> {
     let (_, kind) = find_type(state, user, type_key, false).await?;
@@ -502,11 +545,38 @@ pub async fn free_slots(
         }
         None => "patient:none".to_owned(),
     };
-    let location = store::locations(&state.db, user.clinic)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| invalid("location_id", "the clinic has no location yet"))?;
+    let mut locations = store::locations(&state.db, user.clinic).await?;
+    if let Some(raw) = location.filter(|l| !l.trim().is_empty()) {
+        let id = parse_uuid("location_id", raw)?;
+        locations.retain(|l| l.id == id);
+        if locations.is_empty() {
+            return Err(invalid("location_id", "not a location of this clinic"));
+        }
+    }
+    if locations.is_empty() {
+        return Err(invalid("location_id", "the clinic has no location yet"));
+    }
+    let limit = limit.clamp(1, 200);
+    let mut offers = Vec::new();
+    for location in &locations {
+        offers.extend(slots_at(state, user, &kind, location, from, to, &patient_key, limit).await?);
+    }
+    offers.sort_by_key(|o| o.start);
+    offers.truncate(limit);
+    Ok(offers)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn slots_at(
+    state: &AppState,
+    user: &CurrentUser,
+    kind: &AppointmentType,
+    location: &LocationRow,
+    from: Date,
+    to: Date,
+    patient_key: &str,
+    limit: usize,
+) -> Result<Vec<Offer>, AppError> {
     let tz = time_zone(&location.time_zone)?;
     let people = staff(state, user).await?;
     let hours = working_hours(state, user, location.id, from, to).await?;
@@ -539,7 +609,7 @@ pub async fn free_slots(
     let size = domain::SLOT_MINUTES * 60;
     let mut resources: Vec<String> = candidates.iter().map(|c| c.key.clone()).collect();
     resources.extend(room_keys.iter().cloned());
-    resources.push(patient_key.clone());
+    resources.push(patient_key.to_owned());
     let busy: std::collections::HashSet<(String, i64)> =
         store::claims_between(&state.db, &resources, range_start.as_second() / size, range_end.as_second() / size)
             .await?
@@ -547,16 +617,16 @@ pub async fn free_slots(
             .collect();
     let proposals = domain::find_slots(&domain::SlotSearch {
         tz: &tz,
-        kind: &kind,
+        kind,
         candidates: &candidates,
         rooms: &room_keys,
-        patient: &patient_key,
+        patient: patient_key,
         busy: &busy,
         from,
         to,
         step_minutes: 15,
         not_before: Timestamp::now(),
-        limit: limit.clamp(1, 200),
+        limit,
     })
     .map_err(schedule_error)?;
     Ok(proposals
@@ -565,7 +635,7 @@ pub async fn free_slots(
             start: p.block.start,
             end: p.block.end,
             staff_ids: p.staff.iter().filter_map(|i| candidate_ids.get(*i).copied()).collect(),
-            room_id: p.room.map(|i| rooms[i].id),
+            room_id: p.room.and_then(|i| rooms.get(i)).map(|r| r.id),
             location_id: location.id,
         })
         .collect())
@@ -728,12 +798,28 @@ pub struct ExceptionInput {
     pub note: Option<String>,
 }
 
+/// What adding an exception did: its id, and for leave the booked appointments that now fall in
+/// it (they stay booked: the front desk moves them, with the patient).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExceptionAdded {
+    pub id: Uuid,
+    pub clashes: Vec<Clash>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Clash {
+    pub appointment_id: Uuid,
+    pub start: Timestamp,
+    /// "Mon 2026-12-07 10:00", in the appointment's location's zone.
+    pub when: String,
+}
+
 pub async fn add_exception(
     state: &AppState,
     user: &CurrentUser,
     person: &str,
     e: &ExceptionInput,
-) -> Result<Uuid, AppError> {
+) -> Result<ExceptionAdded, AppError> {
     let person = parse_uuid("id", person)?;
     let who = staff(state, user).await?.into_iter().find(|u| u.id == person).ok_or(AppError::NotFound)?;
     let date: Date = e.date.trim().parse().map_err(|_| invalid("date", "give the date as YYYY-MM-DD"))?;
@@ -764,5 +850,56 @@ pub async fn add_exception(
     .await?;
     audit::append(&mut tx, &configured(user, "hours exception", id)).await?;
     tx.commit().await?;
-    Ok(id)
+    let clashes = if is_leave { leave_clashes(state, user, who.id, date, start, end).await? } else { Vec::new() };
+    Ok(ExceptionAdded { id, clashes })
+}
+
+/// The person's booked appointments on `date` between the two minutes of the day, each read in
+/// its own location's zone.
+async fn leave_clashes(
+    state: &AppState,
+    user: &CurrentUser,
+    person: Uuid,
+    date: Date,
+    start: i32,
+    end: i32,
+) -> Result<Vec<Clash>, AppError> {
+    let zones = zones(state, user.clinic).await?;
+    // A window wide enough for any zone's version of that date.
+    let around = domain::instant(&TimeZone::UTC, date, Time::midnight()).map_err(schedule_error)?;
+    let (from, to) = (
+        around.checked_sub(jiff::SignedDuration::from_hours(26)).unwrap_or(around),
+        around.checked_add(jiff::SignedDuration::from_hours(50)).unwrap_or(around),
+    );
+    let rows = store::appointments_of_staff(&state.db, person, from_jiff(from), from_jiff(to)).await?;
+    let mut out = Vec::new();
+    for a in rows.iter().filter(|a| a.status == "booked") {
+        let tz = zones.of(a.location_id);
+        let (s, e) = (to_jiff(a.start_at.0).to_zoned(tz.clone()), to_jiff(a.end_at.0).to_zoned(tz.clone()));
+        let minute = |z: &jiff::Zoned| i32::from(z.hour()) * 60 + i32::from(z.minute());
+        let first = if s.date() < date { 0 } else { minute(&s) };
+        let last = if e.date() > date { 24 * 60 } else { minute(&e) };
+        if s.date() <= date && e.date() >= date && first < end && last > start {
+            out.push(Clash {
+                appointment_id: a.id,
+                start: s.timestamp(),
+                when: format!("{} {:02}:{:02}", s.date(), s.hour(), s.minute()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Removes a person's leave or extra hours.
+pub async fn remove_exception(state: &AppState, user: &CurrentUser, id: &str) -> Result<(), AppError> {
+    let id = parse_uuid("exception_id", id)?;
+    let mut tx = state.db.begin().await?;
+    if !store::delete_exception(&mut tx, user.clinic, id).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = configured(user, "hours exception removed", id);
+    e.entity_id = Some(id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
 }

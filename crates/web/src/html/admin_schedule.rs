@@ -35,6 +35,8 @@ struct SchedulePage {
     roles: Vec<(&'static str, &'static str)>,
     /// (value, label, ticked by default)
     weekdays: Vec<(&'static str, &'static str, bool)>,
+    /// Leave and extra hours from today: (id, person, date, what).
+    exceptions: Vec<(String, String, String, String)>,
 }
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -50,7 +52,27 @@ async fn page(
     let hours = store::hours(&state.db, user.clinic).await?;
     let types = app::types(state, user).await?;
     let staff = app::staff(state, user).await?;
+    let today = jiff::Timestamp::now().to_zoned(app::zones(state, user.clinic).await?.default_zone().clone()).date();
+    let until = today.checked_add(jiff::ToSpan::days(366)).unwrap_or(today);
+    let exceptions = store::exceptions(&state.db, user.clinic, &today.to_string(), &until.to_string())
+        .await?
+        .into_iter()
+        .map(|x| {
+            let who = staff.iter().find(|u| u.id == x.user_id).map_or_else(String::new, |u| u.display_name.clone());
+            let what = format!(
+                "{} {:02}:{:02}–{:02}:{:02}{}",
+                if x.is_leave { "Leave" } else { "Extra hours" },
+                x.start_minute / 60,
+                x.start_minute % 60,
+                x.end_minute / 60,
+                x.end_minute % 60,
+                x.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+            );
+            (x.id.to_string(), who, x.on_date, what)
+        })
+        .collect();
     render(&SchedulePage {
+        exceptions,
         layout: Layout::for_user("Scheduling set-up", user, "/admin/scheduling"),
         notice,
         error,
@@ -249,6 +271,26 @@ pub async fn add_exception(State(state): State<AppState>, user: CurrentUser, bod
         end: get(&p, "end").to_owned(),
         note: Some(get(&p, "note").to_owned()).filter(|n| !n.is_empty()),
     };
-    let r = app::add_exception(&state, &user, get(&p, "user_id"), &input).await.map(|_| ());
-    done(&state, &user, "leave or extra hours", r).await
+    match app::add_exception(&state, &user, get(&p, "user_id"), &input).await {
+        Ok(added) if !added.clashes.is_empty() => {
+            let when: Vec<&str> = added.clashes.iter().map(|c| c.when.as_str()).collect();
+            let msg = format!(
+                "Leave saved. {} booked appointment(s) fall in it and still need moving: {}. Open them from the schedule.",
+                when.len(),
+                when.join(", ")
+            );
+            Ok((StatusCode::OK, page(&state, &user, Some(msg), None).await?).into_response())
+        }
+        r => done(&state, &user, "leave or extra hours", r.map(|_| ())).await,
+    }
+}
+
+/// `POST /admin/scheduling/exceptions/{id}/remove`.
+pub async fn remove_exception(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> PageResult<Response> {
+    let r = app::remove_exception(&state, &user, &id).await;
+    done(&state, &user, "removal", r).await
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_schedule;
 pub mod auth;
 pub mod consultation;
+pub mod courses;
 pub mod eligibility;
 pub mod home;
 pub mod invite;

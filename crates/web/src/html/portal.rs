@@ -59,10 +59,11 @@ async fn upcoming(
         .collect();
     let types = crate::app::scheduling::types(state, me).await?;
     let prepared = crate::app::preparation::checklists(state, me, &rows).await?;
-    let tz = crate::app::scheduling::display_zone(state, me.clinic).await?;
+    let zones = crate::app::scheduling::zones(state, me.clinic).await?;
     Ok(rows
         .iter()
         .map(|a| {
+            let tz = zones.of(a.location_id);
             let z = crate::app::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone());
             let what = types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone());
             let prep = prepared.iter().find(|p| p.appointment.id == a.id);
@@ -70,7 +71,14 @@ async fn upcoming(
             let item = |key: &str| items.iter().find(|i| i.key == key);
             UpcomingView {
                 id: a.id.to_string(),
-                when: format!("{} {:02}:{:02} ({})", z.date(), z.hour(), z.minute(), tz.iana_name().unwrap_or("UTC")),
+                when: format!(
+                    "{} {:02}:{:02} ({}) at {}",
+                    z.date(),
+                    z.hour(),
+                    z.minute(),
+                    tz.iana_name().unwrap_or("UTC"),
+                    zones.place(a.location_id)
+                ),
                 what,
                 dosing: prep.is_some(),
                 ride_done: item("ride_home").is_some_and(|i| i.status == ItemStatus::Done),

@@ -53,6 +53,11 @@ struct SchedulePage {
     zone: String,
     can_book: bool,
     notice: Option<String>,
+    /// (id, name) of each location when there is more than one, and the one shown.
+    locations: Vec<(String, String)>,
+    location: String,
+    /// `&location=…` for links that stay at this location ("" with a single location).
+    loc_q: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -63,6 +68,8 @@ pub struct DayQuery {
     view: Option<String>,
     #[serde(default)]
     notice: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
 }
 
 fn hm(t: Timestamp, tz: &TimeZone) -> String {
@@ -75,8 +82,24 @@ pub async fn day(
     user: CurrentUser,
     Query(q): Query<DayQuery>,
 ) -> PageResult<Html<String>> {
-    let tz = app::display_zone(&state, user.clinic).await?;
+    // One location at a time: its chairs, its people's day, its time zone.
+    let zones = app::zones(&state, user.clinic).await?;
+    let location: Option<uuid::Uuid> = match q.location.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => Some(
+            l.parse()
+                .ok()
+                .filter(|id| zones.locations().any(|(x, _)| x == *id))
+                .ok_or_else(|| kapstone_domain::FieldError::new("location", "not a location of this clinic"))?,
+        ),
+        None => zones.locations().next().map(|(id, _)| id),
+    };
+    let tz = location.map_or_else(|| zones.default_zone().clone(), |l| zones.of(l).clone());
     let zone = tz.iana_name().unwrap_or("UTC").to_owned();
+    let locations: Vec<(String, String)> = zones.locations().map(|(id, n)| (id.to_string(), n.to_owned())).collect();
+    let loc_q = match location {
+        Some(l) if locations.len() > 1 => format!("&location={l}"),
+        _ => String::new(),
+    };
     let today = Timestamp::now().to_zoned(tz.clone()).date();
     let date: Date = match q.date.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => d.parse().map_err(|_| kapstone_domain::FieldError::new("date", "give a date as YYYY-MM-DD"))?,
@@ -95,9 +118,11 @@ pub async fn day(
     let last = first.checked_add(days.days()).unwrap_or(first);
     let end = kapstone_domain::scheduling::instant(&tz, last, jiff::civil::Time::midnight())
         .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
-    let rows = app::between(&state, &user, start, end).await?;
+    let mut rows = app::between(&state, &user, start, end).await?;
+    rows.retain(|(a, _)| Some(a.location_id) == location);
     let types = app::types(&state, &user).await?;
-    let rooms = store::rooms(&state.db, user.clinic).await?;
+    let mut rooms = store::rooms(&state.db, user.clinic).await?;
+    rooms.retain(|r| Some(r.location_id) == location);
     let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
     let now = Timestamp::now();
     let mut cards = Vec::new();
@@ -201,6 +226,9 @@ pub async fn day(
         zone,
         can_book: allows(Some(user.role), Action::BookAppointments),
         notice: q.notice.map(|n| sentence(&n)),
+        location: location.map(|l| l.to_string()).unwrap_or_default(),
+        locations: if locations.len() > 1 { locations } else { Vec::new() },
+        loc_q,
     })
 }
 
@@ -282,8 +310,9 @@ async fn book_page(
 ) -> PageResult<Html<String>> {
     let patient_id: PatientId = q.patient.parse().map_err(|_| AppError::NotFound)?;
     let p = crate::app::patients::read(state, user, patient_id).await?;
-    let tz = app::display_zone(state, user.clinic).await?;
-    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let zones = app::zones(state, user.clinic).await?;
+    let many_places = zones.locations().count() > 1;
+    let today = Timestamp::now().to_zoned(zones.default_zone().clone()).date();
     let from = q.from.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| today.to_string());
     let to =
         q.to.clone()
@@ -295,14 +324,21 @@ async fn book_page(
     let mut offers = Vec::new();
     let mut error = error;
     if !kind.is_empty() && error.is_none() {
-        match app::free_slots(state, user, &kind, &from, &to, Some(&q.patient), 30).await {
+        match app::free_slots(state, user, &kind, &from, &to, Some(&q.patient), None, 30).await {
             Ok(found) => {
                 let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
                 let rooms = store::rooms(&state.db, user.clinic).await?;
                 for o in found {
-                    let z = o.start.to_zoned(tz.clone());
+                    let z = o.start.to_zoned(zones.of(o.location_id).clone());
+                    let place = if many_places { format!(" at {}", zones.place(o.location_id)) } else { String::new() };
                     offers.push(OfferView {
-                        when: format!("{} {} {:02}:{:02}", z.date().weekday_name(), z.date(), z.hour(), z.minute()),
+                        when: format!(
+                            "{} {} {:02}:{:02}{place}",
+                            z.date().weekday_name(),
+                            z.date(),
+                            z.hour(),
+                            z.minute()
+                        ),
                         start: o.start.to_string(),
                         staff_ids: o.staff_ids.iter().map(ToString::to_string).collect(),
                         staff: o
@@ -363,9 +399,9 @@ pub async fn book(State(state): State<AppState>, user: CurrentUser, body: String
         Ok(b) => {
             let notice =
                 if b.warnings.is_empty() { "Booked.".to_owned() } else { format!("Booked. {}", b.warnings.join("; ")) };
-            let tz = app::display_zone(&state, user.clinic).await?;
-            let day = b.start.to_zoned(tz).date();
-            let url = format!("/schedule?date={day}&notice={}", urlencode(&notice));
+            let zones = app::zones(&state, user.clinic).await?;
+            let day = b.start.to_zoned(zones.of(b.location_id).clone()).date();
+            let url = format!("/schedule?date={day}&location={}&notice={}", b.location_id, urlencode(&notice));
             Ok(Redirect::to(&url).into_response())
         }
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. } | AppError::InvalidItem { .. })) => {
@@ -401,18 +437,25 @@ pub async fn change(
 ) -> PageResult<Response> {
     let id: uuid::Uuid = id.parse().map_err(|_| AppError::NotFound)?;
     let status = match f.status.as_str() {
-        "cancelled" | "no_show" => f.status.as_str(),
-        _ => return Err(kapstone_domain::FieldError::new("status", "cancel or no-show").into()),
+        "cancelled" | "no_show" | "completed" => f.status.as_str(),
+        _ => return Err(kapstone_domain::FieldError::new("status", "cancel, no-show or attended").into()),
     };
+    let mut location = String::new();
     let notice = match app::change(&state, &user, id, status, Some(&f.reason)).await {
-        Ok(_) => {
-            if status == "cancelled" { "Cancelled; the time is free again." } else { "No-show recorded." }.to_owned()
+        Ok(a) => {
+            location = format!("location={}&", a.location_id);
+            match status {
+                "cancelled" => "Cancelled; the time is free again.",
+                "completed" => "Marked attended.",
+                _ => "No-show recorded.",
+            }
+            .to_owned()
         }
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => e.public_message(""),
         Err(e) => return Err(e.into()),
     };
     let date = if f.date.is_empty() { String::new() } else { format!("date={}&", urlencode(&f.date)) };
-    Ok(Redirect::to(&format!("/schedule?{date}notice={}", urlencode(&notice))).into_response())
+    Ok(Redirect::to(&format!("/schedule?{date}{location}notice={}", urlencode(&notice))).into_response())
 }
 
 /// A patient's appointments for the chart (past and upcoming), in the location's zone.
@@ -423,13 +466,13 @@ pub async fn timeline(
 ) -> Result<Vec<(String, String, String, bool, String)>, AppError> {
     let rows = store::appointments_of_patient(&state.db, patient).await?;
     let types = app::types(state, user).await?;
-    let tz = app::display_zone(state, user.clinic).await?;
+    let zones = app::zones(state, user.clinic).await?;
     let now = Timestamp::now();
     Ok(rows
         .iter()
         .map(|a| {
             let s = app::to_jiff(a.start_at.0);
-            let z = s.to_zoned(tz.clone());
+            let z = s.to_zoned(zones.of(a.location_id).clone());
             (
                 format!("{} {} {:02}:{:02}", z.date().weekday_name(), z.date(), z.hour(), z.minute()),
                 types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone()),
@@ -481,7 +524,7 @@ async fn appointment_page(
     let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let p = crate::app::patients::read(state, user, PatientId::from_uuid(a.patient_id)).await?;
     let types = app::types(state, user).await?;
-    let tz = app::display_zone(state, user.clinic).await?;
+    let tz = app::zones(state, user.clinic).await?.of(a.location_id).clone();
     let z = app::to_jiff(a.start_at.0).to_zoned(tz.clone());
     let prepared = crate::app::preparation::checklists(state, user, std::slice::from_ref(&a)).await?;
     let prep = prepared.into_iter().next();
@@ -495,7 +538,8 @@ async fn appointment_page(
     let code = types.iter().find(|(t, _, _)| *t == a.type_id).map(|t| t.1.code.clone()).unwrap_or_default();
     let mut error = error;
     let moves = if can_book && a.status == "booked" && !code.is_empty() {
-        match app::free_slots(state, user, &code, &move_from, &move_to, Some(&a.patient_id.to_string()), 20).await {
+        let (patient, place) = (a.patient_id.to_string(), a.location_id.to_string());
+        match app::free_slots(state, user, &code, &move_from, &move_to, Some(&patient), Some(&place), 20).await {
             Ok(offers) => {
                 let staff = kapstone_store::users::list(&state.db, user.clinic).await?;
                 Some(
