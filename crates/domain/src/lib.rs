@@ -17,6 +17,7 @@ pub mod pathway;
 pub mod patient;
 pub mod permissions;
 pub mod preparation;
+pub mod protocol;
 pub mod reminders;
 pub mod scheduling;
 pub mod time;
