@@ -9,6 +9,7 @@ pub mod consent;
 pub mod consultation;
 pub mod course;
 pub mod decision;
+pub mod dose;
 pub mod eligibility;
 pub mod identity;
 pub mod ids;
