@@ -687,6 +687,17 @@ fn devices(protocol: &Protocol, rule: &DeviceRule, request: &DoseRequest) -> Res
             "give the Spravato indication from the eligibility decision",
         ));
     }
+    // The older-adult start depends on the age: without it, say so instead of refusing 28 mg.
+    if let Some(o) = &rule.older_adult_start
+        && context.previous_doses_mg.is_empty()
+        && dose_mg == o.day1_dose_mg
+        && context.age_years.is_none()
+    {
+        return Err(FieldError::new(
+            "spravato.age_years",
+            format!("the {} mg start is for patients aged {} or more: give the age", o.day1_dose_mg, o.age_at_or_above),
+        ));
+    }
     let reasons = spravato_dose_reasons(rule, dose_mg, context);
     let mut calc = DoseCalculation::new(protocol, dose);
     calc.devices = Some(count);

@@ -275,6 +275,11 @@ fn the_older_adult_option_starts_at_28_mg_from_65() {
     assert_eq!((c.zone, c.devices, c.kit_ndc), (Zone::Normal, Some(1), None));
     req.spravato.as_mut().unwrap().age_years = Some(64);
     assert_eq!(calculate(&p, &req).unwrap().zone, Zone::Block);
+    req.spravato.as_mut().unwrap().age_years = None;
+    assert_eq!(calculate(&p, &req).unwrap_err().field, "spravato.age_years");
+    // After day 1 the older-adult start no longer applies.
+    req.spravato.as_mut().unwrap().previous_doses_mg = vec![28];
+    assert_eq!(limits_of(&calculate(&p, &req).unwrap()), [Limit::SpravatoDoseNotAllowed]);
 }
 
 // --- Compounded nasal racemic (KAP-SPEC 4.1) -------------------------------------------------
