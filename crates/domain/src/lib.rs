@@ -3,6 +3,7 @@
 //! Everything here is a value that parses (an [`Email`] that exists is valid) or a pure
 //! function of such values. Storage, the web server and the CLI are thin shells around it.
 
+pub mod adverse_event;
 pub mod audit;
 pub mod auth;
 pub mod consent;
