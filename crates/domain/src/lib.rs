@@ -21,6 +21,7 @@ pub mod patient;
 pub mod permissions;
 pub mod preparation;
 pub mod reminders;
+pub mod rems_form;
 pub mod scheduling;
 pub mod time;
 pub mod vitals;
