@@ -158,6 +158,12 @@ impl Measurement {
         }
     }
 
+    /// A respiratory reading with neither SpO2 nor a rate records nothing, and completes no
+    /// check.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Measurement::Spo2Rr { spo2: None, resp_rate: None })
+    }
+
     pub fn spo2(&self) -> Option<Spo2> {
         match self {
             Measurement::BloodPressure { spo2, .. } | Measurement::Spo2Rr { spo2, .. } => *spo2,
@@ -189,6 +195,12 @@ pub struct Reading {
     pub measurement: Measurement,
 }
 
+impl Reading {
+    fn timed<T>(&self, value: T) -> Timed<T> {
+        Timed { value, taken_at: self.taken_at }
+    }
+}
+
 /// A value with the time it was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Timed<T> {
@@ -218,34 +230,31 @@ pub fn summarize(readings: &[Reading], dose_started_at: UtcTs) -> ReadingSummary
     let mut s = ReadingSummary::default();
     for r in sorted {
         let pre = r.taken_at <= dose_started_at;
-        let timed = |value| Timed { value, taken_at: r.taken_at };
         if let Some(spo2) = r.measurement.spo2() {
-            if pre { s.baseline_spo2 = Some(spo2) } else { s.latest_spo2 = Some(timed(spo2)) }
+            if pre { s.baseline_spo2 = Some(spo2) } else { s.latest_spo2 = Some(r.timed(spo2)) }
         }
         match r.measurement {
             Measurement::BloodPressure { bp, .. } => {
                 if pre {
-                    s.baseline_bp = Some(bp);
+                    s.baseline_bp = Some(bp)
                 } else {
-                    s.latest_bp = Some(Timed { value: bp, taken_at: r.taken_at });
+                    s.latest_bp = Some(r.timed(bp))
                 }
             }
-            Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => {
-                s.latest_resp_rate = Some(Timed { value: rr, taken_at: r.taken_at });
-            }
+            Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => s.latest_resp_rate = Some(r.timed(rr)),
             Measurement::Spo2Rr { .. } => {}
             Measurement::Moaas { score } => {
                 if pre {
-                    s.baseline_moaas = Some(score);
+                    s.baseline_moaas = Some(score)
                 } else {
-                    s.latest_moaas = Some(Timed { value: score, taken_at: r.taken_at });
+                    s.latest_moaas = Some(r.timed(score))
                 }
             }
             Measurement::Cadss { score } => {
                 if pre {
-                    s.baseline_cadss = Some(score);
+                    s.baseline_cadss = Some(score)
                 } else {
-                    s.latest_cadss = Some(Timed { value: score, taken_at: r.taken_at });
+                    s.latest_cadss = Some(r.timed(score))
                 }
             }
         }

@@ -159,9 +159,11 @@ fn minutes(m: u32) -> Duration {
 }
 
 /// The checks of a session from its plan, sorted by time. A check counted from an anchor not yet
-/// recorded (the last device, the end of an infusion) is planned once it is. Nothing is planned
-/// after `observation_end`, where the before-discharge checks fall. Of two checks of one measure
-/// at the same time, one is kept.
+/// recorded (the last device, the end of an infusion) is planned once it is. `observation_end` is
+/// when the patient is expected to leave: the earliest discharge
+/// ([`crate::discharge::DischargeSettings::earliest_discharge`]) until a later time is known; plan
+/// again when it moves. Nothing is planned after it, and the before-discharge checks fall on it.
+/// Of two checks of one measure at the same time, one is kept.
 pub fn planned_checks(plan: &MonitoringPlan, dose: &DoseTimes, observation_end: UtcTs) -> Vec<PlannedCheck> {
     let mut checks: Vec<PlannedCheck> = Vec::new();
     for (&kind, m) in &plan.measures {
@@ -249,8 +251,10 @@ pub fn check_status(
     for kind in MeasureKind::ALL {
         let mut checks: Vec<&PlannedCheck> = planned.iter().filter(|c| c.kind == kind).collect();
         checks.sort_by_key(|c| c.due_at);
-        let mut taken: Vec<&Reading> =
-            readings.iter().filter(|r| r.measurement.kind() == kind && r.taken_at <= now).collect();
+        let mut taken: Vec<&Reading> = readings
+            .iter()
+            .filter(|r| r.measurement.kind() == kind && !r.measurement.is_empty() && r.taken_at <= now)
+            .collect();
         taken.sort_by_key(|r| r.taken_at);
         let returned_at = back_to_baseline_at(&taken, dose_started_at);
 

@@ -471,6 +471,18 @@ fn a_late_reading_counts_for_the_check_it_was_late_for() {
 }
 
 #[test]
+fn an_empty_respiratory_reading_completes_no_check() {
+    let plan = fixtures::plan(Route::SpravatoIntranasal);
+    let checks = planned_checks(&plan, &spravato_dose(), at(12, 0));
+    let empty = Reading { taken_at: at(9, 55), measurement: Measurement::Spo2Rr { spo2: None, resp_rate: None } };
+    let states = check_status(&checks, &[empty], at(10, 0), at(9, 58), &plan.due_window);
+    let baseline = states.iter().find(|s| s.check.kind == MeasureKind::Spo2Rr).unwrap();
+    assert_eq!(baseline.status, CheckStatus::Due);
+    let states = check_status(&checks, &[spo2_reading(at(9, 55), 98)], at(10, 0), at(9, 58), &plan.due_window);
+    assert_eq!(states.iter().find(|s| s.check.kind == MeasureKind::Spo2Rr).unwrap().status, CheckStatus::Done);
+}
+
+#[test]
 fn a_baseline_not_taken_before_dosing_is_missed() {
     let plan = fixtures::plan(Route::SpravatoIntranasal);
     let checks = planned_checks(&plan, &spravato_dose(), at(12, 0));
