@@ -244,7 +244,10 @@ impl Gate<'_> {
                         "{so_far} of {} min of observation after {}: {} min to go",
                         min.minutes,
                         min.from.phrase(),
-                        treatment_duration_minutes(self.facts.now, earliest).max(1)
+                        // Rounded up: "0 min to go" would read as "may leave".
+                        u64::try_from(earliest.unix_micros() - self.facts.now.unix_micros())
+                            .unwrap_or(0)
+                            .div_ceil(60_000_000)
                     ),
                 )
             }
@@ -608,7 +611,7 @@ pub(crate) mod tests {
         assert!(!result.ready);
         let dc01 = &result.criteria[0];
         assert_eq!((dc01.id, dc01.status), ("DC-01", CriterionStatus::Unmet));
-        assert!(dc01.reason.starts_with("115 of 120 min"), "{}", dc01.reason);
+        assert_eq!(dc01.reason, "115 of 120 min of observation after the start of dosing (first device): 5 min to go");
         assert!(dc01.resolved_by.is_empty(), "only time resolves it");
         assert_eq!(result.earliest_at, Some(at(12, 0)));
     }
