@@ -3,23 +3,27 @@
 //! Everything here is a value that parses (an [`Email`] that exists is valid) or a pure
 //! function of such values. Storage, the web server and the CLI are thin shells around it.
 
+pub mod adverse_event;
 pub mod audit;
 pub mod auth;
 pub mod consent;
 pub mod consultation;
 pub mod course;
 pub mod decision;
+pub mod discharge;
 pub mod dose;
 pub mod eligibility;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
+pub mod monitoring;
 pub mod pathway;
 pub mod patient;
 pub mod permissions;
 pub mod preparation;
 pub mod protocol;
 pub mod reminders;
+pub mod rems_form;
 pub mod scheduling;
 pub mod time;
 pub mod vitals;

@@ -28,8 +28,9 @@ macro_rules! bounded {
             pub const UNIT: &'static str = $unit;
 
             pub fn new(value: $repr) -> Result<Self, VitalError> {
-                #[allow(clippy::manual_range_contains)]
-                if value >= Self::MIN && value <= Self::MAX {
+                // `contains` rather than two comparisons: a zero minimum on an unsigned type would
+                // otherwise be a useless comparison, and NaN still fails it.
+                if (Self::MIN..=Self::MAX).contains(&value) {
                     Ok(Self(value))
                 } else {
                     Err(VitalError {
@@ -72,6 +73,11 @@ bounded!(
 bounded!(
     /// Oxygen saturation by pulse oximetry, % (LOINC 59408-5).
     Spo2, u8, 50, 100, "%", "oxygen saturation"
+);
+bounded!(
+    /// Respiratory rate, /min (LOINC 9279-1). Zero is allowed: apnoea is a real reading, and the one
+    /// that must never be refused as a typing error.
+    RespRate, u8, 0, 80, "/min", "respiratory rate"
 );
 bounded!(
     /// Body weight, kg (LOINC 29463-7). Weight-based doses are computed from it later.
@@ -131,6 +137,9 @@ mod tests {
         assert!(Spo2::new(101).is_err());
         assert!(HeightCm::new(172.0).is_ok());
         assert!(HeartRate::new(5).is_err());
+        assert!(RespRate::new(0).is_ok());
+        assert!(RespRate::new(14).is_ok());
+        assert!(RespRate::new(81).is_err());
     }
 
     #[test]
