@@ -4,7 +4,7 @@
 //!
 //! Every CONFIG-DEFAULT number lives in the route's protocol file, not here: [`MonitoringPlan`],
 //! [`Thresholds`] and [`crate::discharge::DischargeSettings`] are the shapes of that file's
-//! `monitoring` object ([`MonitoringProtocol`]), documented with the spec's defaults in
+//! `monitoring` object ([`MonitoringProtocol`]), whose shape is documented in
 //! `content/protocols/MONITORING.md`. What the code does hold are label values no clinic may
 //! change (MOAA/S 0 is loss of consciousness, Spravato's 2-hour floor and its > 140/90 guide), and
 //! [`MonitoringProtocol::check`] refuses a file that would go below them.

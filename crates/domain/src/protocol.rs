@@ -354,13 +354,16 @@ pub struct Protocol {
     /// The sources of the top-level values (`observation_minutes`, `observation_from`).
     pub sources: BTreeMap<String, String>,
     pub post_session_instructions: Vec<Instruction>,
+    /// What is measured and when, the alert thresholds and the discharge criteria (KAP-SPEC 5.2,
+    /// 5.3, 6.1), checked by [`crate::monitoring`].
+    pub monitoring: crate::monitoring::MonitoringProtocol,
     /// Top-level sections owned by other modules (monitoring, discharge), kept as written.
     #[serde(flatten, skip_deserializing)]
     pub other_sections: BTreeMap<String, Value>,
 }
 
 /// The top-level fields this module owns; anything else is another module's section.
-const OWN_FIELDS: [&str; 11] = [
+const OWN_FIELDS: [&str; 12] = [
     "id",
     "version",
     "route",
@@ -372,6 +375,7 @@ const OWN_FIELDS: [&str; 11] = [
     "observation_from",
     "sources",
     "post_session_instructions",
+    "monitoring",
 ];
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> ProtocolError {
@@ -524,6 +528,7 @@ impl Protocol {
         self.check_stock()?;
         self.check_dose()?;
         self.check_observation()?;
+        self.check_monitoring()?;
         self.check_instructions()?;
         for (name, section) in &self.other_sections {
             if OWN_FIELDS.contains(&name.as_str()) {
@@ -804,6 +809,33 @@ impl Protocol {
                     "the label requires at least {} minutes after each device [S2]; a longer wait may be set",
                     limits::SPRAVATO_MIN_MINUTES_BETWEEN_DEVICES
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The monitoring section is valid for the route and agrees with the observation time above
+    /// (one protocol file cannot say two things about DC-01).
+    fn check_monitoring(&self) -> Result<(), ProtocolError> {
+        use crate::monitoring::Anchor;
+        self.monitoring.check(self.route).map_err(|e| err(format!("monitoring.{}", e.path), e.message))?;
+        let minimum = &self.monitoring.discharge.minimum_observation;
+        if u32::from(minimum.minutes) != self.observation_minutes {
+            return Err(err(
+                "monitoring.discharge.minimum_observation.minutes",
+                format!("must equal observation_minutes ({})", self.observation_minutes),
+            ));
+        }
+        let agrees = match self.observation_from {
+            ObservationFrom::FirstDevice | ObservationFrom::FirstApplication => minimum.from == Anchor::DoseStart,
+            ObservationFrom::LastDevice => minimum.from == Anchor::LastDevice,
+            ObservationFrom::LastApplication => matches!(minimum.from, Anchor::LastDevice | Anchor::DoseEnd),
+            ObservationFrom::EndOfInfusion | ObservationFrom::Administration => minimum.from == Anchor::DoseEnd,
+        };
+        if !agrees {
+            return Err(err(
+                "monitoring.discharge.minimum_observation.from",
+                format!("must count from the same moment as observation_from ({})", self.observation_from.as_str()),
             ));
         }
         Ok(())

@@ -217,6 +217,7 @@ fn tv_spr_1_devices_five_minutes_apart_and_the_earliest_discharge() {
     // The conservative option counts from the last device: 12:10.
     let mut last = p.clone();
     last.observation_from = ObservationFrom::LastDevice;
+    last.monitoring.discharge.minimum_observation.from = crate::monitoring::Anchor::LastDevice;
     last.validate().unwrap();
     assert_eq!(log.earliest_discharge(&last), Some(at(12, 10)));
     assert!(log.check_discharge(&last, at(12, 5)).is_err());

@@ -1,6 +1,5 @@
 //! Test-only constructors of each route's monitoring protocol with the spec's defaults. A test
-//! holds them equal to the JSON fragments in `content/protocols/MONITORING.md`, which is what the
-//! protocol files embed; production code never builds these values itself.
+//! holds them equal to the `monitoring` object of each file in `content/protocols/`; production code never builds these values itself.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU16;

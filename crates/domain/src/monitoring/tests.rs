@@ -589,25 +589,24 @@ fn unknown_keys_and_a_zero_interval_are_refused_when_the_file_loads() {
     assert!(serde_json::from_value::<MonitoringProtocol>(json).is_err());
 }
 
-/// The fragments in content/protocols/MONITORING.md, by route.
-fn documented_fragments() -> Vec<(String, MonitoringProtocol)> {
-    let doc = include_str!("../../../../content/protocols/MONITORING.md");
-    let mut out = Vec::new();
-    for part in doc.split("<!-- route: ").skip(1) {
-        let route = part.split(" -->").next().unwrap().trim().to_owned();
-        let json = part.split("```json").nth(1).unwrap().split("```").next().unwrap();
-        let parsed = serde_json::from_str(json).unwrap_or_else(|e| panic!("{route}: {e}"));
-        out.push((route, parsed));
-    }
-    out
+/// The `monitoring` object of each bundled protocol file, by route.
+fn bundled_sections() -> Vec<(String, MonitoringProtocol)> {
+    crate::protocol::ProtocolSet::bundled()
+        .unwrap()
+        .iter()
+        .map(|p| (p.route.as_str().to_owned(), p.monitoring.clone()))
+        .collect()
 }
 
 #[test]
-fn the_documented_fragments_are_the_spec_defaults_for_all_five_routes() {
-    let docs = documented_fragments();
-    let routes: Vec<&str> = docs.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(routes, Route::ALL.map(Route::as_str));
-    for (name, parsed) in docs {
+fn the_protocol_files_hold_the_spec_defaults_for_all_five_routes() {
+    let sections = bundled_sections();
+    let mut routes: Vec<&str> = sections.iter().map(|(r, _)| r.as_str()).collect();
+    routes.sort_unstable();
+    let mut all = Route::ALL.map(Route::as_str);
+    all.sort_unstable();
+    assert_eq!(routes, all);
+    for (name, parsed) in sections {
         let route = Route::parse(&name).unwrap();
         assert_eq!(parsed, fixtures::protocol(route), "{name}");
     }

@@ -17,6 +17,15 @@ fn edited(name: &str, pointer: &str, value: Value) -> String {
     v.to_string()
 }
 
+/// Several edits at once (the observation time is written twice: for the dose and for DC-01).
+fn edited_all(name: &str, edits: &[(&str, Value)]) -> String {
+    let mut v: Value = serde_json::from_str(file(name)).unwrap();
+    for (pointer, value) in edits {
+        *v.pointer_mut(pointer).unwrap() = value.clone();
+    }
+    v.to_string()
+}
+
 fn refusal(json: &str) -> ProtocolError {
     Protocol::parse(json).unwrap_err()
 }
@@ -113,9 +122,19 @@ fn a_spravato_observation_of_90_minutes_is_refused() {
     let e = refusal(&edited("spravato-intranasal.json", "/observation_minutes", 90.into()));
     assert_eq!(e.path, "observation_minutes");
     assert!(e.message.contains("120"));
-    // Longer is allowed, and so is counting from the last device.
-    assert!(Protocol::parse(&edited("spravato-intranasal.json", "/observation_minutes", 150.into())).is_ok());
-    assert!(Protocol::parse(&edited("spravato-intranasal.json", "/observation_from", "last_device".into())).is_ok());
+    // Longer is allowed, and so is counting from the last device, when DC-01 says the same.
+    let longer =
+        [("/observation_minutes", 150.into()), ("/monitoring/discharge/minimum_observation/minutes", 150.into())];
+    assert!(Protocol::parse(&edited_all("spravato-intranasal.json", &longer)).is_ok());
+    let e = refusal(&edited("spravato-intranasal.json", "/observation_minutes", 150.into()));
+    assert_eq!(e.path, "monitoring.discharge.minimum_observation.minutes");
+    let last = [
+        ("/observation_from", "last_device".into()),
+        ("/monitoring/discharge/minimum_observation/from", "last_device".into()),
+    ];
+    assert!(Protocol::parse(&edited_all("spravato-intranasal.json", &last)).is_ok());
+    let e = refusal(&edited("spravato-intranasal.json", "/observation_from", "last_device".into()));
+    assert_eq!(e.path, "monitoring.discharge.minimum_observation.from");
     let e = refusal(&edited("spravato-intranasal.json", "/observation_from", "end_of_infusion".into()));
     assert_eq!(e.path, "observation_from");
 }
@@ -233,9 +252,9 @@ fn the_hand_out_keeps_its_required_lines() {
 #[test]
 fn other_modules_sections_are_kept_but_stray_values_are_refused() {
     let mut v: Value = serde_json::from_str(file("intravenous-racemic.json")).unwrap();
-    v["monitoring"] = serde_json::json!({"bp_every_minutes": 10});
+    v["floor_board"] = serde_json::json!({"colour": "amber"});
     let p = Protocol::parse(&v.to_string()).unwrap();
-    assert_eq!(p.section("monitoring"), Some(&serde_json::json!({"bp_every_minutes": 10})));
+    assert_eq!(p.section("floor_board"), Some(&serde_json::json!({"colour": "amber"})));
     // It round-trips, other sections included.
     let again = Protocol::parse(&p.to_json().unwrap()).unwrap();
     assert_eq!(again, p);
