@@ -54,10 +54,20 @@ pub enum AuditAction {
     AppointmentChanged,
     SchedulingConfigured,
     RemsEnrollmentRecorded,
+    /// A new version of a dosing protocol (medical director).
+    ProtocolChanged,
+    /// A dosing session opened for a dosing appointment.
+    SessionOpened,
+    /// A step of a dosing session recorded (check-in, reading, dose, override, discharge, ...).
+    SessionRecorded,
+    /// A dosing session read (its page, its API, its printable summary).
+    SessionViewed,
+    /// A SPRAVATO REMS Patient Monitoring Form submission recorded.
+    RemsFormSubmitted,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 41] = [
+    pub const ALL: [AuditAction; 46] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -99,6 +109,11 @@ impl AuditAction {
         Self::AppointmentChanged,
         Self::SchedulingConfigured,
         Self::RemsEnrollmentRecorded,
+        Self::ProtocolChanged,
+        Self::SessionOpened,
+        Self::SessionRecorded,
+        Self::SessionViewed,
+        Self::RemsFormSubmitted,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -144,6 +159,11 @@ impl AuditAction {
             Self::AppointmentChanged => "appointment.change",
             Self::SchedulingConfigured => "scheduling.configure",
             Self::RemsEnrollmentRecorded => "rems.enroll",
+            Self::ProtocolChanged => "protocol.change",
+            Self::SessionOpened => "session.open",
+            Self::SessionRecorded => "session.record",
+            Self::SessionViewed => "session.view",
+            Self::RemsFormSubmitted => "rems_form.submit",
         }
     }
 

@@ -64,10 +64,20 @@ pub enum Action {
     WriteMedicationInstructions,
     /// Start a treatment course from a template (prescribers, KAP-SPEC 4.4).
     StartCourse,
+    /// Change the clinic's dosing protocols (prescribers who also hold the medical-director
+    /// permission on their account; the use case checks that flag).
+    EditProtocols,
+    /// Compute a dose, volume and rates within a protocol (prescribers and nurses).
+    CalculateDose,
+    /// Run a dosing session: check-in, readings, notes, the dose and discharge (clinicians; the
+    /// domain decides which role may record which step).
+    RunDosingSession,
+    /// See the live floor board (clinicians and the front desk: initials, phase, timers).
+    ReadFloor,
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 30] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -94,6 +104,10 @@ impl Action {
         Action::ManageScheduling,
         Action::WriteMedicationInstructions,
         Action::StartCourse,
+        Action::EditProtocols,
+        Action::CalculateDose,
+        Action::RunDosingSession,
+        Action::ReadFloor,
     ];
 }
 
@@ -135,6 +149,10 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::BookAppointments,
             Action::WriteMedicationInstructions,
             Action::StartCourse,
+            Action::EditProtocols,
+            Action::CalculateDose,
+            Action::RunDosingSession,
+            Action::ReadFloor,
         ],
     ),
     (
@@ -154,6 +172,9 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadReferenceContent,
             Action::ReadSchedule,
             Action::BookAppointments,
+            Action::CalculateDose,
+            Action::RunDosingSession,
+            Action::ReadFloor,
         ],
     ),
     (
@@ -174,6 +195,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadReferenceContent,
             Action::ReadSchedule,
             Action::BookAppointments,
+            Action::RunDosingSession,
+            Action::ReadFloor,
         ],
     ),
     (
@@ -188,6 +211,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadReferenceContent,
             Action::ReadSchedule,
             Action::BookAppointments,
+            Action::ReadFloor,
         ],
     ),
     (Role::Patient, &[Action::OwnAccount, Action::PortalSelf]),

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backup;
 pub mod clinics;
 pub mod consents;
+pub mod dosing;
 pub mod eligibility;
 pub mod invitations;
 pub mod patients;

@@ -128,6 +128,7 @@ pub fn check_all() -> anyhow::Result<()> {
     consent_documents()?;
     eligibility_rules()?;
     diagnosis_table()?;
+    kapstone_domain::protocol::ProtocolSet::bundled().map_err(|e| anyhow::anyhow!("protocol content: {e}"))?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod backup;
 mod calendar;
 mod courses;
+mod dosing;
 mod eligibility;
 mod health;
 mod mfa;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod dosing;
 pub mod eligibility;
 pub mod openapi;
 pub mod patients;

@@ -142,6 +142,26 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             obj,
         ),
+        ("POST", "/api/v1/dose/calculate") => op(
+            "Dose, volume and rates within the clinic's protocol: {protocol, weight_kg?, weight_measured_days_ago?, \
+             dose_mg_per_kg | dose_mg, stock_mg_per_ml?, infusion_minutes?, bag_ml?, diluted_with_equal_volume?, \
+             tablet_mg?, spravato?}; returns {dose_mg, volume_ml, rate_mg_per_min?, pump_ml_per_h?, zone: \
+             normal|override|block, reasons}; 422 names the input at fault",
+            Some(json!({"type":"object","required":["protocol"]})),
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/protocols") => op("The dosing protocol in force for each route", None, "200", obj),
+        ("GET", "/api/v1/protocols/{id}") => {
+            op("A protocol in force, whole, with the clinic's saved versions", None, "200", obj)
+        }
+        ("POST", "/api/v1/protocols/{id}/versions") => op(
+            "Save a new version {definition, reason} (prescribers with the medical-director permission); 422 names \
+             the JSON path refused (e.g. a Spravato value below the label)",
+            Some(json!({"type":"object","required":["definition","reason"]})),
+            "201",
+            obj,
+        ),
         ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
         ("POST", "/api/v1/locations") => {
             op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)

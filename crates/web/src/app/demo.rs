@@ -175,6 +175,10 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
     let (admin, _) = actor("admin").await?;
     let (front, _) = actor("frontdesk").await?;
     let (_, prescriber) = actor("prescriber").await?;
+    // The demo prescriber is also the medical director (may change the dosing protocols).
+    let mut tx = state.db.begin().await?;
+    kapstone_store::dosing::set_medical_director(&mut tx, kapstone_domain::UserId::from_uuid(prescriber), true).await?;
+    tx.commit().await?;
     let (_, nurse) = actor("nurse").await?;
     let (_, therapist) = actor("therapist").await?;
     let location = sched::create_location(state, &admin, "Harbour Light — Main clinic", DEMO_TIME_ZONE).await?;

@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod patients;
 pub mod preparation;
+pub mod protocols;
 pub mod questionnaires;
 pub mod scheduling;
 pub mod settings;

@@ -173,6 +173,7 @@ struct UserPage {
     created: String,
     roles: Vec<(&'static str, &'static str)>,
     errors: FieldErrors,
+    medical_director: bool,
 }
 
 async fn user_page(state: &AppState, admin: &CurrentUser, id: UserId, errors: FieldErrors) -> PageResult<Html<String>> {
@@ -188,7 +189,34 @@ async fn user_page(state: &AppState, admin: &CurrentUser, id: UserId, errors: Fi
         created: when(u.created_at.0),
         roles: role_options(),
         errors,
+        medical_director: kapstone_store::dosing::is_medical_director(&state.db, id).await?,
     })
+}
+
+#[derive(serde::Deserialize)]
+pub struct DirectorForm {
+    #[serde(default)]
+    medical_director: String,
+}
+
+/// `POST /admin/users/{id}/medical-director`: grant or withdraw the permission to change the
+/// clinic's dosing protocols.
+pub async fn set_medical_director(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Path(id): Path<String>,
+    Form(f): Form<DirectorForm>,
+) -> PageResult<Response> {
+    let id = user_id(&id)?;
+    let on = f.medical_director == "yes";
+    match crate::app::protocols::set_medical_director(&state, &admin, id, on).await {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/users/{id}")).into_response()),
+        Err(e @ AppError::Invalid(_)) => {
+            let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, user_page(&state, &admin, id, errors).await?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn user_id(raw: &str) -> Result<UserId, AppError> {

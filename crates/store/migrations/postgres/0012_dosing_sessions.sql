@@ -1,0 +1,77 @@
+-- Dosing protocols as versioned clinic content (KAP-SPEC 4, 5, 6): the bundled files are version
+-- one; a medical director's change is a new row, never an update, and each session names the
+-- version it ran under.
+CREATE TABLE protocol_versions (
+    clinic_id   UUID NOT NULL REFERENCES clinics(id),
+    protocol_id TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    definition  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  UUID REFERENCES users(id),
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (clinic_id, protocol_id, version)
+);
+CREATE TRIGGER protocol_versions_append_only BEFORE UPDATE OR DELETE ON protocol_versions
+    FOR EACH ROW EXECUTE FUNCTION kapstone_append_only();
+
+-- The medical-director permission: a prescriber who may change the clinic's protocols.
+ALTER TABLE users ADD COLUMN medical_director BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- One dosing session per dosing appointment. Its clinical content is the append-only list of
+-- events below; this row holds what the floor board needs to find it quickly (state, times),
+-- rewritten after each event from the domain's fold of the events.
+CREATE TABLE dosing_sessions (
+    id               UUID PRIMARY KEY NOT NULL,
+    clinic_id        UUID NOT NULL REFERENCES clinics(id),
+    appointment_id   UUID NOT NULL UNIQUE REFERENCES appointments(id),
+    patient_id       UUID NOT NULL REFERENCES patients(id),
+    location_id      UUID NOT NULL REFERENCES locations(id),
+    room_id          UUID REFERENCES rooms(id),
+    protocol_id      TEXT NOT NULL,
+    protocol_version TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    dose_started_at  TIMESTAMPTZ,
+    event_count      INTEGER NOT NULL DEFAULT 0,
+    created_by       UUID NOT NULL REFERENCES users(id),
+    created_at       TIMESTAMPTZ NOT NULL,
+    updated_at       TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX dosing_sessions_location ON dosing_sessions (clinic_id, location_id, created_at);
+
+-- What happened in a session, in order: check-in, readings, the dose, alerts acknowledged,
+-- adverse events, discharge. Never changed or deleted; a correction is a new event. `seq` is the
+-- event's place in its session, so two clinicians recording at once cannot both append event n.
+CREATE TABLE session_events (
+    session_id  UUID NOT NULL REFERENCES dosing_sessions(id),
+    seq         INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    recorded_by UUID NOT NULL REFERENCES users(id),
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TRIGGER session_events_append_only BEFORE UPDATE OR DELETE ON session_events
+    FOR EACH ROW EXECUTE FUNCTION kapstone_append_only();
+CREATE TRIGGER session_events_no_truncate BEFORE TRUNCATE ON session_events
+    FOR EACH STATEMENT EXECUTE FUNCTION kapstone_append_only();
+
+-- A change anywhere in a clinic's sessions bumps its counter: the floor board's live stream
+-- watches this one row, which works the same with several server processes.
+CREATE TABLE floor_changes (
+    clinic_id UUID PRIMARY KEY REFERENCES clinics(id),
+    counter   BIGINT NOT NULL
+);
+
+-- SPRAVATO REMS Patient Monitoring Form submissions (KAP-SPEC 5.6): due 7 calendar days after the
+-- session. A resubmission is a new row.
+CREATE TABLE rems_form_submissions (
+    id            UUID PRIMARY KEY NOT NULL,
+    session_id    UUID NOT NULL REFERENCES dosing_sessions(id),
+    form_version  TEXT NOT NULL,
+    submitted_on  TEXT NOT NULL,
+    confirmation  TEXT,
+    submitted_by  UUID NOT NULL REFERENCES users(id),
+    recorded_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX rems_form_submissions_session ON rems_form_submissions (session_id);

@@ -1,0 +1,405 @@
+//! Dosing sessions and the protocols they run under. A session's clinical content is its
+//! append-only list of events (`session_events`); the `dosing_sessions` row is a projection the
+//! floor board reads, rewritten in the same transaction as each event. Protocol changes are new
+//! versions, never updates.
+
+use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
+
+// ---------------------------------------------------------------------------------------------
+// Protocol versions.
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ProtocolVersionRow {
+    pub protocol_id: String,
+    pub version: String,
+    pub route: String,
+    pub definition: String,
+    pub reason: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: DbTs,
+}
+
+pub struct NewProtocolVersion<'a> {
+    pub clinic: ClinicId,
+    pub protocol_id: &'a str,
+    pub version: &'a str,
+    pub route: &'a str,
+    pub definition: &'a str,
+    pub reason: &'a str,
+    pub by: Option<UserId>,
+}
+
+/// Stores a protocol version; a version already stored for this protocol is a conflict.
+pub async fn insert_protocol_version(tx: &mut Tx, p: &NewProtocolVersion<'_>) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO protocol_versions (clinic_id, protocol_id, version, route, definition, reason, created_by, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(p.clinic.as_uuid())
+        .bind(p.protocol_id)
+        .bind(p.version)
+        .bind(p.route)
+        .bind(p.definition)
+        .bind(p.reason)
+        .bind(p.by.map(|u| u.as_uuid()))
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "protocol version"))?;
+    });
+    Ok(())
+}
+
+const PROTOCOL_COLUMNS: &str = "protocol_id, version, route, definition, reason, created_by, created_at";
+
+/// Every stored version of the clinic's protocols, newest first within each protocol.
+pub async fn protocol_versions(db: &Db, clinic: ClinicId) -> Result<Vec<ProtocolVersionRow>> {
+    let sql = format!(
+        "SELECT {PROTOCOL_COLUMNS} FROM protocol_versions WHERE clinic_id = $1 ORDER BY protocol_id, created_at DESC"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?
+    }))
+}
+
+/// One stored version.
+pub async fn protocol_version(
+    db: &Db,
+    clinic: ClinicId,
+    protocol_id: &str,
+    version: &str,
+) -> Result<Option<ProtocolVersionRow>> {
+    let sql = format!(
+        "SELECT {PROTOCOL_COLUMNS} FROM protocol_versions WHERE clinic_id = $1 AND protocol_id = $2 AND version = $3"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(protocol_id)
+            .bind(version)
+            .fetch_optional(c)
+            .await?
+    }))
+}
+
+/// Grants or withdraws the medical-director permission (changing the clinic's protocols).
+pub async fn set_medical_director(tx: &mut Tx, user: UserId, on: bool) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE users SET medical_director = $2 WHERE id = $1")
+            .bind(user.as_uuid())
+            .bind(on)
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
+pub async fn is_medical_director(db: &Db, user: UserId) -> Result<bool> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar::<_, bool>("SELECT medical_director FROM users WHERE id = $1")
+            .bind(user.as_uuid())
+            .fetch_optional(c)
+            .await?
+            .unwrap_or(false)
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions and their events.
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub location_id: Uuid,
+    pub room_id: Option<Uuid>,
+    pub protocol_id: String,
+    pub protocol_version: String,
+    pub state: String,
+    pub dose_started_at: Option<DbTs>,
+    pub event_count: i32,
+    pub created_at: DbTs,
+    pub updated_at: DbTs,
+}
+
+const SESSION_COLUMNS: &str = "id, appointment_id, patient_id, location_id, room_id, protocol_id, protocol_version, \
+     state, dose_started_at, event_count, created_at, updated_at";
+
+pub struct NewSession<'a> {
+    pub clinic: ClinicId,
+    pub appointment: Uuid,
+    pub patient: PatientId,
+    pub location: Uuid,
+    pub room: Option<Uuid>,
+    pub protocol_id: &'a str,
+    pub protocol_version: &'a str,
+    pub state: &'a str,
+    pub by: UserId,
+}
+
+/// Opens the session of a dosing appointment; a second session for it is a conflict.
+pub async fn insert_session(tx: &mut Tx, s: &NewSession<'_>) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    let now = DbTs(UtcTs::now());
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO dosing_sessions (id, clinic_id, appointment_id, patient_id, location_id, room_id, protocol_id, \
+             protocol_version, state, event_count, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $11)",
+        )
+        .bind(id)
+        .bind(s.clinic.as_uuid())
+        .bind(s.appointment)
+        .bind(s.patient.as_uuid())
+        .bind(s.location)
+        .bind(s.room)
+        .bind(s.protocol_id)
+        .bind(s.protocol_version)
+        .bind(s.state)
+        .bind(s.by.as_uuid())
+        .bind(now)
+        .execute(c)
+        .await
+        .map_err(|e| StoreError::conflict_on_unique(e, "session for this appointment"))?;
+    });
+    bump_floor(tx, s.clinic).await?;
+    Ok(id)
+}
+
+pub async fn session(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<SessionRow>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2");
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?
+    }))
+}
+
+pub async fn session_of_appointment(db: &Db, clinic: ClinicId, appointment: Uuid) -> Result<Option<SessionRow>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND appointment_id = $2");
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(appointment)
+            .fetch_optional(c)
+            .await?
+    }))
+}
+
+/// Sessions of a patient, newest first.
+pub async fn sessions_of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<SessionRow>> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND patient_id = $2 ORDER BY created_at DESC"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(patient.as_uuid())
+            .fetch_all(c)
+            .await?
+    }))
+}
+
+/// Sessions opened at a location in `[from, to)`, plus any still open from before (a session is
+/// on the floor until it is discharged or aborted).
+pub async fn sessions_on_floor(
+    db: &Db,
+    clinic: ClinicId,
+    location: Uuid,
+    from: UtcTs,
+    to: UtcTs,
+) -> Result<Vec<SessionRow>> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND location_id = $2 \
+         AND ((created_at >= $3 AND created_at < $4) OR (created_at < $3 AND state NOT IN ('discharged', 'aborted'))) \
+         ORDER BY created_at, id"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(location)
+            .bind(DbTs(from))
+            .bind(DbTs(to))
+            .fetch_all(c)
+            .await?
+    }))
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub seq: i32,
+    pub kind: String,
+    pub payload: String,
+    pub recorded_by: Uuid,
+    pub recorded_at: DbTs,
+}
+
+/// A session's events in order.
+pub async fn events(db: &Db, session: Uuid) -> Result<Vec<EventRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT seq, kind, payload, recorded_by, recorded_at FROM session_events WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(session)
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+/// The events of a session read inside a write transaction, after [`lock_session`], so the
+/// decision about a new event sees every event before it.
+pub async fn events_in(tx: &mut Tx, session: Uuid) -> Result<Vec<EventRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT seq, kind, payload, recorded_by, recorded_at FROM session_events WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(session)
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+/// Serialises writers of one session: SQLite transactions already hold the write lock; on
+/// PostgreSQL the session row is locked until commit.
+pub async fn lock_session(tx: &mut Tx, session: Uuid) -> Result<()> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT id FROM dosing_sessions WHERE id = $1 FOR UPDATE")
+            .bind(session)
+            .fetch_optional(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
+pub struct NewEvent<'a> {
+    pub clinic: ClinicId,
+    pub session: Uuid,
+    /// The event's place: the number of events before it.
+    pub seq: i32,
+    pub kind: &'a str,
+    pub payload: &'a str,
+    pub by: UserId,
+    pub at: UtcTs,
+    /// The session's state and dose start after this event (the projection).
+    pub state: &'a str,
+    pub dose_started_at: Option<UtcTs>,
+}
+
+/// Appends an event and rewrites the projection. Two writers racing for the same `seq` cannot
+/// both succeed: the second gets a conflict.
+pub async fn append_event(tx: &mut Tx, e: &NewEvent<'_>) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO session_events (session_id, seq, kind, payload, recorded_by, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(e.session)
+        .bind(e.seq)
+        .bind(e.kind)
+        .bind(e.payload)
+        .bind(e.by.as_uuid())
+        .bind(DbTs(e.at))
+        .execute(&mut *c)
+        .await
+        .map_err(|err| StoreError::conflict_on_unique(err, "session event"))?;
+        sqlx::query(
+            "UPDATE dosing_sessions SET state = $2, dose_started_at = $3, event_count = $4 + 1, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(e.session)
+        .bind(e.state)
+        .bind(e.dose_started_at.map(DbTs))
+        .bind(e.seq)
+        .bind(DbTs(UtcTs::now()))
+        .execute(&mut *c)
+        .await?;
+    });
+    bump_floor(tx, e.clinic).await
+}
+
+/// Marks a change on the clinic's floor (read by the live board, across server processes).
+pub async fn bump_floor(tx: &mut Tx, clinic: ClinicId) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO floor_changes (clinic_id, counter) VALUES ($1, 1) \
+             ON CONFLICT (clinic_id) DO UPDATE SET counter = floor_changes.counter + 1",
+        )
+        .bind(clinic.as_uuid())
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// The clinic's floor counter (0 before any session).
+pub async fn floor_counter(db: &Db, clinic: ClinicId) -> Result<i64> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar::<_, i64>("SELECT counter FROM floor_changes WHERE clinic_id = $1")
+            .bind(clinic.as_uuid())
+            .fetch_optional(c)
+            .await?
+            .unwrap_or(0)
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// REMS Patient Monitoring Form submissions.
+
+#[derive(Debug, Clone, FromRow)]
+pub struct RemsSubmissionRow {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub form_version: String,
+    pub submitted_on: String,
+    pub confirmation: Option<String>,
+    pub submitted_by: Uuid,
+    pub recorded_at: DbTs,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_rems_submission(
+    tx: &mut Tx,
+    session: Uuid,
+    form_version: &str,
+    submitted_on: &str,
+    confirmation: Option<&str>,
+    by: UserId,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO rems_form_submissions (id, session_id, form_version, submitted_on, confirmation, submitted_by, \
+             recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(session)
+        .bind(form_version)
+        .bind(submitted_on)
+        .bind(confirmation)
+        .bind(by.as_uuid())
+        .bind(DbTs(UtcTs::now()))
+        .execute(c)
+        .await?;
+    });
+    Ok(id)
+}
+
+/// Submissions of the given sessions.
+pub async fn rems_submissions(db: &Db, sessions: &[Uuid]) -> Result<Vec<RemsSubmissionRow>> {
+    if sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, session_id, form_version, submitted_on, confirmation, submitted_by, recorded_at \
+             FROM rems_form_submissions WHERE session_id IN ",
+        );
+        crate::push_ids(&mut q, sessions);
+        q.push(" ORDER BY recorded_at");
+        q.build_query_as().fetch_all(c).await?
+    }))
+}

@@ -1,0 +1,133 @@
+//! The dose calculator and the clinic's protocols over the API (KAP-SPEC 4.3, 12.5): test vectors
+//! end to end, the zones, bad input named, and protocol changes as audited new versions that a
+//! medical director alone may save and that never go past the label or the absolute limits.
+
+use kapstone_testkit::{PASSWORD, TestApp, both_backends};
+use serde_json::{Value, json};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let r = app.client().post(app.url(path)).bearer_auth(token).json(body).send().await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+fn iv(mg_per_kg: f64) -> Value {
+    json!({"protocol": "intravenous-racemic", "weight_kg": 80, "weight_measured_days_ago": 3,
+        "dose_mg_per_kg": mg_per_kg, "stock_mg_per_ml": 50, "infusion_minutes": 40, "bag_ml": 100})
+}
+
+fn field(r: &(u16, Value)) -> (u16, &str) {
+    (r.0, r.1["error"]["field"].as_str().unwrap_or(""))
+}
+
+both_backends! {
+    async fn the_calculator_gives_the_test_vectors_and_the_zones(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        // TV-IV-1: 80 kg, 0.5 mg/kg over 40 min, 100 mL bag, 50 mg/mL.
+        let (s, c) = post(&app, &nurse, "/api/v1/dose/calculate", &iv(0.5)).await?;
+        assert_eq!(s, 200, "{c}");
+        assert_eq!((c["dose_mg"].as_f64(), c["volume_ml"].as_f64()), (Some(40.0), Some(0.8)));
+        assert_eq!((c["rate_mg_per_min"].as_f64(), c["pump_ml_per_h"].as_f64()), (Some(1.0), Some(150.0)));
+        assert_eq!((c["zone"].as_str(), c["protocol_version"].as_str()), (Some("normal"), Some("2026.1")));
+        // TV-IV-4: override; TV-IV-5 and TV-IV-7: block (at the limit is a block).
+        let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &iv(0.8)).await?;
+        assert_eq!(c["zone"], "override", "{c}");
+        for mg_per_kg in [2.0, 1.0] {
+            let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &iv(mg_per_kg)).await?;
+            assert_eq!(c["zone"], "block", "{mg_per_kg}: {c}");
+            assert_eq!(c["reasons"][0]["limit"], "block_at_or_above_mg_per_kg");
+        }
+        // TV-IM-2 and TV-SL-1.
+        let im = json!({"protocol": "intramuscular-racemic", "weight_kg": 70, "weight_measured_days_ago": 1,
+            "dose_mg_per_kg": 0.25, "stock_mg_per_ml": 100});
+        let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &im).await?;
+        assert_eq!((c["dose_mg"].as_f64(), c["volume_ml"].as_f64()), (Some(17.5), Some(0.175)), "{c}");
+        let sl = json!({"protocol": "sublingual-lozenge", "dose_mg": 300, "tablet_mg": 100});
+        let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &sl).await?;
+        assert_eq!((c["tablets"]["count"].as_u64(), c["zone"].as_str()), (Some(3), Some("normal")), "{c}");
+        app.stop().await
+    }
+
+    async fn bad_dose_input_is_named_and_the_calculator_is_for_clinicians(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let mut bad = iv(0.5);
+        bad["weight_kg"] = json!(-80);
+        assert_eq!(field(&post(&app, &nurse, "/api/v1/dose/calculate", &bad).await?), (422, "weight_kg"));
+        let mut bad = iv(0.5);
+        bad["protocol"] = json!("oral-magic");
+        assert_eq!(field(&post(&app, &nurse, "/api/v1/dose/calculate", &bad).await?), (422, "protocol"));
+        let mut bad = iv(0.5);
+        bad["dose_mg"] = json!(40);
+        let r = post(&app, &nurse, "/api/v1/dose/calculate", &bad).await?;
+        assert_eq!(r.0, 422, "mg/kg or mg, not both: {}", r.1);
+        let mut bad = iv(0.5);
+        bad["colour"] = json!("blue");
+        let r = post(&app, &nurse, "/api/v1/dose/calculate", &bad).await?;
+        assert!((400..500).contains(&r.0), "unknown field: {}", r.1);
+        for who in ["frontdesk", "therapist", "admin"] {
+            let token = app.token(&format!("{who}@demo.kapstone.test")).await?;
+            let r = post(&app, &token, "/api/v1/dose/calculate", &iv(0.5)).await?;
+            assert_eq!(r.0, 403, "{who}");
+        }
+        app.stop().await
+    }
+
+    async fn a_medical_director_saves_a_new_protocol_version_within_the_limits(b) {
+        let app = TestApp::demo(b).await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let list: Value = app.get_bearer(&nurse, "/api/v1/protocols").await?.json().await?;
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(5), "{list}");
+        let shown: Value = app.get_bearer(&nurse, "/api/v1/protocols/intravenous-racemic").await?.json().await?;
+        let mut next = shown["protocol"].clone();
+        assert_eq!(next["version"], "2026.1");
+        next["version"] = json!("2026.2");
+        next["dose"]["mg_per_kg"]["block_at_or_above_mg_per_kg"] = json!(0.9);
+        let path = "/api/v1/protocols/intravenous-racemic/versions";
+        let body = json!({"definition": next, "reason": "Lower block agreed at the governance meeting"});
+        let r = post(&app, &nurse, path, &body).await?;
+        assert_eq!(r.0, 403, "a nurse cannot change protocols");
+        let r = post(&app, &prescriber, path, &json!({"definition": next, "reason": " "})).await?;
+        assert_eq!(field(&r), (422, "reason"));
+        // Never above the absolute IV limit of 1.0 mg/kg [S12]; the refusal names the JSON path.
+        let mut too_high = next.clone();
+        too_high["dose"]["mg_per_kg"]["block_at_or_above_mg_per_kg"] = json!(1.5);
+        let r = post(&app, &prescriber, path, &json!({"definition": too_high, "reason": "Try"})).await?;
+        assert_eq!(field(&r), (422, "definition"));
+        assert!(r.1["error"]["message"].as_str().unwrap().contains("dose.mg_per_kg.block_at_or_above_mg_per_kg"), "{}", r.1);
+        let (s, saved) = post(&app, &prescriber, path, &body).await?;
+        assert_eq!((s, saved["version"].as_str()), (201, Some("2026.2")), "{saved}");
+        // The same version again, or an older one, is refused.
+        let r = post(&app, &prescriber, path, &body).await?;
+        assert_eq!(field(&r), (422, "definition"));
+        // The calculator now uses it: 0.95 mg/kg is blocked, and the result names the version.
+        let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &iv(0.95)).await?;
+        assert_eq!((c["zone"].as_str(), c["protocol_version"].as_str()), (Some("block"), Some("2026.2")), "{c}");
+        let shown: Value = app.get_bearer(&nurse, "/api/v1/protocols/intravenous-racemic").await?.json().await?;
+        assert_eq!(shown["versions"][0]["reason"], "Lower block agreed at the governance meeting");
+        // Spravato values cannot go below the label.
+        let spravato: Value = app.get_bearer(&nurse, "/api/v1/protocols/spravato-intranasal").await?.json().await?;
+        let mut short = spravato["protocol"].clone();
+        short["version"] = json!("2026.2");
+        short["observation_minutes"] = json!(90);
+        short["monitoring"]["discharge"]["minimum_observation"]["minutes"] = json!(90);
+        let r = post(&app, &prescriber, "/api/v1/protocols/spravato-intranasal/versions",
+            &json!({"definition": short, "reason": "Shorter"})).await?;
+        assert_eq!(field(&r), (422, "definition"), "{}", r.1);
+        assert_eq!(app.count("protocol_versions").await?, 1);
+        assert_eq!(app.count("audit_events WHERE action = 'protocol.change'").await?, 1);
+        // Without the medical-director permission a prescriber cannot save a version.
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&admin).await?;
+        let me: Value = app.get_bearer(&prescriber, "/api/v1/auth/me").await?.json().await?;
+        let id = me["id"].as_str().unwrap();
+        let r = admin.post(app.url(&format!("/admin/users/{id}/medical-director"))).form(&[("csrf_token", csrf.as_str())]).send().await?;
+        assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+        let mut later = next.clone();
+        later["version"] = json!("2026.3");
+        let r = post(&app, &prescriber, path, &json!({"definition": later, "reason": "Again"})).await?;
+        assert_eq!(r.0, 403);
+        app.stop().await
+    }
+}

@@ -1,0 +1,135 @@
+//! The clinic's dosing protocols: the bundled files (content/protocols) overlaid with the
+//! versions its medical director has saved. A change is a new version, validated by the domain
+//! (label values cannot be set below the label), stored append-only and audited; each session
+//! records the version it ran under.
+
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::dose::{DoseCalculation, DoseRequest};
+use kapstone_domain::protocol::{Protocol, ProtocolError, ProtocolSet, parse_version};
+use kapstone_domain::{ClinicId, FieldError, Role};
+use kapstone_store::dosing as store;
+
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn content_error(e: ProtocolError) -> AppError {
+    AppError::Internal(anyhow::anyhow!("protocol content: {e}"))
+}
+
+/// A protocol refused on edit: the message names the JSON path of the offending value.
+fn refused(e: ProtocolError) -> AppError {
+    let path = if e.path.is_empty() { "protocol".to_owned() } else { e.path.clone() };
+    AppError::Invalid(FieldError::new("definition", format!("{path}: {}", e.message)))
+}
+
+/// The protocols in force at the clinic: for each route the latest version.
+pub async fn current(state: &AppState, clinic: ClinicId) -> Result<ProtocolSet, AppError> {
+    let mut set = ProtocolSet::bundled().map_err(content_error)?;
+    let mut stored = store::protocol_versions(&state.db, clinic).await?;
+    // Oldest version first, so each revision follows the one before it.
+    stored.sort_by_key(|r| (r.protocol_id.clone(), parse_version(&r.version)));
+    for row in stored {
+        let p = Protocol::parse(&row.definition).map_err(content_error)?;
+        let newer = set.find(&p.id).is_some_and(|cur| parse_version(&p.version) > parse_version(&cur.version));
+        if newer {
+            set.revise(p).map_err(content_error)?;
+        }
+    }
+    Ok(set)
+}
+
+/// The exact version a session ran under (bundled or saved by the clinic).
+pub async fn version(state: &AppState, clinic: ClinicId, id: &str, version: &str) -> Result<Protocol, AppError> {
+    let bundled = ProtocolSet::bundled().map_err(content_error)?;
+    if let Some(p) = bundled.find(id).filter(|p| p.version == version) {
+        return Ok(p.clone());
+    }
+    let row = store::protocol_version(&state.db, clinic, id, version).await?.ok_or(AppError::NotFound)?;
+    Protocol::parse(&row.definition).map_err(content_error)
+}
+
+/// (version, reason, saved at) of each saved version of a protocol, newest first.
+pub async fn history(state: &AppState, clinic: ClinicId, id: &str) -> Result<Vec<(String, String, String)>, AppError> {
+    let mut rows: Vec<_> =
+        store::protocol_versions(&state.db, clinic).await?.into_iter().filter(|r| r.protocol_id == id).collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(parse_version(&r.version)));
+    Ok(rows.into_iter().map(|r| (r.version, r.reason, r.created_at.0.to_string())).collect())
+}
+
+/// May this account change protocols? A prescriber holding the medical-director permission.
+pub async fn is_medical_director(state: &AppState, user: &CurrentUser) -> Result<bool, AppError> {
+    Ok(user.role == Role::Prescriber && store::is_medical_director(&state.db, user.id).await?)
+}
+
+/// Grants or withdraws the medical-director permission (admins); only a prescriber can hold it.
+pub async fn set_medical_director(
+    state: &AppState,
+    admin: &CurrentUser,
+    user: kapstone_domain::UserId,
+    on: bool,
+) -> Result<(), AppError> {
+    let row = kapstone_store::users::get(&state.db, user)
+        .await?
+        .filter(|u| u.clinic() == admin.clinic)
+        .ok_or(AppError::NotFound)?;
+    if on && row.role != Role::Prescriber.as_str() {
+        return Err(AppError::Invalid(FieldError::new(
+            "medical_director",
+            "only a prescriber can hold the medical-director permission",
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    store::set_medical_director(&mut tx, user, on).await?;
+    let mut e = admin.event(AuditAction::UserUpdated, "user", Outcome::Success);
+    e.entity_id = Some(user.to_string());
+    e.reason = Some(if on { "medical director granted" } else { "medical director withdrawn" }.into());
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Saves a new version of a protocol from its JSON; returns it.
+pub async fn revise(state: &AppState, user: &CurrentUser, json: &str, reason: &str) -> Result<Protocol, AppError> {
+    if !is_medical_director(state, user).await? {
+        return Err(AppError::Forbidden);
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::Invalid(FieldError::new("reason", "say why the protocol changes")));
+    }
+    if reason.chars().count() > 1000 {
+        return Err(AppError::Invalid(FieldError::new("reason", "at most 1000 characters")));
+    }
+    let next = Protocol::parse(json).map_err(refused)?;
+    let mut set = current(state, user.clinic).await?;
+    set.revise(next.clone()).map_err(refused)?;
+    let definition = next.to_json().map_err(content_error)?;
+    let mut tx = state.db.begin().await?;
+    store::insert_protocol_version(
+        &mut tx,
+        &store::NewProtocolVersion {
+            clinic: user.clinic,
+            protocol_id: &next.id,
+            version: &next.version,
+            route: next.route.as_str(),
+            definition: &definition,
+            reason,
+            by: Some(user.id),
+        },
+    )
+    .await?;
+    let mut e = user.event(AuditAction::ProtocolChanged, "protocol", Outcome::Success);
+    e.entity_id = Some(format!("{}@{}", next.id, next.version));
+    e.reason = Some(reason.to_owned());
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// `POST /api/v1/dose/calculate`: the dose, volume and rates under the clinic's current
+/// protocol, with its zone (normal, override, block) and the reasons.
+pub async fn calculate(state: &AppState, user: &CurrentUser, req: &DoseRequest) -> Result<DoseCalculation, AppError> {
+    let set = current(state, user.clinic).await?;
+    set.calculate(req).map_err(AppError::Invalid)
+}
