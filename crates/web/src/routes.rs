@@ -189,6 +189,10 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/api/v1/courses/{id}/book", BookAppointments, post(api::scheduling::book_course)),
         r(g.clone(), "/patients/{id}/courses", ReadSchedule, get(html::courses::show)),
         // Dosing: the calculator and the protocols
+        r(g.clone(), "/protocols", ReadReferenceContent, get(html::protocols::list)),
+        r(g.clone(), "/protocols/{id}", ReadReferenceContent, get(html::protocols::show)),
+        r(p.clone(), "/protocols/{id}", EditProtocols, post(html::protocols::revise)),
+        r(p.clone(), "/protocols/{id}/calculate", CalculateDose, post(html::protocols::calculate)),
         r(p.clone(), "/api/v1/dose/calculate", CalculateDose, post(api::dosing::calculate)),
         r(g.clone(), "/api/v1/protocols", ReadReferenceContent, get(api::dosing::list)),
         r(g.clone(), "/api/v1/protocols/{id}", ReadReferenceContent, get(api::dosing::show)),

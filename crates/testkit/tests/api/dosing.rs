@@ -131,3 +131,37 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn the_protocol_pages_calculate_without_javascript_and_save_versions(b) {
+        let app = TestApp::demo(b).await?;
+        let (nurse, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&nurse).await?;
+        let list = nurse.get(app.url("/protocols")).send().await?.text().await?;
+        assert!(list.contains("/protocols/spravato-intranasal") && list.contains("120 min from first device"));
+        let page = nurse.get(app.url("/protocols/intravenous-racemic")).send().await?.text().await?;
+        assert!(page.contains("Calculate a dose") && !page.contains("Save as a new version"), "nurse: no edit form");
+        let form = [("csrf_token", csrf.as_str()), ("weight_kg", "80"), ("weight_measured_days_ago", "2"),
+            ("dose_mg_per_kg", "0.5"), ("stock_mg_per_ml", "50"), ("infusion_minutes", "40"), ("bag_ml", "100")];
+        let r = nurse.post(app.url("/protocols/intravenous-racemic/calculate")).form(&form).send().await?;
+        assert_eq!(r.status().as_u16(), 200);
+        let page = r.text().await?;
+        assert!(page.contains("Within the protocol") && page.contains("150 mL/h") && page.contains("0.8 mL"), "{page}");
+        let form = [("csrf_token", csrf.as_str()), ("weight_kg", "heavy"), ("dose_mg_per_kg", "0.5")];
+        let r = nurse.post(app.url("/protocols/intravenous-racemic/calculate")).form(&form).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        let page = r.text().await?;
+        assert!(page.contains("(weight_kg)") && page.contains("value=\"heavy\""), "the typed value is kept");
+        // The medical director sees the whole protocol in an edit form; a refused draft is kept.
+        let (md, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&md).await?;
+        let page = md.get(app.url("/protocols/sublingual-lozenge")).send().await?.text().await?;
+        assert!(page.contains("Save as a new version"));
+        let r = md.post(app.url("/protocols/sublingual-lozenge"))
+            .form(&[("csrf_token", csrf.as_str()), ("definition", "{not json"), ("reason", "Typo")]).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        assert!(r.text().await?.contains("{not json"));
+        assert_eq!(app.count("protocol_versions").await?, 0);
+        app.stop().await
+    }
+}

@@ -43,6 +43,7 @@ async fn sign_in_navigate_and_sign_out() {
                 "Today",
                 "Patients",
                 "Schedule",
+                "Protocols",
                 "Accounts",
                 "Audit log",
                 "Outbox",

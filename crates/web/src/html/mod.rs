@@ -12,6 +12,7 @@ pub mod home;
 pub mod invite;
 pub mod patients;
 pub mod portal;
+pub mod protocols;
 pub mod schedule;
 
 use askama::Template;
@@ -33,6 +34,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/", "Today", Action::StaffHome),
     ("/patients", "Patients", Action::ListPatients),
     ("/schedule", "Schedule", Action::ReadSchedule),
+    ("/protocols", "Protocols", Action::ReadReferenceContent),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
