@@ -338,8 +338,10 @@ impl AeOutcome {
     }
 }
 
-/// A recorded adverse event; one that exists is consistent (see [`AdverseEvent::new`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A recorded adverse event; one that exists is consistent (see [`AdverseEvent::new`]). It is
+/// read from JSON through the same checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "NewAdverseEvent")]
 pub struct AdverseEvent {
     code: AeCode,
     onset_at: UtcTs,
@@ -351,18 +353,30 @@ pub struct AdverseEvent {
     resolved_at: Option<UtcTs>,
 }
 
-/// The parts of an event, with times as instants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parts of an event, with times as instants; the JSON shape of [`AdverseEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewAdverseEvent {
     pub code: AeCode,
     pub onset_at: UtcTs,
     pub severity: AeSeverity,
     /// Empty: not serious.
+    #[serde(default)]
     pub seriousness: BTreeSet<SaeCriterion>,
+    #[serde(default)]
     pub actions: BTreeSet<AeAction>,
+    #[serde(default)]
     pub action_details: Option<String>,
     pub outcome: AeOutcome,
+    #[serde(default)]
     pub resolved_at: Option<UtcTs>,
+}
+
+impl TryFrom<NewAdverseEvent> for AdverseEvent {
+    type Error = FieldError;
+    fn try_from(e: NewAdverseEvent) -> Result<Self, FieldError> {
+        AdverseEvent::new(e)
+    }
 }
 
 impl AdverseEvent {
@@ -507,6 +521,16 @@ mod tests {
         assert_eq!(codes.len(), 35);
         assert_eq!(BuiltinAe::SuicidalIdeationBehavior.source(), "S1");
         assert_eq!(BuiltinAe::Pollakiuria.display_name(), "Pollakiuria (frequent urination)");
+    }
+
+    #[test]
+    fn an_event_round_trips_through_json_and_an_inconsistent_one_is_refused() {
+        let ae = AdverseEvent::new(mild_nausea()).unwrap();
+        let json = serde_json::to_string(&ae).unwrap();
+        assert_eq!(serde_json::from_str::<AdverseEvent>(&json).unwrap(), ae);
+        let bad = json.replace("\"outcome\":\"resolved\"", "\"outcome\":\"not_resolved\"");
+        assert_ne!(bad, json);
+        assert!(serde_json::from_str::<AdverseEvent>(&bad).is_err());
     }
 
     #[test]

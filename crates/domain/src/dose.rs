@@ -151,7 +151,7 @@ pub fn devine_ideal_body_weight_kg(height: HeightCm, sex: SexAtBirth) -> Result<
 }
 
 /// Where a dose falls against its protocol's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Zone {
     Normal,
@@ -162,7 +162,7 @@ pub enum Zone {
 }
 
 /// The limit behind a zone, as a stable code for the API and the audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     OverrideAboveMgPerKg,
@@ -183,7 +183,7 @@ pub enum Limit {
 }
 
 /// One reason a dose is not in the normal zone.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZoneReason {
     pub zone: Zone,
     pub limit: Limit,
@@ -230,7 +230,7 @@ pub fn mg_per_kg_zone(rule: &MgPerKgRule, mg_per_kg: f64) -> Option<ZoneReason> 
 }
 
 /// A dose of whole tablets of one strength.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Tablets {
     pub count: u32,
     pub tablet_mg: f64,
@@ -365,8 +365,9 @@ pub struct DoseRequest {
 }
 
 /// The answer of `POST /api/v1/dose/calculate`. Values that do not apply to the route are left
-/// out of the JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// out of the JSON. It is read back only from the domain's own records (a dosing session's
+/// order); a calculation posted by a client is never trusted: it is computed again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoseCalculation {
     pub protocol_id: String,
     /// The protocol version the dose was computed with, to be recorded with it.

@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod reminders;
 pub mod rems_form;
 pub mod scheduling;
+pub mod session;
 pub mod time;
 pub mod vitals;
 

@@ -139,7 +139,7 @@ impl DoseTimes {
 }
 
 /// One recorded measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Measurement {
     BloodPressure { bp: BloodPressure, heart_rate: Option<HeartRate>, spo2: Option<Spo2> },
@@ -189,7 +189,7 @@ impl Measurement {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
     pub taken_at: UtcTs,
     pub measurement: Measurement,

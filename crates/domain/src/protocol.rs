@@ -461,7 +461,7 @@ fn snomed_check_digit_ok(code: &str) -> bool {
 }
 
 /// A package NDC in one of the three 10-digit hyphenated layouts (4-4-2, 5-3-2, 5-4-1).
-fn ndc_ok(ndc: &str) -> bool {
+pub(crate) fn ndc_ok(ndc: &str) -> bool {
     let parts: Vec<&str> = ndc.split('-').collect();
     let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
     parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))

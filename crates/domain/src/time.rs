@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,6 +41,12 @@ impl UtcTs {
         Self(self.0.saturating_add(i64::try_from(d.whole_microseconds()).unwrap_or(i64::MAX)))
     }
 
+    /// Parses RFC 3339 with any offset (`2026-11-26T10:30:00+01:00`), truncated to the
+    /// microsecond; `None` if it is not RFC 3339.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        OffsetDateTime::parse(s, &Rfc3339).ok().map(Self::from_datetime)
+    }
+
     /// RFC 3339 with microseconds, e.g. `2026-11-26T09:30:00.000000Z`.
     pub fn rfc3339(self) -> String {
         let dt = self.to_datetime();
@@ -68,6 +75,16 @@ impl serde::Serialize for UtcTs {
     }
 }
 
+/// Read back from the RFC 3339 text it is written as, so stored JSON (a session's event log)
+/// round-trips.
+impl<'de> serde::Deserialize<'de> for UtcTs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        UtcTs::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an RFC 3339 time like 2026-11-26T09:30:00Z")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +108,16 @@ mod tests {
         let a = UtcTs::from_datetime(datetime!(2026-11-26 10:00:00 UTC));
         let b = UtcTs::from_datetime(datetime!(2026-11-26 10:00:00.5 UTC));
         assert!(a < b);
+    }
+
+    #[test]
+    fn json_round_trips_and_other_offsets_are_read_as_utc() {
+        let ts = UtcTs::from_datetime(datetime!(2026-11-26 09:30:00.123456 UTC));
+        let json = serde_json::to_string(&ts).unwrap();
+        assert_eq!(serde_json::from_str::<UtcTs>(&json).unwrap(), ts);
+        let other: UtcTs = serde_json::from_str("\"2026-11-26T10:30:00.123456+01:00\"").unwrap();
+        assert_eq!(other, ts);
+        assert!(serde_json::from_str::<UtcTs>("\"yesterday\"").is_err());
     }
 
     proptest! {

@@ -50,6 +50,13 @@ macro_rules! bounded {
             }
         }
 
+        /// Read through [`Self::new`], so a stored or posted value out of range is refused.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Self::new(<$repr as serde::Deserialize>::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{} {}", self.0, Self::UNIT)
@@ -116,6 +123,20 @@ impl BloodPressure {
     }
 }
 
+/// Read through [`BloodPressure::new`]: both parts in range and systolic above diastolic.
+impl<'de> serde::Deserialize<'de> for BloodPressure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            systolic: SystolicBp,
+            diastolic: DiastolicBp,
+        }
+        let raw = Raw::deserialize(d)?;
+        BloodPressure::new(raw.systolic, raw.diastolic).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for BloodPressure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{} mmHg", self.systolic.value(), self.diastolic.value())
@@ -152,5 +173,14 @@ mod tests {
         assert!(bp(170, 100).unwrap().at_or_above(180, 100));
         assert!(!bp(140, 90).unwrap().above(140, 90));
         assert_eq!(reading.to_string(), "150/85 mmHg");
+    }
+
+    #[test]
+    fn json_is_read_through_the_same_checks() {
+        let bp: BloodPressure = serde_json::from_str(r#"{"systolic":130,"diastolic":80}"#).unwrap();
+        assert_eq!(serde_json::to_string(&bp).unwrap(), r#"{"systolic":130,"diastolic":80}"#);
+        assert!(serde_json::from_str::<BloodPressure>(r#"{"systolic":80,"diastolic":130}"#).is_err());
+        assert!(serde_json::from_str::<SystolicBp>("400").is_err());
+        assert!(serde_json::from_str::<WeightKg>("72.5").is_ok());
     }
 }

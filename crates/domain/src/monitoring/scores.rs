@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::instruments::{ItemError, scale_items};
 
@@ -12,6 +12,18 @@ use crate::instruments::{ItemError, scale_items};
 #[error("{message}")]
 pub struct ScoreError {
     pub message: String,
+}
+
+/// A score is read back (stored readings, posted JSON) through its `new`, so one out of its scale
+/// is refused.
+macro_rules! deserialize_through_new {
+    ($name:ident) => {
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::new(u8::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
 /// Modified Observer's Assessment of Alertness/Sedation, 0 (no response to a painful stimulus)
@@ -53,6 +65,8 @@ impl Moaas {
     }
 }
 
+deserialize_through_new!(Moaas);
+
 impl fmt::Display for Moaas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MOAA/S {}", self.0)
@@ -69,6 +83,9 @@ pub struct Cadss23(u8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Cadss6(u8);
+
+deserialize_through_new!(Cadss23);
+deserialize_through_new!(Cadss6);
 
 impl Cadss23 {
     pub const MAX: u8 = 92;
@@ -110,7 +127,7 @@ pub const CADSS23_DISSOCIATION_ABOVE: u8 = 4;
 pub const CADSS6_ITEMS: [usize; 6] = [1, 2, 6, 7, 15, 22];
 
 /// A CADSS total in the version that was given. Totals of different versions never compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "version", content = "total", rename_all = "snake_case")]
 pub enum Cadss {
     Cadss23(Cadss23),
