@@ -97,7 +97,10 @@ impl Refusal {
 }
 
 /// Folds one event into the session. Pure, and total: it never fails, and it is meant for events
-/// [`decide`] accepted (one that does not fit changes nothing but the event count).
+/// [`decide`] accepted (one that does not fit changes nothing but the event count). It reads only
+/// `ctx.protocol` (the thresholds that raise alerts, the discharge settings), never the gate facts
+/// or the clock, so a replay gives the same session whenever it runs — as long as it is given the
+/// protocol version the session ran under (the order records it).
 pub fn apply(session: Session, ctx: &Context, recorded: &Recorded) -> Session {
     session.fold(ctx, recorded)
 }

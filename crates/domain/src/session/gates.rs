@@ -9,8 +9,11 @@
 //! - GATE-05 and GATE-06 say "Hold; prescriber decision": they place a hold, and only a
 //!   prescriber releases it, with a reason.
 //! - MON-01 says "prescriber must confirm dosing; record reason": a prescriber's confirmation.
-//! - MON-04, MON-05, MON-06, MON-07, MON-09 and MON-10 stop further dosing: no device or
-//!   administration is given for the rest of the session, whoever asks.
+//! - An alert whose action stops dosing (MON-04 emergency care, MON-05 pause the infusion, MON-06
+//!   and MON-07 support breathing, MON-09 stop further dosing, MON-10 emergency response) stops it
+//!   for the rest of the session, whoever asks and whether or not it is acknowledged: the spec
+//!   says "stop any further dosing". Raised before the dose, such an alert means no dose today:
+//!   abort and rebook. (MON-06's "recheck" for a short dip does not stop anything.)
 
 use jiff::civil::Date;
 use serde::Serialize;

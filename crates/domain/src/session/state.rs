@@ -485,7 +485,7 @@ impl Session {
         let settings = &protocol.monitoring.discharge;
         let expected = settings.earliest_discharge(dose).or_else(|| {
             let minutes = self.ordered.as_ref()?.calculation.infusion_minutes?;
-            let planned_end = dose.started_at.plus(Duration::seconds_f64(minutes * 60.0));
+            let planned_end = dose.started_at.plus(Duration::checked_seconds_f64(minutes * 60.0)?);
             settings.earliest_discharge(&DoseTimes { ended_at: Some(planned_end), ..*dose })
         });
         expected.map_or(now, |e| e.max(now))
@@ -497,6 +497,8 @@ impl Session {
         let plan = &ctx.protocol.monitoring.plan;
         let now = ctx.now;
         match self.dose_times() {
+            // Aborted before any dose: nothing is planned any more.
+            None if self.state.is_final() => Vec::new(),
             None => {
                 let here = DoseTimes { started_at: now, ended_at: None, last_device_at: None };
                 let baselines: Vec<_> =

@@ -400,6 +400,77 @@ fn tv_iv_1_iv_order_needs_a_second_clinician_who_did_not_order_it() {
 }
 
 #[test]
+fn an_im_injection_starts_and_ends_at_once_and_monitoring_begins() {
+    let mut run = Run::new(Route::IntramuscularRacemic);
+    run.gates.recorded_weight = Some(MeasuredWeight { kg: 70.0, measured_at: at(9, 0) });
+    arrive(&mut run, 124, 78);
+    let order = run.order(
+        at(9, 40),
+        DoseRequest { dose_mg_per_kg: Some(0.5), stock_mg_per_ml: Some(50.0), ..Default::default() },
+        None,
+    );
+    run.ok(at(9, 40), prescriber(), order);
+    assert_eq!(run.session.ordered().unwrap().calculation.volume_ml, Some(0.7), "TV-IM-1");
+    assert_eq!(run.refused(at(9, 41), nurse(), SessionEvent::ClearedForDosing).code, "dose_verification");
+    run.ok(at(9, 42), nurse(), SessionEvent::DoseVerified);
+    run.ok(at(9, 45), second_nurse(), SessionEvent::ClearedForDosing);
+    let vial = Administration {
+        product: "Ketamine HCl injection 50 mg/mL vial".into(),
+        ndc: None,
+        lot: "KET2291".into(),
+        expiry: jiff::civil::date(2025, 9, 30),
+        dose_mg: 35.0,
+        route_snomed: "78421000".into(),
+    };
+    run.ok(at(10, 0), nurse(), SessionEvent::AdministrationStarted(vial));
+    assert_eq!(run.state(), SessionState::Monitoring);
+    let dose = run.session.dose_times().unwrap();
+    assert_eq!((dose.started_at, dose.ended_at), (at(10, 0), Some(at(10, 0))));
+    // Every 15 min for the first hour: the 10:15 check is due at 10:14.
+    let checks = run.session.checks(&run.ctx(at(10, 14)));
+    let first = checks.iter().find(|c| c.check.kind == MeasureKind::BloodPressure && c.check.due_at == at(10, 15));
+    assert_eq!(first.map(|c| c.status), Some(CheckStatus::Due));
+}
+
+#[test]
+fn a_lozenge_is_given_until_it_is_finished_and_observation_counts_from_then() {
+    let mut run = Run::new(Route::SublingualLozenge);
+    arrive(&mut run, 124, 78);
+    let order = run.order(at(9, 40), DoseRequest { dose_mg: Some(300.0), ..Default::default() }, None);
+    run.ok(at(9, 40), prescriber(), order);
+    assert_eq!(run.session.ordered().unwrap().calculation.tablets.map(|t| t.count), Some(3), "TV-SL-1");
+    run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
+    let troches = Administration {
+        product: "Ketamine rapid-dissolve tablet 100 mg (compounded)".into(),
+        ndc: None,
+        lot: "RDT-0425".into(),
+        expiry: jiff::civil::date(2025, 4, 30),
+        dose_mg: 300.0,
+        route_snomed: "37839007".into(),
+    };
+    run.ok(at(10, 0), nurse(), SessionEvent::AdministrationStarted(troches));
+    assert_eq!(run.state(), SessionState::Dosing);
+    assert_eq!(run.refused(at(10, 5), therapist(), SessionEvent::ExperienceEnded).code, "state");
+    run.ok(at(10, 15), nurse(), SessionEvent::AdministrationEnded { reason: None });
+    assert_eq!(run.state(), SessionState::Monitoring);
+    assert_eq!(run.session.discharge(&run.ctx(at(10, 20))).unwrap().earliest_at, Some(at(12, 15)));
+}
+
+#[test]
+fn the_view_of_a_session_serializes_for_the_api() {
+    let mut run = Run::new(Route::SpravatoIntranasal);
+    spravato_to_monitoring(&mut run, 130, 80);
+    let ctx = run.ctx(at(10, 31));
+    let view = serde_json::to_value(run.session.view(&ctx)).unwrap();
+    assert_eq!(view["state"], "monitoring");
+    assert_eq!(view["minutes_since_dose"], 31);
+    assert_eq!(view["dose_times"]["started_at"], "2025-03-07T10:00:00.000000Z");
+    assert_eq!(view["session"]["devices"].as_array().map(Vec::len), Some(3));
+    assert_eq!(view["discharge"]["earliest_at"], "2025-03-07T12:00:00.000000Z");
+    assert!(view["checks"].as_array().is_some_and(|c| !c.is_empty()));
+}
+
+#[test]
 fn a_second_prescriber_may_verify_an_iv_dose() {
     let mut run = Run::new(Route::IntravenousRacemic);
     arrive(&mut run, 128, 82);
