@@ -403,3 +403,29 @@ pub async fn rems_submissions(db: &Db, sessions: &[Uuid]) -> Result<Vec<RemsSubm
         q.build_query_as().fetch_all(c).await?
     }))
 }
+
+// ---------------------------------------------------------------------------------------------
+// REMS certification of a location (GATE-03).
+
+pub async fn set_rems_certified(tx: &mut Tx, clinic: ClinicId, location: Uuid, on: bool) -> Result<bool> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query("UPDATE locations SET rems_certified = $3 WHERE id = $1 AND clinic_id = $2")
+            .bind(location)
+            .bind(clinic.as_uuid())
+            .bind(on)
+            .execute(c)
+            .await?
+            .rows_affected()
+            == 1
+    }))
+}
+
+pub async fn rems_certified(db: &Db, location: Uuid) -> Result<bool> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar::<_, bool>("SELECT rems_certified FROM locations WHERE id = $1")
+            .bind(location)
+            .fetch_optional(c)
+            .await?
+            .unwrap_or(false)
+    }))
+}

@@ -31,6 +31,10 @@ pub enum AppError {
     NotFound,
     #[error("{message}")]
     Conflict { field: &'static str, message: String },
+    /// A clinical rule refuses the step: `code` is the rule (`GATE-04`, `MON-09`, `DC-08`,
+    /// `dose_block`, `role`, ...), `field` the input at fault when there is one.
+    #[error("{message}")]
+    Refused { code: &'static str, field: Option<&'static str>, message: String },
     #[error("the request body is too large")]
     PayloadTooLarge,
     #[error("send the body as application/json")]
@@ -46,7 +50,9 @@ impl AppError {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Csrf => StatusCode::FORBIDDEN,
-            AppError::Invalid(_) | AppError::InvalidItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Invalid(_) | AppError::InvalidItem { .. } | AppError::Refused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::MfaRequired => {
                 StatusCode::UNAUTHORIZED
             }
@@ -71,6 +77,7 @@ impl AppError {
             AppError::Csrf => "csrf",
             AppError::NotFound => "not_found",
             AppError::Conflict { .. } => "conflict",
+            AppError::Refused { code, .. } => code,
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Unavailable => "unavailable",
@@ -84,6 +91,7 @@ impl AppError {
             AppError::Invalid(e) => Some(e.field),
             AppError::InvalidItem { field, .. } => Some(field),
             AppError::Conflict { field, .. } => Some(field),
+            AppError::Refused { field, .. } => *field,
             AppError::MfaRequired => Some("totp_code"),
             _ => None,
         }

@@ -75,3 +75,7 @@ CREATE TABLE rems_form_submissions (
     recorded_at   TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX rems_form_submissions_session ON rems_form_submissions (session_id);
+
+-- GATE-03: Spravato is given only in a REMS-certified healthcare setting; the admin records
+-- each location's certification.
+ALTER TABLE locations ADD COLUMN rems_certified BOOLEAN NOT NULL DEFAULT FALSE;

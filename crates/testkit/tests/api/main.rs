@@ -17,4 +17,5 @@ mod portal_isolation;
 mod questionnaires;
 mod reminders;
 mod scheduling;
+mod sessions;
 mod web_security;

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod patients;
 pub mod questionnaires;
 pub mod scheduling;
+pub mod sessions;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

@@ -162,6 +162,63 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             obj,
         ),
+        ("POST", "/api/v1/appointments/{id}/session") => op(
+            "Open (or return) the dosing session of a dosing appointment; 201 when opened",
+            None,
+            "201",
+            r("Session"),
+        ),
+        ("GET", "/api/v1/sessions/{id}") => op(
+            "A dosing session: state, blocked_by [{code, message, unblocked_by}], checks [{kind, due_at, status}], \
+             unacknowledged alerts, discharge criteria, the protocol version and the gate facts",
+            None,
+            "200",
+            r("Session"),
+        ),
+        ("POST", "/api/v1/sessions/{id}/events") => op(
+            "Record a step as {kind, ..., at?}: checked_in, escort_confirmed, screening_linked, reading, \
+             pre_dose_bp_confirmed, hold_placed, hold_released, dose_verified, cleared_for_dosing, device_given, \
+             administration_ended, alert_acknowledged, observation_flagged, adverse_event_recorded, \
+             adverse_event_updated, experience_ended, discharge_assessment, discharged, aborted, progress_note; \
+             422 names the rule (GATE-0x, MON-0x, DC-0x, role, state)",
+            Some(json!({"type":"object","required":["kind"]})),
+            "201",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/vitals") => op(
+            "Vitals {systolic, diastolic, heart_rate, spo2, resp_rate, recorded_at?} (any subset that makes sense); \
+             201 with the alerts raised; impossible values are 422 naming the field",
+            Some(json!({"type":"object"})),
+            "201",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/scores") => op(
+            "MOAA/S and CADSS {moaas?, cadss23? | cadss6?, recorded_at?}; 201 with the alerts raised",
+            Some(json!({"type":"object"})),
+            "201",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/dose-order") => op(
+            "The prescriber's order {request: dose request, override_reason?}, computed by the server from the \
+             record; a block is refused, an override needs the reason",
+            Some(json!({"type":"object","required":["request"]})),
+            "201",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/administrations") => op(
+            "Administration starts {product, ndc?, lot, expiry, dose_mg, route_snomed, at?}; 422 names the gate or \
+             limit that refuses it",
+            Some(json!({"type":"object","required":["product","lot","expiry","dose_mg","route_snomed"]})),
+            "201",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/floor") => op(
+            "The floor board of ?location= (default the first): chairs with initials, phase, minutes since dose, \
+             next check, overdue checks, unacknowledged alerts, staff",
+            None,
+            "200",
+            obj.clone(),
+        ),
         ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
         ("POST", "/api/v1/locations") => {
             op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)
@@ -337,6 +394,10 @@ fn schemas() -> Value {
             "start":{"type":"string","format":"date-time","description":"RFC 3339 with any UTC offset; on the 5-minute grid"},
             "staff_ids":{"type":"array","items":{"type":"string","format":"uuid"}},"room_id":{"type":["string","null"]},
             "location_id":{"type":["string","null"]}}},
+        "Session": {"type":"object","properties":{"id":{"type":"string"},"state":{"type":"string"},
+            "blocked_by":{"type":"array"},"checks":{"type":"array","items":{"type":"object","properties":{
+            "kind":{"type":"string"},"due_at":{"type":"string"},"status":{"type":"string"}}}},
+            "unacknowledged_alerts":{"type":"array"},"discharge":{},"protocol":{"type":"object"}}},
         "Appointment": {"type":"object","properties":{"id":{"type":"string"},"patient_id":{"type":"string"},"type":{"type":"string"},
             "start":{"type":"string"},"end":{"type":"string"},"staff_ids":{"type":"array"},"room_id":{"type":["string","null"]},
             "location_id":{"type":"string"},"course_id":{"type":["string","null"]},

@@ -182,6 +182,10 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
     let (_, nurse) = actor("nurse").await?;
     let (_, therapist) = actor("therapist").await?;
     let location = sched::create_location(state, &admin, "Harbour Light — Main clinic", DEMO_TIME_ZONE).await?;
+    // The demo clinic is a REMS-certified healthcare setting (GATE-03).
+    let mut tx = state.db.begin().await?;
+    kapstone_store::dosing::set_rems_certified(&mut tx, admin.clinic, location, true).await?;
+    tx.commit().await?;
     let mut chairs = Vec::new();
     for name in ["Chair 1", "Chair 2", "Chair 3"] {
         chairs.push(sched::create_room(state, &admin, &location.to_string(), name).await?);

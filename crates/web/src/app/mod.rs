@@ -8,6 +8,7 @@ pub mod consents;
 pub mod courses;
 pub mod demo;
 pub mod eligibility;
+pub mod floor;
 pub mod invitations;
 pub mod jobs;
 pub mod patients;
@@ -15,6 +16,7 @@ pub mod preparation;
 pub mod protocols;
 pub mod questionnaires;
 pub mod scheduling;
+pub mod sessions;
 pub mod settings;
 pub mod sign_in;
 

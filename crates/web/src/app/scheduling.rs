@@ -220,7 +220,11 @@ fn parse_uuid(field: &'static str, raw: &str) -> Result<Uuid, AppError> {
 }
 
 /// The patient's state for the dosing gate.
-async fn readiness(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<DosingReadiness, AppError> {
+pub(crate) async fn readiness(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+) -> Result<DosingReadiness, AppError> {
     let decision = kapstone_store::eligibility::decisions(&state.db, patient).await?.into_iter().next();
     let mut decision_outdated = false;
     if let Some(d) = decision.as_ref().filter(|d| d.verdict == "eligible") {

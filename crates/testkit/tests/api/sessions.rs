@@ -1,0 +1,252 @@
+//! Dosing sessions over the API (KAP-SPEC 2.2, 2.3, 5, 6): a Spravato session from check-in to
+//! discharge with its timed checks and alerts, every refusal naming its rule, and the floor board.
+//! Event times are written in the past (`at`, `recorded_at`): a session is recorded as it
+//! happens, and the server refuses times ahead of its clock.
+
+use jiff::{SignedDuration, Timestamp};
+use kapstone_testkit::{TestApp, both_backends};
+use serde_json::{Value, json};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let r = app.client().post(app.url(path)).bearer_auth(token).json(body).send().await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+    let r = app.get_bearer(token, path).await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+/// (status, error code, field) of a refusal.
+fn refusal(r: &(u16, Value)) -> (u16, String, String) {
+    let e = &r.1["error"];
+    (r.0, e["code"].as_str().unwrap_or("").to_owned(), e["field"].as_str().unwrap_or("").to_owned())
+}
+
+/// `minutes` before the test's start, as RFC 3339.
+fn ago(t0: Timestamp, minutes: i64) -> String {
+    (t0 - SignedDuration::from_mins(minutes)).to_string()
+}
+
+struct Fx {
+    app: TestApp,
+    nurse: String,
+    prescriber: String,
+    therapist: String,
+    front: String,
+}
+
+impl Fx {
+    async fn new(b: kapstone_testkit::TestBackend) -> anyhow::Result<Self> {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        Ok(Self { app, nurse, prescriber, therapist, front })
+    }
+
+    /// The session of demo patient 3's first booked Spravato appointment.
+    async fn spravato_session(&self) -> anyhow::Result<String> {
+        let p3 = {
+            let t = self.app.token("patient3@demo.kapstone.test").await?;
+            let (_, me) = get(&self.app, &t, "/api/v1/portal/me").await?;
+            me["id"].as_str().unwrap().to_owned()
+        };
+        let now = Timestamp::now();
+        let to = now + SignedDuration::from_hours(24 * 30);
+        let (_, list) = get(&self.app, &self.front, &format!("/api/v1/appointments?from={now}&to={to}")).await?;
+        let a = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["patient_id"] == p3.as_str() && a["kind"] == "dosing" && a["status"] == "booked")
+            .cloned()
+            .expect("a booked Spravato session for patient 3");
+        let (s, session) = post(
+            &self.app,
+            &self.nurse,
+            &format!("/api/v1/appointments/{}/session", a["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await?;
+        assert_eq!(s, 201, "{session}");
+        Ok(session["id"].as_str().unwrap().to_owned())
+    }
+
+    async fn event(&self, token: &str, id: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        post(&self.app, token, &format!("/api/v1/sessions/{id}/events"), &body).await
+    }
+
+    async fn ok(&self, token: &str, id: &str, body: Value) -> anyhow::Result<Value> {
+        let (s, r) = self.event(token, id, body.clone()).await?;
+        anyhow::ensure!(s == 201, "{body} -> {s} {r}");
+        Ok(r)
+    }
+
+    async fn show(&self, id: &str) -> anyhow::Result<Value> {
+        let (s, v) = get(&self.app, &self.nurse, &format!("/api/v1/sessions/{id}")).await?;
+        anyhow::ensure!(s == 200, "{s} {v}");
+        Ok(v)
+    }
+}
+
+fn check_in(t0: Timestamp, minutes: i64, alcohol: bool) -> Value {
+    json!({"kind": "checked_in", "at": ago(t0, minutes),
+        "escort": {"name": "Sam Rivers", "phone": "+1 555 010 0199", "relationship": "partner"},
+        "escort_confirmed_in_person": true,
+        "state_of_mind": {"mood": 6, "sleep_hours": 7, "alcohol_or_substances_last_12h": alcohol, "intoxication_signs": false},
+        "pregnancy": "not_applicable"})
+}
+
+fn blockers(v: &Value) -> Vec<String> {
+    v["blocked_by"].as_array().unwrap().iter().map(|b| b["code"].as_str().unwrap().to_owned()).collect()
+}
+
+both_backends! {
+    async fn a_spravato_session_runs_from_check_in_to_discharge(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        let t0 = Timestamp::now();
+        let v = fx.show(&id).await?;
+        assert_eq!(v["state"], "scheduled");
+        assert_eq!(v["protocol"]["id"], "spravato-intranasal");
+        // Arrival 160 minutes ago, pre-dose vitals and scores.
+        fx.ok(&fx.nurse, &id, check_in(t0, 160, false)).await?;
+        let vitals = format!("/api/v1/sessions/{id}/vitals");
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &json!({"systolic": 400, "diastolic": 80, "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
+        assert_eq!(refusal(&(s, r)), (422, "invalid".into(), "systolic".into()));
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals,
+            &json!({"systolic": 130, "diastolic": 80, "heart_rate": 72, "spo2": 98, "resp_rate": 14, "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
+        assert_eq!(s, 201, "{r}");
+        let scores = format!("/api/v1/sessions/{id}/scores");
+        let (s, r) = post(&fx.app, &fx.therapist, &scores, &json!({"moaas": 5, "cadss23": 0, "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
+        assert_eq!(s, 201, "{r}");
+        let v = fx.show(&id).await?;
+        assert_eq!(v["state"], "checked_in");
+        // Day 1 of Spravato for TRD is 56 mg: 84 mg is refused (TV-SPR-2); a nurse cannot order.
+        let order = format!("/api/v1/sessions/{id}/dose-order");
+        let r = post(&fx.app, &fx.prescriber, &order, &json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 84}, "at": ago(t0, 152)})).await?;
+        assert_eq!(r.0, 422, "{}", r.1);
+        let r = post(&fx.app, &fx.nurse, &order, &json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)})).await?;
+        assert_eq!(refusal(&r).1, "role", "{}", r.1);
+        let r = post(&fx.app, &fx.prescriber, &order, &json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)})).await?;
+        assert_eq!(r.0, 201, "{}", r.1);
+        fx.ok(&fx.nurse, &id, json!({"kind": "cleared_for_dosing", "at": ago(t0, 150)})).await?;
+        // A therapist cannot administer; the nurse records the kit.
+        let admin = format!("/api/v1/sessions/{id}/administrations");
+        let kit = json!({"product": "SPRAVATO 28 mg nasal spray, kit of 2 devices (56 mg)", "ndc": "50458-028-02",
+            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": 56, "route_snomed": "46713006", "at": ago(t0, 148)});
+        let r = post(&fx.app, &fx.therapist, &admin, &kit).await?;
+        assert_eq!(refusal(&r).1, "role", "{}", r.1);
+        let r = post(&fx.app, &fx.nurse, &admin, &kit).await?;
+        assert_eq!(r.0, 201, "{}", r.1);
+        fx.ok(&fx.nurse, &id, json!({"kind": "device_given", "at": ago(t0, 145)})).await?;
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "device_given", "at": ago(t0, 143)})).await?;
+        assert_eq!((r.0, refusal(&r).2.as_str()), (422, "device_times"), "5 minutes between devices: {}", r.1);
+        fx.ok(&fx.nurse, &id, json!({"kind": "device_given", "at": ago(t0, 140)})).await?;
+        let v = fx.show(&id).await?;
+        assert_eq!(v["state"], "monitoring", "{v}");
+        assert_eq!(v["minutes_since_dose"], 145);
+        // The 40-minute BP was due at t0-105 and is overdue: the checks say so.
+        let checks = v["checks"].as_array().unwrap();
+        let bp40 = checks.iter().find(|c| c["kind"] == "blood_pressure" && c["status"] != "done").unwrap();
+        assert!(bp40["status"] == "overdue" || bp40["status"] == "missed", "{bp40}");
+        let (s, r) = post(&fx.app, &fx.therapist, &scores, &json!({"moaas": 4, "recorded_at": ago(t0, 130), "at": ago(t0, 130)})).await?;
+        assert_eq!(s, 201, "{r}");
+        // A rise of +42 systolic at 40 minutes raises MON-03, which must be acknowledged.
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &json!({"systolic": 172, "diastolic": 92, "recorded_at": ago(t0, 105), "at": ago(t0, 105)})).await?;
+        assert_eq!(s, 201, "{r}");
+        let alert = r["alerts"].as_array().unwrap().iter().find(|a| a["alert"]["rule"] == "MON-03").cloned().expect("MON-03");
+        let v = fx.show(&id).await?;
+        assert_eq!(v["unacknowledged_alerts"].as_array().unwrap().len(), 1);
+        fx.ok(&fx.prescriber, &id, json!({"kind": "alert_acknowledged", "alert_id": alert["id"], "note": "Rechecking", "at": ago(t0, 104)})).await?;
+        // Recovery: scores back to baseline, BP settled, the discharge check.
+        fx.ok(&fx.therapist, &id, json!({"kind": "experience_ended", "at": ago(t0, 60)})).await?;
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals,
+            &json!({"systolic": 125, "diastolic": 80, "heart_rate": 70, "spo2": 98, "resp_rate": 14, "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
+        assert_eq!(s, 201, "{r}");
+        let (s, r) = post(&fx.app, &fx.therapist, &scores, &json!({"moaas": 5, "cadss23": 2, "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
+        assert_eq!(s, 201, "{r}");
+        // Without the escort at handoff, discharge is refused naming DC-08.
+        let assessment = |escort: bool, minutes: i64| json!({"kind": "discharge_assessment", "at": ago(t0, minutes),
+            "ready_to_leave": true, "on_room_air": true, "escort_present": escort, "cssrs_at_discharge": "low",
+            "recovery": {"oriented": true, "can_talk": true, "sits_up_and_walks_steadily_unaided": true,
+                "nausea_controlled": true, "adequately_hydrated": true}});
+        fx.ok(&fx.nurse, &id, assessment(false, 5)).await?;
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 4)})).await?;
+        assert_eq!((r.0, refusal(&r).1.as_str()), (422, "DC-08"), "{}", r.1);
+        fx.ok(&fx.nurse, &id, assessment(true, 3)).await?;
+        let r = fx.event(&fx.therapist, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
+        assert_eq!(refusal(&r).1, "role", "a therapist does not sign the discharge: {}", r.1);
+        fx.ok(&fx.nurse, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
+        let v = fx.show(&id).await?;
+        assert_eq!(v["state"], "discharged", "{v}");
+        // Every step is in the append-only log and the audit trail; the log cannot be changed.
+        let n = fx.app.count("session_events").await?;
+        assert!(n >= 20, "{n}");
+        assert!(fx.app.count("audit_events WHERE action = 'session.record'").await? >= n);
+        assert!(fx.app.raw_sql("DELETE FROM session_events").await.is_err(), "append-only");
+        assert!(fx.app.raw_sql("UPDATE session_events SET kind = 'x'").await.is_err(), "append-only");
+        fx.app.stop().await
+    }
+
+    async fn the_hard_stops_refuse_dosing_and_name_their_rule(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        let t0 = Timestamp::now();
+        // GATE-06: alcohol in the last 12 h holds the session; only a prescriber releases it.
+        fx.ok(&fx.nurse, &id, check_in(t0, 60, true)).await?;
+        let v = fx.show(&id).await?;
+        assert!(blockers(&v).contains(&"GATE-06".to_owned()), "{v}");
+        let vitals = format!("/api/v1/sessions/{id}/vitals");
+        // Pre-dose 182/96: MON-02 / GATE-05 hold as well.
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals,
+            &json!({"systolic": 182, "diastolic": 96, "heart_rate": 80, "spo2": 97, "recorded_at": ago(t0, 55), "at": ago(t0, 55)})).await?;
+        assert_eq!(s, 201, "{r}");
+        let v = fx.show(&id).await?;
+        assert!(blockers(&v).contains(&"GATE-05".to_owned()) || v["state"] == "held", "{v}");
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "cleared_for_dosing", "at": ago(t0, 50)})).await?;
+        assert_eq!(r.0, 422, "{}", r.1);
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "hold_released", "reason": "Seen", "at": ago(t0, 49)})).await?;
+        assert_eq!(refusal(&r).1, "role", "{}", r.1);
+        // Bad event JSON names the field.
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "checked_in", "escort": {"name": "X"}})).await?;
+        assert!((400..500).contains(&r.0) && !refusal(&r).2.is_empty(), "{}", r.1);
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "teleported"})).await?;
+        assert_eq!(r.0, 400);
+        // A time ahead of the clock is refused.
+        let later = (Timestamp::now() + SignedDuration::from_mins(30)).to_string();
+        let r = fx.event(&fx.therapist, &id, json!({"kind": "progress_note", "text": "Calm", "at": later})).await?;
+        assert_eq!(r.0, 422, "{}", r.1);
+        // The front desk sees the floor, not the session's clinical record.
+        let (s, _) = get(&fx.app, &fx.front, &format!("/api/v1/sessions/{id}")).await?;
+        assert_eq!(s, 403);
+        let (s, _) = get(&fx.app, &fx.app.token("admin@demo.kapstone.test").await?, &format!("/api/v1/sessions/{id}")).await?;
+        assert_eq!(s, 403);
+        fx.app.stop().await
+    }
+
+    async fn the_floor_board_shows_each_chair_with_its_session(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        let t0 = Timestamp::now();
+        fx.ok(&fx.nurse, &id, check_in(t0, 30, false)).await?;
+        let (s, board) = get(&fx.app, &fx.front, "/api/v1/floor").await?;
+        assert_eq!(s, 200, "{board}");
+        assert_eq!(board["location"], "Harbour Light — Main clinic");
+        let chairs = board["chairs"].as_array().unwrap();
+        assert!(chairs.len() >= 3, "{board}");
+        let counter = board["counter"].as_i64().unwrap();
+        // The session shows up only on its day; this one is booked ahead, so today's board lists
+        // what is booked today (the demo's day) and the counter moves with every change.
+        fx.ok(&fx.therapist, &id, json!({"kind": "progress_note", "text": "Arrived early", "at": ago(t0, 1)})).await?;
+        let (_, board) = get(&fx.app, &fx.front, "/api/v1/floor").await?;
+        assert!(board["counter"].as_i64().unwrap() > counter);
+        let (s, r) = get(&fx.app, &fx.front, "/api/v1/floor?location=nowhere").await?;
+        assert_eq!(refusal(&(s, r)), (422, "invalid".into(), "location".into()));
+        let (s, _) = get(&fx.app, &fx.app.token("patient3@demo.kapstone.test").await?, "/api/v1/floor").await?;
+        assert_eq!(s, 403);
+        fx.app.stop().await
+    }
+}

@@ -1,0 +1,301 @@
+//! Dosing sessions over the JSON API: open one for a dosing appointment, read it (state, what
+//! blocks the next step, the timed checks), record vitals, scores, the dose order, the
+//! administration and any other step; a refused step returns 422 naming the rule.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use kapstone_domain::FieldError;
+use kapstone_domain::UtcTs;
+use kapstone_domain::dose::DoseRequest;
+use kapstone_domain::monitoring::{Cadss, Cadss6, Cadss23, Measurement, Moaas, Reading};
+use kapstone_domain::session::{Administration, SessionEvent};
+use kapstone_domain::vitals::{BloodPressure, DiastolicBp, HeartRate, RespRate, Spo2, SystolicBp};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::app::sessions::{self as app, Input};
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn session_id(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(FieldError::new(field, message))
+}
+
+/// `POST /api/v1/appointments/{id}/session`: opens (or returns) the appointment's session.
+pub async fn open(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let appointment = session_id(&id)?;
+    let (id, created) = app::open(&state, &user, appointment).await?;
+    let loaded = app::load(&state, &user, id).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(app::to_json(&loaded)?)))
+}
+
+/// `GET /api/v1/sessions/{id}`.
+pub async fn show(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let loaded = app::load(&state, &user, session_id(&id)?).await?;
+    Ok(Json(app::to_json(&loaded)?))
+}
+
+async fn recorded(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    inputs: Vec<Input>,
+    at: Option<UtcTs>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut alerts = Vec::new();
+    let mut state_now = "";
+    for input in inputs {
+        let out = app::record(state, user, id, input, at).await?;
+        alerts.extend(out.new_alerts);
+        state_now = out.state;
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "state": state_now, "alerts": alerts }))))
+}
+
+fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, AppError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s
+            .parse::<jiff::Timestamp>()
+            .map(|t| Some(app::ts(t)))
+            .map_err(|_| invalid(field, "give a date and time with its UTC offset (RFC 3339)")),
+        Some(_) => Err(invalid(field, "give a date and time with its UTC offset (RFC 3339)")),
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/events`: any step, as the domain's event JSON (`{"kind": ...}`),
+/// with an optional `"at"`.
+pub async fn event(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(mut body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let at = parse_at(body.get("at"), "at")?;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("at");
+    }
+    let event: SessionEvent = serde_path_to_error::deserialize(&body).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::BadRequest {
+            field: Some(if path == "." { "kind".to_owned() } else { path }),
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    if matches!(event, SessionEvent::DoseOrdered(_)) {
+        return Err(invalid("kind", "order a dose with POST /api/v1/sessions/{id}/dose-order").into());
+    }
+    recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitalsBody {
+    #[serde(default)]
+    systolic: Option<f64>,
+    #[serde(default)]
+    diastolic: Option<f64>,
+    #[serde(default)]
+    heart_rate: Option<f64>,
+    #[serde(default)]
+    spo2: Option<f64>,
+    #[serde(default)]
+    resp_rate: Option<f64>,
+    /// When the reading was taken (default: now).
+    #[serde(default)]
+    recorded_at: Option<Value>,
+    /// When it is entered in the session's log, for an entry made after the fact (e.g. from a
+    /// paper chart after an outage); default: now. The log is kept in time order.
+    #[serde(default)]
+    at: Option<Value>,
+}
+
+/// A whole number in range for a reading; the error names the field.
+fn whole(field: &'static str, v: f64) -> Result<u16, AppError> {
+    if v.fract() != 0.0 || !(0.0..=f64::from(u16::MAX)).contains(&v) {
+        return Err(invalid(field, "give a whole number"));
+    }
+    Ok(v as u16)
+}
+
+fn small(field: &'static str, v: f64) -> Result<u8, AppError> {
+    u8::try_from(whole(field, v)?).map_err(|_| invalid(field, "out of range; check the reading"))
+}
+
+/// The readings a vitals entry makes: BP (with HR and SpO2), and a respiratory reading for the
+/// rate (or for SpO2 taken without a BP).
+pub fn vitals_readings(b: &VitalsBody, taken_at: UtcTs) -> Result<Vec<Reading>, AppError> {
+    let vital = |field: &'static str| move |e: kapstone_domain::vitals::VitalError| invalid(field, e.message);
+    let heart_rate = b
+        .heart_rate
+        .map(|v| whole("heart_rate", v).and_then(|v| HeartRate::new(v).map_err(vital("heart_rate"))))
+        .transpose()?;
+    let spo2 = b.spo2.map(|v| small("spo2", v).and_then(|v| Spo2::new(v).map_err(vital("spo2")))).transpose()?;
+    let resp_rate = b
+        .resp_rate
+        .map(|v| small("resp_rate", v).and_then(|v| RespRate::new(v).map_err(vital("resp_rate"))))
+        .transpose()?;
+    let mut out = Vec::new();
+    match (b.systolic, b.diastolic) {
+        (Some(s), Some(d)) => {
+            let s = SystolicBp::new(whole("systolic", s)?).map_err(vital("systolic"))?;
+            let d = DiastolicBp::new(whole("diastolic", d)?).map_err(vital("diastolic"))?;
+            let bp = BloodPressure::new(s, d).map_err(vital("diastolic"))?;
+            out.push(Reading { taken_at, measurement: Measurement::BloodPressure { bp, heart_rate, spo2 } });
+            if resp_rate.is_some() {
+                out.push(Reading { taken_at, measurement: Measurement::Spo2Rr { spo2, resp_rate } });
+            }
+        }
+        (Some(_), None) => return Err(invalid("diastolic", "give both parts of the blood pressure")),
+        (None, Some(_)) => return Err(invalid("systolic", "give both parts of the blood pressure")),
+        (None, None) => {
+            if heart_rate.is_some() {
+                return Err(invalid("heart_rate", "record the heart rate with a blood pressure"));
+            }
+            if spo2.is_none() && resp_rate.is_none() {
+                return Err(invalid("systolic", "give at least one reading"));
+            }
+            out.push(Reading { taken_at, measurement: Measurement::Spo2Rr { spo2, resp_rate } });
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/sessions/{id}/vitals`: 201 with the alerts raised; impossible values are 422
+/// naming the field.
+pub async fn vitals(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<VitalsBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let taken_at = parse_at(b.recorded_at.as_ref(), "recorded_at")?.unwrap_or_else(UtcTs::now);
+    let at = parse_at(b.at.as_ref(), "at")?;
+    let readings = vitals_readings(&b, taken_at)?;
+    let inputs = readings.into_iter().map(|r| Input::Event(SessionEvent::Reading(r))).collect();
+    recorded(&state, &user, session_id(&id)?, inputs, at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoresBody {
+    #[serde(default)]
+    moaas: Option<f64>,
+    #[serde(default)]
+    cadss23: Option<f64>,
+    #[serde(default)]
+    cadss6: Option<f64>,
+    #[serde(default)]
+    recorded_at: Option<Value>,
+    #[serde(default)]
+    at: Option<Value>,
+}
+
+/// `POST /api/v1/sessions/{id}/scores`: MOAA/S and CADSS (23-item or CADSS-6 total).
+pub async fn scores(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ScoresBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let taken_at = parse_at(b.recorded_at.as_ref(), "recorded_at")?.unwrap_or_else(UtcTs::now);
+    let mut inputs = Vec::new();
+    let reading = |measurement| Input::Event(SessionEvent::Reading(Reading { taken_at, measurement }));
+    if let Some(v) = b.moaas {
+        let score = Moaas::new(small("moaas", v)?).map_err(|e| invalid("moaas", e.to_string()))?;
+        inputs.push(reading(Measurement::Moaas { score }));
+    }
+    match (b.cadss23, b.cadss6) {
+        (Some(_), Some(_)) => {
+            return Err(invalid("cadss6", "give the 23-item total or the CADSS-6 total, not both").into());
+        }
+        (Some(v), None) => {
+            let score = Cadss23::new(small("cadss23", v)?).map_err(|e| invalid("cadss23", e.to_string()))?;
+            inputs.push(reading(Measurement::Cadss { score: Cadss::Cadss23(score) }));
+        }
+        (None, Some(v)) => {
+            let score = Cadss6::new(small("cadss6", v)?).map_err(|e| invalid("cadss6", e.to_string()))?;
+            inputs.push(reading(Measurement::Cadss { score: Cadss::Cadss6(score) }));
+        }
+        (None, None) => {}
+    }
+    if inputs.is_empty() {
+        return Err(invalid("moaas", "give a MOAA/S or a CADSS score").into());
+    }
+    let at = parse_at(b.at.as_ref(), "at")?;
+    recorded(&state, &user, session_id(&id)?, inputs, at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    request: DoseRequest,
+    #[serde(default)]
+    override_reason: Option<String>,
+    #[serde(default)]
+    at: Option<Value>,
+}
+
+/// `POST /api/v1/sessions/{id}/dose-order`: the prescriber's order, computed by the domain from
+/// the record; a block is refused, an override needs the reason.
+pub async fn order(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<OrderBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let at = parse_at(b.at.as_ref(), "at")?;
+    let input = Input::DoseOrder { request: b.request, override_reason: b.override_reason };
+    recorded(&state, &user, session_id(&id)?, vec![input], at).await
+}
+
+/// `POST /api/v1/sessions/{id}/administrations`: administration starts (product, NDC, lot,
+/// expiry, dose, route); 422 names the gate or limit that refuses it.
+pub async fn administration(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let at = parse_at(b.get("at"), "at")?;
+    let mut body = b;
+    if let Some(o) = body.as_object_mut() {
+        o.remove("at");
+    }
+    let administration: Administration = serde_path_to_error::deserialize(&body).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::BadRequest { field: Some(path), message: e.into_inner().to_string() }
+    })?;
+    let input = Input::Event(SessionEvent::AdministrationStarted(administration));
+    recorded(&state, &user, session_id(&id)?, vec![input], at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorQuery {
+    #[serde(default)]
+    location: Option<String>,
+}
+
+/// `GET /api/v1/floor?location=`: the floor board's data.
+pub async fn floor(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<FloorQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
+    let board = crate::app::floor::board(&state, &user, q.location.as_deref()).await?;
+    Ok(Json(serde_json::to_value(board).map_err(|e| AppError::Internal(e.into()))?))
+}

@@ -1,0 +1,326 @@
+//! Dosing sessions: the shell around the domain's event-sourced state machine. A request loads
+//! the session's events, the protocol version it runs under and the facts from the rest of the
+//! record (consent, decision, REMS, C-SSRS, weight), asks the domain whether the new event may be
+//! recorded, and appends it in the same transaction as the audit event. The domain, not the page,
+//! enforces every hard stop.
+
+use jiff::Timestamp;
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::decision::{Route, SpravatoIndication};
+use kapstone_domain::dose::DoseRequest;
+use kapstone_domain::instruments::cssrs::Risk;
+use kapstone_domain::patient::SexAtBirth;
+use kapstone_domain::protocol::Protocol;
+use kapstone_domain::scheduling::AppointmentKind;
+use kapstone_domain::session::{
+    self, Actor, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Session, SessionEvent,
+};
+use kapstone_domain::{ClinicId, PatientId, UtcTs};
+use kapstone_store::dosing::{self as store, SessionRow};
+use uuid::Uuid;
+
+use super::scheduling::{from_jiff, zones};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn refused(r: Refusal) -> AppError {
+    AppError::Refused { code: r.code, field: r.field, message: r.message }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("stored {what} is invalid: {e}"))
+}
+
+/// A session with everything needed to decide and to show it.
+pub struct Loaded {
+    pub row: SessionRow,
+    pub protocol: Protocol,
+    pub events: Vec<Recorded>,
+    pub gates: GateFacts,
+    pub now: UtcTs,
+}
+
+impl Loaded {
+    pub fn ctx(&self) -> Context<'_> {
+        Context { protocol: &self.protocol, gates: self.gates.clone(), now: self.now }
+    }
+
+    pub fn session(&self) -> Session {
+        session::replay(&self.ctx(), &self.events)
+    }
+}
+
+/// Opens the session of a dosing appointment (idempotent: the existing one is returned). The
+/// protocol in force for the appointment type's route is pinned to the session.
+pub async fn open(state: &AppState, user: &CurrentUser, appointment: Uuid) -> Result<(Uuid, bool), AppError> {
+    if let Some(s) = store::session_of_appointment(&state.db, user.clinic, appointment).await? {
+        return Ok((s.id, false));
+    }
+    let a = kapstone_store::scheduling::appointment(&state.db, user.clinic, appointment)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let types = super::scheduling::types(state, user).await?;
+    let kind = types.iter().find(|(id, _, _)| *id == a.type_id).map(|(_, t, _)| t.clone()).ok_or(AppError::NotFound)?;
+    let route = match (kind.kind, kind.route) {
+        (AppointmentKind::Dosing, Some(r)) => r,
+        _ => {
+            return Err(AppError::Invalid(kapstone_domain::FieldError::new(
+                "appointment_id",
+                "only a dosing appointment has a dosing session",
+            )));
+        }
+    };
+    if a.status != "booked" && a.status != "completed" {
+        return Err(AppError::Invalid(kapstone_domain::FieldError::new(
+            "appointment_id",
+            format!("this appointment is {}", a.status.replace('_', " ")),
+        )));
+    }
+    let set = super::protocols::current(state, user.clinic).await?;
+    let protocol = set.get(route);
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_session(
+        &mut tx,
+        &store::NewSession {
+            clinic: user.clinic,
+            appointment,
+            patient: PatientId::from_uuid(a.patient_id),
+            location: a.location_id,
+            room: a.room_id,
+            protocol_id: &protocol.id,
+            protocol_version: &protocol.version,
+            state: "scheduled",
+            by: user.id,
+        },
+    )
+    .await?;
+    let mut e = user.event(AuditAction::SessionOpened, "dosing_session", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(a.patient_id));
+    e.reason = Some(format!("{}@{}", protocol.id, protocol.version));
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok((id, true))
+}
+
+fn parse_events(rows: &[store::EventRow]) -> Result<Vec<Recorded>, AppError> {
+    rows.iter().map(|r| serde_json::from_str(&r.payload).map_err(|e| corrupt("session event", e))).collect()
+}
+
+/// The facts from the rest of the record that the session's gates read.
+async fn gate_facts(
+    state: &AppState,
+    user: &CurrentUser,
+    row: &SessionRow,
+    route: Route,
+) -> Result<GateFacts, AppError> {
+    let patient = PatientId::from_uuid(row.patient_id);
+    let p = kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
+    let tz = zones(state, user.clinic).await?.of(row.location_id).clone();
+    let today = Timestamp::now().to_zoned(tz).date();
+    let readiness = super::scheduling::readiness(state, user, patient).await?;
+    let valid_now = |until: Option<Timestamp>| until.is_some_and(|u| u > Timestamp::now());
+    let spravato = route == Route::SpravatoIntranasal;
+    let decision = kapstone_store::eligibility::decisions(&state.db, patient).await?.into_iter().next();
+    let spravato_indication = decision
+        .as_ref()
+        .and_then(|d| d.spravato_indication.as_deref())
+        .and_then(|s| serde_json::from_value::<SpravatoIndication>(serde_json::Value::String(s.to_owned())).ok());
+    // GATE-01: the latest C-SSRS screener on the record.
+    let cssrs_risk = kapstone_store::questionnaires::recent_responses(&state.db, patient, 50)
+        .await?
+        .into_iter()
+        .find(|r| r.instrument == "cssrs_screener")
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.result).ok())
+        .and_then(|v| serde_json::from_value::<Risk>(v["risk"].clone()).ok());
+    // The weight and height of the latest consultation, as measured then.
+    let consultation = kapstone_store::eligibility::latest_consultation(&state.db, patient).await?;
+    let (recorded_weight, height_cm) = match &consultation {
+        Some(c) => {
+            let body: serde_json::Value = serde_json::from_str(&c.body).map_err(|e| corrupt("consultation", e))?;
+            let weight =
+                body["vitals"]["weight_kg"].as_f64().map(|kg| MeasuredWeight { kg, measured_at: c.recorded_at.0 });
+            (weight, body["vitals"]["height_cm"].as_f64())
+        }
+        None => (None, None),
+    };
+    Ok(GateFacts {
+        consent_valid: valid_now(readiness.consent_valid_until)
+            && (!spravato || valid_now(readiness.rems_acknowledgement_valid_until)),
+        decision_allows_route: readiness.allowed_routes.as_ref().is_some_and(|r| r.contains(&route))
+            && !readiness.decision_outdated,
+        rems_enrolled: readiness.rems_enrolled,
+        setting_rems_certified: store::rems_certified(&state.db, row.location_id).await?,
+        cssrs_risk,
+        spravato_indication,
+        previous_spravato_doses_mg: previous_spravato_doses(state, user.clinic, patient, row.id).await?,
+        age_years: u8::try_from(age_on(p.birth_date, today)).ok(),
+        recorded_weight,
+        height_cm,
+        sex_at_birth: SexAtBirth::parse(&p.sex_at_birth).ok(),
+        clinic_date: today,
+    })
+}
+
+fn age_on(birth: time::Date, today: jiff::civil::Date) -> i32 {
+    let (y, m, d) = (i32::from(today.year()), i32::from(today.month()), i32::from(today.day()));
+    let before_birthday = (m, d) < (i32::from(u8::from(birth.month())), i32::from(birth.day()));
+    y - birth.year() - i32::from(before_birthday)
+}
+
+/// Doses given in the patient's earlier Spravato sessions (TV-SPR-2: none means day 1).
+async fn previous_spravato_doses(
+    state: &AppState,
+    clinic: ClinicId,
+    patient: PatientId,
+    this: Uuid,
+) -> Result<Vec<u16>, AppError> {
+    let mut out = Vec::new();
+    let mut earlier: Vec<SessionRow> = store::sessions_of_patient(&state.db, clinic, patient)
+        .await?
+        .into_iter()
+        .filter(|s| s.id != this && s.protocol_id == "spravato-intranasal")
+        .collect();
+    earlier.sort_by_key(|s| s.created_at.0);
+    for s in earlier {
+        for e in parse_events(&store::events(&state.db, s.id).await?)? {
+            if let SessionEvent::AdministrationStarted(a) = &e.event {
+                out.push(a.dose_mg.round().clamp(0.0, f64::from(u16::MAX)) as u16);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a session for a clinician (audited as a read of patient data).
+pub async fn load(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Loaded, AppError> {
+    let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let loaded = load_row(state, user, row).await?;
+    let mut e = user.event(AuditAction::SessionViewed, "dosing_session", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(loaded.row.patient_id));
+    state.read_audit.record(e).await?;
+    Ok(loaded)
+}
+
+/// Loads a session without auditing it (the caller audits the list it is part of).
+pub async fn load_row(state: &AppState, user: &CurrentUser, row: SessionRow) -> Result<Loaded, AppError> {
+    let protocol = super::protocols::version(state, user.clinic, &row.protocol_id, &row.protocol_version).await?;
+    let gates = gate_facts(state, user, &row, protocol.route).await?;
+    let events = parse_events(&store::events(&state.db, row.id).await?)?;
+    Ok(Loaded { row, protocol, events, gates, now: UtcTs::now() })
+}
+
+/// The session as the API returns it.
+pub fn to_json(l: &Loaded) -> Result<serde_json::Value, AppError> {
+    let ctx = l.ctx();
+    let s = l.session();
+    let view = s.view(&ctx);
+    let checks: Vec<serde_json::Value> = view
+        .checks
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "kind": c.check.kind,
+                "due_at": c.check.due_at,
+                "status": c.status,
+                "reason": c.check.reason,
+            })
+        })
+        .collect();
+    let mut v = serde_json::to_value(&view).map_err(|e| AppError::Internal(e.into()))?;
+    v["checks"] = serde_json::Value::Array(checks);
+    v["id"] = serde_json::json!(l.row.id);
+    v["appointment_id"] = serde_json::json!(l.row.appointment_id);
+    v["patient_id"] = serde_json::json!(l.row.patient_id);
+    v["location_id"] = serde_json::json!(l.row.location_id);
+    v["room_id"] = serde_json::json!(l.row.room_id);
+    v["protocol"] =
+        serde_json::json!({"id": l.protocol.id, "version": l.protocol.version, "route": l.protocol.route.as_str()});
+    v["gates"] = serde_json::to_value(&l.gates).map_err(|e| AppError::Internal(e.into()))?;
+    Ok(v)
+}
+
+/// What recording an event did: the alerts it raised.
+pub struct RecordedOutcome {
+    pub new_alerts: Vec<RaisedAlert>,
+    pub state: &'static str,
+}
+
+/// What the client asks to record: an event as sent, or a dose order the domain computes.
+pub enum Input {
+    Event(SessionEvent),
+    DoseOrder { request: DoseRequest, override_reason: Option<String> },
+}
+
+/// Records one event: the domain decides, then the event, the projection and the audit event
+/// are written together. `at` defaults to now; the domain refuses a time ahead of the clock.
+pub async fn record(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    input: Input,
+    at: Option<UtcTs>,
+) -> Result<RecordedOutcome, AppError> {
+    let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let protocol = super::protocols::version(state, user.clinic, &row.protocol_id, &row.protocol_version).await?;
+    let gates = gate_facts(state, user, &row, protocol.route).await?;
+    let now = UtcTs::now();
+    let at = at.unwrap_or(now);
+    let mut tx = state.db.begin().await?;
+    store::lock_session(&mut tx, id).await?;
+    let events = parse_events(&store::events_in(&mut tx, id).await?)?;
+    let ctx = Context { protocol: &protocol, gates, now };
+    let before = session::replay(&ctx, &events);
+    // A dose order is computed by the domain from the record, whatever the client sent.
+    let event = match input {
+        Input::DoseOrder { request, override_reason } => {
+            session::order_dose(&before, &ctx, at, request, override_reason).map_err(refused)?
+        }
+        Input::Event(e) => e,
+    };
+    let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
+    session::decide(&before, &ctx, &recorded).map_err(refused)?;
+    let known = before.alerts().len();
+    let after = session::apply(before, &ctx, &recorded);
+    let new_alerts: Vec<RaisedAlert> = after.alerts().iter().skip(known).cloned().collect();
+    let state_now = after.state_now(&ctx).as_str();
+    let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
+    let seq = i32::try_from(events.len()).map_err(|e| AppError::Internal(e.into()))?;
+    store::append_event(
+        &mut tx,
+        &store::NewEvent {
+            clinic: user.clinic,
+            session: id,
+            seq,
+            kind: recorded.event.kind(),
+            payload: &payload,
+            by: user.id,
+            at: recorded.at,
+            state: state_now,
+            dose_started_at: after.dose_times().map(|d| d.started_at),
+        },
+    )
+    .await?;
+    let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(row.patient_id));
+    // Overrides are audited with the prescriber (the actor) and their reason.
+    e.reason = Some(match &recorded.event {
+        SessionEvent::DoseOrdered(o) => match &o.override_reason {
+            Some(r) => format!("dose_ordered (override: {r})"),
+            None => "dose_ordered".to_owned(),
+        },
+        SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
+        SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
+        other => other.kind().to_owned(),
+    });
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(RecordedOutcome { new_alerts, state: state_now })
+}
+
+pub fn ts(t: Timestamp) -> UtcTs {
+    from_jiff(t)
+}
