@@ -59,7 +59,7 @@ both_backends! {
         // Patient 2 has not signed the consent yet: every date is refused, naming the gate.
         let staff: Value = app.get_bearer(&nurse, "/api/v1/staff").await?.json().await?;
         let ids: Vec<&str> = staff["items"].as_array().unwrap().iter()
-            .filter(|u| u["role"] == "nurse" || u["role"] == "therapist").map(|u| u["id"].as_str().unwrap()).collect();
+            .filter(|u| u["role"] == "nurse" || u["name"] == "Alex Therapist, LMFT").map(|u| u["id"].as_str().unwrap()).collect();
         let rooms: Value = app.get_bearer(&nurse, "/api/v1/rooms").await?.json().await?;
         let room = rooms["items"][1]["id"].as_str().unwrap();
         let before = app.count("appointments").await?;

@@ -498,7 +498,8 @@ both_backends! {
         let staff = staff["items"].as_array().unwrap();
         let mut roles: Vec<&str> = staff.iter().map(|p| p["role"].as_str().unwrap()).collect();
         roles.sort_unstable();
-        assert_eq!(roles, ["frontdesk", "nurse", "prescriber", "therapist"], "no admin, no patients");
+        // The demo's second therapist covers the dosing floor.
+        assert_eq!(roles, ["frontdesk", "nurse", "prescriber", "therapist", "therapist"], "no admin, no patients");
         let prescriber = staff.iter().find(|p| p["role"] == "prescriber").unwrap();
         assert_eq!(prescriber["name"], "Dr. Riley Prescriber");
         let hours = prescriber["hours"].as_array().unwrap();
@@ -675,7 +676,11 @@ both_backends! {
         for r in results.iter().filter(|r| r.0 == 409) {
             assert_eq!(r.1["error"]["field"], "room_id", "the clash names the chair: {}", r.1);
         }
-        assert_eq!(fx.app.count(&format!("booking_claims WHERE resource = 'room:{chair}'")).await?, 6);
+        // On that day the chair holds the winner's six slots and nothing else (the demo's own
+        // sessions today are other days' claims).
+        let s0 = instant(&start).unix_timestamp() / 300;
+        let that_day = format!("booking_claims WHERE resource = 'room:{chair}' AND slot >= {} AND slot < {}", s0 - 120, s0 + 168);
+        assert_eq!(fx.app.count(&that_day).await?, 6);
         assert_eq!(claims_of(&fx.app, &str_of(&winner["id"])).await?, 12, "chair and patient, six slots each");
         let mut rows = 0;
         for p in &patients {
@@ -718,7 +723,11 @@ both_backends! {
         for r in results.iter().filter(|r| r.0 == 409) {
             assert_eq!(r.1["error"]["field"], "room_id", "the clash names the chair: {}", r.1);
         }
-        assert_eq!(fx.app.count(&format!("booking_claims WHERE resource = 'room:{chair}'")).await?, 6);
+        // On that day the chair holds the winner's six slots and nothing else (the demo's own
+        // sessions today are other days' claims).
+        let s0 = instant(&start).unix_timestamp() / 300;
+        let that_day = format!("booking_claims WHERE resource = 'room:{chair}' AND slot >= {} AND slot < {}", s0 - 120, s0 + 168);
+        assert_eq!(fx.app.count(&that_day).await?, 6);
         assert_eq!(claims_of(&fx.app, &str_of(&winner["id"])).await?, 12);
         let mut rows = 0;
         for p in &patients {

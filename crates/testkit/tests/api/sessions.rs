@@ -182,6 +182,9 @@ both_backends! {
         fx.ok(&fx.nurse, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
         let v = fx.show(&id).await?;
         assert_eq!(v["state"], "discharged", "{v}");
+        // The discharge completed the appointment: the course counts the session as done.
+        let (_, courses) = get(&fx.app, &fx.nurse, &format!("/api/v1/patients/{}/courses", v["patient_id"].as_str().unwrap())).await?;
+        assert_eq!(courses["items"][0]["dosing_done"], 1, "{courses}");
         // Every step is in the append-only log and the audit trail; the log cannot be changed.
         let n = fx.app.count("session_events").await?;
         assert!(n >= 20, "{n}");
@@ -237,6 +240,19 @@ both_backends! {
         assert_eq!(board["location"], "Harbour Light — Main clinic");
         let chairs = board["chairs"].as_array().unwrap();
         assert!(chairs.len() >= 3, "{board}");
+        // The demo's day in progress: a lozenge session in monitoring with its alert acknowledged and
+        // a check overdue, an IM session checked in, a lozenge session in recovery.
+        let on_floor: Vec<&Value> = chairs.iter().flat_map(|c| c["sessions"].as_array().unwrap()).collect();
+        let state_of = |chair: &str| {
+            chairs.iter().find(|c| c["name"] == chair).and_then(|c| c["sessions"][0]["state"].as_str()).unwrap_or("").to_owned()
+        };
+        assert_eq!((state_of("Chair 1"), state_of("Chair 2"), state_of("Chair 3")),
+            ("monitoring".into(), "checked_in".into(), "recovery".into()), "{board}");
+        let chair1 = &chairs.iter().find(|c| c["name"] == "Chair 1").unwrap()["sessions"][0];
+        assert!(chair1["overdue_checks"].as_u64().unwrap() >= 1, "{chair1}");
+        assert_eq!(chair1["alerts"].as_array().map(Vec::len), Some(0), "the MON-03 alert was acknowledged");
+        assert!(chair1["minutes_since_dose"].as_i64().unwrap() >= 68);
+        assert!(on_floor.iter().all(|s| s["patient"].as_str().unwrap().len() <= 6), "initials only");
         let counter = board["counter"].as_i64().unwrap();
         // The session shows up only on its day; this one is booked ahead, so today's board lists
         // what is booked today (the demo's day) and the counter moves with every change.

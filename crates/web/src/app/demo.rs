@@ -114,15 +114,18 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
     }
     let clinic = create_clinic(&state.db, DEMO_CLINIC, DEMO_TIME_ZONE).await?;
     let mut accounts = Vec::new();
+    // A second therapist covers the dosing floor (every KAP session has its own therapist
+    // present throughout, KAP-SPEC 2.2); everyone else is one person per role.
     let staff = [
-        (Role::Admin, "Morgan Admin"),
-        (Role::Prescriber, "Dr. Riley Prescriber"),
-        (Role::Nurse, "Sam Nurse, RN"),
-        (Role::Therapist, "Alex Therapist, LMFT"),
-        (Role::Frontdesk, "Jordan Frontdesk"),
+        (Role::Admin, "admin", "Morgan Admin"),
+        (Role::Prescriber, "prescriber", "Dr. Riley Prescriber"),
+        (Role::Nurse, "nurse", "Sam Nurse, RN"),
+        (Role::Therapist, "therapist", "Alex Therapist, LMFT"),
+        (Role::Therapist, "therapist2", "Casey Therapist, LCSW"),
+        (Role::Frontdesk, "frontdesk", "Jordan Frontdesk"),
     ];
-    for (role, name) in staff {
-        let email = format!("{}@{DEMO_DOMAIN}", role.as_str());
+    for (role, local, name) in staff {
+        let email = format!("{local}@{DEMO_DOMAIN}");
         let input = NewAccountInput {
             email: email.clone(),
             name: name.into(),
@@ -149,8 +152,9 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
         accounts.push((email, Role::Patient));
     }
     seed_questionnaires(state).await?;
-    seed_pathway(state, clinic).await?;
+    let on_the_floor = seed_pathway(state, clinic).await?;
     seed_schedule(state).await?;
+    super::demo_floor::seed_floor(state, &on_the_floor).await?;
     Ok(DemoSeed { clinic, accounts })
 }
 
@@ -369,7 +373,9 @@ fn demo_consultation(male: bool) -> serde_json::Value {
 /// patient 3 in preparation (decision and consent signed); one awaiting the prescriber's
 /// decision; one excluded by ELIG-001 and signed not eligible; one on hold; one withdrawn; the
 /// rest newly referred.
-async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<(), AppError> {
+/// Returns the patients ready for today's dosing sessions on the floor (eligible for lozenges and
+/// IM ketamine, consent signed).
+async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<Vec<kapstone_domain::PatientId>, AppError> {
     use super::eligibility as elig;
     use serde_json::json;
     let prescriber_email = kapstone_domain::Email::parse(&format!("prescriber@{DEMO_DOMAIN}"))?;
@@ -505,7 +511,23 @@ async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<(), AppError
         )
         .await?;
     }
-    Ok(())
+    // On the floor today: eligible for lozenges and IM ketamine, consent signed on paper.
+    let mut ready = Vec::new();
+    for id in rest.take(3) {
+        consult(id, demo_consultation(male(id))).await?;
+        baseline(id).await?;
+        sign(id, json!({
+            "verdict": "eligible",
+            "routes": [{"route": "sublingual_lozenge", "course_template": "KAP-SL"},
+                       {"route": "intramuscular_racemic", "course_template": "KAP-IM"}],
+            "summary": "Recurrent MDD, two failed adequate trials; no exclusions. KAP with lozenges, IM as an alternative."
+        })).await?;
+        let row = patients.iter().find(|p| p.patient_id() == id).ok_or(AppError::NotFound)?;
+        let typed = format!("{} {}", row.given_name, row.family_name);
+        super::consents::record_paper(state, &nurse, id, "kap-general", &typed, &signed_on).await?;
+        ready.push(id);
+    }
+    Ok(ready)
 }
 
 /// Baseline questionnaires as the demo patients filled them in the portal: patient 1 answers
@@ -531,7 +553,7 @@ async fn seed_questionnaires(state: &AppState) -> Result<(), AppError> {
 }
 
 /// The seeded patient acting in the portal (no request, so no session or address).
-fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::guard::CurrentUser, AppError> {
+pub(super) fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::guard::CurrentUser, AppError> {
     Ok(crate::auth::guard::CurrentUser {
         id: row.user_id(),
         clinic: row.clinic(),

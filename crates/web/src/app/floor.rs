@@ -98,10 +98,19 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
                     && a.status != "rescheduled"
             })
             .collect();
+    let sessions = store::sessions_on_floor(&state.db, user.clinic, location, from_jiff(start), from_jiff(end)).await?;
+    // A session still open from before midnight stays on the board until it ends.
+    let mut appointments = appointments;
+    for s in &sessions {
+        if !appointments.iter().any(|a| a.id == s.appointment_id)
+            && let Some(a) = kapstone_store::scheduling::appointment(&state.db, user.clinic, s.appointment_id).await?
+        {
+            appointments.push(a);
+        }
+    }
     let ids: Vec<Uuid> = appointments.iter().map(|a| a.id).collect();
     let staff_of = kapstone_store::scheduling::staff_of(&state.db, &ids).await?;
     let people = kapstone_store::users::list(&state.db, user.clinic).await?;
-    let sessions = store::sessions_on_floor(&state.db, user.clinic, location, from_jiff(start), from_jiff(end)).await?;
     let rooms: Vec<_> = kapstone_store::scheduling::rooms(&state.db, user.clinic)
         .await?
         .into_iter()

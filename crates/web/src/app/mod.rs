@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod consents;
 pub mod courses;
 pub mod demo;
+pub mod demo_floor;
 pub mod eligibility;
 pub mod floor;
 pub mod invitations;

@@ -303,6 +303,11 @@ pub async fn record(
         },
     )
     .await?;
+    // The discharge completes the dosing appointment (a course counts it as done).
+    if matches!(recorded.event, SessionEvent::Discharged { .. }) {
+        kapstone_store::scheduling::change_status(&mut tx, user.clinic, row.appointment_id, "completed", None, user.id)
+            .await?;
+    }
     let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
     e.entity_id = Some(id.to_string());
     e.patient_id = Some(PatientId::from_uuid(row.patient_id));
