@@ -1451,4 +1451,35 @@ both_backends! {
         assert!(page.contains("Book the plan") && !page.contains("Start the course"));
         fx.app.stop().await
     }
+
+    async fn an_admin_sets_hours_at_two_locations_from_the_page(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let (s, east) =
+            post(app, &fx.admin, "/api/v1/locations", &json!({"name": "East office", "time_zone": "America/New_York"})).await?;
+        assert_eq!(s, 201);
+        let east = str_of(&east["id"]);
+        let (c, _) = app.browser_login(ADMIN, PASSWORD).await?;
+        let csrf = app.csrf_of(&c).await?;
+        let form = |mode: &str, location: &str, days: &[&str], start: &str| {
+            let mut f = vec![("csrf_token", csrf.clone()), ("user_id", fx.therapist.clone()), ("start", start.to_owned()),
+                ("end", "17:00".to_owned()), ("location_id", location.to_owned()), ("mode", mode.to_owned())];
+            f.extend(days.iter().map(|d| ("weekday", (*d).to_owned())));
+            f
+        };
+        let r = c.post(app.url("/admin/scheduling/hours")).form(&form("replace", &fx.location, &["1", "2"], "09:00")).send().await?;
+        assert!(r.status().is_success() || r.status().is_redirection());
+        let r = c.post(app.url("/admin/scheduling/hours")).form(&form("add", &east, &["3"], "10:00")).send().await?;
+        assert!(r.status().is_success() || r.status().is_redirection());
+        let (_, staff) = get(app, &fx.front, "/api/v1/staff").await?;
+        let me = staff["items"].as_array().unwrap().iter().find(|p| p["id"] == fx.therapist.as_str()).unwrap().clone();
+        let hours = me["hours"].as_array().unwrap();
+        let mut got: Vec<(i64, String, String)> = hours.iter()
+            .map(|h| (h["weekday"].as_i64().unwrap(), str_of(&h["start"]), str_of(&h["location_id"]))).collect();
+        got.sort();
+        assert_eq!(got, vec![(1, "09:00".into(), fx.location.clone()), (2, "09:00".into(), fx.location.clone()), (3, "10:00".into(), east.clone())]);
+        let page = c.get(app.url("/admin/scheduling")).send().await?.text().await?;
+        assert!(page.contains("Wed 10:00–17:00 at East office"), "the week names the location");
+        fx.app.stop().await
+    }
 }

@@ -105,8 +105,12 @@ async fn page(
                     .iter()
                     .filter(|h| h.user_id == u.id)
                     .map(|h| {
+                        let place = match locations.iter().find(|l| l.id == h.location_id) {
+                            Some(l) if locations.len() > 1 => format!(" at {}", l.name),
+                            _ => String::new(),
+                        };
                         format!(
-                            "{} {:02}:{:02}–{:02}:{:02}",
+                            "{} {:02}:{:02}–{:02}:{:02}{place}",
                             WEEKDAYS.get(usize::try_from(h.weekday - 1).unwrap_or(0)).copied().unwrap_or("?"),
                             h.start_minute / 60,
                             h.start_minute % 60,
@@ -243,10 +247,12 @@ pub async fn save_type(State(state): State<AppState>, user: CurrentUser, body: S
     done(&state, &user, "appointment type", r).await
 }
 
-/// `POST /admin/scheduling/hours`: the same hours on each ticked weekday.
+/// `POST /admin/scheduling/hours`: the same hours on each ticked weekday, at one location;
+/// either replacing the person's week or keeping their other days (someone who works Mondays at
+/// one location and Wednesdays at another).
 pub async fn set_hours(State(state): State<AppState>, user: CurrentUser, body: String) -> PageResult<Response> {
     let p = pairs(&body)?;
-    let rows: Vec<HoursInput> = p
+    let mut rows: Vec<HoursInput> = p
         .iter()
         .filter(|(k, _)| k == "weekday")
         .filter_map(|(_, v)| v.parse::<i32>().ok())
@@ -257,6 +263,22 @@ pub async fn set_hours(State(state): State<AppState>, user: CurrentUser, body: S
             location_id: Some(get(&p, "location_id").to_owned()).filter(|l| !l.is_empty()),
         })
         .collect();
+    if get(&p, "mode") == "add" {
+        let person: uuid::Uuid = get(&p, "user_id").parse().unwrap_or_default();
+        let hm = |m: i32| format!("{:02}:{:02}", m / 60, m % 60);
+        let kept: Vec<HoursInput> = store::hours(&state.db, user.clinic)
+            .await?
+            .into_iter()
+            .filter(|h| h.user_id == person && !rows.iter().any(|r| r.weekday == h.weekday))
+            .map(|h| HoursInput {
+                weekday: h.weekday,
+                start: hm(h.start_minute),
+                end: hm(h.end_minute),
+                location_id: Some(h.location_id.to_string()),
+            })
+            .collect();
+        rows.extend(kept);
+    }
     let r = app::set_hours(&state, &user, get(&p, "user_id"), &rows).await;
     done(&state, &user, "working hours", r).await
 }
