@@ -43,6 +43,7 @@
 //! - **After the end** (discharged, aborted) only documentation may be added: progress notes,
 //!   adverse events and their follow-up, late acknowledgements.
 
+pub mod advice;
 mod decide;
 mod event;
 pub mod gates;

@@ -239,6 +239,8 @@ pub fn to_json(l: &Loaded) -> Result<serde_json::Value, AppError> {
     v["protocol"] =
         serde_json::json!({"id": l.protocol.id, "version": l.protocol.version, "route": l.protocol.route.as_str()});
     v["gates"] = serde_json::to_value(&l.gates).map_err(|e| AppError::Internal(e.into()))?;
+    v["advisories"] =
+        serde_json::to_value(session::advice::advisories(&s, &ctx)).map_err(|e| AppError::Internal(e.into()))?;
     Ok(v)
 }
 
