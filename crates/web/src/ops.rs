@@ -23,3 +23,13 @@ const CSS: &str = include_str!("../static/app.css");
 pub async fn stylesheet() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS)
 }
+
+const FLOOR_JS: &str = include_str!("../static/floor.js");
+
+/// The floor board's script (the Content-Security-Policy allows only our own script files).
+pub async fn floor_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        FLOOR_JS,
+    )
+}

@@ -26,6 +26,7 @@ pub fn table() -> Vec<RouteDef> {
         // Operations and assets
         r(g.clone(), "/healthz", Public, get(ops::healthz)),
         r(g.clone(), "/static/app.css", Public, get(ops::stylesheet)),
+        r(g.clone(), "/static/floor.js", Public, get(ops::floor_script)),
         // Signing in and out
         r(g.clone(), "/login", Public, get(html::auth::login_page)),
         r(g.clone(), "/invite/{token}", Public, get(html::invite::show)),
@@ -206,6 +207,12 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/api/v1/sessions/{id}/dose-order", RunDosingSession, post(api::sessions::order)),
         r(p.clone(), "/api/v1/sessions/{id}/administrations", RunDosingSession, post(api::sessions::administration)),
         r(g.clone(), "/api/v1/floor", ReadFloor, get(api::sessions::floor)),
+        r(g.clone(), "/floor", ReadFloor, get(html::floor::show)),
+        r(g.clone(), "/floor/board", ReadFloor, get(html::floor::board)),
+        r(g.clone(), "/floor/events", ReadFloor, get(html::floor::events)),
+        r(p.clone(), "/schedule/appointments/{id}/session", RunDosingSession, post(html::session::open)),
+        r(g.clone(), "/sessions/{id}", RunDosingSession, get(html::session::show)),
+        r(p.clone(), "/sessions/{id}/record", RunDosingSession, post(html::session::record)),
         r(p.clone(), "/patients/{id}/courses", StartCourse, post(html::courses::start)),
         r(p.clone(), "/patients/{id}/courses/{course}/book", BookAppointments, post(html::courses::book)),
         r(g.clone(), "/api/v1/me/calendar-feed", ReadSchedule, get(api::scheduling::calendar_feed)),

@@ -83,6 +83,9 @@ pub struct AppState {
     pub read_audit: ReadAuditBatcher,
     /// Runs argon2 on one thread per CPU.
     pub passwords: crate::app::PasswordPool,
+    /// Turns true when the server starts to shut down: long-lived responses (the floor board's
+    /// event stream) end so the graceful shutdown does not wait for them.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -90,6 +93,12 @@ impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> Self {
         let read_audit = ReadAuditBatcher::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self { db, config: Arc::new(config), read_audit, passwords: crate::app::PasswordPool::new(cpus) }
+        Self {
+            db,
+            config: Arc::new(config),
+            read_audit,
+            passwords: crate::app::PasswordPool::new(cpus),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
     }
 }

@@ -17,5 +17,6 @@ mod portal_isolation;
 mod questionnaires;
 mod reminders;
 mod scheduling;
+mod session_pages;
 mod sessions;
 mod web_security;

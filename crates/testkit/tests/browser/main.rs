@@ -294,6 +294,90 @@ async fn a_prescriber_reviews_the_consultation_and_signs_eligibility() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_floor_board_updates_itself_when_a_session_changes() {
+    browser_test("the_floor_board_updates_itself_when_a_session_changes", async |c: &Client, app: &TestApp| {
+        // Demo patient 3's Spravato session, moved to today so the board lists it.
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let p3 = app.token("patient3@demo.kapstone.test").await?;
+        let me: serde_json::Value = app.get_bearer(&p3, "/api/v1/portal/me").await?.json().await?;
+        let now = jiff::Timestamp::now();
+        let to = now + jiff::SignedDuration::from_hours(24 * 30);
+        let list: serde_json::Value =
+            app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+        let a = list["items"]
+            .as_array()
+            .context("appointments")?
+            .iter()
+            .find(|a| a["patient_id"] == me["id"] && a["kind"] == "dosing" && a["status"] == "booked")
+            .context("a booked Spravato session for patient 3")?;
+        let appointment = uuid::Uuid::parse_str(a["id"].as_str().context("id")?)?;
+        let start = now - jiff::SignedDuration::from_mins(10);
+        let end = start + jiff::SignedDuration::from_mins(120);
+        app.raw_sql(&format!(
+            "UPDATE appointments SET start_at = {}, end_at = {} WHERE id = X'{}'",
+            start.as_microsecond(),
+            end.as_microsecond(),
+            appointment.simple()
+        ))
+        .await?;
+        let opened = app
+            .client()
+            .post(app.url(&format!("/api/v1/appointments/{appointment}/session")))
+            .bearer_auth(&nurse)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+        ensure!(opened.status() == 201, "opening the session: {}", opened.status());
+        let session: serde_json::Value = opened.json().await?;
+        let id = session["id"].as_str().context("session id")?.to_owned();
+
+        sign_in(c, app, "nurse@demo.kapstone.test", PASSWORD).await?;
+        wait_for_path(c, "/").await?;
+        click_nav(c, "Floor").await?;
+        wait_for_path(c, "/floor").await?;
+        let seat = Locator::Css("#floor-board .seat");
+        let text = c.wait().at_most(WAIT).for_element(seat).await?.text().await?;
+        ensure!(text.contains("Scheduled"), "before check-in: {text:?}");
+        // The script is connected to the event stream before anything changes.
+        wait_for("the live board", async || {
+            let live = c.find(Locator::Css("#floor-live")).await?.text().await?;
+            Ok(live.starts_with("Live").then_some(()))
+        })
+        .await?;
+
+        let r = app
+            .client()
+            .post(app.url(&format!("/api/v1/sessions/{id}/events")))
+            .bearer_auth(&nurse)
+            .json(&serde_json::json!({"kind": "checked_in",
+                "escort": {"name": "Sam Rivers", "phone": "+1 555 010 0199"},
+                "escort_confirmed_in_person": true,
+                "state_of_mind": {"mood": 6, "alcohol_or_substances_last_12h": false, "intoxication_signs": false},
+                "pregnancy": "not_applicable"}))
+            .send()
+            .await?;
+        ensure!(r.status() == 201, "check-in through the API: {}", r.status());
+        let changed = Instant::now();
+        loop {
+            let text = c.find(seat).await?.text().await?;
+            if text.contains("Checked in") {
+                break;
+            }
+            ensure!(changed.elapsed() < Duration::from_secs(2), "the board did not update within 2 s: {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ensure!(current_path(c).await? == "/floor", "no reload or navigation");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir)?;
+        save_screenshot(c, &dir.join("floor.png")).await?;
+        // Leave the page so the event stream closes before the server stops.
+        c.goto(&app.url("/account")).await?;
+        Ok(())
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page helpers
 // ---------------------------------------------------------------------------------------------

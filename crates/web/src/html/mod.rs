@@ -8,12 +8,14 @@ pub mod auth;
 pub mod consultation;
 pub mod courses;
 pub mod eligibility;
+pub mod floor;
 pub mod home;
 pub mod invite;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
 pub mod schedule;
+pub mod session;
 
 use askama::Template;
 use axum::http::{StatusCode, header};
@@ -34,6 +36,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/", "Today", Action::StaffHome),
     ("/patients", "Patients", Action::ListPatients),
     ("/schedule", "Schedule", Action::ReadSchedule),
+    ("/floor", "Floor", Action::ReadFloor),
     ("/protocols", "Protocols", Action::ReadReferenceContent),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),

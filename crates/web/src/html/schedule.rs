@@ -504,6 +504,8 @@ struct AppointmentPage {
     moves: Option<Vec<(String, String)>>,
     move_from: String,
     move_to: String,
+    /// A dosing appointment this user may run: `Some(existing session id or "")`.
+    session: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -580,6 +582,20 @@ async fn appointment_page(
     } else {
         None
     };
+    let dosing = types
+        .iter()
+        .find(|(t, _, _)| *t == a.type_id)
+        .is_some_and(|t| t.1.kind == kapstone_domain::scheduling::AppointmentKind::Dosing);
+    let session = if dosing && allows(Some(user.role), Action::RunDosingSession) {
+        let existing = kapstone_store::dosing::session_of_appointment(&state.db, user.clinic, a.id).await?;
+        match existing {
+            Some(s) => Some(s.id.to_string()),
+            None if a.status == "booked" => Some(String::new()),
+            None => None,
+        }
+    } else {
+        None
+    };
     render(&AppointmentPage {
         layout: Layout::for_user("Appointment", user, "/schedule"),
         id: a.id.to_string(),
@@ -603,6 +619,7 @@ async fn appointment_page(
         moves,
         move_from,
         move_to,
+        session,
     })
 }
 

@@ -1,0 +1,1133 @@
+//! The dosing session page: who is in the chair, what is due next and what blocks it, the timed
+//! checks, alerts waiting for an acknowledgement, the readings, the dose and the discharge
+//! criteria, and a small form for each step that makes sense now for the user's role. Every form
+//! posts to `/sessions/{id}/record` with a `step` field and works without JavaScript; the domain
+//! decides, and a refused step comes back (422) with the rule's code next to its form.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use kapstone_domain::adverse_event::BuiltinAe;
+use kapstone_domain::discharge::CriterionStatus;
+use kapstone_domain::identity::Role;
+use kapstone_domain::monitoring::{Cadss, Cadss23, CheckStatus, Measurement, Moaas, Reading};
+use kapstone_domain::protocol::DoseRule;
+use kapstone_domain::session::{SessionEvent, SessionState, Stamp};
+use kapstone_domain::{FieldError, PatientId, UtcTs};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Layout, PageResult, render, sentence};
+use crate::app::scheduling::{from_jiff, initials, to_jiff, zones};
+use crate::app::sessions::{self as app, Input, Loaded};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+// ---------------------------------------------------------------------------------------------
+// What the page shows
+// ---------------------------------------------------------------------------------------------
+
+pub struct Line {
+    pub label: String,
+    pub value: String,
+}
+
+pub struct BlockerLine {
+    pub code: &'static str,
+    pub message: String,
+    pub who: String,
+}
+
+pub struct CheckLine {
+    pub kind: &'static str,
+    pub due: String,
+    /// `upcoming`, `due`, `overdue`, `missed`, `done` (a CSS class too).
+    pub status: &'static str,
+    pub label: &'static str,
+}
+
+pub struct AlertLine {
+    pub id: u32,
+    pub rule: &'static str,
+    pub message: String,
+    pub raised: String,
+}
+
+pub struct ReadingLine {
+    pub at: String,
+    pub what: &'static str,
+    pub value: String,
+}
+
+pub struct CriterionLine {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub status: &'static str,
+    pub label: &'static str,
+    pub reason: String,
+}
+
+/// One input of a step's form.
+pub struct FieldView {
+    pub name: &'static str,
+    pub id: String,
+    pub label: String,
+    /// `text`, `number`, `time`, `date`, `tel`, `checkbox`, `checkboxes`, `select`, `radio`, `textarea`.
+    pub kind: &'static str,
+    pub inputmode: &'static str,
+    pub value: String,
+    /// (value, label) of a select, radio group or checkbox group; `chosen` lists the values picked.
+    pub options: Vec<(String, String)>,
+    pub chosen: Vec<String>,
+    pub required: bool,
+    pub invalid: bool,
+    pub hint: &'static str,
+}
+
+impl FieldView {
+    pub fn picked(&self, v: &str) -> bool {
+        self.chosen.iter().any(|c| c == v)
+    }
+}
+
+/// A refused step, shown next to its form.
+pub struct StepError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One step's form.
+pub struct FormView {
+    pub step: &'static str,
+    pub title: &'static str,
+    pub hint: String,
+    pub button: &'static str,
+    pub primary: bool,
+    pub fields: Vec<FieldView>,
+    pub error: Option<StepError>,
+}
+
+#[derive(Template)]
+#[template(path = "session.html")]
+struct SessionPage {
+    layout: Layout,
+    id: Uuid,
+    patient: String,
+    initials: String,
+    patient_id: Uuid,
+    protocol_title: String,
+    protocol_ref: String,
+    state: &'static str,
+    state_label: &'static str,
+    minutes_since_dose: Option<i64>,
+    zone: String,
+    blockers: Vec<BlockerLine>,
+    checks: Vec<CheckLine>,
+    alerts: Vec<AlertLine>,
+    can_acknowledge: bool,
+    readings: Vec<ReadingLine>,
+    record: Vec<Line>,
+    criteria: Vec<CriterionLine>,
+    discharge_ready: bool,
+    earliest_discharge: Option<String>,
+    notes: Vec<Line>,
+    forms: Vec<FormView>,
+    /// A refusal whose form is not on the page (shown at the top instead).
+    error: Option<(String, StepError)>,
+    notice: Option<String>,
+}
+
+/// The form values sent with a refused step, to show them again.
+struct Sent<'a> {
+    step: &'a str,
+    pairs: &'a [(String, String)],
+    field: Option<String>,
+}
+
+impl Sent<'_> {
+    fn value(&self, step: &str, name: &str) -> Option<String> {
+        (self.step == step).then(|| get(self.pairs, name))
+    }
+    fn values(&self, step: &str, name: &str) -> Option<Vec<String>> {
+        (self.step == step).then(|| self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect())
+    }
+}
+
+fn hm(t: UtcTs, tz: &TimeZone) -> String {
+    let z = to_jiff(t).to_zoned(tz.clone());
+    format!("{:02}:{:02}", z.hour(), z.minute())
+}
+
+fn roles(rs: &[Role]) -> String {
+    if rs.is_empty() {
+        return "time (no one)".into();
+    }
+    rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" or ")
+}
+
+fn stamp(s: &Stamp, tz: &TimeZone) -> String {
+    format!("{} by {}", hm(s.at, tz), s.by.role.label())
+}
+
+fn mg(v: f64) -> String {
+    let r = (v * 100.0).round() / 100.0;
+    if r.fract() == 0.0 { format!("{r:.0}") } else { format!("{r}") }
+}
+
+fn check_status(s: CheckStatus) -> (&'static str, &'static str) {
+    match s {
+        CheckStatus::Upcoming => ("upcoming", "Upcoming"),
+        CheckStatus::Due => ("due", "Due now"),
+        CheckStatus::Overdue => ("overdue", "OVERDUE"),
+        CheckStatus::Missed => ("missed", "Missed"),
+        CheckStatus::Done => ("done", "Done"),
+    }
+}
+
+fn reading_line(r: &Reading, tz: &TimeZone) -> ReadingLine {
+    let (what, value) = match &r.measurement {
+        Measurement::BloodPressure { bp, heart_rate, spo2 } => {
+            let mut v = bp.to_string();
+            if let Some(h) = heart_rate {
+                v.push_str(&format!(", HR {h}"));
+            }
+            if let Some(s) = spo2 {
+                v.push_str(&format!(", SpO2 {s}"));
+            }
+            ("Blood pressure", v)
+        }
+        Measurement::Spo2Rr { spo2, resp_rate } => {
+            let mut parts = Vec::new();
+            if let Some(s) = spo2 {
+                parts.push(format!("SpO2 {s}"));
+            }
+            if let Some(r) = resp_rate {
+                parts.push(format!("RR {r}"));
+            }
+            ("SpO2 / respiratory rate", parts.join(", "))
+        }
+        Measurement::Moaas { score } => ("Sedation", format!("{score}: {}", score.description())),
+        Measurement::Cadss { score } => ("Dissociation", score.to_string()),
+    };
+    ReadingLine { at: hm(r.taken_at, tz), what, value }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forms
+// ---------------------------------------------------------------------------------------------
+
+struct Fb<'a> {
+    step: &'static str,
+    sent: &'a Sent<'a>,
+    fields: Vec<FieldView>,
+}
+
+impl<'a> Fb<'a> {
+    fn new(step: &'static str, sent: &'a Sent<'a>) -> Self {
+        Self { step, sent, fields: Vec::new() }
+    }
+
+    fn add(mut self, name: &'static str, label: &str, kind: &'static str, default: &str) -> Self {
+        let value = self.sent.value(self.step, name).unwrap_or_else(|| default.to_owned());
+        let invalid = self.sent.step == self.step && self.sent.field.as_deref() == Some(name);
+        let inputmode = match kind {
+            "number" => "numeric",
+            "decimal" => "decimal",
+            _ => "",
+        };
+        let kind = if kind == "decimal" { "text" } else { kind };
+        self.fields.push(FieldView {
+            name,
+            id: format!("{}-{}", self.step, name.replace('_', "-")),
+            label: label.to_owned(),
+            kind,
+            inputmode,
+            value,
+            options: Vec::new(),
+            chosen: Vec::new(),
+            required: false,
+            invalid,
+            hint: "",
+        });
+        self
+    }
+
+    fn required(mut self) -> Self {
+        if let Some(f) = self.fields.last_mut() {
+            f.required = true;
+        }
+        self
+    }
+
+    fn hint(mut self, hint: &'static str) -> Self {
+        if let Some(f) = self.fields.last_mut() {
+            f.hint = hint;
+        }
+        self
+    }
+
+    fn choice(
+        self,
+        name: &'static str,
+        label: &str,
+        kind: &'static str,
+        options: Vec<(String, String)>,
+        default: &str,
+    ) -> Self {
+        let chosen = self.sent.values(self.step, name).unwrap_or_else(|| vec![default.to_owned()]);
+        let mut s = self.add(name, label, kind, default);
+        if let Some(f) = s.fields.last_mut() {
+            f.options = options;
+            f.chosen = chosen;
+        }
+        s
+    }
+
+    fn form(self, title: &'static str, button: &'static str, primary: bool, hint: impl Into<String>) -> FormView {
+        FormView { step: self.step, title, hint: hint.into(), button, primary, fields: self.fields, error: None }
+    }
+}
+
+fn opts(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(v, l)| ((*v).to_owned(), (*l).to_owned())).collect()
+}
+
+fn yes_no() -> Vec<(String, String)> {
+    opts(&[("no", "No"), ("yes", "Yes")])
+}
+
+/// The forms that make sense now for this user (the domain still decides each step).
+fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<FormView> {
+    let ctx = l.ctx();
+    let s = l.session();
+    let st = s.state_now(&ctx);
+    let role = user.role;
+    let prescriber = role == Role::Prescriber;
+    let clinical = matches!(role, Role::Nurse | Role::Prescriber);
+    let any = clinical || role == Role::Therapist;
+    let done = st.is_final();
+    let blocked: Vec<&str> = s.blocked_by(&ctx).iter().map(|b| b.code).collect();
+    let mut out = Vec::new();
+    let now_hm = hm(UtcTs::now(), tz);
+
+    if any && st == SessionState::Scheduled {
+        out.push(
+            Fb::new("check_in", sent)
+                .add("escort_name", "Escort's name", "text", "")
+                .required()
+                .add("escort_phone", "Escort's phone", "tel", "")
+                .required()
+                .add("escort_relationship", "Relationship", "text", "")
+                .choice(
+                    "escort_confirmed_in_person",
+                    "Escort seen in person at drop-off",
+                    "select",
+                    opts(&[("yes", "Yes, seen in person"), ("no", "No, confirm later")]),
+                    "yes",
+                )
+                .add("mood", "Mood (0–10, or in words)", "text", "")
+                .required()
+                .add("sleep_hours", "Hours of sleep last night", "decimal", "")
+                .add("last_food_at", "Last food (time)", "time", "")
+                .add("last_fluid_at", "Last fluid (time)", "time", "")
+                .choice("alcohol", "Alcohol or other substances in the last 12 h", "radio", yes_no(), "no")
+                .choice("intoxication", "Signs of intoxication", "radio", yes_no(), "no")
+                .add("medication_changes", "Medication changes since the last session", "text", "")
+                .choice(
+                    "pregnancy",
+                    "Pregnancy",
+                    "select",
+                    opts(&[
+                        ("not_applicable", "Not applicable"),
+                        ("negative_test", "Negative test today"),
+                        ("positive", "Positive"),
+                        ("declined", "Test declined"),
+                    ]),
+                    "not_applicable",
+                )
+                .add("weight_kg", "Weight today (kg)", "decimal", "")
+                .hint("Needed for a weight-based dose")
+                .form("Check in", "Check in", true, "Arrival: escort, state of mind, pregnancy and weight."),
+        );
+    }
+    if !done
+        && let Some(c) = s.check_in()
+        && !c.details.escort_confirmed_in_person
+        && s.escort_confirmation().is_none()
+    {
+        out.push(
+            Fb::new("escort", sent)
+                .choice(
+                    "how",
+                    "How the escort was confirmed",
+                    "radio",
+                    opts(&[("by_phone", "By phone"), ("in_person", "In person")]),
+                    "by_phone",
+                )
+                .form(
+                    "Confirm the escort",
+                    "Confirm the escort",
+                    true,
+                    format!("{} · {}", c.details.escort.name, c.details.escort.phone),
+                ),
+        );
+    }
+    if prescriber && blocked.contains(&"MON-01") {
+        out.push(Fb::new("bp_confirm", sent).add("reason", "Reason", "text", "").required().form(
+            "Confirm dosing with a raised pre-dose BP (MON-01)",
+            "Confirm",
+            true,
+            "",
+        ));
+    }
+    if prescriber && st == SessionState::Held {
+        out.push(Fb::new("release", sent).add("reason", "Reason for going on", "text", "").required().form(
+            "Release the hold",
+            "Release the hold",
+            true,
+            "The prescriber's decision, with the reason.",
+        ));
+    }
+    if prescriber && matches!(st, SessionState::CheckedIn | SessionState::ClearedForDosing) {
+        let mut b = Fb::new("order", sent);
+        let hint = match &l.protocol.dose {
+            DoseRule::MgPerKg(r) => {
+                let stocks = l
+                    .protocol
+                    .stock
+                    .liquid_mg_per_ml()
+                    .iter()
+                    .map(|m| (mg(*m), format!("{} mg/mL", mg(*m))))
+                    .collect::<Vec<_>>();
+                let first = stocks.first().map(|s| s.0.clone()).unwrap_or_default();
+                b = b
+                    .add("dose_mg_per_kg", "Dose (mg/kg)", "decimal", &mg(r.default_mg_per_kg))
+                    .choice("stock_mg_per_ml", "Stock", "select", stocks, &first)
+                    .choice("diluted", "100 mg/mL diluted with an equal volume (IV)", "radio", yes_no(), "no")
+                    .add("infusion_minutes", "Infusion time (min, IV)", "decimal", "")
+                    .add("bag_ml", "Bag volume (mL, IV)", "decimal", "");
+                format!(
+                    "Weight-based: the weight on the record is used. Above {} mg/kg needs a reason.",
+                    mg(r.override_above_mg_per_kg)
+                )
+            }
+            DoseRule::Devices(r) => {
+                let doses: Vec<(String, String)> =
+                    r.allowed_doses_mg.iter().map(|d| (d.to_string(), format!("{d} mg"))).collect();
+                let first = doses.first().map(|d| d.0.clone()).unwrap_or_default();
+                b = b.choice("dose_mg", "Dose", "radio", doses, &first);
+                "Spravato: the first session and the indication limit the dose (TV-SPR-2).".to_owned()
+            }
+            DoseRule::FixedMgRange(r) => {
+                let tablets = l.protocol.stock.tablet_strengths_mg();
+                b = b.add("dose_mg", "Dose (mg)", "decimal", "").required();
+                if !tablets.is_empty() {
+                    let t: Vec<(String, String)> = tablets.iter().map(|m| (mg(*m), format!("{} mg", mg(*m)))).collect();
+                    let first = t.first().map(|x| x.0.clone()).unwrap_or_default();
+                    b = b.choice("tablet_mg", "Tablet strength", "select", t, &first);
+                }
+                format!("{}–{} mg.", mg(r.min_mg), mg(r.max_mg))
+            }
+            DoseRule::Applications(_) => {
+                b = b.add("dose_mg", "Dose (mg)", "decimal", "").required();
+                String::new()
+            }
+        };
+        out.push(b.add("override_reason", "Override reason (only above the protocol's limit)", "text", "").form(
+            "Order the dose",
+            "Order the dose",
+            true,
+            hint,
+        ));
+    }
+    let before_dose = matches!(st, SessionState::CheckedIn | SessionState::ClearedForDosing);
+    if clinical && before_dose && s.ordered().is_some() && s.verified().is_none() {
+        out.push(Fb::new("verify", sent).form(
+            "Second check of the dose",
+            "The dose is checked",
+            true,
+            "A second clinician checks the ordered dose.",
+        ));
+    }
+    if clinical && st == SessionState::CheckedIn {
+        out.push(Fb::new("clear", sent).form(
+            "Clear for dosing",
+            "Clear for dosing",
+            true,
+            "The pre-dose gate: consent, decision, REMS, C-SSRS, escort, vitals and the order.",
+        ));
+    }
+    if clinical && st == SessionState::ClearedForDosing {
+        let stock = &l.protocol.stock;
+        let (product, ndc) = if let Some(k) = stock.device_kits.first() {
+            (k.product.clone(), k.ndc.clone())
+        } else if let Some(v) = stock.vials.first() {
+            (v.product.clone(), v.ndc.clone().unwrap_or_default())
+        } else if let Some(t) = stock.tablets.first() {
+            (t.product.clone(), String::new())
+        } else {
+            (stock.nasal_solutions.first().map(|n| n.product.clone()).unwrap_or_default(), String::new())
+        };
+        let dose = s.ordered().map(|o| mg(o.calculation.dose_mg)).unwrap_or_default();
+        out.push(
+            Fb::new("administer", sent)
+                .add("product", "Product", "text", &product)
+                .required()
+                .add("ndc", "NDC", "text", &ndc)
+                .add("lot", "Lot", "text", "")
+                .required()
+                .add("expiry", "Expiry", "date", "")
+                .required()
+                .add("dose_mg", "Dose given (mg)", "decimal", &dose)
+                .required()
+                .add(
+                    "route_snomed",
+                    &format!("Route (SNOMED CT; {})", l.protocol.route_code.display),
+                    "text",
+                    &l.protocol.route_code.code,
+                )
+                .required()
+                .form("Start the administration", "Start the administration", true, ""),
+        );
+    }
+    let device_route = matches!(l.protocol.dose, DoseRule::Devices(_) | DoseRule::Applications(_));
+    if clinical && st == SessionState::Dosing && device_route {
+        out.push(Fb::new("device", sent).form(
+            "Give a device",
+            "Device given now",
+            true,
+            format!("{} given so far.", s.devices().len()),
+        ));
+    }
+    if clinical && st == SessionState::Dosing {
+        out.push(
+            Fb::new("end_administration", sent)
+                .add("reason", "Reason (only when a device dose ends early)", "text", "")
+                .form("End the administration", "End the administration", !device_route, ""),
+        );
+    }
+    if !done && st != SessionState::Scheduled {
+        if clinical {
+            out.push(
+                Fb::new("vitals", sent)
+                    .add("systolic", "Systolic (mmHg)", "number", "")
+                    .add("diastolic", "Diastolic (mmHg)", "number", "")
+                    .add("heart_rate", "Heart rate (/min)", "number", "")
+                    .add("spo2", "SpO2 (%)", "number", "")
+                    .add("resp_rate", "Respiratory rate (/min)", "number", "")
+                    .form("Record vitals", "Save vitals", false, format!("Taken now ({now_hm}).")),
+            );
+        }
+        if any {
+            let moaas: Vec<(String, String)> = (0..=Moaas::MAX)
+                .rev()
+                .filter_map(|v| Moaas::new(v).ok())
+                .map(|m| (m.value().to_string(), format!("{} — {}", m.value(), m.description())))
+                .collect();
+            out.push(
+                Fb::new("scores", sent)
+                    .choice("moaas", "MOAA/S (sedation)", "radio", moaas, "")
+                    .add("cadss23", "CADSS total (0–92)", "number", "")
+                    .form("Sedation and dissociation", "Save scores", false, ""),
+            );
+        }
+    }
+    if any && st == SessionState::Monitoring {
+        out.push(Fb::new("end_experience", sent).form(
+            "The experience is over",
+            "Start recovery",
+            true,
+            "Recovery and grounding begin; the discharge criteria then apply.",
+        ));
+    }
+    if clinical && matches!(st, SessionState::Recovery | SessionState::ReadyForDischarge) {
+        let mut b = Fb::new("assessment", sent);
+        for (name, label) in [
+            ("ready_to_leave", "Clinically stable and ready to leave (DC-02)"),
+            ("oriented", "Oriented (DC-07)"),
+            ("can_talk", "Can talk (DC-07)"),
+            ("walks", "Sits up and walks steadily unaided (DC-07)"),
+            ("nausea_controlled", "Nausea controlled (DC-07)"),
+            ("hydrated", "Adequately hydrated (DC-07)"),
+            ("on_room_air", "On room air (DC-06)"),
+            ("escort_present", "Escort physically here (DC-08)"),
+        ] {
+            b = b.choice(name, label, "radio", yes_no(), "yes");
+        }
+        b = b.choice(
+            "cssrs_at_discharge",
+            "C-SSRS screener at discharge (DC-09)",
+            "select",
+            opts(&[("", "Not done"), ("none", "No risk"), ("low", "Low"), ("moderate", "Moderate"), ("high", "High")]),
+            "",
+        );
+        out.push(b.form("Discharge assessment", "Save the assessment", true, ""));
+        out.push(
+            Fb::new("discharge", sent)
+                .choice("instructions_given", "Hand-out given", "radio", opts(&[("yes", "Yes"), ("no", "No")]), "yes")
+                .form("Discharge", "Discharge the patient", st == SessionState::ReadyForDischarge, ""),
+        );
+    }
+    if any && matches!(st, SessionState::CheckedIn | SessionState::ClearedForDosing) {
+        out.push(
+            Fb::new("hold", sent)
+                .choice(
+                    "rule",
+                    "Why",
+                    "select",
+                    opts(&[
+                        ("clinical", "Clinical judgement"),
+                        ("GATE-05", "Pre-dose blood pressure (GATE-05)"),
+                        ("GATE-06", "Alcohol, substances or intoxication (GATE-06)"),
+                    ]),
+                    "clinical",
+                )
+                .add("reason", "Reason", "text", "")
+                .required()
+                .form("Hold dosing", "Place a hold", false, "Only a prescriber releases a hold."),
+        );
+    }
+    if any && st != SessionState::Scheduled {
+        let codes: Vec<(String, String)> =
+            BuiltinAe::all().map(|b| (b.code().to_owned(), b.display_name().to_owned())).collect();
+        out.push(
+            Fb::new("adverse_event", sent)
+                .choice("code", "Event", "select", codes, "")
+                .add("onset", "Onset (time)", "time", &now_hm)
+                .required()
+                .choice(
+                    "severity",
+                    "Severity",
+                    "radio",
+                    opts(&[("mild", "Mild"), ("moderate", "Moderate"), ("severe", "Severe")]),
+                    "mild",
+                )
+                .choice(
+                    "seriousness",
+                    "Serious because (leave empty if not serious)",
+                    "checkboxes",
+                    opts(&[
+                        ("death", "Death"),
+                        ("life_threatening", "Life-threatening"),
+                        ("hospitalization", "Hospitalization"),
+                        ("disability", "Disability"),
+                        ("other_medically_important", "Other medically important"),
+                    ]),
+                    "",
+                )
+                .choice(
+                    "actions",
+                    "Action taken",
+                    "checkboxes",
+                    opts(&[
+                        ("none_required", "None required"),
+                        ("increased_monitoring", "Increased monitoring"),
+                        ("infusion_paused", "Infusion paused"),
+                        ("dosing_stopped", "Dosing stopped"),
+                        ("airway_support_or_oxygen", "Airway support or oxygen"),
+                        ("medication_given", "Medication given"),
+                        ("emergency_services_called", "Emergency services called"),
+                        ("transferred_to_hospital", "Transferred to hospital"),
+                        ("other", "Other"),
+                    ]),
+                    "",
+                )
+                .add("action_details", "Details of the action", "text", "")
+                .choice(
+                    "outcome",
+                    "Outcome",
+                    "select",
+                    opts(&[
+                        ("resolving", "Resolving"),
+                        ("resolved", "Resolved"),
+                        ("resolved_with_sequelae", "Resolved with sequelae"),
+                        ("not_resolved", "Not resolved"),
+                        ("fatal", "Fatal"),
+                        ("unknown", "Unknown"),
+                    ]),
+                    "resolving",
+                )
+                .form("Record an adverse event", "Record the adverse event", false, ""),
+        );
+    }
+    if any {
+        out.push(Fb::new("note", sent).add("text", "Note", "textarea", "").required().form(
+            "Progress note",
+            "Save the note",
+            false,
+            "",
+        ));
+    }
+    if clinical && !done {
+        out.push(Fb::new("abort", sent).add("reason", "Reason", "text", "").required().form(
+            "End the session without (further) dosing",
+            "Abort the session",
+            false,
+            "Final: it cannot be undone.",
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page
+// ---------------------------------------------------------------------------------------------
+
+#[derive(serde::Deserialize, Default)]
+pub struct ShowQuery {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    sent: &Sent<'_>,
+    refusal: Option<&AppError>,
+    notice: Option<String>,
+) -> PageResult<Html<String>> {
+    let l = app::load(state, user, id).await?;
+    let tz = zones(state, user.clinic).await?.of(l.row.location_id).clone();
+    let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(l.row.patient_id))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let ctx = l.ctx();
+    let s = l.session();
+    let view = s.view(&ctx);
+    let mut forms = forms(&l, user, &tz, sent);
+    let mut error = None;
+    if let Some(e) = refusal {
+        let se = StepError { code: e.code().to_owned(), message: sentence(&e.public_message("")) };
+        match forms.iter_mut().find(|f| f.step == sent.step) {
+            Some(f) => f.error = Some(se),
+            None => error = Some((sent.step.replace('_', " "), se)),
+        }
+    }
+    let mut record = Vec::new();
+    let mut line = |label: &str, value: String| record.push(Line { label: label.to_owned(), value });
+    if let Some(c) = s.check_in() {
+        let e = &c.details.escort;
+        let confirmed = if c.details.escort_confirmed_in_person {
+            "seen in person".to_owned()
+        } else if let Some(x) = s.escort_confirmation() {
+            format!(
+                "confirmed {} at {}",
+                if x.how == kapstone_domain::session::EscortConfirmation::InPerson { "in person" } else { "by phone" },
+                hm(x.stamp.at, &tz)
+            )
+        } else {
+            "NOT YET CONFIRMED".to_owned()
+        };
+        line("Checked in", stamp(&c.stamp, &tz));
+        line(
+            "Escort",
+            format!(
+                "{}{} · {} · {confirmed}",
+                e.name,
+                e.relationship.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                e.phone
+            ),
+        );
+        if let Some(w) = c.details.weight {
+            line("Weight", format!("{} kg", mg(w.kg)));
+        }
+    }
+    for h in s.holds() {
+        let released = match &h.released {
+            Some(r) => format!("; released {} by {}: {}", hm(r.at, &tz), r.by.role.label(), r.reason),
+            None => "; ACTIVE".into(),
+        };
+        line("Hold", format!("{}: {} ({}){released}", h.rule.code(), h.reason, stamp(&h.placed, &tz)));
+    }
+    for c in s.bp_confirmations() {
+        line("Pre-dose BP confirmed (MON-01)", format!("{} ({})", c.reason, stamp(&c.stamp, &tz)));
+    }
+    if let Some(o) = s.ordered() {
+        let c = &o.calculation;
+        let mut v = format!("{} mg", mg(c.dose_mg));
+        if let Some(k) = c.dose_mg_per_kg {
+            v.push_str(&format!(" ({} mg/kg", mg(k)));
+            if let Some(w) = c.dosing_weight_kg {
+                v.push_str(&format!(" × {} kg", mg(w)));
+            }
+            v.push(')');
+        }
+        if let Some(ml) = c.volume_ml {
+            v.push_str(&format!(", {} mL", mg(ml)));
+        }
+        if let Some(m) = c.infusion_minutes {
+            v.push_str(&format!(" over {} min", mg(m)));
+        }
+        if let Some(r) = &o.override_reason {
+            v.push_str(&format!("; override: {r}"));
+        }
+        line("Dose ordered", format!("{v} ({})", stamp(&o.stamp, &tz)));
+    }
+    if let Some(v) = s.verified() {
+        line("Dose checked", stamp(v, &tz));
+    }
+    if let Some(c) = s.cleared() {
+        line("Cleared for dosing", stamp(c, &tz));
+    }
+    if let Some(a) = s.administration() {
+        let d = &a.details;
+        line(
+            "Administration",
+            format!(
+                "{}{} · lot {} · expiry {} · {} mg · route {} · started {}{}",
+                d.product,
+                d.ndc.as_deref().map(|n| format!(" (NDC {n})")).unwrap_or_default(),
+                d.lot,
+                d.expiry,
+                mg(d.dose_mg),
+                d.route_snomed,
+                hm(a.started_at, &tz),
+                a.ended_at.map(|e| format!(", ended {}", hm(e, &tz))).unwrap_or_default()
+            ),
+        );
+        if let Some(r) = &a.end_reason {
+            line("Ended early because", r.clone());
+        }
+    }
+    if !s.devices().is_empty() {
+        line("Devices", s.devices().iter().map(|t| hm(*t, &tz)).collect::<Vec<_>>().join(", "));
+    }
+    for ae in s.adverse_events() {
+        let v = serde_json::to_value(ae).unwrap_or(Value::Null);
+        let code = v["code"].as_str().unwrap_or_default();
+        let name = BuiltinAe::parse(code).map_or_else(|| code.to_owned(), |b| b.display_name().to_owned());
+        line(
+            "Adverse event",
+            format!(
+                "{name}: {}, {}",
+                v["severity"].as_str().unwrap_or_default(),
+                v["outcome"].as_str().unwrap_or_default().replace('_', " ")
+            ),
+        );
+    }
+    if let Some(e) = s.experience_ended() {
+        line("Experience over", stamp(e, &tz));
+    }
+    if let Some(a) = s.discharge_assessment() {
+        line("Discharge assessment", stamp(&a.stamp, &tz));
+    }
+    if let Some(d) = s.discharged() {
+        line("Discharged", stamp(d, &tz));
+    }
+    if let Some(a) = s.aborted() {
+        line("Aborted", format!("{} ({})", a.reason, stamp(&a.stamp, &tz)));
+    }
+    let mut readings: Vec<ReadingLine> = {
+        let mut rs: Vec<&Reading> = s.readings().iter().collect();
+        rs.sort_by_key(|r| std::cmp::Reverse(r.taken_at));
+        rs.into_iter().map(|r| reading_line(r, &tz)).collect()
+    };
+    readings.truncate(60);
+    let (criteria, discharge_ready, earliest_discharge) = match &view.discharge {
+        Some(d) => (
+            d.criteria
+                .iter()
+                .map(|c| {
+                    let (status, label) = match c.status {
+                        CriterionStatus::Met => ("met", "Met"),
+                        CriterionStatus::Unmet => ("unmet", "Not met"),
+                        CriterionStatus::NotYetRecorded => ("missing", "Not recorded"),
+                    };
+                    CriterionLine { id: c.id, title: c.title, status, label, reason: c.reason.clone() }
+                })
+                .collect(),
+            d.ready,
+            d.earliest_at.map(|t| hm(t, &tz)),
+        ),
+        None => (Vec::new(), false, None),
+    };
+    render(&SessionPage {
+        layout: Layout::for_user(&format!("Session {}", initials(&p.given_name, &p.family_name)), user, "/floor"),
+        id,
+        patient: format!("{} {}", p.given_name, p.family_name),
+        initials: initials(&p.given_name, &p.family_name),
+        patient_id: l.row.patient_id,
+        protocol_title: l.protocol.title.clone(),
+        protocol_ref: format!("{} version {}", l.protocol.id, l.protocol.version),
+        state: view.state.as_str(),
+        state_label: view.state.label(),
+        minutes_since_dose: view.minutes_since_dose,
+        zone: tz.iana_name().unwrap_or("UTC").to_owned(),
+        blockers: view
+            .blocked_by
+            .iter()
+            .map(|b| BlockerLine { code: b.code, message: b.message.clone(), who: roles(&b.unblocked_by) })
+            .collect(),
+        checks: view
+            .checks
+            .iter()
+            .map(|c| {
+                let (status, label) = check_status(c.status);
+                CheckLine { kind: c.check.kind.label(), due: hm(c.check.due_at, &tz), status, label }
+            })
+            .collect(),
+        alerts: view
+            .unacknowledged_alerts
+            .iter()
+            .map(|a| AlertLine {
+                id: a.id,
+                rule: a.alert.rule,
+                message: a.alert.message.clone(),
+                raised: hm(a.raised_at, &tz),
+            })
+            .collect(),
+        can_acknowledge: matches!(user.role, Role::Nurse | Role::Prescriber),
+        readings,
+        record,
+        criteria,
+        discharge_ready,
+        earliest_discharge,
+        notes: s.notes().iter().map(|n| Line { label: stamp(&n.stamp, &tz), value: n.text.clone() }).collect(),
+        forms,
+        error,
+        notice,
+    })
+}
+
+/// `GET /sessions/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> PageResult<Html<String>> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let notice = q.saved.filter(|s| !s.is_empty()).map(|s| format!("Saved: {}.", s.replace('_', " ")));
+    let sent = Sent { step: "", pairs: &[], field: None };
+    page(&state, &user, id, &sent, None, notice).await
+}
+
+/// `POST /schedule/appointments/{id}/session`: opens the appointment's dosing session (or finds
+/// it) and goes there.
+pub async fn open(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> PageResult<Response> {
+    let appointment: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let (id, _) = app::open(&state, &user, appointment).await?;
+    Ok(Redirect::to(&format!("/sessions/{id}")).into_response())
+}
+
+/// `POST /sessions/{id}/record`: one step, named by the `step` field.
+pub async fn record(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: String,
+) -> PageResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body)
+        .map_err(|_| AppError::BadRequest { field: None, message: "the form could not be read".into() })?;
+    let step = get(&pairs, "step");
+    match run(&state, &user, id, &step, &pairs).await {
+        Ok(()) => Ok(Redirect::to(&format!("/sessions/{id}?saved={step}")).into_response()),
+        Err(e @ (AppError::Invalid(_) | AppError::Refused { .. } | AppError::BadRequest { .. })) => {
+            let field = e.field().map(|f| f.replace("state_of_mind.", "").replace('.', "_"));
+            let sent = Sent { step: &step, pairs: &pairs, field };
+            let page = page(&state, &user, id, &sent, Some(&e), None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// From a form to the domain's events
+// ---------------------------------------------------------------------------------------------
+
+fn get(pairs: &[(String, String)], k: &str) -> String {
+    pairs.iter().find(|(n, _)| n == k).map_or_else(String::new, |(_, v)| v.trim().to_owned())
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(FieldError::new(field, message))
+}
+
+fn opt_text(pairs: &[(String, String)], k: &str) -> Value {
+    let v = get(pairs, k);
+    if v.is_empty() { Value::Null } else { Value::String(v) }
+}
+
+fn number(pairs: &[(String, String)], k: &'static str) -> Result<Option<f64>, AppError> {
+    let v = get(pairs, k).replace(',', ".");
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<f64>().ok().filter(|f| f.is_finite()).map(Some).ok_or_else(|| invalid(k, "give a number"))
+}
+
+fn yes(pairs: &[(String, String)], k: &str) -> bool {
+    matches!(get(pairs, k).as_str(), "yes" | "on" | "true")
+}
+
+/// A local "HH:MM" of today (or yesterday, when that time has not come yet today).
+fn local_time(pairs: &[(String, String)], k: &'static str, tz: &TimeZone) -> Result<Option<UtcTs>, AppError> {
+    let raw = get(pairs, k);
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let t: jiff::civil::Time = raw.parse().map_err(|_| invalid(k, "give a time as HH:MM"))?;
+    let now = Timestamp::now();
+    let today = now.to_zoned(tz.clone()).date();
+    let at = |d: jiff::civil::Date| d.to_datetime(t).to_zoned(tz.clone()).map(|z| z.timestamp());
+    let mut ts = at(today).map_err(|_| invalid(k, "give a time as HH:MM"))?;
+    if ts > now
+        && let Some(y) = today.yesterday().ok()
+    {
+        ts = at(y).map_err(|_| invalid(k, "give a time as HH:MM"))?;
+    }
+    Ok(Some(from_jiff(ts)))
+}
+
+fn event(v: Value) -> Result<Input, AppError> {
+    let e: SessionEvent = serde_path_to_error::deserialize(&v).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::BadRequest { field: (path != ".").then_some(path), message: e.into_inner().to_string() }
+    })?;
+    Ok(Input::Event(e))
+}
+
+fn ts(t: UtcTs) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &str) -> Result<Vec<Input>, AppError> {
+    let now = UtcTs::now();
+    let one = |v: Value| event(v).map(|e| vec![e]);
+    match step {
+        "check_in" => {
+            let mood = get(pairs, "mood");
+            let mood = match mood.parse::<u8>() {
+                Ok(n) => json!(n),
+                Err(_) if mood.is_empty() => return Err(invalid("mood", "give the mood from 0 to 10, or in words")),
+                Err(_) => json!(mood),
+            };
+            let weight = number(pairs, "weight_kg")?.map(|kg| json!({"kg": kg, "measured_at": ts(now)}));
+            one(json!({"kind": "checked_in",
+                "escort": {"name": get(pairs, "escort_name"), "phone": get(pairs, "escort_phone"),
+                    "relationship": opt_text(pairs, "escort_relationship")},
+                "escort_confirmed_in_person": yes(pairs, "escort_confirmed_in_person"),
+                "state_of_mind": {"mood": mood, "sleep_hours": number(pairs, "sleep_hours")?,
+                    "last_food_at": local_time(pairs, "last_food_at", tz)?.map(ts),
+                    "last_fluid_at": local_time(pairs, "last_fluid_at", tz)?.map(ts),
+                    "alcohol_or_substances_last_12h": yes(pairs, "alcohol"),
+                    "intoxication_signs": yes(pairs, "intoxication"),
+                    "medication_changes": opt_text(pairs, "medication_changes")},
+                "pregnancy": get(pairs, "pregnancy"),
+                "weight": weight}))
+        }
+        "escort" => one(json!({"kind": "escort_confirmed", "how": get(pairs, "how")})),
+        "vitals" => {
+            let mut body = serde_json::Map::new();
+            for k in ["systolic", "diastolic", "heart_rate", "spo2", "resp_rate"] {
+                if let Some(v) = number(pairs, k)? {
+                    body.insert(k.to_owned(), json!(v));
+                }
+            }
+            let body: crate::api::sessions::VitalsBody =
+                serde_json::from_value(Value::Object(body)).map_err(|e| AppError::Internal(e.into()))?;
+            let readings = crate::api::sessions::vitals_readings(&body, now)?;
+            Ok(readings.into_iter().map(|r| Input::Event(SessionEvent::Reading(r))).collect())
+        }
+        "scores" => {
+            let mut out = Vec::new();
+            let reading = |measurement| Input::Event(SessionEvent::Reading(Reading { taken_at: now, measurement }));
+            if let Some(v) = number(pairs, "moaas")? {
+                let score = u8::try_from(v as i64)
+                    .ok()
+                    .and_then(|v| Moaas::new(v).ok())
+                    .ok_or_else(|| invalid("moaas", "MOAA/S is 0 to 5"))?;
+                out.push(reading(Measurement::Moaas { score }));
+            }
+            if let Some(v) = number(pairs, "cadss23")? {
+                let score = u8::try_from(v as i64)
+                    .ok()
+                    .filter(|_| v.fract() == 0.0 && v >= 0.0)
+                    .and_then(|v| Cadss23::new(v).ok())
+                    .ok_or_else(|| invalid("cadss23", "the CADSS total is a whole number from 0 to 92"))?;
+                out.push(reading(Measurement::Cadss { score: Cadss::Cadss23(score) }));
+            }
+            if out.is_empty() {
+                return Err(invalid("moaas", "give a MOAA/S or a CADSS score"));
+            }
+            Ok(out)
+        }
+        "bp_confirm" => one(json!({"kind": "pre_dose_bp_confirmed", "reason": get(pairs, "reason")})),
+        "hold" => one(json!({"kind": "hold_placed", "rule": get(pairs, "rule"), "reason": get(pairs, "reason")})),
+        "release" => one(json!({"kind": "hold_released", "reason": get(pairs, "reason")})),
+        "order" => {
+            let request = json!({"protocol": protocol_id,
+                "dose_mg": number(pairs, "dose_mg")?, "dose_mg_per_kg": number(pairs, "dose_mg_per_kg")?,
+                "stock_mg_per_ml": number(pairs, "stock_mg_per_ml")?, "diluted_with_equal_volume": yes(pairs, "diluted"),
+                "infusion_minutes": number(pairs, "infusion_minutes")?, "bag_ml": number(pairs, "bag_ml")?,
+                "tablet_mg": number(pairs, "tablet_mg")?});
+            let request = serde_path_to_error::deserialize(&request).map_err(|e| AppError::BadRequest {
+                field: Some(e.path().to_string()),
+                message: e.into_inner().to_string(),
+            })?;
+            let reason = get(pairs, "override_reason");
+            Ok(vec![Input::DoseOrder { request, override_reason: Some(reason).filter(|r| !r.is_empty()) }])
+        }
+        "verify" => one(json!({"kind": "dose_verified"})),
+        "clear" => one(json!({"kind": "cleared_for_dosing"})),
+        "administer" => {
+            let dose = number(pairs, "dose_mg")?.ok_or_else(|| invalid("dose_mg", "give the dose given in mg"))?;
+            let expiry = get(pairs, "expiry");
+            if expiry.parse::<jiff::civil::Date>().is_err() {
+                return Err(invalid("expiry", "give the expiry date on the product"));
+            }
+            one(
+                json!({"kind": "administration_started", "product": get(pairs, "product"), "ndc": opt_text(pairs, "ndc"),
+                "lot": get(pairs, "lot"), "expiry": expiry, "dose_mg": dose, "route_snomed": get(pairs, "route_snomed")}),
+            )
+        }
+        "device" => one(json!({"kind": "device_given"})),
+        "end_administration" => one(json!({"kind": "administration_ended", "reason": opt_text(pairs, "reason")})),
+        "end_experience" => one(json!({"kind": "experience_ended"})),
+        "adverse_event" => {
+            let onset = local_time(pairs, "onset", tz)?.unwrap_or(now);
+            let many = |k: &str| -> Vec<String> {
+                pairs.iter().filter(|(n, v)| n == k && !v.is_empty()).map(|(_, v)| v.clone()).collect()
+            };
+            one(json!({"kind": "adverse_event_recorded", "code": get(pairs, "code"), "onset_at": ts(onset),
+                "severity": get(pairs, "severity"), "seriousness": many("seriousness"), "actions": many("actions"),
+                "action_details": opt_text(pairs, "action_details"), "outcome": get(pairs, "outcome")}))
+        }
+        "note" => one(json!({"kind": "progress_note", "text": get(pairs, "text")})),
+        "assessment" => one(json!({"kind": "discharge_assessment",
+            "ready_to_leave": yes(pairs, "ready_to_leave"), "on_room_air": yes(pairs, "on_room_air"),
+            "escort_present": yes(pairs, "escort_present"), "cssrs_at_discharge": opt_text(pairs, "cssrs_at_discharge"),
+            "recovery": {"oriented": yes(pairs, "oriented"), "can_talk": yes(pairs, "can_talk"),
+                "sits_up_and_walks_steadily_unaided": yes(pairs, "walks"),
+                "nausea_controlled": yes(pairs, "nausea_controlled"), "adequately_hydrated": yes(pairs, "hydrated")}})),
+        "discharge" => one(json!({"kind": "discharged", "instructions_given": yes(pairs, "instructions_given")})),
+        "abort" => one(json!({"kind": "aborted", "reason": get(pairs, "reason")})),
+        "acknowledge" => {
+            let alert: u32 = get(pairs, "alert_id").parse().map_err(|_| invalid("alert_id", "choose an alert"))?;
+            one(json!({"kind": "alert_acknowledged", "alert_id": alert, "note": opt_text(pairs, "note")}))
+        }
+        _ => Err(AppError::BadRequest { field: Some("step".into()), message: "unknown step".into() }),
+    }
+}
+
+async fn run(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    step: &str,
+    pairs: &[(String, String)],
+) -> Result<(), AppError> {
+    let row = kapstone_store::dosing::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let tz = zones(state, user.clinic).await?.of(row.location_id).clone();
+    for input in inputs(step, pairs, &tz, &row.protocol_id)? {
+        app::record(state, user, id, input, None).await?;
+    }
+    Ok(())
+}
