@@ -13,6 +13,7 @@ pub mod invite;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
+pub mod rems;
 pub mod schedule;
 
 use askama::Template;
@@ -35,6 +36,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/patients", "Patients", Action::ListPatients),
     ("/schedule", "Schedule", Action::ReadSchedule),
     ("/protocols", "Protocols", Action::ReadReferenceContent),
+    ("/rems-forms", "REMS forms", Action::RunDosingSession),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
