@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::UtcTs;
 use crate::adverse_event::{AdverseEvent, AeCode, BuiltinAe};
-use crate::discharge::treatment_duration_minutes;
-use crate::monitoring::SpravatoLabel;
+use crate::discharge::{CriterionStatus, treatment_duration_minutes};
+use crate::monitoring::{Measurement, PreDoseBp, SpravatoLabel, pre_dose_bp};
+use crate::session::{Context, Session};
 use crate::vitals::BloodPressure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,6 +490,92 @@ pub fn fill(def: &FormDefinition, facts: &RemsSessionFacts) -> FilledForm {
         });
     }
     FilledForm { form: def.form.clone(), version: def.version.clone(), fields, missing_required, invalid }
+}
+
+/// What the dosing session itself says for the form; the patient, the HCP, the setting and the
+/// concomitant medication come from the rest of the record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionAnswers {
+    pub dose_mg: Option<u16>,
+    pub lot_number: Option<String>,
+    pub first_device_at: Option<UtcTs>,
+    /// The discharge: monitoring is complete when the patient leaves.
+    pub monitoring_completed_at: Option<UtcTs>,
+    pub vitals_acceptable_before_administration: Option<bool>,
+    pub vitals_acceptable_before_completion: Option<bool>,
+    pub bp_before_administration: Option<BloodPressure>,
+    pub bp_40_min: Option<BloodPressure>,
+    pub bp_before_completion: Option<BloodPressure>,
+    pub adverse_events: RemsAeAnswers,
+}
+
+/// How far from 40 minutes after the first device a reading may be taken and still be the
+/// form's "40 mins post-administration" blood pressure.
+pub const BP_40_MIN_TOLERANCE_MINUTES: i64 = 15;
+
+impl SessionAnswers {
+    /// Reads the form's answers from the session:
+    /// - the pre-administration BP is the last one taken up to the first device; it is in the
+    ///   acceptable range when neither MON-01 nor MON-02 of the session's protocol is crossed;
+    /// - the 40-minute BP is the one taken closest to 40 minutes after the first device (REMS
+    ///   counts from the first device), within [`BP_40_MIN_TOLERANCE_MINUTES`];
+    /// - the pre-completion BP is the last one taken after the dose and up to the discharge;
+    ///   the vitals are acceptable at completion when DC-03 was met at the discharge;
+    /// - the adverse-event answers come from the session's records; the discharge closes the
+    ///   session's review (DC-09 is judged then), so no record answers "no" only once discharged.
+    pub fn from_session(session: &Session, ctx: &Context) -> Self {
+        let bps: Vec<(UtcTs, BloodPressure)> = session
+            .readings()
+            .iter()
+            .filter_map(|r| match r.measurement {
+                Measurement::BloodPressure { bp, .. } => Some((r.taken_at, bp)),
+                _ => None,
+            })
+            .collect();
+        let start = session.dose_times().map(|d| d.started_at);
+        let discharged = session.discharged().map(|s| s.at);
+        let bp_before_administration =
+            start.and_then(|s| bps.iter().filter(|(t, _)| *t <= s).max_by_key(|(t, _)| *t).map(|(_, bp)| *bp));
+        let bp_40_min = start.and_then(|s| {
+            let target = s.unix_micros().saturating_add(40 * 60_000_000);
+            bps.iter()
+                .filter(|(t, _)| *t > s)
+                .map(|(t, bp)| (t.unix_micros().saturating_sub(target).abs(), *bp))
+                .filter(|(off, _)| *off <= BP_40_MIN_TOLERANCE_MINUTES * 60_000_000)
+                .min_by_key(|(off, _)| *off)
+                .map(|(_, bp)| bp)
+        });
+        let bp_before_completion = match (start, discharged) {
+            (Some(s), Some(d)) => {
+                bps.iter().filter(|(t, _)| *t > s && *t <= d).max_by_key(|(t, _)| *t).map(|(_, bp)| *bp)
+            }
+            _ => None,
+        };
+        let vitals_acceptable_before_administration = bp_before_administration
+            .map(|bp| matches!(pre_dose_bp(&ctx.protocol.monitoring.thresholds, bp), PreDoseBp::Pass));
+        let vitals_acceptable_before_completion = discharged.and_then(|at| {
+            let at_discharge = Context { now: at, ..ctx.clone() };
+            let dc03 = session.discharge(&at_discharge)?.criteria.into_iter().find(|c| c.id == "DC-03")?;
+            match dc03.status {
+                CriterionStatus::Met => Some(true),
+                CriterionStatus::Unmet => Some(false),
+                CriterionStatus::NotYetRecorded => None,
+            }
+        });
+        let administration = session.administration();
+        Self {
+            dose_mg: administration.map(|a| a.details.dose_mg.round().clamp(0.0, f64::from(u16::MAX)) as u16),
+            lot_number: administration.map(|a| a.details.lot.clone()),
+            first_device_at: session.devices().first().copied(),
+            monitoring_completed_at: discharged,
+            vitals_acceptable_before_administration,
+            vitals_acceptable_before_completion,
+            bp_before_administration,
+            bp_40_min,
+            bp_before_completion,
+            adverse_events: RemsAeAnswers::from_events(session.adverse_events(), discharged.is_some()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,18 @@ pub async fn sessions_on_floor(
     }))
 }
 
+/// Sessions of a protocol that got as far as the dose and have ended (discharged, or aborted
+/// after dosing began), newest dose first: the sessions a REMS form is owed for.
+pub async fn finished_sessions_of_protocol(db: &Db, clinic: ClinicId, protocol_id: &str) -> Result<Vec<SessionRow>> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND protocol_id = $2 \
+         AND dose_started_at IS NOT NULL AND state IN ('discharged', 'aborted') ORDER BY dose_started_at DESC, id"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(protocol_id).fetch_all(c).await?
+    }))
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
     pub seq: i32,

@@ -119,6 +119,21 @@ pub fn diagnosis_table() -> anyhow::Result<&'static kapstone_domain::consultatio
         .map_err(|e| anyhow::anyhow!("ICD-10-CM table is invalid: {e}"))
 }
 
+/// The shipped SPRAVATO REMS Patient Monitoring Form definition, checked against the code that
+/// fills it.
+pub fn rems_form() -> anyhow::Result<&'static kapstone_domain::rems_form::FormDefinition> {
+    static FORM: OnceLock<Result<kapstone_domain::rems_form::FormDefinition, String>> = OnceLock::new();
+    FORM.get_or_init(|| {
+        let def: kapstone_domain::rems_form::FormDefinition =
+            serde_json::from_str(include_str!("../../../content/rems/patient-monitoring-form.json"))
+                .map_err(|e| e.to_string())?;
+        def.check().map_err(|e| e.to_string())?;
+        Ok(def)
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("REMS form definition is invalid: {e}"))
+}
+
 /// Loads and checks every piece of content, so a bad file stops start-up instead of failing the
 /// first request that needs it.
 pub fn check_all() -> anyhow::Result<()> {
@@ -128,6 +143,7 @@ pub fn check_all() -> anyhow::Result<()> {
     consent_documents()?;
     eligibility_rules()?;
     diagnosis_table()?;
+    rems_form()?;
     kapstone_domain::protocol::ProtocolSet::bundled().map_err(|e| anyhow::anyhow!("protocol content: {e}"))?;
     Ok(())
 }

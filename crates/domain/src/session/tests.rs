@@ -1248,3 +1248,34 @@ proptest! {
         prop_assert_eq!(replayed, run.session.clone());
     }
 }
+
+#[test]
+fn tv_spr_1_the_rems_form_takes_its_session_answers_from_the_log() {
+    use crate::rems_form::{RemsAeAnswers, SessionAnswers};
+    let (run, _) = tv_spr_1_log();
+    let a = SessionAnswers::from_session(&run.session, &run.ctx(at(13, 0)));
+    assert_eq!((a.dose_mg, a.lot_number.as_deref()), (Some(84), Some("24KX117")));
+    assert_eq!((a.first_device_at, a.monitoring_completed_at), (Some(at(10, 0)), Some(at(12, 0))));
+    assert_eq!(a.bp_before_administration, Some(blood_pressure(130, 80)));
+    assert_eq!(a.bp_40_min, Some(blood_pressure(172, 92)), "the reading at 10:40, 40 min after the first device");
+    assert_eq!(a.bp_before_completion, Some(blood_pressure(125, 80)));
+    assert_eq!(a.vitals_acceptable_before_administration, Some(true));
+    assert_eq!(a.vitals_acceptable_before_completion, Some(true), "DC-03 was met at the discharge");
+    assert_eq!(
+        a.adverse_events,
+        RemsAeAnswers {
+            sedation: Some(false),
+            dissociation: Some(false),
+            respiratory_depression: Some(false),
+            serious: Some(false),
+            serious_details: None
+        },
+        "no record after the discharge answers no"
+    );
+    // Before the discharge the session cannot answer for completion, nor "no" to adverse events.
+    let mut early = Run::new(Route::SpravatoIntranasal);
+    spravato_to_monitoring(&mut early, 130, 80);
+    let a = SessionAnswers::from_session(&early.session, &early.ctx(at(10, 30)));
+    assert_eq!((a.bp_40_min, a.bp_before_completion, a.monitoring_completed_at), (None, None, None));
+    assert_eq!((a.vitals_acceptable_before_completion, a.adverse_events.sedation), (None, None));
+}

@@ -15,6 +15,7 @@ mod patients;
 mod permissions;
 mod portal_isolation;
 mod questionnaires;
+mod rems_forms;
 mod reminders;
 mod scheduling;
 mod session_pages;

@@ -9,6 +9,7 @@ pub mod eligibility;
 pub mod openapi;
 pub mod patients;
 pub mod questionnaires;
+pub mod rems;
 pub mod scheduling;
 pub mod sessions;
 

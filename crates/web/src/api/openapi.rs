@@ -219,6 +219,28 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             obj.clone(),
         ),
+        ("GET", "/api/v1/sessions/{id}/rems-form") => op(
+            "The SPRAVATO REMS Patient Monitoring Form of a Spravato session (form version, fields with value and \
+             display, missing_required, invalid), the session date, the due date (7 calendar days) and the status \
+             {status: pending|overdue|submitted, due?, on?, late?}",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/rems-form/submissions") => op(
+            "Record that the form was submitted to the REMS {submitted_on: YYYY-MM-DD, confirmation?}; 422 names \
+             submitted_on for a date in the future, before the session, or a session not yet ended",
+            Some(json!({"type":"object","required":["submitted_on"]})),
+            "201",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/rems-forms") => op(
+            "Every finished Spravato session of the clinic with its REMS form status, most urgent first: overdue, \
+             due (soonest first), submitted",
+            None,
+            "200",
+            obj.clone(),
+        ),
         ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
         ("POST", "/api/v1/locations") => {
             op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)

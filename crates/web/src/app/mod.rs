@@ -16,6 +16,7 @@ pub mod patients;
 pub mod preparation;
 pub mod protocols;
 pub mod questionnaires;
+pub mod rems;
 pub mod scheduling;
 pub mod sessions;
 pub mod settings;

@@ -14,6 +14,7 @@ pub mod invite;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
+pub mod rems;
 pub mod schedule;
 pub mod session;
 
@@ -38,6 +39,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/schedule", "Schedule", Action::ReadSchedule),
     ("/floor", "Floor", Action::ReadFloor),
     ("/protocols", "Protocols", Action::ReadReferenceContent),
+    ("/rems-forms", "REMS forms", Action::RunDosingSession),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),

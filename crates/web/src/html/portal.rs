@@ -26,6 +26,8 @@ struct PortalPage {
     /// The treatment consent, when it needs signing: (document id, title).
     consent_due: Option<(String, String)>,
     upcoming: Vec<UpcomingView>,
+    /// After a discharge: the last session's hand-out (KAP-SPEC 6.2).
+    handout: Option<crate::app::rems::Handout>,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -139,9 +141,11 @@ async fn portal_home(
         _ => content::consent("kap-general").map(|d| (d.id.clone(), d.title.clone())),
     };
     let upcoming = upcoming(&state, &me, p.patient_id()).await?;
+    let handout = crate::app::rems::own_handout(&state, &me).await?;
     render(&PortalPage {
         layout: Layout::for_user("My care", &me, "/portal"),
         upcoming,
+        handout,
         notice,
         error,
         todo,

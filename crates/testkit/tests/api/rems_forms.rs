@@ -1,0 +1,231 @@
+//! After a Spravato session (KAP-SPEC 5.6, 6.2, TV-SPR-4): the REMS Patient Monitoring Form
+//! filled from the session, due 7 calendar days later, its submission recorded; the clinic's
+//! dashboard by urgency; the printable session summary; the hand-out in the patient's portal.
+
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use kapstone_testkit::{PASSWORD, TestApp, TestBackend, both_backends};
+use serde_json::{Value, json};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let r = app.client().post(app.url(path)).bearer_auth(token).json(body).send().await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+    let r = app.get_bearer(token, path).await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+fn ago(t0: Timestamp, minutes: i64) -> String {
+    (t0 - SignedDuration::from_mins(minutes)).to_string()
+}
+
+/// (status, field) of a refusal.
+fn field_of(r: &(u16, Value)) -> (u16, String) {
+    (r.0, r.1["error"]["field"].as_str().unwrap_or("").to_owned())
+}
+
+/// Runs demo patient 3's first booked Spravato session from check-in to discharge, 56 mg, the
+/// first device 145 minutes ago and the discharge 2 minutes ago; returns the session id.
+async fn discharged_spravato_session(app: &TestApp, nurse: &str, prescriber: &str, therapist: &str) -> anyhow::Result<String> {
+    let front = app.token("frontdesk@demo.kapstone.test").await?;
+    let p3 = {
+        let t = app.token("patient3@demo.kapstone.test").await?;
+        let (_, me) = get(app, &t, "/api/v1/portal/me").await?;
+        me["id"].as_str().unwrap().to_owned()
+    };
+    let now = Timestamp::now();
+    let to = now + SignedDuration::from_hours(24 * 30);
+    let (_, list) = get(app, &front, &format!("/api/v1/appointments?from={now}&to={to}")).await?;
+    let a = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["patient_id"] == p3.as_str() && a["kind"] == "dosing" && a["status"] == "booked")
+        .cloned()
+        .expect("a booked Spravato session for patient 3");
+    let (s, session) =
+        post(app, nurse, &format!("/api/v1/appointments/{}/session", a["id"].as_str().unwrap()), &json!({})).await?;
+    anyhow::ensure!(s == 201, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let t0 = Timestamp::now();
+    let step = |token: &str, path: String, body: Value| {
+        let (app, token) = (app, token.to_owned());
+        async move {
+            let (s, r) = post(app, &token, &path, &body).await?;
+            anyhow::ensure!(s == 201, "{path} {body} -> {s} {r}");
+            anyhow::Ok(r)
+        }
+    };
+    let events = format!("/api/v1/sessions/{id}/events");
+    let vitals = format!("/api/v1/sessions/{id}/vitals");
+    let scores = format!("/api/v1/sessions/{id}/scores");
+    step(nurse, events.clone(), json!({"kind": "checked_in", "at": ago(t0, 160),
+        "escort": {"name": "Sam Rivers", "phone": "+1 555 010 0199", "relationship": "partner"},
+        "escort_confirmed_in_person": true,
+        "state_of_mind": {"mood": 6, "sleep_hours": 7, "alcohol_or_substances_last_12h": false, "intoxication_signs": false},
+        "pregnancy": "not_applicable"})).await?;
+    step(nurse, vitals.clone(), json!({"systolic": 130, "diastolic": 80, "heart_rate": 72, "spo2": 98, "resp_rate": 14,
+        "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
+    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 0, "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
+    step(prescriber, format!("/api/v1/sessions/{id}/dose-order"),
+        json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)})).await?;
+    step(nurse, events.clone(), json!({"kind": "cleared_for_dosing", "at": ago(t0, 150)})).await?;
+    step(nurse, format!("/api/v1/sessions/{id}/administrations"),
+        json!({"product": "SPRAVATO 28 mg nasal spray, kit of 2 devices (56 mg)", "ndc": "50458-028-02",
+            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": 56, "route_snomed": "46713006", "at": ago(t0, 148)})).await?;
+    step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 145)})).await?;
+    step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 140)})).await?;
+    // The 40-minute BP rises by +42: MON-03, acknowledged by the prescriber.
+    let r = step(nurse, vitals.clone(), json!({"systolic": 172, "diastolic": 92, "recorded_at": ago(t0, 105), "at": ago(t0, 105)})).await?;
+    let alert = r["alerts"].as_array().unwrap().iter().find(|a| a["alert"]["rule"] == "MON-03").cloned().expect("MON-03");
+    step(prescriber, events.clone(), json!({"kind": "alert_acknowledged", "alert_id": alert["id"], "note": "Rechecking", "at": ago(t0, 104)})).await?;
+    step(therapist, events.clone(), json!({"kind": "experience_ended", "at": ago(t0, 60)})).await?;
+    step(nurse, vitals.clone(), json!({"systolic": 125, "diastolic": 80, "heart_rate": 70, "spo2": 98, "resp_rate": 14,
+        "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
+    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 2, "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
+    step(nurse, events.clone(), json!({"kind": "discharge_assessment", "at": ago(t0, 3),
+        "ready_to_leave": true, "on_room_air": true, "escort_present": true, "cssrs_at_discharge": "low",
+        "recovery": {"oriented": true, "can_talk": true, "sits_up_and_walks_steadily_unaided": true,
+            "nausea_controlled": true, "adequately_hydrated": true}})).await?;
+    step(nurse, events, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
+    Ok(id)
+}
+
+fn value<'a>(form: &'a Value, id: &str) -> &'a Value {
+    form["form"]["fields"].as_array().unwrap().iter().find(|f| f["id"] == id).map_or(&Value::Null, |f| &f["value"])
+}
+
+fn dashboard_line<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list["items"].as_array().unwrap().iter().find(|r| r["session_id"] == id).unwrap_or(&Value::Null)
+}
+
+/// Moves a session's dose back by `days` (as if it had happened then).
+async fn shift_dose_back(app: &TestApp, id: &str, days: i64) -> anyhow::Result<()> {
+    let sql = match app.backend {
+        TestBackend::Sqlite => format!(
+            "UPDATE dosing_sessions SET dose_started_at = dose_started_at - {} WHERE id = X'{}'",
+            days * 86_400_000_000,
+            id.replace('-', "")
+        ),
+        TestBackend::Postgres => format!(
+            "UPDATE dosing_sessions SET dose_started_at = dose_started_at - interval '{days} days' WHERE id = '{id}'"
+        ),
+    };
+    anyhow::ensure!(app.raw_sql(&sql).await? == 1, "session {id} not moved");
+    Ok(())
+}
+
+both_backends! {
+    async fn the_rems_form_is_filled_from_the_session_due_in_7_days_and_its_submission_recorded(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let id = discharged_spravato_session(&app, &nurse, &prescriber, &therapist).await?;
+
+        let (s, form) = get(&app, &nurse, &format!("/api/v1/sessions/{id}/rems-form")).await?;
+        assert_eq!(s, 200, "{form}");
+        assert_eq!(form["form"]["version"], "2021-11");
+        assert_eq!(value(&form, "dose_administered"), &json!({"type": "dose", "value": {"choice": "mg56"}}));
+        let minutes = value(&form, "treatment_duration_minutes")["value"].as_i64().unwrap();
+        assert!((143..=144).contains(&minutes) && minutes >= 120, "{minutes}");
+        assert_eq!(value(&form, "lot_number")["value"], "24KX117");
+        assert_eq!(value(&form, "bp_before_administration")["value"], json!({"systolic": 130, "diastolic": 80}));
+        assert_eq!(value(&form, "bp_40_min_post_administration")["value"], json!({"systolic": 172, "diastolic": 92}));
+        assert_eq!(value(&form, "bp_before_completion")["value"], json!({"systolic": 125, "diastolic": 80}));
+        assert_eq!(value(&form, "vitals_acceptable_before_administration")["value"], true);
+        assert_eq!(value(&form, "hcp_email")["value"], "nurse@demo.kapstone.test");
+        // No phone or address is kept: the form says so instead of inventing them.
+        let missing: Vec<&str> = form["form"]["missing_required"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert!(missing.contains(&"hcp_telephone") && missing.contains(&"setting_address1"), "{missing:?}");
+        assert!(!missing.contains(&"dose_administered") && !missing.contains(&"treatment_duration_minutes"), "{missing:?}");
+        // TV-SPR-4: due 7 calendar days after the session.
+        let date: jiff::civil::Date = form["session_date"].as_str().unwrap().parse()?;
+        assert_eq!(form["due"], json!(date.checked_add(7.days())?.to_string()));
+        assert_eq!(form["status"]["status"], "pending");
+
+        let (s, list) = get(&app, &nurse, "/api/v1/rems-forms").await?;
+        assert_eq!(s, 200, "{list}");
+        assert_eq!(dashboard_line(&list, &id)["status"]["status"], "pending", "{list}");
+        // (6 when the session ran before midnight on the clinic's calendar)
+        assert!(matches!(dashboard_line(&list, &id)["days_left"].as_i64(), Some(6 | 7)), "{list}");
+
+        // A submission dated tomorrow, or before the session, is refused naming the date.
+        let submissions = format!("/api/v1/sessions/{id}/rems-form/submissions");
+        let tomorrow = date.checked_add(2.days())?.to_string();
+        let r = post(&app, &nurse, &submissions, &json!({"submitted_on": tomorrow})).await?;
+        assert_eq!(field_of(&r), (422, "submitted_on".into()), "{}", r.1);
+        let r = post(&app, &nurse, &submissions, &json!({"submitted_on": date.yesterday()?.to_string()})).await?;
+        assert_eq!(field_of(&r), (422, "submitted_on".into()), "{}", r.1);
+        let r = post(&app, &nurse, &submissions, &json!({"submitted_on": "next week"})).await?;
+        assert_eq!(field_of(&r), (422, "submitted_on".into()), "{}", r.1);
+        // The front desk cannot record it.
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let r = post(&app, &front, &submissions, &json!({"submitted_on": date.to_string()})).await?;
+        assert_eq!(r.0, 403);
+        assert_eq!(app.count("rems_form_submissions").await?, 0);
+
+        // Overdue: the same session 9 days ago, not submitted.
+        shift_dose_back(&app, &id, 9).await?;
+        let (_, list) = get(&app, &nurse, "/api/v1/rems-forms").await?;
+        let line = dashboard_line(&list, &id);
+        assert_eq!(line["status"]["status"], "overdue", "{list}");
+        assert!(matches!(line["days_left"].as_i64(), Some(-3 | -2)), "{line}");
+        assert_eq!(list["items"][0]["session_id"], id.as_str(), "overdue comes first");
+
+        // Recorded on the (real) session day: after the shifted due date, so late.
+        let today = date.to_string();
+        let (s, r) = post(&app, &nurse, &submissions, &json!({"submitted_on": today, "confirmation": "REMS-12345"})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(r["status"], json!({"status": "submitted", "on": today, "late": true}));
+        let (_, list) = get(&app, &nurse, "/api/v1/rems-forms").await?;
+        assert_eq!(dashboard_line(&list, &id)["status"]["status"], "submitted");
+        assert_eq!(dashboard_line(&list, &id)["confirmation"], "REMS-12345");
+        assert_eq!(app.count("audit_events WHERE action = 'rems_form.submit'").await?, 1);
+        app.stop().await
+    }
+
+    async fn the_summary_and_form_pages_print_the_session_and_the_portal_shows_only_the_own_hand_out(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let id = discharged_spravato_session(&app, &nurse, &prescriber, &therapist).await?;
+
+        let (c, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let reads = app.count("audit_events WHERE action = 'patient.read'").await?;
+        let page = c.get(app.url(&format!("/sessions/{id}/summary"))).send().await?;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await?;
+        for want in ["Session summary", "24KX117", "50458-028-02", "130/80", "172/92", "125/80", "MON-03", "Rechecking", "DC-08", "spravato-intranasal", "Given to the patient at discharge"] {
+            assert!(html.contains(want), "summary lacks {want}");
+        }
+        assert!(app.count("audit_events WHERE action = 'patient.read'").await? > reads, "the summary is an audited read");
+
+        let html = c.get(app.url(&format!("/sessions/{id}/rems-form"))).send().await?.text().await?;
+        assert!(html.contains("Required — not recorded") && html.contains("56 mg") && html.contains("Due by"), "form page");
+        let home = c.get(app.url("/rems-forms")).send().await?.text().await?;
+        assert!(home.contains(&format!("/sessions/{id}/rems-form")) && home.contains("href=\"/rems-forms\""), "dashboard and nav");
+        let csrf = app.csrf_of(&c).await?;
+        let r = c.post(app.url(&format!("/sessions/{id}/rems-form")))
+            .form(&[("csrf_token", csrf.as_str()), ("submitted_on", "2999-01-01"), ("confirmation", "")]).send().await?;
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await?.contains("(submitted_on)"));
+
+        // Patient 3 sees the hand-out of the session; patient 1 has none.
+        let (p3, _) = app.browser_login("patient3@demo.kapstone.test", PASSWORD).await?;
+        let html = p3.get(app.url("/portal")).send().await?.text().await?;
+        assert!(html.contains("After your session on"), "patient 3 sees the hand-out");
+        assert!(html.to_lowercase().contains("driv"), "the no-driving line");
+        let (p1, _) = app.browser_login("patient1@demo.kapstone.test", PASSWORD).await?;
+        let html = p1.get(app.url("/portal")).send().await?.text().await?;
+        assert!(!html.contains("After your session on"), "patient 1 had no session");
+        // Patients cannot open staff pages about it.
+        let r = p3.get(app.url(&format!("/sessions/{id}/summary"))).send().await?;
+        assert_eq!(r.status(), 403);
+        let t = app.token("patient3@demo.kapstone.test").await?;
+        assert_eq!(get(&app, &t, &format!("/api/v1/sessions/{id}/rems-form")).await?.0, 403);
+        app.stop().await
+    }
+}
