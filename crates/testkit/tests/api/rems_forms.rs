@@ -27,7 +27,12 @@ fn field_of(r: &(u16, Value)) -> (u16, String) {
 
 /// Runs demo patient 3's first booked Spravato session from check-in to discharge, 56 mg, the
 /// first device 145 minutes ago and the discharge 2 minutes ago; returns the session id.
-async fn discharged_spravato_session(app: &TestApp, nurse: &str, prescriber: &str, therapist: &str) -> anyhow::Result<String> {
+async fn discharged_spravato_session(
+    app: &TestApp,
+    nurse: &str,
+    prescriber: &str,
+    therapist: &str,
+) -> anyhow::Result<String> {
     let front = app.token("frontdesk@demo.kapstone.test").await?;
     let p3 = {
         let t = app.token("patient3@demo.kapstone.test").await?;
@@ -65,29 +70,65 @@ async fn discharged_spravato_session(app: &TestApp, nurse: &str, prescriber: &st
         "escort_confirmed_in_person": true,
         "state_of_mind": {"mood": 6, "sleep_hours": 7, "alcohol_or_substances_last_12h": false, "intoxication_signs": false},
         "pregnancy": "not_applicable"})).await?;
-    step(nurse, vitals.clone(), json!({"systolic": 130, "diastolic": 80, "heart_rate": 72, "spo2": 98, "resp_rate": 14,
-        "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
-    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 0, "recorded_at": ago(t0, 155), "at": ago(t0, 155)})).await?;
-    step(prescriber, format!("/api/v1/sessions/{id}/dose-order"),
-        json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)})).await?;
+    step(
+        nurse,
+        vitals.clone(),
+        json!({"systolic": 130, "diastolic": 80, "heart_rate": 72, "spo2": 98, "resp_rate": 14,
+        "recorded_at": ago(t0, 155), "at": ago(t0, 155)}),
+    )
+    .await?;
+    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 0, "recorded_at": ago(t0, 155), "at": ago(t0, 155)}))
+        .await?;
+    step(
+        prescriber,
+        format!("/api/v1/sessions/{id}/dose-order"),
+        json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)}),
+    )
+    .await?;
     step(nurse, events.clone(), json!({"kind": "cleared_for_dosing", "at": ago(t0, 150)})).await?;
-    step(nurse, format!("/api/v1/sessions/{id}/administrations"),
+    step(
+        nurse,
+        format!("/api/v1/sessions/{id}/administrations"),
         json!({"product": "SPRAVATO 28 mg nasal spray, kit of 2 devices (56 mg)", "ndc": "50458-028-02",
-            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": 56, "route_snomed": "46713006", "at": ago(t0, 148)})).await?;
+            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": 56, "route_snomed": "46713006", "at": ago(t0, 148)}),
+    )
+    .await?;
     step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 145)})).await?;
     step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 140)})).await?;
     // The 40-minute BP rises by +42: MON-03, acknowledged by the prescriber.
-    let r = step(nurse, vitals.clone(), json!({"systolic": 172, "diastolic": 92, "recorded_at": ago(t0, 105), "at": ago(t0, 105)})).await?;
-    let alert = r["alerts"].as_array().unwrap().iter().find(|a| a["alert"]["rule"] == "MON-03").cloned().expect("MON-03");
-    step(prescriber, events.clone(), json!({"kind": "alert_acknowledged", "alert_id": alert["id"], "note": "Rechecking", "at": ago(t0, 104)})).await?;
+    let r = step(
+        nurse,
+        vitals.clone(),
+        json!({"systolic": 172, "diastolic": 92, "recorded_at": ago(t0, 105), "at": ago(t0, 105)}),
+    )
+    .await?;
+    let alert =
+        r["alerts"].as_array().unwrap().iter().find(|a| a["alert"]["rule"] == "MON-03").cloned().expect("MON-03");
+    step(
+        prescriber,
+        events.clone(),
+        json!({"kind": "alert_acknowledged", "alert_id": alert["id"], "note": "Rechecking", "at": ago(t0, 104)}),
+    )
+    .await?;
     step(therapist, events.clone(), json!({"kind": "experience_ended", "at": ago(t0, 60)})).await?;
-    step(nurse, vitals.clone(), json!({"systolic": 125, "diastolic": 80, "heart_rate": 70, "spo2": 98, "resp_rate": 14,
-        "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
-    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 2, "recorded_at": ago(t0, 10), "at": ago(t0, 10)})).await?;
-    step(nurse, events.clone(), json!({"kind": "discharge_assessment", "at": ago(t0, 3),
+    step(
+        nurse,
+        vitals.clone(),
+        json!({"systolic": 125, "diastolic": 80, "heart_rate": 70, "spo2": 98, "resp_rate": 14,
+        "recorded_at": ago(t0, 10), "at": ago(t0, 10)}),
+    )
+    .await?;
+    step(therapist, scores.clone(), json!({"moaas": 5, "cadss23": 2, "recorded_at": ago(t0, 10), "at": ago(t0, 10)}))
+        .await?;
+    step(
+        nurse,
+        events.clone(),
+        json!({"kind": "discharge_assessment", "at": ago(t0, 3),
         "ready_to_leave": true, "on_room_air": true, "escort_present": true, "cssrs_at_discharge": "low",
         "recovery": {"oriented": true, "can_talk": true, "sits_up_and_walks_steadily_unaided": true,
-            "nausea_controlled": true, "adequately_hydrated": true}})).await?;
+            "nausea_controlled": true, "adequately_hydrated": true}}),
+    )
+    .await?;
     step(nurse, events, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
     Ok(id)
 }

@@ -339,10 +339,8 @@ pub struct Handout {
 /// the request.
 pub async fn own_handout(state: &AppState, me: &CurrentUser) -> Result<Option<Handout>, AppError> {
     let Some(patient) = me.patient else { return Err(AppError::Forbidden) };
-    let Some(row) = store::sessions_of_patient(&state.db, me.clinic, patient)
-        .await?
-        .into_iter()
-        .find(|r| r.state == "discharged")
+    let Some(row) =
+        store::sessions_of_patient(&state.db, me.clinic, patient).await?.into_iter().find(|r| r.state == "discharged")
     else {
         return Ok(None);
     };

@@ -131,8 +131,7 @@ pub async fn submit(
         Err(e @ AppError::Invalid(_)) => {
             let f = e.field().map(|f| format!(" ({f})")).unwrap_or_default();
             let msg = format!("{}{f}", sentence(&e.public_message("")));
-            let page =
-                form_page(&state, &user, id, None, Some(msg), (on.to_owned(), confirmation.to_owned())).await?;
+            let page = form_page(&state, &user, id, None, Some(msg), (on.to_owned(), confirmation.to_owned())).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(e.into()),
@@ -395,7 +394,8 @@ pub async fn summary(
         SessionEvent::Discharged { instructions_given } => Some(instructions_given),
         _ => None,
     });
-    let notes = s.notes().iter().map(|n| line(&format!("{} {}", hm(n.stamp.at), who(&n.stamp.by)), n.text.clone())).collect();
+    let notes =
+        s.notes().iter().map(|n| line(&format!("{} {}", hm(n.stamp.at), who(&n.stamp.by)), n.text.clone())).collect();
     let session_day = s.dose_times().map_or(l.row.created_at.0, |d| d.started_at);
     render(&SummaryPage {
         layout: Layout::for_user("Session summary", &user, "/patients"),
