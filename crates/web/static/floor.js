@@ -35,7 +35,8 @@
         root.innerHTML = html;
         root.setAttribute("data-counter", counter);
         tick();
-        say("Updated " + new Date().toLocaleTimeString());
+        var at = document.getElementById("floor-generated");
+        say("Live: updated" + (at ? " at " + at.textContent : "") + ".");
       })
       .catch(function () { say("Could not update the board; retrying."); })
       .then(function () {

@@ -371,6 +371,13 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir)?;
         save_screenshot(c, &dir.join("floor.png")).await?;
+        // The card opens the session page: what is next, and the nurse's forms.
+        c.find(Locator::Css("#floor-board .seat a")).await?.click().await?;
+        wait_for_path(c, &format!("/sessions/{id}")).await?;
+        let next = c.wait().at_most(WAIT).for_element(Locator::Css("#next")).await?.text().await?;
+        ensure!(next.contains("Next step"), "the session page: {next:?}");
+        c.find(Locator::Css("#step-vitals")).await?;
+        save_screenshot(c, &dir.join("session.png")).await?;
         // Leave the page so the event stream closes before the server stops.
         c.goto(&app.url("/account")).await?;
         Ok(())
