@@ -336,7 +336,10 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         wait_for_path(c, "/").await?;
         click_nav(c, "Floor").await?;
         wait_for_path(c, "/floor").await?;
-        let seat = Locator::Css("#floor-board .seat");
+        // Patient 3's card (the demo's day in progress has other sessions on the board too).
+        let seat_xpath =
+            format!("//*[@id='floor-board']//article[contains(@class,'seat')][.//a[@href='/sessions/{id}']]");
+        let seat = Locator::XPath(&seat_xpath);
         let text = c.wait().at_most(WAIT).for_element(seat).await?.text().await?;
         ensure!(text.contains("Scheduled"), "before check-in: {text:?}");
         // The script is connected to the event stream before anything changes.
@@ -372,7 +375,7 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         std::fs::create_dir_all(&dir)?;
         save_screenshot(c, &dir.join("floor.png")).await?;
         // The card opens the session page: what is next, and the nurse's forms.
-        c.find(Locator::Css("#floor-board .seat a")).await?.click().await?;
+        c.find(Locator::XPath(&format!("{seat_xpath}//a"))).await?.click().await?;
         wait_for_path(c, &format!("/sessions/{id}")).await?;
         let next = c.wait().at_most(WAIT).for_element(Locator::Css("#next")).await?.text().await?;
         ensure!(next.contains("Next step"), "the session page: {next:?}");
