@@ -244,6 +244,11 @@ both_backends! {
         }
         assert!(app.count("audit_events WHERE action = 'patient.read'").await? > reads, "the summary is an audited read");
 
+        // The discharged session's page names the next integration session (the demo books one for
+        // patient 3) and links the summary and the REMS form.
+        let html = c.get(app.url(&format!("/sessions/{id}"))).send().await?.text().await?;
+        assert!(html.contains("Next integration session:"), "the integration session that follows");
+        assert!(html.contains(&format!("/sessions/{id}/summary")) && html.contains(&format!("/sessions/{id}/rems-form")));
         let html = c.get(app.url(&format!("/sessions/{id}/rems-form"))).send().await?.text().await?;
         assert!(html.contains("Required — not recorded") && html.contains("56 mg") && html.contains("Due by"), "form page");
         let home = c.get(app.url("/rems-forms")).send().await?.text().await?;

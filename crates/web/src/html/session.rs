@@ -139,6 +139,9 @@ struct SessionPage {
     /// A refusal whose form is not on the page (shown at the top instead).
     error: Option<(String, StepError)>,
     notice: Option<String>,
+    /// After the session: the next booked integration session ("Mon 2026-12-07 10:00"), if any.
+    next_integration: Option<String>,
+    spravato: bool,
 }
 
 /// The form values sent with a refused step, to show them again.
@@ -846,7 +849,27 @@ async fn page(
         ),
         None => (Vec::new(), false, None),
     };
+    // The integration session that follows (KAP-SPEC 2.1 stage 7): booked, or to book.
+    let types = crate::app::scheduling::types(state, user).await?;
+    let now = jiff::Timestamp::now();
+    let next_integration =
+        kapstone_store::scheduling::appointments_of_patient(&state.db, PatientId::from_uuid(l.row.patient_id))
+            .await?
+            .into_iter()
+            .filter(|a| a.status == "booked" && crate::app::scheduling::to_jiff(a.start_at.0) > now)
+            .filter(|a| {
+                types.iter().any(|(id, t, _)| {
+                    *id == a.type_id && t.kind == kapstone_domain::scheduling::AppointmentKind::Integration
+                })
+            })
+            .min_by_key(|a| a.start_at.0.unix_micros())
+            .map(|a| {
+                let z = crate::app::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone());
+                format!("{} {:02}:{:02}", z.date(), z.hour(), z.minute())
+            });
     render(&SessionPage {
+        next_integration,
+        spravato: l.protocol.route == kapstone_domain::decision::Route::SpravatoIntranasal,
         layout: Layout::for_user(&format!("Session {}", initials(&p.given_name, &p.family_name)), user, "/floor"),
         id,
         patient: format!("{} {}", p.given_name, p.family_name),
