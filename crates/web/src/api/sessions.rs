@@ -54,14 +54,8 @@ async fn recorded(
     inputs: Vec<Input>,
     at: Option<UtcTs>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut alerts = Vec::new();
-    let mut state_now = "";
-    for input in inputs {
-        let out = app::record(state, user, id, input, at).await?;
-        alerts.extend(out.new_alerts);
-        state_now = out.state;
-    }
-    Ok((StatusCode::CREATED, Json(json!({ "state": state_now, "alerts": alerts }))))
+    let out = app::record(state, user, id, inputs, at).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "state": out.state, "alerts": out.new_alerts }))))
 }
 
 fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, AppError> {

@@ -187,7 +187,7 @@ async fn run(
     // the order written).
     steps.sort_by_key(|s| std::cmp::Reverse(s.1));
     for (who, ago, input) in steps {
-        sessions::record(state, who, session, input, Some(minutes_ago(now, ago))).await?;
+        sessions::record(state, who, session, vec![input], Some(minutes_ago(now, ago))).await?;
     }
     Ok(())
 }

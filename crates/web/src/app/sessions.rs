@@ -256,13 +256,15 @@ pub enum Input {
     DoseOrder { request: DoseRequest, override_reason: Option<String> },
 }
 
-/// Records one event: the domain decides, then the event, the projection and the audit event
-/// are written together. `at` defaults to now; the domain refuses a time ahead of the clock.
+/// Records the events of one request (e.g. a BP and a respiratory reading entered together) in one
+/// transaction: the domain decides each in turn, then each event, the projection and its audit
+/// event are written; a refusal of any of them writes none. `at` defaults to now; the domain
+/// refuses a time ahead of the clock.
 pub async fn record(
     state: &AppState,
     user: &CurrentUser,
     id: Uuid,
-    input: Input,
+    inputs: Vec<Input>,
     at: Option<UtcTs>,
 ) -> Result<RecordedOutcome, AppError> {
     let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
@@ -274,56 +276,68 @@ pub async fn record(
     store::lock_session(&mut tx, id).await?;
     let events = parse_events(&store::events_in(&mut tx, id).await?)?;
     let ctx = Context { protocol: &protocol, gates, now };
-    let before = session::replay(&ctx, &events);
-    // A dose order is computed by the domain from the record, whatever the client sent.
-    let event = match input {
-        Input::DoseOrder { request, override_reason } => {
-            session::order_dose(&before, &ctx, at, request, override_reason).map_err(refused)?
-        }
-        Input::Event(e) => e,
-    };
-    let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
-    session::decide(&before, &ctx, &recorded).map_err(refused)?;
-    let known = before.alerts().len();
-    let after = session::apply(before, &ctx, &recorded);
-    let new_alerts: Vec<RaisedAlert> = after.alerts().iter().skip(known).cloned().collect();
-    let state_now = after.state_now(&ctx).as_str();
-    let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
-    let seq = i32::try_from(events.len()).map_err(|e| AppError::Internal(e.into()))?;
-    store::append_event(
-        &mut tx,
-        &store::NewEvent {
-            clinic: user.clinic,
-            session: id,
-            seq,
-            kind: recorded.event.kind(),
-            payload: &payload,
-            by: user.id,
-            at: recorded.at,
-            state: state_now,
-            dose_started_at: after.dose_times().map(|d| d.started_at),
-        },
-    )
-    .await?;
-    // The discharge completes the dosing appointment (a course counts it as done).
-    if matches!(recorded.event, SessionEvent::Discharged { .. }) {
-        kapstone_store::scheduling::change_status(&mut tx, user.clinic, row.appointment_id, "completed", None, user.id)
+    let mut session = session::replay(&ctx, &events);
+    let first = i32::try_from(events.len()).map_err(|e| AppError::Internal(e.into()))?;
+    let mut new_alerts: Vec<RaisedAlert> = Vec::new();
+    let mut state_now = session.state_now(&ctx).as_str();
+    // Each event's place in the log: the number of events before it.
+    for (seq, input) in (first..).zip(inputs) {
+        // A dose order is computed by the domain from the record, whatever the client sent.
+        let event = match input {
+            Input::DoseOrder { request, override_reason } => {
+                session::order_dose(&session, &ctx, at, request, override_reason).map_err(refused)?
+            }
+            Input::Event(e) => e,
+        };
+        let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
+        session::decide(&session, &ctx, &recorded).map_err(refused)?;
+        let known = session.alerts().len();
+        session = session::apply(session, &ctx, &recorded);
+        new_alerts.extend(session.alerts().iter().skip(known).cloned());
+        state_now = session.state_now(&ctx).as_str();
+        let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
+        store::append_event(
+            &mut tx,
+            &store::NewEvent {
+                clinic: user.clinic,
+                session: id,
+                seq,
+                kind: recorded.event.kind(),
+                payload: &payload,
+                by: user.id,
+                at: recorded.at,
+                state: state_now,
+                dose_started_at: session.dose_times().map(|d| d.started_at),
+            },
+        )
+        .await?;
+        // The discharge completes the dosing appointment (a course counts it as done).
+        if matches!(recorded.event, SessionEvent::Discharged { .. }) {
+            kapstone_store::scheduling::change_status(
+                &mut tx,
+                user.clinic,
+                row.appointment_id,
+                "completed",
+                None,
+                user.id,
+            )
             .await?;
+        }
+        let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
+        e.entity_id = Some(id.to_string());
+        e.patient_id = Some(PatientId::from_uuid(row.patient_id));
+        // Overrides are audited with the prescriber (the actor) and their reason.
+        e.reason = Some(match &recorded.event {
+            SessionEvent::DoseOrdered(o) => match &o.override_reason {
+                Some(r) => format!("dose_ordered (override: {r})"),
+                None => "dose_ordered".to_owned(),
+            },
+            SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
+            SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
+            other => other.kind().to_owned(),
+        });
+        kapstone_store::audit::append(&mut tx, &e).await?;
     }
-    let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
-    e.entity_id = Some(id.to_string());
-    e.patient_id = Some(PatientId::from_uuid(row.patient_id));
-    // Overrides are audited with the prescriber (the actor) and their reason.
-    e.reason = Some(match &recorded.event {
-        SessionEvent::DoseOrdered(o) => match &o.override_reason {
-            Some(r) => format!("dose_ordered (override: {r})"),
-            None => "dose_ordered".to_owned(),
-        },
-        SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
-        SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
-        other => other.kind().to_owned(),
-    });
-    kapstone_store::audit::append(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(RecordedOutcome { new_alerts, state: state_now })
 }

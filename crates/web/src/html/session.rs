@@ -1149,8 +1149,6 @@ async fn run(
 ) -> Result<(), AppError> {
     let row = kapstone_store::dosing::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let tz = zones(state, user.clinic).await?.of(row.location_id).clone();
-    for input in inputs(step, pairs, &tz, &row.protocol_id)? {
-        app::record(state, user, id, input, None).await?;
-    }
+    app::record(state, user, id, inputs(step, pairs, &tz, &row.protocol_id)?, None).await?;
     Ok(())
 }
