@@ -10,6 +10,7 @@ mod courses;
 mod dosing;
 mod eligibility;
 mod health;
+mod iv_session;
 mod mfa;
 mod patients;
 mod permissions;

@@ -91,6 +91,10 @@ pub async fn event(
     if matches!(event, SessionEvent::DoseOrdered(_)) {
         return Err(invalid("kind", "order a dose with POST /api/v1/sessions/{id}/dose-order").into());
     }
+    // A screener's score is read from the record, never from the client.
+    if matches!(event, SessionEvent::ScreeningLinked(_)) {
+        return Err(invalid("kind", "link a screener with POST /api/v1/sessions/{id}/screenings").into());
+    }
     recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await
 }
 
@@ -274,6 +278,56 @@ pub async fn administration(
     })?;
     let input = Input::Event(SessionEvent::AdministrationStarted(administration));
     recorded(&state, &user, session_id(&id)?, vec![input], at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningBody {
+    response_id: String,
+}
+
+/// `GET /api/v1/sessions/{id}/screenings`: the PHQ-9 and C-SSRS screener responses answered
+/// since the last visit, which can be linked as the pre-session screens.
+pub async fn screenings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let loaded = app::load(&state, &user, session_id(&id)?).await?;
+    let linked = loaded.session();
+    let list: Vec<Value> = app::pre_session_screens(&state, &user, &loaded.row)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let is_linked = linked.screenings().iter().any(|l| l.screening.response_id == c.screening.response_id);
+            json!({
+                "response_id": c.screening.response_id,
+                "instrument": c.screening.instrument,
+                "total": c.screening.total,
+                "cssrs_risk": c.screening.cssrs_risk,
+                "submitted_at": c.submitted_at,
+                "via_portal": c.via_portal,
+                "linked": is_linked,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "screenings": list })))
+}
+
+/// `POST /api/v1/sessions/{id}/screenings` with `{"response_id"}`: links a screener answered
+/// since the last visit; its score comes from the stored response.
+pub async fn link_screening(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ScreeningBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let response_id = b
+        .response_id
+        .trim()
+        .parse()
+        .map_err(|_| invalid("response_id", "give the id of the questionnaire response"))?;
+    recorded(&state, &user, session_id(&id)?, vec![Input::LinkScreening { response_id }], None).await
 }
 
 #[derive(serde::Deserialize)]
