@@ -158,7 +158,12 @@ impl Fx {
         anyhow::ensure!(p.status == 303, "{step} was refused ({}): {}", p.status, refusal_text(&p.body, step));
         assert_eq!(p.body, format!("/sessions/{id}?saved={step}"));
         assert_eq!(self.events(id).await?, before + events, "{step} stores {events} event(s)");
-        self.page(u, id).await
+        // Where the browser goes: the page, saying what was saved.
+        let r = u.c.get(self.app.url(&p.body)).send().await?;
+        anyhow::ensure!(r.status() == 200, "GET {}: {}", p.body, r.status());
+        let page = r.text().await?;
+        assert!(page.contains("<div class=\"notice\" role=\"status\">Saved: "), "{step}: a notice says it is saved");
+        Ok(page)
     }
 
     /// Posts a step that must be refused: 422 with the page, and nothing stored.
@@ -396,9 +401,9 @@ both_backends! {
         let page = fx.page(&fx.prescriber, &id).await?;
         assert!(has_form(&page, "order"), "{page}");
         labelled(&page, &["order-dose-mg-per-kg", "order-stock-mg-per-ml", "order-override-reason"]);
+        assert!(!page.contains("name=\"infusion_minutes\"") && !page.contains("name=\"diluted\""), "an IM order asks nothing of an infusion");
         let order = |per_kg: &'static str, reason: &'static str| {
-            vec![("step", "order"), ("dose_mg_per_kg", per_kg), ("stock_mg_per_ml", "100"), ("diluted", "no"),
-                 ("override_reason", reason)]
+            vec![("step", "order"), ("dose_mg_per_kg", per_kg), ("stock_mg_per_ml", "100"), ("override_reason", reason)]
         };
         let page = fx.refused(&fx.prescriber, &id, &order("7", "")).await?;
         let shown = refusal_text(&page, "order");
@@ -450,6 +455,7 @@ both_backends! {
         assert!(shown.contains("href=\"#observation-observation\"") && shown.contains("Choose the sign"), "{shown}");
         assert!(page.contains("value=\"Pressing pain\""), "the note typed is kept");
         let page = fx.ok(&fx.nurse, &id, &[("step", "observation"), ("observation", "chest_pain"), ("note", "Pressing pain, left side")], 1).await?;
+        assert!(page.contains("Saved: the warning sign; its alert is waiting below."), "{page}");
         assert!(page.contains("Get emergency care now") && page.contains("1 alert waiting"), "{page}");
         assert!(page.contains("Chest pain (") && page.contains("Pressing pain, left side"), "on the record: {page}");
         let page = acknowledge(&fx, &fx.prescriber, &id, &page, "MON-04").await?;
@@ -578,7 +584,10 @@ both_backends! {
 
         // An adverse event: "resolved" needs its time (named); recorded as resolving, then
         // followed up with the outcome.
-        let now = hm(Timestamp::now(), &tz);
+        let clock = Timestamp::now().to_zoned(tz.clone());
+        let now = hm(clock.timestamp(), &tz);
+        // The resolved time as a browser's date-and-time input sends it.
+        let resolved = format!("{}T{now}", clock.date());
         let ae = |outcome: &'static str| -> Vec<(&str, &str)> {
             vec![("step", "adverse_event"), ("code", "nausea"), ("onset", &now), ("severity", "mild"),
                  ("actions", "increased_monitoring"), ("outcome", outcome), ("resolved_at", "")]
@@ -594,7 +603,7 @@ both_backends! {
         assert!(refusal_text(&page, "ae_update").contains("href=\"#ae_update-resolved-at\""), "{}", refusal_text(&page, "ae_update"));
         let page = fx.refused(&fx.nurse, &id, &[("step", "ae_update"), ("number", "2"), ("outcome", "resolving")]).await?;
         assert!(refusal_text(&page, "ae_update").contains("No adverse event 2"), "{}", refusal_text(&page, "ae_update"));
-        let page = fx.ok(&fx.nurse, &id, &[("step", "ae_update"), ("number", "1"), ("outcome", "resolved"), ("resolved_at", &now)], 1).await?;
+        let page = fx.ok(&fx.nurse, &id, &[("step", "ae_update"), ("number", "1"), ("outcome", "resolved"), ("resolved_at", &resolved)], 1).await?;
         assert!(page.contains(&format!("Nausea, mild, onset {now}, resolved at {now}")), "{page}");
 
         // Recovery; the discharge waits for the escort (DC-08) and for 2 hours from the first

@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kapstone_domain::adverse_event::{AdverseEvent, AeCode, AeOutcome, BuiltinAe, NewAdverseEvent};
+use kapstone_domain::decision::Route;
 use kapstone_domain::discharge::CriterionStatus;
 use kapstone_domain::identity::Role;
 use kapstone_domain::monitoring::{
@@ -479,12 +480,25 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
                     .map(|m| (mg(*m), format!("{} mg/mL", mg(*m))))
                     .collect::<Vec<_>>();
                 let first = stocks.first().map(|s| s.0.clone()).unwrap_or_default();
-                b = b
-                    .add("dose_mg_per_kg", "Dose (mg/kg)", "decimal", &mg(r.default_mg_per_kg))
-                    .choice("stock_mg_per_ml", "Stock", "select", stocks, &first)
-                    .choice("diluted", "100 mg/mL diluted with an equal volume (IV)", "radio", yes_no(), "no")
-                    .add("infusion_minutes", "Infusion time (min, IV)", "decimal", "")
-                    .add("bag_ml", "Bag volume (mL, IV)", "decimal", "");
+                b = b.add("dose_mg_per_kg", "Dose (mg/kg)", "decimal", &mg(r.default_mg_per_kg)).choice(
+                    "stock_mg_per_ml",
+                    "Stock",
+                    "select",
+                    stocks,
+                    &first,
+                );
+                // Dilution, infusion time and bag are the infusion's: an IM order does not ask.
+                if l.protocol.route == Route::IntravenousRacemic {
+                    b = b
+                        .choice("diluted", "100 mg/mL diluted with an equal volume", "radio", yes_no(), "no")
+                        .add(
+                            "infusion_minutes",
+                            "Infusion time (min)",
+                            "decimal",
+                            &r.default_infusion_minutes.map(mg).unwrap_or_default(),
+                        )
+                        .add("bag_ml", "Bag volume (mL)", "decimal", "");
+                }
                 format!(
                     "Weight-based: the weight on the record is used. Above {} mg/kg needs a reason.",
                     mg(r.override_above_mg_per_kg)
@@ -995,7 +1009,7 @@ async fn page(
             });
     render(&SessionPage {
         next_integration,
-        spravato: l.protocol.route == kapstone_domain::decision::Route::SpravatoIntranasal,
+        spravato: l.protocol.route == Route::SpravatoIntranasal,
         layout: Layout::for_user(&format!("Session {}", initials(&p.given_name, &p.family_name)), user, "/floor"),
         id,
         patient: format!("{} {}", p.given_name, p.family_name),
@@ -1045,6 +1059,36 @@ async fn page(
     })
 }
 
+/// What a step saved, in words for the notice after it ("Saved: the check-in.").
+fn saved_what(step: &str) -> String {
+    match step {
+        "check_in" => "the check-in",
+        "escort" => "the escort's confirmation",
+        "vitals" => "the vitals",
+        "scores" => "the scores",
+        "observation" => "the warning sign; its alert is waiting below",
+        "bp_confirm" => "the confirmation of the pre-dose blood pressure",
+        "hold" => "the hold",
+        "release" => "the release of the hold",
+        "order" => "the dose order",
+        "verify" => "the second check of the dose",
+        "clear" => "the clearance for dosing",
+        "administer" => "the start of the administration",
+        "device" => "the device",
+        "end_administration" => "the end of the administration",
+        "end_experience" => "the end of the experience; recovery has begun",
+        "adverse_event" => "the adverse event",
+        "ae_update" => "the adverse event's outcome",
+        "note" => "the note",
+        "assessment" => "the discharge assessment",
+        "discharge" => "the discharge",
+        "abort" => "the end of the session",
+        "acknowledge" => "the acknowledgement",
+        other => return other.replace('_', " "),
+    }
+    .to_owned()
+}
+
 /// `GET /sessions/{id}`.
 pub async fn show(
     State(state): State<AppState>,
@@ -1053,7 +1097,7 @@ pub async fn show(
     Query(q): Query<ShowQuery>,
 ) -> PageResult<Html<String>> {
     let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
-    let notice = q.saved.filter(|s| !s.is_empty()).map(|s| format!("Saved: {}.", s.replace('_', " ")));
+    let notice = q.saved.filter(|s| !s.is_empty()).map(|s| format!("Saved: {}.", saved_what(&s)));
     let sent = Sent { step: "", pairs: &[], field: None };
     page(&state, &user, id, &sent, None, notice).await
 }
