@@ -627,3 +627,39 @@ both_backends! {
         fx.app.stop().await
     }
 }
+
+both_backends! {
+    async fn an_adverse_event_that_does_not_hold_together_names_its_field_on_the_page_and_over_the_api(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        fx.ok(&fx.nurse, &id, &check_in("6", ""), 1).await?;
+        // On the page: a serious event needs the action taken; the boxes ticked stay ticked.
+        let page = fx.refused(&fx.nurse, &id, &[("step", "adverse_event"), ("code", "anxiety"), ("onset", ""),
+            ("severity", "severe"), ("seriousness", "other_medically_important"), ("outcome", "resolving")]).await?;
+        let shown = refusal_text(&page, "adverse_event");
+        assert!(shown.contains("href=\"#adverse_event-actions\">Action taken</a>") && shown.contains("action taken"), "{shown}");
+        assert!(page.contains("value=\"other_medically_important\" checked"), "{page}");
+        assert!(page.contains("id=\"adverse_event-actions\" aria-describedby=\"adverse_event-error\""), "{page}");
+        // Over the API the same rule is a 422 naming the field, not a parse error.
+        let r = fx.app.client().post(fx.app.url(&format!("/api/v1/sessions/{id}/events"))).bearer_auth(&fx.token)
+            .json(&json!({"kind": "adverse_event_recorded", "code": "nausea", "onset_at": Timestamp::now().to_string(),
+                "severity": "mild", "outcome": "resolved"})).send().await?;
+        assert_eq!(r.status(), 422);
+        let body: Value = r.json().await?;
+        assert_eq!((body["error"]["code"].as_str(), body["error"]["field"].as_str()), (Some("invalid"), Some("resolved_at")), "{body}");
+        let r = fx.app.client().post(fx.app.url(&format!("/api/v1/sessions/{id}/events"))).bearer_auth(&fx.token)
+            .json(&json!({"kind": "adverse_event_recorded", "code": "nausea", "onset_at": "soon",
+                "severity": "mild", "outcome": "resolving"})).send().await?;
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await?;
+        assert_eq!(body["error"]["field"], "onset_at", "{body}");
+        assert_eq!(fx.events(&id).await?, 1, "only the check-in is stored");
+        let r = fx.app.client().post(fx.app.url(&format!("/api/v1/sessions/{id}/events"))).bearer_auth(&fx.token)
+            .json(&json!({"kind": "adverse_event_recorded", "code": "nausea", "onset_at": Timestamp::now().to_string(),
+                "severity": "mild", "outcome": "resolving"})).send().await?;
+        assert_eq!(r.status(), 201);
+        let page = fx.page(&fx.nurse, &id).await?;
+        assert!(page.contains("Adverse event 1") && page.contains("Nausea, mild"), "{page}");
+        fx.app.stop().await
+    }
+}

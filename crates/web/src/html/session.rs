@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use kapstone_domain::adverse_event::{AdverseEvent, AeCode, AeOutcome, BuiltinAe, NewAdverseEvent};
+use kapstone_domain::adverse_event::{AdverseEvent, AeCode, AeOutcome, BuiltinAe};
 use kapstone_domain::decision::Route;
 use kapstone_domain::discharge::CriterionStatus;
 use kapstone_domain::identity::Role;
@@ -1351,12 +1351,7 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
                 "severity": get(pairs, "severity"), "seriousness": many("seriousness"), "actions": many("actions"),
                 "action_details": opt_text(pairs, "action_details"), "outcome": get(pairs, "outcome"),
                 "resolved_at": local_date_time(pairs, "resolved_at", tz)?.map(ts)});
-            // Built in two steps so that a record that does not hold together (resolved without
-            // a time, serious without an action) names its field, as the API's checks do.
-            let parts: NewAdverseEvent = serde_path_to_error::deserialize(&parts).map_err(|e| {
-                AppError::BadRequest { field: Some(e.path().to_string()), message: e.into_inner().to_string() }
-            })?;
-            let ae = AdverseEvent::new(parts).map_err(AppError::Invalid)?;
+            let ae = crate::api::sessions::adverse_event(&parts)?;
             Ok(vec![Input::Event(SessionEvent::AdverseEventRecorded(ae))])
         }
         "ae_update" => {
