@@ -19,6 +19,7 @@ mod questionnaires;
 mod reminders;
 mod rems_forms;
 mod scheduling;
+mod session_forms;
 mod session_pages;
 mod sessions;
 mod web_security;

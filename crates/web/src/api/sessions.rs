@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kapstone_domain::FieldError;
 use kapstone_domain::UtcTs;
+use kapstone_domain::adverse_event::{AdverseEvent, NewAdverseEvent};
 use kapstone_domain::dose::DoseRequest;
 use kapstone_domain::monitoring::{Cadss, Cadss6, Cadss23, Measurement, Moaas, Reading};
 use kapstone_domain::session::{Administration, SessionEvent};
@@ -81,6 +82,15 @@ pub async fn event(
     if let Some(o) = body.as_object_mut() {
         o.remove("at");
     }
+    // An adverse event is checked as a whole after it parses (resolved with a time, a serious one
+    // with its action): built here so that such a refusal is a 422 naming its field.
+    if body.get("kind").and_then(Value::as_str) == Some("adverse_event_recorded") {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("kind");
+        }
+        let event = SessionEvent::AdverseEventRecorded(adverse_event(&body)?);
+        return recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await;
+    }
     let event: SessionEvent = serde_path_to_error::deserialize(&body).map_err(|e| {
         let path = e.path().to_string();
         AppError::BadRequest {
@@ -96,6 +106,16 @@ pub async fn event(
         return Err(invalid("kind", "link a screener with POST /api/v1/sessions/{id}/screenings").into());
     }
     recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await
+}
+
+/// An adverse event from its JSON parts (`code`, `onset_at`, `severity`, ...): a part that does
+/// not parse is a 400 naming it, a record that does not hold together a 422 naming the field.
+pub fn adverse_event(parts: &Value) -> Result<AdverseEvent, AppError> {
+    let parts: NewAdverseEvent = serde_path_to_error::deserialize(parts).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::BadRequest { field: (path != ".").then_some(path), message: e.into_inner().to_string() }
+    })?;
+    AdverseEvent::new(parts).map_err(AppError::Invalid)
 }
 
 #[derive(serde::Deserialize)]
