@@ -148,6 +148,27 @@ pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(
             if session.readings().iter().any(|o| o == r) {
                 return Err(Refusal::new("duplicate", None, "this reading is already recorded"));
             }
+            if let Some(c) = session.check_in()
+                && r.taken_at < c.stamp.at
+            {
+                return Err(Refusal::new(
+                    "invalid",
+                    Some("taken_at"),
+                    "a reading cannot be taken before the patient checked in",
+                ));
+            }
+            // A pre-dose reading entered once the dose has started would silently become the
+            // baseline MON-03 and DC-03 compare against, after the gate judged another one.
+            if let Some(dose) = session.dose_times()
+                && r.taken_at < dose.started_at
+            {
+                return Err(Refusal::new(
+                    "invalid",
+                    Some("taken_at"),
+                    "the dose has started: a reading taken before it can no longer be entered (write a progress \
+                     note instead)",
+                ));
+            }
             Ok(())
         }
         SessionEvent::PreDoseBpConfirmed { .. } => {
@@ -287,6 +308,9 @@ pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(
             }
             if ae.onset_at() > at {
                 return Err(Refusal::new("invalid", Some("onset_at"), "the onset cannot be after it is recorded"));
+            }
+            if ae.resolved_at().is_some_and(|r| r > at) {
+                return Err(Refusal::new("invalid", Some("resolved_at"), "cannot resolve later than now"));
             }
             Ok(())
         }

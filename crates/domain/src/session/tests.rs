@@ -481,6 +481,45 @@ fn mon_05_a_bp_of_184_96_pauses_the_infusion_until_the_prescriber_resumes_it_wit
 }
 
 #[test]
+fn a_reading_is_not_timed_before_check_in_nor_before_a_dose_already_started() {
+    let mut run = Run::new(Route::IntravenousRacemic);
+    // Checked in at 09:30 (see `arrive`).
+    run.gates.rems_enrolled = false;
+    arrive(&mut run, 128, 82);
+    let early = run.refused(at(9, 50), nurse(), bp(at(9, 20), 150, 95));
+    assert_eq!((early.code, early.field), ("invalid", Some("taken_at")));
+    let mut run = Run::new(Route::IntravenousRacemic);
+    iv_infusion_running(&mut run);
+    // A pre-dose BP (09:58) typed in after the infusion started at 10:00 would move the baseline.
+    let late = run.refused(at(10, 5), nurse(), bp(at(9, 58), 150, 95));
+    assert_eq!((late.code, late.field), ("invalid", Some("taken_at")));
+    assert!(late.message.contains("the dose has started"), "{}", late.message);
+    run.ok(at(10, 5), nurse(), bp(at(10, 4), 130, 84));
+}
+
+#[test]
+fn an_adverse_event_cannot_be_recorded_as_resolved_later_than_now() {
+    let mut run = Run::new(Route::SpravatoIntranasal);
+    spravato_to_monitoring(&mut run, 130, 80);
+    let ae = |resolved| {
+        AdverseEvent::new(NewAdverseEvent {
+            code: AeCode::Builtin(BuiltinAe::Nausea),
+            onset_at: at(10, 30),
+            severity: AeSeverity::Mild,
+            seriousness: Default::default(),
+            actions: Default::default(),
+            action_details: None,
+            outcome: AeOutcome::Resolved,
+            resolved_at: Some(resolved),
+        })
+        .unwrap()
+    };
+    let r = run.refused(at(10, 40), nurse(), SessionEvent::AdverseEventRecorded(ae(at(10, 50))));
+    assert_eq!((r.code, r.field), ("invalid", Some("resolved_at")));
+    run.ok(at(10, 40), nurse(), SessionEvent::AdverseEventRecorded(ae(at(10, 38))));
+}
+
+#[test]
 fn only_a_running_iv_infusion_can_be_paused() {
     let mut im = Run::new(Route::IntramuscularRacemic);
     im.gates.rems_enrolled = false;

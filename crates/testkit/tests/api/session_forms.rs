@@ -662,4 +662,45 @@ both_backends! {
         assert!(page.contains("Adverse event 1") && page.contains("Nausea, mild"), "{page}");
         fx.app.stop().await
     }
+
+    async fn screeners_are_linked_from_the_page_and_a_spravato_check_in_notes_the_nasal_spray(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        let patient = fx.app.token("patient3@demo.kapstone.test").await?;
+        let portal = |answers: Value, instrument: &str| {
+            let body = json!({"instrument": instrument, "answers": answers});
+            let (app, patient) = (&fx.app, patient.clone());
+            async move {
+                let r = app.client().post(app.url("/api/v1/portal/questionnaires")).bearer_auth(&patient).json(&body).send().await?;
+                anyhow::ensure!(r.status() == 201, "portal questionnaire: {}", r.status());
+                Ok::<Value, anyhow::Error>(r.json().await?)
+            }
+        };
+        // Answered in the portal before arriving: the check-in links both (three events).
+        portal(json!([1,1,1,1,1,1,1,0,0]), "phq9").await?;
+        portal(json!([false, false, null, null, null, false, null]), "cssrs_screener").await?;
+        let page = fx.page(&fx.nurse, &id).await?;
+        labelled(&page, &["check_in-last-nasal-spray-at"]);
+        let tz = zone(&page)?;
+        let spray = earlier_today(&tz, 30);
+        let mut form = check_in("6", "");
+        form.push(("last_nasal_spray_at", &spray));
+        let page = fx.ok(&fx.nurse, &id, &form, 3).await?;
+        assert!(page.contains("PHQ-9 total 7 · answered in the portal"), "{page}");
+        assert!(page.contains("C-SSRS screener: no risk identified · answered in the portal"), "{page}");
+        assert!(page.contains("data-code=\"spravato_nasal_spray\"") && page.contains("DDI-011"), "the advice shows: {page}");
+        assert!(!page.contains("Link a pre-session screener"), "nothing left to link");
+
+        // A PHQ-9 answered in the waiting room after check-in is linked from the page.
+        let later = portal(json!([0,1,0,1,0,1,0,0,0]), "phq9").await?;
+        let later_id = later["id"].as_str().unwrap().to_owned();
+        let page = fx.page(&fx.therapist, &id).await?;
+        assert!(page.contains("Link a pre-session screener") && page.contains("PHQ-9 total 3"), "{page}");
+        let forged = fx.refused(&fx.therapist, &id, &[("step", "link_screening"), ("response_id", "not-a-response")]).await?;
+        assert!(refusal_text(&forged, "link_screening").contains("screener"), "{forged}");
+        let page = fx.ok(&fx.therapist, &id, &[("step", "link_screening"), ("response_id", &later_id)], 1).await?;
+        assert!(page.contains("PHQ-9 total 3 · answered in the portal"), "{page}");
+        assert!(!page.contains("Link a pre-session screener"), "linked now");
+        fx.app.stop().await
+    }
 }

@@ -159,6 +159,8 @@ struct SessionPage {
     notice: Option<String>,
     /// After the session: the next booked integration session ("Mon 2026-12-07 10:00"), if any.
     next_integration: Option<String>,
+    /// Advice that does not stop the session (TV-SPR-5, DDI-011): (code, message).
+    advisories: Vec<(&'static str, String)>,
     spravato: bool,
 }
 
@@ -377,7 +379,13 @@ fn yes_no() -> Vec<(String, String)> {
 }
 
 /// The forms that make sense now for this user (the domain still decides each step).
-fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<FormView> {
+fn forms(
+    l: &Loaded,
+    user: &CurrentUser,
+    tz: &TimeZone,
+    sent: &Sent,
+    screens: &[app::ScreenCandidate],
+) -> Vec<FormView> {
     let ctx = l.ctx();
     let s = l.session();
     let st = s.state_now(&ctx);
@@ -390,27 +398,32 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
     let mut out = Vec::new();
     let now_hm = hm(UtcTs::now(), tz);
 
+    let spravato = l.protocol.route == kapstone_domain::decision::Route::SpravatoIntranasal;
     if any && st == SessionState::Scheduled {
+        let mut fb = Fb::new("check_in", sent)
+            .add("escort_name", "Escort's name", "text", "")
+            .required()
+            .add("escort_phone", "Escort's phone", "tel", "")
+            .required()
+            .add("escort_relationship", "Relationship", "text", "")
+            .choice(
+                "escort_confirmed_in_person",
+                "Escort seen in person at drop-off",
+                "select",
+                opts(&[("yes", "Yes, seen in person"), ("no", "No, confirm later")]),
+                "yes",
+            )
+            .add("mood", "Mood (0–10, or in words)", "text", "")
+            .required()
+            .add("sleep_hours", "Hours of sleep last night", "decimal", "")
+            .add("last_food_at", "Last food (time)", "time", "")
+            .add("last_fluid_at", "Last fluid (time)", "time", "");
+        if spravato {
+            // DDI-011: a nasal steroid or decongestant at least 1 h before Spravato.
+            fb = fb.add("last_nasal_spray_at", "Nasal steroid or decongestant used at (time)", "time", "");
+        }
         out.push(
-            Fb::new("check_in", sent)
-                .add("escort_name", "Escort's name", "text", "")
-                .required()
-                .add("escort_phone", "Escort's phone", "tel", "")
-                .required()
-                .add("escort_relationship", "Relationship", "text", "")
-                .choice(
-                    "escort_confirmed_in_person",
-                    "Escort seen in person at drop-off",
-                    "select",
-                    opts(&[("yes", "Yes, seen in person"), ("no", "No, confirm later")]),
-                    "yes",
-                )
-                .add("mood", "Mood (0–10, or in words)", "text", "")
-                .required()
-                .add("sleep_hours", "Hours of sleep last night", "decimal", "")
-                .add("last_food_at", "Last food (time)", "time", "")
-                .add("last_fluid_at", "Last fluid (time)", "time", "")
-                .choice("alcohol", "Alcohol or other substances in the last 12 h", "radio", yes_no(), "no")
+            fb.choice("alcohol", "Alcohol or other substances in the last 12 h", "radio", yes_no(), "no")
                 .choice("intoxication", "Signs of intoxication", "radio", yes_no(), "no")
                 .add("medication_changes", "Medication changes since the last session", "text", "")
                 .choice(
@@ -458,6 +471,25 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
             "Confirm",
             true,
             "",
+        ));
+    }
+    // The pre-session screeners answered since the last visit and not linked yet (a check-in
+    // links the newest of each; one answered later in the waiting room is linked here).
+    let unlinked: Vec<&app::ScreenCandidate> = screens
+        .iter()
+        .filter(|c| !s.screenings().iter().any(|l| l.screening.response_id == c.screening.response_id))
+        .collect();
+    if any && !done && s.administration().is_none() && st != SessionState::Scheduled && !unlinked.is_empty() {
+        let options: Vec<(String, String)> = unlinked
+            .iter()
+            .map(|c| (c.screening.response_id.clone(), screen_label(&c.screening, c.submitted_at, c.via_portal, tz)))
+            .collect();
+        let first = options.first().map(|o| o.0.clone()).unwrap_or_default();
+        out.push(Fb::new("link_screening", sent).choice("response_id", "Screener", "select", options, &first).form(
+            "Link a pre-session screener",
+            "Link it to this session",
+            false,
+            "Answered since the last visit; the score is taken from the record.",
         ));
     }
     if prescriber && st == SessionState::Held {
@@ -592,6 +624,23 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
             "Device given now",
             true,
             format!("{} given so far.", s.devices().len()),
+        ));
+    }
+    let iv = l.protocol.route == kapstone_domain::decision::Route::IntravenousRacemic;
+    if clinical && st == SessionState::Dosing && iv && !s.infusion_paused() {
+        out.push(Fb::new("pause_infusion", sent).add("reason", "Reason", "text", "").form(
+            "Pause the infusion (MON-05)",
+            "Pause the infusion",
+            blocked.contains(&"MON-05"),
+            "Only the prescriber resumes it, with a reason.",
+        ));
+    }
+    if prescriber && s.infusion_paused() {
+        out.push(Fb::new("resume_infusion", sent).add("reason", "Reason for going on", "text", "").required().form(
+            "Resume the infusion",
+            "Resume the infusion",
+            true,
+            "The prescriber's evaluation (MON-05), with the reason.",
         ));
     }
     if clinical && st == SessionState::Dosing {
@@ -830,7 +879,8 @@ async fn page(
     let ctx = l.ctx();
     let s = l.session();
     let view = s.view(&ctx);
-    let mut forms = forms(&l, user, &tz, sent);
+    let screens = app::pre_session_screens(state, user, &l.row).await?;
+    let mut forms = forms(&l, user, &tz, sent, &screens);
     let mut error = None;
     if let Some(e) = refusal {
         let mut se = StepError { code: e.code().to_owned(), message: sentence(&e.public_message("")), field: None };
@@ -874,6 +924,19 @@ async fn page(
         if let Some(w) = c.details.weight {
             line("Weight", format!("{} kg", mg(w.kg)));
         }
+    }
+    for linked in s.screenings() {
+        let c = screens.iter().find(|c| c.screening.response_id == linked.screening.response_id);
+        let (at, portal) = c.map_or((linked.stamp.at, false), |c| (c.submitted_at, c.via_portal));
+        line("Pre-session screener", screen_label(&linked.screening, at, portal, &tz));
+    }
+    for p in s.infusion_pauses() {
+        let resumed = match &p.resumed {
+            Some(r) => format!("; resumed {} by the {}: {}", hm(r.at, &tz), r.by.role.label().to_lowercase(), r.reason),
+            None => "; PAUSED".into(),
+        };
+        let why = p.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        line("Infusion paused (MON-05)", format!("{}{why}{resumed}", stamp(&p.paused, &tz)));
     }
     for h in s.holds() {
         let released = match &h.released {
@@ -1007,8 +1070,11 @@ async fn page(
                 let z = crate::app::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone());
                 format!("{} {:02}:{:02}", z.date(), z.hour(), z.minute())
             });
+    let advisories =
+        kapstone_domain::session::advice::advisories(&s, &ctx).into_iter().map(|a| (a.code, a.message)).collect();
     render(&SessionPage {
         next_integration,
+        advisories,
         spravato: l.protocol.route == Route::SpravatoIntranasal,
         layout: Layout::for_user(&format!("Session {}", initials(&p.given_name, &p.family_name)), user, "/floor"),
         id,
@@ -1076,6 +1142,9 @@ fn saved_what(step: &str) -> String {
         "administer" => "the start of the administration",
         "device" => "the device",
         "end_administration" => "the end of the administration",
+        "pause_infusion" => "the pause of the infusion; the prescriber decides when it goes on",
+        "resume_infusion" => "the resumption of the infusion",
+        "link_screening" => "the screener's link to this session",
         "end_experience" => "the end of the experience; recovery has begun",
         "adverse_event" => "the adverse event",
         "ae_update" => "the adverse event's outcome",
@@ -1237,6 +1306,19 @@ fn ts(t: UtcTs) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
+/// "PHQ-9 total 7 · answered in the portal at 08:10".
+fn screen_label(s: &kapstone_domain::session::Screening, at: UtcTs, via_portal: bool, tz: &TimeZone) -> String {
+    let what = match (s.total, s.cssrs_risk) {
+        (Some(t), _) => format!("PHQ-9 total {t}"),
+        (None, Some(kapstone_domain::instruments::cssrs::Risk::None)) => "C-SSRS screener: no risk identified".into(),
+        (None, Some(r)) => format!("C-SSRS screener: {} risk", r.as_str()),
+        (None, None) => "Screener".to_owned(),
+    };
+    let z = crate::app::scheduling::to_jiff(at).to_zoned(tz.clone());
+    let place = if via_portal { "in the portal" } else { "with staff" };
+    format!("{what} · answered {place} on {} at {:02}:{:02}", z.date(), z.hour(), z.minute())
+}
+
 fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &str) -> Result<Vec<Input>, AppError> {
     let now = UtcTs::now();
     let one = |v: Value| event(v).map(|e| vec![e]);
@@ -1256,6 +1338,7 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
                 "state_of_mind": {"mood": mood, "sleep_hours": number(pairs, "sleep_hours")?,
                     "last_food_at": local_time(pairs, "last_food_at", tz)?.map(ts),
                     "last_fluid_at": local_time(pairs, "last_fluid_at", tz)?.map(ts),
+                    "last_nasal_spray_at": local_time(pairs, "last_nasal_spray_at", tz)?.map(ts),
                     "alcohol_or_substances_last_12h": yes(pairs, "alcohol"),
                     "intoxication_signs": yes(pairs, "intoxication"),
                     "medication_changes": opt_text(pairs, "medication_changes")},
@@ -1341,6 +1424,13 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
         }
         "device" => one(json!({"kind": "device_given"})),
         "end_administration" => one(json!({"kind": "administration_ended", "reason": opt_text(pairs, "reason")})),
+        "pause_infusion" => one(json!({"kind": "infusion_paused", "reason": opt_text(pairs, "reason")})),
+        "resume_infusion" => one(json!({"kind": "infusion_resumed", "reason": get(pairs, "reason")})),
+        "link_screening" => {
+            let id = get(pairs, "response_id");
+            let response_id = id.trim().parse().map_err(|_| invalid("response_id", "choose a screener to link"))?;
+            Ok(vec![Input::LinkScreening { response_id }])
+        }
         "end_experience" => one(json!({"kind": "experience_ended"})),
         "adverse_event" => {
             let onset = local_time(pairs, "onset", tz)?.unwrap_or(now);
