@@ -222,18 +222,8 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/sessions/{id}/rems-form", RunDosingSession, post(html::rems::submit)),
         r(g.clone(), "/sessions/{id}/summary", RunDosingSession, get(html::rems::summary)),
         // Psychotherapy notes: the author's own, in their own store (KAP-SPEC 10)
-        r(
-            g.clone(),
-            "/sessions/{id}/psychotherapy-note",
-            KeepPsychotherapyNotes,
-            get(html::psychotherapy_note::show),
-        ),
-        r(
-            p.clone(),
-            "/sessions/{id}/psychotherapy-note",
-            KeepPsychotherapyNotes,
-            post(html::psychotherapy_note::save),
-        ),
+        r(g.clone(), "/sessions/{id}/psychotherapy-note", KeepPsychotherapyNotes, get(html::psychotherapy_note::show)),
+        r(p.clone(), "/sessions/{id}/psychotherapy-note", KeepPsychotherapyNotes, post(html::psychotherapy_note::save)),
         r(
             g.clone(),
             "/api/v1/sessions/{id}/psychotherapy-notes",

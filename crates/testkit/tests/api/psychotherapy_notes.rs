@@ -51,7 +51,8 @@ impl Fx {
         let nurse = app.token("nurse@demo.kapstone.test").await?;
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
-        let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+        let list: Value =
+            app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
         let appointment = list["items"]
             .as_array()
             .unwrap()

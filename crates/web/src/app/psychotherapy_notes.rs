@@ -210,8 +210,7 @@ pub async fn amend(
     )
     .await?
     .ok_or(AppError::NotFound)?;
-    let (session_id, patient_id) =
-        rows.first().map(|r| (r.session_id, r.patient_id)).ok_or(AppError::NotFound)?;
+    let (session_id, patient_id) = rows.first().map(|r| (r.session_id, r.patient_id)).ok_or(AppError::NotFound)?;
     let mut e = user.event(AuditAction::PsychotherapyNoteAmended, "psychotherapy_note", Outcome::Success);
     e.entity_id = Some(original_id.to_string());
     e.patient_id = Some(PatientId::from_uuid(patient_id));
