@@ -94,6 +94,13 @@ enum Scenario {
     Eligibility,
     /// `GET /healthz`: the floor cost of a request including a database ping.
     Health,
+    /// `GET /api/v1/floor`: the live floor board (every chair's session replayed, audited).
+    Floor,
+    /// `GET /api/v1/sessions/{id}`: one dosing session replayed with its checks and gates.
+    SessionView,
+    /// `POST /api/v1/sessions/{id}/events` (a progress note): one session event decided and
+    /// written with its audit event, on the sessions of today's floor.
+    SessionRecord,
 }
 
 impl Scenario {
@@ -105,6 +112,9 @@ impl Scenario {
             Self::PatientRead => "patient-read",
             Self::Eligibility => "eligibility",
             Self::Health => "health",
+            Self::Floor => "floor",
+            Self::SessionView => "session-view",
+            Self::SessionRecord => "session-record",
         }
     }
 
@@ -261,6 +271,23 @@ async fn patient_urls(client: &Client, settings: &Settings, auth: &HeaderValue) 
     Ok(ids.iter().map(|id| settings.url(&format!("/api/v1/patients/{id}"))).collect())
 }
 
+/// The dosing sessions on today's floor board (the demo's day in progress).
+async fn floor_sessions(client: &Client, settings: &Settings, auth: &HeaderValue) -> Result<Vec<String>> {
+    let board =
+        fetch_json(client.get(settings.url("/api/v1/floor")).header(AUTHORIZATION, auth.clone()), "floor").await?;
+    let ids: Vec<String> = board["chairs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["sessions"].as_array().into_iter().flatten())
+        .filter_map(|s| s["session_id"].as_str())
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .map(str::to_owned)
+        .collect();
+    ensure!(!ids.is_empty(), "no dosing session on today's floor: run against the demo clinic");
+    Ok(ids)
+}
+
 /// Extracts `items[].id` from a patient list, rejecting ids that could change
 /// the request path (the server uses UUIDs, so hex and dashes suffice).
 fn patient_ids(body: &Value) -> Result<Vec<String>> {
@@ -290,6 +317,7 @@ enum Job {
     SignIn,
     PageView { url: String, auth: HeaderValue },
     PatientRead { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
+    Record { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
 }
 
 impl Job {
@@ -309,6 +337,21 @@ impl Job {
                 }
                 Self::PatientRead { urls, auth, rng: XorShift::seeded(index as u64) }
             }
+            Scenario::Floor => {
+                Self::PageView { url: settings.url("/api/v1/floor"), auth: sign_in(client, settings).await? }
+            }
+            Scenario::SessionView | Scenario::SessionRecord => {
+                let auth = sign_in(client, settings).await?;
+                let ids = floor_sessions(client, settings, &auth).await?;
+                let rng = XorShift::seeded(index as u64);
+                if settings.scenario == Scenario::SessionView {
+                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}"))).collect();
+                    Self::PatientRead { urls, auth, rng }
+                } else {
+                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}/events"))).collect();
+                    Self::Record { urls, auth, rng }
+                }
+            }
         })
     }
 
@@ -321,6 +364,13 @@ impl Job {
             Self::PatientRead { urls, auth, rng } => {
                 let url = &urls[rng.below(urls.len())];
                 client.get(url.as_str()).header(AUTHORIZATION, auth.clone())
+            }
+            Self::Record { urls, auth, rng } => {
+                let url = &urls[rng.below(urls.len())];
+                client
+                    .post(url.as_str())
+                    .header(AUTHORIZATION, auth.clone())
+                    .json(&json!({"kind": "progress_note", "text": "Benchmark note: resting quietly."}))
             }
         }
     }

@@ -62,8 +62,8 @@ pub use event::{
 pub use gates::{Blocker, GateFacts};
 pub use state::{
     Abort, Acknowledgement, AdministrationRecord, AssessmentRecord, BpConfirmation, CheckInRecord,
-    EscortConfirmationRecord, FlaggedObservation, Hold, LinkedScreening, NoteRecord, OrderedDose, RaisedAlert, Release,
-    Session, SessionState, Stamp,
+    EscortConfirmationRecord, FlaggedObservation, Hold, InfusionPause, LinkedScreening, NoteRecord, OrderedDose,
+    RaisedAlert, Release, Session, SessionState, Stamp,
 };
 
 use crate::UtcTs;
@@ -123,6 +123,8 @@ pub struct SessionView<'a> {
     pub dose_times: Option<DoseTimes>,
     /// Whole minutes since the dose started.
     pub minutes_since_dose: Option<i64>,
+    /// The IV infusion is paused for the prescriber (MON-05).
+    pub infusion_paused: bool,
     pub session: &'a Session,
 }
 
@@ -137,6 +139,7 @@ impl Session {
             discharge: self.discharge(ctx),
             dose_times: self.dose_times(),
             minutes_since_dose: self.time_since_dose(ctx.now).map(|d| d.whole_minutes()),
+            infusion_paused: self.infusion_paused(),
             session: self,
         }
     }

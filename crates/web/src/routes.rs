@@ -206,6 +206,8 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/api/v1/sessions/{id}/scores", RunDosingSession, post(api::sessions::scores)),
         r(p.clone(), "/api/v1/sessions/{id}/dose-order", RunDosingSession, post(api::sessions::order)),
         r(p.clone(), "/api/v1/sessions/{id}/administrations", RunDosingSession, post(api::sessions::administration)),
+        r(g.clone(), "/api/v1/sessions/{id}/screenings", RunDosingSession, get(api::sessions::screenings)),
+        r(p.clone(), "/api/v1/sessions/{id}/screenings", RunDosingSession, post(api::sessions::link_screening)),
         r(g.clone(), "/api/v1/floor", ReadFloor, get(api::sessions::floor)),
         r(g.clone(), "/floor", ReadFloor, get(html::floor::show)),
         r(g.clone(), "/floor/board", ReadFloor, get(html::floor::board)),

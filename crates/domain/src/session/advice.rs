@@ -1,5 +1,6 @@
-//! Advice that does not stop a session but that the clinician should see: the Spravato food and
-//! fluid timing before the first device (KAP-SPEC 4.2 pre-dose patient rules [S11]; TV-SPR-5).
+//! Advice that does not stop a session but that the clinician should see: the Spravato food,
+//! fluid and nasal-spray timing before the first device (KAP-SPEC 4.2 pre-dose patient rules
+//! [S11], DDI-011; TV-SPR-5).
 //! The label *advises* (nausea and vomiting are common), so these are warnings, not gates.
 
 use serde::Serialize;
@@ -13,10 +14,12 @@ use crate::decision::Route;
 pub const SPRAVATO_NO_FOOD_MINUTES: i64 = 120;
 /// Minutes without liquids before Spravato (label advice [S11]).
 pub const SPRAVATO_NO_LIQUIDS_MINUTES: i64 = 30;
+/// Minutes between a nasal corticosteroid or decongestant and Spravato (DDI-011 [S11]).
+pub const SPRAVATO_NASAL_SPRAY_MINUTES: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Advisory {
-    /// `TV-SPR-5` style code: `spravato_food`, `spravato_liquids`.
+    /// `TV-SPR-5` style code: `spravato_food`, `spravato_liquids`, `spravato_nasal_spray`.
     pub code: &'static str,
     pub message: String,
 }
@@ -50,6 +53,18 @@ pub fn advisories(session: &Session, ctx: &Context) -> Vec<Advisory> {
                 code: "spravato_liquids",
                 message: format!(
                     "Drank {m} min before the first device: the label advises no liquids for 30 minutes before [S11]."
+                ),
+            });
+        }
+    }
+    if let Some(spray) = check_in.details.state_of_mind.last_nasal_spray_at {
+        let m = minutes_before(spray);
+        if m < SPRAVATO_NASAL_SPRAY_MINUTES {
+            out.push(Advisory {
+                code: "spravato_nasal_spray",
+                message: format!(
+                    "Used a nasal corticosteroid or decongestant {m} min before the first device: give it at \
+                     least 1 hour before Spravato (DDI-011) [S11]."
                 ),
             });
         }
@@ -90,6 +105,10 @@ mod tests {
     }
 
     fn checked_in(route: Route, food: UtcTs, fluid: UtcTs, now: UtcTs) -> Vec<Advisory> {
+        with_spray(route, food, fluid, None, now)
+    }
+
+    fn with_spray(route: Route, food: UtcTs, fluid: UtcTs, spray: Option<UtcTs>, now: UtcTs) -> Vec<Advisory> {
         let protocol = ProtocolSet::bundled().unwrap().get(route).clone();
         let ctx = Context { protocol: &protocol, gates: gates(), now };
         let event = SessionEvent::CheckedIn(CheckIn {
@@ -101,6 +120,7 @@ mod tests {
                 sleep_hours: None,
                 last_food_at: Some(food),
                 last_fluid_at: Some(fluid),
+                last_nasal_spray_at: spray,
                 alcohol_or_substances_last_12h: false,
                 intoxication_signs: false,
                 medication_changes: None,
@@ -127,5 +147,14 @@ mod tests {
         assert_eq!(a.iter().map(|x| x.code).collect::<Vec<_>>(), ["spravato_liquids"]);
         assert!(checked_in(Route::SpravatoIntranasal, at(7, 0), at(9, 30), at(10, 0)).is_empty(), "30 min is enough");
         assert!(checked_in(Route::SublingualLozenge, at(9, 50), at(9, 55), at(10, 0)).is_empty());
+    }
+
+    #[test]
+    fn tv_spr_5_a_nasal_decongestant_30_minutes_before_is_a_warning() {
+        let a = with_spray(Route::SpravatoIntranasal, at(7, 0), at(7, 0), Some(at(9, 30)), at(10, 0));
+        assert_eq!(a.iter().map(|x| x.code).collect::<Vec<_>>(), ["spravato_nasal_spray"]);
+        assert!(a[0].message.contains("30 min"), "{}", a[0].message);
+        let hour = with_spray(Route::SpravatoIntranasal, at(7, 0), at(7, 0), Some(at(9, 0)), at(10, 0));
+        assert!(hour.is_empty(), "1 hour is enough: {hour:?}");
     }
 }

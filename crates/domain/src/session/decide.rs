@@ -8,6 +8,7 @@ use super::event::{self, Recorded, SessionEvent};
 use super::gates::{self, Blocker, dosing_stopped, hard_stops, pre_dose_gate, waiting_alerts};
 use super::state::{Session, SessionState, planned_devices, timed_by_device};
 use super::{Context, Refusal};
+use crate::decision::Route;
 use crate::discharge::{CriterionStatus, DischargeReadiness};
 use crate::dose::{DeviceLog, DoseRequest, SpravatoContext, Zone, calculate};
 use crate::identity::Role;
@@ -33,9 +34,11 @@ fn allowed_roles(event: &SessionEvent) -> &'static [Role] {
         },
         // MON-01 "prescriber must confirm"; GATE-05/06 "prescriber decision"; the order is the
         // prescriber's.
-        SessionEvent::PreDoseBpConfirmed { .. } | SessionEvent::HoldReleased { .. } | SessionEvent::DoseOrdered(_) => {
-            &[Prescriber]
-        }
+        // MON-05 "prescriber evaluation" before a paused infusion goes on.
+        SessionEvent::PreDoseBpConfirmed { .. }
+        | SessionEvent::HoldReleased { .. }
+        | SessionEvent::DoseOrdered(_)
+        | SessionEvent::InfusionResumed { .. } => &[Prescriber],
         // Anyone looking after the patient may stop; only a prescriber goes on.
         SessionEvent::HoldPlaced { .. }
         | SessionEvent::ObservationFlagged { .. }
@@ -46,6 +49,7 @@ fn allowed_roles(event: &SessionEvent) -> &'static [Role] {
         | SessionEvent::ClearedForDosing
         | SessionEvent::AdministrationStarted(_)
         | SessionEvent::DeviceGiven
+        | SessionEvent::InfusionPaused { .. }
         | SessionEvent::AdministrationEnded { .. }
         | SessionEvent::AlertAcknowledged { .. }
         | SessionEvent::AdverseEventUpdated { .. }
@@ -222,6 +226,23 @@ pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(
             first(dosing_stopped(session))?;
             first(waiting_alerts(session))?;
             device_log(session, ctx)?.record(at).map_err(|e| Refusal::new("device_log", Some(e.field), e.message))
+        }
+        SessionEvent::InfusionPaused { .. } => {
+            if state != SessionState::Dosing || ctx.protocol.route != Route::IntravenousRacemic {
+                return Err(state_refusal("Only a running IV infusion can be paused."));
+            }
+            if session.infusion_paused() {
+                return Err(state_refusal("The infusion is already paused."));
+            }
+            Ok(())
+        }
+        SessionEvent::InfusionResumed { .. } => {
+            if !session.infusion_paused() {
+                return Err(state_refusal("The infusion is not paused."));
+            }
+            // Other stopping alerts (SpO2, RR, sedation, an emergency) end dosing: stop the infusion.
+            first(dosing_stopped(session).into_iter().filter(|b| b.code != "MON-05").collect())?;
+            first(waiting_alerts(session).into_iter().filter(|b| b.code != "MON-05").collect())
         }
         SessionEvent::AdministrationEnded { reason } => {
             if state != SessionState::Dosing {
@@ -520,7 +541,7 @@ impl Session {
             SessionState::Held => gates::holds(self),
             SessionState::Dosing => {
                 if !timed_by_device(ctx.protocol) {
-                    return Vec::new();
+                    return gates::infusion_pause(self);
                 }
                 let mut out = dosing_stopped(self);
                 out.extend(waiting_alerts(self));

@@ -70,6 +70,15 @@ pub enum SessionEvent {
     AdministrationStarted(Administration),
     /// One Spravato device (or compounded nasal application), timed by the event's `at`.
     DeviceGiven,
+    /// MON-05: the IV infusion is paused for the prescriber's evaluation.
+    InfusionPaused {
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// The prescriber's decision, with a reason, to go on with a paused infusion.
+    InfusionResumed {
+        reason: String,
+    },
     /// Infusion stopped, lozenge finished, or a device dose ended early (`reason` then required).
     AdministrationEnded {
         #[serde(default)]
@@ -129,6 +138,8 @@ impl SessionEvent {
             SessionEvent::ClearedForDosing => "cleared_for_dosing",
             SessionEvent::AdministrationStarted(_) => "administration_started",
             SessionEvent::DeviceGiven => "device_given",
+            SessionEvent::InfusionPaused { .. } => "infusion_paused",
+            SessionEvent::InfusionResumed { .. } => "infusion_resumed",
             SessionEvent::AdministrationEnded { .. } => "administration_ended",
             SessionEvent::AlertAcknowledged { .. } => "alert_acknowledged",
             SessionEvent::ObservationFlagged { .. } => "observation_flagged",
@@ -157,6 +168,8 @@ impl SessionEvent {
             SessionEvent::ClearedForDosing => "clear the patient for dosing",
             SessionEvent::AdministrationStarted(_) => "start the administration",
             SessionEvent::DeviceGiven => "record a device",
+            SessionEvent::InfusionPaused { .. } => "pause the infusion",
+            SessionEvent::InfusionResumed { .. } => "resume the infusion",
             SessionEvent::AdministrationEnded { .. } => "end the administration",
             SessionEvent::AlertAcknowledged { .. } => "acknowledge an alert",
             SessionEvent::ObservationFlagged { .. } => "flag an observation",
@@ -211,6 +224,9 @@ pub struct StateOfMind {
     pub last_food_at: Option<UtcTs>,
     #[serde(default)]
     pub last_fluid_at: Option<UtcTs>,
+    /// A nasal corticosteroid or decongestant used today (DDI-011: at least 1 h before Spravato).
+    #[serde(default)]
+    pub last_nasal_spray_at: Option<UtcTs>,
     /// GATE-06 (CONFIG-DEFAULT: any alcohol within 12 h).
     pub alcohol_or_substances_last_12h: bool,
     /// GATE-06.
@@ -397,6 +413,7 @@ impl CheckIn {
         }
         not_after("state_of_mind.last_food_at", s.last_food_at, at)?;
         not_after("state_of_mind.last_fluid_at", s.last_fluid_at, at)?;
+        not_after("state_of_mind.last_nasal_spray_at", s.last_nasal_spray_at, at)?;
         if let Some(w) = &self.weight {
             WeightKg::new(w.kg).map_err(|e| FieldError::new("weight.kg", e.message))?;
             not_after("weight.measured_at", Some(w.measured_at), at)?;
@@ -474,8 +491,11 @@ pub(crate) fn check_texts(event: &SessionEvent) -> Result<(), FieldError> {
         SessionEvent::PreDoseBpConfirmed { reason }
         | SessionEvent::HoldPlaced { reason, .. }
         | SessionEvent::HoldReleased { reason }
+        | SessionEvent::InfusionResumed { reason }
         | SessionEvent::Aborted { reason } => text("reason", reason, MAX_REASON).map(drop),
-        SessionEvent::AdministrationEnded { reason } => optional_text("reason", reason.as_deref(), MAX_REASON),
+        SessionEvent::AdministrationEnded { reason } | SessionEvent::InfusionPaused { reason } => {
+            optional_text("reason", reason.as_deref(), MAX_REASON)
+        }
         SessionEvent::AlertAcknowledged { note, .. } | SessionEvent::ObservationFlagged { note, .. } => {
             optional_text("note", note.as_deref(), MAX_REASON)
         }

@@ -19,12 +19,12 @@ use jiff::civil::Date;
 use serde::Serialize;
 
 use super::event::MeasuredWeight;
-use super::state::{Session, SessionState};
+use super::state::{RaisedAlert, Session, SessionState};
 use super::{Context, Refusal};
 use crate::decision::{Route, SpravatoIndication};
 use crate::identity::Role;
 use crate::instruments::cssrs::Risk;
-use crate::monitoring::{MeasureKind, PreDoseBp, pre_dose_bp};
+use crate::monitoring::{AlertAction, MeasureKind, PreDoseBp, pre_dose_bp};
 use crate::patient::SexAtBirth;
 use crate::permissions::{Action, roles_allowed};
 
@@ -177,16 +177,46 @@ pub(super) fn holds(session: &Session) -> Vec<Blocker> {
         .collect()
 }
 
-/// Alerts that stop further dosing for the rest of the session (MON-04..MON-07, MON-09, MON-10),
-/// one per rule.
+/// Alerts that stop further dosing for the rest of the session (MON-04, MON-06, MON-07, MON-09,
+/// MON-10), one per rule. MON-05 pauses an infusion until the prescriber evaluates: once they
+/// resume it, the alerts raised before stand decided.
 pub(super) fn dosing_stopped(session: &Session) -> Vec<Blocker> {
     let mut out: Vec<Blocker> = Vec::new();
-    for a in session.alerts().iter().filter(|a| a.stops_dosing()) {
+    let resumed = session.last_resumed_at();
+    let decided =
+        |a: &RaisedAlert| a.alert.action == AlertAction::PauseInfusion && resumed.is_some_and(|r| a.raised_at <= r);
+    for a in session.alerts().iter().filter(|a| a.stops_dosing() && !decided(a)) {
         if !out.iter().any(|b| b.code == a.alert.rule) {
             out.push(Blocker::new(a.alert.rule, format!("{} No further dose in this session.", a.alert.message), &[]));
         }
     }
     out
+}
+
+/// MON-05 on a running IV infusion: pause it now; once paused, only the prescriber resumes it
+/// (with a reason), or it is stopped.
+pub(super) fn infusion_pause(session: &Session) -> Vec<Blocker> {
+    if session.infusion_paused() {
+        return vec![Blocker::new(
+            "MON-05",
+            "The infusion is paused (MON-05): the prescriber evaluates and resumes it with a reason, or it is stopped.",
+            PRESCRIBER,
+        )];
+    }
+    let resumed = session.last_resumed_at();
+    let due = session.state() == SessionState::Dosing
+        && session
+            .alerts()
+            .iter()
+            .any(|a| a.alert.action == AlertAction::PauseInfusion && resumed.is_none_or(|r| a.raised_at > r));
+    if due {
+        return vec![Blocker::new(
+            "MON-05",
+            "Pause the infusion now (MON-05): the prescriber evaluates before it goes on.",
+            DOSING_CLINICIANS,
+        )];
+    }
+    Vec::new()
 }
 
 /// Alerts waiting for a clinician: each must be seen before the next dose or the discharge.

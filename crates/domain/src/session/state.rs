@@ -100,6 +100,14 @@ pub struct Release {
     pub at: UtcTs,
 }
 
+/// MON-05: a pause of the IV infusion and, once the prescriber has evaluated, its resumption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InfusionPause {
+    pub paused: Stamp,
+    pub reason: Option<String>,
+    pub resumed: Option<Release>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hold {
     pub rule: HoldRule,
@@ -240,6 +248,7 @@ pub struct Session {
     pub(super) discharged: Option<Stamp>,
     pub(super) aborted: Option<Abort>,
     pub(super) notes: Vec<NoteRecord>,
+    pub(super) pauses: Vec<InfusionPause>,
     pub(super) last_event_at: Option<UtcTs>,
     pub(super) events: usize,
 }
@@ -287,6 +296,7 @@ impl Session {
             discharged: None,
             aborted: None,
             notes: Vec::new(),
+            pauses: Vec::new(),
             last_event_at: None,
             events: 0,
         }
@@ -414,6 +424,21 @@ impl Session {
     /// Time since the dose started (first device, start of infusion, injection, lozenge).
     pub fn time_since_dose(&self, now: UtcTs) -> Option<Duration> {
         self.dose_times().map(|d| Duration::microseconds(now.unix_micros().saturating_sub(d.started_at.unix_micros())))
+    }
+
+    /// The infusion's pauses (MON-05), in order.
+    pub fn infusion_pauses(&self) -> &[InfusionPause] {
+        &self.pauses
+    }
+
+    /// The infusion is running but paused, waiting for the prescriber (MON-05).
+    pub fn infusion_paused(&self) -> bool {
+        self.state == SessionState::Dosing && self.pauses.last().is_some_and(|p| p.resumed.is_none())
+    }
+
+    /// When the prescriber last resumed the infusion: MON-05 alerts raised before it are decided.
+    pub(super) fn last_resumed_at(&self) -> Option<UtcTs> {
+        self.pauses.iter().filter_map(|p| p.resumed.as_ref().map(|r| r.at)).max()
     }
 
     /// The latest pre-dose blood pressure reading: what GATE-05 and MON-01 judge.
@@ -642,6 +667,22 @@ impl Session {
                     }
                 }
             }
+            SessionEvent::InfusionPaused { reason } => {
+                if self.state == SessionState::Dosing && !self.infusion_paused() {
+                    let reason = reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+                    self.pauses.push(InfusionPause { paused: stamp, reason, resumed: None });
+                }
+            }
+            SessionEvent::InfusionResumed { reason } => {
+                if self.infusion_paused()
+                    && let Some(p) = self.pauses.last_mut()
+                {
+                    let reason = reason.trim().to_owned();
+                    p.resumed = Some(Release { reason: reason.clone(), by, at });
+                    // The prescriber's evaluation is the acknowledgement of the MON-05 alert.
+                    self.acknowledge_rule("MON-05", by, at, &reason);
+                }
+            }
             SessionEvent::AdministrationEnded { reason } => {
                 if let (SessionState::Dosing, Some(a)) = (self.state, self.administration.as_mut()) {
                     a.ended_at = Some(at);
@@ -710,7 +751,12 @@ impl Session {
         let dose = self.dose_times_for(protocol, reading);
         self.readings.push(*reading);
         let thresholds = &protocol.monitoring.thresholds;
-        for alert in reading_alerts(thresholds, &dose, &self.readings, reading) {
+        // A paused infusion is already what MON-05 asks for: no second "pause the infusion".
+        let paused = self.infusion_paused();
+        for alert in reading_alerts(thresholds, &dose, &self.readings, reading)
+            .into_iter()
+            .filter(|a| !(paused && a.action == AlertAction::PauseInfusion))
+        {
             self.raise(alert, stamp.at);
         }
         if let Measurement::BloodPressure { bp, .. } = reading.measurement

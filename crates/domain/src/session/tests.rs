@@ -148,6 +148,7 @@ fn check_in() -> CheckIn {
             sleep_hours: Some(7.5),
             last_food_at: Some(at(7, 0)),
             last_fluid_at: Some(at(8, 30)),
+            last_nasal_spray_at: None,
             alcohol_or_substances_last_12h: false,
             intoxication_signs: false,
             medication_changes: None,
@@ -366,14 +367,7 @@ fn tv_iv_1_iv_order_needs_a_second_clinician_who_did_not_order_it() {
     run.ok(at(9, 43), second_nurse(), SessionEvent::DoseVerified);
     run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
 
-    let vial = Administration {
-        product: "Ketamine HCl injection 50 mg/mL vial".into(),
-        ndc: None,
-        lot: "KET2291".into(),
-        expiry: jiff::civil::date(2025, 9, 30),
-        dose_mg: 40.0,
-        route_snomed: "47625008".into(),
-    };
+    let vial = vial(40.0, "47625008");
     let wrong_dose = run.refused(
         at(10, 0),
         nurse(),
@@ -399,6 +393,116 @@ fn tv_iv_1_iv_order_needs_a_second_clinician_who_did_not_order_it() {
     assert_eq!(run.session.discharge(&run.ctx(at(11, 0))).unwrap().earliest_at, Some(at(11, 40)));
 }
 
+/// An IV infusion of 40 mg (0.5 mg/kg of the record's 80 kg) started at 10:00 after a pre-dose
+/// BP of 128/82.
+fn iv_infusion_running(run: &mut Run) {
+    run.gates.rems_enrolled = false;
+    run.gates.setting_rems_certified = false;
+    arrive(run, 128, 82);
+    let request = DoseRequest {
+        dose_mg_per_kg: Some(0.5),
+        stock_mg_per_ml: Some(50.0),
+        bag_ml: Some(100.0),
+        ..Default::default()
+    };
+    let order = run.order(at(9, 40), request, None);
+    run.ok(at(9, 40), prescriber(), order);
+    run.ok(at(9, 43), second_nurse(), SessionEvent::DoseVerified);
+    run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
+    let vial = vial(40.0, "47625008");
+    run.ok(at(10, 0), nurse(), SessionEvent::AdministrationStarted(vial));
+    assert_eq!(run.state(), SessionState::Dosing);
+}
+
+/// A 50 mg/mL ketamine vial for `dose_mg` by the SNOMED CT `route`.
+fn vial(dose_mg: f64, route: &str) -> Administration {
+    Administration {
+        product: "Ketamine HCl injection 50 mg/mL vial".into(),
+        ndc: None,
+        lot: "KET2291".into(),
+        expiry: jiff::civil::date(2025, 9, 30),
+        dose_mg,
+        route_snomed: route.into(),
+    }
+}
+
+fn resume(reason: &str) -> SessionEvent {
+    SessionEvent::InfusionResumed { reason: reason.into() }
+}
+
+#[test]
+fn mon_05_a_bp_of_184_96_pauses_the_infusion_until_the_prescriber_resumes_it_with_a_reason() {
+    let mut run = Run::new(Route::IntravenousRacemic);
+    iv_infusion_running(&mut run);
+    run.ok(at(10, 10), nurse(), bp(at(10, 10), 184, 96));
+    let rules: Vec<&str> = run.session.unacknowledged_alerts().iter().map(|a| a.alert.rule).collect();
+    assert_eq!(rules, ["MON-03", "MON-05"]);
+    let blockers = run.session.blocked_by(&run.ctx(at(10, 11)));
+    let pause = blockers.iter().find(|b| b.code == "MON-05").unwrap();
+    assert!(pause.message.starts_with("Pause the infusion now"), "{}", pause.message);
+    assert_eq!(run.refused(at(10, 11), prescriber(), resume("fine")).code, "state", "nothing is paused yet");
+
+    run.ok(at(10, 11), nurse(), SessionEvent::InfusionPaused { reason: Some("BP 184/96".into()) });
+    assert!(run.session.infusion_paused());
+    let blockers = run.session.blocked_by(&run.ctx(at(10, 12)));
+    assert_eq!((blockers[0].code, blockers[0].unblocked_by.as_slice()), ("MON-05", [Role::Prescriber].as_slice()));
+    assert_eq!(run.refused(at(10, 12), nurse(), SessionEvent::InfusionPaused { reason: None }).code, "state");
+    // Paused already: a second high reading raises no second "pause the infusion".
+    run.ok(at(10, 15), nurse(), bp(at(10, 15), 182, 98));
+    let mon05 = run.session.alerts().iter().filter(|a| a.alert.rule == "MON-05").count();
+    assert_eq!(mon05, 1);
+
+    assert_eq!(run.refused(at(10, 16), nurse(), resume("BP settling")).code, "role");
+    assert_eq!(run.refused(at(10, 16), prescriber(), resume("BP settling")).code, "MON-03", "MON-03 waits");
+    let blank = run.refused(at(10, 16), prescriber(), resume("  "));
+    assert_eq!((blank.code, blank.field), ("invalid", Some("reason")));
+    for id in run
+        .session
+        .unacknowledged_alerts()
+        .iter()
+        .filter(|a| a.alert.rule == "MON-03")
+        .map(|a| a.id)
+        .collect::<Vec<_>>()
+    {
+        run.ok(at(10, 17), prescriber(), SessionEvent::AlertAcknowledged { alert_id: id, note: None });
+    }
+    run.ok(at(10, 20), prescriber(), resume("Transient rise; 150/88 on recheck at 10:19"));
+    assert!(!run.session.infusion_paused());
+    assert!(run.codes(at(10, 21)).is_empty(), "the prescriber's decision settles MON-05");
+    assert!(run.session.unacknowledged_alerts().is_empty(), "resuming acknowledges the MON-05 alert");
+    let pause = &run.session.infusion_pauses()[0];
+    assert_eq!(pause.resumed.as_ref().map(|r| (r.by, r.at)), Some((prescriber(), at(10, 20))));
+
+    // A new MON-05 after the resume asks for a new pause.
+    run.ok(at(10, 30), nurse(), bp(at(10, 30), 186, 100));
+    assert!(run.codes(at(10, 31)).contains(&"MON-05"));
+    run.ok(at(10, 31), nurse(), SessionEvent::AdministrationEnded { reason: Some("Stopped for BP".into()) });
+    assert_eq!(run.state(), SessionState::Monitoring);
+}
+
+#[test]
+fn only_a_running_iv_infusion_can_be_paused() {
+    let mut im = Run::new(Route::IntramuscularRacemic);
+    im.gates.rems_enrolled = false;
+    arrive(&mut im, 128, 82);
+    assert_eq!(im.refused(at(9, 40), nurse(), SessionEvent::InfusionPaused { reason: None }).code, "state");
+    let mut spravato = Run::new(Route::SpravatoIntranasal);
+    spravato_to_monitoring(&mut spravato, 130, 80);
+    assert_eq!(spravato.refused(at(10, 50), nurse(), SessionEvent::InfusionPaused { reason: None }).code, "state");
+}
+
+#[test]
+fn a_paused_infusion_with_falling_spo2_is_stopped_not_resumed() {
+    let mut run = Run::new(Route::IntravenousRacemic);
+    iv_infusion_running(&mut run);
+    run.ok(at(10, 10), nurse(), bp(at(10, 10), 180, 90));
+    run.ok(at(10, 11), nurse(), SessionEvent::InfusionPaused { reason: None });
+    run.ok(at(10, 14), nurse(), respiration(at(10, 14), 88, 14));
+    assert_eq!(run.refused(at(10, 16), prescriber(), resume("BP is fine now")).code, "MON-06");
+    run.ok(at(10, 16), prescriber(), SessionEvent::AdministrationEnded { reason: Some("SpO2 88 %".into()) });
+    assert_eq!(run.state(), SessionState::Monitoring);
+}
+
 #[test]
 fn an_im_injection_starts_and_ends_at_once_and_monitoring_begins() {
     let mut run = Run::new(Route::IntramuscularRacemic);
@@ -414,14 +518,7 @@ fn an_im_injection_starts_and_ends_at_once_and_monitoring_begins() {
     assert_eq!(run.refused(at(9, 41), nurse(), SessionEvent::ClearedForDosing).code, "dose_verification");
     run.ok(at(9, 42), nurse(), SessionEvent::DoseVerified);
     run.ok(at(9, 45), second_nurse(), SessionEvent::ClearedForDosing);
-    let vial = Administration {
-        product: "Ketamine HCl injection 50 mg/mL vial".into(),
-        ndc: None,
-        lot: "KET2291".into(),
-        expiry: jiff::civil::date(2025, 9, 30),
-        dose_mg: 35.0,
-        route_snomed: "78421000".into(),
-    };
+    let vial = vial(35.0, "78421000");
     run.ok(at(10, 0), nurse(), SessionEvent::AdministrationStarted(vial));
     assert_eq!(run.state(), SessionState::Monitoring);
     let dose = run.session.dose_times().unwrap();

@@ -265,4 +265,54 @@ both_backends! {
         assert_eq!(s, 403);
         fx.app.stop().await
     }
+
+    async fn the_screeners_answered_in_the_portal_are_linked_at_check_in_with_their_stored_scores(b) {
+        let fx = Fx::new(b).await?;
+        let id = fx.spravato_session().await?;
+        let t0 = Timestamp::now();
+        let patient = fx.app.token("patient3@demo.kapstone.test").await?;
+        let portal = "/api/v1/portal/questionnaires";
+        let (s, phq9) = post(&fx.app, &patient, portal, &json!({"instrument": "phq9", "answers": [1,1,1,1,1,1,1,0,0]})).await?;
+        assert_eq!((s, phq9["total"].as_u64()), (201, Some(7)), "{phq9}");
+        let (s, cssrs) = post(&fx.app, &patient, portal,
+            &json!({"instrument": "cssrs_screener", "answers": [false, false, null, null, null, false, null]})).await?;
+        assert_eq!(s, 201, "{cssrs}");
+        let (phq9_id, cssrs_id) = (phq9["id"].as_str().unwrap().to_owned(), cssrs["id"].as_str().unwrap().to_owned());
+
+        // Before check-in the session lists them, not yet linked.
+        let path = format!("/api/v1/sessions/{id}/screenings");
+        let (s, list) = get(&fx.app, &fx.nurse, &path).await?;
+        assert_eq!(s, 200, "{list}");
+        let items = list["screenings"].as_array().unwrap();
+        let mine = items.iter().find(|i| i["response_id"] == phq9_id.as_str()).expect("the portal PHQ-9 is offered");
+        assert_eq!((mine["total"].as_u64(), mine["via_portal"].as_bool(), mine["linked"].as_bool()), (Some(7), Some(true), Some(false)));
+
+        // A client cannot write a screener's score into the session.
+        let forged = json!({"kind": "screening_linked", "instrument": "phq9", "response_id": phq9_id, "total": 0});
+        assert_eq!(refusal(&fx.event(&fx.nurse, &id, forged).await?), (422, "invalid".into(), "kind".into()));
+
+        // Check-in links the newest PHQ-9 and C-SSRS screener, with the scores on record.
+        fx.ok(&fx.nurse, &id, check_in(t0, 20, false)).await?;
+        let v = fx.show(&id).await?;
+        let linked: Vec<(String, Value, Value)> = v["session"]["screenings"].as_array().unwrap().iter()
+            .map(|l| (l["screening"]["response_id"].as_str().unwrap().to_owned(), l["screening"]["total"].clone(), l["screening"]["cssrs_risk"].clone()))
+            .collect();
+        assert_eq!(linked.len(), 2, "{linked:?}");
+        assert!(linked.contains(&(phq9_id.clone(), json!(7), Value::Null)), "{linked:?}");
+        assert!(linked.iter().any(|(r, t, risk)| *r == cssrs_id && t.is_null() && !risk.is_null()), "{linked:?}");
+        let events = v["session"]["events"].as_u64();
+
+        // Linking the same response again records nothing; a stranger's response, or none, names the field.
+        let (s, r) = post(&fx.app, &fx.nurse, &path, &json!({"response_id": phq9_id})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64(), events);
+        let other = fx.app.token("patient2@demo.kapstone.test").await?;
+        let (_, theirs) = post(&fx.app, &other, portal, &json!({"instrument": "phq9", "answers": [0,0,0,0,0,0,0,0,0]})).await?;
+        let r = post(&fx.app, &fx.nurse, &path, &json!({"response_id": theirs["id"]})).await?;
+        assert_eq!(refusal(&r), (422, "invalid".into(), "response_id".into()), "{}", r.1);
+        let r = post(&fx.app, &fx.nurse, &path, &json!({"response_id": "not-an-id"})).await?;
+        assert_eq!(refusal(&r), (422, "invalid".into(), "response_id".into()), "{}", r.1);
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64(), events, "nothing stored");
+        fx.app.stop().await
+    }
 }

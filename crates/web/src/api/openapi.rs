@@ -176,7 +176,8 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             r("Session"),
         ),
         ("POST", "/api/v1/sessions/{id}/events") => op(
-            "Record a step as {kind, ..., at?}: checked_in, escort_confirmed, screening_linked, reading, \
+            "Record a step as {kind, ..., at?}: checked_in (links the pre-session screeners already answered), \
+             escort_confirmed, reading, \
              pre_dose_bp_confirmed, hold_placed, hold_released, dose_verified, cleared_for_dosing, device_given, \
              administration_ended, alert_acknowledged, observation_flagged, adverse_event_recorded, \
              adverse_event_updated, experience_ended, discharge_assessment, discharged, aborted, progress_note; \
@@ -209,6 +210,20 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "Administration starts {product, ndc?, lot, expiry, dose_mg, route_snomed, at?}; 422 names the gate or \
              limit that refuses it",
             Some(json!({"type":"object","required":["product","lot","expiry","dose_mg","route_snomed"]})),
+            "201",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/sessions/{id}/screenings") => op(
+            "The PHQ-9 and C-SSRS screener responses answered since the last visit {screenings: [{response_id, \
+             instrument, total?, cssrs_risk?, submitted_at, via_portal, linked}]}",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/sessions/{id}/screenings") => op(
+            "Link a pre-session screener {response_id}; the score is read from the stored response; 422 names \
+             response_id when it is not this patient's screener since the last visit",
+            Some(json!({"type":"object","required":["response_id"]})),
             "201",
             obj.clone(),
         ),

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kapstone_domain::FieldError;
 use kapstone_domain::UtcTs;
+use kapstone_domain::adverse_event::{AdverseEvent, NewAdverseEvent};
 use kapstone_domain::dose::DoseRequest;
 use kapstone_domain::monitoring::{Cadss, Cadss6, Cadss23, Measurement, Moaas, Reading};
 use kapstone_domain::session::{Administration, SessionEvent};
@@ -81,6 +82,15 @@ pub async fn event(
     if let Some(o) = body.as_object_mut() {
         o.remove("at");
     }
+    // An adverse event is checked as a whole after it parses (resolved with a time, a serious one
+    // with its action): built here so that such a refusal is a 422 naming its field.
+    if body.get("kind").and_then(Value::as_str) == Some("adverse_event_recorded") {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("kind");
+        }
+        let event = SessionEvent::AdverseEventRecorded(adverse_event(&body)?);
+        return recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await;
+    }
     let event: SessionEvent = serde_path_to_error::deserialize(&body).map_err(|e| {
         let path = e.path().to_string();
         AppError::BadRequest {
@@ -91,7 +101,21 @@ pub async fn event(
     if matches!(event, SessionEvent::DoseOrdered(_)) {
         return Err(invalid("kind", "order a dose with POST /api/v1/sessions/{id}/dose-order").into());
     }
+    // A screener's score is read from the record, never from the client.
+    if matches!(event, SessionEvent::ScreeningLinked(_)) {
+        return Err(invalid("kind", "link a screener with POST /api/v1/sessions/{id}/screenings").into());
+    }
     recorded(&state, &user, session_id(&id)?, vec![Input::Event(event)], at).await
+}
+
+/// An adverse event from its JSON parts (`code`, `onset_at`, `severity`, ...): a part that does
+/// not parse is a 400 naming it, a record that does not hold together a 422 naming the field.
+pub fn adverse_event(parts: &Value) -> Result<AdverseEvent, AppError> {
+    let parts: NewAdverseEvent = serde_path_to_error::deserialize(parts).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::BadRequest { field: (path != ".").then_some(path), message: e.into_inner().to_string() }
+    })?;
+    AdverseEvent::new(parts).map_err(AppError::Invalid)
 }
 
 #[derive(serde::Deserialize)]
@@ -274,6 +298,56 @@ pub async fn administration(
     })?;
     let input = Input::Event(SessionEvent::AdministrationStarted(administration));
     recorded(&state, &user, session_id(&id)?, vec![input], at).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreeningBody {
+    response_id: String,
+}
+
+/// `GET /api/v1/sessions/{id}/screenings`: the PHQ-9 and C-SSRS screener responses answered
+/// since the last visit, which can be linked as the pre-session screens.
+pub async fn screenings(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let loaded = app::load(&state, &user, session_id(&id)?).await?;
+    let linked = loaded.session();
+    let list: Vec<Value> = app::pre_session_screens(&state, &user, &loaded.row)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let is_linked = linked.screenings().iter().any(|l| l.screening.response_id == c.screening.response_id);
+            json!({
+                "response_id": c.screening.response_id,
+                "instrument": c.screening.instrument,
+                "total": c.screening.total,
+                "cssrs_risk": c.screening.cssrs_risk,
+                "submitted_at": c.submitted_at,
+                "via_portal": c.via_portal,
+                "linked": is_linked,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "screenings": list })))
+}
+
+/// `POST /api/v1/sessions/{id}/screenings` with `{"response_id"}`: links a screener answered
+/// since the last visit; its score comes from the stored response.
+pub async fn link_screening(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ScreeningBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let response_id = b
+        .response_id
+        .trim()
+        .parse()
+        .map_err(|_| invalid("response_id", "give the id of the questionnaire response"))?;
+    recorded(&state, &user, session_id(&id)?, vec![Input::LinkScreening { response_id }], None).await
 }
 
 #[derive(serde::Deserialize)]

@@ -78,6 +78,7 @@ fn check_in(escort: &str) -> SessionEvent {
             sleep_hours: Some(7.0),
             last_food_at: None,
             last_fluid_at: None,
+            last_nasal_spray_at: None,
             alcohol_or_substances_last_12h: false,
             intoxication_signs: false,
             medication_changes: None,

@@ -13,7 +13,8 @@ use kapstone_domain::patient::SexAtBirth;
 use kapstone_domain::protocol::Protocol;
 use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::session::{
-    self, Actor, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Session, SessionEvent,
+    self, Actor, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening, ScreeningInstrument,
+    Session, SessionEvent,
 };
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
@@ -250,10 +251,123 @@ pub struct RecordedOutcome {
     pub state: &'static str,
 }
 
-/// What the client asks to record: an event as sent, or a dose order the domain computes.
+/// What the client asks to record: an event as sent, a dose order the domain computes, or a
+/// questionnaire response to link whose score is read from the record.
 pub enum Input {
     Event(SessionEvent),
     DoseOrder { request: DoseRequest, override_reason: Option<String> },
+    LinkScreening { response_id: Uuid },
+}
+
+/// A PHQ-9 or C-SSRS screener response that counts as this session's pre-session screen.
+#[derive(Debug, Clone)]
+pub struct ScreenCandidate {
+    pub screening: Screening,
+    pub submitted_at: UtcTs,
+    pub via_portal: bool,
+}
+
+/// The screeners of KAP-SPEC 7.10 asked on each dosing day, pre-dose.
+const PRE_SESSION_INSTRUMENTS: [&str; 2] = ["phq9", "cssrs_screener"];
+
+/// The PHQ-9 and C-SSRS screener responses answered for this session, newest first. They count
+/// "since last visit" (KAP-SPEC 7.10): from the later of the booking and the start of the
+/// patient's previous dosing appointment, up to now. Scores are read from the stored response,
+/// never taken from a client.
+pub async fn pre_session_screens(
+    state: &AppState,
+    user: &CurrentUser,
+    row: &SessionRow,
+) -> Result<Vec<ScreenCandidate>, AppError> {
+    let patient = PatientId::from_uuid(row.patient_id);
+    let appointments = kapstone_store::scheduling::appointments_of_patient(&state.db, patient).await?;
+    let Some(this) = appointments.iter().find(|a| a.id == row.appointment_id) else {
+        return Ok(Vec::new());
+    };
+    let types = super::scheduling::types(state, user).await?;
+    let is_dosing = |type_id: Uuid| types.iter().any(|(id, t, _)| *id == type_id && t.kind == AppointmentKind::Dosing);
+    let previous_start = appointments
+        .iter()
+        .filter(|a| a.id != this.id && is_dosing(a.type_id) && matches!(a.status.as_str(), "booked" | "completed"))
+        .map(|a| a.start_at.0)
+        .filter(|s| *s < this.start_at.0)
+        .max();
+    let booked_at = kapstone_store::scheduling::created_at(&state.db, &[this.id]).await?.first().map(|(_, t)| t.0);
+    let from = match (booked_at, previous_start) {
+        (Some(b), Some(p)) => Some(b.max(p)),
+        (b, p) => b.or(p),
+    };
+    let now = UtcTs::now();
+    let mut out = Vec::new();
+    for r in kapstone_store::questionnaires::recent_responses(&state.db, patient, 50).await? {
+        let at = r.submitted_at.0;
+        if !PRE_SESSION_INSTRUMENTS.contains(&r.instrument.as_str()) || from.is_some_and(|f| at < f) || at > now {
+            continue;
+        }
+        out.push(ScreenCandidate {
+            screening: screening_of(&r)?,
+            submitted_at: at,
+            via_portal: r.entered_via == "portal",
+        });
+    }
+    Ok(out)
+}
+
+/// The session's view of a stored screener response: the PHQ-9 total or the C-SSRS risk.
+fn screening_of(r: &kapstone_store::questionnaires::ResponseSummary) -> Result<Screening, AppError> {
+    let response_id = r.id.to_string();
+    Ok(if r.instrument == "phq9" {
+        let total = r.total.and_then(|t| u16::try_from(t).ok()).ok_or_else(|| corrupt("PHQ-9 total", r.id))?;
+        Screening { instrument: ScreeningInstrument::Phq9, response_id, total: Some(total), cssrs_risk: None }
+    } else {
+        let result: serde_json::Value = serde_json::from_str(&r.result).map_err(|e| corrupt("C-SSRS result", e))?;
+        let risk: Risk = serde_json::from_value(result["risk"].clone()).map_err(|e| corrupt("C-SSRS risk", e))?;
+        Screening { instrument: ScreeningInstrument::CssrsScreener, response_id, total: None, cssrs_risk: Some(risk) }
+    })
+}
+
+/// Turns the links asked for into events, and adds to a check-in the newest pre-session PHQ-9
+/// and C-SSRS screener the patient already answered (in the portal or with staff), so nobody
+/// types a score twice. A response that is not this patient's, not a screener, or from before
+/// the last visit is refused naming `response_id`.
+async fn resolve_screenings(
+    state: &AppState,
+    user: &CurrentUser,
+    row: &SessionRow,
+    inputs: Vec<Input>,
+) -> Result<Vec<Input>, AppError> {
+    let checks_in = inputs.iter().any(|i| matches!(i, Input::Event(SessionEvent::CheckedIn(_))));
+    let links = inputs.iter().any(|i| matches!(i, Input::LinkScreening { .. }));
+    if !checks_in && !links {
+        return Ok(inputs);
+    }
+    let candidates = pre_session_screens(state, user, row).await?;
+    let mut out = Vec::with_capacity(inputs.len() + 2);
+    for input in inputs {
+        match input {
+            Input::LinkScreening { response_id } => {
+                let id = response_id.to_string();
+                let c = candidates.iter().find(|c| c.screening.response_id == id).ok_or_else(|| {
+                    AppError::Invalid(kapstone_domain::FieldError::new(
+                        "response_id",
+                        "link this patient's PHQ-9 or C-SSRS screener answered since the last visit",
+                    ))
+                })?;
+                out.push(Input::Event(SessionEvent::ScreeningLinked(c.screening.clone())));
+            }
+            Input::Event(e @ SessionEvent::CheckedIn(_)) => {
+                out.push(Input::Event(e));
+                for instrument in [ScreeningInstrument::Phq9, ScreeningInstrument::CssrsScreener] {
+                    // Newest first: the latest answer of each.
+                    if let Some(c) = candidates.iter().find(|c| c.screening.instrument == instrument) {
+                        out.push(Input::Event(SessionEvent::ScreeningLinked(c.screening.clone())));
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 /// Records the events of one request (e.g. a BP and a respiratory reading entered together) in one
@@ -270,6 +384,7 @@ pub async fn record(
     let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let protocol = super::protocols::version(state, user.clinic, &row.protocol_id, &row.protocol_version).await?;
     let gates = gate_facts(state, user, &row, protocol.route).await?;
+    let inputs = resolve_screenings(state, user, &row, inputs).await?;
     let now = UtcTs::now();
     let at = at.unwrap_or(now);
     let mut tx = state.db.begin().await?;
@@ -281,13 +396,23 @@ pub async fn record(
     let mut new_alerts: Vec<RaisedAlert> = Vec::new();
     let mut state_now = session.state_now(&ctx).as_str();
     // Each event's place in the log: the number of events before it.
-    for (seq, input) in (first..).zip(inputs) {
+    let mut seq = first;
+    for input in inputs {
         // A dose order is computed by the domain from the record, whatever the client sent.
         let event = match input {
             Input::DoseOrder { request, override_reason } => {
                 session::order_dose(&session, &ctx, at, request, override_reason).map_err(refused)?
             }
+            // Only a response already linked is skipped (a check-in adds the screeners found).
+            Input::Event(SessionEvent::ScreeningLinked(s))
+                if session.screenings().iter().any(|l| l.screening.response_id == s.response_id) =>
+            {
+                continue;
+            }
             Input::Event(e) => e,
+            Input::LinkScreening { .. } => {
+                return Err(AppError::Internal(anyhow::anyhow!("a screening link was not resolved")));
+            }
         };
         let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
         session::decide(&session, &ctx, &recorded).map_err(refused)?;
@@ -311,6 +436,7 @@ pub async fn record(
             },
         )
         .await?;
+        seq += 1;
         // The discharge completes the dosing appointment (a course counts it as done).
         if matches!(recorded.event, SessionEvent::Discharged { .. }) {
             kapstone_store::scheduling::change_status(
@@ -334,6 +460,7 @@ pub async fn record(
             },
             SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
             SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
+            SessionEvent::InfusionResumed { reason } => format!("infusion_resumed: {reason}"),
             other => other.kind().to_owned(),
         });
         kapstone_store::audit::append(&mut tx, &e).await?;

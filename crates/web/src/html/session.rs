@@ -10,10 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use kapstone_domain::adverse_event::BuiltinAe;
+use kapstone_domain::adverse_event::{AdverseEvent, AeCode, AeOutcome, BuiltinAe};
+use kapstone_domain::decision::Route;
 use kapstone_domain::discharge::CriterionStatus;
 use kapstone_domain::identity::Role;
-use kapstone_domain::monitoring::{Cadss, Cadss23, CheckStatus, Measurement, Moaas, Reading};
+use kapstone_domain::monitoring::{
+    Cadss, Cadss6, Cadss23, CheckStatus, ClinicianObservation, Measurement, Moaas, Reading, observation_alert,
+};
 use kapstone_domain::protocol::DoseRule;
 use kapstone_domain::session::{SessionEvent, SessionState, Stamp};
 use kapstone_domain::{FieldError, PatientId, UtcTs};
@@ -92,12 +95,27 @@ impl FieldView {
     pub fn picked(&self, v: &str) -> bool {
         self.chosen.iter().any(|c| c == v)
     }
+
+    /// The ids that describe the input: its form's error when the input is at fault, its hint.
+    pub fn described_by(&self, step: &str) -> String {
+        let mut ids = Vec::new();
+        if self.invalid {
+            ids.push(format!("{step}-error"));
+        }
+        if !self.hint.is_empty() {
+            ids.push(format!("{}-hint", self.id));
+        }
+        ids.join(" ")
+    }
 }
 
 /// A refused step, shown next to its form.
 pub struct StepError {
     pub code: String,
     pub message: String,
+    /// The field at fault on the form, as (label, element id): the message names it and links to
+    /// it, so a keyboard user goes straight there.
+    pub field: Option<(String, String)>,
 }
 
 /// One step's form.
@@ -165,9 +183,19 @@ fn hm(t: UtcTs, tz: &TimeZone) -> String {
     format!("{:02}:{:02}", z.hour(), z.minute())
 }
 
+/// "10:20" today, "2026-03-04 10:20" on another day (an adverse event followed up later).
+fn when(t: UtcTs, tz: &TimeZone) -> String {
+    let z = to_jiff(t).to_zoned(tz.clone());
+    if z.date() == Timestamp::now().to_zoned(tz.clone()).date() {
+        format!("{:02}:{:02}", z.hour(), z.minute())
+    } else {
+        format!("{} {:02}:{:02}", z.date(), z.hour(), z.minute())
+    }
+}
+
 fn roles(rs: &[Role]) -> String {
     if rs.is_empty() {
-        return "time (no one)".into();
+        return "no one: it lifts with time".into();
     }
     rs.iter().map(|r| r.label()).collect::<Vec<_>>().join(" or ")
 }
@@ -191,7 +219,8 @@ fn check_status(s: CheckStatus) -> (&'static str, &'static str) {
     }
 }
 
-fn reading_line(r: &Reading, tz: &TimeZone) -> ReadingLine {
+/// One reading of the table; `entered_at` is when it was recorded (later for a back-dated one).
+fn reading_line(r: &Reading, entered_at: UtcTs, tz: &TimeZone) -> ReadingLine {
     let (what, value) = match &r.measurement {
         Measurement::BloodPressure { bp, heart_rate, spo2 } => {
             let mut v = bp.to_string();
@@ -216,7 +245,10 @@ fn reading_line(r: &Reading, tz: &TimeZone) -> ReadingLine {
         Measurement::Moaas { score } => ("Sedation", format!("{score}: {}", score.description())),
         Measurement::Cadss { score } => ("Dissociation", score.to_string()),
     };
-    ReadingLine { at: hm(r.taken_at, tz), what, value }
+    let taken = hm(r.taken_at, tz);
+    let entered = hm(entered_at, tz);
+    let at = if entered == taken { taken } else { format!("{taken} (entered {entered})") };
+    ReadingLine { at, what, value }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,6 +325,47 @@ impl<'a> Fb<'a> {
     fn form(self, title: &'static str, button: &'static str, primary: bool, hint: impl Into<String>) -> FormView {
         FormView { step: self.step, title, hint: hint.into(), button, primary, fields: self.fields, error: None }
     }
+}
+
+const TAKEN_AT_HINT: &str = "HH:MM today, clinic time; leave empty for now";
+const RESOLVED_AT_HINT: &str = "Date and time, clinic time (a time alone means today)";
+
+fn ae_outcomes() -> Vec<(String, String)> {
+    opts(&[
+        ("resolving", "Resolving"),
+        ("resolved", "Resolved"),
+        ("resolved_with_sequelae", "Resolved with sequelae"),
+        ("not_resolved", "Not resolved"),
+        ("fatal", "Fatal"),
+        ("unknown", "Unknown"),
+    ])
+}
+
+/// The JSON name of an observation (its serde form), for a form's value.
+fn observation_code(o: ClinicianObservation) -> String {
+    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn ae_outcome_label(o: AeOutcome) -> String {
+    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default()
+}
+
+/// "Nausea, moderate, onset 10:20, resolved at 10:45": one adverse event in a line.
+fn ae_summary(ae: &AdverseEvent, tz: &TimeZone) -> String {
+    let name = match ae.code() {
+        AeCode::Builtin(b) => b.display_name().to_owned(),
+        other => other.as_str().to_owned(),
+    };
+    let severity = serde_json::to_value(ae.severity()).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let mut v = format!("{name}, {}, onset {}", severity.unwrap_or_default(), when(ae.onset_at(), tz));
+    if ae.is_serious() {
+        v.push_str(", SERIOUS");
+    }
+    v.push_str(&format!(", {}", ae_outcome_label(ae.outcome())));
+    if let Some(r) = ae.resolved_at() {
+        v.push_str(&format!(" at {}", when(r, tz)));
+    }
+    v
 }
 
 fn opts(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -407,12 +480,25 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
                     .map(|m| (mg(*m), format!("{} mg/mL", mg(*m))))
                     .collect::<Vec<_>>();
                 let first = stocks.first().map(|s| s.0.clone()).unwrap_or_default();
-                b = b
-                    .add("dose_mg_per_kg", "Dose (mg/kg)", "decimal", &mg(r.default_mg_per_kg))
-                    .choice("stock_mg_per_ml", "Stock", "select", stocks, &first)
-                    .choice("diluted", "100 mg/mL diluted with an equal volume (IV)", "radio", yes_no(), "no")
-                    .add("infusion_minutes", "Infusion time (min, IV)", "decimal", "")
-                    .add("bag_ml", "Bag volume (mL, IV)", "decimal", "");
+                b = b.add("dose_mg_per_kg", "Dose (mg/kg)", "decimal", &mg(r.default_mg_per_kg)).choice(
+                    "stock_mg_per_ml",
+                    "Stock",
+                    "select",
+                    stocks,
+                    &first,
+                );
+                // Dilution, infusion time and bag are the infusion's: an IM order does not ask.
+                if l.protocol.route == Route::IntravenousRacemic {
+                    b = b
+                        .choice("diluted", "100 mg/mL diluted with an equal volume", "radio", yes_no(), "no")
+                        .add(
+                            "infusion_minutes",
+                            "Infusion time (min)",
+                            "decimal",
+                            &r.default_infusion_minutes.map(mg).unwrap_or_default(),
+                        )
+                        .add("bag_ml", "Bag volume (mL)", "decimal", "");
+                }
                 format!(
                     "Weight-based: the weight on the record is used. Above {} mg/kg needs a reason.",
                     mg(r.override_above_mg_per_kg)
@@ -448,12 +534,14 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
         ));
     }
     let before_dose = matches!(st, SessionState::CheckedIn | SessionState::ClearedForDosing);
-    if clinical && before_dose && s.ordered().is_some() && s.verified().is_none() {
+    // Offered when the domain asks for it (IV, IM), and not to the prescriber who ordered.
+    let orderer = s.ordered().map(|o| o.stamp.by.user);
+    if clinical && before_dose && blocked.contains(&"dose_verification") && orderer.is_some_and(|by| by != user.id) {
         out.push(Fb::new("verify", sent).form(
             "Second check of the dose",
             "The dose is checked",
             true,
-            "A second clinician checks the ordered dose.",
+            "A second clinician checks the ordered dose against the order and the record.",
         ));
     }
     if clinical && st == SessionState::CheckedIn {
@@ -522,7 +610,14 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
                     .add("heart_rate", "Heart rate (/min)", "number", "")
                     .add("spo2", "SpO2 (%)", "number", "")
                     .add("resp_rate", "Respiratory rate (/min)", "number", "")
-                    .form("Record vitals", "Save vitals", false, format!("Taken now ({now_hm}).")),
+                    .add("taken_at", "Taken at (if not now)", "time", "")
+                    .hint(TAKEN_AT_HINT)
+                    .form(
+                        "Record vitals",
+                        "Save vitals",
+                        false,
+                        format!("Taken now ({now_hm}) unless you give the time."),
+                    ),
             );
         }
         if any {
@@ -534,8 +629,34 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
             out.push(
                 Fb::new("scores", sent)
                     .choice("moaas", "MOAA/S (sedation)", "radio", moaas, "")
-                    .add("cadss23", "CADSS total (0–92)", "number", "")
-                    .form("Sedation and dissociation", "Save scores", false, ""),
+                    .add("cadss23", "CADSS total, 23 items (0–92)", "number", "")
+                    .add("cadss6", "or CADSS-6 total (0–24)", "number", "")
+                    .add("taken_at", "Taken at (if not now)", "time", "")
+                    .hint(TAKEN_AT_HINT)
+                    .form(
+                        "Sedation and dissociation",
+                        "Save scores",
+                        false,
+                        format!("Scored now ({now_hm}) unless you give the time."),
+                    ),
+            );
+            // MON-04 and MON-11 are signs a person sees or the patient reports, not readings: a
+            // flag raises the rule's alert at once.
+            let signs: Vec<(String, String)> = ClinicianObservation::ALL
+                .iter()
+                .map(|o| (observation_code(*o), format!("{} ({})", o.label(), observation_alert(*o).rule)))
+                .collect();
+            out.push(
+                Fb::new("observation", sent)
+                    .choice("observation", "What you see or the patient reports", "radio", signs, "")
+                    .add("note", "Note", "text", "")
+                    .form(
+                        "Flag a warning sign (MON-04, MON-11)",
+                        "Flag it and raise the alert",
+                        false,
+                        "Chest pain, breathlessness or signs of hypertensive encephalopathy raise MON-04 (emergency \
+                         care now); a severe emergence reaction raises MON-11.",
+                    ),
             );
         }
     }
@@ -640,21 +761,28 @@ fn forms(l: &Loaded, user: &CurrentUser, tz: &TimeZone, sent: &Sent) -> Vec<Form
                     "",
                 )
                 .add("action_details", "Details of the action", "text", "")
-                .choice(
-                    "outcome",
-                    "Outcome",
-                    "select",
-                    opts(&[
-                        ("resolving", "Resolving"),
-                        ("resolved", "Resolved"),
-                        ("resolved_with_sequelae", "Resolved with sequelae"),
-                        ("not_resolved", "Not resolved"),
-                        ("fatal", "Fatal"),
-                        ("unknown", "Unknown"),
-                    ]),
-                    "resolving",
-                )
+                .choice("outcome", "Outcome", "select", ae_outcomes(), "resolving")
+                .add("resolved_at", "Resolved at (only for a resolved outcome)", "datetime-local", "")
+                .hint(RESOLVED_AT_HINT)
                 .form("Record an adverse event", "Record the adverse event", false, ""),
+        );
+    }
+    // The follow-up of an adverse event stays open after the session ends (documentation).
+    if clinical && !s.adverse_events().is_empty() {
+        let events: Vec<(String, String)> = s
+            .adverse_events()
+            .iter()
+            .enumerate()
+            .map(|(i, ae)| ((i + 1).to_string(), format!("{} — {}", i + 1, ae_summary(ae, tz))))
+            .collect();
+        let last = events.last().map(|e| e.0.clone()).unwrap_or_default();
+        out.push(
+            Fb::new("ae_update", sent)
+                .choice("number", "Adverse event", "select", events, &last)
+                .choice("outcome", "Outcome now", "select", ae_outcomes(), "resolved")
+                .add("resolved_at", "Resolved at (only for a resolved outcome)", "datetime-local", "")
+                .hint(RESOLVED_AT_HINT)
+                .form("Update an adverse event's outcome", "Save the outcome", false, ""),
         );
     }
     if any {
@@ -705,9 +833,16 @@ async fn page(
     let mut forms = forms(&l, user, &tz, sent);
     let mut error = None;
     if let Some(e) = refusal {
-        let se = StepError { code: e.code().to_owned(), message: sentence(&e.public_message("")) };
+        let mut se = StepError { code: e.code().to_owned(), message: sentence(&e.public_message("")), field: None };
         match forms.iter_mut().find(|f| f.step == sent.step) {
-            Some(f) => f.error = Some(se),
+            Some(f) => {
+                se.field = f
+                    .fields
+                    .iter()
+                    .find(|x| sent.field.as_deref() == Some(x.name))
+                    .map(|x| (x.label.clone(), x.id.clone()));
+                f.error = Some(se);
+            }
             None => error = Some((sent.step.replace('_', " "), se)),
         }
     }
@@ -800,18 +935,15 @@ async fn page(
     if !s.devices().is_empty() {
         line("Devices", s.devices().iter().map(|t| hm(*t, &tz)).collect::<Vec<_>>().join(", "));
     }
-    for ae in s.adverse_events() {
-        let v = serde_json::to_value(ae).unwrap_or(Value::Null);
-        let code = v["code"].as_str().unwrap_or_default();
-        let name = BuiltinAe::parse(code).map_or_else(|| code.to_owned(), |b| b.display_name().to_owned());
-        line(
-            "Adverse event",
-            format!(
-                "{name}: {}, {}",
-                v["severity"].as_str().unwrap_or_default(),
-                v["outcome"].as_str().unwrap_or_default().replace('_', " ")
-            ),
-        );
+    for o in s.observations() {
+        let mut v = format!("{} ({})", o.observation.label(), stamp(&o.stamp, &tz));
+        if let Some(n) = &o.note {
+            v.push_str(&format!(": {n}"));
+        }
+        line("Warning sign flagged", v);
+    }
+    for (i, ae) in s.adverse_events().iter().enumerate() {
+        line(&format!("Adverse event {}", i + 1), ae_summary(ae, &tz));
     }
     if let Some(e) = s.experience_ended() {
         line("Experience over", stamp(e, &tz));
@@ -825,10 +957,18 @@ async fn page(
     if let Some(a) = s.aborted() {
         line("Aborted", format!("{} ({})", a.reason, stamp(&a.stamp, &tz)));
     }
+    // From the log rather than the fold, so a reading entered after it was taken says when.
     let mut readings: Vec<ReadingLine> = {
-        let mut rs: Vec<&Reading> = s.readings().iter().collect();
-        rs.sort_by_key(|r| std::cmp::Reverse(r.taken_at));
-        rs.into_iter().map(|r| reading_line(r, &tz)).collect()
+        let mut rs: Vec<(&Reading, UtcTs)> = l
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                SessionEvent::Reading(r) => Some((r, e.at)),
+                _ => None,
+            })
+            .collect();
+        rs.sort_by_key(|(r, _)| std::cmp::Reverse(r.taken_at));
+        rs.into_iter().map(|(r, at)| reading_line(r, at, &tz)).collect()
     };
     readings.truncate(60);
     let (criteria, discharge_ready, earliest_discharge) = match &view.discharge {
@@ -869,7 +1009,7 @@ async fn page(
             });
     render(&SessionPage {
         next_integration,
-        spravato: l.protocol.route == kapstone_domain::decision::Route::SpravatoIntranasal,
+        spravato: l.protocol.route == Route::SpravatoIntranasal,
         layout: Layout::for_user(&format!("Session {}", initials(&p.given_name, &p.family_name)), user, "/floor"),
         id,
         patient: format!("{} {}", p.given_name, p.family_name),
@@ -881,9 +1021,11 @@ async fn page(
         state_label: view.state.label(),
         minutes_since_dose: view.minutes_since_dose,
         zone: tz.iana_name().unwrap_or("UTC").to_owned(),
+        // A session that has ended has no next step: the page says so instead of a blocker.
         blockers: view
             .blocked_by
             .iter()
+            .filter(|_| !view.state.is_final())
             .map(|b| BlockerLine { code: b.code, message: b.message.clone(), who: roles(&b.unblocked_by) })
             .collect(),
         checks: view
@@ -917,6 +1059,36 @@ async fn page(
     })
 }
 
+/// What a step saved, in words for the notice after it ("Saved: the check-in.").
+fn saved_what(step: &str) -> String {
+    match step {
+        "check_in" => "the check-in",
+        "escort" => "the escort's confirmation",
+        "vitals" => "the vitals",
+        "scores" => "the scores",
+        "observation" => "the warning sign; its alert is waiting below",
+        "bp_confirm" => "the confirmation of the pre-dose blood pressure",
+        "hold" => "the hold",
+        "release" => "the release of the hold",
+        "order" => "the dose order",
+        "verify" => "the second check of the dose",
+        "clear" => "the clearance for dosing",
+        "administer" => "the start of the administration",
+        "device" => "the device",
+        "end_administration" => "the end of the administration",
+        "end_experience" => "the end of the experience; recovery has begun",
+        "adverse_event" => "the adverse event",
+        "ae_update" => "the adverse event's outcome",
+        "note" => "the note",
+        "assessment" => "the discharge assessment",
+        "discharge" => "the discharge",
+        "abort" => "the end of the session",
+        "acknowledge" => "the acknowledgement",
+        other => return other.replace('_', " "),
+    }
+    .to_owned()
+}
+
 /// `GET /sessions/{id}`.
 pub async fn show(
     State(state): State<AppState>,
@@ -925,7 +1097,7 @@ pub async fn show(
     Query(q): Query<ShowQuery>,
 ) -> PageResult<Html<String>> {
     let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
-    let notice = q.saved.filter(|s| !s.is_empty()).map(|s| format!("Saved: {}.", s.replace('_', " ")));
+    let notice = q.saved.filter(|s| !s.is_empty()).map(|s| format!("Saved: {}.", saved_what(&s)));
     let sent = Sent { step: "", pairs: &[], field: None };
     page(&state, &user, id, &sent, None, notice).await
 }
@@ -952,7 +1124,7 @@ pub async fn record(
     match run(&state, &user, id, &step, &pairs).await {
         Ok(()) => Ok(Redirect::to(&format!("/sessions/{id}?saved={step}")).into_response()),
         Err(e @ (AppError::Invalid(_) | AppError::Refused { .. } | AppError::BadRequest { .. })) => {
-            let field = e.field().map(|f| f.replace("state_of_mind.", "").replace('.', "_"));
+            let field = e.field().map(form_field);
             let sent = Sent { step: &step, pairs: &pairs, field };
             let page = page(&state, &user, id, &sent, Some(&e), None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
@@ -964,6 +1136,16 @@ pub async fn record(
 // ---------------------------------------------------------------------------------------------
 // From a form to the domain's events
 // ---------------------------------------------------------------------------------------------
+
+/// The form input a refusal's field names (`state_of_mind.mood` is the check-in's `mood`).
+fn form_field(field: &str) -> String {
+    match field {
+        "state_of_mind.alcohol_or_substances_last_12h" => "alcohol".into(),
+        "state_of_mind.intoxication_signs" => "intoxication".into(),
+        "onset_at" => "onset".into(),
+        f => f.replace("state_of_mind.", "").replace('.', "_"),
+    }
+}
 
 fn get(pairs: &[(String, String)], k: &str) -> String {
     pairs.iter().find(|(n, _)| n == k).map_or_else(String::new, |(_, v)| v.trim().to_owned())
@@ -1007,6 +1189,40 @@ fn local_time(pairs: &[(String, String)], k: &'static str, tz: &TimeZone) -> Res
         ts = at(y).map_err(|_| invalid(k, "give a time as HH:MM"))?;
     }
     Ok(Some(from_jiff(ts)))
+}
+
+/// A reading's "taken at": a local "HH:MM" of today in the location's zone. Never moved to
+/// another day: a time still to come is the domain's to refuse (a reading is not taken after it is
+/// recorded), and the page shows that refusal with the clock.
+fn taken_at(pairs: &[(String, String)], tz: &TimeZone) -> Result<Option<UtcTs>, AppError> {
+    let raw = get(pairs, "taken_at");
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid("taken_at", "give the time the reading was taken as HH:MM");
+    let t: jiff::civil::Time = raw.parse().map_err(|_| bad())?;
+    let today = Timestamp::now().to_zoned(tz.clone()).date();
+    let z = today.to_datetime(t).to_zoned(tz.clone()).map_err(|_| bad())?;
+    Ok(Some(from_jiff(z.timestamp())))
+}
+
+/// A date and time in the location's zone ("2026-03-04T10:45", as a `datetime-local` input sends
+/// it), or a time alone for today.
+fn local_date_time(pairs: &[(String, String)], k: &'static str, tz: &TimeZone) -> Result<Option<UtcTs>, AppError> {
+    let raw = get(pairs, k);
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || invalid(k, "give a date and time (YYYY-MM-DD HH:MM) or a time today (HH:MM)");
+    let dt = match raw.parse::<jiff::civil::DateTime>() {
+        Ok(dt) => dt,
+        Err(_) => {
+            let t: jiff::civil::Time = raw.parse().map_err(|_| bad())?;
+            Timestamp::now().to_zoned(tz.clone()).date().to_datetime(t)
+        }
+    };
+    let z = dt.to_zoned(tz.clone()).map_err(|_| bad())?;
+    Ok(Some(from_jiff(z.timestamp())))
 }
 
 fn event(v: Value) -> Result<Input, AppError> {
@@ -1056,12 +1272,13 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
             }
             let body: crate::api::sessions::VitalsBody =
                 serde_json::from_value(Value::Object(body)).map_err(|e| AppError::Internal(e.into()))?;
-            let readings = crate::api::sessions::vitals_readings(&body, now)?;
+            let readings = crate::api::sessions::vitals_readings(&body, taken_at(pairs, tz)?.unwrap_or(now))?;
             Ok(readings.into_iter().map(|r| Input::Event(SessionEvent::Reading(r))).collect())
         }
         "scores" => {
             let mut out = Vec::new();
-            let reading = |measurement| Input::Event(SessionEvent::Reading(Reading { taken_at: now, measurement }));
+            let at = taken_at(pairs, tz)?.unwrap_or(now);
+            let reading = |measurement| Input::Event(SessionEvent::Reading(Reading { taken_at: at, measurement }));
             if let Some(v) = number(pairs, "moaas")? {
                 let score = u8::try_from(v as i64)
                     .ok()
@@ -1076,6 +1293,17 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
                     .and_then(|v| Cadss23::new(v).ok())
                     .ok_or_else(|| invalid("cadss23", "the CADSS total is a whole number from 0 to 92"))?;
                 out.push(reading(Measurement::Cadss { score: Cadss::Cadss23(score) }));
+            }
+            if let Some(v) = number(pairs, "cadss6")? {
+                if out.iter().any(|i| matches!(i, Input::Event(SessionEvent::Reading(r)) if matches!(r.measurement, Measurement::Cadss { .. }))) {
+                    return Err(invalid("cadss6", "give the 23-item total or the CADSS-6 total, not both"));
+                }
+                let score = u8::try_from(v as i64)
+                    .ok()
+                    .filter(|_| v.fract() == 0.0 && v >= 0.0)
+                    .and_then(|v| Cadss6::new(v).ok())
+                    .ok_or_else(|| invalid("cadss6", "the CADSS-6 total is a whole number from 0 to 24"))?;
+                out.push(reading(Measurement::Cadss { score: Cadss::Cadss6(score) }));
             }
             if out.is_empty() {
                 return Err(invalid("moaas", "give a MOAA/S or a CADSS score"));
@@ -1119,9 +1347,25 @@ fn inputs(step: &str, pairs: &[(String, String)], tz: &TimeZone, protocol_id: &s
             let many = |k: &str| -> Vec<String> {
                 pairs.iter().filter(|(n, v)| n == k && !v.is_empty()).map(|(_, v)| v.clone()).collect()
             };
-            one(json!({"kind": "adverse_event_recorded", "code": get(pairs, "code"), "onset_at": ts(onset),
+            let parts = json!({"code": get(pairs, "code"), "onset_at": ts(onset),
                 "severity": get(pairs, "severity"), "seriousness": many("seriousness"), "actions": many("actions"),
-                "action_details": opt_text(pairs, "action_details"), "outcome": get(pairs, "outcome")}))
+                "action_details": opt_text(pairs, "action_details"), "outcome": get(pairs, "outcome"),
+                "resolved_at": local_date_time(pairs, "resolved_at", tz)?.map(ts)});
+            let ae = crate::api::sessions::adverse_event(&parts)?;
+            Ok(vec![Input::Event(SessionEvent::AdverseEventRecorded(ae))])
+        }
+        "ae_update" => {
+            let number: usize =
+                get(pairs, "number").parse().map_err(|_| invalid("number", "choose the adverse event"))?;
+            one(json!({"kind": "adverse_event_updated", "number": number, "outcome": get(pairs, "outcome"),
+                "resolved_at": local_date_time(pairs, "resolved_at", tz)?.map(ts)}))
+        }
+        "observation" => {
+            let observation = get(pairs, "observation");
+            if observation.is_empty() {
+                return Err(invalid("observation", "choose the sign you see or the patient reports"));
+            }
+            one(json!({"kind": "observation_flagged", "observation": observation, "note": opt_text(pairs, "note")}))
         }
         "note" => one(json!({"kind": "progress_note", "text": get(pairs, "text")})),
         "assessment" => one(json!({"kind": "discharge_assessment",
@@ -1149,6 +1393,31 @@ async fn run(
 ) -> Result<(), AppError> {
     let row = kapstone_store::dosing::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let tz = zones(state, user.clinic).await?.of(row.location_id).clone();
-    app::record(state, user, id, inputs(step, pairs, &tz, &row.protocol_id)?, None).await?;
-    Ok(())
+    match app::record(state, user, id, inputs(step, pairs, &tz, &row.protocol_id)?, None).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(reading_time_refusal(step, pairs, &tz, e)),
+    }
+}
+
+/// A back-dated reading the domain refuses for its time (ahead of the clock, out of order) is
+/// put in the words of the form: the time given, the clinic's clock, and what to do.
+fn reading_time_refusal(step: &str, pairs: &[(String, String)], tz: &TimeZone, e: AppError) -> AppError {
+    let given = get(pairs, "taken_at");
+    match e {
+        AppError::Refused { code, field: Some("taken_at" | "at"), message }
+            if matches!(step, "vitals" | "scores") && !given.is_empty() =>
+        {
+            let now = hm(UtcTs::now(), tz);
+            AppError::Refused {
+                code,
+                field: Some("taken_at"),
+                message: format!(
+                    "{}: taken at {given} today, and it is now {now} (clinic time). Give the time on the monitor \
+                     or the chart, or leave it empty for a reading taken now",
+                    message.trim_end_matches('.')
+                ),
+            }
+        }
+        other => other,
+    }
 }
