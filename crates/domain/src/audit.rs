@@ -64,10 +64,16 @@ pub enum AuditAction {
     SessionViewed,
     /// A SPRAVATO REMS Patient Monitoring Form submission recorded.
     RemsFormSubmitted,
+    /// A psychotherapy note written (and signed) by its author. Ids only, never the text.
+    PsychotherapyNoteWritten,
+    /// An author read their own psychotherapy notes of a session.
+    PsychotherapyNoteRead,
+    /// An author amended their own signed psychotherapy note (the original is kept).
+    PsychotherapyNoteAmended,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 46] = [
+    pub const ALL: [AuditAction; 49] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -114,6 +120,9 @@ impl AuditAction {
         Self::SessionRecorded,
         Self::SessionViewed,
         Self::RemsFormSubmitted,
+        Self::PsychotherapyNoteWritten,
+        Self::PsychotherapyNoteRead,
+        Self::PsychotherapyNoteAmended,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -164,6 +173,9 @@ impl AuditAction {
             Self::SessionRecorded => "session.record",
             Self::SessionViewed => "session.view",
             Self::RemsFormSubmitted => "rems_form.submit",
+            Self::PsychotherapyNoteWritten => "psychotherapy_note.write",
+            Self::PsychotherapyNoteRead => "psychotherapy_note.read",
+            Self::PsychotherapyNoteAmended => "psychotherapy_note.amend",
         }
     }
 

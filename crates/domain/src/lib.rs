@@ -22,6 +22,7 @@ pub mod patient;
 pub mod permissions;
 pub mod preparation;
 pub mod protocol;
+pub mod psychotherapy_note;
 pub mod reminders;
 pub mod rems_form;
 pub mod scheduling;

@@ -74,10 +74,14 @@ pub enum Action {
     RunDosingSession,
     /// See the live floor board (clinicians and the front desk: initials, phase, timers).
     ReadFloor,
+    /// Keep psychotherapy notes (KAP-SPEC 10, 45 CFR 164.501): write one's own and read only
+    /// one's own. Therapists and prescribers, the mental-health professionals who talk with the
+    /// patient in session; the author-only rule is [`crate::psychotherapy_note::may_read`].
+    KeepPsychotherapyNotes,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 31] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -108,6 +112,7 @@ impl Action {
         Action::CalculateDose,
         Action::RunDosingSession,
         Action::ReadFloor,
+        Action::KeepPsychotherapyNotes,
     ];
 }
 
@@ -153,6 +158,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::CalculateDose,
             Action::RunDosingSession,
             Action::ReadFloor,
+            Action::KeepPsychotherapyNotes,
         ],
     ),
     (
@@ -197,6 +203,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::BookAppointments,
             Action::RunDosingSession,
             Action::ReadFloor,
+            Action::KeepPsychotherapyNotes,
         ],
     ),
     (
@@ -274,6 +281,11 @@ mod tests {
         for role in [Role::Frontdesk, Role::Admin, Role::Patient] {
             assert!(!allows(Some(role), Action::ReadClinicalRecord), "{role:?}");
         }
+    }
+
+    #[test]
+    fn only_therapists_and_prescribers_keep_psychotherapy_notes() {
+        assert_eq!(roles_allowed(Action::KeepPsychotherapyNotes), vec![Role::Prescriber, Role::Therapist]);
     }
 
     #[test]

@@ -223,6 +223,27 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/sessions/{id}/rems-form", RunDosingSession, get(html::rems::form)),
         r(p.clone(), "/sessions/{id}/rems-form", RunDosingSession, post(html::rems::submit)),
         r(g.clone(), "/sessions/{id}/summary", RunDosingSession, get(html::rems::summary)),
+        // Psychotherapy notes: the author's own, in their own store (KAP-SPEC 10)
+        r(g.clone(), "/sessions/{id}/psychotherapy-note", KeepPsychotherapyNotes, get(html::psychotherapy_note::show)),
+        r(p.clone(), "/sessions/{id}/psychotherapy-note", KeepPsychotherapyNotes, post(html::psychotherapy_note::save)),
+        r(
+            g.clone(),
+            "/api/v1/sessions/{id}/psychotherapy-notes",
+            KeepPsychotherapyNotes,
+            get(api::psychotherapy_notes::list),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/sessions/{id}/psychotherapy-notes",
+            KeepPsychotherapyNotes,
+            post(api::psychotherapy_notes::write),
+        ),
+        r(
+            p.clone(),
+            "/api/v1/psychotherapy-notes/{id}/amendments",
+            KeepPsychotherapyNotes,
+            post(api::psychotherapy_notes::amend),
+        ),
         r(p.clone(), "/patients/{id}/courses", StartCourse, post(html::courses::start)),
         r(p.clone(), "/patients/{id}/courses/{course}/book", BookAppointments, post(html::courses::book)),
         r(g.clone(), "/api/v1/me/calendar-feed", ReadSchedule, get(api::scheduling::calendar_feed)),

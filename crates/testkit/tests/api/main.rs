@@ -15,6 +15,7 @@ mod mfa;
 mod patients;
 mod permissions;
 mod portal_isolation;
+mod psychotherapy_notes;
 mod questionnaires;
 mod reminders;
 mod rems_forms;

@@ -8,6 +8,7 @@ pub mod dosing;
 pub mod eligibility;
 pub mod openapi;
 pub mod patients;
+pub mod psychotherapy_notes;
 pub mod questionnaires;
 pub mod rems;
 pub mod scheduling;

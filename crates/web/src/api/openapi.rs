@@ -256,6 +256,30 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             obj.clone(),
         ),
+        ("GET", "/api/v1/sessions/{id}/psychotherapy-notes") => op(
+            "The caller's own psychotherapy notes of a session, each with its amendments (KAP-SPEC 10): never \
+             another author's; not part of the designated record set, so no other route returns them (audited \
+             read, ids only)",
+            None,
+            "200",
+            r("PsychotherapyNotes"),
+        ),
+        ("POST", "/api/v1/sessions/{id}/psychotherapy-notes") => op(
+            "Write a psychotherapy note {text}, signed on save and readable by its author only; 422 names `text` \
+             (empty, over 20000 characters, or control characters other than line breaks)",
+            Some(json!({"type":"object","required":["text"],"additionalProperties":false,
+                "properties":{"text":{"type":"string","maxLength":20000}}})),
+            "201",
+            r("PsychotherapyNote"),
+        ),
+        ("POST", "/api/v1/psychotherapy-notes/{id}/amendments") => op(
+            "Amend one of your own signed psychotherapy notes {text: the corrected note, reason}; the original is \
+             kept (TV-HIP-4). 404 for a note that is not yours; 422 names `text` or `reason`",
+            Some(json!({"type":"object","required":["text","reason"],"additionalProperties":false,
+                "properties":{"text":{"type":"string","maxLength":20000},"reason":{"type":"string","maxLength":1000}}})),
+            "201",
+            r("PsychotherapyNote"),
+        ),
         ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
         ("POST", "/api/v1/locations") => {
             op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)
@@ -435,6 +459,16 @@ fn schemas() -> Value {
             "blocked_by":{"type":"array"},"checks":{"type":"array","items":{"type":"object","properties":{
             "kind":{"type":"string"},"due_at":{"type":"string"},"status":{"type":"string"}}}},
             "unacknowledged_alerts":{"type":"array"},"discharge":{},"protocol":{"type":"object"}}},
+        "PsychotherapyNote": {"type":"object","properties":{"id":{"type":"string","format":"uuid"},
+            "session_id":{"type":"string","format":"uuid"},"patient_id":{"type":"string","format":"uuid"},
+            "author_id":{"type":"string","format":"uuid"},"text":{"type":"string","description":"The original text, as signed"},
+            "signed_at":{"type":"string","format":"date-time"},
+            "amendments":{"type":"array","description":"Oldest first; the last one's text is the note in force","items":{"type":"object","properties":{
+                "id":{"type":"string","format":"uuid"},"text":{"type":"string"},"reason":{"type":"string"},
+                "signed_at":{"type":"string","format":"date-time"}}}}}},
+        "PsychotherapyNotes": {"type":"object","properties":{"session_id":{"type":"string","format":"uuid"},
+            "patient_id":{"type":"string","format":"uuid"},"session_opened_at":{"type":"string","format":"date-time"},
+            "notes":{"type":"array","items":r("PsychotherapyNote")}}},
         "Appointment": {"type":"object","properties":{"id":{"type":"string"},"patient_id":{"type":"string"},"type":{"type":"string"},
             "start":{"type":"string"},"end":{"type":"string"},"staff_ids":{"type":"array"},"room_id":{"type":["string","null"]},
             "location_id":{"type":"string"},"course_id":{"type":["string","null"]},

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod patients;
 pub mod preparation;
 pub mod protocols;
+pub mod psychotherapy_notes;
 pub mod questionnaires;
 pub mod rems;
 pub mod scheduling;

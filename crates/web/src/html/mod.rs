@@ -14,6 +14,7 @@ pub mod invite;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
+pub mod psychotherapy_note;
 pub mod rems;
 pub mod schedule;
 pub mod session;
@@ -58,6 +59,8 @@ pub struct Layout {
     pub nav: Vec<NavItem>,
     pub banner: Option<String>,
     pub portal: bool,
+    /// The signed-in role, for links a page shows only to those who may follow them.
+    pub role: Option<kapstone_domain::Role>,
 }
 
 impl Layout {
@@ -70,6 +73,7 @@ impl Layout {
             nav: Vec::new(),
             banner: None,
             portal: false,
+            role: None,
         }
     }
 
@@ -97,7 +101,14 @@ impl Layout {
             nav,
             banner,
             portal: !user.role.is_staff(),
+            role: Some(user.role),
         }
+    }
+
+    /// Does the signed-in user keep psychotherapy notes (the link to their own notes of a
+    /// session is shown only to them)?
+    pub fn keeps_psychotherapy_notes(&self) -> bool {
+        self.role.is_some_and(kapstone_domain::psychotherapy_note::may_write)
     }
 }
 

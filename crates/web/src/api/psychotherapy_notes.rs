@@ -1,0 +1,66 @@
+//! Psychotherapy notes over the JSON API (KAP-SPEC 10): the caller's own notes of a session,
+//! writing one, amending one. Nobody but the author ever gets a note back: another clinician's
+//! list is their own (usually empty) and their amendment of it is a 404.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::app::psychotherapy_notes as app;
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn id_of(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
+    serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// `GET /api/v1/sessions/{id}/psychotherapy-notes`: the caller's own notes of the session.
+pub async fn list(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let notes = app::mine(&state, &user, id_of(&id)?).await?;
+    Ok(Json(to_json(&notes)?))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    text: String,
+}
+
+/// `POST /api/v1/sessions/{id}/psychotherapy-notes`: 201 with the signed note; 422 names `text`.
+pub async fn write(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<NoteBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let note = app::write(&state, &user, id_of(&id)?, &b.text).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmendmentBody {
+    text: String,
+    reason: String,
+}
+
+/// `POST /api/v1/psychotherapy-notes/{id}/amendments`: 201 with the note and all its
+/// amendments (the original text unchanged); 422 names `text` or `reason`; 404 for a note that
+/// is not the caller's own.
+pub async fn amend(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<AmendmentBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let note = app::amend(&state, &user, id_of(&id)?, &b.text, &b.reason).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+}
