@@ -179,6 +179,14 @@ both_backends! {
             "Save the changes as version 2026.2"] {
             assert!(page.contains(want), "the structured form shows {want}");
         }
+        // Without a reason nothing is saved, and the reason is marked.
+        let r = md.post(app.url("/protocols/intravenous-racemic/values")).form(&[("csrf_token", csrf.as_str()),
+            ("base_version", "2026.1"), (override_key, "0.6"), ("reason", " ")]).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        let html = r.text().await?;
+        assert!(html.contains("Say why the protocol changes") && html.contains("value=\"0.6\""), "refused, typed value kept");
+        assert!(html.contains("name=\"reason\" value=\"\" required aria-invalid=\"true\""), "the reason is marked");
+        assert_eq!(app.count("protocol_versions").await?, 0);
         // One value changed; another submitted as shown is not a change.
         let r = md.post(app.url("/protocols/intravenous-racemic/values")).form(&[("csrf_token", csrf.as_str()),
             ("base_version", "2026.1"), (override_key, "0.6"), ("dose.mg_per_kg.block_at_or_above_mg_per_kg", "1"),

@@ -119,6 +119,11 @@ impl Outcome {
     fn value(&self, name: &str) -> &str {
         self.calc.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
     }
+
+    /// Whether the structured form was refused for this input.
+    fn refused(&self, name: &str) -> bool {
+        matches!(&self.values_error, Some((Some(field), _)) if field == name)
+    }
 }
 
 fn html_id(key: &str) -> String {
@@ -151,10 +156,11 @@ fn groups(p: &Protocol, outcome: &Outcome) -> Vec<FormGroup> {
                         form::ValueKind::Decimal | form::ValueKind::OptionalDecimal => "decimal",
                         form::ValueKind::Text { .. } => "text",
                     },
-                    error: match &outcome.values_error {
-                        Some((Some(field), message)) if *field == v.key => Some(message.clone()),
-                        _ => None,
-                    },
+                    error: outcome
+                        .values_error
+                        .as_ref()
+                        .filter(|_| outcome.refused(&v.key))
+                        .map(|(_, message)| message.clone()),
                     name: v.key.clone(),
                 })
                 .collect(),
