@@ -20,6 +20,8 @@ use serde_json::Value;
 use crate::decision::Route;
 use crate::time::UtcTs;
 
+pub mod form;
+
 /// Limits from labels that no protocol may cross. Each constant states its source.
 pub mod limits {
     /// A protocol's IV block may not be above this: the lower end of the Ketalar IV anaesthetic

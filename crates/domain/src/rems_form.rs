@@ -14,12 +14,12 @@ use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
-use crate::UtcTs;
 use crate::adverse_event::{AdverseEvent, AeCode, BuiltinAe};
 use crate::discharge::{CriterionStatus, treatment_duration_minutes};
 use crate::monitoring::{Measurement, PreDoseBp, SpravatoLabel, pre_dose_bp};
 use crate::session::{Context, Session};
 use crate::vitals::BloodPressure;
+use crate::{FieldError, UtcTs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -276,6 +276,86 @@ pub struct HealthcareSetting {
     pub city: Option<String>,
     pub state: Option<String>,
     pub zip: Option<String>,
+}
+
+/// USPS codes of the states, the District of Columbia and the inhabited territories: the form's
+/// "State" box is a US postal state (the REMS is a US program).
+const US_STATE_CODES: [&str; 56] = [
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
+    "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR",
+    "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "AS", "GU", "MP", "PR", "VI",
+];
+
+/// The address of a healthcare setting as the form asks for it (KAP-SPEC 5.6: Address 1*,
+/// Address 2, City*, State*, ZIP*). The admin records it per location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingAddress {
+    pub address_line1: String,
+    pub address_line2: Option<String>,
+    pub city: String,
+    /// Two-letter USPS code, upper case.
+    pub state: String,
+    /// `97201` or `97201-1234`.
+    pub zip: String,
+}
+
+/// One line of free text: at most `max` characters, no control characters; blank is `None`.
+fn address_text(field: &'static str, raw: &str, max: usize) -> Result<Option<String>, FieldError> {
+    let s = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.chars().count() > max {
+        return Err(FieldError::new(field, format!("use at most {max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "remove control characters"));
+    }
+    Ok(Some(s))
+}
+
+impl SettingAddress {
+    /// The address from the admin's form. Every part blank clears it (`None`: the form then shows
+    /// it as still to complete); otherwise the parts the form requires must all be given. An
+    /// error names the field at fault.
+    pub fn parse(
+        address_line1: &str,
+        address_line2: &str,
+        city: &str,
+        state: &str,
+        zip: &str,
+    ) -> Result<Option<Self>, FieldError> {
+        let line1 = address_text("address_line1", address_line1, 100)?;
+        let line2 = address_text("address_line2", address_line2, 100)?;
+        let city = address_text("city", city, 60)?;
+        let state = address_text("state", state, 2)
+            .map_err(|_| FieldError::new("state", "enter the state's two-letter code, like OR"))?
+            .map(|s| s.to_ascii_uppercase());
+        let zip = address_text("zip", zip, 10)
+            .map_err(|_| FieldError::new("zip", "enter a ZIP code like 97201 or 97201-1234"))?;
+        if line1.is_none() && line2.is_none() && city.is_none() && state.is_none() && zip.is_none() {
+            return Ok(None);
+        }
+        let needed = |field: &'static str, what: &str| {
+            FieldError::new(field, format!("enter the {what} (the form requires it), or leave the whole address empty"))
+        };
+        let address_line1 = line1.ok_or_else(|| needed("address_line1", "first address line"))?;
+        let city = city.ok_or_else(|| needed("city", "city"))?;
+        let state = state.ok_or_else(|| needed("state", "state"))?;
+        if !US_STATE_CODES.contains(&state.as_str()) {
+            return Err(FieldError::new("state", format!("{state} is not a US state code; enter one like OR or NY")));
+        }
+        let zip = zip.ok_or_else(|| needed("zip", "ZIP code"))?;
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let zip_ok = match zip.split_once('-') {
+            None => digits(&zip, 5),
+            Some((five, four)) => digits(five, 5) && digits(four, 4),
+        };
+        if !zip_ok {
+            return Err(FieldError::new("zip", "enter a ZIP code like 97201 or 97201-1234"));
+        }
+        Ok(Some(Self { address_line1, address_line2: line2, city, state, zip }))
+    }
 }
 
 /// The form's adverse-event questions.
@@ -834,6 +914,30 @@ mod tests {
         let mut def = definition();
         def.fields.push(def.fields[0].clone());
         assert!(def.check().is_err());
+    }
+
+    #[test]
+    fn a_setting_address_has_the_forms_required_parts_or_none_at_all() {
+        let a = SettingAddress::parse(" 1 Example  Way ", "", "Portland", "or", "97201-1234").unwrap().unwrap();
+        assert_eq!(
+            (a.address_line1.as_str(), a.address_line2, a.state.as_str(), a.zip.as_str()),
+            ("1 Example Way", None, "OR", "97201-1234")
+        );
+        assert_eq!(SettingAddress::parse(" ", "", "", "", ""), Ok(None), "all blank clears it");
+        let field = |r: Result<Option<SettingAddress>, FieldError>| r.err().map(|e| e.field);
+        assert_eq!(field(SettingAddress::parse("", "Suite 2", "Portland", "OR", "97201")), Some("address_line1"));
+        assert_eq!(field(SettingAddress::parse("1 Example Way", "", "", "OR", "97201")), Some("city"));
+        assert_eq!(field(SettingAddress::parse("1 Example Way", "", "Portland", "Oregon", "97201")), Some("state"));
+        assert_eq!(field(SettingAddress::parse("1 Example Way", "", "Portland", "XX", "97201")), Some("state"));
+        for zip in ["9720", "97201-12", "ABCDE", "97201 1234", "972011234"] {
+            assert_eq!(field(SettingAddress::parse("1 Example Way", "", "Portland", "OR", zip)), Some("zip"), "{zip}");
+        }
+        let long = "x".repeat(101);
+        assert_eq!(field(SettingAddress::parse(&long, "", "Portland", "OR", "97201")), Some("address_line1"));
+        assert_eq!(
+            field(SettingAddress::parse("1 Example Way", "a\u{7}b", "Portland", "OR", "97201")),
+            Some("address_line2")
+        );
     }
 
     proptest! {

@@ -441,3 +441,77 @@ pub async fn rems_certified(db: &Db, location: Uuid) -> Result<bool> {
             .unwrap_or(false)
     }))
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the REMS Patient Monitoring Form needs that the schedule does not: the setting's address
+// and the monitoring HCP's telephone (KAP-SPEC 5.6).
+
+/// A location as a REMS healthcare setting. The address parts are NULL until an admin records
+/// them.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct RemsSettingRow {
+    pub rems_certified: bool,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub state_code: Option<String>,
+    pub zip: Option<String>,
+}
+
+pub async fn rems_setting(db: &Db, clinic: ClinicId, location: Uuid) -> Result<Option<RemsSettingRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT rems_certified, address_line1, address_line2, city, state_code, zip FROM locations \
+             WHERE id = $1 AND clinic_id = $2",
+        )
+        .bind(location)
+        .bind(clinic.as_uuid())
+        .fetch_optional(c)
+        .await?
+    }))
+}
+
+/// Records a location's certification and address in one write; `false` when the location is
+/// not the clinic's.
+pub async fn set_rems_setting(tx: &mut Tx, clinic: ClinicId, location: Uuid, s: &RemsSettingRow) -> Result<bool> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query(
+            "UPDATE locations SET rems_certified = $3, address_line1 = $4, address_line2 = $5, city = $6, \
+             state_code = $7, zip = $8 WHERE id = $1 AND clinic_id = $2",
+        )
+        .bind(location)
+        .bind(clinic.as_uuid())
+        .bind(s.rems_certified)
+        .bind(s.address_line1.as_deref())
+        .bind(s.address_line2.as_deref())
+        .bind(s.city.as_deref())
+        .bind(s.state_code.as_deref())
+        .bind(s.zip.as_deref())
+        .execute(c)
+        .await?
+        .rows_affected()
+            == 1
+    }))
+}
+
+/// A staff member's work telephone, as the form's "HCP conducting monitoring: Telephone".
+pub async fn set_work_phone(tx: &mut Tx, user: UserId, phone: Option<&str>) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE users SET work_phone = $2 WHERE id = $1")
+            .bind(user.as_uuid())
+            .bind(phone)
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
+pub async fn work_phone(db: &Db, user: UserId) -> Result<Option<String>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_scalar::<_, Option<String>>("SELECT work_phone FROM users WHERE id = $1")
+            .bind(user.as_uuid())
+            .fetch_optional(c)
+            .await?
+            .flatten()
+    }))
+}

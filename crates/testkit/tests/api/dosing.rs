@@ -165,3 +165,86 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn a_medical_director_changes_one_value_through_the_structured_form(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let (md, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&md).await?;
+        let override_key = "dose.mg_per_kg.override_above_mg_per_kg";
+        let page = md.get(app.url("/protocols/intravenous-racemic")).send().await?.text().await?;
+        for want in ["Change values", "override above (mg/kg)", &format!("name=\"{override_key}\""),
+            "In force: 0.75", "Source: CONFIG-DEFAULT", "MON-05", "Advanced: edit the whole protocol as JSON",
+            "Save the changes as version 2026.2"] {
+            assert!(page.contains(want), "the structured form shows {want}");
+        }
+        // Without a reason nothing is saved, and the reason is marked.
+        let r = md.post(app.url("/protocols/intravenous-racemic/values")).form(&[("csrf_token", csrf.as_str()),
+            ("base_version", "2026.1"), (override_key, "0.6"), ("reason", " ")]).send().await?;
+        assert_eq!(r.status().as_u16(), 422);
+        let html = r.text().await?;
+        assert!(html.contains("Say why the protocol changes") && html.contains("value=\"0.6\""), "refused, typed value kept");
+        assert!(html.contains("name=\"reason\" value=\"\" required aria-invalid=\"true\""), "the reason is marked");
+        assert_eq!(app.count("protocol_versions").await?, 0);
+        // One value changed; another submitted as shown is not a change.
+        let r = md.post(app.url("/protocols/intravenous-racemic/values")).form(&[("csrf_token", csrf.as_str()),
+            ("base_version", "2026.1"), (override_key, "0.6"), ("dose.mg_per_kg.block_at_or_above_mg_per_kg", "1"),
+            ("reason", "Governance meeting: earlier override")]).send().await?;
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.text().await?.contains("Saved as version 2026.2."));
+        let shown: Value = app.get_bearer(&nurse, "/api/v1/protocols/intravenous-racemic").await?.json().await?;
+        let rule = &shown["protocol"]["dose"]["mg_per_kg"];
+        assert_eq!((shown["protocol"]["version"].as_str(), rule["override_above_mg_per_kg"].as_f64()), (Some("2026.2"), Some(0.6)), "{shown}");
+        assert_eq!(rule["block_at_or_above_mg_per_kg"].as_f64(), Some(1.0));
+        assert!(rule["sources"]["override_above_mg_per_kg"].as_str().unwrap().ends_with("medical director in version 2026.2"));
+        assert_eq!(shown["versions"][0]["reason"], "Governance meeting: earlier override");
+        assert_eq!(app.count("protocol_versions").await?, 1);
+        assert_eq!(app.count("audit_events WHERE action = 'protocol.change' AND entity_id = 'intravenous-racemic@2026.2'").await?, 1);
+        // The calculator uses it at once: 0.7 mg/kg now needs an override.
+        let (_, c) = post(&app, &nurse, "/api/v1/dose/calculate", &iv(0.7)).await?;
+        assert_eq!(c["zone"], "override", "{c}");
+
+        // Below a Spravato label floor: refused next to the value, nothing saved.
+        for (key, value, label, rule, id) in [
+            ("observation_minutes", "90", "Minimum observation before discharge", "at least 120 minutes of observation", "v-observation-minutes"),
+            ("dose.devices.min_minutes_between_devices", "4", "Wait after each device", "at least 5 minutes after each device",
+                "v-dose-devices-min-minutes-between-devices"),
+        ] {
+            let r = md.post(app.url("/protocols/spravato-intranasal/values")).form(&[("csrf_token", csrf.as_str()),
+                ("base_version", "2026.1"), (key, value), ("reason", "Shorter")]).send().await?;
+            assert_eq!(r.status().as_u16(), 422, "{key}");
+            let html = r.text().await?;
+            assert!(html.contains(&format!("id=\"{id}-error\"")) && html.contains(label) && html.contains(rule), "{key} named");
+            assert!(html.contains(&format!("value=\"{value}\" aria-describedby=\"{id}-source {id}-error\" aria-invalid=\"true\"")), "{key} kept as typed and marked");
+        }
+        assert_eq!(app.count("protocol_versions").await?, 1);
+        assert_eq!(app.count("audit_events WHERE action = 'protocol.change'").await?, 1);
+        // A form shown before the last save is refused rather than undoing it.
+        let r = md.post(app.url("/protocols/intravenous-racemic/values")).form(&[("csrf_token", csrf.as_str()),
+            ("base_version", "2026.1"), ("observation_minutes", "75"), ("reason", "Longer")]).send().await?;
+        assert_eq!(r.status().as_u16(), 409);
+        assert!(r.text().await?.contains("version 2026.2 is now in force"));
+        assert_eq!(app.count("protocol_versions").await?, 1);
+
+        // A nurse, or a prescriber without the medical-director permission, cannot.
+        let (nc, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let nurse_csrf = app.csrf_of(&nc).await?;
+        let r = nc.post(app.url("/protocols/sublingual-lozenge/values")).form(&[("csrf_token", nurse_csrf.as_str()),
+            ("base_version", "2026.1"), ("dose.fixed_mg_range.max_mg", "450"), ("reason", "More")]).send().await?;
+        assert_eq!(r.status().as_u16(), 403);
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let admin_csrf = app.csrf_of(&admin).await?;
+        let me: Value = app.get_bearer(&app.token("prescriber@demo.kapstone.test").await?, "/api/v1/auth/me").await?.json().await?;
+        let r = admin.post(app.url(&format!("/admin/users/{}/medical-director", me["id"].as_str().unwrap())))
+            .form(&[("csrf_token", admin_csrf.as_str())]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let page = md.get(app.url("/protocols/sublingual-lozenge")).send().await?.text().await?;
+        assert!(!page.contains("Change values") && page.contains("Values and their sources"), "read-only without the permission");
+        let r = md.post(app.url("/protocols/sublingual-lozenge/values")).form(&[("csrf_token", csrf.as_str()),
+            ("base_version", "2026.1"), ("dose.fixed_mg_range.max_mg", "450"), ("reason", "More")]).send().await?;
+        assert_eq!(r.status().as_u16(), 403);
+        assert_eq!(app.count("protocol_versions").await?, 1);
+        app.stop().await
+    }
+}

@@ -177,10 +177,14 @@ both_backends! {
         assert_eq!(value(&form, "bp_before_completion")["value"], json!({"systolic": 125, "diastolic": 80}));
         assert_eq!(value(&form, "vitals_acceptable_before_administration")["value"], true);
         assert_eq!(value(&form, "hcp_email")["value"], "nurse@demo.kapstone.test");
-        // No phone or address is kept: the form says so instead of inventing them.
+        // The demo clinic's admin recorded the setting's address and the nurse's work telephone.
+        assert_eq!(value(&form, "hcp_telephone")["value"], "+1 503 555 0142");
+        assert_eq!(value(&form, "setting_address1")["value"], "1200 Harbour Light Way");
+        assert_eq!(value(&form, "setting_zip")["value"], "97201");
         let missing: Vec<&str> = form["form"]["missing_required"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
-        assert!(missing.contains(&"hcp_telephone") && missing.contains(&"setting_address1"), "{missing:?}");
-        assert!(!missing.contains(&"dose_administered") && !missing.contains(&"treatment_duration_minutes"), "{missing:?}");
+        for id in ["hcp_telephone", "setting_address1", "setting_city", "setting_state", "setting_zip", "dose_administered", "treatment_duration_minutes"] {
+            assert!(!missing.contains(&id), "{id}: {missing:?}");
+        }
         // TV-SPR-4: due 7 calendar days after the session.
         let date: jiff::civil::Date = form["session_date"].as_str().unwrap().parse()?;
         assert_eq!(form["due"], json!(date.checked_add(7.days())?.to_string()));
@@ -250,7 +254,8 @@ both_backends! {
         assert!(html.contains("Next integration session:"), "the integration session that follows");
         assert!(html.contains(&format!("/sessions/{id}/summary")) && html.contains(&format!("/sessions/{id}/rems-form")));
         let html = c.get(app.url(&format!("/sessions/{id}/rems-form"))).send().await?.text().await?;
-        assert!(html.contains("Required — not recorded") && html.contains("56 mg") && html.contains("Due by"), "form page");
+        assert!(html.contains("To complete") && html.contains("56 mg") && html.contains("Due by"), "form page");
+        assert!(html.contains("1200 Harbour Light Way") && html.contains("+1 503 555 0142"), "the setting and the HCP's telephone");
         let home = c.get(app.url("/rems-forms")).send().await?.text().await?;
         assert!(home.contains(&format!("/sessions/{id}/rems-form")) && home.contains("href=\"/rems-forms\""), "dashboard and nav");
         let csrf = app.csrf_of(&c).await?;
@@ -272,6 +277,125 @@ both_backends! {
         assert_eq!(r.status(), 403);
         let t = app.token("patient3@demo.kapstone.test").await?;
         assert_eq!(get(&app, &t, &format!("/api/v1/sessions/{id}/rems-form")).await?.0, 403);
+        app.stop().await
+    }
+}
+
+async fn put(app: &TestApp, token: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let r = app.client().put(app.url(path)).bearer_auth(token).json(body).send().await?;
+    Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+}
+
+fn missing_ids(form: &Value) -> Vec<String> {
+    form["form"]["missing_required"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+}
+
+both_backends! {
+    async fn an_admin_records_the_rems_setting_and_the_hcps_telephone_and_the_form_shows_them(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let id = discharged_spravato_session(&app, &nurse, &prescriber, &therapist).await?;
+        let form_path = format!("/api/v1/sessions/{id}/rems-form");
+        let (_, locations) = get(&app, &admin, "/api/v1/locations").await?;
+        let location = locations["items"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(locations["items"][0]["rems_setting"]["rems_certified"], true, "{locations}");
+        let setting = format!("/api/v1/locations/{location}/rems-setting");
+
+        // The admin records a new address over the API; the form is filled from it.
+        let (s, saved) = put(&app, &admin, &setting, &json!({"rems_certified": true, "address_line1": " 77  Example Street ",
+            "city": "Salem", "state": "or", "zip": "97301-1234"})).await?;
+        assert_eq!(s, 200, "{saved}");
+        assert_eq!(saved, json!({"rems_certified": true, "address_line1": "77 Example Street", "address_line2": null,
+            "city": "Salem", "state": "OR", "zip": "97301-1234"}));
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert_eq!(value(&form, "setting_address1")["value"], "77 Example Street");
+        assert_eq!(value(&form, "setting_city")["value"], "Salem");
+        assert_eq!(value(&form, "setting_state")["value"], "OR");
+        assert_eq!(value(&form, "setting_zip")["value"], "97301-1234");
+        assert_eq!(value(&form, "setting_address2"), &Value::Null, "optional, not recorded");
+
+        // Bad input names the field and changes nothing.
+        let audits = app.count("audit_events WHERE action = 'scheduling.configure'").await?;
+        let good = json!({"rems_certified": true, "address_line1": "1 Other Road", "city": "Eugene", "state": "OR", "zip": "97401"});
+        for (part, bad, field) in [("zip", json!("973"), "zip"), ("state", json!("Oregon"), "state"),
+            ("state", json!("ZZ"), "state"), ("city", json!(""), "city"), ("address_line1", json!(" "), "address_line1")] {
+            let mut body = good.clone();
+            body[part] = bad;
+            let r = put(&app, &admin, &setting, &body).await?;
+            assert_eq!(field_of(&r), (422, field.to_owned()), "{body} -> {}", r.1);
+        }
+        let (_, locations) = get(&app, &admin, "/api/v1/locations").await?;
+        assert_eq!(locations["items"][0]["rems_setting"]["address_line1"], "77 Example Street", "nothing stored");
+        assert_eq!(app.count("audit_events WHERE action = 'scheduling.configure'").await?, audits);
+        // Only an admin may set it.
+        for token in [&nurse, &prescriber] {
+            assert_eq!(put(&app, token, &setting, &good).await?.0, 403);
+        }
+        let (_, locations) = get(&app, &admin, "/api/v1/locations").await?;
+        assert_eq!(locations["items"][0]["rems_setting"]["city"], "Salem");
+
+        // The admin's page: a refused ZIP is shown again as typed, the field marked; a blank
+        // address clears it, and the printable form then says what is still to complete.
+        let (c, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&c).await?;
+        let page = c.get(app.url("/admin/scheduling")).send().await?.text().await?;
+        assert!(page.contains("REMS healthcare setting") && page.contains("value=\"77 Example Street\""), "the setting form");
+        let form_page = format!("/admin/scheduling/locations/{location}/rems-setting");
+        let r = c.post(app.url(&form_page)).form(&[("csrf_token", csrf.as_str()), ("rems_certified", "yes"),
+            ("address_line1", "9 Typo Lane"), ("city", "Salem"), ("state", "OR"), ("zip", "9730")]).send().await?;
+        assert_eq!(r.status(), 422);
+        let html = r.text().await?;
+        assert!(html.contains("(zip)") && html.contains("value=\"9730\"") && html.contains("value=\"9 Typo Lane\""), "typed values kept");
+        assert!(html.contains(&format!("id=\"rems-{location}-zip\" name=\"zip\" maxlength=\"10\" inputmode=\"numeric\" autocomplete=\"postal-code\" value=\"9730\" aria-invalid=\"true\"")), "the ZIP is marked");
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert_eq!(value(&form, "setting_address1")["value"], "77 Example Street", "nothing stored");
+        let r = c.post(app.url(&form_page)).form(&[("csrf_token", csrf.as_str()), ("rems_certified", "yes"),
+            ("address_line1", ""), ("address_line2", ""), ("city", ""), ("state", ""), ("zip", "")]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        let missing = missing_ids(&form);
+        for id in ["setting_address1", "setting_city", "setting_state", "setting_zip"] {
+            assert!(missing.iter().any(|m| m == id), "{id}: {missing:?}");
+        }
+        let (_, locations) = get(&app, &admin, "/api/v1/locations").await?;
+        assert_eq!(locations["items"][0]["rems_setting"]["rems_certified"], true, "still certified");
+        let (nc, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let html = nc.get(app.url(&format!("/sessions/{id}/rems-form"))).send().await?.text().await?;
+        assert!(html.contains("To complete (required)") && html.contains("Scheduling set-up"), "shown as to complete, with where to record it");
+
+        // The monitoring HCP's telephone: a bad number is refused naming the field and stores
+        // nothing; a good one fills the form; blank clears it.
+        let me: Value = app.get_bearer(&nurse, "/api/v1/auth/me").await?.json().await?;
+        let nurse_id = me["id"].as_str().unwrap().to_owned();
+        let phone_page = format!("/admin/users/{nurse_id}/work-phone");
+        let r = c.post(app.url(&phone_page)).form(&[("csrf_token", csrf.as_str()), ("work_phone", "call the desk")]).send().await?;
+        assert_eq!(r.status(), 422);
+        let html = r.text().await?;
+        assert!(html.contains("(work_phone)") && html.contains("value=\"call the desk\""), "named, typed value kept");
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert_eq!(value(&form, "hcp_telephone")["value"], "+1 503 555 0142", "nothing stored");
+        let r = c.post(app.url(&phone_page)).form(&[("csrf_token", csrf.as_str()), ("work_phone", "+1 503 555 0199")]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert_eq!(value(&form, "hcp_telephone")["value"], "+1 503 555 0199");
+        // A nurse cannot set anyone's, not even her own.
+        let nurse_csrf = app.csrf_of(&nc).await?;
+        let r = nc.post(app.url(&phone_page)).form(&[("csrf_token", nurse_csrf.as_str()), ("work_phone", "+1 503 555 0100")]).send().await?;
+        assert_eq!(r.status(), 403);
+        let r = nc.post(app.url(&form_page)).form(&[("csrf_token", nurse_csrf.as_str()), ("address_line1", "1 Nurse Way"),
+            ("city", "Salem"), ("state", "OR"), ("zip", "97301")]).send().await?;
+        assert_eq!(r.status(), 403);
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert_eq!(value(&form, "hcp_telephone")["value"], "+1 503 555 0199");
+        assert!(missing_ids(&form).iter().any(|m| m == "setting_address1"), "the nurse's address was not stored");
+        let r = c.post(app.url(&phone_page)).form(&[("csrf_token", csrf.as_str()), ("work_phone", " ")]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let (_, form) = get(&app, &nurse, &form_path).await?;
+        assert!(missing_ids(&form).iter().any(|m| m == "hcp_telephone"));
+        assert_eq!(app.count("audit_events WHERE action = 'user.update' AND reason LIKE 'work telephone%'").await?, 2 + 2, "the demo's two and these two");
         app.stop().await
     }
 }

@@ -280,7 +280,20 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             r("PsychotherapyNote"),
         ),
-        ("GET", "/api/v1/locations") => op("Locations with their IANA time zone", None, "200", obj),
+        ("GET", "/api/v1/locations") => op(
+            "Locations with their IANA time zone and their REMS setting (certification, the address the REMS form asks \
+             for)",
+            None,
+            "200",
+            obj,
+        ),
+        ("PUT", "/api/v1/locations/{id}/rems-setting") => op(
+            "Set a location's REMS setting {rems_certified, address_line1?, address_line2?, city?, state?, zip?} \
+             (admins): replaced as a whole, a blank address clears it; 422 names the part refused",
+            Some(json!({"type":"object","required":["rems_certified"]})),
+            "200",
+            obj.clone(),
+        ),
         ("POST", "/api/v1/locations") => {
             op("Add a location (admins)", Some(json!({"type":"object","required":["name","time_zone"]})), "201", obj)
         }

@@ -54,3 +54,54 @@ pub async fn dashboard(State(state): State<AppState>, user: CurrentUser) -> ApiR
     let rows = app::dashboard(&state, &user).await?;
     Ok(Json(json!({ "items": to_json(&rows)? })))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemsSettingBody {
+    rems_certified: bool,
+    #[serde(default)]
+    address_line1: Option<String>,
+    #[serde(default)]
+    address_line2: Option<String>,
+    #[serde(default)]
+    city: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    zip: Option<String>,
+}
+
+/// The stored setting as the API shows it (also in `GET /api/v1/locations`).
+pub fn setting_json(s: &kapstone_store::dosing::RemsSettingRow) -> Value {
+    json!({
+        "rems_certified": s.rems_certified,
+        "address_line1": s.address_line1,
+        "address_line2": s.address_line2,
+        "city": s.city,
+        "state": s.state_code,
+        "zip": s.zip,
+    })
+}
+
+/// `PUT /api/v1/locations/{id}/rems-setting` (admins): the location's REMS certification and the
+/// address the REMS form asks for, replaced as a whole (absent or blank address parts clear the
+/// address). A bad part is 422 naming it (`zip`, `state`, ...), and nothing is saved.
+pub async fn set_rems_setting(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<RemsSettingBody>,
+) -> ApiResult<Json<Value>> {
+    let input = app::RemsSettingInput {
+        certified: b.rems_certified,
+        address_line1: b.address_line1.unwrap_or_default(),
+        address_line2: b.address_line2.unwrap_or_default(),
+        city: b.city.unwrap_or_default(),
+        state: b.state.unwrap_or_default(),
+        zip: b.zip.unwrap_or_default(),
+    };
+    app::set_rems_setting(&state, &user, &id, &input).await?;
+    let location: Uuid = id.trim().parse().map_err(|_| AppError::NotFound)?;
+    let stored = app::rems_setting(&state, &user, location).await?;
+    Ok(Json(setting_json(&stored)))
+}

@@ -43,8 +43,12 @@ pub async fn rooms(State(state): State<AppState>, user: CurrentUser) -> ApiResul
 
 pub async fn locations(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let rows = store::locations(&state.db, user.clinic).await.map_err(AppError::from)?;
-    let items: Vec<Value> =
-        rows.iter().map(|l| json!({"id": l.id, "name": l.name, "time_zone": l.time_zone})).collect();
+    let mut items = Vec::with_capacity(rows.len());
+    for l in &rows {
+        let setting = crate::app::rems::rems_setting(&state, &user, l.id).await?;
+        items.push(json!({"id": l.id, "name": l.name, "time_zone": l.time_zone,
+            "rems_setting": super::rems::setting_json(&setting)}));
+    }
     Ok(Json(json!({ "items": items })))
 }
 

@@ -186,10 +186,22 @@ async fn seed_schedule(state: &AppState) -> Result<(), AppError> {
     let (_, nurse) = actor("nurse").await?;
     let (_, therapist) = actor("therapist").await?;
     let location = sched::create_location(state, &admin, "Harbour Light — Main clinic", DEMO_TIME_ZONE).await?;
-    // The demo clinic is a REMS-certified healthcare setting (GATE-03).
-    let mut tx = state.db.begin().await?;
-    kapstone_store::dosing::set_rems_certified(&mut tx, admin.clinic, location, true).await?;
-    tx.commit().await?;
+    // The demo clinic is a REMS-certified healthcare setting (GATE-03), with the address and the
+    // clinicians' telephones the REMS Patient Monitoring Form asks for. All synthetic: 555-01xx
+    // numbers are reserved for fiction.
+    let setting = super::rems::RemsSettingInput {
+        certified: true,
+        address_line1: "1200 Harbour Light Way".into(),
+        address_line2: "Suite 300".into(),
+        city: "Portland".into(),
+        state: "OR".into(),
+        zip: "97201".into(),
+    };
+    super::rems::set_rems_setting(state, &admin, &location.to_string(), &setting).await?;
+    let (_, nurse_id) = actor("nurse").await?;
+    for (id, phone) in [(prescriber, "+1 503 555 0141"), (nurse_id, "+1 503 555 0142")] {
+        super::rems::set_work_phone(state, &admin, kapstone_domain::UserId::from_uuid(id), phone).await?;
+    }
     let mut chairs = Vec::new();
     for name in ["Chair 1", "Chair 2", "Chair 3"] {
         chairs.push(sched::create_room(state, &admin, &location.to_string(), name).await?);

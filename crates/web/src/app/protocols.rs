@@ -5,7 +5,7 @@
 
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::dose::{DoseCalculation, DoseRequest};
-use kapstone_domain::protocol::{Protocol, ProtocolError, ProtocolSet, parse_version};
+use kapstone_domain::protocol::{Protocol, ProtocolError, ProtocolSet, form, parse_version};
 use kapstone_domain::{ClinicId, FieldError, Role};
 use kapstone_store::dosing as store;
 
@@ -89,11 +89,7 @@ pub async fn set_medical_director(
     Ok(())
 }
 
-/// Saves a new version of a protocol from its JSON; returns it.
-pub async fn revise(state: &AppState, user: &CurrentUser, json: &str, reason: &str) -> Result<Protocol, AppError> {
-    if !is_medical_director(state, user).await? {
-        return Err(AppError::Forbidden);
-    }
+fn checked_reason(reason: &str) -> Result<&str, AppError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(AppError::Invalid(FieldError::new("reason", "say why the protocol changes")));
@@ -101,9 +97,68 @@ pub async fn revise(state: &AppState, user: &CurrentUser, json: &str, reason: &s
     if reason.chars().count() > 1000 {
         return Err(AppError::Invalid(FieldError::new("reason", "at most 1000 characters")));
     }
+    Ok(reason)
+}
+
+/// Saves a new version of a protocol from its JSON; returns it.
+pub async fn revise(state: &AppState, user: &CurrentUser, json: &str, reason: &str) -> Result<Protocol, AppError> {
+    if !is_medical_director(state, user).await? {
+        return Err(AppError::Forbidden);
+    }
+    let reason = checked_reason(reason)?;
     let next = Protocol::parse(json).map_err(refused)?;
     let mut set = current(state, user.clinic).await?;
     set.revise(next.clone()).map_err(refused)?;
+    store_version(state, user, &next, reason).await?;
+    Ok(next)
+}
+
+/// Saves a new version from the structured form: the `(JSON path, value)` pairs a medical
+/// director submitted over the version `base_version` the form showed. The domain writes them
+/// into the next version and validates it exactly as a JSON edit; a refusal names the form's
+/// input (its JSON path as the field, its label in the message). A form shown before someone
+/// else saved a version is refused rather than quietly undoing their change.
+pub async fn revise_values(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+    base_version: &str,
+    submitted: &[(String, String)],
+    reason: &str,
+) -> Result<Protocol, AppError> {
+    if !is_medical_director(state, user).await? {
+        return Err(AppError::Forbidden);
+    }
+    let mut set = current(state, user.clinic).await?;
+    let now = set.find(id).ok_or(AppError::NotFound)?.clone();
+    if now.version != base_version.trim() {
+        return Err(AppError::Conflict {
+            field: "base_version",
+            message: format!(
+                "the protocol was changed meanwhile (version {} is now in force): open it again and make your change \
+                 there",
+                now.version
+            ),
+        });
+    }
+    let reason = checked_reason(reason)?;
+    let year = u32::try_from(jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).year()).unwrap_or(0);
+    let version = form::next_version(&now.version, year)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("protocol {} has no valid version", now.id)))?;
+    let values = form::tunable_values(&now);
+    let on_form = |e: ProtocolError| match form::value_for_error(&values, &e.path) {
+        Some(v) => AppError::InvalidItem { field: v.key.clone(), message: format!("{}: {}", v.label, e.message) },
+        None if e.path.is_empty() => AppError::InvalidItem { field: "protocol".into(), message: e.message },
+        None => AppError::InvalidItem { field: "protocol".into(), message: format!("{}: {}", e.path, e.message) },
+    };
+    let next = form::apply(&now, submitted, &version).map_err(on_form)?.protocol;
+    set.revise(next.clone()).map_err(on_form)?;
+    store_version(state, user, &next, reason).await?;
+    Ok(next)
+}
+
+/// Stores a validated new version with its audit event, in one transaction.
+async fn store_version(state: &AppState, user: &CurrentUser, next: &Protocol, reason: &str) -> Result<(), AppError> {
     let definition = next.to_json().map_err(content_error)?;
     let mut tx = state.db.begin().await?;
     store::insert_protocol_version(
@@ -124,7 +179,7 @@ pub async fn revise(state: &AppState, user: &CurrentUser, json: &str, reason: &s
     e.reason = Some(reason.to_owned());
     kapstone_store::audit::append(&mut tx, &e).await?;
     tx.commit().await?;
-    Ok(next)
+    Ok(())
 }
 
 /// `POST /api/v1/dose/calculate`: the dose, volume and rates under the clinic's current

@@ -8,8 +8,10 @@
 //! - first treatment: no earlier Spravato dose on the record; enrolled: the REMS enrolment;
 //! - concomitant medication: the drug classes of the latest consultation, only once its
 //!   medications are reconciled (an unreconciled list cannot answer "no");
-//! - HCP: the clinician who signed the discharge (name and account email; no phone is kept);
-//! - setting: the location's name (no address is kept yet, so it is reported missing);
+//! - HCP: the clinician who signed the discharge: name, account email and the work telephone an
+//!   admin recorded on the account;
+//! - setting: the location's name and the address an admin recorded for it (scheduling set-up);
+//!   a value not recorded is reported missing, never invented;
 //! - treatment date: the first device's date in the location's time zone;
 //! - the session's own answers: [`SessionAnswers::from_session`].
 
@@ -18,12 +20,12 @@ use jiff::civil::Date;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::consultation::DrugClass;
 use kapstone_domain::decision::Route;
-use kapstone_domain::patient::SexAtBirth;
+use kapstone_domain::patient::{Phone, SexAtBirth};
 use kapstone_domain::rems_form::{
     ConcomitantMedication, FilledForm, FormSex, HealthcareSetting, MonitoringHcp, RemsSessionFacts, SessionAnswers,
-    SubmissionStatus, fill,
+    SettingAddress, SubmissionStatus, fill,
 };
-use kapstone_domain::{FieldError, PatientId, UtcTs};
+use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
 use kapstone_store::dosing::{self as store, RemsSubmissionRow, SessionRow};
 use serde::Serialize;
 use uuid::Uuid;
@@ -146,7 +148,26 @@ async fn hcp(state: &AppState, user: &CurrentUser, l: &Loaded) -> Result<Monitor
         return Ok(MonitoringHcp::default());
     }
     let (first_name, last_name) = split_name(&u.display_name);
-    Ok(MonitoringHcp { first_name, last_name, telephone: None, email: Some(u.email) })
+    let telephone = store::work_phone(&state.db, by).await?;
+    Ok(MonitoringHcp { first_name, last_name, telephone, email: Some(u.email) })
+}
+
+/// The session's location as the form's healthcare setting.
+async fn setting(
+    state: &AppState,
+    user: &CurrentUser,
+    location: Uuid,
+    name: &str,
+) -> Result<HealthcareSetting, AppError> {
+    let row = store::rems_setting(&state.db, user.clinic, location).await?.unwrap_or_default();
+    Ok(HealthcareSetting {
+        name: Some(name.to_owned()),
+        address1: row.address_line1,
+        address2: row.address_line2,
+        city: row.city,
+        state: row.state_code,
+        zip: row.zip,
+    })
 }
 
 /// The form of a finished Spravato session (audited as a read of the session).
@@ -179,7 +200,7 @@ pub async fn form(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Form
         enrolled_in_rems: Some(l.gates.rems_enrolled),
         concomitant: concomitant(state, patient).await?,
         hcp: hcp(state, user, &l).await?,
-        setting: HealthcareSetting { name: Some(zs.place(l.row.location_id).to_owned()), ..Default::default() },
+        setting: setting(state, user, l.row.location_id, zs.place(l.row.location_id)).await?,
         treatment_date: date,
         dose_mg: answers.dose_mg,
         lot_number: answers.lot_number,
@@ -377,4 +398,88 @@ pub async fn own_handout(state: &AppState, me: &CurrentUser) -> Result<Option<Ha
         lines: protocol.post_session_instructions.iter().map(|i| i.text.clone()).collect(),
         next_integration,
     }))
+}
+
+/// What an admin records about a location as a REMS healthcare setting: its certification
+/// (GATE-03) and the address the form asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RemsSettingInput {
+    pub certified: bool,
+    pub address_line1: String,
+    pub address_line2: String,
+    pub city: String,
+    pub state: String,
+    pub zip: String,
+}
+
+/// Records a location's REMS certification and address (admins). Bad input names the field and
+/// changes nothing; all address parts blank clears the address.
+pub async fn set_rems_setting(
+    state: &AppState,
+    admin: &CurrentUser,
+    location: &str,
+    input: &RemsSettingInput,
+) -> Result<(), AppError> {
+    let location: Uuid = location.trim().parse().map_err(|_| AppError::NotFound)?;
+    let address =
+        SettingAddress::parse(&input.address_line1, &input.address_line2, &input.city, &input.state, &input.zip)?;
+    let row = store::RemsSettingRow {
+        rems_certified: input.certified,
+        address_line1: address.as_ref().map(|a| a.address_line1.clone()),
+        address_line2: address.as_ref().and_then(|a| a.address_line2.clone()),
+        city: address.as_ref().map(|a| a.city.clone()),
+        state_code: address.as_ref().map(|a| a.state.clone()),
+        zip: address.as_ref().map(|a| a.zip.clone()),
+    };
+    let mut tx = state.db.begin().await?;
+    if !store::set_rems_setting(&mut tx, admin.clinic, location, &row).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = admin.event(AuditAction::SchedulingConfigured, "location", Outcome::Success);
+    e.entity_id = Some(location.to_string());
+    e.reason = Some(format!(
+        "REMS setting: {}, address {}",
+        if input.certified { "certified" } else { "not certified" },
+        if address.is_some() { "recorded" } else { "cleared" }
+    ));
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A location's REMS setting as recorded (for the admin page and the API).
+pub async fn rems_setting(
+    state: &AppState,
+    user: &CurrentUser,
+    location: Uuid,
+) -> Result<store::RemsSettingRow, AppError> {
+    store::rems_setting(&state.db, user.clinic, location).await?.ok_or(AppError::NotFound)
+}
+
+/// Records (or, blank, clears) a staff member's work telephone, which the form gives as the
+/// monitoring HCP's (admins).
+pub async fn set_work_phone(state: &AppState, admin: &CurrentUser, user: UserId, raw: &str) -> Result<(), AppError> {
+    let row = kapstone_store::users::get(&state.db, user)
+        .await?
+        .filter(|u| u.clinic() == admin.clinic)
+        .ok_or(AppError::NotFound)?;
+    if row.role == Role::Patient.as_str() {
+        return Err(invalid("work_phone", "only staff accounts have a work telephone"));
+    }
+    let phone = match raw.trim() {
+        "" => None,
+        s => Some(Phone::parse("work_phone", s)?),
+    };
+    let mut tx = state.db.begin().await?;
+    store::set_work_phone(&mut tx, user, phone.as_ref().map(Phone::as_str)).await?;
+    let mut e = admin.event(AuditAction::UserUpdated, "user", Outcome::Success);
+    e.entity_id = Some(user.to_string());
+    e.reason = Some(if phone.is_some() { "work telephone recorded" } else { "work telephone cleared" }.into());
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn work_phone(state: &AppState, user: UserId) -> Result<Option<String>, AppError> {
+    Ok(store::work_phone(&state.db, user).await?)
 }

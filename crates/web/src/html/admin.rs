@@ -174,10 +174,26 @@ struct UserPage {
     roles: Vec<(&'static str, &'static str)>,
     errors: FieldErrors,
     medical_director: bool,
+    /// As stored, or as typed when refused.
+    work_phone: String,
 }
 
 async fn user_page(state: &AppState, admin: &CurrentUser, id: UserId, errors: FieldErrors) -> PageResult<Html<String>> {
+    user_page_with(state, admin, id, errors, None).await
+}
+
+async fn user_page_with(
+    state: &AppState,
+    admin: &CurrentUser,
+    id: UserId,
+    errors: FieldErrors,
+    typed_phone: Option<String>,
+) -> PageResult<Html<String>> {
     let u = accounts::get_account(state, admin, id).await?;
+    let work_phone = match typed_phone {
+        Some(p) => p,
+        None => crate::app::rems::work_phone(state, id).await?.unwrap_or_default(),
+    };
     render(&UserPage {
         layout: Layout::for_user(&u.display_name, admin, "/admin/users"),
         id: u.id.to_string(),
@@ -190,7 +206,35 @@ async fn user_page(state: &AppState, admin: &CurrentUser, id: UserId, errors: Fi
         roles: role_options(),
         errors,
         medical_director: kapstone_store::dosing::is_medical_director(&state.db, id).await?,
+        work_phone,
     })
+}
+
+#[derive(serde::Deserialize)]
+pub struct WorkPhoneForm {
+    #[serde(default)]
+    work_phone: String,
+}
+
+/// `POST /admin/users/{id}/work-phone`: the telephone the REMS Patient Monitoring Form gives for
+/// this clinician when they conducted the monitoring; blank clears it. A refused number is shown
+/// again next to the field and nothing is saved.
+pub async fn set_work_phone(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    Path(id): Path<String>,
+    Form(f): Form<WorkPhoneForm>,
+) -> PageResult<Response> {
+    let id = user_id(&id)?;
+    match crate::app::rems::set_work_phone(&state, &admin, id, &f.work_phone).await {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/users/{id}")).into_response()),
+        Err(e @ AppError::Invalid(_)) => {
+            let Some(errors) = FieldErrors::from_error(&e) else { return Err(e.into()) };
+            let page = user_page_with(&state, &admin, id, errors, Some(f.work_phone)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -37,6 +37,29 @@ struct SchedulePage {
     weekdays: Vec<(&'static str, &'static str, bool)>,
     /// Leave and extra hours from today: (id, person, date, what).
     exceptions: Vec<(String, String, String, String)>,
+    /// Each location as a REMS healthcare setting.
+    settings: Vec<SettingForm>,
+}
+
+/// One location's REMS setting form: as stored, or as typed when it was refused.
+#[derive(Clone)]
+pub struct SettingForm {
+    pub id: String,
+    pub name: String,
+    pub certified: bool,
+    pub address_line1: String,
+    pub address_line2: String,
+    pub city: String,
+    pub state: String,
+    pub zip: String,
+    /// (field, message) of a refused submission.
+    pub error: Option<(String, String)>,
+}
+
+impl SettingForm {
+    fn invalid(&self, field: &str) -> bool {
+        self.error.as_ref().is_some_and(|(f, _)| f == field)
+    }
 }
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -46,8 +69,30 @@ async fn page(
     user: &CurrentUser,
     notice: Option<String>,
     error: Option<String>,
+    draft: Option<SettingForm>,
 ) -> PageResult<Html<String>> {
     let locations = store::locations(&state.db, user.clinic).await?;
+    let mut settings = Vec::with_capacity(locations.len());
+    for l in &locations {
+        let id = l.id.to_string();
+        match &draft {
+            Some(d) if d.id == id => settings.push(SettingForm { name: l.name.clone(), ..d.clone() }),
+            _ => {
+                let s = crate::app::rems::rems_setting(state, user, l.id).await?;
+                settings.push(SettingForm {
+                    id,
+                    name: l.name.clone(),
+                    certified: s.rems_certified,
+                    address_line1: s.address_line1.unwrap_or_default(),
+                    address_line2: s.address_line2.unwrap_or_default(),
+                    city: s.city.unwrap_or_default(),
+                    state: s.state_code.unwrap_or_default(),
+                    zip: s.zip.unwrap_or_default(),
+                    error: None,
+                });
+            }
+        }
+    }
     let rooms = store::rooms(&state.db, user.clinic).await?;
     let hours = store::hours(&state.db, user.clinic).await?;
     let types = app::types(state, user).await?;
@@ -73,6 +118,7 @@ async fn page(
         .collect();
     render(&SchedulePage {
         exceptions,
+        settings,
         layout: Layout::for_user("Scheduling set-up", user, "/admin/scheduling"),
         notice,
         error,
@@ -157,7 +203,7 @@ pub async fn show(
     user: CurrentUser,
     Query(q): Query<SavedQuery>,
 ) -> PageResult<Html<String>> {
-    page(&state, &user, q.saved.map(|s| format!("Saved: {s}.")), None).await
+    page(&state, &user, q.saved.map(|s| format!("Saved: {s}.")), None, None).await
 }
 
 fn pairs(body: &str) -> Result<Vec<(String, String)>, AppError> {
@@ -175,7 +221,7 @@ async fn done(state: &AppState, user: &CurrentUser, what: &str, r: Result<(), Ap
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. } | AppError::InvalidItem { .. })) => {
             let field = e.field().map(|f| format!(" ({f})")).unwrap_or_default();
             let msg = format!("{}{field}", sentence(&e.public_message("")));
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page(state, user, None, Some(msg)).await?).into_response())
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page(state, user, None, Some(msg), None).await?).into_response())
         }
         Err(e) => Err(e.into()),
     }
@@ -186,6 +232,46 @@ pub async fn add_location(State(state): State<AppState>, user: CurrentUser, body
     let p = pairs(&body)?;
     let r = app::create_location(&state, &user, get(&p, "name"), get(&p, "time_zone")).await.map(|_| ());
     done(&state, &user, "location", r).await
+}
+
+/// `POST /admin/scheduling/locations/{id}/rems-setting`: the location's REMS certification and
+/// the address the REMS Patient Monitoring Form asks for. A refusal shows the form again as typed,
+/// the field at fault marked, and saves nothing.
+pub async fn set_rems_setting(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: String,
+) -> PageResult<Response> {
+    let p = pairs(&body)?;
+    let input = crate::app::rems::RemsSettingInput {
+        certified: get(&p, "rems_certified") == "yes",
+        address_line1: get(&p, "address_line1").to_owned(),
+        address_line2: get(&p, "address_line2").to_owned(),
+        city: get(&p, "city").to_owned(),
+        state: get(&p, "state").to_owned(),
+        zip: get(&p, "zip").to_owned(),
+    };
+    match crate::app::rems::set_rems_setting(&state, &user, &id, &input).await {
+        Ok(()) => Ok(Redirect::to("/admin/scheduling?saved=REMS+setting").into_response()),
+        Err(AppError::Invalid(e)) => {
+            let msg = format!("{} ({})", sentence(&e.message), e.field);
+            let draft = SettingForm {
+                id,
+                name: String::new(),
+                certified: input.certified,
+                address_line1: input.address_line1,
+                address_line2: input.address_line2,
+                city: input.city,
+                state: input.state,
+                zip: input.zip,
+                error: Some((e.field.to_owned(), sentence(&e.message))),
+            };
+            let page = page(&state, &user, None, Some(msg), Some(draft)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /admin/scheduling/rooms`.
@@ -301,7 +387,7 @@ pub async fn add_exception(State(state): State<AppState>, user: CurrentUser, bod
                 when.len(),
                 when.join(", ")
             );
-            Ok((StatusCode::OK, page(&state, &user, Some(msg), None).await?).into_response())
+            Ok((StatusCode::OK, page(&state, &user, Some(msg), None, None).await?).into_response())
         }
         r => done(&state, &user, "leave or extra hours", r.map(|_| ())).await,
     }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use kapstone_domain::dose::DoseRequest;
 use kapstone_domain::permissions::{Action, allows};
-use kapstone_domain::protocol::Protocol;
+use kapstone_domain::protocol::{Protocol, form};
 
 use super::{Layout, PageResult, render, sentence};
 use crate::app::protocols as app;
@@ -50,6 +50,28 @@ pub struct Line {
     pub value: String,
 }
 
+/// One input of the structured form (or, for those who may not edit, one line of the values
+/// table).
+pub struct FormValue {
+    /// The value's JSON path: the input's name.
+    pub name: String,
+    /// An HTML id made from the path.
+    pub id: String,
+    pub label: String,
+    /// What the input holds: the value in force, or what was typed when the form was refused.
+    pub value: String,
+    pub current: String,
+    pub source: String,
+    pub multiline: bool,
+    pub inputmode: &'static str,
+    pub error: Option<String>,
+}
+
+pub struct FormGroup {
+    pub heading: &'static str,
+    pub values: Vec<FormValue>,
+}
+
 #[derive(Template)]
 #[template(path = "protocol.html")]
 struct ProtocolPage {
@@ -65,39 +87,93 @@ struct ProtocolPage {
     can_calculate: bool,
     can_edit: bool,
     weight_based: bool,
+    /// The values a medical director tunes, by section.
+    groups: Vec<FormGroup>,
+    /// The version the structured form saves.
+    next_version: String,
+    outcome: Outcome,
+}
+
+/// What a request adds to the page: the calculator's inputs and result, a refusal or notice, and
+/// what was typed into a refused form.
+#[derive(Default)]
+struct Outcome {
     /// The calculator's inputs as typed (kept on a refusal).
     calc: Vec<(&'static str, String)>,
     result: Vec<Line>,
     zone: String,
     reasons: Vec<String>,
     calc_error: Option<String>,
+    /// The JSON form's refusal and the draft it refused.
     edit_error: Option<String>,
-    notice: Option<String>,
     draft: Option<String>,
+    /// The structured form's refusal: (input name, if it names one; message).
+    values_error: Option<(Option<String>, String)>,
+    /// The structured form as typed, and its reason, when refused.
+    typed: Vec<(String, String)>,
+    reason: String,
+    notice: Option<String>,
 }
 
-impl ProtocolPage {
+impl Outcome {
     fn value(&self, name: &str) -> &str {
         self.calc.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| v.as_str())
     }
+
+    /// Whether the structured form was refused for this input.
+    fn refused(&self, name: &str) -> bool {
+        matches!(&self.values_error, Some((Some(field), _)) if field == name)
+    }
 }
 
-#[derive(Default)]
-struct Extra {
-    calc: Vec<(&'static str, String)>,
-    result: Vec<Line>,
-    zone: String,
-    reasons: Vec<String>,
-    calc_error: Option<String>,
-    edit_error: Option<String>,
-    notice: Option<String>,
-    draft: Option<String>,
+fn html_id(key: &str) -> String {
+    let id: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("v-{}", id.trim_end_matches('-'))
 }
 
-async fn page(state: &AppState, user: &CurrentUser, id: &str, extra: Extra) -> PageResult<Html<String>> {
+fn groups(p: &Protocol, outcome: &Outcome) -> Vec<FormGroup> {
+    let values = form::tunable_values(p);
+    form::Group::ALL
+        .iter()
+        .map(|g| FormGroup {
+            heading: g.heading(),
+            values: values
+                .iter()
+                .filter(|v| v.group == *g)
+                .map(|v| FormValue {
+                    id: html_id(&v.key),
+                    value: outcome
+                        .typed
+                        .iter()
+                        .find(|(k, _)| *k == v.key)
+                        .map_or_else(|| v.current.clone(), |(_, typed)| typed.clone()),
+                    label: v.label.clone(),
+                    current: if v.current.is_empty() { "none".into() } else { v.current.clone() },
+                    source: v.source.clone(),
+                    multiline: matches!(v.kind, form::ValueKind::Text { max_chars } if max_chars > 200),
+                    inputmode: match v.kind {
+                        form::ValueKind::Whole { .. } => "numeric",
+                        form::ValueKind::Decimal | form::ValueKind::OptionalDecimal => "decimal",
+                        form::ValueKind::Text { .. } => "text",
+                    },
+                    error: outcome
+                        .values_error
+                        .as_ref()
+                        .filter(|_| outcome.refused(&v.key))
+                        .map(|(_, message)| message.clone()),
+                    name: v.key.clone(),
+                })
+                .collect(),
+        })
+        .filter(|g| !g.values.is_empty())
+        .collect()
+}
+
+async fn page(state: &AppState, user: &CurrentUser, id: &str, outcome: Outcome) -> PageResult<Html<String>> {
     let set = app::current(state, user.clinic).await?;
     let p: &Protocol = set.find(id).ok_or(AppError::NotFound)?;
     let json = p.to_json().map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    let year = u32::try_from(jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).year()).unwrap_or(0);
     render(&ProtocolPage {
         layout: Layout::for_user(&p.title, user, "/protocols"),
         id: p.id.clone(),
@@ -110,14 +186,9 @@ async fn page(state: &AppState, user: &CurrentUser, id: &str, extra: Extra) -> P
         can_calculate: allows(Some(user.role), Action::CalculateDose),
         can_edit: allows(Some(user.role), Action::EditProtocols) && app::is_medical_director(state, user).await?,
         weight_based: matches!(p.dose, kapstone_domain::protocol::DoseRule::MgPerKg(_)),
-        calc: extra.calc,
-        result: extra.result,
-        zone: extra.zone,
-        reasons: extra.reasons,
-        calc_error: extra.calc_error,
-        edit_error: extra.edit_error,
-        notice: extra.notice,
-        draft: extra.draft,
+        groups: groups(p, &outcome),
+        next_version: form::next_version(&p.version, year).unwrap_or_default(),
+        outcome,
     })
 }
 
@@ -127,7 +198,7 @@ pub async fn show(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> PageResult<Html<String>> {
-    page(&state, &user, &id, Extra::default()).await
+    page(&state, &user, &id, Outcome::default()).await
 }
 
 fn pairs(body: &str) -> Result<Vec<(String, String)>, AppError> {
@@ -186,7 +257,7 @@ pub async fn calculate(
     body: String,
 ) -> PageResult<Response> {
     let p = pairs(&body)?;
-    let mut extra = Extra { calc: CALC_FIELDS.iter().map(|k| (*k, get(&p, k))).collect(), ..Extra::default() };
+    let mut extra = Outcome { calc: CALC_FIELDS.iter().map(|k| (*k, get(&p, k))).collect(), ..Outcome::default() };
     let outcome = match request(&id, &p) {
         Ok(req) => app::calculate(&state, &user, &req).await,
         Err(e) => Err(e),
@@ -224,6 +295,41 @@ pub async fn calculate(
     }
 }
 
+/// `POST /protocols/{id}/values`: a medical director saves a new version from the structured
+/// form. A refusal shows the form again as typed, with the message next to the input it names.
+pub async fn revise_values(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: String,
+) -> PageResult<Response> {
+    let p = pairs(&body)?;
+    let reason = get(&p, "reason");
+    match app::revise_values(&state, &user, &id, &get(&p, "base_version"), &p, &reason).await {
+        Ok(saved) => {
+            let notice = format!("Saved as version {}.", saved.version);
+            Ok(page(&state, &user, &saved.id, Outcome { notice: Some(notice), ..Outcome::default() })
+                .await?
+                .into_response())
+        }
+        Err(e @ (AppError::Invalid(_) | AppError::InvalidItem { .. } | AppError::Conflict { .. })) => {
+            // A stale form is shown again with the values now in force, not the ones typed over
+            // the older version.
+            let stale = matches!(e, AppError::Conflict { .. });
+            let status = if stale { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
+            let field = e.field().map(str::to_owned);
+            let outcome = Outcome {
+                values_error: Some((field, sentence(&e.public_message("")))),
+                typed: if stale { Vec::new() } else { p.iter().filter(|(k, _)| k != "csrf_token").cloned().collect() },
+                reason,
+                ..Outcome::default()
+            };
+            Ok((status, page(&state, &user, &id, outcome).await?).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `POST /protocols/{id}`: a medical director saves a new version.
 pub async fn revise(
     State(state): State<AppState>,
@@ -235,16 +341,16 @@ pub async fn revise(
     let definition = get(&p, "definition");
     match app::revise(&state, &user, &definition, &get(&p, "reason")).await {
         Ok(saved) if saved.id == id => {
-            let extra = Extra { notice: Some(format!("Saved as version {}.", saved.version)), ..Extra::default() };
+            let extra = Outcome { notice: Some(format!("Saved as version {}.", saved.version)), ..Outcome::default() };
             Ok(page(&state, &user, &id, extra).await?.into_response())
         }
-        Ok(saved) => Ok(page(&state, &user, &saved.id, Extra::default()).await?.into_response()),
+        Ok(saved) => Ok(page(&state, &user, &saved.id, Outcome::default()).await?.into_response()),
         Err(e @ AppError::Invalid(_)) => {
             let field = e.field().map(|f| format!(" ({f})")).unwrap_or_default();
-            let extra = Extra {
+            let extra = Outcome {
                 edit_error: Some(format!("{}{field}", sentence(&e.public_message("")))),
                 draft: Some(definition),
-                ..Extra::default()
+                ..Outcome::default()
             };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page(&state, &user, &id, extra).await?).into_response())
         }

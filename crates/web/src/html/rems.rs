@@ -40,9 +40,24 @@ pub struct FieldLine {
     pub section: String,
     pub label: String,
     pub value: String,
+    /// Required and not recorded: shown as "To complete", never as a blank.
     pub missing: bool,
+    /// Where the value is recorded in Kapstone, for the values that come from the set-up.
+    pub hint: Option<&'static str>,
     pub problem: Option<String>,
     pub unverified: bool,
+}
+
+/// Where an admin records a form value that comes from the clinic's set-up rather than the
+/// session, so a "To complete" can be fixed once for every later form.
+fn where_recorded(field: &str) -> Option<&'static str> {
+    match field {
+        "setting_address1" | "setting_address2" | "setting_city" | "setting_state" | "setting_zip" => {
+            Some("An admin records the setting's address under Scheduling set-up, REMS healthcare setting.")
+        }
+        "hcp_telephone" => Some("An admin records the clinician's work telephone on their account page."),
+        _ => None,
+    }
 }
 
 #[derive(Template)]
@@ -81,6 +96,7 @@ async fn form_page(
                 label: f.label.clone(),
                 value: f.display.clone().unwrap_or_default(),
                 missing,
+                hint: where_recorded(&f.id),
                 problem: v.form.invalid.iter().find(|i| i.id == f.id).map(|i| sentence(&i.message)),
                 unverified: f.unverified,
             }
