@@ -148,15 +148,8 @@ pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(
             if session.readings().iter().any(|o| o == r) {
                 return Err(Refusal::new("duplicate", None, "this reading is already recorded"));
             }
-            if let Some(c) = session.check_in()
-                && r.taken_at < c.stamp.at
-            {
-                return Err(Refusal::new(
-                    "invalid",
-                    Some("taken_at"),
-                    "a reading cannot be taken before the patient checked in",
-                ));
-            }
+            // A reading may be timed before the check-in was entered (vitals are often taken while
+            // the arrival form is filled in), but not before a dose that has already started.
             // A pre-dose reading entered once the dose has started would silently become the
             // baseline MON-03 and DC-03 compare against, after the gate judged another one.
             if let Some(dose) = session.dose_times()
