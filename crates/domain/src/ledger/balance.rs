@@ -282,6 +282,7 @@ impl Bucket {
             }
             EntryDetail::Administration(a) => {
                 let draw = self.open_draw(a.draw)?;
+                not_before_draw(e, draw)?;
                 if draw.session != Some(a.session) {
                     return Err(Refusal::new("invalid", "session", "this draw was for another dosing session"));
                 }
@@ -295,6 +296,7 @@ impl Bucket {
             }
             EntryDetail::Waste(w) => {
                 let draw = self.open_draw(w.draw)?;
+                not_before_draw(e, draw)?;
                 if w.amount > draw.remainder {
                     return Err(Refusal::new(
                         "exceeds_draw",
@@ -422,8 +424,15 @@ impl Bucket {
         if self.last_count() != Some(count) {
             return Err(Refusal::new("invalid", field, "name the latest count of this lot"));
         }
-        let counted_at = self.posted.get(&count).map(|c| c.occurred_at);
-        if e.kind() != EntryKind::Reversal && counted_at.is_some_and(|c| e.occurred_at > c) {
+        let Some(c) = self.posted.get(&count) else {
+            return Err(Refusal::new("invalid", field, "name the latest count of this lot"));
+        };
+        let before_count = match &e.detail {
+            // A correction is included in a count when what it corrects was recorded before it.
+            EntryDetail::Reversal(r) => self.posted.get(&r.reverses).is_some_and(|t| t.index < c.index),
+            _ => e.occurred_at <= c.occurred_at,
+        };
+        if !before_count {
             return Err(Refusal::new(
                 "invalid",
                 field,
@@ -437,6 +446,14 @@ impl Bucket {
     pub fn recorded_by(&self, id: LedgerEntryId) -> Option<UserId> {
         self.posted.get(&id).map(|p| p.recorded_by)
     }
+}
+
+/// What is given or wasted from a draw happens after the draw.
+fn not_before_draw(e: &LedgerEntry, draw: &Posted) -> Result<(), Refusal> {
+    if e.occurred_at < draw.occurred_at {
+        return Err(Refusal::new("invalid", "occurred_at", "this is dated before the draw it accounts for"));
+    }
+    Ok(())
 }
 
 /// The field a balance refusal points at: the quantity the person typed.

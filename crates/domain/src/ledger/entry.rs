@@ -139,7 +139,8 @@ pub struct Waste {
 
 /// Why stock is destroyed on site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+/// In JSON: `"expired"`, `"damaged"` or `{"other": "why"}`.
+#[serde(rename_all = "snake_case")]
 pub enum DestructionReason {
     Expired,
     Damaged,

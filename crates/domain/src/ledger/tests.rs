@@ -571,6 +571,8 @@ fn an_administration_cannot_exceed_what_is_left_of_its_draw() {
     assert_eq!(r.field, "session");
     let r = l.refused(l.administration(LedgerEntryId::new(), s, mg(40), on(2, 10)));
     assert_eq!(r.field, "draw");
+    let r = l.refused(l.administration(draw, s, mg(40), on(2, 8)));
+    assert_eq!(r.field, "occurred_at", "given before it was drawn");
     l.ok(l.administration(draw, s, mg(40), on(2, 10)));
     let r = l.refused(l.waste(draw, mg(11), Some(witness(&second_nurse(), on(2, 10))), on(2, 10)));
     assert_eq!((r.code, r.field), ("exceeds_draw", "measure"));
@@ -800,6 +802,13 @@ fn an_entry_older_than_the_last_count_is_reversed_as_included_in_it() {
     undo.included_in_count = Some(count_id);
     l.ok(undo);
     assert_eq!(l.bucket().balance(), mg(500), "the count already holds the truth");
+    // An entry after the count is reversed in full, and cannot claim to be in the count.
+    let later = l.ok(l.receipt(1, on(3, 10)));
+    let mut claims = l.reversal(later, on(3, 11));
+    claims.included_in_count = Some(count_id);
+    assert_eq!(l.refused(claims).field, "included_in_count");
+    l.ok(l.reversal(later, on(3, 11)));
+    assert_eq!(l.bucket().balance(), mg(500));
 }
 
 #[test]
@@ -960,13 +969,17 @@ fn the_running_balance_and_the_transaction_report_read_the_entries() {
 #[test]
 fn entries_round_trip_as_json() {
     let mut l = Ledger::new();
-    l.ok(l.receipt(1, on(1, 9)));
+    l.ok(l.receipt(2, on(1, 9)));
     l.session(50, 40, on(2, 10));
+    let at = on(3, 9);
+    let destroyed = l.ok(l.destruction(vec![witness(&nurse(), at), witness(&second_nurse(), at)], at));
     for e in &l.entries {
         let json = serde_json::to_string(e).unwrap();
         assert_eq!(&serde_json::from_str::<LedgerEntry>(&json).unwrap(), e);
     }
     assert!(serde_json::to_string(&l.entries[0]).unwrap().contains(r#""kind":"receipt""#));
+    let json = serde_json::to_string(l.entries.iter().find(|e| e.id == destroyed).unwrap()).unwrap();
+    assert!(json.contains(r#""reason":"expired""#), "{json}");
 }
 
 fn chained(entries: &[LedgerEntry]) -> Vec<StoredLedgerEntry> {
