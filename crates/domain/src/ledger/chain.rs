@@ -3,15 +3,24 @@
 //! and a head per location kept by the store, so an edited, re-ordered, deleted or truncated entry
 //! is found (`kapstone ledger verify`).
 //!
+//! Each stored entry also keeps the change it made to its lot's balance (`change_ug`, decided by
+//! [`super::Bucket::check`] when it was appended), so a report can sum balances in SQL. It is
+//! hashed, and the verifier folds every lot again and checks each stored change against the
+//! fold: a balance read from the store is always one the entries derive.
+//!
 //! The entry itself is hashed as the JSON text the store keeps (`body`), never re-serialised: the
 //! verifier hashes exactly the stored bytes, so a store must keep the text as written (a `TEXT`
 //! column, not PostgreSQL `jsonb`, which reorders keys). The columns a store copies out of the body
 //! for its indexes (product, lot, kind, times) are hashed too, and the verifier checks that they
 //! still agree with the body, so a report filtered on a column cannot be misled by an edited column.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
+use super::balance::{Bucket, StockKey};
 use super::entry::LedgerEntry;
+use super::quantity::Micrograms;
 use crate::UtcTs;
 use crate::audit::{Hash, hash_field};
 
@@ -27,6 +36,12 @@ pub struct StoredLedgerEntry {
     pub occurred_at: UtcTs,
     pub recorded_at: UtcTs,
     pub recorded_by: String,
+    /// Draws and administrations: the dosing session.
+    pub session_id: Option<String>,
+    /// Administrations: the patient.
+    pub patient_id: Option<String>,
+    /// The change to the lot's balance, in µg.
+    pub change_ug: i64,
     /// The JSON of the [`LedgerEntry`].
     pub body: String,
     pub prev_hash: String,
@@ -34,8 +49,13 @@ pub struct StoredLedgerEntry {
 }
 
 impl StoredLedgerEntry {
-    /// Places `entry` after `prev` (the location's head; `None` for its first entry).
-    pub fn chain(entry: &LedgerEntry, prev: Option<(i64, Hash)>) -> Result<Self, serde_json::Error> {
+    /// Places `entry`, which changes its lot's balance by `change` (what [`super::Bucket::check`]
+    /// returned), after `prev` (the location's head; `None` for its first entry).
+    pub fn chain(
+        entry: &LedgerEntry,
+        change: Micrograms,
+        prev: Option<(i64, Hash)>,
+    ) -> Result<Self, serde_json::Error> {
         let (prev_seq, prev_hash) = prev.unwrap_or((0, Hash::GENESIS));
         let mut stored = Self {
             seq: prev_seq + 1,
@@ -47,6 +67,9 @@ impl StoredLedgerEntry {
             occurred_at: entry.occurred_at,
             recorded_at: entry.recorded_at,
             recorded_by: entry.recorded_by.user.to_string(),
+            session_id: entry.session().map(|s| s.to_string()),
+            patient_id: entry.patient().map(|p| p.to_string()),
+            change_ug: change.ug(),
             body: serde_json::to_string(entry)?,
             prev_hash: prev_hash.to_hex(),
             hash: String::new(),
@@ -59,18 +82,21 @@ impl StoredLedgerEntry {
         let mut h = Sha256::new();
         h.update(prev.0);
         for v in [
-            self.seq.to_string().as_str(),
-            &self.location_id,
-            &self.entry_id,
-            &self.product_id,
-            &self.lot,
-            &self.kind,
-            &self.occurred_at.unix_micros().to_string(),
-            &self.recorded_at.unix_micros().to_string(),
-            &self.recorded_by,
-            &self.body,
+            Some(self.seq.to_string().as_str()),
+            Some(&self.location_id),
+            Some(&self.entry_id),
+            Some(&self.product_id),
+            Some(&self.lot),
+            Some(&self.kind),
+            Some(&self.occurred_at.unix_micros().to_string()),
+            Some(&self.recorded_at.unix_micros().to_string()),
+            Some(&self.recorded_by),
+            self.session_id.as_deref(),
+            self.patient_id.as_deref(),
+            Some(&self.change_ug.to_string()),
+            Some(&self.body),
         ] {
-            hash_field(&mut h, Some(v));
+            hash_field(&mut h, v);
         }
         Hash(h.finalize().into())
     }
@@ -91,6 +117,8 @@ impl StoredLedgerEntry {
             ("occurred_at", e.occurred_at == self.occurred_at),
             ("recorded_at", e.recorded_at == self.recorded_at),
             ("recorded_by", e.recorded_by.user.to_string() == self.recorded_by),
+            ("session_id", e.session().map(|s| s.to_string()) == self.session_id),
+            ("patient_id", e.patient().map(|p| p.to_string()) == self.patient_id),
         ]
         .into_iter()
         .find_map(|(name, same)| (!same).then_some(name))
@@ -112,6 +140,8 @@ pub enum LedgerChainBreak {
     Unreadable { seq: i64 },
     #[error("ledger entry {seq}: the {column} column does not match the entry")]
     ColumnMismatch { seq: i64, column: &'static str },
+    #[error("ledger entry {seq} records a balance change of {stored} µg but its lot's entries give {derived} µg")]
+    ChangeMismatch { seq: i64, stored: i64, derived: i64 },
     #[error("the chain ends at entry {last} but its head records {head} entries (entries were deleted from the end)")]
     Truncated { last: i64, head: i64 },
     #[error("the chain head records {head} entries but entry {last} was found after it")]
@@ -127,11 +157,12 @@ pub struct LedgerChainVerifier {
     location_id: String,
     next_seq: i64,
     prev: Hash,
+    buckets: BTreeMap<StockKey, Bucket>,
 }
 
 impl LedgerChainVerifier {
     pub fn new(location_id: impl Into<String>) -> Self {
-        Self { location_id: location_id.into(), next_seq: 1, prev: Hash::GENESIS }
+        Self { location_id: location_id.into(), next_seq: 1, prev: Hash::GENESIS, buckets: BTreeMap::new() }
     }
 
     pub fn push(&mut self, e: &StoredLedgerEntry) -> Result<(), LedgerChainBreak> {
@@ -152,9 +183,21 @@ impl LedgerChainVerifier {
         if let Some(column) = e.column_mismatch(&entry) {
             return Err(LedgerChainBreak::ColumnMismatch { seq: e.seq, column });
         }
+        let bucket = self.buckets.entry(StockKey::of(&entry)).or_default();
+        let before = bucket.balance();
+        bucket.apply(&entry);
+        let derived = bucket.balance().saturating_sub(before).ug();
+        if derived != e.change_ug {
+            return Err(LedgerChainBreak::ChangeMismatch { seq: e.seq, stored: e.change_ug, derived });
+        }
         self.prev = computed;
         self.next_seq += 1;
         Ok(())
+    }
+
+    /// The balances the verified entries derive, per lot.
+    pub fn balances(&self) -> BTreeMap<StockKey, Micrograms> {
+        self.buckets.iter().map(|(k, b)| (k.clone(), b.balance())).collect()
     }
 
     /// Checks the end against the stored head (`seq`, `hash`); returns the number of entries.

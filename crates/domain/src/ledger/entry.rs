@@ -395,6 +395,23 @@ impl LedgerEntry {
         }
     }
 
+    /// The dosing session a draw or an administration is for (an index column of the store).
+    pub fn session(&self) -> Option<DosingSessionId> {
+        match &self.detail {
+            EntryDetail::Draw(d) => Some(d.session),
+            EntryDetail::Administration(a) => Some(a.session),
+            _ => None,
+        }
+    }
+
+    /// The patient an administration was for (an index column, for the dispensing log by patient).
+    pub fn patient(&self) -> Option<PatientId> {
+        match &self.detail {
+            EntryDetail::Administration(a) => Some(a.patient.patient),
+            _ => None,
+        }
+    }
+
     /// The checks of the entry's own content, whatever the rest of the ledger holds: text fields,
     /// quantities that match their measure and the product's form, who may record it, and the
     /// witnesses. Every refusal names its field.

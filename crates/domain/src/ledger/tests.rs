@@ -982,11 +982,15 @@ fn entries_round_trip_as_json() {
     assert!(json.contains(r#""reason":"expired""#), "{json}");
 }
 
+/// What a store does on append: the change the bucket decided, chained after the head.
 fn chained(entries: &[LedgerEntry]) -> Vec<StoredLedgerEntry> {
     let mut out: Vec<StoredLedgerEntry> = Vec::new();
+    let mut bucket = Bucket::default();
     for e in entries {
+        let before = bucket.balance();
+        bucket.apply(e);
         let prev = out.last().map(|p| (p.seq, Hash::from_hex(&p.hash).unwrap()));
-        out.push(StoredLedgerEntry::chain(e, prev).unwrap());
+        out.push(StoredLedgerEntry::chain(e, bucket.balance().saturating_sub(before), prev).unwrap());
     }
     out
 }
@@ -1020,12 +1024,26 @@ fn an_edited_entry_is_the_first_broken_link() {
 
 #[test]
 fn a_rehashed_edit_breaks_the_next_link() {
-    let (loc, mut c) = chain_fixture();
+    let (loc, c) = chain_fixture();
     let h = head(&c);
-    c[1].body = c[1].body.replace("\"amount\":50000", "\"amount\":10000");
-    let prev = Hash::from_hex(&c[1].prev_hash).unwrap();
-    c[1].hash = c[1].compute_hash(prev).to_hex();
-    assert_eq!(verify(&loc, &c, h), Err(LedgerChainBreak::Broken { seq: 3 }));
+    let rehash = |e: &mut StoredLedgerEntry| {
+        let prev = Hash::from_hex(&e.prev_hash).unwrap();
+        e.hash = e.compute_hash(prev).to_hex();
+    };
+    // The waste's method rewritten and its hash recomputed: the next entry no longer follows it.
+    let mut method = c.clone();
+    assert!(method[3].body.contains("drug-waste container"));
+    method[3].body = method[3].body.replace("drug-waste container", "sink");
+    rehash(&mut method[3]);
+    assert_eq!(verify(&loc, &method, h), Err(LedgerChainBreak::Broken { seq: 5 }));
+    // A draw's amount rewritten and rehashed no longer gives the change stored with it.
+    let mut amount = c.clone();
+    amount[1].body = amount[1].body.replace("\"amount\":50000", "\"amount\":10000");
+    rehash(&mut amount[1]);
+    assert_eq!(
+        verify(&loc, &amount, h),
+        Err(LedgerChainBreak::ChangeMismatch { seq: 2, stored: -50_000, derived: -10_000 })
+    );
 }
 
 #[test]
@@ -1050,4 +1068,32 @@ fn an_edited_index_column_is_found_even_when_rehashed_with_the_head() {
     c[last].hash = c[last].compute_hash(prev).to_hex();
     let h = head(&c);
     assert_eq!(verify(&loc, &c, h), Err(LedgerChainBreak::ColumnMismatch { seq: 6, column: "lot" }));
+}
+
+#[test]
+fn a_stored_balance_change_that_the_entries_do_not_derive_is_found() {
+    let (loc, mut c) = chain_fixture();
+    // Someone with database access rewrites a draw's change and rehashes the rest of the chain.
+    c[1].change_ug = 0;
+    let mut prev = Hash::from_hex(&c[0].hash).unwrap();
+    for e in c.iter_mut().skip(1) {
+        e.prev_hash = prev.to_hex();
+        e.hash = e.compute_hash(prev).to_hex();
+        prev = Hash::from_hex(&e.hash).unwrap();
+    }
+    let h = head(&c);
+    assert_eq!(verify(&loc, &c, h), Err(LedgerChainBreak::ChangeMismatch { seq: 2, stored: 0, derived: -50_000 }));
+}
+
+#[test]
+fn the_index_columns_of_an_administration_name_its_session_and_patient() {
+    let (_, c) = chain_fixture();
+    let administration = c.iter().find(|e| e.kind == "administration").unwrap();
+    assert_eq!(administration.patient_id.as_deref(), Some(Uuid::from_u128(900).to_string().as_str()));
+    assert!(administration.session_id.is_some());
+    let receipt = &c[0];
+    assert_eq!(
+        (receipt.session_id.as_deref(), receipt.patient_id.as_deref(), receipt.change_ug),
+        (None, None, 1_000_000)
+    );
 }
