@@ -306,17 +306,7 @@ impl StoredAuditEvent {
     /// different events share an encoding (`"ab" + "c"` differs from `"a" + "bc"`, and an absent
     /// value differs from an empty one).
     pub fn compute_hash(&self, prev: Hash) -> Hash {
-        fn field(h: &mut Sha256, v: Option<&str>) {
-            match v {
-                None => h.update(b"~;"),
-                Some(s) => {
-                    h.update(s.len().to_string().as_bytes());
-                    h.update(b":");
-                    h.update(s.as_bytes());
-                    h.update(b";");
-                }
-            }
-        }
+        let field = hash_field;
         let mut h = Sha256::new();
         h.update(prev.0);
         field(&mut h, Some(&self.seq.to_string()));
@@ -332,6 +322,21 @@ impl StoredAuditEvent {
         field(&mut h, Some(&self.outcome));
         field(&mut h, self.reason.as_deref());
         Hash(h.finalize().into())
+    }
+}
+
+/// Adds one field to a chain hash: `len:bytes;` for a value, `~;` for an absent one. Shared by
+/// every hash chain of the domain (the audit log, the controlled-substance ledger), so both
+/// encode their fields the same way.
+pub(crate) fn hash_field(h: &mut Sha256, v: Option<&str>) {
+    match v {
+        None => h.update(b"~;"),
+        Some(s) => {
+            h.update(s.len().to_string().as_bytes());
+            h.update(b":");
+            h.update(s.as_bytes());
+            h.update(b";");
+        }
     }
 }
 

@@ -63,6 +63,30 @@ id_type!(
     /// A sign-in session (the id, not the secret token).
     SessionId
 );
+id_type!(
+    /// A clinic location (a DEA-registered place for the Schedule III ledger, KAP-SPEC 9.1).
+    LocationId
+);
+id_type!(
+    /// A dosing session (one per dosing appointment).
+    DosingSessionId
+);
+id_type!(
+    /// A controlled-substance product in a location's registry (name, NDC, form, strength).
+    CsProductId
+);
+id_type!(
+    /// One entry of the controlled-substance ledger.
+    LedgerEntryId
+);
+id_type!(
+    /// One inventory (initial, biennial or an extra count) of a location.
+    InventoryId
+);
+id_type!(
+    /// A difference between a physical count and the ledger, with its investigation.
+    DiscrepancyId
+);
 
 #[cfg(test)]
 mod tests {

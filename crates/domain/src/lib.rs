@@ -16,6 +16,7 @@ pub mod eligibility;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
+pub mod ledger;
 pub mod monitoring;
 pub mod pathway;
 pub mod patient;

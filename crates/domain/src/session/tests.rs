@@ -1409,3 +1409,92 @@ fn tv_spr_1_the_rems_form_takes_its_session_answers_from_the_log() {
     assert_eq!((a.bp_40_min, a.bp_before_completion, a.monitoring_completed_at), (None, None, None));
     assert_eq!((a.vitals_acceptable_before_completion, a.adverse_events.sedation), (None, None));
 }
+
+mod ledger_link {
+    //! What the controlled-substance ledger reads from a session: the amount actually given.
+
+    use super::*;
+    use crate::ledger::dispensing::{Given, WasteAtAdministration, administered_amount, settle_draw};
+    use crate::ledger::{CsProduct, Draw, Measure, Micrograms, Ndc, PatientOnRecord, Person, ProductForm, Substance};
+
+    fn amount(run: &Run) -> Option<Micrograms> {
+        administered_amount(&run.session, &run.protocol).unwrap()
+    }
+
+    #[test]
+    fn spravato_gives_the_devices_given_once_the_last_one_is_in() {
+        let mut run = Run::new(Route::SpravatoIntranasal);
+        arrive(&mut run, 130, 80);
+        let order = run.order(at(9, 40), spravato(84.0), None);
+        run.ok(at(9, 40), prescriber(), order);
+        run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
+        run.ok(at(9, 55), nurse(), SessionEvent::AdministrationStarted(spravato_kit(84.0)));
+        assert_eq!(amount(&run), None, "nothing is settled while devices are being given");
+        for m in [0, 5, 10] {
+            run.ok(at(10, m), nurse(), SessionEvent::DeviceGiven);
+        }
+        assert_eq!(amount(&run), Some(Micrograms::from_mg(84)));
+    }
+
+    #[test]
+    fn a_spravato_dose_ended_early_gives_only_its_devices_and_the_rest_of_the_kit_is_waste() {
+        let mut run = Run::new(Route::SpravatoIntranasal);
+        arrive(&mut run, 130, 80);
+        let order = run.order(at(9, 40), spravato(84.0), None);
+        run.ok(at(9, 40), prescriber(), order);
+        run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
+        run.ok(at(9, 55), nurse(), SessionEvent::AdministrationStarted(spravato_kit(84.0)));
+        run.ok(at(10, 0), nurse(), SessionEvent::DeviceGiven);
+        run.ok(at(10, 8), nurse(), SessionEvent::AdministrationEnded { reason: Some("patient declined".into()) });
+        let given = amount(&run).unwrap();
+        assert_eq!(given, Micrograms::from_mg(28));
+
+        let kit = CsProduct {
+            id: crate::ids::CsProductId::new(),
+            name: "SPRAVATO 28 mg/0.2 mL nasal spray, kit of 3 devices (84 mg)".into(),
+            substance: Substance::Esketamine,
+            ndc: Ndc::parse("ndc", "50458-028-03").unwrap(),
+            form: ProductForm::DeviceKit { devices_per_container: 3, ug_per_device: Micrograms::from_mg(28) },
+        };
+        let session = crate::ids::DosingSessionId::new();
+        let draw = Draw { session, measure: Measure::Containers(1), amount: Micrograms::from_mg(84) };
+        let settled = settle_draw(
+            crate::ids::LedgerEntryId::new(),
+            &draw,
+            &kit,
+            Given {
+                session,
+                patient: PatientOnRecord::new(crate::PatientId::new(), "Sam Synthetic", Some("1 Test Street")).unwrap(),
+                administered_by: Person { user: nurse().user, role: Role::Nurse, name: "Nurse Cho".into() },
+                amount: given,
+                route_snomed: "46713006".into(),
+            },
+            Some(WasteAtAdministration { method: "unused devices into the drug-waste bin".into(), witness: None }),
+        )
+        .unwrap();
+        assert_eq!(settled.administration.amount, Micrograms::from_mg(28));
+        let waste = settled.waste.unwrap();
+        assert_eq!((waste.measure, waste.amount), (Measure::Devices(2), Micrograms::from_mg(56)));
+    }
+
+    #[test]
+    fn an_im_injection_is_settled_at_once_and_a_lozenge_when_finished() {
+        let mut run = Run::new(Route::SublingualLozenge);
+        arrive(&mut run, 124, 78);
+        let order = run.order(at(9, 40), DoseRequest { dose_mg: Some(300.0), ..Default::default() }, None);
+        run.ok(at(9, 40), prescriber(), order);
+        run.ok(at(9, 45), nurse(), SessionEvent::ClearedForDosing);
+        let troches = Administration {
+            product: "Ketamine rapid-dissolve tablet 100 mg (compounded)".into(),
+            ndc: None,
+            lot: "RDT-0425".into(),
+            expiry: jiff::civil::date(2025, 4, 30),
+            dose_mg: 300.0,
+            route_snomed: "37839007".into(),
+        };
+        run.ok(at(10, 0), nurse(), SessionEvent::AdministrationStarted(troches));
+        assert_eq!(amount(&run), None);
+        run.ok(at(10, 15), nurse(), SessionEvent::AdministrationEnded { reason: None });
+        assert_eq!(amount(&run), Some(Micrograms::from_mg(300)));
+    }
+}
