@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ids;
 pub mod instruments;
 pub mod monitoring;
+pub mod outcomes;
 pub mod pathway;
 pub mod patient;
 pub mod permissions;
@@ -27,6 +28,7 @@ pub mod reminders;
 pub mod rems_form;
 pub mod scheduling;
 pub mod session;
+pub mod text;
 pub mod time;
 pub mod vitals;
 
