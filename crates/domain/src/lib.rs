@@ -16,6 +16,7 @@ pub mod eligibility;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
+pub mod integration_note;
 pub mod measurement;
 pub mod monitoring;
 pub mod outcomes;
