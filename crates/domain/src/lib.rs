@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ids;
 pub mod instruments;
 pub mod integration_note;
+pub mod journal;
 pub mod measurement;
 pub mod monitoring;
 pub mod outcomes;
