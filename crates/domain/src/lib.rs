@@ -27,6 +27,7 @@ pub mod permissions;
 pub mod preparation;
 pub mod protocol;
 pub mod psychotherapy_note;
+pub mod records_access;
 pub mod reminders;
 pub mod rems_form;
 pub mod scheduling;
