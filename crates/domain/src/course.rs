@@ -1,12 +1,14 @@
 //! Treatment courses (KAP-SPEC 4.2, 4.4): a template proposes the dosing dates at its spacing,
 //! an integration session after each, and when the course review is due; the course then tracks
-//! sessions done and left and its phase (induction, maintenance).
+//! sessions done and left and its phase (induction, maintenance). At the course review a
+//! prescriber decides to continue, modify or stop ([`review`], KAP-SPEC 2.1 stages 8–9).
 
 use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Route;
+use crate::{FieldError, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Template {
@@ -239,10 +241,221 @@ pub fn propose(template: Template, first: Date, o: &CourseOptions) -> Result<Vec
     Ok(out)
 }
 
+/// A course's status as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CourseStatus {
+    Active,
+    Completed,
+    Stopped,
+}
+
+impl CourseStatus {
+    pub const ALL: [CourseStatus; 3] = [CourseStatus::Active, CourseStatus::Completed, CourseStatus::Stopped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CourseStatus::Active => "active",
+            CourseStatus::Completed => "completed",
+            CourseStatus::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// The prescriber's decision at a course review (KAP-SPEC 2.1 stage 8 exit gate: "Prescriber
+/// decision recorded: continue (maintenance), modify, stop").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "decision", deny_unknown_fields)]
+pub enum ReviewDecision {
+    /// Go on (into maintenance after the induction).
+    Continue,
+    /// Go on with changed options (spacing, maintenance, integration). A different route is a
+    /// new course under the eligibility decision, not a modification.
+    Modify {
+        options: CourseOptions,
+    },
+    Stop,
+}
+
+impl ReviewDecision {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReviewDecision::Continue => "continue",
+            ReviewDecision::Modify { .. } => "modify",
+            ReviewDecision::Stop => "stop",
+        }
+    }
+}
+
+/// When a course that goes on is reviewed again (KAP-SPEC 2.1 stage 9: "Periodic re-review
+/// (CONFIG-DEFAULT every 3 months)"; Spravato: "periodically re-examine the need to continue"
+/// [S2][S68 MIMS]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewSettings {
+    pub re_review_every_months: u8,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> Self {
+        Self { re_review_every_months: 3 }
+    }
+}
+
+impl ReviewSettings {
+    pub fn check(&self) -> Result<(), CourseError> {
+        if !(1..=12).contains(&self.re_review_every_months) {
+            return Err(err("re_review_every_months", "every 1 to 12 months"));
+        }
+        Ok(())
+    }
+}
+
+/// The course after a review: what the store writes back, with the reason kept beside the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reviewed {
+    pub status: CourseStatus,
+    pub options: CourseOptions,
+    /// The next review, for a course that goes on.
+    pub next_review_due: Option<Date>,
+    pub reason: String,
+}
+
+/// Why a review is refused: `code` is `role`, `state` or `invalid`; `field` names the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ReviewRefusal {
+    pub code: &'static str,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+const MAX_REVIEW_REASON: usize = 4000;
+
+/// The course as it stands before a review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnderReview {
+    pub template: Template,
+    pub status: CourseStatus,
+    pub options: CourseOptions,
+}
+
+/// Decides a course review on `on` by someone in `role`. Only a prescriber decides (2.1 stage 8),
+/// only an active course is reviewed, every decision carries its reason, and a modification must
+/// change something and still be a valid course for the template.
+pub fn review(
+    course: &UnderReview,
+    role: Role,
+    decision: &ReviewDecision,
+    reason: &str,
+    on: Date,
+    settings: &ReviewSettings,
+) -> Result<Reviewed, ReviewRefusal> {
+    let UnderReview { template, status, options } = course;
+    let refuse = |code, field, message: &str| Err(ReviewRefusal { code, field, message: message.to_owned() });
+    if role != Role::Prescriber {
+        return refuse("role", None, "a prescriber decides at the course review (KAP-SPEC 2.1 stage 8)");
+    }
+    if *status != CourseStatus::Active {
+        return refuse("state", None, "this course has ended; start a new course instead");
+    }
+    let reason = crate::text::plain("reason", reason, MAX_REVIEW_REASON, true)
+        .map_err(|FieldError { field, message }| ReviewRefusal { code: "invalid", field: Some(field), message })?;
+    let next = || {
+        on.checked_add(i64::from(settings.re_review_every_months).months()).map_err(|_| ReviewRefusal {
+            code: "invalid",
+            field: Some("on"),
+            message: "the date is out of range".into(),
+        })
+    };
+    match decision {
+        ReviewDecision::Continue => {
+            Ok(Reviewed { status: CourseStatus::Active, options: *options, next_review_due: Some(next()?), reason })
+        }
+        ReviewDecision::Modify { options: new } => {
+            if new == options {
+                return refuse("invalid", Some("options"), "nothing is changed: continue instead, or change an option");
+            }
+            new.check(*template).map_err(|e| ReviewRefusal {
+                code: "invalid",
+                field: Some(e.field),
+                message: e.message,
+            })?;
+            Ok(Reviewed { status: CourseStatus::Active, options: *new, next_review_due: Some(next()?), reason })
+        }
+        ReviewDecision::Stop => {
+            Ok(Reviewed { status: CourseStatus::Stopped, options: *options, next_review_due: None, reason })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jiff::civil::date;
+
+    fn decide(role: Role, status: CourseStatus, d: ReviewDecision, reason: &str) -> Result<Reviewed, ReviewRefusal> {
+        let course = UnderReview { template: Template::KapSl, status, options: CourseOptions::default() };
+        review(&course, role, &d, reason, date(2026, 3, 31), &ReviewSettings::default())
+    }
+
+    #[test]
+    fn a_review_continues_modifies_or_stops_with_its_reason() {
+        let r = decide(Role::Prescriber, CourseStatus::Active, ReviewDecision::Continue, " PHQ-9 20 → 9: response ");
+        let r = r.unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (CourseStatus::Active, "PHQ-9 20 → 9: response"));
+        assert_eq!(r.next_review_due, Some(date(2026, 6, 30)), "re-reviewed every 3 months (2.1 stage 9)");
+        let options = CourseOptions { maintenance_every_weeks: 4, maintenance_sessions: 3, ..CourseOptions::default() };
+        let r = decide(Role::Prescriber, CourseStatus::Active, ReviewDecision::Modify { options }, "monthly boosters");
+        let r = r.unwrap();
+        assert_eq!((r.status, r.options.maintenance_every_weeks), (CourseStatus::Active, 4));
+        let r = decide(Role::Prescriber, CourseStatus::Active, ReviewDecision::Stop, "no benefit after induction");
+        let r = r.unwrap();
+        assert_eq!((r.status, r.next_review_due), (CourseStatus::Stopped, None));
+        let monthly = ReviewSettings { re_review_every_months: 1 };
+        let course =
+            UnderReview { template: Template::KapSl, status: CourseStatus::Active, options: CourseOptions::default() };
+        let r = review(&course, Role::Prescriber, &ReviewDecision::Continue, "ok", date(2026, 1, 31), &monthly);
+        assert_eq!(r.map(|r| r.next_review_due), Ok(Some(date(2026, 2, 28))), "month ends clamp");
+    }
+
+    #[test]
+    fn only_a_prescriber_reviews_an_active_course_with_a_reason() {
+        for role in [Role::Therapist, Role::Nurse, Role::Admin, Role::Frontdesk, Role::Patient] {
+            let e = decide(role, CourseStatus::Active, ReviewDecision::Continue, "x").unwrap_err();
+            assert_eq!(e.code, "role", "{role:?}");
+        }
+        for status in [CourseStatus::Stopped, CourseStatus::Completed] {
+            assert_eq!(decide(Role::Prescriber, status, ReviewDecision::Stop, "x").unwrap_err().code, "state");
+        }
+        let e = decide(Role::Prescriber, CourseStatus::Active, ReviewDecision::Stop, "  ").unwrap_err();
+        assert_eq!((e.code, e.field), ("invalid", Some("reason")));
+        let same = ReviewDecision::Modify { options: CourseOptions::default() };
+        let e = decide(Role::Prescriber, CourseStatus::Active, same, "x").unwrap_err();
+        assert_eq!(e.field, Some("options"));
+        let bad = ReviewDecision::Modify { options: CourseOptions { kap_sessions: 2, ..CourseOptions::default() } };
+        let e = decide(Role::Prescriber, CourseStatus::Active, bad, "fewer").unwrap_err();
+        assert_eq!(e.field, Some("kap_sessions"), "KAP-SL keeps at least 3 sessions");
+    }
+
+    #[test]
+    fn decisions_and_statuses_read_as_stored() {
+        let d: ReviewDecision = serde_json::from_str(r#"{"decision":"stop"}"#).unwrap();
+        assert_eq!(d.as_str(), "stop");
+        let d: ReviewDecision =
+            serde_json::from_str(r#"{"decision":"modify","options":{"kap_every_weeks":2}}"#).unwrap();
+        assert!(matches!(d, ReviewDecision::Modify { options } if options.kap_every_weeks == 2));
+        assert!(serde_json::from_str::<ReviewDecision>(r#"{"decision":"pause"}"#).is_err());
+        for s in CourseStatus::ALL {
+            assert_eq!(CourseStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ReviewSettings::default().check(), Ok(()));
+        assert!(ReviewSettings { re_review_every_months: 0 }.check().is_err());
+    }
 
     #[test]
     fn spravato_follows_the_label_schedule_tv_spr_3() {

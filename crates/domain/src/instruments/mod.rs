@@ -63,6 +63,13 @@ impl Instrument {
     }
 }
 
+/// Written as its name (`"phq9"`), as the API and stored rows name it.
+impl serde::Serialize for Instrument {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Instrument {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

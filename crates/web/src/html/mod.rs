@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_schedule;
 pub mod auth;
+pub mod chart;
 pub mod consultation;
 pub mod courses;
 pub mod eligibility;
