@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
+    /// Work with the controlled-substance ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: commands::ledger::LedgerCommand,
+    },
     /// Make a consistent online backup of a SQLite database.
     Backup(commands::backup::BackupArgs),
     /// Restore a SQLite backup into a new, empty location.
@@ -87,6 +92,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Demo(args) => commands::demo::run(args).await,
         Command::User { command } => commands::user::run(command).await,
         Command::Audit { command } => commands::audit::run(command).await,
+        Command::Ledger { command } => commands::ledger::run(command).await,
         Command::Backup(args) => commands::backup::backup(args).await,
         Command::Restore(args) => commands::backup::restore(args).await,
     };

@@ -70,10 +70,18 @@ pub enum AuditAction {
     PsychotherapyNoteRead,
     /// An author amended their own signed psychotherapy note (the original is kept).
     PsychotherapyNoteAmended,
+    /// The controlled-substance ledger read: balances, entries, a report (KAP-SPEC 9).
+    LedgerRead,
+    /// Entries appended to the controlled-substance ledger (ids, kinds and amounts; never names).
+    LedgerRecorded,
+    /// A location's DEA registration, ledger settings, a product or a lot changed.
+    LedgerRegistryChanged,
+    /// A discrepancy opened, investigated, judged, reported or closed.
+    DiscrepancyRecorded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 49] = [
+    pub const ALL: [AuditAction; 53] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -123,6 +131,10 @@ impl AuditAction {
         Self::PsychotherapyNoteWritten,
         Self::PsychotherapyNoteRead,
         Self::PsychotherapyNoteAmended,
+        Self::LedgerRead,
+        Self::LedgerRecorded,
+        Self::LedgerRegistryChanged,
+        Self::DiscrepancyRecorded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -176,6 +188,10 @@ impl AuditAction {
             Self::PsychotherapyNoteWritten => "psychotherapy_note.write",
             Self::PsychotherapyNoteRead => "psychotherapy_note.read",
             Self::PsychotherapyNoteAmended => "psychotherapy_note.amend",
+            Self::LedgerRead => "cs_ledger.read",
+            Self::LedgerRecorded => "cs_ledger.record",
+            Self::LedgerRegistryChanged => "cs_ledger.registry",
+            Self::DiscrepancyRecorded => "cs_ledger.discrepancy",
         }
     }
 

@@ -78,10 +78,21 @@ pub enum Action {
     /// one's own. Therapists and prescribers, the mental-health professionals who talk with the
     /// patient in session; the author-only rule is [`crate::psychotherapy_note::may_read`].
     KeepPsychotherapyNotes,
+    /// See the controlled-substance ledger: balances, entries, reports (every read audited).
+    /// Prescribers, nurses, and admins for reports (issue 6).
+    ReadControlledSubstances,
+    /// Record receipts, destructions, transfers, adjustments, reversals, waste and counts
+    /// (prescribers and nurses; the domain's `ledger_allows` decides each kind and witness).
+    RecordControlledSubstances,
+    /// Keep a location's DEA registration, ledger settings, products and lots.
+    ManageControlledSubstanceRegistry,
+    /// Investigate and decide discrepancies, and record loss reports (the domain decides which
+    /// role may do which step: only a prescriber judges significance).
+    ManageDiscrepancies,
 }
 
 impl Action {
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 35] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -113,6 +124,10 @@ impl Action {
         Action::RunDosingSession,
         Action::ReadFloor,
         Action::KeepPsychotherapyNotes,
+        Action::ReadControlledSubstances,
+        Action::RecordControlledSubstances,
+        Action::ManageControlledSubstanceRegistry,
+        Action::ManageDiscrepancies,
     ];
 }
 
@@ -131,6 +146,9 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadReferenceContent,
             Action::ReadSchedule,
             Action::ManageScheduling,
+            Action::ReadControlledSubstances,
+            Action::ManageControlledSubstanceRegistry,
+            Action::ManageDiscrepancies,
         ],
     ),
     (
@@ -159,6 +177,10 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RunDosingSession,
             Action::ReadFloor,
             Action::KeepPsychotherapyNotes,
+            Action::ReadControlledSubstances,
+            Action::RecordControlledSubstances,
+            Action::ManageControlledSubstanceRegistry,
+            Action::ManageDiscrepancies,
         ],
     ),
     (
@@ -181,6 +203,9 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::CalculateDose,
             Action::RunDosingSession,
             Action::ReadFloor,
+            Action::ReadControlledSubstances,
+            Action::RecordControlledSubstances,
+            Action::ManageDiscrepancies,
         ],
     ),
     (

@@ -14,6 +14,7 @@ pub mod consents;
 pub mod dosing;
 pub mod eligibility;
 pub mod invitations;
+pub mod ledger;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

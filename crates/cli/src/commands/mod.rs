@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod backup;
 pub mod demo;
+pub mod ledger;
 pub mod serve;
 pub mod user;
 

@@ -258,6 +258,8 @@ pub struct OpenedContainer {
 #[serde(deny_unknown_fields)]
 pub struct InventoryCount {
     pub inventory: InventoryId,
+    /// `inventory_kind` in JSON: the entry's own tag is `kind`.
+    #[serde(rename = "inventory_kind")]
     pub kind: InventoryKind,
     pub taken_at: TakenAt,
     pub full_containers: u32,

@@ -973,6 +973,9 @@ fn entries_round_trip_as_json() {
     l.session(50, 40, on(2, 10));
     let at = on(3, 9);
     let destroyed = l.ok(l.destruction(vec![witness(&nurse(), at), witness(&second_nurse(), at)], at));
+    // A count (whose inventory kind must not clash with the entry's own `kind` tag).
+    l.ok(l.count(InventoryKind::Count, on(4, 18), 1, Vec::new()));
+    assert!(l.entries.iter().any(|e| e.kind() == EntryKind::InventoryCount));
     for e in &l.entries {
         let json = serde_json::to_string(e).unwrap();
         assert_eq!(&serde_json::from_str::<LedgerEntry>(&json).unwrap(), e);

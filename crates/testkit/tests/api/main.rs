@@ -11,6 +11,7 @@ mod dosing;
 mod eligibility;
 mod health;
 mod iv_session;
+mod ledger;
 mod mfa;
 mod patients;
 mod permissions;

@@ -340,7 +340,9 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         let seat_xpath =
             format!("//*[@id='floor-board']//article[contains(@class,'seat')][.//a[@href='/sessions/{id}']]");
         let seat = Locator::XPath(&seat_xpath);
-        let text = c.wait().at_most(WAIT).for_element(seat).await?.text().await?;
+        // The board re-renders itself on every change (and each minute), so an element found a
+        // moment ago can go stale: every read finds the card afresh and retries a stale one.
+        let text = wait_for("patient 3's card", async || Ok(Some(c.find(seat).await?.text().await?))).await?;
         ensure!(text.contains("Scheduled"), "before check-in: {text:?}");
         // The script is connected to the event stream before anything changes.
         wait_for("the live board", async || {
@@ -363,7 +365,11 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         ensure!(r.status() == 201, "check-in through the API: {}", r.status());
         let changed = Instant::now();
         loop {
-            let text = c.find(seat).await?.text().await?;
+            // A read that meets a card being replaced is retried, not failed.
+            let text = match c.find(seat).await {
+                Ok(card) => card.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if text.contains("Checked in") {
                 break;
             }
@@ -375,8 +381,15 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         std::fs::create_dir_all(&dir)?;
         save_screenshot(c, &dir.join("floor.png")).await?;
         // The card opens the session page: what is next, and the nurse's forms.
-        c.find(Locator::XPath(&format!("{seat_xpath}//a"))).await?.click().await?;
-        wait_for_path(c, &format!("/sessions/{id}")).await?;
+        let link = format!("{seat_xpath}//a");
+        let session_path = format!("/sessions/{id}");
+        wait_for("the card's link to open the session", async || {
+            if current_path(c).await? != session_path {
+                c.find(Locator::XPath(&link)).await?.click().await?;
+            }
+            Ok((current_path(c).await? == session_path).then_some(()))
+        })
+        .await?;
         let next = c.wait().at_most(WAIT).for_element(Locator::Css("#next")).await?.text().await?;
         ensure!(next.contains("Next step"), "the session page: {next:?}");
         c.find(Locator::Css("#step-vitals")).await?;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod dosing;
 pub mod eligibility;
+pub mod ledger;
 pub mod openapi;
 pub mod patients;
 pub mod psychotherapy_notes;

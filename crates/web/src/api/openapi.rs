@@ -280,6 +280,115 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             r("PsychotherapyNote"),
         ),
+        ("GET", "/api/v1/cs/registry") => op(
+            "The controlled-substance registry: each location's DEA registration and ledger settings, the products \
+             and their lots (audited read)",
+            None,
+            "200",
+            obj,
+        ),
+        ("PUT", "/api/v1/cs/locations/{id}/registration") => op(
+            "Record a location's DEA registration {dea_number, registrant, address, phone, contact, storage_note} and \
+             settings {waste_witness_required (default true), retention_years (>= 2), holidays}; a new settings version",
+            Some(obj.clone()),
+            "200",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/products") => op(
+            "Add a product {name, substance: ketamine|esketamine, ndc, form: {form: solution|device_kit|tablets, ...}}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/balance") => op(
+            "On hand per product and lot at ?location=: {items: [{product, lot, on_hand_mg, on_hand, expiry, ...}]}",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/overview") => op(
+            "A location's ledger at a glance (?location=): balances, draws in use, inventory status, open discrepancies",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/ledger") => op(
+            "A location's ledger entries in chain order (?location=&from=&to=&product=&lot=&kind=&after_seq=&limit=); \
+             from/to are RFC 3339 times or dates at the location",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/lot") => op(
+            "A lot's running balance, reconciliation since its last count and draws in use (?location=&product=&lot=)",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/patients/{id}/dispensing") => {
+            op("The patient's dispensing log: administrations from the ledger (audited read)", None, "200", obj)
+        }
+        ("POST", "/api/v1/cs/receipts") => op(
+            "Record containers received {location, product, lot, expiry, supplier: {name, address, dea_number}, \
+             containers, invoice?, received_at?}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/draws/{id}/waste") => op(
+            "Waste what is left of a dosing session's draw {method, witness: {email, password, totp_code?}, measure?}; \
+             the witness authenticates here and cannot be the person recording",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/destructions") => op(
+            "Record an on-site destruction (DEA Form 41) {location, product, lot, reason, full_containers, partial?, \
+             method, witnesses: [two {email, password, totp_code?}]}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/entries/{id}/form-41") => {
+            op("A destruction's DEA Form 41 content (audited read)", None, "200", obj)
+        }
+        ("POST", "/api/v1/cs/transfers") => op(
+            "Record a return to the supplier or a transfer {location, product, lot, purpose, recipient, measure, \
+             document}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/adjustments") => op(
+            "Record an adjustment {location, product, lot, direction: increase|decrease, amount_mg, reason}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/entries/{id}/reversal") => {
+            op("Reverse a mistaken entry {reason}; the entry stays in the ledger", Some(obj.clone()), "201", obj)
+        }
+        ("POST", "/api/v1/cs/counts") => op(
+            "Record a physical count or inventory {location, kind: count|initial|biennial, taken_at, lines: [{product, \
+             lot, full_containers, opened}]}; returns the discrepancies opened",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/cs/discrepancies") => {
+            op("Discrepancies with their notice and Form 106 timers (?open=true)", None, "200", obj)
+        }
+        ("POST", "/api/v1/cs/discrepancies") => {
+            op("Open a discrepancy found other than by a count {location, description}", Some(obj.clone()), "201", obj)
+        }
+        ("GET", "/api/v1/cs/discrepancies/{id}") => op("One discrepancy with its record", None, "200", obj),
+        ("POST", "/api/v1/cs/discrepancies/{id}/events") => op(
+            "Add to a discrepancy {kind: note_added|judged_not_significant|judged_theft_or_loss|notice_sent|\
+             form106_submitted|closed, ...}",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
         ("GET", "/api/v1/locations") => op(
             "Locations with their IANA time zone and their REMS setting (certification, the address the REMS form asks \
              for)",

@@ -289,14 +289,24 @@ pub async fn administration(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let at = parse_at(b.get("at"), "at")?;
     let mut body = b;
+    let mut drawn = None;
     if let Some(o) = body.as_object_mut() {
         o.remove("at");
+        drawn = o.remove("drawn");
     }
     let administration: Administration = serde_path_to_error::deserialize(&body).map_err(|e| {
         let path = e.path().to_string();
         AppError::BadRequest { field: Some(path), message: e.into_inner().to_string() }
     })?;
-    let input = Input::Event(SessionEvent::AdministrationStarted(administration));
+    // What is drawn from the lot, when more than the dose (`{"volume_ul": 1000}`, ...).
+    let drawn = match drawn {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(serde_json::from_value(v).map_err(|e| AppError::BadRequest {
+            field: Some("drawn".into()),
+            message: format!("give the amount drawn as {{\"volume_ul\": n}}, {{\"amount_ug\": n}}, ...: {e}"),
+        })?),
+    };
+    let input = Input::Administration { administration, drawn };
     recorded(&state, &user, session_id(&id)?, vec![input], at).await
 }
 

@@ -89,7 +89,17 @@ fn synthetic_patient(rng: &mut SplitMix64, today: Date) -> Result<NewPatient, Ap
         family_name: PersonName::parse("family_name", family)?,
         birth_date: BirthDate::new(birth, today)?,
         sex_at_birth,
-        details: PatientDetails { phone: Some(phone), ..PatientDetails::default() },
+        // An address the dispensing record needs (KAP-SPEC 9.2), made up from figures already drawn
+        // so the random sequence (and every later patient) stays as it was.
+        details: PatientDetails {
+            phone: Some(phone),
+            address: Some(format!(
+                "{} {} Street, Springfield, ST 00000",
+                10 + age_days % 890,
+                ["Harbour", "Elm", "Quay", "Willow", "Station"][age_days % 5]
+            )),
+            ..PatientDetails::default()
+        },
     })
 }
 
@@ -154,6 +164,7 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
     seed_questionnaires(state).await?;
     let on_the_floor = seed_pathway(state, clinic).await?;
     seed_schedule(state).await?;
+    super::demo_ledger::seed_ledger(state).await?;
     super::demo_floor::seed_floor(state, &on_the_floor).await?;
     Ok(DemoSeed { clinic, accounts })
 }

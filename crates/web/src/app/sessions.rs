@@ -13,8 +13,8 @@ use kapstone_domain::patient::SexAtBirth;
 use kapstone_domain::protocol::Protocol;
 use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::session::{
-    self, Actor, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening, ScreeningInstrument,
-    Session, SessionEvent,
+    self, Actor, Administration, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening,
+    ScreeningInstrument, Session, SessionEvent,
 };
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
@@ -255,8 +255,19 @@ pub struct RecordedOutcome {
 /// questionnaire response to link whose score is read from the record.
 pub enum Input {
     Event(SessionEvent),
-    DoseOrder { request: DoseRequest, override_reason: Option<String> },
-    LinkScreening { response_id: Uuid },
+    /// The administration starts; at a location that keeps its controlled-substance ledger here
+    /// the dose (or `drawn`, when more is drawn than given) is drawn from the lot it names.
+    Administration {
+        administration: Administration,
+        drawn: Option<kapstone_domain::ledger::Measure>,
+    },
+    DoseOrder {
+        request: DoseRequest,
+        override_reason: Option<String>,
+    },
+    LinkScreening {
+        response_id: Uuid,
+    },
 }
 
 /// A PHQ-9 or C-SSRS screener response that counts as this session's pre-session screen.
@@ -398,8 +409,13 @@ pub async fn record(
     // Each event's place in the log: the number of events before it.
     let mut seq = first;
     for input in inputs {
+        let mut drawn = None;
         // A dose order is computed by the domain from the record, whatever the client sent.
         let event = match input {
+            Input::Administration { administration, drawn: d } => {
+                drawn = Some(d);
+                SessionEvent::AdministrationStarted(administration)
+            }
             Input::DoseOrder { request, override_reason } => {
                 session::order_dose(&session, &ctx, at, request, override_reason).map_err(refused)?
             }
@@ -437,6 +453,20 @@ pub async fn record(
         )
         .await?;
         seq += 1;
+        // The controlled-substance ledger: the draw with the administration, and what was given
+        // once it has ended (both in this transaction, so a refusal writes neither).
+        let mut stock = Vec::new();
+        if let SessionEvent::AdministrationStarted(a) = &recorded.event {
+            let drawn = drawn.flatten();
+            stock.extend(super::ledger::dosing::draw(state, &mut tx, user, &row, a, drawn, recorded.at).await?);
+        }
+        if session.administration().is_some_and(|a| a.ended_at.is_some()) {
+            stock.extend(super::ledger::dosing::settle(state, &mut tx, user, &row, &session, &protocol).await?);
+        }
+        if !stock.is_empty() {
+            let e = super::ledger::recorded_event(user, row.location_id, &stock);
+            kapstone_store::audit::append(&mut tx, &e).await?;
+        }
         // The discharge completes the dosing appointment (a course counts it as done).
         if matches!(recorded.event, SessionEvent::Discharged { .. }) {
             kapstone_store::scheduling::change_status(

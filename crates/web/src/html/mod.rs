@@ -12,6 +12,7 @@ pub mod eligibility;
 pub mod floor;
 pub mod home;
 pub mod invite;
+pub mod ledger;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
@@ -42,6 +43,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/floor", "Floor", Action::ReadFloor),
     ("/protocols", "Protocols", Action::ReadReferenceContent),
     ("/rems-forms", "REMS forms", Action::RunDosingSession),
+    ("/cs", "Controlled substances", Action::ReadControlledSubstances),
     ("/portal", "My care", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),

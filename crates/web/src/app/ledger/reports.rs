@@ -1,0 +1,445 @@
+//! Reading the ledger: balances, the entries of a date range, the running balance of a lot, the
+//! dispensing log by patient, inventories and their status, a location's overview. Every read is
+//! audited; reports name patients (the regulation requires it), logs never do.
+
+use std::collections::BTreeMap;
+
+use kapstone_domain::FieldError;
+use kapstone_domain::ids::CsProductId;
+use kapstone_domain::ledger::balance::{Reconciliation, RunningLine, running_balance};
+use kapstone_domain::ledger::chain::StoredLedgerEntry;
+use kapstone_domain::ledger::inventory::{InventoryStatus, inventory_status};
+use kapstone_domain::ledger::reports::{TransactionLine, transaction_line};
+use kapstone_domain::ledger::{Bucket, CsProduct, LedgerEntry, Lot, LotNumber, Micrograms, OpenDraw};
+use kapstone_domain::{PatientId, UtcTs};
+use kapstone_store::ledger::{self as store, EntryFilter};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::transactions::Found;
+use super::{Place, Registered, audit_read, entry_of, lot_of, place, product_of, registered};
+use crate::auth::guard::CurrentUser;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The most entries one page of the ledger returns; `next_after_seq` continues.
+pub const PAGE: i64 = 1000;
+
+pub(crate) async fn entry_by_id(state: &AppState, user: &CurrentUser, entry: Uuid) -> Result<Option<Found>, AppError> {
+    match store::entry_by_id(&state.db, user.clinic.as_uuid(), entry).await? {
+        Some(s) => Ok(Some(Found::of(&s)?)),
+        None => Ok(None),
+    }
+}
+
+/// The clinic's products and lots, by id and (product, lot).
+pub struct Catalogue {
+    pub products: BTreeMap<Uuid, CsProduct>,
+    pub lots: BTreeMap<(Uuid, String), Lot>,
+}
+
+impl Catalogue {
+    pub async fn load(state: &AppState, user: &CurrentUser) -> Result<Self, AppError> {
+        let clinic = user.clinic.as_uuid();
+        let mut products = BTreeMap::new();
+        for p in store::products(&state.db, clinic).await? {
+            products.insert(p.id, product_of(&p)?);
+        }
+        let mut lots = BTreeMap::new();
+        for l in store::lots(&state.db, clinic).await? {
+            lots.insert((l.product_id, l.number.clone()), lot_of(&l)?);
+        }
+        Ok(Self { products, lots })
+    }
+
+    fn product(&self, id: CsProductId) -> Result<&CsProduct, AppError> {
+        self.products.get(&id.as_uuid()).ok_or_else(|| AppError::Internal(anyhow::anyhow!("entry of unknown product")))
+    }
+}
+
+/// One lot's balance.
+#[derive(Debug, Clone, Serialize)]
+pub struct BalanceLine {
+    pub product: Uuid,
+    pub product_name: String,
+    pub ndc: String,
+    pub lot: String,
+    pub expiry: Option<jiff::civil::Date>,
+    pub expired: bool,
+    pub on_hand_mg: f64,
+    /// The exact amount as a decimal string (no floating point).
+    pub on_hand: String,
+}
+
+/// A location's balance per product and lot (the sums the verifier re-derives).
+pub async fn balance(state: &AppState, user: &CurrentUser, location: Uuid) -> Result<Vec<BalanceLine>, AppError> {
+    let place = place(state, user, location).await?;
+    let lines = balance_lines(state, user, &place).await?;
+    audit_read(state, user, Some(location), format!("balance: {} lots", lines.len())).await?;
+    Ok(lines)
+}
+
+async fn balance_lines(state: &AppState, user: &CurrentUser, place: &Place) -> Result<Vec<BalanceLine>, AppError> {
+    let cat = Catalogue::load(state, user).await?;
+    let today = place.date_of(UtcTs::now());
+    let mut out = Vec::new();
+    for (product, lot, ug) in store::balances(&state.db, user.clinic.as_uuid(), place.id).await? {
+        let p = cat.products.get(&product);
+        let l = cat.lots.get(&(product, lot.clone()));
+        let amount = Micrograms::from_ug(ug);
+        out.push(BalanceLine {
+            product,
+            product_name: p.map(|p| p.name.clone()).unwrap_or_default(),
+            ndc: p.map(|p| p.ndc.to_string()).unwrap_or_default(),
+            lot,
+            expiry: l.map(|l| l.expiry),
+            expired: l.is_some_and(|l| l.is_expired_on(today)),
+            on_hand_mg: amount.mg(),
+            on_hand: amount.mg_text(),
+        });
+    }
+    out.sort_by(|a, b| (&a.product_name, a.expiry, &a.lot).cmp(&(&b.product_name, b.expiry, &b.lot)));
+    Ok(out)
+}
+
+/// An entry as the ledger report shows it: the transaction line (names, quantities) and its
+/// place in the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryView {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub occurred_at: UtcTs,
+    pub recorded_at: UtcTs,
+    pub product: String,
+    pub lot: String,
+    pub change_mg: f64,
+    #[serde(skip)]
+    pub change_ug: i64,
+    pub line: TransactionLine,
+    /// The entry as recorded (the domain's JSON).
+    pub entry: LedgerEntry,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerPage {
+    pub location: Uuid,
+    pub items: Vec<EntryView>,
+    /// More entries match: ask again with `after_seq` set to this.
+    pub next_after_seq: Option<i64>,
+}
+
+fn views(cat: &Catalogue, stored: Vec<StoredLedgerEntry>) -> Result<Vec<EntryView>, AppError> {
+    stored
+        .into_iter()
+        .map(|s| {
+            let entry = entry_of(&s)?;
+            let line = transaction_line(&entry, cat.product(entry.product)?);
+            Ok(EntryView {
+                seq: s.seq,
+                id: s.entry_id,
+                kind: s.kind,
+                occurred_at: s.occurred_at,
+                recorded_at: s.recorded_at,
+                product: s.product_id,
+                lot: s.lot,
+                change_mg: Micrograms::from_ug(s.change_ug).mg(),
+                change_ug: s.change_ug,
+                line,
+                entry,
+            })
+        })
+        .collect()
+}
+
+/// A location's entries matching `filter` in chain order, a page at a time.
+pub async fn ledger(
+    state: &AppState,
+    user: &CurrentUser,
+    location: Uuid,
+    filter: EntryFilter,
+    limit: i64,
+) -> Result<LedgerPage, AppError> {
+    place(state, user, location).await?;
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && to <= from
+    {
+        return Err(FieldError::new("to", "the end of the range comes after its start").into());
+    }
+    let limit = limit.clamp(1, PAGE);
+    let cat = Catalogue::load(state, user).await?;
+    let mut stored = store::entries(&state.db, user.clinic.as_uuid(), location, &filter, limit + 1).await?;
+    let more = i64::try_from(stored.len()).unwrap_or(i64::MAX) > limit;
+    stored.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_after_seq = if more { stored.last().map(|s| s.seq) } else { None };
+    let items = views(&cat, stored)?;
+    let mut what = format!("ledger: {} entries", items.len());
+    if let Some(p) = filter.patient {
+        what.push_str(&format!(" of patient {p}"));
+    }
+    audit_read(state, user, Some(location), what).await?;
+    Ok(LedgerPage { location, items, next_after_seq })
+}
+
+/// A lot's running balance with its reconciliation since the last count.
+#[derive(Debug, Clone, Serialize)]
+pub struct LotReport {
+    pub product: CsProduct,
+    pub lot: Lot,
+    pub lines: Vec<RunningLine>,
+    pub reconciliation: Reconciliation,
+    pub open_draws: Vec<OpenDraw>,
+    pub on_hand_mg: f64,
+}
+
+pub async fn lot_report(
+    state: &AppState,
+    user: &CurrentUser,
+    location: Uuid,
+    product: Uuid,
+    lot: &str,
+) -> Result<LotReport, AppError> {
+    place(state, user, location).await?;
+    let number = LotNumber::parse("lot", lot)?;
+    let cat = Catalogue::load(state, user).await?;
+    let Some(p) = cat.products.get(&product).cloned() else { return Err(AppError::NotFound) };
+    let Some(l) = cat.lots.get(&(product, number.to_string())).cloned() else { return Err(AppError::NotFound) };
+    let filter = EntryFilter { product: Some(product), lot: Some(number.to_string()), ..EntryFilter::default() };
+    let mut entries = Vec::new();
+    let mut after = None;
+    loop {
+        let f = EntryFilter { after_seq: after, ..filter.clone() };
+        let batch = store::entries(&state.db, user.clinic.as_uuid(), location, &f, 5000).await?;
+        let Some(last) = batch.last().map(|s| s.seq) else { break };
+        for s in &batch {
+            entries.push(entry_of(s)?);
+        }
+        after = Some(last);
+    }
+    let bucket = Bucket::fold(&entries);
+    audit_read(state, user, Some(location), format!("running balance of lot {number}: {} entries", entries.len()))
+        .await?;
+    Ok(LotReport {
+        on_hand_mg: bucket.balance().mg(),
+        open_draws: bucket.open_draws(),
+        reconciliation: Reconciliation::of(&entries),
+        lines: running_balance(&entries),
+        product: p,
+        lot: l,
+    })
+}
+
+/// The dispensing log of one patient across the clinic's locations.
+pub async fn dispensing_log(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+) -> Result<Vec<EntryView>, AppError> {
+    let cat = Catalogue::load(state, user).await?;
+    let mut out = Vec::new();
+    for p in super::places(&state.db, user).await? {
+        let f = EntryFilter { patient: Some(patient.as_uuid()), ..EntryFilter::default() };
+        out.extend(views(&cat, store::entries(&state.db, user.clinic.as_uuid(), p.id, &f, PAGE).await?)?);
+    }
+    out.sort_by_key(|v| v.occurred_at);
+    let mut e = user.event(
+        kapstone_domain::audit::AuditAction::LedgerRead,
+        "patient",
+        kapstone_domain::audit::Outcome::Success,
+    );
+    e.entity_id = Some(patient.to_string());
+    e.patient_id = Some(patient);
+    e.reason = Some(format!("dispensing log: {} entries", out.len()));
+    state.read_audit.record(e).await?;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryView {
+    pub id: Uuid,
+    pub kind: String,
+    pub taken_at: String,
+    pub taken_on: String,
+    pub occurred_at: UtcTs,
+    pub taken_by: Uuid,
+    pub lines: i64,
+}
+
+/// Where a location stands: registration, balances, draws in use, inventories and their status,
+/// open discrepancies. The ledger's home page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub location: Uuid,
+    pub location_name: String,
+    pub registration: Option<RegisteredView>,
+    pub balances: Vec<BalanceLine>,
+    pub open_draws: Vec<OpenDrawView>,
+    pub inventory_status: InventoryStatus,
+    pub inventories: Vec<InventoryView>,
+    pub open_discrepancies: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisteredView {
+    pub dea_number: String,
+    pub registrant: String,
+    pub storage_note: String,
+    pub waste_witness_required: bool,
+    pub retention_years: u16,
+    pub settings_version: i64,
+}
+
+impl From<&Registered> for RegisteredView {
+    fn from(r: &Registered) -> Self {
+        Self {
+            dea_number: r.registration.dea_number.to_string(),
+            registrant: r.registration.registrant.clone(),
+            storage_note: r.registration.storage_note.clone(),
+            waste_witness_required: r.settings.waste_witness_required,
+            retention_years: r.settings.retention.years(),
+            settings_version: r.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenDrawView {
+    pub draw: String,
+    pub session: String,
+    pub product_name: String,
+    pub lot: String,
+    pub drawn_at: UtcTs,
+    pub remainder_mg: f64,
+    pub remainder: String,
+}
+
+pub async fn overview(state: &AppState, user: &CurrentUser, location: Uuid) -> Result<Overview, AppError> {
+    let place = place(state, user, location).await?;
+    let clinic = user.clinic.as_uuid();
+    let registration = match store::registration(&state.db, clinic, location).await? {
+        Some(r) => Some(RegisteredView::from(&registered(&r)?)),
+        None => None,
+    };
+    let balances = balance_lines(state, user, &place).await?;
+    // Draws in use: the lots with stock or activity, folded (only lots with a balance line).
+    let cat = Catalogue::load(state, user).await?;
+    let mut open_draws = Vec::new();
+    for b in &balances {
+        let f =
+            EntryFilter { product: Some(b.product), lot: Some(b.lot.clone()), kind: None, ..EntryFilter::default() };
+        let mut entries = Vec::new();
+        let mut after = None;
+        loop {
+            let batch =
+                store::entries(&state.db, clinic, location, &EntryFilter { after_seq: after, ..f.clone() }, 5000)
+                    .await?;
+            let Some(last) = batch.last().map(|s| s.seq) else { break };
+            for s in &batch {
+                entries.push(entry_of(s)?);
+            }
+            after = Some(last);
+        }
+        for d in Bucket::fold(&entries).open_draws() {
+            open_draws.push(OpenDrawView {
+                draw: d.draw.to_string(),
+                session: d.session.to_string(),
+                product_name: cat.products.get(&b.product).map(|p| p.name.clone()).unwrap_or_default(),
+                lot: b.lot.clone(),
+                drawn_at: d.drawn_at,
+                remainder_mg: d.remainder.mg(),
+                remainder: d.remainder.mg_text(),
+            });
+        }
+    }
+    let inventories: Vec<InventoryView> = store::inventories(&state.db, clinic, location)
+        .await?
+        .into_iter()
+        .map(|i| InventoryView {
+            id: i.id,
+            kind: i.kind,
+            taken_at: i.taken_at,
+            taken_on: i.taken_on,
+            occurred_at: i.occurred_at.0,
+            taken_by: i.taken_by,
+            lines: i.lines,
+        })
+        .collect();
+    let last_full = inventories
+        .iter()
+        .filter(|i| i.kind == "initial" || i.kind == "biennial")
+        .filter_map(|i| i.taken_on.parse::<jiff::civil::Date>().ok())
+        .max();
+    let open_discrepancies =
+        store::discrepancies(&state.db, clinic, true).await?.iter().filter(|d| d.location_id == location).count();
+    audit_read(state, user, Some(location), format!("overview: {} lots", balances.len())).await?;
+    Ok(Overview {
+        location,
+        location_name: place.name.clone(),
+        registration,
+        inventory_status: inventory_status(last_full, place.date_of(UtcTs::now())),
+        balances,
+        open_draws,
+        inventories,
+        open_discrepancies,
+    })
+}
+
+/// The transactions of a date range as CSV (one line per entry; patient name and address on
+/// administrations, as the record requires).
+pub fn csv(items: &[EntryView]) -> String {
+    let mut out = String::from(
+        "seq,occurred_at,kind,product,ndc,lot,quantity,amount_mg,change_mg,recorded_by,administered_by,witnesses,\
+         patient_name,patient_address,counterparty,note\r\n",
+    );
+    for v in items {
+        let l = &v.line;
+        let fields = [
+            v.seq.to_string(),
+            v.occurred_at.rfc3339(),
+            l.kind.to_owned(),
+            l.product.clone(),
+            l.ndc.to_string(),
+            l.lot.to_string(),
+            l.quantity.clone(),
+            l.amount_mg.clone(),
+            Micrograms::from_ug(v.change_ug).mg_text(),
+            l.recorded_by.clone(),
+            l.administered_by.clone().unwrap_or_default(),
+            l.witnesses.join("; "),
+            l.patient_name.clone().unwrap_or_default(),
+            l.patient_address.clone().unwrap_or_default(),
+            l.counterparty.clone().unwrap_or_default(),
+            l.note.clone().unwrap_or_default(),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Quotes a CSV field, and defuses a leading `=`, `+`, `-` or `@` so a spreadsheet does not run
+/// it as a formula.
+fn csv_field(s: &str) -> String {
+    let guarded =
+        if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_owned() };
+    if guarded.contains([',', '"', '\n', '\r']) { format!("\"{}\"", guarded.replace('"', "\"\"")) } else { guarded }
+}
+
+/// A destruction's DEA Form 41 content (not found for any other kind of entry).
+pub async fn form_41(
+    state: &AppState,
+    user: &CurrentUser,
+    entry: Uuid,
+) -> Result<kapstone_domain::ledger::reports::Form41, AppError> {
+    let clinic = user.clinic.as_uuid();
+    let s = store::entry_by_id(&state.db, clinic, entry).await?.ok_or(AppError::NotFound)?;
+    let e = entry_of(&s)?;
+    let cat = Catalogue::load(state, user).await?;
+    let reg = store::registration(&state.db, clinic, e.location.as_uuid()).await?.ok_or(AppError::NotFound)?;
+    let reg = registered(&reg)?;
+    let form = kapstone_domain::ledger::reports::form_41(&e, cat.product(e.product)?, &reg.registration)
+        .ok_or(AppError::NotFound)?;
+    audit_read(state, user, Some(e.location.as_uuid()), format!("Form 41 of entry {entry}")).await?;
+    Ok(form)
+}
