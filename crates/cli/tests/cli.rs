@@ -143,6 +143,31 @@ fn audit_verify_exits_1_and_names_the_first_altered_event() {
     assert!(stdout(&bad).contains("event 2 was altered"), "{}", stdout(&bad));
 }
 
+async fn tamper_ledger(path: &Path) {
+    let url = format!("sqlite://{}", path.display());
+    let db = kapstone_store::Db::connect(&url.parse().unwrap()).await.unwrap();
+    if let kapstone_store::Db::Sqlite { write, .. } = &db {
+        sqlx::query("DROP TRIGGER cs_ledger_entries_no_delete").execute(write).await.unwrap();
+        sqlx::query("DELETE FROM cs_ledger_entries WHERE seq = 5").execute(write).await.unwrap();
+    }
+    db.close().await;
+}
+
+#[test]
+fn ledger_verify_exits_0_on_the_demo_and_1_when_an_entry_is_deleted() {
+    let dir = Dir::new();
+    let url = dir.url("k.db");
+    let demo = kapstone(&["demo", "--database-url", &url, "--password", "demo password 2026"], None);
+    assert!(demo.status.success(), "{}", stderr(&demo));
+    let ok = kapstone(&["ledger", "verify", "--database-url", &url], None);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("every chain intact"), "{}", stdout(&ok));
+    tokio::runtime::Runtime::new().unwrap().block_on(tamper_ledger(&dir.0.join("k.db")));
+    let bad = kapstone(&["ledger", "verify", "--database-url", &url], None);
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(stdout(&bad).contains("ledger entry 5 is missing"), "{}", stdout(&bad));
+}
+
 #[test]
 fn backup_then_restore_gives_an_intact_copy_and_refuses_to_overwrite() {
     let dir = Dir::new();

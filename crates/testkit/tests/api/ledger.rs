@@ -337,6 +337,10 @@ both_backends! {
         assert_eq!(given["line"]["amount_mg"], "56", "{given}");
         assert!(given["line"]["patient_address"].is_string(), "{given}");
         let draw = given["entry"]["detail"]["draw"].as_str().unwrap().to_owned();
+        // The session page says what was drawn and what is still to waste.
+        let (browser, _) = fx.app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let page = browser.get(fx.app.url(&format!("/sessions/{id}"))).send().await?.text().await?;
+        assert!(page.contains("Drew 2 containers of SPRAVATO") && page.contains("56 mg still to waste"), "{page}");
         let waste = |witness: Value| json!({"method": "Unused devices destroyed in the drug-waste container", "witness": witness});
         let path = format!("/api/v1/cs/draws/{draw}/waste");
         // The witness cannot be the person recording; a wrong password and a front-desk witness
@@ -352,6 +356,8 @@ both_backends! {
         let (s, r) = post(&fx.app, &fx.nurse, &path, &waste(fx.witness("prescriber"))).await?;
         assert_eq!(s, 201, "{r}");
         assert_eq!(r["entries"][0]["kind"], "waste");
+        let page = browser.get(fx.app.url(&format!("/sessions/{id}"))).send().await?.text().await?;
+        assert!(page.contains("wasted 56 mg") && !page.contains("still to waste"), "{page}");
         // Fully accounted for: a second waste is refused.
         let r = post(&fx.app, &fx.nurse, &path, &waste(fx.witness("prescriber"))).await?;
         assert_eq!(refusal(&r).1, "draw", "{}", r.1);
@@ -376,6 +382,70 @@ both_backends! {
         let broken = kapstone_store::ledger::verify(&fx.app.db).await?;
         let (_, brk) = broken.expect_err("an edited entry is found");
         assert!(brk.to_string().contains("entry 3"), "{brk}");
+        Ok(())
+    }
+
+    async fn the_pages_show_what_is_due_and_record_a_receipt(b) {
+        let fx = Fx::new(b).await?;
+        let (nurse, _) = fx.app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let page = nurse.get(fx.app.url("/cs")).send().await?.text().await?;
+        assert!(page.contains("Controlled substances") && page.contains("What is due"), "{page}");
+        assert!(page.contains("Biennial inventory due soon"), "the inventory due soon is shown");
+        assert!(page.contains("/cs/discrepancies/") && page.contains("KET2291"), "the open discrepancy and the lots");
+        assert!(page.contains("<label for=\"receipt-lot\">Lot</label>"), "labelled forms");
+        // The receipt form: a refusal names the field and changes nothing; then it is recorded.
+        let csrf = fx.app.csrf_of(&nurse).await?;
+        let product = fx.product(VIAL_50);
+        let n = fx.entries().await?;
+        let form = |containers: &str| vec![("csrf_token", csrf.clone()), ("location", fx.location.clone()), ("product", product.clone()),
+            ("lot", "PAGE01".into()), ("expiry", "2031-05-31".into()), ("containers", containers.into()),
+            ("supplier_name", "Synthetic Pharma Supply".into()), ("supplier_address", "1 Warehouse Way".into()),
+            ("supplier_dea_number", "RS1234563".into()), ("invoice", "INV-9".into())];
+        let r = nurse.post(fx.app.url("/cs/receipts")).form(&form("0")).send().await?;
+        assert_eq!(r.status(), 422);
+        let shown = r.text().await?;
+        assert!(shown.contains("role=\"alert\"") && shown.contains("(containers)"), "{shown}");
+        assert_eq!(fx.entries().await?, n);
+        let r = nurse.post(fx.app.url("/cs/receipts")).form(&form("3")).send().await?;
+        assert_eq!(r.status(), 303);
+        assert_eq!(fx.on_hand("PAGE01").await?, 1500.0);
+        // The count form lists every lot; a count of the new lot that agrees opens nothing.
+        let page = nurse.get(fx.app.url("/cs?saved=receipt")).send().await?.text().await?;
+        assert!(page.contains("The receipt is recorded") && page.contains("PAGE01"), "{page}");
+        // The report: on screen, and as CSV with the patients' names and addresses.
+        let report = nurse.get(fx.app.url(&format!("/cs/report?location={}", fx.location))).send().await?.text().await?;
+        assert!(report.contains("Schedule III transactions") && report.contains("administration"), "{report}");
+        let csv = nurse.get(fx.app.url(&format!("/cs/report.csv?location={}", fx.location))).send().await?;
+        assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+        let csv = csv.text().await?;
+        assert!(csv.starts_with("seq,occurred_at,kind,product"), "{csv}");
+        assert!(csv.lines().any(|l| l.contains(",administration,") && l.contains("Street")), "{csv}");
+        let bad = nurse.get(fx.app.url(&format!("/cs/report?location={}&from=yesterday", fx.location))).send().await?;
+        assert_eq!(bad.status(), 422);
+        assert!(bad.text().await?.contains("(from)"));
+        // The discrepancy's page; the nurse adds a note, and is not offered the judgement.
+        let (_, d) = get(&fx.app, &fx.nurse, "/api/v1/cs/discrepancies?open=true").await?;
+        let id = d["items"][0]["id"].as_str().unwrap().to_owned();
+        let page = nurse.get(fx.app.url(&format!("/cs/discrepancies/{id}"))).send().await?.text().await?;
+        assert!(page.contains("Investigation") && !page.contains("It is a theft or significant loss"), "{page}");
+        let r = nurse.post(fx.app.url(&format!("/cs/discrepancies/{id}")))
+            .form(&[("csrf_token", csrf.as_str()), ("step", "note"), ("text", "Recounted with the prescriber")]).send().await?;
+        assert_eq!(r.status(), 303);
+        let page = nurse.get(fx.app.url(&format!("/cs/discrepancies/{id}"))).send().await?.text().await?;
+        assert!(page.contains("Recounted with the prescriber"), "{page}");
+        // The therapist has no controlled-substance pages and no link to them.
+        let (therapist, _) = fx.app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(therapist.get(fx.app.url("/cs")).send().await?.status(), 403);
+        let home = therapist.get(fx.app.url("/")).send().await?.text().await?;
+        assert!(!home.contains("href=\"/cs\""), "no link for a therapist");
+        // The registry is the admin's and the prescriber's.
+        let (admin, _) = fx.app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let page = admin.get(fx.app.url("/cs/registry")).send().await?.text().await?;
+        assert!(page.contains("BA1234563") && page.contains("Add a product"), "{page}");
+        // The admin's home lists the open discrepancy and the inventory due until they are done.
+        let home = admin.get(fx.app.url("/")).send().await?.text().await?;
+        assert!(home.contains("Controlled-substance discrepancy found") && home.contains("biennial inventory due by"), "{home}");
+        assert_eq!(nurse.get(fx.app.url("/cs/registry")).send().await?.status(), 403);
         Ok(())
     }
 }

@@ -576,7 +576,7 @@ async fn seed_questionnaires(state: &AppState) -> Result<(), AppError> {
 }
 
 /// The seeded patient acting in the portal (no request, so no session or address).
-pub(super) fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::guard::CurrentUser, AppError> {
+pub fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::guard::CurrentUser, AppError> {
     Ok(crate::auth::guard::CurrentUser {
         id: row.user_id(),
         clinic: row.clinic(),

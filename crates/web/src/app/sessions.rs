@@ -433,6 +433,8 @@ pub async fn record(
         let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
         session::decide(&session, &ctx, &recorded).map_err(refused)?;
         let known = session.alerts().len();
+        let administration_ended = |s: &Session| s.administration().is_some_and(|a| a.ended_at.is_some());
+        let ended_before = administration_ended(&session);
         session = session::apply(session, &ctx, &recorded);
         new_alerts.extend(session.alerts().iter().skip(known).cloned());
         state_now = session.state_now(&ctx).as_str();
@@ -460,7 +462,9 @@ pub async fn record(
             let drawn = drawn.flatten();
             stock.extend(super::ledger::dosing::draw(state, &mut tx, user, &row, a, drawn, recorded.at).await?);
         }
-        if session.administration().is_some_and(|a| a.ended_at.is_some()) {
+        // Only the event that ends the administration settles its draw: later readings do not
+        // touch the ledger (nor wait for its lock).
+        if !ended_before && administration_ended(&session) {
             stock.extend(super::ledger::dosing::settle(state, &mut tx, user, &row, &session, &protocol).await?);
         }
         if !stock.is_empty() {

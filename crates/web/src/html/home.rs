@@ -68,6 +68,12 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
                 .push(NextStep { href: "/admin/settings".into(), text: "Require a second factor for admins".into() });
         }
     }
+    // Inventories due and open discrepancies stay here until done (KAP-SPEC 9.4).
+    if allows(Some(user.role), Action::ReadControlledSubstances) {
+        for (href, text) in crate::app::ledger::reports::due(&state, &user).await? {
+            next_steps.push(NextStep { href, text });
+        }
+    }
     if allows(Some(user.role), Action::BookAppointments) {
         for (appointment, kind, note, _) in kapstone_store::scheduling::open_requests(&state.db, user.clinic).await? {
             let note = note.map(|n| format!(": “{n}”")).unwrap_or_default();

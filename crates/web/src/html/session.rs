@@ -162,6 +162,9 @@ struct SessionPage {
     /// Advice that does not stop the session (TV-SPR-5, DDI-011): (code, message).
     advisories: Vec<(&'static str, String)>,
     spravato: bool,
+    /// What the session drew from the controlled-substance stock, and any waste still to record
+    /// (shown to the roles that keep the ledger): (text, link to record the waste).
+    stock: Vec<(String, Option<String>)>,
 }
 
 /// The form values sent with a refused step, to show them again.
@@ -1072,7 +1075,34 @@ async fn page(
             });
     let advisories =
         kapstone_domain::session::advice::advisories(&s, &ctx).into_iter().map(|a| (a.code, a.message)).collect();
+    let stock = if kapstone_domain::permissions::allows(
+        Some(user.role),
+        kapstone_domain::permissions::Action::ReadControlledSubstances,
+    ) {
+        crate::app::ledger::dosing::of_session(state, user, &l.row)
+            .await?
+            .draws
+            .into_iter()
+            .map(|d| {
+                let mut text = format!("Drew {} of {}, lot {}", d.drawn, d.product, d.lot);
+                if let Some(a) = &d.administered {
+                    text.push_str(&format!("; given {a}"));
+                }
+                if let Some(w) = &d.wasted {
+                    text.push_str(&format!("; wasted {w}"));
+                }
+                let waste = (d.remainder_mg > 0.0 && d.administered.is_some()).then(|| {
+                    text.push_str(&format!("; {} mg still to waste", d.remainder));
+                    format!("/cs?location={}#waste-{}", l.row.location_id, d.draw)
+                });
+                (text, waste)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     render(&SessionPage {
+        stock,
         next_integration,
         advisories,
         spravato: l.protocol.route == Route::SpravatoIntranasal,

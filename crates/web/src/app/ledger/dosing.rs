@@ -234,9 +234,11 @@ pub async fn of_session(state: &AppState, user: &CurrentUser, row: &SessionRow) 
             &state.db,
             clinic,
             e.location.as_uuid(),
+            // What accounts for a draw comes after it in the chain.
             &store::EntryFilter {
                 product: Some(e.product.as_uuid()),
                 lot: Some(e.lot.to_string()),
+                after_seq: Some(s.seq - 1),
                 ..Default::default()
             },
             100_000,

@@ -25,6 +25,9 @@ use crate::state::AppState;
 /// The most entries one page of the ledger returns; `next_after_seq` continues.
 pub const PAGE: i64 = 1000;
 
+/// How far back the overview looks for draws still in use.
+pub const OPEN_DRAW_DAYS: i64 = 90;
+
 pub(crate) async fn entry_by_id(state: &AppState, user: &CurrentUser, entry: Uuid) -> Result<Option<Found>, AppError> {
     match store::entry_by_id(&state.db, user.clinic.as_uuid(), entry).await? {
         Some(s) => Ok(Some(Found::of(&s)?)),
@@ -238,8 +241,14 @@ pub async fn dispensing_log(
     let cat = Catalogue::load(state, user).await?;
     let mut out = Vec::new();
     for p in super::places(&state.db, user).await? {
-        let f = EntryFilter { patient: Some(patient.as_uuid()), ..EntryFilter::default() };
-        out.extend(views(&cat, store::entries(&state.db, user.clinic.as_uuid(), p.id, &f, PAGE).await?)?);
+        let mut after = None;
+        loop {
+            let f = EntryFilter { patient: Some(patient.as_uuid()), after_seq: after, ..EntryFilter::default() };
+            let batch = store::entries(&state.db, user.clinic.as_uuid(), p.id, &f, PAGE).await?;
+            let Some(last) = batch.last().map(|s| s.seq) else { break };
+            after = Some(last);
+            out.extend(views(&cat, batch)?);
+        }
     }
     out.sort_by_key(|v| v.occurred_at);
     let mut e = user.event(
@@ -321,12 +330,18 @@ pub async fn overview(state: &AppState, user: &CurrentUser, location: Uuid) -> R
         None => None,
     };
     let balances = balance_lines(state, user, &place).await?;
-    // Draws in use: the lots with stock or activity, folded (only lots with a balance line).
+    // Draws in use: each lot's entries of the last OPEN_DRAW_DAYS folded (a dose's draw is settled
+    // the same day; an older one still open shows on its lot's running balance).
     let cat = Catalogue::load(state, user).await?;
     let mut open_draws = Vec::new();
+    let since = UtcTs::from_unix_micros(UtcTs::now().unix_micros() - OPEN_DRAW_DAYS * 86_400_000_000);
     for b in &balances {
-        let f =
-            EntryFilter { product: Some(b.product), lot: Some(b.lot.clone()), kind: None, ..EntryFilter::default() };
+        let f = EntryFilter {
+            product: Some(b.product),
+            lot: Some(b.lot.clone()),
+            from: Some(since),
+            ..EntryFilter::default()
+        };
         let mut entries = Vec::new();
         let mut after = None;
         loop {
@@ -442,4 +457,71 @@ pub async fn form_41(
         .ok_or(AppError::NotFound)?;
     audit_read(state, user, Some(e.location.as_uuid()), format!("Form 41 of entry {entry}")).await?;
     Ok(form)
+}
+
+/// What the controlled-substance ledger asks of staff today, for the home page: inventories due
+/// or overdue at each registered location, and every open discrepancy with its deadlines (shown
+/// until it is closed). `(href, text)` pairs; audited as one read when there is any.
+pub async fn due(state: &AppState, user: &CurrentUser) -> Result<Vec<(String, String)>, AppError> {
+    let clinic = user.clinic.as_uuid();
+    let regs = store::registrations(&state.db, clinic).await?;
+    let mut out = Vec::new();
+    for p in super::places(&state.db, user).await? {
+        if !regs.iter().any(|r| r.location_id == p.id) {
+            continue;
+        }
+        let last_full = store::inventories(&state.db, clinic, p.id)
+            .await?
+            .into_iter()
+            .filter(|i| i.kind == "initial" || i.kind == "biennial")
+            .filter_map(|i| i.taken_on.parse::<jiff::civil::Date>().ok())
+            .max();
+        let text = match inventory_status(last_full, p.date_of(UtcTs::now())) {
+            InventoryStatus::InitialNeeded => {
+                Some(format!("{}: take the initial controlled-substance inventory", p.name))
+            }
+            InventoryStatus::DueSoon { due_by } => Some(format!("{}: biennial inventory due by {due_by}", p.name)),
+            InventoryStatus::Overdue { due_by } => {
+                Some(format!("{}: biennial inventory OVERDUE (was due by {due_by})", p.name))
+            }
+            InventoryStatus::Current { .. } => None,
+        };
+        if let Some(text) = text {
+            out.push((format!("/cs?location={}#count", p.id), text));
+        }
+    }
+    let open = store::discrepancies(&state.db, clinic, true).await?;
+    for d in &open {
+        let settings = match regs.iter().find(|r| r.location_id == d.location_id) {
+            Some(r) => registered(r)?.settings,
+            None => kapstone_domain::ledger::LedgerSettings::default(),
+        };
+        let bodies = store::discrepancy_events(&state.db, d.id).await?;
+        let records: Vec<kapstone_domain::ledger::discrepancy::DiscrepancyRecord> = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|_| AppError::Internal(anyhow::anyhow!("stored discrepancy"))))
+            .collect::<Result<_, _>>()?;
+        let Some(disc) = kapstone_domain::ledger::discrepancy::Discrepancy::replay(&records) else { continue };
+        let today = crate::app::scheduling::to_jiff(UtcTs::now()).to_zoned(jiff::tz::TimeZone::UTC).date();
+        use kapstone_domain::ledger::discrepancy::Deadline;
+        let timers = match disc.timers(today, &settings.holidays) {
+            Some((notice, form)) => {
+                let word = |name: &str, d: Deadline| match d {
+                    Deadline::Due { by } => Some(format!("{name} due by {by}")),
+                    Deadline::Overdue { by } => Some(format!("{name} OVERDUE (was due by {by})")),
+                    Deadline::Done { .. } => None,
+                };
+                [word("written notice", notice), word("DEA Form 106", form)].into_iter().flatten().collect::<Vec<_>>()
+            }
+            None => vec!["under investigation".to_owned()],
+        };
+        out.push((
+            format!("/cs/discrepancies/{}", d.id),
+            format!("Controlled-substance discrepancy found {}: {}", d.found_on, timers.join("; ")),
+        ));
+    }
+    if !out.is_empty() {
+        audit_read(state, user, None, format!("home: {} items due", out.len())).await?;
+    }
+    Ok(out)
 }
