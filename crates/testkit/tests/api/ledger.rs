@@ -155,6 +155,19 @@ both_backends! {
         let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &count(9800)).await?;
         assert_eq!(s, 201, "{r}");
         assert_eq!(r["discrepancies"].as_array().unwrap().len(), 0, "{r}");
+        // An adjustment recorded by mistake is reversed; one from before the last count is
+        // reversed as included in that count, leaving the counted balance as it is.
+        let adjust = json!({"location": fx.location, "product": product, "lot": "LOT77A", "direction": "decrease",
+            "amount_mg": "5", "reason": "Recorded in error"});
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/adjustments", &adjust).await?;
+        assert_eq!(s, 201, "{r}");
+        let mistaken = r["entries"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(fx.on_hand("LOT77A").await?, 985.0);
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &count(9700)).await?;
+        assert_eq!(s, 201, "{r}");
+        let (s, r) = post(&fx.app, &fx.nurse, &format!("/api/v1/cs/entries/{mistaken}/reversal"), &json!({"reason": "Nothing was lost"})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(fx.on_hand("LOT77A").await?, 985.0, "the count stands");
         // The investigation: only the prescriber judges; a theft starts the timers (TV-DEA-1/2).
         let id = d["id"].as_str().unwrap();
         let events = format!("/api/v1/cs/discrepancies/{id}/events");
@@ -187,6 +200,9 @@ both_backends! {
         let wrong = json!([fx.witness("nurse"), {"email": "prescriber@demo.kapstone.test", "password": "not the password"}]);
         let r = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &destroy(wrong)).await?;
         assert_eq!(refusal(&r), (422, "witness".into(), "witnesses[1]".into()), "{}", r.1);
+        // The same person twice is two signatures of one witness.
+        let r = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &destroy(json!([fx.witness("prescriber"), fx.witness("prescriber")]))).await?;
+        assert_eq!(refusal(&r), (422, "form_41".into(), "witnesses[1]".into()), "{}", r.1);
         // The front desk may not witness.
         let r = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &destroy(json!([fx.witness("nurse"), fx.witness("frontdesk")]))).await?;
         assert_eq!(refusal(&r), (422, "witness".into(), "witnesses[1]".into()), "{}", r.1);
@@ -326,6 +342,13 @@ both_backends! {
         let (s, r) = post(&fx.app, &fx.nurse, &admin, &kit("24KX117", json!({"containers": 2}))).await?;
         assert_eq!(s, 201, "{r}");
         assert_eq!(fx.on_hand("24KX117").await?, before - 112.0);
+        // While the dose is being given, nothing of the draw can be wasted yet.
+        let (_, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&kind=draw", fx.location)).await?;
+        let open = l["items"].as_array().unwrap().iter()
+            .find(|e| e["entry"]["detail"]["session"] == id.as_str()).cloned().expect("the session's draw");
+        let early = json!({"method": "x", "witness": fx.witness("prescriber")});
+        let r = post(&fx.app, &fx.nurse, &format!("/api/v1/cs/draws/{}/waste", open["id"].as_str().unwrap()), &early).await?;
+        assert_eq!(refusal(&r), (422, "draw".into(), "draw".into()), "{}", r.1);
         for m in [145, 140] {
             let (s, r) = ev(&fx.nurse, json!({"kind": "device_given", "at": ago(t0, m)})).await?;
             assert_eq!(s, 201, "{r}");
@@ -358,9 +381,11 @@ both_backends! {
         assert_eq!(r["entries"][0]["kind"], "waste");
         let page = browser.get(fx.app.url(&format!("/sessions/{id}"))).send().await?.text().await?;
         assert!(page.contains("wasted 56 mg") && !page.contains("still to waste"), "{page}");
-        // Fully accounted for: a second waste is refused.
+        // Fully accounted for: a second waste is refused, and so is recording the dose again.
         let r = post(&fx.app, &fx.nurse, &path, &waste(fx.witness("prescriber"))).await?;
         assert_eq!(refusal(&r).1, "draw", "{}", r.1);
+        let r = post(&fx.app, &fx.nurse, &format!("/api/v1/cs/draws/{draw}/administration"), &json!({"amount_mg": "56"})).await?;
+        assert_eq!(refusal(&r), (422, "draw".into(), "draw".into()), "{}", r.1);
         // The dispensing log by patient lists the administration.
         let (s, log) = get(&fx.app, &fx.nurse, &format!("/api/v1/patients/{}/dispensing", me["id"].as_str().unwrap())).await?;
         assert_eq!(s, 200, "{log}");
@@ -446,6 +471,46 @@ both_backends! {
         let home = admin.get(fx.app.url("/")).send().await?.text().await?;
         assert!(home.contains("Controlled-substance discrepancy found") && home.contains("biennial inventory due by"), "{home}");
         assert_eq!(nurse.get(fx.app.url("/cs/registry")).send().await?.status(), 403);
+        Ok(())
+    }
+
+    async fn a_new_location_takes_its_initial_inventory_before_anything_else(b) {
+        let fx = Fx::new(b).await?;
+        let (s, loc) = post(&fx.app, &fx.admin, "/api/v1/locations", &json!({"name": "Second site", "time_zone": "America/Chicago"})).await?;
+        assert_eq!(s, 201, "{loc}");
+        let location = loc["id"].as_str().unwrap().to_owned();
+        let registration = json!({"dea_number": "BB1234563", "registrant": "Dr. Riley Prescriber", "address": "2 Second St",
+            "phone": "+1 555 010 0101", "contact": "Dr. Riley Prescriber", "storage_note": "Locked cabinet, room 1",
+            "holidays": ["2026-12-25"]});
+        let r = fx.app.client().put(fx.app.url(&format!("/api/v1/cs/locations/{location}/registration"))).bearer_auth(&fx.admin).json(&registration).send().await?;
+        assert_eq!(r.status(), 200);
+        // Saving again without the holidays keeps them (only what is sent changes).
+        let mut again = registration.clone();
+        again.as_object_mut().unwrap().remove("holidays");
+        let r = fx.app.client().put(fx.app.url(&format!("/api/v1/cs/locations/{location}/registration"))).bearer_auth(&fx.prescriber).json(&again).send().await?;
+        let v: Value = r.json().await?;
+        assert_eq!(v["settings"]["holidays"], json!(["2026-12-25"]), "{v}");
+        assert_eq!(v["settings_version"], 2);
+        let product = fx.product(VIAL_50);
+        let receipt = json!({"location": location, "product": product, "lot": "SHELF1", "expiry": "2031-01-31",
+            "supplier": {"name": "S", "address": "A", "dea_number": "RS1234563"}, "containers": 1});
+        // Nothing before the initial inventory.
+        let r = post(&fx.app, &fx.nurse, "/api/v1/cs/receipts", &receipt).await?;
+        assert_eq!(refusal(&r), (422, "inventory".into(), "location".into()), "{}", r.1);
+        // Stock on the shelf: its lot is registered, then the initial inventory counts it.
+        let (s, r) = post(&fx.app, &fx.admin, "/api/v1/cs/lots", &json!({"product": product, "lot": "SHELF1", "expiry": "2031-01-31"})).await?;
+        assert_eq!(s, 201, "{r}");
+        let initial = json!({"location": location, "kind": "initial", "taken_at": "opening_of_business",
+            "lines": [{"product": product, "lot": "SHELF1", "full_containers": 2}]});
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &initial).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(r["discrepancies"].as_array().unwrap().len(), 0, "the initial inventory has nothing to differ from");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &initial).await?;
+        assert_eq!(refusal(&(s, r.clone())).2, "kind", "one initial inventory: {r}");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/receipts", &receipt).await?;
+        assert_eq!(s, 201, "{r}");
+        let (_, b) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/balance?location={location}")).await?;
+        assert_eq!(b["items"][0]["on_hand_mg"], 1500.0, "{b}");
         Ok(())
     }
 }

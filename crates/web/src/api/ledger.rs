@@ -69,6 +69,28 @@ pub async fn add_product(
     Ok((StatusCode::CREATED, Json(to_json(&p)?)))
 }
 
+/// `POST /api/v1/cs/lots`: a lot already on the shelf, before the initial inventory counts it.
+pub async fn add_lot(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<registry::LotInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let l = registry::add_lot(&state, &user, b).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&l)?)))
+}
+
+/// `POST /api/v1/cs/draws/{id}/administration`: what was given from a draw, when the session
+/// could not record it (stopped early).
+pub async fn administer(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<transactions::AdministrationInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let r = transactions::administer(&state, &user, path_id(&id)?, b).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+}
+
 /// `GET /api/v1/cs/balance?location=`: `{"items": [{"product", "lot", "on_hand_mg", ...}]}`.
 pub async fn balance(
     State(state): State<AppState>,

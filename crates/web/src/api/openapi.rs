@@ -300,6 +300,19 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             obj,
         ),
+        ("POST", "/api/v1/cs/lots") => op(
+            "Register a lot already on the shelf {product, lot, expiry}, so the initial inventory can count it",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/cs/draws/{id}/administration") => op(
+            "Record what was given from a draw {amount_mg} when the session could not (stopped early); refused when \
+             it is already recorded",
+            Some(obj.clone()),
+            "201",
+            obj,
+        ),
         ("GET", "/api/v1/cs/balance") => op(
             "On hand per product and lot at ?location=: {items: [{product, lot, on_hand_mg, on_hand, expiry, ...}]}",
             None,

@@ -17,6 +17,7 @@ use kapstone_domain::ledger::{
     DestructionReason, InventoryKind, LotNumber, Measure, Microlitres, ProductForm, Substance, TakenAt,
 };
 use kapstone_domain::permissions::{Action, allows};
+use kapstone_store::ledger::EntryFilter;
 use uuid::Uuid;
 
 use super::{Layout, PageResult, render, sentence, when};
@@ -151,6 +152,7 @@ pub struct CountRow {
 
 pub struct DrawRow {
     pub draw: String,
+    pub administered: bool,
     pub product: String,
     pub lot: String,
     pub drawn_at: String,
@@ -309,6 +311,7 @@ async fn cs_page(
             .open_draws
             .iter()
             .map(|d| DrawRow {
+                administered: d.administered,
                 draw: d.draw.clone(),
                 product: d.product_name.clone(),
                 lot: d.lot.clone(),
@@ -348,6 +351,7 @@ pub async fn show(
         }
         "destruction" => "The destruction is recorded with both witnesses (DEA Form 41).".to_owned(),
         "waste" => "The waste is recorded with its witness.".to_owned(),
+        "administration" => "What was given is recorded; waste what is left with a witness.".to_owned(),
         _ => "Saved.".to_owned(),
     });
     cs_page(&state, &user, location, notice, None).await
@@ -511,6 +515,21 @@ pub async fn waste(
     outcome(&state, &user, location, &format!("waste-{draw}"), result, |_| "waste").await
 }
 
+/// `POST /cs/draws/{id}/administration`: what was given from a draw the session could not record.
+pub async fn administer(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: String,
+) -> PageResult<Response> {
+    let draw: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let p = pairs(&body)?;
+    let location = uuid_of(&p, "location")?;
+    let input = transactions::AdministrationInput { amount_mg: get(&p, "amount_mg").to_owned() };
+    let result = transactions::administer(&state, &user, draw, input).await;
+    outcome(&state, &user, location, &format!("given-{draw}"), result, |_| "administration").await
+}
+
 // ---------------------------------------------------------------------------------------------
 // The transactions report
 // ---------------------------------------------------------------------------------------------
@@ -526,6 +545,9 @@ pub struct ReportQuery {
     #[serde(default)]
     kind: Option<String>,
 }
+
+/// The most entries the printable page shows; beyond it the page says so and the CSV has them all.
+const PRINT_CAP: usize = 10_000;
 
 #[derive(Template)]
 #[template(path = "cs_report.html")]
@@ -548,6 +570,7 @@ async fn report_items(
     state: &AppState,
     user: &CurrentUser,
     q: &ReportQuery,
+    cap: usize,
 ) -> Result<(Uuid, String, String, Vec<EntryView>, bool), AppError> {
     let location = chosen(state, user, q.location.as_deref()).await?;
     let today = crate::app::ledger::place(state, user, location).await?.date_of(kapstone_domain::UtcTs::now());
@@ -558,8 +581,20 @@ async fn report_items(
         .unwrap_or_else(|| today.checked_sub(jiff::ToSpan::days(30)).unwrap_or(today).to_string());
     let to = q.to.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| today.to_string());
     let f = crate::api::ledger::ledger_filter(state, user, location, Some(&from), Some(&to), q.kind.as_deref()).await?;
-    let page = reports::ledger(state, user, location, f, reports::PAGE).await?;
-    Ok((location, from, to, page.items, page.next_after_seq.is_some()))
+    // Every page of the range, up to `cap` entries (the CSV has no cap; the printed page says when
+    // it is cut short, never silently).
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = reports::ledger(state, user, location, EntryFilter { after_seq: after, ..f.clone() }, reports::PAGE)
+            .await?;
+        items.extend(page.items);
+        match page.next_after_seq {
+            Some(next) if items.len() < cap => after = Some(next),
+            Some(_) => return Ok((location, from, to, items, true)),
+            None => return Ok((location, from, to, items, false)),
+        }
+    }
 }
 
 /// `GET /cs/report`: a location's transactions for a date range, printable.
@@ -569,7 +604,7 @@ pub async fn report(
     Query(q): Query<ReportQuery>,
 ) -> PageResult<Response> {
     let kinds = kapstone_domain::ledger::EntryKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
-    let (items, error, location, from, to, truncated) = match report_items(&state, &user, &q).await {
+    let (items, error, location, from, to, truncated) = match report_items(&state, &user, &q, PRINT_CAP).await {
         Ok((location, from, to, items, truncated)) => (items, None, location, from, to, truncated),
         Err(e) if is_shown(&e) => {
             let location = chosen(&state, &user, q.location.as_deref()).await?;
@@ -613,7 +648,7 @@ pub async fn report_csv(
     user: CurrentUser,
     Query(q): Query<ReportQuery>,
 ) -> PageResult<Response> {
-    let (location, from, to, items, _) = report_items(&state, &user, &q).await?;
+    let (location, from, to, items, _) = report_items(&state, &user, &q, usize::MAX).await?;
     let name = format!("cs-ledger-{location}-{from}-to-{to}.csv");
     Ok((
         [
@@ -834,6 +869,21 @@ pub async fn registry_location(
     }
     .await;
     registry_outcome(&state, &user, &format!("location-{location}"), result).await
+}
+
+/// `POST /cs/registry/lots`: a lot on the shelf, before the initial inventory.
+pub async fn registry_lot(State(state): State<AppState>, user: CurrentUser, body: String) -> PageResult<Response> {
+    let p = pairs(&body)?;
+    let result = async {
+        let input = registry::LotInput {
+            product: uuid_of(&p, "product")?,
+            lot: get(&p, "lot").to_owned(),
+            expiry: date(&p, "expiry")?,
+        };
+        registry::add_lot(&state, &user, input).await
+    }
+    .await;
+    registry_outcome(&state, &user, "lot", result).await
 }
 
 /// `POST /cs/registry/products`.

@@ -189,15 +189,24 @@ pub async fn record(
         return Err(FieldError::new("kind", "a discrepancy is opened by a count or as an incident").into());
     }
     let now = UtcTs::now();
+    // What the decision reads through the pool is read before the row is locked.
+    let location = store::discrepancies(&state.db, user.clinic.as_uuid(), false)
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .map(|d| d.location_id)
+        .ok_or(AppError::NotFound)?;
+    let place = place(state, user, location).await?;
+    let settings = settings_of(state, user, location).await?;
+    let before = Discrepancy::replay(&parse_records(&store::discrepancy_events(&state.db, id).await?)?)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("discrepancy")))?;
+    let explained = explained(state, user, location, &before).await?;
     let mut tx = state.db.begin().await?;
-    let Some((row, bodies)) = store::discrepancy_in(&mut tx, user.clinic.as_uuid(), id).await? else {
+    let Some((_, bodies)) = store::discrepancy_in(&mut tx, user.clinic.as_uuid(), id).await? else {
         return Err(AppError::NotFound);
     };
     let records = parse_records(&bodies)?;
     let d = Discrepancy::replay(&records).ok_or_else(|| AppError::Internal(anyhow::anyhow!("discrepancy")))?;
-    let place = place(state, user, row.location_id).await?;
-    let settings = settings_of(state, user, row.location_id).await?;
-    let explained = explained(state, user, row.location_id, &d).await?;
     let record = DiscrepancyRecord { at: now, by: person(user), event };
     let ctx = DiscrepancyContext { today: place.date_of(now), holidays: &settings.holidays, explained };
     d.decide(&record, &ctx).map_err(refused)?;

@@ -40,7 +40,7 @@ async fn session_place(state: &AppState, user: &CurrentUser, row: &SessionRow) -
 }
 
 /// The patient as the dispensing record needs them (name and address, as on the chart today).
-async fn patient_on_record(
+pub(crate) async fn patient_on_record(
     state: &AppState,
     user: &CurrentUser,
     row: &SessionRow,
@@ -71,14 +71,17 @@ pub async fn draw(
         }
         return Ok(Vec::new());
     }
+    // Reads through the pool come before the head's lock is taken (a writer holding it must not
+    // wait for a pooled connection).
     patient_on_record(state, user, row).await?;
     let place = session_place(state, user, row).await?;
+    let products = store::products(&state.db, user.clinic.as_uuid()).await?;
     let mut w = Writer::start(tx, user, place).await?;
     let lot = LotNumber::parse("lot", &administration.lot)?;
     let ndc = administration.ndc.as_deref().map(str::trim).filter(|n| !n.is_empty());
     // The product is the one whose lot this is (and whose NDC matches, when the record names one).
     let mut product = None;
-    for p in store::products(&state.db, user.clinic.as_uuid()).await? {
+    for p in products {
         let candidate = product_of(&p)?;
         if ndc.is_some_and(|n| n != candidate.ndc.as_str()) {
             continue;
@@ -144,11 +147,11 @@ pub async fn settle(
         return Ok(Vec::new());
     }
     let place = session_place(state, user, row).await?;
+    let patient = patient_on_record(state, user, row).await?;
     let mut w = Writer::start(tx, user, place).await?;
     let session_id = DosingSessionId::from_uuid(row.id);
     let by = kapstone_store::users::get_in(tx, a.by.user).await?.ok_or(AppError::NotFound)?;
     let administered_by = Person { user: a.by.user, role: a.by.role, name: by.display_name.clone() };
-    let patient = patient_on_record(state, user, row).await?;
     let mut left = given;
     for (location, product, lot) in lots {
         if location != row.location_id {
@@ -196,6 +199,13 @@ pub async fn settle(
             w.push(tx, e).await?;
         }
     }
+    if left.ug() > 0 {
+        return Err(AppError::Refused {
+            code: "exceeds_draw",
+            field: Some("lot"),
+            message: format!("{given} was given but only part of it was drawn: record the draw of the rest first"),
+        });
+    }
     w.write(tx).await
 }
 
@@ -220,7 +230,16 @@ pub struct SessionDraw {
     pub remainder: String,
 }
 
+/// (An audited read of the ledger when the session drew anything.)
 pub async fn of_session(state: &AppState, user: &CurrentUser, row: &SessionRow) -> Result<SessionStock, AppError> {
+    let stock = session_stock(state, user, row).await?;
+    if !stock.draws.is_empty() {
+        super::audit_read(state, user, Some(row.location_id), format!("draws of session {}", row.id)).await?;
+    }
+    Ok(stock)
+}
+
+async fn session_stock(state: &AppState, user: &CurrentUser, row: &SessionRow) -> Result<SessionStock, AppError> {
     let clinic = user.clinic.as_uuid();
     let keeps_ledger = store::registration(&state.db, clinic, row.location_id).await?.is_some();
     let stored = store::of_session(&state.db, clinic, row.id).await?;

@@ -129,6 +129,9 @@ pub struct Writer {
     pub place: Place,
     pub registered: Registered,
     head: Option<(i64, Hash)>,
+    /// The location's initial inventory exists: until it does, only counts may be recorded
+    /// (21 CFR 1304.11(b): the inventory is taken on the day the location first dispenses).
+    has_initial: bool,
     held: BTreeMap<(Uuid, String), Held>,
     chained: Vec<StoredLedgerEntry>,
     pub now: UtcTs,
@@ -152,9 +155,20 @@ impl Writer {
             });
         };
         let registered = registered(&row)?;
+        let has_initial = store::has_initial_inventory_in(tx, place.id).await?;
         let now = UtcTs::now();
         let today = place.date_of(now);
-        Ok(Self { clinic, place, registered, head, held: BTreeMap::new(), chained: Vec::new(), now, today })
+        Ok(Self {
+            clinic,
+            place,
+            registered,
+            head,
+            has_initial,
+            held: BTreeMap::new(),
+            chained: Vec::new(),
+            now,
+            today,
+        })
     }
 
     pub fn location(&self) -> LocationId {
@@ -206,6 +220,17 @@ impl Writer {
         if e.location.as_uuid() != self.place.id {
             return Err(AppError::Internal(anyhow::anyhow!("ledger entry for another location")));
         }
+        if !self.has_initial && e.kind() != kapstone_domain::ledger::EntryKind::InventoryCount {
+            return Err(AppError::Refused {
+                code: "inventory",
+                field: Some("location"),
+                message: format!(
+                    "take {}'s initial inventory first (a zero inventory if nothing is on hand yet): it comes before \
+                     the first receipt or dose",
+                    self.place.name
+                ),
+            });
+        }
         self.hold(tx, e.product, &e.lot).await?;
         let key = (e.product.as_uuid(), e.lot.as_str().to_owned());
         let held = self.held.get_mut(&key).ok_or_else(|| corrupt("lot"))?;
@@ -233,12 +258,26 @@ impl Writer {
     }
 }
 
-/// The audit event of entries appended: ids, kinds and amounts, never a name.
+/// The audit event of entries appended: sequence numbers, kinds, amounts and the user ids of any
+/// witnesses who authenticated for them; never a name.
 pub fn recorded_event(user: &CurrentUser, location: Uuid, stored: &[StoredLedgerEntry]) -> NewAuditEvent {
     let mut e = user.event(AuditAction::LedgerRecorded, "cs_location", Outcome::Success);
     e.entity_id = Some(location.to_string());
     e.patient_id = stored.iter().find_map(|s| s.patient_id.as_deref()?.parse().ok().map(PatientId::from_uuid));
-    let parts: Vec<String> = stored.iter().map(|s| format!("#{} {} {} µg", s.seq, s.kind, s.change_ug)).collect();
+    let witnesses = |s: &StoredLedgerEntry| -> String {
+        let ids: Vec<String> = match s.entry().map(|x| x.detail) {
+            Some(kapstone_domain::ledger::EntryDetail::Waste(w)) => {
+                w.witness.iter().map(|w| w.user.to_string()).collect()
+            }
+            Some(kapstone_domain::ledger::EntryDetail::Destruction(d)) => {
+                d.witnesses.iter().map(|w| w.user.to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        if ids.is_empty() { String::new() } else { format!(" witnessed by user {}", ids.join(" and user ")) }
+    };
+    let parts: Vec<String> =
+        stored.iter().map(|s| format!("#{} {} {} µg{}", s.seq, s.kind, s.change_ug, witnesses(s))).collect();
     e.reason = Some(parts.join("; "));
     e
 }

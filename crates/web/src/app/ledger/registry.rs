@@ -77,7 +77,11 @@ pub async fn save_registration(
         storage_note: input.storage_note.trim().to_owned(),
     };
     registration.check()?;
-    let mut settings = LedgerSettings::default();
+    // What the request leaves out keeps its stored value (the page does not send the holidays).
+    let mut settings = match store::registration(&state.db, user.clinic.as_uuid(), location).await? {
+        Some(row) => super::registered(&row)?.settings,
+        None => LedgerSettings::default(),
+    };
     if let Some(w) = input.waste_witness_required {
         settings.waste_witness_required = w;
     }
@@ -153,6 +157,38 @@ pub async fn add_product(state: &AppState, user: &CurrentUser, input: ProductInp
     kapstone_store::audit::append(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(product)
+}
+
+/// A lot as entered: stock already on the shelf is registered before the initial inventory
+/// counts it (a lot that arrives later is registered by its receipt).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LotInput {
+    pub product: Uuid,
+    pub lot: String,
+    pub expiry: jiff::civil::Date,
+}
+
+pub async fn add_lot(state: &AppState, user: &CurrentUser, input: LotInput) -> Result<Lot, AppError> {
+    let number = kapstone_domain::ledger::LotNumber::parse("lot", &input.lot)?;
+    let mut tx = state.db.begin().await?;
+    if store::product_in(&mut tx, user.clinic.as_uuid(), input.product).await?.is_none() {
+        return Err(FieldError::new("product", "no such product in this clinic").into());
+    }
+    store::ensure_lot(&mut tx, input.product, number.as_str(), &input.expiry.to_string()).await.map_err(
+        |e| match e {
+            kapstone_store::StoreError::Conflict(_) => {
+                AppError::Invalid(FieldError::new("expiry", format!("lot {number} is recorded with another expiry")))
+            }
+            other => other.into(),
+        },
+    )?;
+    let mut e = user.event(AuditAction::LedgerRegistryChanged, "cs_product", Outcome::Success);
+    e.entity_id = Some(input.product.to_string());
+    e.reason = Some(format!("lot {number} (expires {})", input.expiry));
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Lot { product: CsProductId::from_uuid(input.product), number, expiry: input.expiry })
 }
 
 /// Everything the registry holds for the clinic.

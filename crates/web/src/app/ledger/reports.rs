@@ -314,6 +314,9 @@ impl From<&Registered> for RegisteredView {
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenDrawView {
     pub draw: String,
+    /// What was given is recorded: what is left waits to be wasted. Otherwise the draw waits for
+    /// what was given (a session stopped before its administration ended).
+    pub administered: bool,
     pub session: String,
     pub product_name: String,
     pub lot: String,
@@ -335,31 +338,36 @@ pub async fn overview(state: &AppState, user: &CurrentUser, location: Uuid) -> R
     let cat = Catalogue::load(state, user).await?;
     let mut open_draws = Vec::new();
     let since = UtcTs::from_unix_micros(UtcTs::now().unix_micros() - OPEN_DRAW_DAYS * 86_400_000_000);
-    for b in &balances {
-        let f = EntryFilter {
-            product: Some(b.product),
-            lot: Some(b.lot.clone()),
-            from: Some(since),
-            ..EntryFilter::default()
-        };
-        let mut entries = Vec::new();
-        let mut after = None;
-        loop {
-            let batch =
-                store::entries(&state.db, clinic, location, &EntryFilter { after_seq: after, ..f.clone() }, 5000)
-                    .await?;
-            let Some(last) = batch.last().map(|s| s.seq) else { break };
-            for s in &batch {
-                entries.push(entry_of(s)?);
-            }
-            after = Some(last);
+    // One pass over the location's recent entries (the time index), grouped by lot.
+    let mut by_lot: BTreeMap<(Uuid, String), Vec<LedgerEntry>> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let f = EntryFilter { from: Some(since), after_seq: after, ..EntryFilter::default() };
+        let batch = store::entries(&state.db, clinic, location, &f, 5000).await?;
+        let Some(last) = batch.last().map(|s| s.seq) else { break };
+        for s in &batch {
+            let e = entry_of(s)?;
+            by_lot.entry((e.product.as_uuid(), e.lot.to_string())).or_default().push(e);
         }
-        for d in Bucket::fold(&entries).open_draws() {
+        after = Some(last);
+    }
+    for ((product, lot), entries) in &by_lot {
+        for d in Bucket::fold(entries).open_draws() {
+            let given = entries.iter().filter_map(|e| match &e.detail {
+                kapstone_domain::ledger::EntryDetail::Administration(a) if a.draw == d.draw => Some(e.id),
+                _ => None,
+            });
+            let administered = given.into_iter().any(|g| {
+                !entries
+                    .iter()
+                    .any(|e| matches!(&e.detail, kapstone_domain::ledger::EntryDetail::Reversal(r) if r.reverses == g))
+            });
             open_draws.push(OpenDrawView {
+                administered,
                 draw: d.draw.to_string(),
                 session: d.session.to_string(),
-                product_name: cat.products.get(&b.product).map(|p| p.name.clone()).unwrap_or_default(),
-                lot: b.lot.clone(),
+                product_name: cat.products.get(product).map(|p| p.name.clone()).unwrap_or_default(),
+                lot: lot.clone(),
                 drawn_at: d.drawn_at,
                 remainder_mg: d.remainder.mg(),
                 remainder: d.remainder.mg_text(),
@@ -436,8 +444,11 @@ pub fn csv(items: &[EntryView]) -> String {
 /// Quotes a CSV field, and defuses a leading `=`, `+`, `-` or `@` so a spreadsheet does not run
 /// it as a formula.
 fn csv_field(s: &str) -> String {
-    let guarded =
-        if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_owned() };
+    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if guarded.contains([',', '"', '\n', '\r']) { format!("\"{}\"", guarded.replace('"', "\"\"")) } else { guarded }
 }
 
@@ -502,7 +513,11 @@ pub async fn due(state: &AppState, user: &CurrentUser) -> Result<Vec<(String, St
             .map(|b| serde_json::from_str(b).map_err(|_| AppError::Internal(anyhow::anyhow!("stored discrepancy"))))
             .collect::<Result<_, _>>()?;
         let Some(disc) = kapstone_domain::ledger::discrepancy::Discrepancy::replay(&records) else { continue };
-        let today = crate::app::scheduling::to_jiff(UtcTs::now()).to_zoned(jiff::tz::TimeZone::UTC).date();
+        // Deadlines fall on the location's calendar, as on the discrepancy's own page.
+        let today = match super::places(&state.db, user).await?.into_iter().find(|p| p.id == d.location_id) {
+            Some(p) => p.date_of(UtcTs::now()),
+            None => crate::app::scheduling::to_jiff(UtcTs::now()).to_zoned(jiff::tz::TimeZone::UTC).date(),
+        };
         use kapstone_domain::ledger::discrepancy::Deadline;
         let timers = match disc.timers(today, &settings.holidays) {
             Some((notice, form)) => {

@@ -198,6 +198,16 @@ pub async fn waste(state: &AppState, user: &CurrentUser, draw: Uuid, input: Wast
                 message: "this draw is fully accounted for (or is not a draw)".into(),
             });
         };
+        // What is left of a draw is known only once what was given is recorded: waste before it
+        // would let the whole draw be "wasted" while the dose goes unrecorded.
+        if !administered(tx, &found, draw_id).await? {
+            return Err(AppError::Refused {
+                code: "draw",
+                field: Some("draw"),
+                message: "record what was given from this draw first (it is recorded when the administration ends)"
+                    .into(),
+            });
+        }
         let form = w.product(found.product, &found.lot).map(|p| p.form).ok_or(AppError::NotFound)?;
         let measure =
             input.measure.unwrap_or_else(|| kapstone_domain::ledger::dispensing::measure_for(open.remainder, &form));
@@ -209,6 +219,83 @@ pub async fn waste(state: &AppState, user: &CurrentUser, draw: Uuid, input: Wast
             method: input.method.trim().to_owned(),
             witness,
         }));
+        w.push(tx, e).await.map(drop)
+    })
+    .await?;
+    Ok(appended(&stored))
+}
+
+/// Does the draw have an administration that has not been reversed?
+async fn administered(tx: &mut kapstone_store::Tx, found: &Found, draw: LedgerEntryId) -> Result<bool, AppError> {
+    let mut given = Vec::new();
+    let mut reversed = Vec::new();
+    for s in store::bucket_in(tx, found.location.as_uuid(), found.product.as_uuid(), found.lot.as_str()).await? {
+        let e = entry_of(&s)?;
+        match &e.detail {
+            EntryDetail::Administration(a) if a.draw == draw => given.push(e.id),
+            EntryDetail::Reversal(r) => reversed.push(r.reverses),
+            _ => {}
+        }
+    }
+    Ok(given.iter().any(|g| !reversed.contains(g)))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdministrationInput {
+    /// What was actually given, in mg.
+    pub amount_mg: String,
+}
+
+/// Records what was given from a draw when the session could not say it: a session stopped
+/// before its administration ended, or an infusion stopped early whose automatic record was
+/// reversed. The patient, route and session are the draw's; the person recording is the one
+/// who gave it.
+pub async fn administer(
+    state: &AppState,
+    user: &CurrentUser,
+    draw: Uuid,
+    input: AdministrationInput,
+) -> Result<Appended, AppError> {
+    let amount = Micrograms::parse_mg("amount_mg", &input.amount_mg)?.positive("amount_mg")?;
+    let Some(stored) = store::entry_by_id(&state.db, user.clinic.as_uuid(), draw).await? else {
+        return Err(FieldError::new("draw", "no such draw in this clinic").into());
+    };
+    let entry = entry_of(&stored)?;
+    let EntryDetail::Draw(d) = &entry.detail else {
+        return Err(FieldError::new("draw", "this entry is not a draw").into());
+    };
+    let row = kapstone_store::dosing::session(&state.db, user.clinic, d.session.as_uuid())
+        .await?
+        .ok_or_else(|| FieldError::new("draw", "this draw's dosing session is not in Kapstone"))?;
+    let loaded = crate::app::sessions::load_row(state, user, row.clone()).await?;
+    let route = loaded
+        .session()
+        .administration()
+        .map(|a| a.details.route_snomed.clone())
+        .ok_or_else(|| FieldError::new("draw", "the session has no administration record"))?;
+    let patient = super::dosing::patient_on_record(state, user, &row).await?;
+    let found = Found::of(&stored)?;
+    let draw_id = LedgerEntryId::from_uuid(draw);
+    let session = d.session;
+    let stored = write_with(state, user, found.location.as_uuid(), async |tx, w| {
+        if administered(tx, &found, draw_id).await? {
+            return Err(AppError::Refused {
+                code: "draw",
+                field: Some("draw"),
+                message: "what was given from this draw is already recorded: reverse it first to correct it".into(),
+            });
+        }
+        let e = header(w, user, found.product.as_uuid(), found.lot.clone(), None).entry(EntryDetail::Administration(
+            kapstone_domain::ledger::AdministrationEntry {
+                draw: draw_id,
+                session,
+                patient: patient.clone(),
+                administered_by: person(user),
+                amount,
+                route_snomed: route.clone(),
+            },
+        ));
         w.push(tx, e).await.map(drop)
     })
     .await?;
@@ -240,6 +327,17 @@ pub async fn destroy(state: &AppState, user: &CurrentUser, input: DestructionInp
             code: "form_41",
             field: Some("witnesses"),
             message: "DEA Form 41 needs two witnesses who saw the destruction and both sign in to confirm it".into(),
+        });
+    }
+    // The same person twice is refused before anyone authenticates (a second TOTP check of the
+    // same code would fail as reused and count toward their lockout).
+    if let [a, b] = input.witnesses.as_slice()
+        && a.email.trim().eq_ignore_ascii_case(b.email.trim())
+    {
+        return Err(AppError::Refused {
+            code: "form_41",
+            field: Some("witnesses[1]"),
+            message: "the two witnesses must be two different people".into(),
         });
     }
     let mut witnesses = Vec::new();
@@ -352,10 +450,18 @@ pub async fn reverse(
     };
     let stored =
         write_with(state, user, found.location.as_uuid(), async |tx, w| {
-            let e = header(w, user, found.product.as_uuid(), found.lot.clone(), None).entry(EntryDetail::Reversal(
+            let mut e = header(w, user, found.product.as_uuid(), found.lot.clone(), None).entry(EntryDetail::Reversal(
                 Reversal { reverses: LedgerEntryId::from_uuid(entry), reason: input.reason.trim().to_owned() },
             ));
-            w.push(tx, e).await.map(drop)
+            // An entry from before the lot's last count is already reflected in what was counted: the
+            // reversal says so (it corrects the record without changing the counted balance).
+            match w.push(tx, e.clone()).await {
+                Err(AppError::Refused { field: Some("included_in_count"), .. }) => {
+                    e.included_in_count = w.bucket(found.product, &found.lot).and_then(|b| b.last_count());
+                    w.push(tx, e).await.map(drop)
+                }
+                other => other.map(drop),
+            }
         })
         .await?;
     Ok(appended(&stored))
@@ -429,7 +535,7 @@ pub async fn count(state: &AppState, user: &CurrentUser, input: CountInput) -> R
     let inventory = InventoryId::new();
     let on_hand: std::collections::BTreeMap<_, _> = {
         let mut m = std::collections::BTreeMap::new();
-        for (product, lot, ug) in store::balances(&state.db, user.clinic.as_uuid(), input.location).await? {
+        for (product, lot, ug) in store::balances_in(&mut tx, user.clinic.as_uuid(), input.location).await? {
             let lot = LotNumber::parse("lot", &lot).map_err(|_| AppError::Internal(anyhow::anyhow!("stored lot")))?;
             m.insert(
                 kapstone_domain::ledger::StockKey {

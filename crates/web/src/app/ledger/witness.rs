@@ -5,6 +5,7 @@
 //! A wrong password counts toward the witness's own lockout exactly as a failed sign-in does
 //! (and is audited as one), so the witness form cannot be used to guess passwords.
 
+use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::ledger::Witness;
 use kapstone_domain::{Email, UtcTs};
 use kapstone_store::users;
@@ -48,8 +49,15 @@ pub async fn authenticate(
     let pw = creds.password.clone();
     let ok = password_work(state, move || password::verify(&pw, &phc)).await?;
     let wrong = || refused(field, "the witness's email or password is not right (or their account is locked)");
-    // Another clinic's account is treated like an unknown one.
-    let Some(w) = row.filter(|w| w.clinic() == user.clinic) else { return Err(wrong()) };
+    // Another clinic's account is treated like an unknown one, and audited as a failed attempt.
+    let Some(w) = row.filter(|w| w.clinic() == user.clinic) else {
+        let mut tx = state.db.begin().await?;
+        let mut e = user.event(AuditAction::SignInFailed, "user", Outcome::Failure);
+        e.reason = Some("ledger witness: unknown email".into());
+        kapstone_store::audit::append(&mut tx, &e).await?;
+        tx.commit().await?;
+        return Err(wrong());
+    };
     let now = UtcTs::now();
     if !w.active || state.config.lockout.is_locked(w.locked_until.map(|t| t.0), now) {
         return Err(wrong());
@@ -57,6 +65,16 @@ pub async fn authenticate(
     if !ok {
         record_failure(state, &w, "wrong password (ledger witness)", user.ip.as_deref()).await?;
         return Err(wrong());
+    }
+    // The lock is read again under the account's row lock: a burst of parallel guesses all read
+    // the account before the failure that locked it, and none may pass afterwards.
+    {
+        let mut tx = state.db.begin().await?;
+        let (_, locked_until) = users::lock_for_sign_in(&mut tx, w.user_id()).await?;
+        tx.commit().await?;
+        if state.config.lockout.is_locked(locked_until.map(|t| t.0), UtcTs::now()) {
+            return Err(wrong());
+        }
     }
     if w.totp_enabled {
         let Some(code) = creds.totp_code.as_deref().map(str::trim).filter(|c| !c.is_empty()) else {
