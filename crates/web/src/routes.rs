@@ -74,6 +74,7 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/cs/receipts", RecordControlledSubstances, post(html::ledger::receive)),
         r(p.clone(), "/cs/counts", RecordControlledSubstances, post(html::ledger::count)),
         r(p.clone(), "/cs/destructions", RecordControlledSubstances, post(html::ledger::destroy)),
+        r(p.clone(), "/cs/transfers", RecordControlledSubstances, post(html::ledger::transfer)),
         r(p.clone(), "/cs/draws/{id}/waste", RecordControlledSubstances, post(html::ledger::waste)),
         r(p.clone(), "/cs/draws/{id}/administration", RecordControlledSubstances, post(html::ledger::administer)),
         r(p.clone(), "/cs/registry/lots", ManageControlledSubstanceRegistry, post(html::ledger::registry_lot)),

@@ -434,6 +434,16 @@ both_backends! {
         let r = nurse.post(fx.app.url("/cs/receipts")).form(&form("3")).send().await?;
         assert_eq!(r.status(), 303);
         assert_eq!(fx.on_hand("PAGE01").await?, 1500.0);
+        // A return to a reverse distributor, with its document.
+        let transfer = |full: &str| vec![("csrf_token", csrf.clone()), ("location", fx.location.clone()), ("product", product.clone()),
+            ("lot", "PAGE01".into()), ("purpose", "reverse_distributor".into()), ("full_containers", full.into()),
+            ("recipient_name", "Synthetic Returns Co".into()), ("recipient_address", "9 Return Rd".into()),
+            ("recipient_dea_number", "RR1234563".into()), ("document", "RD-0042".into())];
+        let r = nurse.post(fx.app.url("/cs/transfers")).form(&transfer("9")).send().await?;
+        assert_eq!(r.status(), 422, "more than on hand");
+        let r = nurse.post(fx.app.url("/cs/transfers")).form(&transfer("1")).send().await?;
+        assert_eq!(r.status(), 303);
+        assert_eq!(fx.on_hand("PAGE01").await?, 1000.0);
         // The count form lists every lot; a count of the new lot that agrees opens nothing.
         let page = nurse.get(fx.app.url("/cs?saved=receipt")).send().await?.text().await?;
         assert!(page.contains("The receipt is recorded") && page.contains("PAGE01"), "{page}");

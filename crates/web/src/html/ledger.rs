@@ -352,6 +352,7 @@ pub async fn show(
         "destruction" => "The destruction is recorded with both witnesses (DEA Form 41).".to_owned(),
         "waste" => "The waste is recorded with its witness.".to_owned(),
         "administration" => "What was given is recorded; waste what is left with a witness.".to_owned(),
+        "transfer" => "The transfer is recorded with its document.".to_owned(),
         _ => "Saved.".to_owned(),
     });
     cs_page(&state, &user, location, notice, None).await
@@ -493,6 +494,56 @@ pub async fn destroy(State(state): State<AppState>, user: CurrentUser, body: Str
     }
     .await;
     outcome(&state, &user, location, "destruction", result, |_| "destruction").await
+}
+
+/// `POST /cs/transfers`: a return to the supplier or a transfer to a reverse distributor or
+/// another registrant, with its document.
+pub async fn transfer(State(state): State<AppState>, user: CurrentUser, body: String) -> PageResult<Response> {
+    let p = pairs(&body)?;
+    let location = uuid_of(&p, "location")?;
+    let result = async {
+        let product = uuid_of(&p, "product")?;
+        let reg = registry::registry(&state, &user).await?;
+        let form = reg
+            .products
+            .iter()
+            .find(|x| x.id.as_uuid() == product)
+            .map(|x| x.form)
+            .ok_or_else(|| kapstone_domain::FieldError::new("product", "unknown product"))?;
+        let full: u32 = if get(&p, "full_containers").is_empty() { 0 } else { number(&p, "full_containers")? };
+        let measure = match (full, measure_in(&form, "partial", get(&p, "partial"))?) {
+            (0, Some(m)) => m,
+            (n, None) if n > 0 => Measure::Containers(n),
+            (_, Some(_)) => {
+                return Err(kapstone_domain::FieldError::new(
+                    "partial",
+                    "send full containers and an opened one as two records",
+                )
+                .into());
+            }
+            _ => return Err(kapstone_domain::FieldError::new("full_containers", "give the quantity sent").into()),
+        };
+        let purpose = match get(&p, "purpose") {
+            "return_to_supplier" => kapstone_domain::ledger::TransferPurpose::ReturnToSupplier,
+            "other_registrant" => kapstone_domain::ledger::TransferPurpose::OtherRegistrant,
+            _ => kapstone_domain::ledger::TransferPurpose::ReverseDistributor,
+        };
+        let input = transactions::TransferInput {
+            stock: Stock { location, product, lot: get(&p, "lot").to_owned() },
+            purpose,
+            recipient: RegistrantInput {
+                name: get(&p, "recipient_name").to_owned(),
+                address: get(&p, "recipient_address").to_owned(),
+                dea_number: get(&p, "recipient_dea_number").to_owned(),
+            },
+            measure,
+            document: get(&p, "document").to_owned(),
+            sent_at: None,
+        };
+        transactions::transfer(&state, &user, input).await
+    }
+    .await;
+    outcome(&state, &user, location, "transfer", result, |_| "transfer").await
 }
 
 /// `POST /cs/draws/{id}/waste`: what is left of a session's draw, with the witness.
