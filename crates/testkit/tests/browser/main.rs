@@ -44,6 +44,7 @@ async fn sign_in_navigate_and_sign_out() {
                 "Patients",
                 "Schedule",
                 "Protocols",
+                "Controlled substances",
                 "Accounts",
                 "Audit log",
                 "Outbox",
@@ -52,6 +53,15 @@ async fn sign_in_navigate_and_sign_out() {
                 "My account"
             ],
             "admin's navigation: {nav:?}"
+        );
+
+        // The admin reads the controlled-substance ledger (reports), without forms to handle stock.
+        click_nav(c, "Controlled substances").await?;
+        wait_for_path(c, "/cs").await?;
+        expect_h1(c, "Controlled substances").await?;
+        ensure!(
+            c.find_all(Locator::Css("form[action='/cs/receipts']")).await?.is_empty(),
+            "no receipt form for an admin"
         );
 
         click_nav(c, "Patients").await?;
