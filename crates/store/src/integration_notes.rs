@@ -175,17 +175,23 @@ pub async fn note(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<NoteRow>
 
 /// A patient's notes (drafts included: the caller filters by who may read), oldest first.
 pub async fn of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<NoteRow>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM integration_notes WHERE clinic_id = $1 AND patient_id = $2 ORDER BY created_at, id");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM integration_notes WHERE clinic_id = $1 AND patient_id = $2 ORDER BY created_at, id"
+    );
     Ok(on_read!(db, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(patient.as_uuid()).fetch_all(c).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(patient.as_uuid())
+            .fetch_all(c)
+            .await?
     }))
 }
 
 /// A session's notes (drafts included: the caller filters by who may read), oldest first.
 pub async fn of_session(db: &Db, clinic: ClinicId, session: Uuid) -> Result<Vec<NoteRow>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM integration_notes WHERE clinic_id = $1 AND session_id = $2 ORDER BY created_at, id");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM integration_notes WHERE clinic_id = $1 AND session_id = $2 ORDER BY created_at, id"
+    );
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(session).fetch_all(c).await?
     }))

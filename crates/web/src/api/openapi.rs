@@ -338,12 +338,9 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("DELETE", "/api/v1/portal/journal/{id}") => {
             op("Delete one of your private entries; a shared entry is kept (422 `state`)", None, "204", json!({}))
         }
-        ("POST", "/api/v1/portal/journal/{id}/share") => op(
-            "Share one of your entries with your care team; it is then frozen",
-            None,
-            "200",
-            r("JournalEntry"),
-        ),
+        ("POST", "/api/v1/portal/journal/{id}/share") => {
+            op("Share one of your entries with your care team; it is then frozen", None, "200", r("JournalEntry"))
+        }
         ("POST", "/api/v1/portal/journal/{id}/unshare") => op(
             "Withdraw the sharing of an entry nobody on the care team has read yet (422 `state` once read)",
             None,

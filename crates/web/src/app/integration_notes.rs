@@ -170,7 +170,13 @@ pub async fn of_session(state: &AppState, user: &CurrentUser, session: Uuid) -> 
     Ok(notes)
 }
 
-fn audit(user: &CurrentUser, action: AuditAction, note: Uuid, patient: Uuid, reason: String) -> kapstone_domain::audit::NewAuditEvent {
+fn audit(
+    user: &CurrentUser,
+    action: AuditAction,
+    note: Uuid,
+    patient: Uuid,
+    reason: String,
+) -> kapstone_domain::audit::NewAuditEvent {
     let mut e = user.event(action, "integration_note", Outcome::Success);
     e.entity_id = Some(note.to_string());
     e.patient_id = Some(PatientId::from_uuid(patient));
@@ -205,7 +211,13 @@ pub async fn draft(
         },
     )
     .await?;
-    let e = audit(user, AuditAction::IntegrationNoteDrafted, id, s.patient_id, format!("draft opened on session {session}"));
+    let e = audit(
+        user,
+        AuditAction::IntegrationNoteDrafted,
+        id,
+        s.patient_id,
+        format!("draft opened on session {session}"),
+    );
     kapstone_store::audit::append(&mut tx, &e).await?;
     tx.commit().await?;
     let row = NoteRow {
@@ -249,8 +261,16 @@ pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, what: Step<'_>
         Step::Edit { summary, plan } => {
             let body = NoteBody::parse(summary, plan)?;
             note.edit(user.id, user.role, now, body).map_err(refused)?;
-            if !store::update_draft(&mut tx, user.clinic, id, user.id, &note.body.summary, note.body.plan.as_deref(), now)
-                .await?
+            if !store::update_draft(
+                &mut tx,
+                user.clinic,
+                id,
+                user.id,
+                &note.body.summary,
+                note.body.plan.as_deref(),
+                now,
+            )
+            .await?
             {
                 return Err(AppError::NotFound);
             }

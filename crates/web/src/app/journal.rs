@@ -98,7 +98,11 @@ pub struct PromptSession {
 }
 
 /// The patient's dosing sessions that have ended (discharged, or aborted after the dose).
-async fn ended_sessions(state: &AppState, me: &CurrentUser, patient: PatientId) -> Result<Vec<PromptSession>, AppError> {
+async fn ended_sessions(
+    state: &AppState,
+    me: &CurrentUser,
+    patient: PatientId,
+) -> Result<Vec<PromptSession>, AppError> {
     Ok(kapstone_store::dosing::sessions_of_patient(&state.db, me.clinic, patient)
         .await?
         .into_iter()
@@ -219,7 +223,12 @@ pub enum Change<'a> {
 
 /// Applies a change to the signed-in patient's own entry. Another patient's entry is "not
 /// found", whether it exists or not. Returns the entry as it now stands (`None` once deleted).
-pub async fn change(state: &AppState, me: &CurrentUser, id: Uuid, what: Change<'_>) -> Result<Option<EntryView>, AppError> {
+pub async fn change(
+    state: &AppState,
+    me: &CurrentUser,
+    id: Uuid,
+    what: Change<'_>,
+) -> Result<Option<EntryView>, AppError> {
     let patient = own_patient(me)?;
     let viewer = Viewer::Patient(patient);
     let now = UtcTs::now();

@@ -138,10 +138,8 @@ async fn page(
     let patient = PatientId::from_uuid(l.row.patient_id);
     let p = kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
     let s = l.session();
-    let mut facts = vec![
-        ("Protocol".to_owned(), l.protocol.title.clone()),
-        ("Phase".to_owned(), s.state().label().to_owned()),
-    ];
+    let mut facts =
+        vec![("Protocol".to_owned(), l.protocol.title.clone()), ("Phase".to_owned(), s.state().label().to_owned())];
     if let Some(o) = s.ordered() {
         facts.push(("Dose ordered".to_owned(), format!("{} mg", o.calculation.dose_mg)));
     }

@@ -119,7 +119,11 @@ async fn portal_page(
         prompt_session,
         grounding: pick(PromptKind::Grounding),
         reflection: pick(PromptKind::Reflection),
-        sessions: j.sessions.iter().map(|s| (s.id.to_string(), format!("Session ended {}", when(s.ended_at)))).collect(),
+        sessions: j
+            .sessions
+            .iter()
+            .map(|s| (s.id.to_string(), format!("Session ended {}", when(s.ended_at))))
+            .collect(),
         notice,
         text: sent.as_ref().map(|s| s.text.clone()).unwrap_or_default(),
         chosen_session: sent.as_ref().map_or(default_session, |s| s.session.clone()),
@@ -139,7 +143,9 @@ fn saved_notice(q: &SavedQuery) -> Option<String> {
     match q.saved.as_deref() {
         Some("written") => Some("Saved. The entry is private: only you can read it.".into()),
         Some("edited") => Some("Your changes are saved.".into()),
-        Some("shared") => Some("Shared with your care team. They will read it when they prepare for your sessions.".into()),
+        Some("shared") => {
+            Some("Shared with your care team. They will read it when they prepare for your sessions.".into())
+        }
         Some("unshared") => Some("Sharing withdrawn: the entry is private again.".into()),
         Some("deleted") => Some("The entry is deleted.".into()),
         _ => None,
@@ -254,10 +260,11 @@ pub async fn portal_change(
         "unshare" => (Change::Unshare, "unshared"),
         "delete" => (Change::Delete, "deleted"),
         _ => {
-            return Err(
-                AppError::BadRequest { field: Some("op".into()), message: "choose what to do with the entry".into() }
-                    .into(),
-            );
+            return Err(AppError::BadRequest {
+                field: Some("op".into()),
+                message: "choose what to do with the entry".into(),
+            }
+            .into());
         }
     };
     match app::change(&state, &me, id, change).await {
@@ -302,7 +309,11 @@ pub async fn queue(State(state): State<AppState>, user: CurrentUser) -> PageResu
             session_id: i.session_id.map(|s| s.to_string()),
         });
     }
-    render(&QueuePage { layout: Layout::for_user("Shared journal entries", &user, "/journal"), notices: notices()?, items: lines })
+    render(&QueuePage {
+        layout: Layout::for_user("Shared journal entries", &user, "/journal"),
+        notices: notices()?,
+        items: lines,
+    })
 }
 
 #[derive(Template)]
@@ -320,7 +331,11 @@ struct StaffEntryPage {
 }
 
 /// `GET /journal/{id}`: a shared entry; the first read takes it out of the queue.
-pub async fn entry(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> PageResult<Html<String>> {
+pub async fn entry(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> PageResult<Html<String>> {
     let e = app::read_shared(&state, &user, entry_id(&id)?).await?;
     let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(e.patient_id))
         .await?
