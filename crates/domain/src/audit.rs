@@ -78,10 +78,24 @@ pub enum AuditAction {
     LedgerRegistryChanged,
     /// A discrepancy opened, investigated, judged, reported or closed.
     DiscrepancyRecorded,
+    /// Integration notes read (a patient's list, a session's page). Ids and counts only.
+    IntegrationNoteRead,
+    /// An integration note drafted or its draft edited by its author. Never the text.
+    IntegrationNoteDrafted,
+    /// An integration note signed by its author: from now on immutable.
+    IntegrationNoteSigned,
+    /// An amendment appended to a signed integration note (the original is kept).
+    IntegrationNoteAmended,
+    /// A journal entry written, edited or deleted by its patient. Never the text.
+    JournalWritten,
+    /// A journal entry shared with the care team, or its sharing withdrawn.
+    JournalShared,
+    /// Journal entries read: the patient's own list, or a shared entry by the care team.
+    JournalRead,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 53] = [
+    pub const ALL: [AuditAction; 60] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -135,6 +149,13 @@ impl AuditAction {
         Self::LedgerRecorded,
         Self::LedgerRegistryChanged,
         Self::DiscrepancyRecorded,
+        Self::IntegrationNoteRead,
+        Self::IntegrationNoteDrafted,
+        Self::IntegrationNoteSigned,
+        Self::IntegrationNoteAmended,
+        Self::JournalWritten,
+        Self::JournalShared,
+        Self::JournalRead,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -192,6 +213,13 @@ impl AuditAction {
             Self::LedgerRecorded => "cs_ledger.record",
             Self::LedgerRegistryChanged => "cs_ledger.registry",
             Self::DiscrepancyRecorded => "cs_ledger.discrepancy",
+            Self::IntegrationNoteRead => "integration_note.read",
+            Self::IntegrationNoteDrafted => "integration_note.draft",
+            Self::IntegrationNoteSigned => "integration_note.sign",
+            Self::IntegrationNoteAmended => "integration_note.amend",
+            Self::JournalWritten => "journal.write",
+            Self::JournalShared => "journal.share",
+            Self::JournalRead => "journal.read",
         }
     }
 

@@ -89,10 +89,13 @@ pub enum Action {
     /// Investigate and decide discrepancies, and record loss reports (the domain decides which
     /// role may do which step: only a prescriber judges significance).
     ManageDiscrepancies,
+    /// Draft, sign and amend integration notes (KAP-SPEC 2.1 stage 7: therapists; the domain's
+    /// [`crate::integration_note::may_write`] decides, and only a draft's author edits or signs it).
+    WriteIntegrationNotes,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -128,6 +131,7 @@ impl Action {
         Action::RecordControlledSubstances,
         Action::ManageControlledSubstanceRegistry,
         Action::ManageDiscrepancies,
+        Action::WriteIntegrationNotes,
     ];
 }
 
@@ -229,6 +233,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RunDosingSession,
             Action::ReadFloor,
             Action::KeepPsychotherapyNotes,
+            Action::WriteIntegrationNotes,
         ],
     ),
     (
@@ -311,6 +316,17 @@ mod tests {
     #[test]
     fn only_therapists_and_prescribers_keep_psychotherapy_notes() {
         assert_eq!(roles_allowed(Action::KeepPsychotherapyNotes), vec![Role::Prescriber, Role::Therapist]);
+    }
+
+    #[test]
+    fn integration_notes_are_written_by_the_roles_the_domain_names() {
+        for role in Role::ALL {
+            assert_eq!(
+                allows(Some(role), Action::WriteIntegrationNotes),
+                crate::integration_note::may_write(role),
+                "{role:?}"
+            );
+        }
     }
 
     #[test]

@@ -134,6 +134,16 @@ pub fn rems_form() -> anyhow::Result<&'static kapstone_domain::rems_form::FormDe
     .map_err(|e| anyhow::anyhow!("REMS form definition is invalid: {e}"))
 }
 
+/// The journal prompts, the sharing notice and the crisis text shown on every journal page.
+pub fn journal_prompts() -> anyhow::Result<&'static kapstone_domain::journal::PromptSet> {
+    static SET: OnceLock<Result<kapstone_domain::journal::PromptSet, String>> = OnceLock::new();
+    SET.get_or_init(|| {
+        kapstone_domain::journal::PromptSet::parse(include_str!("../../../content/journal/prompts.json"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Loads and checks every piece of content, so a bad file stops start-up instead of failing the
 /// first request that needs it.
 pub fn check_all() -> anyhow::Result<()> {
@@ -144,6 +154,7 @@ pub fn check_all() -> anyhow::Result<()> {
     eligibility_rules()?;
     diagnosis_table()?;
     rems_form()?;
+    journal_prompts()?;
     kapstone_domain::protocol::ProtocolSet::bundled().map_err(|e| anyhow::anyhow!("protocol content: {e}"))?;
     Ok(())
 }

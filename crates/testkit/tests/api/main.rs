@@ -10,6 +10,7 @@ mod courses;
 mod dosing;
 mod eligibility;
 mod health;
+mod integration_journal;
 mod iv_session;
 mod ledger;
 mod mfa;

@@ -6,6 +6,8 @@ pub mod audit;
 pub mod auth;
 pub mod dosing;
 pub mod eligibility;
+pub mod integration_notes;
+pub mod journal;
 pub mod ledger;
 pub mod openapi;
 pub mod patients;

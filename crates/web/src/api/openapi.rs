@@ -280,6 +280,85 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             r("PsychotherapyNote"),
         ),
+        ("GET", "/api/v1/patients/{id}/notes") => op(
+            "The patient's record notes the caller may read: signed integration notes with their amendments \
+             (KAP-SPEC 10, TV-HIP-4) and the caller's own drafts. Never psychotherapy notes, for anyone \
+             (audited read, ids only)",
+            None,
+            "200",
+            json!({"type":"object","properties":{"items":{"type":"array","items":r("IntegrationNote")}}}),
+        ),
+        ("POST", "/api/v1/sessions/{id}/integration-notes") => op(
+            "Open a draft integration note {summary, plan?} on the dosing session it follows (therapists); 422 \
+             names `summary` or `plan`",
+            Some(json!({"type":"object","required":["summary"],"additionalProperties":false,
+                "properties":{"summary":{"type":"string","maxLength":20000},"plan":{"type":["string","null"],"maxLength":4000}}})),
+            "201",
+            r("IntegrationNote"),
+        ),
+        ("PUT", "/api/v1/integration-notes/{id}") => op(
+            "Edit your own draft {summary, plan?}; a signed note is refused with 422 `signed_note_immutable` \
+             (amend it instead); another's draft is 404",
+            Some(json!({"type":"object","required":["summary"],"additionalProperties":false})),
+            "200",
+            r("IntegrationNote"),
+        ),
+        ("POST", "/api/v1/integration-notes/{id}/sign") => op(
+            "Sign your own draft: from now on it is immutable; 422 `signed_note_immutable` when already signed",
+            None,
+            "200",
+            r("IntegrationNote"),
+        ),
+        ("POST", "/api/v1/integration-notes/{id}/amendments") => op(
+            "Amend a signed integration note {summary, plan?, reason, request_id?}: the original is kept \
+             (TV-HIP-4); 422 `state` for a draft or an unchanged text, or names `reason`",
+            Some(json!({"type":"object","required":["summary","reason"],"additionalProperties":false})),
+            "201",
+            r("IntegrationNote"),
+        ),
+        ("GET", "/api/v1/portal/journal") => op(
+            "The signed-in patient's own journal {items, prompt_session, prompts, sharing_notice, crisis}",
+            None,
+            "200",
+            json!({"type":"object"}),
+        ),
+        ("POST", "/api/v1/portal/journal") => op(
+            "Write a private journal entry {text, session_id?, prompt_id?}; 422 names `text`, `session` (not one \
+             of your dosing sessions) or `prompt`",
+            Some(json!({"type":"object","required":["text"],"additionalProperties":false})),
+            "201",
+            r("JournalEntry"),
+        ),
+        ("PUT", "/api/v1/portal/journal/{id}") => op(
+            "Rewrite one of your private entries {text}; a shared entry is frozen (422 `state`)",
+            Some(json!({"type":"object","required":["text"],"additionalProperties":false})),
+            "200",
+            r("JournalEntry"),
+        ),
+        ("DELETE", "/api/v1/portal/journal/{id}") => {
+            op("Delete one of your private entries; a shared entry is kept (422 `state`)", None, "204", json!({}))
+        }
+        ("POST", "/api/v1/portal/journal/{id}/share") => {
+            op("Share one of your entries with your care team; it is then frozen", None, "200", r("JournalEntry"))
+        }
+        ("POST", "/api/v1/portal/journal/{id}/unshare") => op(
+            "Withdraw the sharing of an entry nobody on the care team has read yet (422 `state` once read)",
+            None,
+            "200",
+            r("JournalEntry"),
+        ),
+        ("GET", "/api/v1/journal/queue") => op(
+            "Shared journal entries nobody on the care team has read yet, oldest first: ids and times only",
+            None,
+            "200",
+            json!({"type":"object"}),
+        ),
+        ("GET", "/api/v1/journal/{id}") => op(
+            "Read a shared journal entry (the first read takes it out of the queue); a private entry is 404",
+            None,
+            "200",
+            r("JournalEntry"),
+        ),
         ("GET", "/api/v1/cs/registry") => op(
             "The controlled-substance registry: each location's DEA registration and ledger settings, the products \
              and their lots (audited read)",
@@ -484,6 +563,39 @@ fn describe(method: &str, path: &str) -> Option<Op> {
 }
 
 fn schemas() -> Value {
+    let mut v = core_schemas();
+    if let Some(o) = v.as_object_mut()
+        && let Some(extra) = record_note_schemas().as_object()
+    {
+        o.extend(extra.clone());
+    }
+    v
+}
+
+/// Integration notes and journal entries (issue 7), kept apart so the main `json!` stays within
+/// the macro's recursion limit.
+fn record_note_schemas() -> Value {
+    json!({
+        "IntegrationNote": {"type":"object","properties":{"id":{"type":"string","format":"uuid"},
+            "kind":{"const":"integration_note"},"session_id":{"type":"string","format":"uuid"},
+            "patient_id":{"type":"string","format":"uuid"},"author_id":{"type":"string","format":"uuid"},
+            "status":{"enum":["draft","signed","amended"]},"summary":{"type":"string","description":"As drafted, then as signed"},
+            "plan":{"type":["string","null"]},"created_at":{"type":"string","format":"date-time"},
+            "updated_at":{"type":"string","format":"date-time"},"signed_at":{"type":["string","null"],"format":"date-time"},
+            "amendments":{"type":"array","description":"Oldest first","items":{"type":"object","properties":{
+                "id":{"type":"string","format":"uuid"},"author_id":{"type":"string","format":"uuid"},
+                "at":{"type":"string","format":"date-time"},"summary":{"type":"string"},"plan":{"type":["string","null"]},
+                "reason":{"type":"string"},"request_id":{"type":["string","null"]}}}},
+            "current":{"type":"object","description":"The text in force: the latest amendment's, or the note's own"}}},
+        "JournalEntry": {"type":"object","properties":{"id":{"type":"string","format":"uuid"},
+            "patient_id":{"type":"string","format":"uuid"},"session_id":{"type":["string","null"]},
+            "prompt_id":{"type":["string","null"]},"text":{"type":"string"},"written_at":{"type":"string","format":"date-time"},
+            "updated_at":{"type":"string","format":"date-time"},"shared":{"type":"boolean"},
+            "shared_at":{"type":["string","null"]},"read_at":{"type":["string","null"]},"withdrawable":{"type":"boolean"}}}
+    })
+}
+
+fn core_schemas() -> Value {
     let flag = nullable("boolean");
     let conditions = json!({
         "type": "object",

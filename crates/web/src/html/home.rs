@@ -86,6 +86,17 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
     if allows(Some(user.role), Action::ReadSchedule) {
         next_steps.extend(preparation_due(&state, &user).await?);
     }
+    // Journal entries patients shared, waiting unread for the care team (issue 7).
+    if allows(Some(user.role), Action::ReadClinicalRecord) {
+        let unread = kapstone_store::journal::count_unread_shared(&state.db, user.clinic).await?;
+        if unread > 0 {
+            let s = if unread == 1 { "entry" } else { "entries" };
+            next_steps.push(NextStep {
+                href: "/journal".into(),
+                text: format!("{unread} journal {s} shared by patients waiting to be read"),
+            });
+        }
+    }
     let mut alerts = Vec::new();
     if allows(Some(user.role), Action::ReadSafetyAlerts) {
         for a in crate::app::questionnaires::open_alerts(&state, &user).await? {

@@ -11,7 +11,9 @@ pub mod courses;
 pub mod eligibility;
 pub mod floor;
 pub mod home;
+pub mod integration_note;
 pub mod invite;
+pub mod journal;
 pub mod ledger;
 pub mod patients;
 pub mod portal;
@@ -45,6 +47,8 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/rems-forms", "REMS forms", Action::RunDosingSession),
     ("/cs", "Controlled substances", Action::ReadControlledSubstances),
     ("/portal", "My care", Action::PortalSelf),
+    ("/portal/journal", "My journal", Action::PortalSelf),
+    ("/journal", "Shared journals", Action::ReadClinicalRecord),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
     ("/admin/outbox", "Outbox", Action::ManageUsers),

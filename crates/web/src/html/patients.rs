@@ -133,6 +133,8 @@ struct PatientPage {
     notice: Option<String>,
     assign_error: Option<String>,
     pathway_error: Option<String>,
+    /// Dosing sessions, newest first, each with the link to its integration notes: (id, opened, phase).
+    dosing_sessions: Vec<(String, String, String)>,
 }
 
 fn instrument_title(id: &str) -> String {
@@ -227,7 +229,17 @@ async fn chart_with(
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
     let rems_enrolled_on = kapstone_store::scheduling::rems_enrolled(&state.db, id).await?;
+    let dosing_sessions = if can_read_clinical {
+        kapstone_store::dosing::sessions_of_patient(&state.db, user.clinic, id)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.to_string(), super::when(s.created_at.0), s.state.replace('_', " ")))
+            .collect()
+    } else {
+        Vec::new()
+    };
     render(&PatientPage {
+        dosing_sessions,
         rems_enrolled_on,
         appointments,
         can_book: allows(Some(user.role), Action::BookAppointments),

@@ -1,0 +1,104 @@
+//! The journal over the JSON API: the signed-in patient's own entries (portal), and the care
+//! team's queue of shared entries and reading one.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::app::journal::{self as app, Change, NewText};
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn id_of(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
+    serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// `GET /api/v1/portal/journal`: the patient's own entries, the session to prompt for, the
+/// prompts, who reads shared entries, and the crisis resources.
+pub async fn own(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Json<Value>> {
+    let j = app::own(&state, &me).await?;
+    let prompts = crate::content::journal_prompts().map_err(AppError::Internal)?;
+    Ok(Json(json!({
+        "items": to_json(&j.entries)?,
+        "prompt_session": to_json(&j.prompt_session)?,
+        "prompts": to_json(&prompts.prompts)?,
+        "sharing_notice": prompts.sharing_notice,
+        "crisis": prompts.crisis,
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBody {
+    text: String,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    prompt_id: Option<String>,
+}
+
+/// `POST /api/v1/portal/journal`: 201 with the new private entry.
+pub async fn write(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(b): ApiJson<NewBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input = NewText { text: &b.text, session: b.session_id.as_deref(), prompt: b.prompt_id.as_deref() };
+    let e = app::write(&state, &me, &input).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&e)?)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditBody {
+    text: String,
+}
+
+/// `PUT /api/v1/portal/journal/{id}`: rewrites a private entry.
+pub async fn edit(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<EditBody>,
+) -> ApiResult<Json<Value>> {
+    let e = app::change(&state, &me, id_of(&id)?, Change::Edit(&b.text)).await?;
+    Ok(Json(to_json(&e)?))
+}
+
+/// `POST /api/v1/portal/journal/{id}/share`.
+pub async fn share(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = app::change(&state, &me, id_of(&id)?, Change::Share).await?;
+    Ok(Json(to_json(&e)?))
+}
+
+/// `POST /api/v1/portal/journal/{id}/unshare`.
+pub async fn unshare(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = app::change(&state, &me, id_of(&id)?, Change::Unshare).await?;
+    Ok(Json(to_json(&e)?))
+}
+
+/// `DELETE /api/v1/portal/journal/{id}`: deletes a private entry (204).
+pub async fn delete(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    app::change(&state, &me, id_of(&id)?, Change::Delete).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/journal/queue`: shared entries nobody on the care team has read (ids only).
+pub async fn queue(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let items = app::queue(&state, &user).await?;
+    Ok(Json(json!({"items": to_json(&items)?})))
+}
+
+/// `GET /api/v1/journal/{id}`: a shared entry; the first read takes it out of the queue.
+pub async fn read(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let e = app::read_shared(&state, &user, id_of(&id)?).await?;
+    Ok(Json(to_json(&e)?))
+}
