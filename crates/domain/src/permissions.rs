@@ -89,10 +89,14 @@ pub enum Action {
     /// Investigate and decide discrepancies, and record loss reports (the domain decides which
     /// role may do which step: only a prescriber judges significance).
     ManageDiscrepancies,
+    /// Handle patients' requests for access to and amendment of their record (KAP-SPEC 10,
+    /// TV-HIP-1/2): record a request on a patient's behalf, extend, export, answer, rebut
+    /// (clinicians, who read the clinical record the export holds).
+    ManageRecordRequests,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 36] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -128,6 +132,7 @@ impl Action {
         Action::RecordControlledSubstances,
         Action::ManageControlledSubstanceRegistry,
         Action::ManageDiscrepancies,
+        Action::ManageRecordRequests,
     ];
 }
 
@@ -181,6 +186,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordControlledSubstances,
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
+            Action::ManageRecordRequests,
         ],
     ),
     (
@@ -206,6 +212,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadControlledSubstances,
             Action::RecordControlledSubstances,
             Action::ManageDiscrepancies,
+            Action::ManageRecordRequests,
         ],
     ),
     (
@@ -229,6 +236,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RunDosingSession,
             Action::ReadFloor,
             Action::KeepPsychotherapyNotes,
+            Action::ManageRecordRequests,
         ],
     ),
     (

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
+pub mod record_requests;
 pub mod scheduling;
 pub mod sessions;
 pub mod users;

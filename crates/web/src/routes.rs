@@ -303,6 +303,20 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/api/v1/me/calendar-feed", ReadSchedule, get(api::scheduling::calendar_feed)),
         r(g.clone(), "/api/v1/users", ManageUsers, get(api::accounts::list)),
         r(p.clone(), "/api/v1/users", ManageUsers, post(api::accounts::create)),
+        // Issue 7: psychotherapy-note sharing with one named colleague.
+        r(g.clone(), "/psychotherapy-notes/shared", KeepPsychotherapyNotes, get(html::psychotherapy_note::shared_list)),
+        r(g.clone(), "/psychotherapy-notes/{id}", KeepPsychotherapyNotes, get(html::psychotherapy_note::shared_show)),
+        r(p.clone(), "/psychotherapy-notes/{id}/share", KeepPsychotherapyNotes, post(html::psychotherapy_note::share)),
+        r(p.clone(), "/psychotherapy-notes/{id}/unshare", KeepPsychotherapyNotes, post(html::psychotherapy_note::unshare)),
+        r(g.clone(), "/api/v1/psychotherapy-notes/shared", KeepPsychotherapyNotes, get(api::psychotherapy_notes::shared)),
+        r(g.clone(), "/api/v1/psychotherapy-notes/{id}", KeepPsychotherapyNotes, get(api::psychotherapy_notes::read)),
+        r(p.clone(), "/api/v1/psychotherapy-notes/{id}/share", KeepPsychotherapyNotes, post(api::psychotherapy_notes::share)),
+        r(
+            Method::DELETE,
+            "/api/v1/psychotherapy-notes/{id}/share",
+            KeepPsychotherapyNotes,
+            delete(api::psychotherapy_notes::withdraw),
+        ),
         r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),
     ]
 }

@@ -19,6 +19,7 @@ pub mod preparation;
 pub mod protocols;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
+pub mod record_requests;
 pub mod rems;
 pub mod scheduling;
 pub mod sessions;
