@@ -19,6 +19,7 @@ mod portal_isolation;
 mod psychotherapy_notes;
 mod questionnaires;
 mod reminders;
+mod rights;
 mod rems_forms;
 mod scheduling;
 mod session_forms;

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
+pub mod record_requests;
 pub mod rems;
 pub mod scheduling;
 pub mod sessions;

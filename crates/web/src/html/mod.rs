@@ -17,6 +17,7 @@ pub mod patients;
 pub mod portal;
 pub mod protocols;
 pub mod psychotherapy_note;
+pub mod record_requests;
 pub mod rems;
 pub mod schedule;
 pub mod session;
