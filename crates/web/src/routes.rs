@@ -341,6 +341,9 @@ pub fn table() -> Vec<RouteDef> {
             ManageRecordRequests,
             post(api::record_requests::create_for_patient),
         ),
+        // Issue 7: measurement-based care.
+        r(g.clone(), "/measures", ReadClinicalRecord, get(html::measures::show)),
+        r(g.clone(), "/api/v1/measures/due", ReadClinicalRecord, get(api::measures::due)),
         r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),
     ]
 }

@@ -12,6 +12,7 @@ mod eligibility;
 mod health;
 mod iv_session;
 mod ledger;
+mod measures;
 mod mfa;
 mod patients;
 mod permissions;

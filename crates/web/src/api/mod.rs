@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dosing;
 pub mod eligibility;
 pub mod ledger;
+pub mod measures;
 pub mod openapi;
 pub mod patients;
 pub mod psychotherapy_notes;

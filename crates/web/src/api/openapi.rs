@@ -538,6 +538,13 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             obj,
         ),
+        ("GET", "/api/v1/measures/due") => op(
+            "Due and overdue questionnaires of patients on an active course (KAP-SPEC 7.10), overdue first: \
+             patient, course, instrument, occasion, window, status and whether it is in the portal",
+            None,
+            "200",
+            obj,
+        ),
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
         ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),

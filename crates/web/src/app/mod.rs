@@ -13,6 +13,7 @@ pub mod eligibility;
 pub mod floor;
 pub mod invitations;
 pub mod jobs;
+pub mod measures;
 pub mod ledger;
 pub mod patients;
 pub mod preparation;

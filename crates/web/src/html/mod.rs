@@ -13,6 +13,7 @@ pub mod floor;
 pub mod home;
 pub mod invite;
 pub mod ledger;
+pub mod measures;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
