@@ -309,8 +309,11 @@ mod tests {
 
     #[test]
     fn a_shared_note_is_read_by_its_author_and_the_one_named_colleague_only() {
-        let (author, colleague, other) =
-            (UserId::from_uuid(uuid::Uuid::from_u128(1)), UserId::from_uuid(uuid::Uuid::from_u128(2)), UserId::from_uuid(uuid::Uuid::from_u128(3)));
+        let (author, colleague, other) = (
+            UserId::from_uuid(uuid::Uuid::from_u128(1)),
+            UserId::from_uuid(uuid::Uuid::from_u128(2)),
+            UserId::from_uuid(uuid::Uuid::from_u128(3)),
+        );
         assert!(may_read_shared(author, Role::Therapist, author, Some(colleague)));
         assert!(may_read_shared(colleague, Role::Prescriber, author, Some(colleague)));
         assert!(!may_read_shared(colleague, Role::Prescriber, author, None), "withdrawn");
@@ -333,5 +336,4 @@ mod tests {
             Err(ShareRefusal::NotAColleague)
         );
     }
-
 }

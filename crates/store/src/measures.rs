@@ -27,7 +27,9 @@ pub async fn active_courses(db: &Db, clinic: Option<ClinicId>) -> Result<Vec<Act
         Some(_) => format!(
             "SELECT {COURSE_COLUMNS} FROM treatment_courses WHERE status = 'active' AND clinic_id = $1 ORDER BY started_at, id"
         ),
-        None => format!("SELECT {COURSE_COLUMNS} FROM treatment_courses WHERE status = 'active' ORDER BY started_at, id"),
+        None => {
+            format!("SELECT {COURSE_COLUMNS} FROM treatment_courses WHERE status = 'active' ORDER BY started_at, id")
+        }
     };
     Ok(on_read!(db, |c| {
         let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));

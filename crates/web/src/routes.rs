@@ -307,10 +307,25 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/psychotherapy-notes/shared", KeepPsychotherapyNotes, get(html::psychotherapy_note::shared_list)),
         r(g.clone(), "/psychotherapy-notes/{id}", KeepPsychotherapyNotes, get(html::psychotherapy_note::shared_show)),
         r(p.clone(), "/psychotherapy-notes/{id}/share", KeepPsychotherapyNotes, post(html::psychotherapy_note::share)),
-        r(p.clone(), "/psychotherapy-notes/{id}/unshare", KeepPsychotherapyNotes, post(html::psychotherapy_note::unshare)),
-        r(g.clone(), "/api/v1/psychotherapy-notes/shared", KeepPsychotherapyNotes, get(api::psychotherapy_notes::shared)),
+        r(
+            p.clone(),
+            "/psychotherapy-notes/{id}/unshare",
+            KeepPsychotherapyNotes,
+            post(html::psychotherapy_note::unshare),
+        ),
+        r(
+            g.clone(),
+            "/api/v1/psychotherapy-notes/shared",
+            KeepPsychotherapyNotes,
+            get(api::psychotherapy_notes::shared),
+        ),
         r(g.clone(), "/api/v1/psychotherapy-notes/{id}", KeepPsychotherapyNotes, get(api::psychotherapy_notes::read)),
-        r(p.clone(), "/api/v1/psychotherapy-notes/{id}/share", KeepPsychotherapyNotes, post(api::psychotherapy_notes::share)),
+        r(
+            p.clone(),
+            "/api/v1/psychotherapy-notes/{id}/share",
+            KeepPsychotherapyNotes,
+            post(api::psychotherapy_notes::share),
+        ),
         r(
             Method::DELETE,
             "/api/v1/psychotherapy-notes/{id}/share",
@@ -334,7 +349,12 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/api/v1/record-requests/{id}", ManageRecordRequests, get(api::record_requests::one)),
         r(p.clone(), "/api/v1/record-requests/{id}/steps", ManageRecordRequests, post(api::record_requests::step)),
         r(g.clone(), "/api/v1/record-requests/{id}/export", ManageRecordRequests, get(api::record_requests::export)),
-        r(g.clone(), "/api/v1/patients/{id}/record-requests", ManageRecordRequests, get(api::record_requests::of_patient)),
+        r(
+            g.clone(),
+            "/api/v1/patients/{id}/record-requests",
+            ManageRecordRequests,
+            get(api::record_requests::of_patient),
+        ),
         r(
             p.clone(),
             "/api/v1/patients/{id}/record-requests",

@@ -80,18 +80,21 @@ pub async fn share(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<ShareBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let colleague: Uuid = b
-        .colleague_id
-        .trim()
-        .parse()
-        .map_err(|_| AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "give the colleague's id")))?;
+    let colleague: Uuid =
+        b.colleague_id.trim().parse().map_err(|_| {
+            AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "give the colleague's id"))
+        })?;
     let share = app::share(&state, &user, id_of(&id)?, colleague).await?;
     Ok((StatusCode::CREATED, Json(to_json(&share)?)))
 }
 
 /// `DELETE /api/v1/psychotherapy-notes/{id}/share`: the author withdraws the share; 204, or 404
 /// when the caller has no live share of that note.
-pub async fn withdraw(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn withdraw(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     app::withdraw(&state, &user, id_of(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -64,7 +64,11 @@ pub async fn step(
 }
 
 /// `GET /api/v1/record-requests/{id}/export`: the designated record set as JSON (staff).
-pub async fn export(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn export(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(to_json(&app::export(&state, &user, id_of(&id)?).await?)?))
 }
 

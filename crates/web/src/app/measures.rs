@@ -126,7 +126,8 @@ async fn measures_of(state: &AppState, c: ActiveCourse, now: UtcTs) -> Result<Co
         })
         .collect();
     let trauma = answered.iter().any(|a| a.instrument == Instrument::Pcl5);
-    let facts = CourseFacts { sessions: &sessions, review_due, ended_at: None, indications: Indications::from_record(trauma) };
+    let facts =
+        CourseFacts { sessions: &sessions, review_due, ended_at: None, indications: Indications::from_record(trauma) };
     let requirements = schedule(&facts, &answered, &settings.measurement, now);
     Ok(CourseMeasures {
         course: c,
@@ -195,7 +196,8 @@ pub async fn assign_due(state: &AppState) -> Result<usize, AppError> {
                     "Your care team asks you to fill in a short questionnaire before {}.\n\nSign in to your portal: {portal}\n",
                     super::scheduling::to_jiff(r.due_by).strftime("%Y-%m-%d %H:%M UTC")
                 );
-                store::queue_message(&mut tx, clinic, patient, &to, "A questionnaire from your care team", &body).await?;
+                store::queue_message(&mut tx, clinic, patient, &to, "A questionnaire from your care team", &body)
+                    .await?;
             }
             tx.commit().await?;
             open.push(instrument.to_owned());

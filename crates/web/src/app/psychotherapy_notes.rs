@@ -294,7 +294,14 @@ pub async fn share(state: &AppState, user: &CurrentUser, note: Uuid, colleague: 
     let mut tx = state.db.begin().await?;
     let rows = store::one_of_author(&mut tx, user.clinic, user.id, note).await?;
     let Some(original) = rows.iter().find(|r| r.amends_id.is_none()) else { return Err(AppError::NotFound) };
-    match may_share(user.id, user.role, UserId::from_uuid(original.author_id), UserId::from_uuid(colleague), role, target.active) {
+    match may_share(
+        user.id,
+        user.role,
+        UserId::from_uuid(original.author_id),
+        UserId::from_uuid(colleague),
+        role,
+        target.active,
+    ) {
         Ok(()) => {}
         Err(ShareRefusal::NotTheAuthor) => return Err(AppError::NotFound),
         Err(ShareRefusal::Self_) => return Err(refuse("name a colleague other than yourself")),

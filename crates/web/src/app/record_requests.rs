@@ -78,7 +78,8 @@ fn to_domain(r: &RequestRow) -> Result<Domain, AppError> {
     };
     let mut deadline = Deadline::new(kind, received);
     if let (Some(on), Some(until)) = (date(&r.extended_on)?, date(&r.extended_until)?) {
-        deadline.extension = Some(Extension { given_on: on, reason: r.extension_reason.clone().unwrap_or_default(), until });
+        deadline.extension =
+            Some(Extension { given_on: on, reason: r.extension_reason.clone().unwrap_or_default(), until });
     }
     deadline.answered_on = date(&r.answered_on)?;
     let on = deadline.answered_on;
@@ -87,7 +88,9 @@ fn to_domain(r: &RequestRow) -> Result<Domain, AppError> {
             deadline,
             outcome: match (r.outcome.as_deref(), on) {
                 (Some("provided"), Some(on)) => Some(AccessOutcome::Provided { on }),
-                (Some("denied"), Some(on)) => Some(AccessOutcome::Denied { on, basis: r.basis.clone().unwrap_or_default() }),
+                (Some("denied"), Some(on)) => {
+                    Some(AccessOutcome::Denied { on, basis: r.basis.clone().unwrap_or_default() })
+                }
                 _ => None,
             },
         }),
@@ -97,7 +100,8 @@ fn to_domain(r: &RequestRow) -> Result<Domain, AppError> {
             decision: match (r.outcome.as_deref(), on) {
                 (Some("accepted"), Some(on)) => Some(AmendmentDecision::Accepted {
                     on,
-                    records: serde_json::from_str(r.records.as_deref().unwrap_or("[]")).map_err(|_| corrupt("records"))?,
+                    records: serde_json::from_str(r.records.as_deref().unwrap_or("[]"))
+                        .map_err(|_| corrupt("records"))?,
                 }),
                 (Some("denied"), Some(on)) => {
                     Some(AmendmentDecision::Denied { on, basis: r.basis.clone().unwrap_or_default() })
@@ -238,8 +242,7 @@ pub async fn create(
     let staff = by.role.is_staff();
     let received = match input.received_on.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(raw) if staff => {
-            let d: Date =
-                raw.parse().map_err(|_| FieldError::new("received_on", "give the date as YYYY-MM-DD"))?;
+            let d: Date = raw.parse().map_err(|_| FieldError::new("received_on", "give the date as YYYY-MM-DD"))?;
             if d > today {
                 return Err(FieldError::new("received_on", "a date in the future").into());
             }
@@ -363,8 +366,9 @@ pub async fn step(state: &AppState, by: &CurrentUser, id: Uuid, input: &StepInpu
         return Err(AppError::NotFound);
     }
     if !allowed {
-        return Err(FieldError::new("step", if staff { "extend, provide, deny, accept or rebut" } else { "disagree" })
-            .into());
+        return Err(
+            FieldError::new("step", if staff { "extend, provide, deny, accept or rebut" } else { "disagree" }).into()
+        );
     }
     let mut d = to_domain(&row)?;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -458,38 +462,53 @@ async fn gather(state: &AppState, clinic: ClinicId, patient: PatientId) -> Resul
     for d in eligibility::decisions(&state.db, patient).await? {
         items.push((
             RecordItem::EligibilityDecision,
-            ("eligibility", json!({"id": d.id, "verdict": d.verdict, "routes": json_or_text(&d.routes),
+            (
+                "eligibility",
+                json!({"id": d.id, "verdict": d.verdict, "routes": json_or_text(&d.routes),
                 "summary": d.summary, "findings": json_or_text(&d.findings), "signed_at": d.signed_at.0,
-                "amends": d.amends_id})),
+                "amends": d.amends_id}),
+            ),
         ));
     }
     for c in store::consents_of_patient(&state.db, patient).await? {
         items.push((
             RecordItem::Consent,
-            ("consents", json!({"id": c.id, "document": c.document_id, "version": c.document_version,
-                "signed_at": c.signed_at.0, "method": c.method, "revoked_at": c.revoked_at.map(|t| t.0)})),
+            (
+                "consents",
+                json!({"id": c.id, "document": c.document_id, "version": c.document_version,
+                "signed_at": c.signed_at.0, "method": c.method, "revoked_at": c.revoked_at.map(|t| t.0)}),
+            ),
         ));
     }
     for q in questionnaires::recent_responses(&state.db, patient, 10_000).await? {
         items.push((
             RecordItem::QuestionnaireScore,
-            ("questionnaires", json!({"id": q.id, "instrument": q.instrument, "total": q.total,
+            (
+                "questionnaires",
+                json!({"id": q.id, "instrument": q.instrument, "total": q.total,
                 "severity": q.severity, "result": json_or_text(&q.result), "via": q.entered_via,
-                "submitted_at": q.submitted_at.0})),
+                "submitted_at": q.submitted_at.0}),
+            ),
         ));
     }
     for c in scheduling::courses_of_patient(&state.db, clinic, patient).await? {
         items.push((
             RecordItem::TreatmentCourse,
-            ("courses", json!({"id": c.id, "template": c.template, "first_date": c.first_date,
-                "status": c.status, "options": json_or_text(&c.options), "started_at": c.started_at.0})),
+            (
+                "courses",
+                json!({"id": c.id, "template": c.template, "first_date": c.first_date,
+                "status": c.status, "options": json_or_text(&c.options), "started_at": c.started_at.0}),
+            ),
         ));
     }
     for a in scheduling::appointments_of_patient(&state.db, patient).await? {
         items.push((
             RecordItem::Appointment,
-            ("appointments", json!({"id": a.id, "start": a.start_at.0, "end": a.end_at.0, "status": a.status,
-                "status_reason": a.status_reason, "course_id": a.course_id})),
+            (
+                "appointments",
+                json!({"id": a.id, "start": a.start_at.0, "end": a.end_at.0, "status": a.status,
+                "status_reason": a.status_reason, "course_id": a.course_id}),
+            ),
         ));
     }
     let sessions = dosing::sessions_of_patient(&state.db, clinic, patient).await?;
@@ -501,22 +520,31 @@ async fn gather(state: &AppState, clinic: ClinicId, patient: PatientId) -> Resul
             .collect();
         items.push((
             RecordItem::DosingRecord,
-            ("sessions", json!({"id": s.id, "protocol": s.protocol_id, "protocol_version": s.protocol_version,
+            (
+                "sessions",
+                json!({"id": s.id, "protocol": s.protocol_id, "protocol_version": s.protocol_version,
                 "state": s.state, "opened_at": s.created_at.0, "dose_started_at": s.dose_started_at.map(|t| t.0),
-                "events": events})),
+                "events": events}),
+            ),
         ));
     }
     let ids: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
     for r in dosing::rems_submissions(&state.db, &ids).await? {
         items.push((
             RecordItem::RemsForm,
-            ("rems", json!({"id": r.id, "session_id": r.session_id, "form_version": r.form_version,
-                "submitted_on": r.submitted_on, "confirmation": r.confirmation})),
+            (
+                "rems",
+                json!({"id": r.id, "session_id": r.session_id, "form_version": r.form_version,
+                "submitted_on": r.submitted_on, "confirmation": r.confirmation}),
+            ),
         ));
     }
     for r in store::of_patient(&state.db, clinic, patient).await?.iter().filter(|r| r.kind == "amendment") {
         let v = view(r, today(state, clinic).await?)?;
-        items.push((RecordItem::AmendmentRecord, ("amendments", serde_json::to_value(&v).map_err(|e| AppError::Internal(e.into()))?)));
+        items.push((
+            RecordItem::AmendmentRecord,
+            ("amendments", serde_json::to_value(&v).map_err(|e| AppError::Internal(e.into()))?),
+        ));
     }
     const ORDER: [(&str, &str); 10] = [
         ("consultation", "Consultation"),

@@ -444,9 +444,21 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
         measurement: {
             let m = current.measurement;
             let new = kapstone_domain::measurement::MeasurementSettings {
-                phq9_maintenance_every_weeks: number(&pairs, "phq9_maintenance_every_weeks", m.phq9_maintenance_every_weeks)?,
-                gad7_maintenance_every_weeks: number(&pairs, "gad7_maintenance_every_weeks", m.gad7_maintenance_every_weeks)?,
-                pcl5_maintenance_every_weeks: number(&pairs, "pcl5_maintenance_every_weeks", m.pcl5_maintenance_every_weeks)?,
+                phq9_maintenance_every_weeks: number(
+                    &pairs,
+                    "phq9_maintenance_every_weeks",
+                    m.phq9_maintenance_every_weeks,
+                )?,
+                gad7_maintenance_every_weeks: number(
+                    &pairs,
+                    "gad7_maintenance_every_weeks",
+                    m.gad7_maintenance_every_weeks,
+                )?,
+                pcl5_maintenance_every_weeks: number(
+                    &pairs,
+                    "pcl5_maintenance_every_weeks",
+                    m.pcl5_maintenance_every_weeks,
+                )?,
                 gad7_each_dosing_day: if pairs.iter().any(|(k, _)| k == "measurement_fields") {
                     pairs.iter().any(|(k, v)| k == "gad7_each_dosing_day" && v == "yes")
                 } else {

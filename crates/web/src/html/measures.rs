@@ -38,7 +38,8 @@ pub async fn show(State(state): State<AppState>, user: CurrentUser) -> PageResul
         lines.push(Line {
             patient_id: d.patient_id.to_string(),
             patient: p.map_or_else(String::new, |p| format!("{} {} ({})", p.given_name, p.family_name, p.mrn)),
-            instrument: crate::content::instrument(r.instrument).map_or_else(|_| r.instrument.as_str().to_owned(), |d| d.title.clone()),
+            instrument: crate::content::instrument(r.instrument)
+                .map_or_else(|_| r.instrument.as_str().to_owned(), |d| d.title.clone()),
             occasion: match r.occasion {
                 Occasion::Intake => "baseline, before the first dose",
                 Occasion::PreDose { .. } => "before a dosing session",

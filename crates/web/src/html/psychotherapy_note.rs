@@ -89,10 +89,10 @@ fn line(n: &NoteView, sent: Option<&Sent<'_>>, colleagues: &[app::Colleague]) ->
         amend_reason: mine.map(|s| s.reason.to_owned()).unwrap_or_default(),
         error: mine.map(|s| (s.field.clone(), s.message.clone())),
         shared_with: n.shared_with.map(|c| {
-            colleagues
-                .iter()
-                .find(|k| k.id == c)
-                .map_or_else(|| ("a former colleague".to_owned(), String::new()), |k| (k.name.clone(), k.role.to_owned()))
+            colleagues.iter().find(|k| k.id == c).map_or_else(
+                || ("a former colleague".to_owned(), String::new()),
+                |k| (k.name.clone(), k.role.to_owned()),
+            )
         }),
     }
 }
@@ -223,7 +223,9 @@ pub async fn share(
         Err(_) => Err(AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "choose a colleague"))),
     };
     match result {
-        Ok(()) => Ok(Redirect::to(&format!("/sessions/{}/psychotherapy-note?saved=shared", note.session_id)).into_response()),
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/sessions/{}/psychotherapy-note?saved=shared", note.session_id)).into_response())
+        }
         Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
             let sent = Sent {
                 amends: Some(Uuid::nil()),
@@ -268,7 +270,12 @@ struct SharedPage {
     note_author: String,
 }
 
-async fn names(state: &AppState, user: &CurrentUser, patient: Uuid, author: Uuid) -> Result<(String, String), AppError> {
+async fn names(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: Uuid,
+    author: Uuid,
+) -> Result<(String, String), AppError> {
     let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(patient)).await?;
     let a = kapstone_store::users::get(&state.db, kapstone_domain::UserId::from_uuid(author)).await?;
     Ok((

@@ -116,8 +116,9 @@ async fn staff_page(
     let views = app::open(state, user).await?;
     let mut lines = Vec::new();
     for v in &views {
-        let p = kapstone_store::patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(v.patient_id))
-            .await?;
+        let p =
+            kapstone_store::patients::get(&state.db, user.clinic, kapstone_domain::PatientId::from_uuid(v.patient_id))
+                .await?;
         lines.push(line(v, p.map_or_else(String::new, |p| format!("{} {} ({})", p.given_name, p.family_name, p.mrn))));
     }
     render(&RequestsPage {
@@ -151,8 +152,9 @@ pub async fn portal_create(State(state): State<AppState>, me: CurrentUser, body:
     match app::create(&state, &me, patient, &input).await {
         Ok(_) => Ok(Redirect::to("/portal/records?saved=1").into_response()),
         Err(e) => match refused(&e) {
-            Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, portal_page(&state, &me, None, Some(err)).await?)
-                .into_response()),
+            Some(err) => {
+                Ok((StatusCode::UNPROCESSABLE_ENTITY, portal_page(&state, &me, None, Some(err)).await?).into_response())
+            }
             None => Err(e.into()),
         },
     }
@@ -171,8 +173,9 @@ pub async fn portal_step(
     match app::step(&state, &me, id, &input).await {
         Ok(_) => Ok(Redirect::to("/portal/records?saved=1").into_response()),
         Err(e) => match refused(&e) {
-            Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, portal_page(&state, &me, None, Some(err)).await?)
-                .into_response()),
+            Some(err) => {
+                Ok((StatusCode::UNPROCESSABLE_ENTITY, portal_page(&state, &me, None, Some(err)).await?).into_response())
+            }
             None => Err(e.into()),
         },
     }
@@ -196,18 +199,19 @@ pub async fn staff_step(
         step: get(&pairs, "step").unwrap_or_default(),
         reason: get(&pairs, "reason"),
         basis: get(&pairs, "basis"),
-        records: get(&pairs, "records").map(|r| {
-            r.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-        }),
+        records: get(&pairs, "records")
+            .map(|r| r.split([',', ' ', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()),
         text: get(&pairs, "text"),
     };
     match app::step(&state, &user, id, &input).await {
         Ok(_) => Ok(Redirect::to("/record-requests").into_response()),
-        Err(e) => match refused(&e) {
-            Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, staff_page(&state, &user, None, Some(err)).await?)
-                .into_response()),
-            None => Err(e.into()),
-        },
+        Err(e) => {
+            match refused(&e) {
+                Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, staff_page(&state, &user, None, Some(err)).await?)
+                    .into_response()),
+                None => Err(e.into()),
+            }
+        }
     }
 }
 
@@ -227,11 +231,13 @@ pub async fn staff_create(
     };
     match app::create(&state, &user, patient, &input).await {
         Ok(_) => Ok(Redirect::to("/record-requests").into_response()),
-        Err(e) => match refused(&e) {
-            Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, staff_page(&state, &user, None, Some(err)).await?)
-                .into_response()),
-            None => Err(e.into()),
-        },
+        Err(e) => {
+            match refused(&e) {
+                Some(err) => Ok((StatusCode::UNPROCESSABLE_ENTITY, staff_page(&state, &user, None, Some(err)).await?)
+                    .into_response()),
+                None => Err(e.into()),
+            }
+        }
     }
 }
 
@@ -249,19 +255,13 @@ struct ExportPage {
 async fn export_page(state: &AppState, user: &CurrentUser, id: Uuid, json_href: String) -> PageResult<Html<String>> {
     let x = app::export(state, user, id).await?;
     let d = &x.demographics;
-    let name = format!(
-        "{} {}",
-        d["given_name"].as_str().unwrap_or_default(),
-        d["family_name"].as_str().unwrap_or_default()
-    );
+    let name =
+        format!("{} {}", d["given_name"].as_str().unwrap_or_default(), d["family_name"].as_str().unwrap_or_default());
     let sections = x
         .sections
         .iter()
         .map(|s| {
-            (
-                s.title.to_owned(),
-                s.items.iter().map(|i| serde_json::to_string_pretty(i).unwrap_or_default()).collect(),
-            )
+            (s.title.to_owned(), s.items.iter().map(|i| serde_json::to_string_pretty(i).unwrap_or_default()).collect())
         })
         .collect();
     render(&ExportPage { layout: Layout::for_user("Record", user, ""), x, name, sections, json_href })
