@@ -284,6 +284,7 @@ both_backends! {
         assert!(page.contains("Nurse opened your record"), "role shown");
         assert!(page.contains(" UTC"), "time shown");
         assert!(!page.contains(&nurse_id), "never the staff member's id");
+        assert!(page.contains("href=\"/portal/records\""), "the way to ask for a copy or a correction");
         Ok(())
     }
 }
