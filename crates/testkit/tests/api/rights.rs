@@ -263,8 +263,35 @@ both_backends! {
         let (_, mine) = get(&app, &p1, "/api/v1/portal/record-requests").await?;
         assert!(mine.contains("The intake ID shows the recorded date"), "the patient sees the rebuttal");
 
+        // The portal's forms: patient 2 cannot file on patient 1's request; patient 1 asks again.
+        let csrf2 = app.csrf_of(&c2).await?;
+        let r = c2
+            .post(app.url(&format!("/portal/records/{mid}")))
+            .form(&[("csrf_token", csrf2.as_str()), ("text", "not mine")])
+            .send()
+            .await?;
+        assert_eq!(r.status(), 404);
+        let csrf1 = app.csrf_of(&c1).await?;
+        let r = c1
+            .post(app.url("/portal/records"))
+            .form(&[("csrf_token", csrf1.as_str()), ("kind", "amendment"), ("requested", "")])
+            .send()
+            .await?;
+        assert_eq!(r.status(), 422, "an empty request is refused on the page");
+        assert!(r.text().await?.contains("role=\"alert\""));
+        let r = c1.post(app.url("/portal/records")).form(&[("csrf_token", csrf1.as_str()), ("kind", "access")]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        assert_eq!(app.count("record_requests").await?, 3);
+        // Staff pages: clinicians see the open list; the front desk does not.
+        let (cn, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let page = cn.get(app.url("/record-requests")).send().await?;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await?.contains("Copy of the record"));
+        let (cf, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(cf.get(app.url("/record-requests")).send().await?.status(), 403);
+
         // Audited, with ids and kinds only.
-        assert_eq!(app.count("audit_events WHERE action = 'record_request.receive'").await?, 2);
+        assert_eq!(app.count("audit_events WHERE action = 'record_request.receive'").await?, 3);
         assert!(app.count("audit_events WHERE action = 'record.export'").await? >= 2);
         assert_eq!(app.count("audit_events WHERE reason LIKE '%born a day later%'").await?, 0);
         Ok(())
