@@ -76,6 +76,20 @@ both_backends! {
         let (s, _) = post(&app, &prescriber, &share, json!({"colleague_id": prescriber_id})).await?;
         assert_eq!(s, 404, "only the author shares");
 
+        // The author's page: a refused share is shown next to the form; the share itself redirects.
+        let (ct, _) = app.browser_login("therapist@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&ct).await?;
+        let page_share = app.url(&format!("/psychotherapy-notes/{id}/share"));
+        let r = ct.post(&page_share).form(&[("csrf_token", csrf.as_str()), ("colleague_id", nurse_id.as_str())]).send().await?;
+        assert_eq!(r.status(), 422);
+        assert!(r.text().await?.contains("role=\"alert\""));
+        let r = ct.post(&page_share).form(&[("csrf_token", csrf.as_str()), ("colleague_id", prescriber_id.as_str())]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let notes_page = ct.get(app.url(&format!("/sessions/{session}/psychotherapy-note"))).send().await?.text().await?;
+        assert!(notes_page.contains("Withdraw the share"), "the author sees the share");
+        let r = ct.post(app.url(&format!("/psychotherapy-notes/{id}/unshare"))).form(&[("csrf_token", csrf.as_str())]).send().await?;
+        assert!(r.status().is_redirection(), "{}", r.status());
+
         let (s, shared) = post(&app, &therapist, &share, json!({"colleague_id": prescriber_id})).await?;
         assert_eq!(s, 201, "{shared}");
         let (s, e) = post(&app, &therapist, &share, json!({"colleague_id": prescriber_id})).await?;
@@ -148,8 +162,8 @@ both_backends! {
         assert_eq!(r.status(), 404, "nothing left to withdraw");
 
         // Audited with ids only.
-        assert_eq!(app.count("audit_events WHERE action = 'psychotherapy_note.share'").await?, 1);
-        assert_eq!(app.count("audit_events WHERE action = 'psychotherapy_note.unshare'").await?, 1);
+        assert_eq!(app.count("audit_events WHERE action = 'psychotherapy_note.share'").await?, 2);
+        assert_eq!(app.count("audit_events WHERE action = 'psychotherapy_note.unshare'").await?, 2);
         assert!(app.count("audit_events WHERE action = 'psychotherapy_note.read_shared'").await? >= 2);
         assert_eq!(app.count(&format!("audit_events WHERE reason LIKE '%{MARKER}%'")).await?, 0);
         Ok(())
