@@ -92,10 +92,28 @@ pub enum AuditAction {
     JournalShared,
     /// Journal entries read: the patient's own list, or a shared entry by the care team.
     JournalRead,
+    /// A psychotherapy note shared by its author with one named colleague (ids only).
+    PsychotherapyNoteShared,
+    /// The author withdrew a psychotherapy note's share.
+    PsychotherapyNoteShareWithdrawn,
+    /// A named colleague read a psychotherapy note shared with them (ids only).
+    SharedPsychotherapyNoteRead,
+    /// A patient's request for access to or amendment of their record received (portal or staff).
+    RecordRequestReceived,
+    /// A step on a record request: extension, answer, disagreement, rebuttal (ids and kinds only).
+    RecordRequestStep,
+    /// Record requests read (the staff list, or a patient's own).
+    RecordRequestsRead,
+    /// The designated record set exported for an access request (ids only).
+    RecordExported,
+    /// The measurement-cadence job assigned a due questionnaire to the portal (KAP-SPEC 7.10).
+    MeasureAssigned,
+    /// Due and overdue measures read by staff.
+    MeasuresRead,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 60] = [
+    pub const ALL: [AuditAction; 69] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -156,6 +174,15 @@ impl AuditAction {
         Self::JournalWritten,
         Self::JournalShared,
         Self::JournalRead,
+        Self::PsychotherapyNoteShared,
+        Self::PsychotherapyNoteShareWithdrawn,
+        Self::SharedPsychotherapyNoteRead,
+        Self::RecordRequestReceived,
+        Self::RecordRequestStep,
+        Self::RecordRequestsRead,
+        Self::RecordExported,
+        Self::MeasureAssigned,
+        Self::MeasuresRead,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -220,6 +247,15 @@ impl AuditAction {
             Self::JournalWritten => "journal.write",
             Self::JournalShared => "journal.share",
             Self::JournalRead => "journal.read",
+            Self::PsychotherapyNoteShared => "psychotherapy_note.share",
+            Self::PsychotherapyNoteShareWithdrawn => "psychotherapy_note.unshare",
+            Self::SharedPsychotherapyNoteRead => "psychotherapy_note.read_shared",
+            Self::RecordRequestReceived => "record_request.receive",
+            Self::RecordRequestStep => "record_request.step",
+            Self::RecordRequestsRead => "record_request.read",
+            Self::RecordExported => "record.export",
+            Self::MeasureAssigned => "measure.assign",
+            Self::MeasuresRead => "measure.read",
         }
     }
 

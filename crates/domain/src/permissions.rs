@@ -92,10 +92,14 @@ pub enum Action {
     /// Draft, sign and amend integration notes (KAP-SPEC 2.1 stage 7: therapists; the domain's
     /// [`crate::integration_note::may_write`] decides, and only a draft's author edits or signs it).
     WriteIntegrationNotes,
+    /// Handle patients' requests for access to and amendment of their record (KAP-SPEC 10,
+    /// TV-HIP-1/2): record a request on a patient's behalf, extend, export, answer, rebut
+    /// (clinicians, who read the clinical record the export holds).
+    ManageRecordRequests,
 }
 
 impl Action {
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 37] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -132,6 +136,7 @@ impl Action {
         Action::ManageControlledSubstanceRegistry,
         Action::ManageDiscrepancies,
         Action::WriteIntegrationNotes,
+        Action::ManageRecordRequests,
     ];
 }
 
@@ -185,6 +190,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordControlledSubstances,
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
+            Action::ManageRecordRequests,
         ],
     ),
     (
@@ -210,6 +216,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadControlledSubstances,
             Action::RecordControlledSubstances,
             Action::ManageDiscrepancies,
+            Action::ManageRecordRequests,
         ],
     ),
     (
@@ -234,6 +241,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadFloor,
             Action::KeepPsychotherapyNotes,
             Action::WriteIntegrationNotes,
+            Action::ManageRecordRequests,
         ],
     ),
     (

@@ -98,6 +98,49 @@ pub fn may_read(reader: UserId, role: Role, author: UserId) -> bool {
     reader == author && may_write(role)
 }
 
+/// May `reader` read a note by `author` that its author has shared with `shared_with` (issue 7:
+/// "readable only by its author unless the author shares it with a named colleague")? The
+/// author, as [`may_read`]; otherwise only the one named colleague, and only while their role
+/// still keeps psychotherapy notes (a therapist or prescriber). Sharing is the author's act,
+/// taken under the patient's authorization where 164.508(a)(2) needs one.
+pub fn may_read_shared(reader: UserId, role: Role, author: UserId, shared_with: Option<UserId>) -> bool {
+    may_read(reader, role, author) || (shared_with == Some(reader) && reader != author && may_write(role))
+}
+
+/// Why a share is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRefusal {
+    /// Only the author shares their note.
+    NotTheAuthor,
+    /// The colleague is the author themself.
+    Self_,
+    /// The colleague does not keep psychotherapy notes (not a therapist or prescriber), or the
+    /// account is inactive.
+    NotAColleague,
+}
+
+/// May `author` (in `role`) share a note they wrote with `colleague` (in `colleague_role`,
+/// `active`)? One named therapist or prescriber of the clinic, not the author.
+pub fn may_share(
+    actor: UserId,
+    role: Role,
+    author: UserId,
+    colleague: UserId,
+    colleague_role: Role,
+    active: bool,
+) -> Result<(), ShareRefusal> {
+    if !may_read(actor, role, author) {
+        return Err(ShareRefusal::NotTheAuthor);
+    }
+    if colleague == author {
+        return Err(ShareRefusal::Self_);
+    }
+    if !active || !may_write(colleague_role) {
+        return Err(ShareRefusal::NotAColleague);
+    }
+    Ok(())
+}
+
 /// A signed amendment: the corrected text, why, by whom and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Amendment {
@@ -262,5 +305,35 @@ mod tests {
             AmendRefusal::Unchanged
         );
         assert_eq!(note, before, "a refused amendment changes nothing");
+    }
+
+    #[test]
+    fn a_shared_note_is_read_by_its_author_and_the_one_named_colleague_only() {
+        let (author, colleague, other) = (
+            UserId::from_uuid(uuid::Uuid::from_u128(1)),
+            UserId::from_uuid(uuid::Uuid::from_u128(2)),
+            UserId::from_uuid(uuid::Uuid::from_u128(3)),
+        );
+        assert!(may_read_shared(author, Role::Therapist, author, Some(colleague)));
+        assert!(may_read_shared(colleague, Role::Prescriber, author, Some(colleague)));
+        assert!(!may_read_shared(colleague, Role::Prescriber, author, None), "withdrawn");
+        assert!(!may_read_shared(other, Role::Therapist, author, Some(colleague)));
+        for role in [Role::Admin, Role::Nurse, Role::Frontdesk, Role::Patient] {
+            assert!(!may_read_shared(colleague, role, author, Some(colleague)), "{role:?}");
+        }
+        assert_eq!(may_share(author, Role::Therapist, author, colleague, Role::Prescriber, true), Ok(()));
+        assert_eq!(
+            may_share(colleague, Role::Prescriber, author, other, Role::Therapist, true),
+            Err(ShareRefusal::NotTheAuthor)
+        );
+        assert_eq!(may_share(author, Role::Therapist, author, author, Role::Therapist, true), Err(ShareRefusal::Self_));
+        assert_eq!(
+            may_share(author, Role::Therapist, author, other, Role::Nurse, true),
+            Err(ShareRefusal::NotAColleague)
+        );
+        assert_eq!(
+            may_share(author, Role::Therapist, author, other, Role::Therapist, false),
+            Err(ShareRefusal::NotAColleague)
+        );
     }
 }

@@ -555,6 +555,88 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             Value::Null,
         ),
+        // Issue 7: psychotherapy-note sharing.
+        ("GET", "/api/v1/psychotherapy-notes/shared") => op(
+            "The psychotherapy notes shared with the caller by name now (ids and times, no text; audited)",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/psychotherapy-notes/{id}") => op(
+            "One psychotherapy note with its amendments, to its author or to the one colleague it is shared with \
+             now; 404 for anyone else (audited read, ids only)",
+            None,
+            "200",
+            r("PsychotherapyNote"),
+        ),
+        ("POST", "/api/v1/psychotherapy-notes/{id}/share") => op(
+            "Share one of your own psychotherapy notes with one named colleague {colleague_id}: a therapist or \
+             prescriber of the clinic. 422 names `colleague_id`; 404 for a note that is not yours; 409 when \
+             already shared",
+            Some(json!({"type":"object","required":["colleague_id"],"additionalProperties":false,
+                "properties":{"colleague_id":{"type":"string","format":"uuid"}}})),
+            "201",
+            obj,
+        ),
+        ("DELETE", "/api/v1/psychotherapy-notes/{id}/share") => {
+            op("Withdraw the share of one of your notes; 404 when there is none", None, "204", Value::Null)
+        }
+        // Issue 7: patients' rights.
+        ("GET", "/api/v1/portal/record-requests") => {
+            op("The signed-in patient's own record requests with their deadlines", None, "200", obj)
+        }
+        ("POST", "/api/v1/portal/record-requests") => op(
+            "Ask for a copy of one's record {kind: access} (30 days, TV-HIP-1) or an amendment {kind: amendment, \
+             requested} (60 days, TV-HIP-2)",
+            Some(json!({"type":"object","required":["kind"],"properties":{"kind":{"enum":["access","amendment"]},
+                "requested":{"type":"string","maxLength":10000}}})),
+            "201",
+            obj,
+        ),
+        ("POST", "/api/v1/portal/record-requests/{id}/steps") => op(
+            "The patient's statement of disagreement with a denied amendment {step: disagree, text}",
+            Some(json!({"type":"object","required":["step","text"]})),
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/portal/record-requests/{id}/export") => op(
+            "The patient's own designated record set (everything but psychotherapy notes), once the clinic has \
+             provided it",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/record-requests") => {
+            op("Open record requests of the clinic with their deadlines and status", None, "200", obj)
+        }
+        ("GET", "/api/v1/record-requests/{id}") => op("One record request", None, "200", obj),
+        ("POST", "/api/v1/record-requests/{id}/steps") => op(
+            "A step on a request {step: extend (reason) | provide | deny (basis) | accept (records) | rebut (text)}; \
+             one extension, given before the first deadline",
+            Some(json!({"type":"object","required":["step"]})),
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/record-requests/{id}/export") => op(
+            "The designated record set of an access request as JSON (TV-HIP-3: no psychotherapy notes)",
+            None,
+            "200",
+            obj,
+        ),
+        ("GET", "/api/v1/patients/{id}/record-requests") => op("A patient's record requests", None, "200", obj),
+        ("POST", "/api/v1/patients/{id}/record-requests") => op(
+            "Record a request on the patient's behalf {kind, requested?, received_on?}",
+            Some(json!({"type":"object","required":["kind"]})),
+            "201",
+            obj,
+        ),
+        ("GET", "/api/v1/measures/due") => op(
+            "Due and overdue questionnaires of patients on an active course (KAP-SPEC 7.10), overdue first: \
+             patient, course, instrument, occasion, window, status and whether it is in the portal",
+            None,
+            "200",
+            obj,
+        ),
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
         ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),

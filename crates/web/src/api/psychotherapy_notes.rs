@@ -64,3 +64,50 @@ pub async fn amend(
     let note = app::amend(&state, &user, id_of(&id)?, &b.text, &b.reason).await?;
     Ok((StatusCode::CREATED, Json(to_json(&note)?)))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareBody {
+    colleague_id: String,
+}
+
+/// `POST /api/v1/psychotherapy-notes/{id}/share`: the author shares one note with one named
+/// colleague (a therapist or prescriber of the clinic). 201 with the share; 422 names
+/// `colleague_id`; 404 for a note that is not the caller's own; 409 when already shared.
+pub async fn share(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<ShareBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let colleague: Uuid =
+        b.colleague_id.trim().parse().map_err(|_| {
+            AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "give the colleague's id"))
+        })?;
+    let share = app::share(&state, &user, id_of(&id)?, colleague).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&share)?)))
+}
+
+/// `DELETE /api/v1/psychotherapy-notes/{id}/share`: the author withdraws the share; 204, or 404
+/// when the caller has no live share of that note.
+pub async fn withdraw(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app::withdraw(&state, &user, id_of(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/psychotherapy-notes/shared`: the notes shared with the caller now (ids, no text).
+pub async fn shared(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    let items = app::shared_with_me(&state, &user).await?;
+    Ok(Json(serde_json::json!({ "notes": to_json(&items)? })))
+}
+
+/// `GET /api/v1/psychotherapy-notes/{id}`: one note, to its author or to the colleague it is
+/// shared with now; 404 for anyone else.
+pub async fn read(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let note = app::read_one(&state, &user, id_of(&id)?).await?;
+    Ok(Json(to_json(&note)?))
+}

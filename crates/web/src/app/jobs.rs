@@ -90,6 +90,12 @@ async fn queue_one(
     Ok(queued)
 }
 
+/// Assigns the questionnaires due per the measurement cadence (KAP-SPEC 7.10); see
+/// [`super::measures::assign_due`]. Idempotent, safe in several processes.
+pub async fn assign_measures(state: &AppState) -> Result<usize, AppError> {
+    super::measures::assign_due(state).await
+}
+
 /// Retries: 8 attempts, waiting 1, 2, 4, ... 64 minutes (capped) between them.
 const MAX_ATTEMPTS: i32 = 8;
 
@@ -174,6 +180,14 @@ pub fn spawn(state: AppState, every: Duration) {
                 Err(e) => {
                     let id = e.log();
                     tracing::warn!(correlation = %id, "claim pruning failed");
+                }
+            }
+            match super::measures::assign_due(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(assigned = n, "due measures assigned"),
+                Err(e) => {
+                    let id = e.log();
+                    tracing::warn!(correlation = %id, "measure assignment pass failed");
                 }
             }
             match deliver(&state).await {

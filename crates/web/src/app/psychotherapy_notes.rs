@@ -9,7 +9,8 @@
 
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::psychotherapy_note::{
-    AmendRefusal, Amendment, AmendmentReason, Note, NoteText, may_read, may_write,
+    AmendRefusal, Amendment, AmendmentReason, Note, NoteText, ShareRefusal, may_read, may_read_shared, may_share,
+    may_write,
 };
 use kapstone_domain::{FieldError, PatientId, UserId, UtcTs};
 use kapstone_store::dosing::{self as sessions, SessionRow};
@@ -40,6 +41,8 @@ pub struct NoteView {
     pub text: String,
     pub signed_at: UtcTs,
     pub amendments: Vec<AmendmentView>,
+    /// The one colleague the note is shared with now, if any (shown to the author only).
+    pub shared_with: Option<Uuid>,
 }
 
 impl NoteView {
@@ -76,8 +79,11 @@ async fn session_row(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<S
 /// Groups rows into notes with their amendments. A row the reader may not read is dropped
 /// (the store only returns the reader's own rows; this is the domain's word on it as well).
 fn assemble(user: &CurrentUser, rows: Vec<NoteRow>) -> Vec<NoteView> {
-    let rows: Vec<NoteRow> =
-        rows.into_iter().filter(|r| may_read(user.id, user.role, UserId::from_uuid(r.author_id))).collect();
+    assemble_if(rows, |r| may_read(user.id, user.role, UserId::from_uuid(r.author_id)))
+}
+
+fn assemble_if(rows: Vec<NoteRow>, readable: impl Fn(&NoteRow) -> bool) -> Vec<NoteView> {
+    let rows: Vec<NoteRow> = rows.into_iter().filter(|r| readable(r)).collect();
     let mut notes: Vec<NoteView> = rows
         .iter()
         .filter(|r| r.amends_id.is_none())
@@ -89,6 +95,7 @@ fn assemble(user: &CurrentUser, rows: Vec<NoteRow>) -> Vec<NoteView> {
             text: r.body.clone(),
             signed_at: r.created_at.0,
             amendments: Vec::new(),
+            shared_with: None,
         })
         .collect();
     for r in rows.iter().filter(|r| r.amends_id.is_some()) {
@@ -109,7 +116,13 @@ fn assemble(user: &CurrentUser, rows: Vec<NoteRow>) -> Vec<NoteView> {
 pub async fn mine(state: &AppState, user: &CurrentUser, session: Uuid) -> Result<SessionNotes, AppError> {
     ensure_keeps_notes(user)?;
     let row = session_row(state, user, session).await?;
-    let notes = assemble(user, store::of_author_in_session(&state.db, user.clinic, user.id, session).await?);
+    let mut notes = assemble(user, store::of_author_in_session(&state.db, user.clinic, user.id, session).await?);
+    let ids: Vec<Uuid> = notes.iter().map(|n| n.id).collect();
+    for s in store::shares_of_author(&state.db, user.clinic, user.id, &ids).await? {
+        if let Some(n) = notes.iter_mut().find(|n| n.id == s.note_id) {
+            n.shared_with = Some(s.colleague_id);
+        }
+    }
     let mut e = user.event(AuditAction::PsychotherapyNoteRead, "dosing_session", Outcome::Success);
     e.entity_id = Some(session.to_string());
     e.patient_id = Some(PatientId::from_uuid(row.patient_id));
@@ -153,6 +166,7 @@ pub async fn write(state: &AppState, user: &CurrentUser, session: Uuid, text: &s
         text: note.text.into_string(),
         signed_at: note.signed_at,
         amendments: Vec::new(),
+        shared_with: None,
     })
 }
 
@@ -228,4 +242,171 @@ pub async fn amend(
         created_at: kapstone_store::DbTs(amendment.signed_at),
     });
     assemble(user, rows).into_iter().next().ok_or(AppError::NotFound)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing with one named colleague (issue 7). The author shares one original note with one
+// therapist or prescriber of the clinic and may withdraw it; the colleague then reads that note
+// and its amendments, and nothing else. Audit events carry ids only.
+
+/// A colleague the author may name: a therapist or prescriber of the clinic, active, not the
+/// author.
+#[derive(Debug, Clone, Serialize)]
+pub struct Colleague {
+    pub id: Uuid,
+    pub name: String,
+    pub role: &'static str,
+}
+
+/// The colleagues the signed-in author may share a note with.
+pub async fn colleagues(state: &AppState, user: &CurrentUser) -> Result<Vec<Colleague>, AppError> {
+    ensure_keeps_notes(user)?;
+    Ok(kapstone_store::users::list(&state.db, user.clinic)
+        .await?
+        .into_iter()
+        .filter_map(|u| {
+            let role: kapstone_domain::Role = u.role.parse().ok()?;
+            let ok = may_share(user.id, user.role, user.id, UserId::from_uuid(u.id), role, u.active).is_ok();
+            ok.then(|| Colleague { id: u.id, name: u.display_name, role: role.label() })
+        })
+        .collect())
+}
+
+/// A live share as the author sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareView {
+    pub note_id: Uuid,
+    pub colleague_id: Uuid,
+    pub shared_at: UtcTs,
+}
+
+/// Shares one of the author's own notes with `colleague`. A note that is not the caller's own
+/// is "not found"; a colleague who is not a therapist or prescriber of the clinic is refused
+/// naming `colleague_id`; a note already shared is a conflict (withdraw first).
+pub async fn share(state: &AppState, user: &CurrentUser, note: Uuid, colleague: Uuid) -> Result<ShareView, AppError> {
+    ensure_keeps_notes(user)?;
+    let refuse = |m: &str| AppError::Invalid(FieldError::new("colleague_id", m.to_owned()));
+    let target = kapstone_store::users::get(&state.db, UserId::from_uuid(colleague))
+        .await?
+        .filter(|u| u.clinic_id == user.clinic.as_uuid())
+        .ok_or_else(|| refuse("no such colleague in this clinic"))?;
+    let role: kapstone_domain::Role = target.role.parse().map_err(|_| refuse("no such colleague in this clinic"))?;
+    let mut tx = state.db.begin().await?;
+    let rows = store::one_of_author(&mut tx, user.clinic, user.id, note).await?;
+    let Some(original) = rows.iter().find(|r| r.amends_id.is_none()) else { return Err(AppError::NotFound) };
+    match may_share(
+        user.id,
+        user.role,
+        UserId::from_uuid(original.author_id),
+        UserId::from_uuid(colleague),
+        role,
+        target.active,
+    ) {
+        Ok(()) => {}
+        Err(ShareRefusal::NotTheAuthor) => return Err(AppError::NotFound),
+        Err(ShareRefusal::Self_) => return Err(refuse("name a colleague other than yourself")),
+        Err(ShareRefusal::NotAColleague) => {
+            return Err(refuse("share only with an active therapist or prescriber of the clinic"));
+        }
+    }
+    let at = UtcTs::now();
+    let id = match store::share(&mut tx, user.clinic, user.id, note, UserId::from_uuid(colleague), at).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(AppError::NotFound),
+        Err(kapstone_store::StoreError::Conflict(_)) => {
+            return Err(AppError::Conflict {
+                field: "colleague_id",
+                message: "this note is already shared: withdraw that share first".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut e = user.event(AuditAction::PsychotherapyNoteShared, "psychotherapy_note", Outcome::Success);
+    e.entity_id = Some(note.to_string());
+    e.patient_id = Some(PatientId::from_uuid(original.patient_id));
+    e.reason = Some(format!("share {id} with user {colleague}"));
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(ShareView { note_id: note, colleague_id: colleague, shared_at: at })
+}
+
+/// Withdraws the live share of one of the author's notes; "not found" when there is none.
+pub async fn withdraw(state: &AppState, user: &CurrentUser, note: Uuid) -> Result<(), AppError> {
+    ensure_keeps_notes(user)?;
+    let mut tx = state.db.begin().await?;
+    let rows = store::one_of_author(&mut tx, user.clinic, user.id, note).await?;
+    let Some(original) = rows.iter().find(|r| r.amends_id.is_none()) else { return Err(AppError::NotFound) };
+    let patient = PatientId::from_uuid(original.patient_id);
+    if !store::withdraw_share(&mut tx, user.clinic, user.id, note, UtcTs::now()).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = user.event(AuditAction::PsychotherapyNoteShareWithdrawn, "psychotherapy_note", Outcome::Success);
+    e.entity_id = Some(note.to_string());
+    e.patient_id = Some(patient);
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A note shared with the signed-in colleague, as listed (no text).
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedItem {
+    pub note_id: Uuid,
+    pub session_id: Uuid,
+    pub patient_id: Uuid,
+    pub author_id: Uuid,
+    pub shared_at: UtcTs,
+}
+
+/// The notes shared with the signed-in colleague now (audited per patient, ids only).
+pub async fn shared_with_me(state: &AppState, user: &CurrentUser) -> Result<Vec<SharedItem>, AppError> {
+    ensure_keeps_notes(user)?;
+    let rows = store::shared_with(&state.db, user.clinic, user.id).await?;
+    let items: Vec<SharedItem> = rows
+        .into_iter()
+        .filter(|r| may_read_shared(user.id, user.role, UserId::from_uuid(r.author_id), Some(user.id)))
+        .map(|r| SharedItem {
+            note_id: r.note_id,
+            session_id: r.session_id,
+            patient_id: r.patient_id,
+            author_id: r.author_id,
+            shared_at: r.shared_at.0,
+        })
+        .collect();
+    for i in &items {
+        let mut e = user.event(AuditAction::SharedPsychotherapyNoteRead, "psychotherapy_note", Outcome::Success);
+        e.entity_id = Some(i.note_id.to_string());
+        e.patient_id = Some(PatientId::from_uuid(i.patient_id));
+        e.reason = Some("listed".into());
+        state.read_audit.record(e).await?;
+    }
+    Ok(items)
+}
+
+/// One note: to its author, or to the one colleague it is shared with now. Anyone else gets
+/// "not found", whether the note exists or not.
+pub async fn read_one(state: &AppState, user: &CurrentUser, note: Uuid) -> Result<NoteView, AppError> {
+    ensure_keeps_notes(user)?;
+    let shared = store::shared_note(&state.db, user.clinic, user.id, note).await?;
+    let (rows, shared_with) = if shared.is_empty() {
+        let mut tx = state.db.begin().await?;
+        let rows = store::one_of_author(&mut tx, user.clinic, user.id, note).await?;
+        tx.commit().await?;
+        (rows, None)
+    } else {
+        (shared, Some(user.id))
+    };
+    let notes = assemble_if(rows, |r| may_read_shared(user.id, user.role, UserId::from_uuid(r.author_id), shared_with));
+    let mut view = notes.into_iter().next().ok_or(AppError::NotFound)?;
+    let own = view.author_id == user.id.as_uuid();
+    if own {
+        let shares = store::shares_of_author(&state.db, user.clinic, user.id, &[note]).await?;
+        view.shared_with = shares.first().map(|s| s.colleague_id);
+    }
+    let action = if own { AuditAction::PsychotherapyNoteRead } else { AuditAction::SharedPsychotherapyNoteRead };
+    let mut e = user.event(action, "psychotherapy_note", Outcome::Success);
+    e.entity_id = Some(note.to_string());
+    e.patient_id = Some(PatientId::from_uuid(view.patient_id));
+    state.read_audit.record(e).await?;
+    Ok(view)
 }

@@ -341,6 +341,7 @@ struct SettingsPage {
     consent_validity_months: u8,
     eligibility: kapstone_domain::eligibility::EligibilitySettings,
     reminders: kapstone_domain::reminders::ReminderSettings,
+    measurement: kapstone_domain::measurement::MeasurementSettings,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -354,6 +355,7 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         consent_validity_months: s.consent_validity_months,
         eligibility: s.eligibility,
         reminders: s.reminders,
+        measurement: s.measurement,
         roles,
     })
 }
@@ -438,6 +440,34 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
             } else {
                 current.reminders.check_in_after_dosing
             },
+        },
+        measurement: {
+            let m = current.measurement;
+            let new = kapstone_domain::measurement::MeasurementSettings {
+                phq9_maintenance_every_weeks: number(
+                    &pairs,
+                    "phq9_maintenance_every_weeks",
+                    m.phq9_maintenance_every_weeks,
+                )?,
+                gad7_maintenance_every_weeks: number(
+                    &pairs,
+                    "gad7_maintenance_every_weeks",
+                    m.gad7_maintenance_every_weeks,
+                )?,
+                pcl5_maintenance_every_weeks: number(
+                    &pairs,
+                    "pcl5_maintenance_every_weeks",
+                    m.pcl5_maintenance_every_weeks,
+                )?,
+                gad7_each_dosing_day: if pairs.iter().any(|(k, _)| k == "measurement_fields") {
+                    pairs.iter().any(|(k, v)| k == "gad7_each_dosing_day" && v == "yes")
+                } else {
+                    m.gad7_each_dosing_day
+                },
+                notice_days: number(&pairs, "measure_notice_days", m.notice_days)?,
+            };
+            new.check().map_err(|e| AppError::Invalid(kapstone_domain::FieldError::new(e.field, e.message)))?;
+            new
         },
     };
     let version = settings::save(&state, &admin, &new).await?;

@@ -97,6 +97,30 @@ pub async fn home(State(state): State<AppState>, user: CurrentUser) -> PageResul
             });
         }
     }
+    // Issue 7: patients' record requests with their deadlines, and measures overdue.
+    if allows(Some(user.role), Action::ManageRecordRequests) {
+        use kapstone_domain::records_access::Status;
+        for r in crate::app::record_requests::open(&state, &user).await? {
+            let what = if r.kind == "access" { "a copy of their record" } else { "an amendment" };
+            let text = match r.status {
+                Status::Overdue { due } => format!("Overdue since {due}: a patient's request for {what}"),
+                Status::Open { due, .. } => format!("Due by {due}: a patient's request for {what}"),
+                Status::Answered { .. } => "A patient disagrees with a denied amendment: file the rebuttal".to_owned(),
+            };
+            next_steps.push(NextStep { href: format!("/record-requests#request-{}", r.id), text });
+        }
+    }
+    if allows(Some(user.role), Action::ReadClinicalRecord) {
+        let overdue = crate::app::measures::due(&state, &user)
+            .await?
+            .iter()
+            .filter(|d| d.requirement.status == kapstone_domain::measurement::Status::Overdue)
+            .count();
+        if overdue > 0 {
+            next_steps
+                .push(NextStep { href: "/measures".into(), text: format!("{overdue} questionnaires are overdue") });
+        }
+    }
     let mut alerts = Vec::new();
     if allows(Some(user.role), Action::ReadSafetyAlerts) {
         for a in crate::app::questionnaires::open_alerts(&state, &user).await? {

@@ -33,6 +33,8 @@ pub struct NoteLine {
     pub amend_reason: String,
     /// A refusal of this note's amend form: (field, message).
     pub error: Option<(String, String)>,
+    /// The colleague the note is shared with now: (name, role).
+    pub shared_with: Option<(String, String)>,
 }
 
 impl NoteLine {
@@ -58,6 +60,8 @@ struct NotesPage {
     text: String,
     max_text: usize,
     max_reason: usize,
+    /// The colleagues a note may be shared with: (id, "name (role)").
+    colleagues: Vec<(String, String)>,
 }
 
 /// What was sent with a refused form, to show it again next to its error.
@@ -70,7 +74,7 @@ struct Sent<'a> {
     message: String,
 }
 
-fn line(n: &NoteView, sent: Option<&Sent<'_>>) -> NoteLine {
+fn line(n: &NoteView, sent: Option<&Sent<'_>>, colleagues: &[app::Colleague]) -> NoteLine {
     let mine = sent.filter(|s| s.amends == Some(n.id));
     NoteLine {
         id: n.id.to_string(),
@@ -84,6 +88,12 @@ fn line(n: &NoteView, sent: Option<&Sent<'_>>) -> NoteLine {
         amend_text: mine.map_or_else(|| n.current_text().to_owned(), |s| s.text.to_owned()),
         amend_reason: mine.map(|s| s.reason.to_owned()).unwrap_or_default(),
         error: mine.map(|s| (s.field.clone(), s.message.clone())),
+        shared_with: n.shared_with.map(|c| {
+            colleagues.iter().find(|k| k.id == c).map_or_else(
+                || ("a former colleague".to_owned(), String::new()),
+                |k| (k.name.clone(), k.role.to_owned()),
+            )
+        }),
     }
 }
 
@@ -98,6 +108,7 @@ async fn page(
     let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(mine.patient_id))
         .await?
         .ok_or(AppError::NotFound)?;
+    let colleagues = app::colleagues(state, user).await?;
     let new_note = sent.filter(|s| s.amends.is_none());
     let banner = sent
         .filter(|s| s.amends.is_some_and(|a| !mine.notes.iter().any(|n| n.id == a)))
@@ -108,13 +119,14 @@ async fn page(
         patient_id: mine.patient_id.to_string(),
         patient: format!("{} {}", p.given_name, p.family_name),
         session_opened: when(mine.session_opened_at),
-        notes: mine.notes.iter().map(|n| line(n, sent)).collect(),
+        notes: mine.notes.iter().map(|n| line(n, sent, &colleagues)).collect(),
         notice,
         banner,
         error: new_note.map(|s| (s.field.clone(), s.message.clone())),
         text: new_note.map(|s| s.text.to_owned()).unwrap_or_default(),
         max_text: MAX_TEXT,
         max_reason: MAX_REASON,
+        colleagues: colleagues.iter().map(|c| (c.id.to_string(), format!("{} ({})", c.name, c.role))).collect(),
     })
 }
 
@@ -135,6 +147,8 @@ pub async fn show(
     let notice = match q.saved.as_deref() {
         Some("note") => Some("Your note is signed and saved. Only you can read it.".to_owned()),
         Some("amendment") => Some("Your amendment is signed and saved; the original is kept.".to_owned()),
+        Some("shared") => Some("The note is shared with the colleague you named, and with nobody else.".to_owned()),
+        Some("withdrawn") => Some("The share is withdrawn: only you can read the note again.".to_owned()),
         _ => None,
     };
     page(&state, &user, id, notice, None).await
@@ -183,4 +197,125 @@ pub async fn save(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing with a named colleague.
+
+/// `POST /psychotherapy-notes/{id}/share`: the author names a colleague (form `colleague_id`).
+/// A refusal shows the session's notes page again (422) with the message.
+pub async fn share(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    body: String,
+) -> PageResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body)
+        .map_err(|_| AppError::BadRequest { field: None, message: "the form could not be read".into() })?;
+    let note = app::read_one(&state, &user, id).await?;
+    if note.author_id != user.id.as_uuid() {
+        return Err(AppError::NotFound.into());
+    }
+    let colleague = get(&pairs, "colleague_id").trim().parse::<Uuid>();
+    let result = match colleague {
+        Ok(c) => app::share(&state, &user, id, c).await.map(|_| ()),
+        Err(_) => Err(AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "choose a colleague"))),
+    };
+    match result {
+        Ok(()) => {
+            Ok(Redirect::to(&format!("/sessions/{}/psychotherapy-note?saved=shared", note.session_id)).into_response())
+        }
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
+            let sent = Sent {
+                amends: Some(Uuid::nil()),
+                text: "",
+                reason: "",
+                field: e.field().unwrap_or("colleague_id").to_owned(),
+                message: sentence(&e.public_message("")),
+            };
+            let page = page(&state, &user, note.session_id, None, Some(&sent)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /psychotherapy-notes/{id}/unshare`: the author withdraws the share.
+pub async fn unshare(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> PageResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let note = app::read_one(&state, &user, id).await?;
+    if note.author_id != user.id.as_uuid() {
+        return Err(AppError::NotFound.into());
+    }
+    app::withdraw(&state, &user, id).await?;
+    Ok(Redirect::to(&format!("/sessions/{}/psychotherapy-note?saved=withdrawn", note.session_id)).into_response())
+}
+
+pub struct SharedLine {
+    pub note_id: String,
+    pub patient: String,
+    pub author: String,
+    pub shared_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "psychotherapy_shared.html")]
+struct SharedPage {
+    layout: Layout,
+    list: Vec<SharedLine>,
+    /// One note opened: (patient, author, signed at, text, amendments).
+    note: Option<NoteLine>,
+    note_patient: String,
+    note_author: String,
+}
+
+async fn names(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: Uuid,
+    author: Uuid,
+) -> Result<(String, String), AppError> {
+    let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(patient)).await?;
+    let a = kapstone_store::users::get(&state.db, kapstone_domain::UserId::from_uuid(author)).await?;
+    Ok((
+        p.map_or_else(String::new, |p| format!("{} {}", p.given_name, p.family_name)),
+        a.map_or_else(String::new, |a| a.display_name),
+    ))
+}
+
+/// `GET /psychotherapy-notes/shared`: the notes colleagues have shared with the signed-in
+/// clinician.
+pub async fn shared_list(State(state): State<AppState>, user: CurrentUser) -> PageResult<Html<String>> {
+    let items = app::shared_with_me(&state, &user).await?;
+    let mut list = Vec::new();
+    for i in items {
+        let (patient, author) = names(&state, &user, i.patient_id, i.author_id).await?;
+        list.push(SharedLine { note_id: i.note_id.to_string(), patient, author, shared_at: when(i.shared_at) });
+    }
+    render(&SharedPage {
+        layout: Layout::for_user("Psychotherapy notes shared with me", &user, "/floor"),
+        list,
+        note: None,
+        note_patient: String::new(),
+        note_author: String::new(),
+    })
+}
+
+/// `GET /psychotherapy-notes/{id}`: one note, for its author or the colleague it is shared with.
+pub async fn shared_show(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> PageResult<Html<String>> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let note = app::read_one(&state, &user, id).await?;
+    let (patient, author) = names(&state, &user, note.patient_id, note.author_id).await?;
+    render(&SharedPage {
+        layout: Layout::for_user("Psychotherapy note", &user, "/floor"),
+        list: Vec::new(),
+        note: Some(line(&note, None, &[])),
+        note_patient: patient,
+        note_author: author,
+    })
 }

@@ -1,0 +1,108 @@
+//! Patients' rights over their record over the JSON API (KAP-SPEC 10; TV-HIP-1..3): requests for
+//! access and amendment with their deadlines, the steps on them, and the designated record set.
+//! Portal routes only ever reach the signed-in patient's own requests and export.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiJson, patient_id};
+use crate::app::record_requests::{self as app, NewRequestInput, StepInput};
+use crate::auth::guard::CurrentUser;
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+fn id_of(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound)
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
+    serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// `GET /api/v1/record-requests`: the clinic's open requests with their deadlines (staff).
+pub async fn open(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "requests": to_json(&app::open(&state, &user).await?)? })))
+}
+
+/// `GET /api/v1/record-requests/{id}` (staff).
+pub async fn one(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&app::one(&state, &user, id_of(&id)?).await?)?))
+}
+
+/// `POST /api/v1/patients/{id}/record-requests`: staff record a request on the patient's behalf.
+pub async fn create_for_patient(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<NewRequestInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let v = app::create(&state, &user, patient_id(&id)?, &b).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+}
+
+/// `GET /api/v1/patients/{id}/record-requests` (staff).
+pub async fn of_patient(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let v = app::of_patient(&state, &user, patient_id(&id)?).await?;
+    Ok(Json(json!({ "requests": to_json(&v)? })))
+}
+
+/// `POST /api/v1/record-requests/{id}/steps`: extend, provide, deny, accept or rebut (staff).
+pub async fn step(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<StepInput>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&app::step(&state, &user, id_of(&id)?, &b).await?)?))
+}
+
+/// `GET /api/v1/record-requests/{id}/export`: the designated record set as JSON (staff).
+pub async fn export(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&app::export(&state, &user, id_of(&id)?).await?)?))
+}
+
+/// `GET /api/v1/portal/record-requests`: the signed-in patient's own requests.
+pub async fn own(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "requests": to_json(&app::own(&state, &user).await?)? })))
+}
+
+/// `POST /api/v1/portal/record-requests`: the patient asks for access or an amendment.
+pub async fn create_own(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(b): ApiJson<NewRequestInput>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Some(patient) = user.patient else { return Err(AppError::Forbidden.into()) };
+    let v = app::create(&state, &user, patient, &b).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+}
+
+/// `POST /api/v1/portal/record-requests/{id}/steps`: the patient's statement of disagreement.
+pub async fn own_step(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<StepInput>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&app::step(&state, &user, id_of(&id)?, &b).await?)?))
+}
+
+/// `GET /api/v1/portal/record-requests/{id}/export`: the patient's own record set, once provided.
+pub async fn own_export(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&app::export(&state, &user, id_of(&id)?).await?)?))
+}
