@@ -78,10 +78,16 @@ pub enum AuditAction {
     LedgerRegistryChanged,
     /// A discrepancy opened, investigated, judged, reported or closed.
     DiscrepancyRecorded,
+    /// A patient's measured outcomes read (chart, API, portal): ids and instruments only.
+    OutcomesRead,
+    /// The clinic outcome dashboard read or exported (aggregates; the period and location).
+    OutcomeReportRead,
+    /// A prescriber's course review recorded: continue, modify or stop (ids and the decision).
+    CourseReviewed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 53] = [
+    pub const ALL: [AuditAction; 56] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -135,6 +141,9 @@ impl AuditAction {
         Self::LedgerRecorded,
         Self::LedgerRegistryChanged,
         Self::DiscrepancyRecorded,
+        Self::OutcomesRead,
+        Self::OutcomeReportRead,
+        Self::CourseReviewed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -192,6 +201,9 @@ impl AuditAction {
             Self::LedgerRecorded => "cs_ledger.record",
             Self::LedgerRegistryChanged => "cs_ledger.registry",
             Self::DiscrepancyRecorded => "cs_ledger.discrepancy",
+            Self::OutcomesRead => "outcomes.read",
+            Self::OutcomeReportRead => "outcomes.report",
+            Self::CourseReviewed => "course.review",
         }
     }
 

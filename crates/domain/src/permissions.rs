@@ -89,10 +89,15 @@ pub enum Action {
     /// Investigate and decide discrepancies, and record loss reports (the domain decides which
     /// role may do which step: only a prescriber judges significance).
     ManageDiscrepancies,
+    /// The clinic outcome dashboard and its CSV export (prescribers and admins, issue 7).
+    ReadOutcomeReports,
+    /// Record a course review: continue, modify or stop with a reason (prescribers; KAP-SPEC 2.1
+    /// stage 8, the domain's `course::review` decides the rest).
+    ReviewCourse,
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 37] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -128,6 +133,8 @@ impl Action {
         Action::RecordControlledSubstances,
         Action::ManageControlledSubstanceRegistry,
         Action::ManageDiscrepancies,
+        Action::ReadOutcomeReports,
+        Action::ReviewCourse,
     ];
 }
 
@@ -149,6 +156,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadControlledSubstances,
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
+            Action::ReadOutcomeReports,
         ],
     ),
     (
@@ -181,6 +189,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::RecordControlledSubstances,
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
+            Action::ReadOutcomeReports,
+            Action::ReviewCourse,
         ],
     ),
     (

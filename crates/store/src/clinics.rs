@@ -52,6 +52,10 @@ pub struct ClinicSettings {
     pub eligibility: kapstone_domain::eligibility::EligibilitySettings,
     /// When appointment reminders go out.
     pub reminders: kapstone_domain::reminders::ReminderSettings,
+    /// Outcome definitions: baseline rule, response and remission thresholds (KAP-SPEC 7.1 CONFIG).
+    pub outcomes: kapstone_domain::outcomes::OutcomeSettings,
+    /// How often a course that goes on is reviewed again (KAP-SPEC 2.1 stage 9 CONFIG-DEFAULT).
+    pub course_review: kapstone_domain::course::ReviewSettings,
 }
 
 impl Default for ClinicSettings {
@@ -63,6 +67,8 @@ impl Default for ClinicSettings {
             consent_validity_months: 12,
             eligibility: Default::default(),
             reminders: Default::default(),
+            outcomes: Default::default(),
+            course_review: Default::default(),
         }
     }
 }
@@ -82,11 +88,12 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    /// version, MFA roles, PCL-5 cut-point, consent months, eligibility JSON, reminders JSON.
-    type SettingsRow = (i64, String, i32, i32, Option<String>, Option<String>);
+    /// version, MFA roles, PCL-5 cut-point, consent months, eligibility, reminders, outcomes and
+    /// course-review JSON.
+    type SettingsRow = (i64, String, i32, i32, Option<String>, Option<String>, Option<String>, Option<String>);
     let row: Option<SettingsRow> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders FROM clinic_settings \
+            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders, outcomes, course_review FROM clinic_settings \
              WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
@@ -94,7 +101,7 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
         .await?
     });
     Ok(match row {
-        Some((version, roles, cutoff, months, eligibility, reminders)) => ClinicSettings {
+        Some((version, roles, cutoff, months, eligibility, reminders, outcomes, course_review)) => ClinicSettings {
             version,
             mfa_required_roles: roles_from_text(&roles),
             pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
@@ -108,6 +115,16 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
             reminders: match reminders {
                 Some(json) => serde_json::from_str(&json)
                     .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?,
+                None => Default::default(),
+            },
+            outcomes: match outcomes {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.outcomes".into()))?,
+                None => Default::default(),
+            },
+            course_review: match course_review {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.course_review".into()))?,
                 None => Default::default(),
             },
         },
@@ -129,6 +146,10 @@ pub async fn save_settings(
         .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?;
     let reminders = serde_json::to_string(&settings.reminders)
         .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?;
+    let outcomes = serde_json::to_string(&settings.outcomes)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.outcomes".into()))?;
+    let course_review = serde_json::to_string(&settings.course_review)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.course_review".into()))?;
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -137,7 +158,8 @@ pub async fn save_settings(
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
             "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff, \
-             consent_validity_months, eligibility, reminders) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             consent_validity_months, eligibility, reminders, outcomes, course_review) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
@@ -148,6 +170,8 @@ pub async fn save_settings(
         .bind(months)
         .bind(&eligibility)
         .bind(&reminders)
+        .bind(&outcomes)
+        .bind(&course_review)
         .execute(&mut *c)
         .await?;
         version

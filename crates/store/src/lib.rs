@@ -15,6 +15,7 @@ pub mod dosing;
 pub mod eligibility;
 pub mod invitations;
 pub mod ledger;
+pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

@@ -13,6 +13,7 @@ mod health;
 mod iv_session;
 mod ledger;
 mod mfa;
+mod outcomes;
 mod patients;
 mod permissions;
 mod portal_isolation;

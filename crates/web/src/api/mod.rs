@@ -8,6 +8,7 @@ pub mod dosing;
 pub mod eligibility;
 pub mod ledger;
 pub mod openapi;
+pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

@@ -17,6 +17,7 @@ pub mod patients;
 pub mod portal;
 pub mod protocols;
 pub mod psychotherapy_note;
+pub mod outcomes;
 pub mod rems;
 pub mod schedule;
 pub mod session;
@@ -44,7 +45,9 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/protocols", "Protocols", Action::ReadReferenceContent),
     ("/rems-forms", "REMS forms", Action::RunDosingSession),
     ("/cs", "Controlled substances", Action::ReadControlledSubstances),
+    ("/reports/outcomes", "Outcomes", Action::ReadOutcomeReports),
     ("/portal", "My care", Action::PortalSelf),
+    ("/portal/outcomes", "My progress", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
     ("/admin/outbox", "Outbox", Action::ManageUsers),

@@ -133,6 +133,8 @@ struct PatientPage {
     notice: Option<String>,
     assign_error: Option<String>,
     pathway_error: Option<String>,
+    /// PHQ-9, GAD-7 and PCL-5 over time with the dosing sessions marked (clinicians).
+    outcome_panels: Vec<super::outcomes::ChartPanel>,
 }
 
 fn instrument_title(id: &str) -> String {
@@ -227,7 +229,14 @@ async fn chart_with(
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
     let rems_enrolled_on = kapstone_store::scheduling::rems_enrolled(&state.db, id).await?;
+    let outcome_panels = if can_read_clinical {
+        let o = crate::app::outcomes::of_patient(state, user, id).await?;
+        super::outcomes::panels(&o, &super::outcomes::zone(state, user.clinic).await?, "chart")
+    } else {
+        Vec::new()
+    };
     render(&PatientPage {
+        outcome_panels,
         rems_enrolled_on,
         appointments,
         can_book: allows(Some(user.role), Action::BookAppointments),
