@@ -162,7 +162,9 @@ pub struct Period {
 /// location is always bound as `$n`.
 fn patient_at_location(patient_col: &str, n: u8, on: bool) -> String {
     if on {
-        format!(" AND EXISTS (SELECT 1 FROM appointments la WHERE la.patient_id = {patient_col} AND la.location_id = ${n})")
+        format!(
+            " AND EXISTS (SELECT 1 FROM appointments la WHERE la.patient_id = {patient_col} AND la.location_id = ${n})"
+        )
     } else {
         String::new()
     }

@@ -77,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let two_years = 730 * DAY;
 
     if !args.skip_seed {
-        let location = kapstone_store::scheduling::locations(&db, clinic).await?.into_iter().next().context("location")?;
+        let location =
+            kapstone_store::scheduling::locations(&db, clinic).await?.into_iter().next().context("location")?;
         let types = kapstone_web::app::scheduling::types(&state, &nurse).await?;
         let (type_id, _, _) =
             types.iter().find(|(_, t, _)| t.kind == AppointmentKind::Dosing).context("a dosing appointment type")?;
@@ -171,11 +172,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let counts: (i64, i64) = on_read!(&db, |c| {
-        sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM patients), (SELECT COUNT(*) FROM questionnaire_responses)",
-        )
-        .fetch_one(c)
-        .await?
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM patients), (SELECT COUNT(*) FROM questionnaire_responses)")
+            .fetch_one(c)
+            .await?
     });
     println!("database: {} patients, {} questionnaire responses", counts.0, counts.1);
 
@@ -214,11 +213,7 @@ async fn main() -> anyhow::Result<()> {
         runs.sort();
         let median = runs[runs.len() / 2];
         let max = runs[runs.len() - 1];
-        println!(
-            "{name:<32} {:>8.1}ms {:>8.1}ms  {note}",
-            median.as_secs_f64() * 1000.0,
-            max.as_secs_f64() * 1000.0
-        );
+        println!("{name:<32} {:>8.1}ms {:>8.1}ms  {note}", median.as_secs_f64() * 1000.0, max.as_secs_f64() * 1000.0);
     }
     Ok(())
 }

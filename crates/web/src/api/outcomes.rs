@@ -49,7 +49,11 @@ fn course_id(raw: &str) -> Result<Uuid, AppError> {
 }
 
 /// `GET /api/v1/courses/{id}/reviews`.
-pub async fn reviews(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn reviews(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let items = app::reviews(&state, &user, course_id(&id)?).await?;
     Ok(Json(json!({ "items": items })))
 }

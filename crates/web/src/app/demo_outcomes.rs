@@ -78,7 +78,8 @@ pub async fn seed_outcomes(state: &AppState) -> Result<(), AppError> {
     let now = UtcTs::now().unix_micros();
     // Intake 150 days ago; six weekly doses from day −140 (10:00 UTC-ish, with the pre-dose PHQ-9
     // half an hour before); follow-ups 2, 6 and 12 weeks after the last dose... up to a week ago.
-    let day = |d: i64, minutes: i64| UtcTs::from_unix_micros(now - now.rem_euclid(DAY) + d * DAY + minutes * 60_000_000);
+    let day =
+        |d: i64, minutes: i64| UtcTs::from_unix_micros(now - now.rem_euclid(DAY) + d * DAY + minutes * 60_000_000);
     let follow_ups = [-91, -63, -21];
     for (patient, story) in chosen.into_iter().zip(STORIES.iter()) {
         let mut tx = state.db.begin().await?;
@@ -114,7 +115,8 @@ pub async fn seed_outcomes(state: &AppState) -> Result<(), AppError> {
             rows.push(put("gad7", story.gad7[1 + k], day(*d, 610)));
         }
         for (instrument, a, total, sev, at) in rows {
-            store::insert_past_response(&mut tx, clinic, patient, instrument, &a, total, Some(sev), nurse.id, at).await?;
+            store::insert_past_response(&mut tx, clinic, patient, instrument, &a, total, Some(sev), nurse.id, at)
+                .await?;
         }
         tx.commit().await?;
     }

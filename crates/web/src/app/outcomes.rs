@@ -184,7 +184,11 @@ pub struct PatientOutcomes {
 }
 
 /// Computes the outcomes (no audit: the callers audit).
-async fn compute(state: &AppState, clinic: kapstone_domain::ClinicId, patient: PatientId) -> Result<PatientOutcomes, AppError> {
+async fn compute(
+    state: &AppState,
+    clinic: kapstone_domain::ClinicId,
+    patient: PatientId,
+) -> Result<PatientOutcomes, AppError> {
     let settings = clinics::current_settings(&state.db, clinic).await?;
     let rows = store::scores_of(&state.db, clinic, patient).await?;
     let doses: Vec<Dose> = store::doses_of(&state.db, clinic, patient)
@@ -465,14 +469,10 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
         .ok()
         .and_then(|d| d.to_zoned(tz).ok())
         .map_or(UtcTs::now(), |z| from_jiff(z.timestamp()));
-    let (owed, overdue) =
-        store::rems_forms_owed(&state.db, &p, super::rems::SPRAVATO, overdue_before).await?;
+    let (owed, overdue) = store::rems_forms_owed(&state.db, &p, super::rems::SPRAVATO, overdue_before).await?;
     let sessions_held = sessions_by_protocol.iter().map(|s| s.sessions).sum();
     let mut e = user.event(AuditAction::OutcomeReportRead, "outcome_report", Outcome::Success);
-    e.reason = Some(format!(
-        "from {from} to {to}{}",
-        p.location.map(|l| format!(" location {l}")).unwrap_or_default()
-    ));
+    e.reason = Some(format!("from {from} to {to}{}", p.location.map(|l| format!(" location {l}")).unwrap_or_default()));
     state.read_audit.record(e).await?;
     Ok(Dashboard {
         from: from.to_string(),
@@ -495,7 +495,8 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
 
 fn csv_field(s: &str) -> String {
     // Quote every field; a leading formula character is neutralised for spreadsheets.
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_owned() };
+    let s =
+        if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_owned() };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -524,7 +525,17 @@ pub fn to_csv(d: &Dashboard) -> String {
     }
     for g in &d.end_of_induction {
         let n = g.n.to_string();
-        let base = |m: &str, v: String| [String::from("end_of_induction"), g.instrument.into(), g.route.clone(), g.protocol.clone(), n.clone(), m.into(), v];
+        let base = |m: &str, v: String| {
+            [
+                String::from("end_of_induction"),
+                g.instrument.into(),
+                g.route.clone(),
+                g.protocol.clone(),
+                n.clone(),
+                m.into(),
+                v,
+            ]
+        };
         for r in [
             base("response", g.response.text.clone()),
             base("response_percent", opt(g.response.percent)),
@@ -677,9 +688,9 @@ pub async fn review(
         settings_version: settings.version,
         by: user.id,
     };
-    let id = store::record_review(&mut tx, &new, reviewed.status.as_str())
-        .await?
-        .ok_or_else(|| AppError::Conflict { field: "id", message: "this course has ended; start a new course instead".into() })?;
+    let id = store::record_review(&mut tx, &new, reviewed.status.as_str()).await?.ok_or_else(|| {
+        AppError::Conflict { field: "id", message: "this course has ended; start a new course instead".into() }
+    })?;
     let mut cancelled = 0;
     if reviewed.status == CourseStatus::Stopped {
         for a in store::future_bookings_of_course(&mut tx, course_id, UtcTs::now()).await? {

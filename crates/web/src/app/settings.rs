@@ -51,10 +51,7 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
         .check()
         .map_err(|m| AppError::from(kapstone_domain::FieldError::new("reminder_first_hours", m)))?;
     settings.outcomes.check().map_err(|e| AppError::from(kapstone_domain::FieldError::new(e.field, e.message)))?;
-    settings
-        .course_review
-        .check()
-        .map_err(|e| AppError::from(kapstone_domain::FieldError::new(e.field, e.message)))?;
+    settings.course_review.check().map_err(|e| AppError::from(kapstone_domain::FieldError::new(e.field, e.message)))?;
     let roles: Vec<Role> = Role::ALL.into_iter().filter(|r| settings.mfa_required_roles.contains(r)).collect();
     let settings = ClinicSettings { version: 0, mfa_required_roles: roles.clone(), ..settings.clone() };
     let mut tx = state.db.begin().await?;

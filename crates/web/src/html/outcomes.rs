@@ -34,8 +34,12 @@ pub async fn zone(state: &AppState, clinic: kapstone_domain::ClinicId) -> Result
 
 /// The three charts of a patient's outcomes, with the dosing sessions as markers.
 pub fn panels(o: &PatientOutcomes, zone: &TimeZone, id_prefix: &str) -> Vec<ChartPanel> {
-    let markers: Vec<Marker> =
-        o.doses.iter().enumerate().map(|(i, d)| Marker { at: d.ts, label: format!("Dosing session {}", i + 1) }).collect();
+    let markers: Vec<Marker> = o
+        .doses
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Marker { at: d.ts, label: format!("Dosing session {}", i + 1) })
+        .collect();
     o.outcomes
         .iter()
         .map(|i| {
