@@ -110,10 +110,16 @@ pub enum AuditAction {
     MeasureAssigned,
     /// Due and overdue measures read by staff.
     MeasuresRead,
+    /// A patient's measured outcomes read (chart, API, portal): ids and instruments only.
+    OutcomesRead,
+    /// The clinic outcome dashboard read or exported (aggregates; the period and location).
+    OutcomeReportRead,
+    /// A prescriber's course review recorded: continue, modify or stop (ids and the decision).
+    CourseReviewed,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 69] = [
+    pub const ALL: [AuditAction; 72] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -183,6 +189,9 @@ impl AuditAction {
         Self::RecordExported,
         Self::MeasureAssigned,
         Self::MeasuresRead,
+        Self::OutcomesRead,
+        Self::OutcomeReportRead,
+        Self::CourseReviewed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -256,6 +265,9 @@ impl AuditAction {
             Self::RecordExported => "record.export",
             Self::MeasureAssigned => "measure.assign",
             Self::MeasuresRead => "measure.read",
+            Self::OutcomesRead => "outcomes.read",
+            Self::OutcomeReportRead => "outcomes.report",
+            Self::CourseReviewed => "course.review",
         }
     }
 

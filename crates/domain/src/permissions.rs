@@ -96,10 +96,15 @@ pub enum Action {
     /// TV-HIP-1/2): record a request on a patient's behalf, extend, export, answer, rebut
     /// (clinicians, who read the clinical record the export holds).
     ManageRecordRequests,
+    /// The clinic outcome dashboard and its CSV export (prescribers and admins, issue 7).
+    ReadOutcomeReports,
+    /// Record a course review: continue, modify or stop with a reason (prescribers; KAP-SPEC 2.1
+    /// stage 8, the domain's `course::review` decides the rest).
+    ReviewCourse,
 }
 
 impl Action {
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 39] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -137,6 +142,8 @@ impl Action {
         Action::ManageDiscrepancies,
         Action::WriteIntegrationNotes,
         Action::ManageRecordRequests,
+        Action::ReadOutcomeReports,
+        Action::ReviewCourse,
     ];
 }
 
@@ -158,6 +165,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ReadControlledSubstances,
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
+            Action::ReadOutcomeReports,
         ],
     ),
     (
@@ -191,6 +199,8 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
             Action::ManageRecordRequests,
+            Action::ReadOutcomeReports,
+            Action::ReviewCourse,
         ],
     ),
     (

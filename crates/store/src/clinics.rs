@@ -54,6 +54,10 @@ pub struct ClinicSettings {
     pub reminders: kapstone_domain::reminders::ReminderSettings,
     /// The measurement cadence (KAP-SPEC 7.10, CONFIG-DEFAULT).
     pub measurement: kapstone_domain::measurement::MeasurementSettings,
+    /// Outcome definitions: baseline rule, response and remission thresholds (KAP-SPEC 7.1 CONFIG).
+    pub outcomes: kapstone_domain::outcomes::OutcomeSettings,
+    /// How often a course that goes on is reviewed again (KAP-SPEC 2.1 stage 9 CONFIG-DEFAULT).
+    pub course_review: kapstone_domain::course::ReviewSettings,
 }
 
 impl Default for ClinicSettings {
@@ -66,6 +70,8 @@ impl Default for ClinicSettings {
             eligibility: Default::default(),
             reminders: Default::default(),
             measurement: Default::default(),
+            outcomes: Default::default(),
+            course_review: Default::default(),
         }
     }
 }
@@ -85,11 +91,13 @@ fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSettings> {
-    /// version, MFA roles, PCL-5 cut-point, consent months, eligibility JSON, reminders JSON.
-    type SettingsRow = (i64, String, i32, i32, Option<String>, Option<String>, Option<String>);
+    /// version, MFA roles, PCL-5 cut-point, consent months, eligibility, reminders, outcomes,
+    /// course-review and measurement JSON.
+    type SettingsRow =
+        (i64, String, i32, i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
     let row: Option<SettingsRow> = on_read!(db, |c| {
         sqlx::query_as(
-            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders, measurement FROM clinic_settings \
+            "SELECT version, mfa_required_roles, pcl5_cutoff, consent_validity_months, eligibility, reminders, outcomes, course_review, measurement FROM clinic_settings \
              WHERE clinic_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(clinic.as_uuid())
@@ -97,28 +105,40 @@ pub async fn current_settings(db: &Db, clinic: ClinicId) -> Result<ClinicSetting
         .await?
     });
     Ok(match row {
-        Some((version, roles, cutoff, months, eligibility, reminders, measurement)) => ClinicSettings {
-            version,
-            mfa_required_roles: roles_from_text(&roles),
-            pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
-            consent_validity_months: u8::try_from(months)
-                .map_err(|_| crate::StoreError::Corrupt("consent_validity_months".into()))?,
-            eligibility: match eligibility {
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?,
-                None => Default::default(),
-            },
-            reminders: match reminders {
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?,
-                None => Default::default(),
-            },
-            measurement: match measurement {
-                Some(json) => serde_json::from_str(&json)
-                    .map_err(|_| crate::StoreError::Corrupt("clinic_settings.measurement".into()))?,
-                None => Default::default(),
-            },
-        },
+        Some((version, roles, cutoff, months, eligibility, reminders, outcomes, course_review, measurement)) => {
+            ClinicSettings {
+                version,
+                mfa_required_roles: roles_from_text(&roles),
+                pcl5_cutoff: u8::try_from(cutoff).map_err(|_| crate::StoreError::Corrupt("pcl5_cutoff".into()))?,
+                consent_validity_months: u8::try_from(months)
+                    .map_err(|_| crate::StoreError::Corrupt("consent_validity_months".into()))?,
+                eligibility: match eligibility {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.eligibility".into()))?,
+                    None => Default::default(),
+                },
+                reminders: match reminders {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?,
+                    None => Default::default(),
+                },
+                measurement: match measurement {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.measurement".into()))?,
+                    None => Default::default(),
+                },
+                outcomes: match outcomes {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.outcomes".into()))?,
+                    None => Default::default(),
+                },
+                course_review: match course_review {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.course_review".into()))?,
+                    None => Default::default(),
+                },
+            }
+        }
         None => ClinicSettings::default(),
     })
 }
@@ -139,6 +159,10 @@ pub async fn save_settings(
         .map_err(|_| crate::StoreError::Corrupt("clinic_settings.reminders".into()))?;
     let measurement = serde_json::to_string(&settings.measurement)
         .map_err(|_| crate::StoreError::Corrupt("clinic_settings.measurement".into()))?;
+    let outcomes = serde_json::to_string(&settings.outcomes)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.outcomes".into()))?;
+    let course_review = serde_json::to_string(&settings.course_review)
+        .map_err(|_| crate::StoreError::Corrupt("clinic_settings.course_review".into()))?;
     Ok(on_tx!(tx, |c| {
         let prev: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM clinic_settings WHERE clinic_id = $1")
             .bind(clinic.as_uuid())
@@ -147,7 +171,8 @@ pub async fn save_settings(
         let version = prev.unwrap_or(0) + 1;
         sqlx::query(
             "INSERT INTO clinic_settings (clinic_id, version, mfa_required_roles, created_at, created_by, pcl5_cutoff, \
-             consent_validity_months, eligibility, reminders, measurement) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             consent_validity_months, eligibility, reminders, outcomes, course_review, measurement) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(clinic.as_uuid())
         .bind(version)
@@ -158,6 +183,8 @@ pub async fn save_settings(
         .bind(months)
         .bind(&eligibility)
         .bind(&reminders)
+        .bind(&outcomes)
+        .bind(&course_review)
         .bind(&measurement)
         .execute(&mut *c)
         .await?;

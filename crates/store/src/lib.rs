@@ -18,6 +18,7 @@ pub mod invitations;
 pub mod journal;
 pub mod ledger;
 pub mod measures;
+pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

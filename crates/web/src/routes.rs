@@ -401,6 +401,18 @@ pub fn table() -> Vec<RouteDef> {
         // Issue 7: measurement-based care.
         r(g.clone(), "/measures", ReadClinicalRecord, get(html::measures::show)),
         r(g.clone(), "/api/v1/measures/due", ReadClinicalRecord, get(api::measures::due)),
-        r(g, "/api/v1/audit", ReadAudit, get(api::audit::list)),
+        r(g.clone(), "/api/v1/audit", ReadAudit, get(api::audit::list)),
+        // Measured outcomes, the clinic dashboard and the course review (issue 7)
+        r(g.clone(), "/api/v1/patients/{id}/outcomes", ReadClinicalRecord, get(api::outcomes::of_patient)),
+        r(g.clone(), "/api/v1/portal/outcomes", PortalSelf, get(api::outcomes::own)),
+        r(g.clone(), "/api/v1/reports/outcomes", ReadOutcomeReports, get(api::outcomes::dashboard)),
+        r(g.clone(), "/api/v1/courses/{id}/reviews", ReadClinicalRecord, get(api::outcomes::reviews)),
+        r(p.clone(), "/api/v1/courses/{id}/reviews", ReviewCourse, post(api::outcomes::review)),
+        r(g.clone(), "/api/v1/settings/outcomes", ManageSettings, get(api::outcomes::settings)),
+        r(Method::PUT, "/api/v1/settings/outcomes", ManageSettings, put(api::outcomes::set_settings)),
+        r(g.clone(), "/portal/outcomes", PortalSelf, get(html::outcomes::portal)),
+        r(g.clone(), "/reports/outcomes", ReadOutcomeReports, get(html::outcomes::dashboard)),
+        r(g, "/reports/outcomes.csv", ReadOutcomeReports, get(html::outcomes::dashboard_csv)),
+        r(p, "/patients/{id}/courses/{course}/review", ReviewCourse, post(html::courses::review)),
     ]
 }

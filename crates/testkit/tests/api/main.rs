@@ -15,6 +15,7 @@ mod iv_session;
 mod ledger;
 mod measures;
 mod mfa;
+mod outcomes;
 mod patients;
 mod permissions;
 mod portal_isolation;

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod ledger;
 pub mod measures;
 pub mod openapi;
+pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

@@ -640,6 +640,65 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
         ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),
+        // Measured outcomes, the clinic dashboard and the course review (issue 7)
+        ("GET", "/api/v1/patients/{id}/outcomes") => op(
+            "A patient's PHQ-9, GAD-7 and PCL-5 outcomes (TV-PHQ-R1..R5): per instrument {baseline, latest, \
+             change_pct, response, remission, series:[{at,total}]} plus why a response is not computed, the dosing \
+             sessions (chart markers) and the clinic settings version whose definitions were used (clinicians; \
+             audited read)",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/portal/outcomes") => op(
+            "The signed-in patient's own outcomes, the same shape as /api/v1/patients/{id}/outcomes (audited)",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/reports/outcomes") => op(
+            "The clinic dashboard for ?from=&to= (YYYY-MM-DD, `to` included; default the last 90 days) and \
+             ?location= (a location id): active patients by stage, sessions held, response and remission at the end \
+             of induction by route and protocol with n, median change, overdue measures (null with a note until the \
+             measurement cadence exists), open safety alerts, REMS forms due. 422 names `from`, `to` or `location` \
+             (prescribers and admins; audited). CSV: /reports/outcomes.csv",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/courses/{id}/reviews") => op(
+            "The reviews of a treatment course, oldest first: decision, reason, options after, next review, the \
+             outcome summary decided on and the settings version",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/courses/{id}/reviews") => op(
+            "Record the course review {decision: continue|modify|stop, reason, options (modify)} (prescribers, \
+             KAP-SPEC 2.1 stage 8). Append-only and audited; stop ends the course and cancels its future bookings. \
+             422 names `decision`, `reason` or the option at fault; 409 when the course has ended",
+            Some(json!({"type":"object","required":["decision","reason"],"additionalProperties":false,
+                "properties":{"decision":{"type":"string","enum":["continue","modify","stop"]},
+                "reason":{"type":"string","maxLength":4000},"options":{"type":"object"}}})),
+            "201",
+            obj.clone(),
+        ),
+        ("GET", "/api/v1/settings/outcomes") => op(
+            "The clinic's outcome definitions (baseline rule, response and remission thresholds, response only \
+             from a moderate baseline; KAP-SPEC 7.1 CONFIG) and the re-review interval, with the settings version \
+             (admins)",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("PUT", "/api/v1/settings/outcomes") => op(
+            "Save new outcome definitions {outcomes?, course_review?} as a new clinic settings version (admins); \
+             422 names the setting out of range",
+            Some(json!({"type":"object","additionalProperties":false,
+                "properties":{"outcomes":{"type":"object"},"course_review":{"type":"object"}}})),
+            "200",
+            obj.clone(),
+        ),
         _ => return None,
     })
 }

@@ -167,6 +167,7 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
     super::demo_ledger::seed_ledger(state).await?;
     super::demo_floor::seed_floor(state, &on_the_floor).await?;
     super::demo_journal::seed_journal(state).await?;
+    super::demo_outcomes::seed_outcomes(state).await?;
     Ok(DemoSeed { clinic, accounts })
 }
 

@@ -50,6 +50,8 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
         .reminders
         .check()
         .map_err(|m| AppError::from(kapstone_domain::FieldError::new("reminder_first_hours", m)))?;
+    settings.outcomes.check().map_err(|e| AppError::from(kapstone_domain::FieldError::new(e.field, e.message)))?;
+    settings.course_review.check().map_err(|e| AppError::from(kapstone_domain::FieldError::new(e.field, e.message)))?;
     let roles: Vec<Role> = Role::ALL.into_iter().filter(|r| settings.mfa_required_roles.contains(r)).collect();
     let settings = ClinicSettings { version: 0, mfa_required_roles: roles.clone(), ..settings.clone() };
     let mut tx = state.db.begin().await?;
@@ -59,7 +61,8 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
     let roles_text = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
     e.reason = Some(format!(
         "mfa_required_roles={roles_text} pcl5_cutoff={} consent_validity_months={} bp_exclude={}/{} \
-         benzodiazepine_review_above_mg={} trd_min_adequate_weeks={} pregnancy={:?} current_mania={:?}",
+         benzodiazepine_review_above_mg={} trd_min_adequate_weeks={} pregnancy={:?} current_mania={:?} \
+         outcomes={:?} course_review={:?}",
         settings.pcl5_cutoff,
         settings.consent_validity_months,
         el.bp_exclude_systolic,
@@ -68,6 +71,8 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
         el.trd_min_adequate_weeks,
         el.pregnancy_severity,
         el.current_mania_severity,
+        settings.outcomes,
+        settings.course_review,
     ));
     audit::append(&mut tx, &e).await?;
     tx.commit().await?;

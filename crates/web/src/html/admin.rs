@@ -469,6 +469,9 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
             new.check().map_err(|e| AppError::Invalid(kapstone_domain::FieldError::new(e.field, e.message)))?;
             new
         },
+        // Changed through `PUT /api/v1/settings/outcomes`; kept as they are here.
+        outcomes: current.outcomes,
+        course_review: current.course_review,
     };
     let version = settings::save(&state, &admin, &new).await?;
     // Redirect so the next page is built from the new settings (the banner depends on them).

@@ -31,6 +31,8 @@ pub struct CourseCard {
     pub view: CourseView,
     pub phase: &'static str,
     pub rows: Vec<PlanRow>,
+    /// The course reviews, oldest first.
+    pub reviews: Vec<crate::app::outcomes::ReviewView>,
 }
 
 #[derive(Template)]
@@ -52,6 +54,9 @@ struct CoursesPage {
     error: Option<String>,
     results: Vec<PlanBooking>,
     defaults: CourseOptions,
+    /// The outcome charts the course review is decided on (clinicians only).
+    outcome_panels: Vec<super::outcomes::ChartPanel>,
+    can_review: bool,
 }
 
 fn phase_label(p: kapstone_domain::course::Phase) -> &'static str {
@@ -111,9 +116,22 @@ async fn page(
                     }
                 })
                 .collect();
-            CourseCard { id: v.id.to_string(), phase: phase_label(v.phase), rows, view: v }
+            CourseCard { id: v.id.to_string(), phase: phase_label(v.phase), rows, view: v, reviews: Vec::new() }
         })
-        .collect();
+        .collect::<Vec<CourseCard>>();
+    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
+    let mut cards = cards;
+    let mut outcome_panels = Vec::new();
+    if can_read_clinical {
+        for c in &mut cards {
+            c.reviews = crate::app::outcomes::reviews(state, user, c.view.id).await?;
+        }
+        if !cards.is_empty() {
+            let o = crate::app::outcomes::of_patient(state, user, patient).await?;
+            let zone = super::outcomes::zone(state, user.clinic).await?;
+            outcome_panels = super::outcomes::panels(&o, &zone, "course");
+        }
+    }
     let decision = kapstone_store::eligibility::decisions(&state.db, patient).await?.into_iter().next();
     let templates = decision
         .as_ref()
@@ -148,6 +166,8 @@ async fn page(
         error,
         results,
         defaults: CourseOptions::default(),
+        outcome_panels,
+        can_review: allows(Some(user.role), Action::ReviewCourse),
     })
 }
 
@@ -253,6 +273,48 @@ pub async fn book(
             let booked = results.iter().filter(|r| r.appointment_id.is_some()).count();
             let notice = format!("{booked} session(s) booked; {} could not be.", results.len() - booked);
             Ok(page(&state, &user, patient, Some(notice), None, results).await?.into_response())
+        }
+        Err(e) => refused(&state, &user, patient, e).await,
+    }
+}
+
+/// `POST /patients/{id}/courses/{course}/review`: a prescriber records the course review.
+pub async fn review(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((id, course)): Path<(String, String)>,
+    body: String,
+) -> PageResult<Response> {
+    let patient = patient_id(&id)?;
+    let course: uuid::Uuid = course.parse().map_err(|_| AppError::NotFound)?;
+    let row = store::course(&state.db, user.clinic, course).await?.ok_or(AppError::NotFound)?;
+    if row.patient_id != patient.as_uuid() {
+        return Err(AppError::NotFound.into());
+    }
+    let p = pairs(&body)?;
+    let decision = get(&p, "decision").to_owned();
+    let options = if decision == "modify" {
+        // The form shows the course's options; an empty box keeps the clinic default.
+        match course_options(&p) {
+            Ok(o) => Some(o),
+            Err(e) => return refused(&state, &user, patient, e).await,
+        }
+    } else {
+        None
+    };
+    let input = crate::app::outcomes::ReviewInput { decision, options, reason: get(&p, "reason").to_owned() };
+    match crate::app::outcomes::review(&state, &user, course, &input).await {
+        Ok(r) => {
+            let notice = format!(
+                "Course review recorded: {}.{}",
+                r.decision,
+                if r.cancelled_bookings > 0 {
+                    format!(" {} future booking(s) cancelled.", r.cancelled_bookings)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(page(&state, &user, patient, Some(notice), None, Vec::new()).await?.into_response())
         }
         Err(e) => refused(&state, &user, patient, e).await,
     }

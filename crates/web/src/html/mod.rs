@@ -16,6 +16,7 @@ pub mod invite;
 pub mod journal;
 pub mod ledger;
 pub mod measures;
+pub mod outcomes;
 pub mod patients;
 pub mod portal;
 pub mod protocols;
@@ -48,9 +49,11 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/protocols", "Protocols", Action::ReadReferenceContent),
     ("/rems-forms", "REMS forms", Action::RunDosingSession),
     ("/cs", "Controlled substances", Action::ReadControlledSubstances),
+    ("/reports/outcomes", "Outcomes", Action::ReadOutcomeReports),
     ("/portal", "My care", Action::PortalSelf),
     ("/portal/journal", "My journal", Action::PortalSelf),
     ("/journal", "Shared journals", Action::ReadClinicalRecord),
+    ("/portal/outcomes", "My progress", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
     ("/admin/outbox", "Outbox", Action::ManageUsers),

@@ -135,6 +135,8 @@ struct PatientPage {
     pathway_error: Option<String>,
     /// Dosing sessions, newest first, each with the link to its integration notes: (id, opened, phase).
     dosing_sessions: Vec<(String, String, String)>,
+    /// PHQ-9, GAD-7 and PCL-5 over time with the dosing sessions marked (clinicians).
+    outcome_panels: Vec<super::outcomes::ChartPanel>,
 }
 
 fn instrument_title(id: &str) -> String {
@@ -238,8 +240,15 @@ async fn chart_with(
     } else {
         Vec::new()
     };
+    let outcome_panels = if can_read_clinical {
+        let o = crate::app::outcomes::of_patient(state, user, id).await?;
+        super::outcomes::panels(&o, &super::outcomes::zone(state, user.clinic).await?, "chart")
+    } else {
+        Vec::new()
+    };
     render(&PatientPage {
         dosing_sessions,
+        outcome_panels,
         rems_enrolled_on,
         appointments,
         can_book: allows(Some(user.role), Action::BookAppointments),
