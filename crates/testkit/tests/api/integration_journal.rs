@@ -405,9 +405,14 @@ both_backends! {
         let page = c.get(fx.app.url("/portal/journal")).send().await?.text().await?;
         assert!(page.contains("988") && page.contains("care team"), "{page}");
         assert!(!page.contains("After your session"), "no session has ended yet");
-        // Once the session has ended (the session just opened is the only one with no events),
-        // the journal prompts the patient to write about it.
-        assert_eq!(fx.app.raw_sql("UPDATE dosing_sessions SET state = 'discharged' WHERE event_count = 0").await?, 1);
+        // Once the session has ended, the journal prompts the patient to write about it.
+        let session = uuid::Uuid::parse_str(&fx.session)?;
+        let id = match fx.app.backend {
+            kapstone_store::Backend::Sqlite => format!("X'{}'", session.simple()),
+            kapstone_store::Backend::Postgres => format!("'{session}'"),
+        };
+        let sql = format!("UPDATE dosing_sessions SET state = 'discharged' WHERE id = {id}");
+        assert_eq!(fx.app.raw_sql(&sql).await?, 1);
         let (_, own) = fx.get(&fx.patient3, "/api/v1/portal/journal").await?;
         let own: Value = serde_json::from_str(&own)?;
         assert_eq!(own["prompt_session"]["id"], fx.session.as_str(), "{own}");

@@ -212,16 +212,15 @@ both_backends! {
         assert_eq!((r["decision"].as_str(), r["course_status"].as_str()), (Some("continue"), Some("active")));
         assert!(r["next_review_due"].is_string() && r["outcome_summary"]["instruments"].is_array(), "{r}");
         // Stop: the course ends and its future bookings are cancelled.
-        let booked = format!(
-            "appointments WHERE status = 'booked' AND course_id IN (SELECT id FROM treatment_courses WHERE template = 'SPRAVATO-TRD')"
-        );
-        let future = app.count(&booked).await?;
+        let booked = "appointments WHERE status = 'booked' AND course_id IN \
+                      (SELECT id FROM treatment_courses WHERE template = 'SPRAVATO-TRD')";
+        let future = app.count(booked).await?;
         assert!(future > 0);
         let (s, r) = post(&app, &prescriber, &path, json!({"decision": "stop", "reason": "patient's choice"})).await?;
         assert_eq!(s, 201, "{r}");
         assert_eq!(r["course_status"], "stopped");
         assert!(r["cancelled_bookings"].as_i64().unwrap() >= 1, "{r}");
-        assert!(app.count(&booked).await? < future);
+        assert!(app.count(booked).await? < future);
         let list: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
         assert_eq!(list["items"][0]["status"], "stopped");
         // A stopped course is not reviewed again; reviews are append-only and audited.
