@@ -45,6 +45,7 @@ async fn sign_in_navigate_and_sign_out() {
                 "Schedule",
                 "Protocols",
                 "Controlled substances",
+                "Outcomes",
                 "Accounts",
                 "Audit log",
                 "Outbox",
