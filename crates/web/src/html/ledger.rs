@@ -107,6 +107,15 @@ fn unit(form: &ProductForm) -> (&'static str, &'static str) {
     }
 }
 
+/// The form of one of the clinic's products, named by a form's `product` field.
+fn form_of(reg: &registry::Registry, product: Uuid) -> Result<ProductForm, AppError> {
+    reg.products
+        .iter()
+        .find(|x| x.id.as_uuid() == product)
+        .map(|x| x.form)
+        .ok_or_else(|| kapstone_domain::FieldError::new("product", "unknown product").into())
+}
+
 /// A measure typed in the product's own unit.
 fn measure_in(form: &ProductForm, field: &'static str, raw: &str) -> Result<Option<Measure>, AppError> {
     let raw = raw.trim();
@@ -418,12 +427,7 @@ pub async fn count(State(state): State<AppState>, user: CurrentUser, body: Strin
             }
             let product: Uuid =
                 product_raw.parse().map_err(|_| kapstone_domain::FieldError::new("product", "unknown product"))?;
-            let form = reg
-                .products
-                .iter()
-                .find(|x| x.id.as_uuid() == product)
-                .map(|x| x.form)
-                .ok_or_else(|| kapstone_domain::FieldError::new("product", "unknown product"))?;
+            let form = form_of(&reg, product)?;
             let full: u32 = get(&p, &format!("full_{i}")).parse().map_err(|_| {
                 kapstone_domain::FieldError::new("full_containers", "give the number of full containers")
             })?;
@@ -467,12 +471,7 @@ pub async fn destroy(State(state): State<AppState>, user: CurrentUser, body: Str
     let result = async {
         let product = uuid_of(&p, "product")?;
         let reg = registry::registry(&state, &user).await?;
-        let form = reg
-            .products
-            .iter()
-            .find(|x| x.id.as_uuid() == product)
-            .map(|x| x.form)
-            .ok_or_else(|| kapstone_domain::FieldError::new("product", "unknown product"))?;
+        let form = form_of(&reg, product)?;
         let reason = match get(&p, "reason") {
             "expired" => DestructionReason::Expired,
             "damaged" => DestructionReason::Damaged,
@@ -504,12 +503,7 @@ pub async fn transfer(State(state): State<AppState>, user: CurrentUser, body: St
     let result = async {
         let product = uuid_of(&p, "product")?;
         let reg = registry::registry(&state, &user).await?;
-        let form = reg
-            .products
-            .iter()
-            .find(|x| x.id.as_uuid() == product)
-            .map(|x| x.form)
-            .ok_or_else(|| kapstone_domain::FieldError::new("product", "unknown product"))?;
+        let form = form_of(&reg, product)?;
         let full: u32 = if get(&p, "full_containers").is_empty() { 0 } else { number(&p, "full_containers")? };
         let measure = match (full, measure_in(&form, "partial", get(&p, "partial"))?) {
             (0, Some(m)) => m,
