@@ -176,23 +176,34 @@ fn patient_at_location(patient_col: &str, n: u8, on: bool) -> String {
 /// state (on hold, withdrawn, completed), an active treatment course (treatment), the latest
 /// signed decision (not eligible; eligible but no course yet: consent and preparation), a
 /// consultation recorded (eligibility), else referral.
+///
+/// Each fact is a derived table with at most one row per patient (the latest side state and
+/// decision are the rows with no later one), joined to the patients: both engines then read
+/// each table once (PostgreSQL hash-joins them) instead of probing four subqueries per patient,
+/// which took a second on PostgreSQL at 100,000 patients.
 pub async fn patients_by_stage(db: &Db, p: &Period) -> Result<Vec<(String, i64)>> {
     let sql = format!(
         "SELECT stage, COUNT(*) FROM (SELECT CASE \
-           WHEN x.side = 'hold' THEN 'on_hold' \
-           WHEN x.side = 'withdraw' THEN 'withdrawn' \
-           WHEN x.side = 'complete' THEN 'completed' \
-           WHEN EXISTS (SELECT 1 FROM treatment_courses tc WHERE tc.clinic_id = $1 AND tc.status = 'active' \
-                        AND tc.patient_id = x.id) THEN 'treatment' \
-           WHEN x.verdict = 'not_eligible' THEN 'ineligible' \
-           WHEN x.verdict = 'eligible' THEN 'consent_preparation' \
-           WHEN EXISTS (SELECT 1 FROM consultations co WHERE co.patient_id = x.id) THEN 'eligibility' \
+           WHEN s.event = 'hold' THEN 'on_hold' \
+           WHEN s.event = 'withdraw' THEN 'withdrawn' \
+           WHEN s.event = 'complete' THEN 'completed' \
+           WHEN t.patient_id IS NOT NULL THEN 'treatment' \
+           WHEN v.verdict = 'not_eligible' THEN 'ineligible' \
+           WHEN v.verdict = 'eligible' THEN 'consent_preparation' \
+           WHEN c.patient_id IS NOT NULL THEN 'eligibility' \
            ELSE 'referral' END AS stage \
-         FROM (SELECT p.id, \
-                 (SELECT e.event FROM pathway_events e WHERE e.patient_id = p.id ORDER BY e.id DESC LIMIT 1) AS side, \
-                 (SELECT d.verdict FROM eligibility_decisions d WHERE d.patient_id = p.id \
-                  ORDER BY d.signed_at DESC LIMIT 1) AS verdict \
-               FROM patients p WHERE p.clinic_id = $1{}) x) y GROUP BY stage ORDER BY stage",
+         FROM patients p \
+         LEFT JOIN (SELECT e.patient_id, e.event FROM pathway_events e WHERE e.clinic_id = $1 \
+           AND NOT EXISTS (SELECT 1 FROM pathway_events l WHERE l.patient_id = e.patient_id AND l.id > e.id)) s \
+           ON s.patient_id = p.id \
+         LEFT JOIN (SELECT d.patient_id, d.verdict FROM eligibility_decisions d WHERE d.clinic_id = $1 \
+           AND NOT EXISTS (SELECT 1 FROM eligibility_decisions l WHERE l.patient_id = d.patient_id \
+             AND (l.signed_at > d.signed_at OR (l.signed_at = d.signed_at AND l.id > d.id)))) v \
+           ON v.patient_id = p.id \
+         LEFT JOIN (SELECT DISTINCT patient_id FROM treatment_courses WHERE clinic_id = $1 AND status = 'active') t \
+           ON t.patient_id = p.id \
+         LEFT JOIN (SELECT DISTINCT patient_id FROM consultations WHERE clinic_id = $1) c ON c.patient_id = p.id \
+         WHERE p.clinic_id = $1{}) y GROUP BY stage ORDER BY stage",
         patient_at_location("p.id", 2, p.location.is_some())
     );
     Ok(on_read!(db, |c| {
@@ -246,17 +257,20 @@ pub async fn end_of_induction_pairs(
     let order = if intake_baseline { "ASC" } else { "DESC" };
     let sql = format!(
         "WITH firsts AS ( \
-           SELECT patient_id, MIN(dose_started_at) AS first_dose FROM dosing_sessions \
-           WHERE clinic_id = $1 AND dose_started_at IS NOT NULL GROUP BY patient_id \
+           SELECT d.patient_id, MIN(d.dose_started_at) AS first_dose FROM dosing_sessions d \
+           WHERE d.clinic_id = $1 AND d.dose_started_at >= $2 AND d.dose_started_at < $3 \
+           AND NOT EXISTS (SELECT 1 FROM dosing_sessions e WHERE e.clinic_id = $1 AND e.patient_id = d.patient_id \
+                           AND e.dose_started_at < $2) \
+           GROUP BY d.patient_id \
          ), cohort AS ( \
            SELECT f.patient_id, f.first_dose, MIN(d.protocol_id) AS protocol_id, \
              COALESCE((SELECT MIN(r.reviewed_at) FROM course_reviews r WHERE r.patient_id = f.patient_id \
                        AND r.reviewed_at >= f.first_dose), $3) AS cutoff \
            FROM firsts f \
            JOIN dosing_sessions d ON d.clinic_id = $1 AND d.patient_id = f.patient_id AND d.dose_started_at = f.first_dose \
-           WHERE f.first_dose >= $2 AND f.first_dose < $3{loc} \
+           WHERE 1 = 1{loc} \
            GROUP BY f.patient_id, f.first_dose \
-         ), pairs AS ( \
+         ), pairs AS MATERIALIZED ( \
            SELECT c.protocol_id, \
              (SELECT q.total FROM questionnaire_responses q WHERE q.patient_id = c.patient_id AND q.instrument = $4 \
               AND q.total IS NOT NULL AND q.submitted_at < c.first_dose ORDER BY q.submitted_at {order} LIMIT 1) AS baseline, \
@@ -291,6 +305,26 @@ pub async fn open_alerts(db: &Db, p: &Period) -> Result<i64> {
     );
     Ok(on_read!(db, |c| {
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(p.clinic.as_uuid());
+        if let Some(l) = p.location {
+            q = q.bind(l);
+        }
+        q.fetch_one(c).await?
+    }))
+}
+
+/// Measures overdue now: questionnaires the cadence job assigned for an active course (KAP-SPEC
+/// 7.10) whose due time has passed and which the patient has not answered. The job assigns every
+/// measure before it is due, so an overdue one is always among these rows.
+pub async fn overdue_measures(db: &Db, p: &Period, now: UtcTs) -> Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM measure_assignments m \
+         JOIN questionnaire_assignments a ON a.id = m.assignment_id \
+         JOIN treatment_courses t ON t.id = m.course_id \
+         WHERE m.clinic_id = $1 AND m.due_by < $2 AND a.completed_at IS NULL AND t.status = 'active'{}",
+        patient_at_location("m.patient_id", 3, p.location.is_some())
+    );
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(p.clinic.as_uuid()).bind(DbTs(now));
         if let Some(l) = p.location {
             q = q.bind(l);
         }

@@ -57,6 +57,142 @@ fn total(patient: usize, k: usize, instrument_max: i32) -> i32 {
     (base - base * drop * k / 40).clamp(0, instrument_max)
 }
 
+/// The stage-defining rows of a clinic where most referrals go on (so the stage count reads
+/// realistic tables, not empty ones): a consultation for nine patients in ten (and every treated
+/// one), a signed decision for most of those (one in ten not eligible), a course for each treated
+/// patient (active for two in three, completed otherwise) and a side state for one in twenty.
+async fn seed_pathway(
+    db: &Db,
+    clinic: kapstone_domain::ClinicId,
+    ids: &[Uuid],
+    nurse: &kapstone_web::auth::guard::CurrentUser,
+    prescriber: &kapstone_web::auth::guard::CurrentUser,
+    now: i64,
+    treated_every: usize,
+) -> anyhow::Result<usize> {
+    // The demo's own patients keep their real history.
+    let mut storied: Vec<Uuid> = on_read!(db, |c| {
+        sqlx::query_scalar(
+            "SELECT patient_id FROM consultations UNION SELECT patient_id FROM eligibility_decisions \
+             UNION SELECT patient_id FROM treatment_courses UNION SELECT patient_id FROM pathway_events",
+        )
+        .fetch_all(c)
+        .await?
+    });
+    storied.sort();
+    let fresh: Vec<Uuid> = ids.iter().filter(|id| storied.binary_search(id).is_err()).copied().collect();
+    let mut written = 0;
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+        let mut consultations = Vec::new();
+        let mut decisions = Vec::new();
+        let mut courses = Vec::new();
+        let mut events = Vec::new();
+        for id in chunk {
+            let i = usize::from_le_bytes(id.as_bytes()[8..16].try_into().unwrap_or([0; 8]));
+            let at = now - 800 * DAY + i64::try_from(i % 600).unwrap_or(0) * DAY;
+            let treated = i % treated_every.max(1) == 0;
+            if treated || i % 10 != 0 {
+                consultations.push((*id, at));
+            }
+            if treated || (1..=8).contains(&(i % 10)) {
+                let verdict = if !treated && i % 10 == 8 { "not_eligible" } else { "eligible" };
+                decisions.push((*id, verdict, at + DAY));
+            }
+            if treated {
+                courses.push((*id, if i % 3 == 0 { "completed" } else { "active" }, at + 2 * DAY));
+            }
+            match i % 20 {
+                1 => events.push((*id, "hold", at + 3 * DAY)),
+                2 => events.push((*id, "withdraw", at + 3 * DAY)),
+                3 => {
+                    events.push((*id, "hold", at + 3 * DAY));
+                    events.push((*id, "resume", at + 4 * DAY));
+                }
+                _ => {}
+            }
+        }
+        written += consultations.len() + decisions.len() + courses.len() + events.len();
+        let mut tx = db.begin().await?;
+        on_tx!(&mut tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO consultations (id, clinic_id, patient_id, version, body, diagnosis_table_version, \
+                 recorded_by, recorded_at) ",
+            );
+            q.push_values(&consultations, |mut b, (patient, at)| {
+                b.push_bind(Uuid::now_v7())
+                    .push_bind(clinic.as_uuid())
+                    .push_bind(*patient)
+                    .push_bind(1_i32)
+                    .push_bind("{}")
+                    .push_bind("bench")
+                    .push_bind(nurse.id.as_uuid())
+                    .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
+            });
+            q.build().execute(&mut *c).await?;
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO eligibility_decisions (id, clinic_id, patient_id, verdict, routes, dispositions, summary, \
+                 ruleset_version, settings_version, outcome, findings, input_snapshot, input_sha256, signed_by, \
+                 signed_at) ",
+            );
+            q.push_values(&decisions, |mut b, (patient, verdict, at)| {
+                b.push_bind(Uuid::now_v7())
+                    .push_bind(clinic.as_uuid())
+                    .push_bind(*patient)
+                    .push_bind(*verdict)
+                    .push_bind("[]")
+                    .push_bind("[]")
+                    .push_bind("Synthetic benchmark decision")
+                    .push_bind("bench")
+                    .push_bind(1_i64)
+                    .push_bind(*verdict)
+                    .push_bind("[]")
+                    .push_bind("{}")
+                    .push_bind("")
+                    .push_bind(prescriber.id.as_uuid())
+                    .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
+            });
+            q.build().execute(&mut *c).await?;
+            if !courses.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO treatment_courses (id, clinic_id, patient_id, template, first_date, options, status, \
+                     started_by, started_at) ",
+                );
+                q.push_values(&courses, |mut b, (patient, status, at)| {
+                    let first =
+                        jiff::Timestamp::from_microsecond(*at).map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date());
+                    b.push_bind(Uuid::now_v7())
+                        .push_bind(clinic.as_uuid())
+                        .push_bind(*patient)
+                        .push_bind("KAP-SL")
+                        .push_bind(first.map(|d| d.to_string()).unwrap_or_default())
+                        .push_bind("{}")
+                        .push_bind(*status)
+                        .push_bind(prescriber.id.as_uuid())
+                        .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
+                });
+                q.build().execute(&mut *c).await?;
+            }
+            if !events.is_empty() {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO pathway_events (id, clinic_id, patient_id, event, reason, recorded_by, recorded_at) ",
+                );
+                q.push_values(&events, |mut b, (patient, event, at)| {
+                    b.push_bind(Uuid::now_v7())
+                        .push_bind(clinic.as_uuid())
+                        .push_bind(*patient)
+                        .push_bind(*event)
+                        .push_bind("Synthetic benchmark event")
+                        .push_bind(nurse.id.as_uuid())
+                        .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
+                });
+                q.build().execute(&mut *c).await?;
+            }
+        });
+        tx.commit().await?;
+    }
+    Ok(written)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -76,7 +212,19 @@ async fn main() -> anyhow::Result<()> {
     let now = UtcTs::now().unix_micros();
     let two_years = 730 * DAY;
 
-    if !args.skip_seed {
+    let (responses_now, consultations_now): (i64, i64) = on_read!(&db, |c| {
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM questionnaire_responses), (SELECT COUNT(*) FROM consultations)")
+            .fetch_one(c)
+            .await?
+    });
+    // Seed what is missing, so a database seeded by an earlier version gains the pathway rows
+    // without doubling its responses.
+    if !args.skip_seed && usize::try_from(consultations_now).unwrap_or(0) < ids.len() / 2 {
+        let started = Instant::now();
+        let n = seed_pathway(&db, clinic, &ids, &nurse, &prescriber, now, args.treated_every).await?;
+        println!("wrote {n} pathway rows in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    if !args.skip_seed && usize::try_from(responses_now).unwrap_or(0) < args.responses / 2 {
         let location =
             kapstone_store::scheduling::locations(&db, clinic).await?.into_iter().next().context("location")?;
         let types = kapstone_web::app::scheduling::types(&state, &nurse).await?;
@@ -163,6 +311,8 @@ async fn main() -> anyhow::Result<()> {
             "wrote {written} responses and {sessions} finished dosing sessions for {} patients in {secs:.1} s",
             ids.len()
         );
+    }
+    if !args.skip_seed {
         // Fresh statistics for the planner (both engines understand ANALYZE).
         let mut tx = db.begin().await?;
         on_tx!(&mut tx, |c| {

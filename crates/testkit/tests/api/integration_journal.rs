@@ -468,3 +468,51 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn the_record_export_holds_signed_notes_with_amendments_and_shared_entries_only(b) {
+        let fx = Fx::new(b).await?;
+        let (s, note) = fx.draft(&fx.therapist, NOTE).await?;
+        assert_eq!(s, 201, "{note}");
+        let id = note["id"].as_str().unwrap().to_owned();
+        let (s, _) = fx.post(&fx.therapist, &format!("/api/v1/integration-notes/{id}/sign"), json!({})).await?;
+        assert_eq!(s, 200);
+        let amend = format!("/api/v1/integration-notes/{id}/amendments");
+        let (s, _) = fx.post(&fx.therapist, &amend, json!({"summary": "Corrected AMD-5512", "reason": "Typo"})).await?;
+        assert_eq!(s, 201);
+        let (s, _) = fx.draft(&fx.therapist2, DRAFT).await?;
+        assert_eq!(s, 201);
+        let shared = fx.write_entry(&fx.patient3, ENTRY).await?;
+        let (s, _) = fx.post(&fx.patient3, &format!("/api/v1/portal/journal/{shared}/share"), json!({})).await?;
+        assert_eq!(s, 200);
+        fx.write_entry(&fx.patient3, "Private entry PRV-7781").await?;
+
+        let (s, req) = fx
+            .post(&fx.nurse, &format!("/api/v1/patients/{}/record-requests", fx.patient3_id), json!({"kind": "access"}))
+            .await?;
+        assert_eq!(s, 201, "{req}");
+        let rid = req["id"].as_str().unwrap().to_owned();
+        let (s, _) = fx.post(&fx.nurse, &format!("/api/v1/record-requests/{rid}/steps"), json!({"step": "provide"})).await?;
+        assert_eq!(s, 200);
+        let (s, body) = fx.get(&fx.patient3, &format!("/api/v1/portal/record-requests/{rid}/export")).await?;
+        assert_eq!(s, 200, "{body}");
+        let x: Value = serde_json::from_str(&body)?;
+        let section = |key: &str| -> Vec<Value> {
+            x["sections"].as_array().unwrap().iter().find(|s| s["key"] == key).unwrap()["items"].as_array().unwrap().clone()
+        };
+        let notes = section("integration_notes");
+        assert_eq!(notes.len(), 1, "the signed note only, not the draft: {notes:?}");
+        assert_eq!(notes[0]["summary"], NOTE, "the original as signed");
+        assert_eq!(notes[0]["amendments"][0]["summary"], "Corrected AMD-5512");
+        let journal = section("journal");
+        assert_eq!(journal.len(), 1, "{journal:?}");
+        assert_eq!((journal[0]["id"].as_str(), journal[0]["text"].as_str()), (Some(shared.as_str()), Some(ENTRY)));
+        assert!(!body.contains("DRF-8804") && !body.contains("PRV-7781"), "no draft, no private entry");
+        // The printable copy says the same.
+        let (c, _) = fx.signed_in("patient3@demo.kapstone.test").await?;
+        let page = c.get(fx.app.url(&format!("/portal/records/{rid}/export"))).send().await?.text().await?;
+        assert!(page.contains("Integration notes") && page.contains("QMW-3301") && page.contains("JRN-4417"));
+        assert!(!page.contains("DRF-8804") && !page.contains("PRV-7781"));
+        fx.app.stop().await
+    }
+}

@@ -38,6 +38,24 @@ both_backends! {
         assert_eq!(app.count(&format!("measure_assignments WHERE settings_version = {version}")).await?, i64::try_from(first)?);
         assert_eq!(app.count("audit_events WHERE action = 'measure.assign'").await?, i64::try_from(first)?);
 
+        // The clinic dashboard counts what is past due and unanswered, now.
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        async fn overdue(app: &TestApp, prescriber: &str) -> anyhow::Result<i64> {
+            let d: Value = app.get_bearer(prescriber, "/api/v1/reports/outcomes").await?.json().await?;
+            Ok(d["overdue_measures"].as_i64().unwrap())
+        }
+        assert_eq!(overdue(&app, &prescriber).await?, 0, "sent ahead of time, none overdue yet");
+        app.raw_sql("UPDATE measure_assignments SET due_by = (SELECT MIN(submitted_at) FROM questionnaire_responses)").await?;
+        assert_eq!(overdue(&app, &prescriber).await?, i64::try_from(first)?, "every one past due");
+        let phq9 = app.count("measure_assignments WHERE instrument = 'phq9'").await?;
+        assert!(phq9 >= 1);
+        app.raw_sql(
+            "UPDATE questionnaire_assignments SET completed_at = assigned_at \
+             WHERE id IN (SELECT assignment_id FROM measure_assignments WHERE instrument = 'phq9')",
+        )
+        .await?;
+        assert_eq!(overdue(&app, &prescriber).await?, i64::try_from(first)? - phq9, "an answered one is not overdue");
+
         // Now in the portal.
         let due: Value = app.get_bearer(&nurse, "/api/v1/measures/due").await?.json().await?;
         assert!(due["items"].as_array().unwrap().iter().any(|i| i["in_portal"] == true), "{due}");

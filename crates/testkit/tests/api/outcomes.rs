@@ -133,7 +133,7 @@ both_backends! {
             .find(|g| g["instrument"] == "phq9" && g["protocol"] == "sublingual-lozenge").unwrap();
         assert_eq!(by_protocol["n"], 3);
         assert!(d["sessions_held"].as_i64().unwrap() >= 18, "{d}");
-        assert!(d["overdue_measures"].is_null() && d["overdue_measures_note"].as_str().unwrap().contains("cadence"));
+        assert!(d["overdue_measures"].is_i64() && d["overdue_measures_note"].as_str().unwrap().contains("cadence"));
         assert!(d["open_safety_alerts"].as_i64().unwrap() >= 1, "the demo's patient 1 has an open alert");
         assert!(d["rems_forms_due"]["owed"].is_i64());
         let stages = d["patients_by_stage"].as_array().unwrap();
@@ -287,6 +287,42 @@ both_backends! {
         let o: Value = app.get_bearer(&prescriber, &format!("/api/v1/patients/{p1}/outcomes")).await?.json().await?;
         assert_eq!(o["settings_version"].as_i64(), Some(version));
         assert_eq!(o["settings"]["response_needs_moderate_baseline"], true);
+
+        // The same definitions on the settings page, without script: a bad value names its field
+        // and changes nothing; a good one is a new version, other settings kept.
+        let (web, _) = app.browser_login("admin@demo.kapstone.test", kapstone_testkit::PASSWORD).await?;
+        let csrf = app.csrf_of(&web).await?;
+        let page = web.get(app.url("/admin/settings")).send().await?.text().await?;
+        assert!(page.contains("name=\"phq9_remission_below\"") && page.contains("Outcome definitions"), "{page}");
+        let bad = web
+            .post(app.url("/admin/settings"))
+            .form(&[("csrf_token", csrf.as_str()), ("outcome_fields", "1"), ("phq9_remission_below", "40")])
+            .send()
+            .await?;
+        assert_eq!(bad.status(), 422);
+        let text = bad.text().await?;
+        assert!(text.contains("PHQ-9 score of 1 to 27"), "{text}");
+        let unchanged: Value = app.get_bearer(&admin, "/api/v1/settings/outcomes").await?.json().await?;
+        assert_eq!(unchanged["version"].as_i64(), Some(version));
+        let ok = web
+            .post(app.url("/admin/settings"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("outcome_fields", "1"),
+                ("outcome_baseline", "last_before_first_dose"),
+                ("phq9_response_percent", "40"),
+                ("re_review_every_months", "6"),
+            ])
+            .send()
+            .await?;
+        assert_eq!(ok.status(), 303);
+        let now: Value = app.get_bearer(&admin, "/api/v1/settings/outcomes").await?.json().await?;
+        assert_eq!(now["version"].as_i64(), Some(version + 1));
+        assert_eq!(now["outcomes"]["baseline"], "last_before_first_dose");
+        assert_eq!(now["outcomes"]["phq9_response_percent"], 40);
+        assert_eq!(now["outcomes"]["phq9_remission_below"], 5, "untouched fields keep their value");
+        assert_eq!(now["outcomes"]["response_needs_moderate_baseline"], false, "an unticked box on the form is off");
+        assert_eq!(now["course_review"]["re_review_every_months"], 6);
         app.stop().await
     }
 }

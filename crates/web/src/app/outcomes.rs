@@ -342,8 +342,9 @@ pub struct Dashboard {
     pub end_of_induction: Vec<GroupSummary>,
     /// How the end-of-induction figures are defined.
     pub end_of_induction_definition: &'static str,
-    /// `null`: the measurement cadence (KAP-SPEC 7.10) is not recorded yet, so nothing is due.
-    pub overdue_measures: Option<i64>,
+    /// Questionnaires assigned by the measurement cadence (KAP-SPEC 7.10) for an active course,
+    /// past their due time and not answered (now, whatever the period).
+    pub overdue_measures: i64,
     pub overdue_measures_note: &'static str,
     pub open_safety_alerts: i64,
     pub rems_forms_due: RemsDue,
@@ -354,8 +355,8 @@ const EOI_DEFINITION: &str = "Patients whose first dose falls in the period (at 
      by the route and protocol of that first session. Baseline: the clinic's baseline rule (first score before the \
      first dose by default). Follow-up: the last score from the first dose to the end of induction, which is the \
      patient's first course review when one is recorded, else the end of the period.";
-const OVERDUE_NOTE: &str = "Not available yet: the measurement cadence (KAP-SPEC 7.10) that makes a measure due is \
-     not recorded in this version, so overdue measures are not counted rather than guessed.";
+const OVERDUE_NOTE: &str = "Questionnaires the measurement cadence (KAP-SPEC 7.10) assigned for an active course, \
+     past their due time and not yet answered, counted now whatever the period.";
 const STAGE_DEFINITION: &str = "The pathway stage as the stored record tells it: the latest side state (on hold, \
      withdrawn, completed), an active treatment course (treatment), the latest signed decision (not eligible; \
      eligible without a course yet: consent and preparation), a consultation recorded (eligibility), else referral.";
@@ -421,8 +422,30 @@ async fn period(state: &AppState, user: &CurrentUser, q: &DashboardQuery) -> Res
 pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery) -> Result<Dashboard, AppError> {
     let (p, from, to) = period(state, user, q).await?;
     let settings = clinics::current_settings(&state.db, user.clinic).await?;
-    let patients_by_stage: Vec<StageCount> = store::patients_by_stage(&state.db, &p)
-        .await?
+    let intake = settings.outcomes.baseline == outcomes::BaselineRule::Intake;
+    let within = crate::content::rems_form().map(|d| d.submit_within_days).unwrap_or(7);
+    let zone_name = clinics::time_zone(&state.db, user.clinic).await?.unwrap_or_else(|| "UTC".into());
+    let tz = time_zone(&zone_name)?;
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    // Overdue when today is past session date + the days allowed: the dose was before the start
+    // of (today − days allowed).
+    let overdue_before = today
+        .checked_sub(i64::from(within).days())
+        .ok()
+        .and_then(|d| d.to_zoned(tz).ok())
+        .map_or(UtcTs::now(), |z| from_jiff(z.timestamp()));
+    // The figures are independent reads: run them at once (each on its own pooled connection),
+    // so the page waits for the slowest, not for the sum.
+    let (stages, held, phq9, gad7, open_safety_alerts, overdue_measures, (owed, overdue)) = tokio::try_join!(
+        store::patients_by_stage(&state.db, &p),
+        store::sessions_held(&state.db, &p),
+        store::end_of_induction_pairs(&state.db, &p, Instrument::Phq9.as_str(), intake),
+        store::end_of_induction_pairs(&state.db, &p, Instrument::Gad7.as_str(), intake),
+        store::open_alerts(&state.db, &p),
+        store::overdue_measures(&state.db, &p, UtcTs::now()),
+        store::rems_forms_owed(&state.db, &p, super::rems::SPRAVATO, overdue_before),
+    )?;
+    let patients_by_stage: Vec<StageCount> = stages
         .into_iter()
         .map(|(stage, n)| StageCount {
             active: !matches!(stage.as_str(), "withdrawn" | "completed"),
@@ -434,15 +457,12 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
     let active_patients = patients_by_stage.iter().filter(|s| s.active).map(|s| s.patients).sum();
     let protocols = super::protocols::current(state, user.clinic).await?;
     let route_of = |id: &str| protocols.find(id).map(|p| p.route.as_str().to_owned());
-    let sessions_by_protocol: Vec<ProtocolSessions> = store::sessions_held(&state.db, &p)
-        .await?
+    let sessions_by_protocol: Vec<ProtocolSessions> = held
         .into_iter()
         .map(|(protocol, sessions)| ProtocolSessions { route: route_of(&protocol), protocol, sessions })
         .collect();
-    let intake = settings.outcomes.baseline == outcomes::BaselineRule::Intake;
     let mut end_of_induction = Vec::new();
-    for i in [Instrument::Phq9, Instrument::Gad7] {
-        let rows = store::end_of_induction_pairs(&state.db, &p, i.as_str(), intake).await?;
+    for (i, rows) in [(Instrument::Phq9, phq9), (Instrument::Gad7, gad7)] {
         let mut all: Vec<((String, String), Pair)> = Vec::new();
         for (protocol, b, f, n) in rows {
             let (Ok(baseline), Ok(follow_up)) = (u8::try_from(b), u8::try_from(f)) else { continue };
@@ -457,19 +477,6 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
             end_of_induction.push(GroupSummary::of(&route, &protocol, s));
         }
     }
-    let open_safety_alerts = store::open_alerts(&state.db, &p).await?;
-    let within = crate::content::rems_form().map(|d| d.submit_within_days).unwrap_or(7);
-    let zone_name = clinics::time_zone(&state.db, user.clinic).await?.unwrap_or_else(|| "UTC".into());
-    let tz = time_zone(&zone_name)?;
-    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
-    // Overdue when today is past session date + the days allowed: the dose was before the start
-    // of (today − days allowed).
-    let overdue_before = today
-        .checked_sub(i64::from(within).days())
-        .ok()
-        .and_then(|d| d.to_zoned(tz).ok())
-        .map_or(UtcTs::now(), |z| from_jiff(z.timestamp()));
-    let (owed, overdue) = store::rems_forms_owed(&state.db, &p, super::rems::SPRAVATO, overdue_before).await?;
     let sessions_held = sessions_by_protocol.iter().map(|s| s.sessions).sum();
     let mut e = user.event(AuditAction::OutcomeReportRead, "outcome_report", Outcome::Success);
     e.reason = Some(format!("from {from} to {to}{}", p.location.map(|l| format!(" location {l}")).unwrap_or_default()));
@@ -485,7 +492,7 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
         sessions_by_protocol,
         end_of_induction,
         end_of_induction_definition: EOI_DEFINITION,
-        overdue_measures: None,
+        overdue_measures,
         overdue_measures_note: OVERDUE_NOTE,
         open_safety_alerts,
         rems_forms_due: RemsDue { owed, overdue },
@@ -548,7 +555,7 @@ pub fn to_csv(d: &Dashboard) -> String {
             row([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]);
         }
     }
-    row(["overdue_measures", "", "", "", "", "not_available", d.overdue_measures_note]);
+    row(["overdue_measures", "", "", "", "", "questionnaires", &d.overdue_measures.to_string()]);
     row(["open_safety_alerts", "", "", "", "", "alerts", &d.open_safety_alerts.to_string()]);
     row(["rems_forms_due", "", "", "", "", "owed", &d.rems_forms_due.owed.to_string()]);
     row(["rems_forms_due", "", "", "", "", "overdue", &d.rems_forms_due.overdue.to_string()]);

@@ -539,6 +539,39 @@ async fn gather(state: &AppState, clinic: ClinicId, patient: PatientId) -> Resul
             ),
         ));
     }
+    // Integration notes go in once signed (drafts are offered to `record_set`, which leaves them
+    // out), each with its amendments: the original as signed, then every correction.
+    let notes = kapstone_store::integration_notes::of_patient(&state.db, clinic, patient).await?;
+    let note_ids: Vec<Uuid> = notes.iter().filter(|n| n.signed_at.is_some()).map(|n| n.id).collect();
+    let amendments = kapstone_store::integration_notes::amendments(&state.db, &note_ids).await?;
+    for n in &notes {
+        let corrections: Vec<Value> = amendments
+            .iter()
+            .filter(|a| a.note_id == n.id)
+            .map(
+                |a| json!({"id": a.id, "summary": a.summary, "plan": a.plan, "reason": a.reason, "at": a.created_at.0}),
+            )
+            .collect();
+        items.push((
+            RecordItem::IntegrationNote { signed: n.signed_at.is_some() },
+            (
+                "integration_notes",
+                json!({"id": n.id, "session_id": n.session_id, "summary": n.summary, "plan": n.plan,
+                "signed_at": n.signed_at.map(|t| t.0), "amendments": corrections}),
+            ),
+        ));
+    }
+    // Journal entries the patient shared with the care team (private ones stay in the portal).
+    for j in kapstone_store::journal::shared_of_patient(&state.db, clinic, patient).await?.into_iter().rev() {
+        items.push((
+            RecordItem::JournalEntry { shared: j.shared_at.is_some() },
+            (
+                "journal",
+                json!({"id": j.id, "session_id": j.session_id, "written_at": j.written_at.0,
+                "shared_at": j.shared_at.map(|t| t.0), "text": j.body}),
+            ),
+        ));
+    }
     for r in store::of_patient(&state.db, clinic, patient).await?.iter().filter(|r| r.kind == "amendment") {
         let v = view(r, today(state, clinic).await?)?;
         items.push((
@@ -546,7 +579,7 @@ async fn gather(state: &AppState, clinic: ClinicId, patient: PatientId) -> Resul
             ("amendments", serde_json::to_value(&v).map_err(|e| AppError::Internal(e.into()))?),
         ));
     }
-    const ORDER: [(&str, &str); 10] = [
+    const ORDER: [(&str, &str); 11] = [
         ("consultation", "Consultation"),
         ("eligibility", "Eligibility decisions"),
         ("consents", "Consents"),
@@ -555,13 +588,13 @@ async fn gather(state: &AppState, clinic: ClinicId, patient: PatientId) -> Resul
         ("appointments", "Appointments"),
         ("sessions", "Dosing sessions"),
         ("rems", "REMS monitoring forms"),
+        ("integration_notes", "Integration notes"),
+        ("journal", "Journal entries shared with the care team"),
         ("amendments", "Amendment requests"),
-        ("", ""),
     ];
     let included = record_set(items);
     let sections = ORDER
         .iter()
-        .filter(|(k, _)| !k.is_empty())
         .map(|(key, title)| Section {
             key,
             title,

@@ -342,6 +342,9 @@ struct SettingsPage {
     eligibility: kapstone_domain::eligibility::EligibilitySettings,
     reminders: kapstone_domain::reminders::ReminderSettings,
     measurement: kapstone_domain::measurement::MeasurementSettings,
+    outcomes: kapstone_domain::outcomes::OutcomeSettings,
+    intake_baseline: bool,
+    course_review: kapstone_domain::course::ReviewSettings,
 }
 
 async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<String>) -> PageResult<Html<String>> {
@@ -356,6 +359,9 @@ async fn settings_page(state: &AppState, admin: &CurrentUser, notice: Option<Str
         eligibility: s.eligibility,
         reminders: s.reminders,
         measurement: s.measurement,
+        outcomes: s.outcomes,
+        intake_baseline: s.outcomes.baseline == kapstone_domain::outcomes::BaselineRule::Intake,
+        course_review: s.course_review,
         roles,
     })
 }
@@ -469,9 +475,51 @@ pub async fn settings_save(State(state): State<AppState>, admin: CurrentUser, bo
             new.check().map_err(|e| AppError::Invalid(kapstone_domain::FieldError::new(e.field, e.message)))?;
             new
         },
-        // Changed through `PUT /api/v1/settings/outcomes`; kept as they are here.
-        outcomes: current.outcomes,
-        course_review: current.course_review,
+        outcomes: {
+            use kapstone_domain::outcomes::{BaselineRule, OutcomeSettings};
+            let o = current.outcomes;
+            let baseline = match pairs.iter().find(|(k, _)| k == "outcome_baseline").map(|(_, v)| v.as_str()) {
+                None | Some("") => o.baseline,
+                Some("intake") => BaselineRule::Intake,
+                Some("last_before_first_dose") => BaselineRule::LastBeforeFirstDose,
+                Some(_) => {
+                    return Err(AppError::Invalid(kapstone_domain::FieldError::new(
+                        "outcome_baseline",
+                        "choose the intake score or the last score before the first dose",
+                    ))
+                    .into());
+                }
+            };
+            OutcomeSettings {
+                baseline,
+                phq9_response_percent: number(&pairs, "phq9_response_percent", o.phq9_response_percent)?,
+                phq9_remission_below: number(&pairs, "phq9_remission_below", o.phq9_remission_below)?,
+                gad7_response_percent: number(&pairs, "gad7_response_percent", o.gad7_response_percent)?,
+                gad7_remission_below: number(&pairs, "gad7_remission_below", o.gad7_remission_below)?,
+                response_needs_moderate_baseline: if pairs.iter().any(|(k, _)| k == "outcome_fields") {
+                    pairs.iter().any(|(k, v)| k == "response_needs_moderate_baseline" && v == "yes")
+                } else {
+                    o.response_needs_moderate_baseline
+                },
+                pcl5_reliable_change_points: number(
+                    &pairs,
+                    "pcl5_reliable_change_points",
+                    o.pcl5_reliable_change_points,
+                )?,
+                pcl5_meaningful_change_points: number(
+                    &pairs,
+                    "pcl5_meaningful_change_points",
+                    o.pcl5_meaningful_change_points,
+                )?,
+            }
+        },
+        course_review: kapstone_domain::course::ReviewSettings {
+            re_review_every_months: number(
+                &pairs,
+                "re_review_every_months",
+                current.course_review.re_review_every_months,
+            )?,
+        },
     };
     let version = settings::save(&state, &admin, &new).await?;
     // Redirect so the next page is built from the new settings (the banner depends on them).

@@ -53,6 +53,8 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/portal", "My care", Action::PortalSelf),
     ("/portal/journal", "My journal", Action::PortalSelf),
     ("/journal", "Shared journals", Action::ReadClinicalRecord),
+    ("/measures", "Measures due", Action::ReadClinicalRecord),
+    ("/record-requests", "Record requests", Action::ManageRecordRequests),
     ("/portal/outcomes", "My progress", Action::PortalSelf),
     ("/admin/users", "Accounts", Action::ManageUsers),
     ("/admin/audit", "Audit log", Action::ReadAudit),
