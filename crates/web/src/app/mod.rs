@@ -14,6 +14,7 @@ pub mod demo_outcomes;
 pub mod eligibility;
 pub mod floor;
 pub mod integration_notes;
+pub mod integrations;
 pub mod invitations;
 pub mod jobs;
 pub mod journal;

@@ -5,6 +5,7 @@
 //! enforces every hard stop.
 
 use jiff::Timestamp;
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::decision::{Route, SpravatoIndication};
 use kapstone_domain::dose::DoseRequest;
@@ -482,6 +483,10 @@ pub async fn record(
                 user.id,
             )
             .await?;
+            let data = serde_json::json!({
+                "session_id": id, "patient_id": row.patient_id, "appointment_id": row.appointment_id,
+            });
+            super::integrations::enqueue(&mut tx, user.clinic, EventType::SessionDischarged, data).await?;
         }
         let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
         e.entity_id = Some(id.to_string());
