@@ -424,6 +424,8 @@ pub fn table() -> Vec<RouteDef> {
             ManageIntegrations,
             post(api::integrations::redeliver),
         ),
+        r(g.clone(), "/api/v1/appointments.csv", ReadSchedule, get(api::scheduling::csv)),
+        r(g.clone(), "/schedule.csv", ReadSchedule, get(html::schedule::csv)),
         r(g.clone(), "/admin/integrations", ManageIntegrations, get(html::integrations::show)),
         r(p.clone(), "/admin/integrations/tokens", ManageIntegrations, post(html::integrations::create_token)),
         r(

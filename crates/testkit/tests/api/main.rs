@@ -28,4 +28,6 @@ mod scheduling;
 mod session_forms;
 mod session_pages;
 mod sessions;
+mod tokens;
 mod web_security;
+mod webhooks;

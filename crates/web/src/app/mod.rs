@@ -28,6 +28,7 @@ pub mod psychotherapy_notes;
 pub mod questionnaires;
 pub mod record_requests;
 pub mod rems;
+pub mod schedule_csv;
 pub mod scheduling;
 pub mod sessions;
 pub mod settings;
