@@ -24,6 +24,7 @@ mod questionnaires;
 mod reminders;
 mod rems_forms;
 mod rights;
+mod schedule_csv;
 mod scheduling;
 mod session_forms;
 mod session_pages;
