@@ -151,8 +151,7 @@ pub async fn set_endpoint_active(tx: &mut Tx, clinic: ClinicId, id: Uuid, active
 }
 
 pub async fn endpoints(db: &Db, clinic: ClinicId) -> Result<Vec<EndpointRow>> {
-    let sql =
-        format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE clinic_id = $1 ORDER BY created_at, id");
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE clinic_id = $1 ORDER BY created_at, id");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
 }
 
@@ -276,9 +275,15 @@ pub async fn claim_due(db: &Db, now: UtcTs, lease_until: UtcTs, limit: i64) -> R
 
 /// What one attempt came to.
 pub enum Attempt<'a> {
-    Delivered { status_code: i32 },
+    Delivered {
+        status_code: i32,
+    },
     /// Try again at `retry_at`, or give up (`retry_at` None: the row is marked failed).
-    Failed { status_code: Option<i32>, error: &'a str, retry_at: Option<UtcTs> },
+    Failed {
+        status_code: Option<i32>,
+        error: &'a str,
+        retry_at: Option<UtcTs>,
+    },
 }
 
 pub async fn record_attempt(db: &Db, id: Uuid, at: UtcTs, attempt: Attempt<'_>) -> Result<()> {

@@ -930,8 +930,7 @@ fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
     if roles.is_empty() {
         return "No sign-in needed.".to_owned();
     }
-    let scopes: Vec<&str> =
-        Scope::ALL.iter().filter(|s| s.actions().contains(&action)).map(|s| s.as_str()).collect();
+    let scopes: Vec<&str> = Scope::ALL.iter().filter(|s| s.actions().contains(&action)).map(|s| s.as_str()).collect();
     if scopes.is_empty() {
         format!("Roles: {}. Not open to API tokens.", roles.join(", "))
     } else {

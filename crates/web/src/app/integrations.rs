@@ -84,7 +84,11 @@ fn name_of(raw: &str) -> Result<String, AppError> {
 }
 
 /// Creates a token; the returned secret is shown once and only its hash is stored.
-pub async fn create_token(state: &AppState, admin: &CurrentUser, input: NewTokenInput) -> Result<CreatedToken, AppError> {
+pub async fn create_token(
+    state: &AppState,
+    admin: &CurrentUser,
+    input: NewTokenInput,
+) -> Result<CreatedToken, AppError> {
     ensure_person(admin)?;
     let name = name_of(&input.name)?;
     let scopes = parse_scopes(&input.scopes)?;
@@ -231,7 +235,12 @@ pub async fn create_endpoint(
 }
 
 /// Switches an endpoint off (no deliveries are sent; queued ones wait) or back on.
-pub async fn set_endpoint_active(state: &AppState, admin: &CurrentUser, id: Uuid, active: bool) -> Result<(), AppError> {
+pub async fn set_endpoint_active(
+    state: &AppState,
+    admin: &CurrentUser,
+    id: Uuid,
+    active: bool,
+) -> Result<(), AppError> {
     ensure_person(admin)?;
     let mut tx = state.db.begin().await?;
     if !store::set_endpoint_active(&mut tx, admin.clinic, id, active).await? {
@@ -326,7 +335,8 @@ pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: EventType, data: Valu
         .to_datetime()
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("timestamp: {e}")))?;
-    let payload = json!({ "id": event_id, "type": event.as_str(), "occurred_at": occurred_at, "data": data }).to_string();
+    let payload =
+        json!({ "id": event_id, "type": event.as_str(), "occurred_at": occurred_at, "data": data }).to_string();
     for endpoint in subscribed {
         let d = NewDelivery { clinic, endpoint, event_id, event_type: event.as_str(), payload: &payload, at };
         store::insert_delivery(tx, &d).await?;

@@ -1,9 +1,9 @@
 //! Questionnaires: scoring a submission (domain), storing it with its audit event, and raising a
 //! safety alert when an answer signals suicide risk (spec 7.1, 7.4; GATE-01).
 
-use kapstone_domain::webhook::EventType;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::instruments::{Flag, Instrument, ItemError, cssrs, gad7, pcl5, phq9};
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId};
 use kapstone_store::questionnaires::{self, NewResponse};
 use kapstone_store::{audit, patients};

@@ -9,11 +9,11 @@ use kapstone_domain::consent::ConsentStatus;
 use kapstone_domain::scheduling::{
     self as domain, AppointmentKind, AppointmentType, Block, Candidate, DosingReadiness, HoursException, WeeklyHours,
 };
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
 use kapstone_store::scheduling::{self as store, AppointmentRow, LocationRow, NewAppointment, RoomRow};
 use kapstone_store::users::UserRow;
 use kapstone_store::{audit, patients, users};
-use kapstone_domain::webhook::EventType;
 use uuid::Uuid;
 
 use crate::auth::guard::CurrentUser;

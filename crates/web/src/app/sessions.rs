@@ -5,7 +5,6 @@
 //! enforces every hard stop.
 
 use jiff::Timestamp;
-use kapstone_domain::webhook::EventType;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::decision::{Route, SpravatoIndication};
 use kapstone_domain::dose::DoseRequest;
@@ -17,6 +16,7 @@ use kapstone_domain::session::{
     self, Actor, Administration, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening,
     ScreeningInstrument, Session, SessionEvent,
 };
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
 use uuid::Uuid;

@@ -92,7 +92,11 @@ async fn page(
                     "{}{}{}",
                     err.clone().unwrap_or_default(),
                     code.map(|c| format!(" (HTTP {c})")).unwrap_or_default(),
-                    if s == "pending" { format!("; next attempt {}", when(d.next_attempt_at.0)) } else { String::new() }
+                    if s == "pending" {
+                        format!("; next attempt {}", when(d.next_attempt_at.0))
+                    } else {
+                        String::new()
+                    }
                 ),
             };
             DeliveryView {
