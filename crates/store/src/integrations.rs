@@ -250,27 +250,16 @@ pub async fn claim_due(db: &Db, now: UtcTs, lease_until: UtcTs, limit: i64) -> R
         .fetch_all(c)
         .await?
     });
-    let mut claimed = Vec::new();
-    for d in candidates {
-        let mut tx = db.begin().await?;
-        let n = on_tx!(&mut tx, |c| {
-            sqlx::query(
-                "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
-                 AND next_attempt_at <= $2",
-            )
-            .bind(d.id)
-            .bind(DbTs(now))
-            .bind(DbTs(lease_until))
-            .execute(c)
-            .await?
-            .rows_affected()
-        });
-        tx.commit().await?;
-        if n == 1 {
-            claimed.push(d);
-        }
-    }
-    Ok(claimed)
+    crate::lease_each(
+        db,
+        candidates,
+        |d| d.id,
+        "UPDATE webhook_deliveries SET next_attempt_at = $3 WHERE id = $1 AND status = 'pending' \
+         AND next_attempt_at <= $2",
+        now,
+        lease_until,
+    )
+    .await
 }
 
 /// What one attempt came to.

@@ -146,7 +146,7 @@ both_backends! {
             .send()
             .await?;
         assert_eq!(refused.status(), 422);
-        assert!(refused.text().await?.to_lowercase().contains("choose at least one scope"));
+        assert!(refused.text().await?.to_lowercase().contains("choose at least one of clinical:read"));
         assert_eq!(app.count("api_tokens").await?, before);
         app.stop().await
     }

@@ -436,20 +436,13 @@ pub async fn book_course(
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CsvQuery {
-    from: String,
-    to: Option<String>,
-}
-
 /// `GET /api/v1/appointments.csv?from=YYYY-MM-DD&to=YYYY-MM-DD` (issue 8).
 pub async fn csv(
     State(state): State<AppState>,
     user: CurrentUser,
-    q: Result<Query<CsvQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<crate::app::schedule_csv::CsvQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<axum::response::Response> {
     let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
-    let (body, name) = crate::app::schedule_csv::schedule_csv(&state, &user, &q.from, q.to.as_deref()).await?;
+    let (body, name) = crate::app::schedule_csv::schedule_csv(&state, &user, &q).await?;
     Ok(crate::app::schedule_csv::response(body, &name))
 }

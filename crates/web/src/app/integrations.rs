@@ -50,22 +50,28 @@ pub struct CreatedToken {
     pub expires_at: UtcTs,
 }
 
+/// Parses names into known values without repeats, in the order of `all`; an unknown name or
+/// an empty list is refused naming `field` (`scopes`, `events`).
+fn parse_known<T: Copy + PartialEq>(
+    raw: &[String],
+    field: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, AppError> {
+    let known: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+    if let Some(bad) = raw.iter().find(|r| !known.contains(&r.trim())) {
+        let bad: String = bad.chars().take(40).collect();
+        return Err(invalid(field, format!("unknown value {bad:?}; choose from {}", known.join(", "))));
+    }
+    let chosen: Vec<T> = all.iter().copied().filter(|t| raw.iter().any(|r| r.trim() == name(*t))).collect();
+    if chosen.is_empty() {
+        return Err(invalid(field, format!("choose at least one of {}", known.join(", "))));
+    }
+    Ok(chosen)
+}
+
 fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, AppError> {
-    let mut scopes = Vec::new();
-    for s in raw {
-        let scope = Scope::parse(s).ok_or_else(|| {
-            let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
-            invalid("scopes", format!("unknown scope; choose from {}", known.join(", ")))
-        })?;
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
-        }
-    }
-    if scopes.is_empty() {
-        return Err(invalid("scopes", "choose at least one scope"));
-    }
-    scopes.sort();
-    Ok(scopes)
+    parse_known(raw, "scopes", &Scope::ALL, Scope::as_str)
 }
 
 fn scopes_text(scopes: &[Scope]) -> String {
@@ -196,20 +202,7 @@ pub struct NewEndpointInput {
 }
 
 fn parse_events(raw: &[String]) -> Result<Vec<EventType>, AppError> {
-    let mut events = Vec::new();
-    for e in raw {
-        let ev = EventType::parse(e).ok_or_else(|| {
-            let known: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-            invalid("events", format!("unknown event; choose from {}", known.join(", ")))
-        })?;
-        if !events.contains(&ev) {
-            events.push(ev);
-        }
-    }
-    if events.is_empty() {
-        return Err(invalid("events", "choose at least one event"));
-    }
-    Ok(events)
+    parse_known(raw, "events", &EventType::ALL, EventType::as_str)
 }
 
 /// Registers an endpoint; returns its id and signing secret (shown once).

@@ -13,6 +13,14 @@ use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` of the page and the API.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvQuery {
+    pub from: String,
+    pub to: Option<String>,
+}
+
 /// The longest range one export covers.
 pub const MAX_DAYS: i64 = 31;
 
@@ -22,14 +30,9 @@ fn date(field: &'static str, raw: &str) -> Result<Date, AppError> {
 
 /// The appointments from `from` to `to` (dates in the clinic's zone, both included; `to` defaults
 /// to `from`) as CSV, with the file name to offer.
-pub async fn schedule_csv(
-    state: &AppState,
-    user: &CurrentUser,
-    from: &str,
-    to: Option<&str>,
-) -> Result<(String, String), AppError> {
-    let first = date("from", from)?;
-    let last = match to.filter(|t| !t.trim().is_empty()) {
+pub async fn schedule_csv(state: &AppState, user: &CurrentUser, q: &CsvQuery) -> Result<(String, String), AppError> {
+    let first = date("from", &q.from)?;
+    let last = match q.to.as_deref().filter(|t| !t.trim().is_empty()) {
         Some(t) => date("to", t)?,
         None => first,
     };
