@@ -116,10 +116,20 @@ pub enum AuditAction {
     OutcomeReportRead,
     /// A prescriber's course review recorded: continue, modify or stop (ids and the decision).
     CourseReviewed,
+    /// An API token created (its id, name and scopes; never the secret).
+    ApiTokenCreated,
+    /// An API token revoked.
+    ApiTokenRevoked,
+    /// An API token used for a request (the token's id and the path; issue 8).
+    ApiTokenUsed,
+    /// A webhook endpoint registered, changed, switched off or on (its id and events).
+    WebhookEndpointChanged,
+    /// A webhook delivery queued again by an admin.
+    WebhookRedelivered,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 72] = [
+    pub const ALL: [AuditAction; 77] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -192,6 +202,11 @@ impl AuditAction {
         Self::OutcomesRead,
         Self::OutcomeReportRead,
         Self::CourseReviewed,
+        Self::ApiTokenCreated,
+        Self::ApiTokenRevoked,
+        Self::ApiTokenUsed,
+        Self::WebhookEndpointChanged,
+        Self::WebhookRedelivered,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -268,6 +283,11 @@ impl AuditAction {
             Self::OutcomesRead => "outcomes.read",
             Self::OutcomeReportRead => "outcomes.report",
             Self::CourseReviewed => "course.review",
+            Self::ApiTokenCreated => "api_token.create",
+            Self::ApiTokenRevoked => "api_token.revoke",
+            Self::ApiTokenUsed => "api_token.use",
+            Self::WebhookEndpointChanged => "webhook.endpoint_change",
+            Self::WebhookRedelivered => "webhook.redeliver",
         }
     }
 
@@ -306,6 +326,8 @@ pub struct NewAuditEvent {
     pub source_ip: Option<String>,
     pub outcome: Outcome,
     pub reason: Option<String>,
+    /// The API token the request came with, when an integration acted (issue 8).
+    pub actor_token_id: Option<String>,
 }
 
 impl NewAuditEvent {
@@ -321,6 +343,7 @@ impl NewAuditEvent {
             source_ip: None,
             outcome,
             reason: None,
+            actor_token_id: None,
         }
     }
 }
@@ -366,6 +389,8 @@ pub struct StoredAuditEvent {
     pub source_ip: Option<String>,
     pub outcome: String,
     pub reason: Option<String>,
+    /// Hashed only when present, so events written before the column existed keep their hash.
+    pub actor_token_id: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -387,6 +412,7 @@ impl StoredAuditEvent {
             source_ip: event.source_ip.clone(),
             outcome: event.outcome.as_str().to_owned(),
             reason: event.reason.clone(),
+            actor_token_id: event.actor_token_id.clone(),
             prev_hash: prev_hash.to_hex(),
             hash: String::new(),
         };
@@ -413,6 +439,9 @@ impl StoredAuditEvent {
         field(&mut h, self.source_ip.as_deref());
         field(&mut h, Some(&self.outcome));
         field(&mut h, self.reason.as_deref());
+        if let Some(token) = self.actor_token_id.as_deref() {
+            field(&mut h, Some(token));
+        }
         Hash(h.finalize().into())
     }
 }

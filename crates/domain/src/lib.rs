@@ -36,6 +36,7 @@ pub mod session;
 pub mod text;
 pub mod time;
 pub mod vitals;
+pub mod webhook;
 
 pub use identity::{Email, NewPassword, PersonName, Role};
 pub use ids::{ClinicId, PatientId, SessionId, UserId};

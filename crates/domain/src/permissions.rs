@@ -101,10 +101,13 @@ pub enum Action {
     /// Record a course review: continue, modify or stop with a reason (prescribers; KAP-SPEC 2.1
     /// stage 8, the domain's `course::review` decides the rest).
     ReviewCourse,
+    /// Create and revoke API tokens, register webhook endpoints and re-send deliveries (admins,
+    /// issue 8). No API token ever holds it: integrations never manage integrations.
+    ManageIntegrations,
 }
 
 impl Action {
-    pub const ALL: [Action; 39] = [
+    pub const ALL: [Action; 40] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -144,6 +147,7 @@ impl Action {
         Action::ManageRecordRequests,
         Action::ReadOutcomeReports,
         Action::ReviewCourse,
+        Action::ManageIntegrations,
     ];
 }
 
@@ -166,6 +170,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageControlledSubstanceRegistry,
             Action::ManageDiscrepancies,
             Action::ReadOutcomeReports,
+            Action::ManageIntegrations,
         ],
     ),
     (
@@ -284,6 +289,72 @@ pub fn allows(role: Option<Role>, action: Action) -> bool {
     TABLE.iter().any(|(r, actions)| *r == role && actions.contains(&action))
 }
 
+/// What an API token may do (issue 8). A token acts as an integration principal with no role:
+/// a route is open to it only when the route's [`Action`] is in one of its scopes' rows of
+/// [`SCOPE_TABLE`]. Account, MFA, settings, user, token and webhook management, the audit log,
+/// the portal and every decision the domain reserves to a named clinician (signing, dosing,
+/// notes, the ledger) are in no row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// Read patients and their clinical record, open safety alerts and reference content.
+    ClinicalRead,
+    /// Read the schedule; book, reschedule and cancel appointments.
+    Scheduling,
+    /// Register patients, record consents and enter questionnaires.
+    Write,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::ClinicalRead, Scope::Scheduling, Scope::Write];
+
+    /// Stored and sent as this text; never renamed.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::ClinicalRead => "clinical:read",
+            Scope::Scheduling => "scheduling",
+            Scope::Write => "write",
+        }
+    }
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Scope::ClinicalRead => "Read-only clinical (patients, clinical record, safety alerts)",
+            Scope::Scheduling => "Scheduling (read the schedule, book and change appointments)",
+            Scope::Write => "Write (register patients, record consents, enter questionnaires)",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s.trim())
+    }
+
+    /// The actions this scope opens.
+    pub fn actions(self) -> &'static [Action] {
+        SCOPE_TABLE.iter().find(|(s, _)| *s == self).map_or(&[], |(_, a)| a)
+    }
+}
+
+/// The scope table, scope by action; deny by default, like [`TABLE`].
+const SCOPE_TABLE: &[(Scope, &[Action])] = &[
+    (
+        Scope::ClinicalRead,
+        &[
+            Action::ListPatients,
+            Action::ReadPatient,
+            Action::ReadClinicalRecord,
+            Action::ReadSafetyAlerts,
+            Action::ReadReferenceContent,
+        ],
+    ),
+    (Scope::Scheduling, &[Action::ReadSchedule, Action::BookAppointments]),
+    (Scope::Write, &[Action::RegisterPatient, Action::RecordConsent, Action::RecordQuestionnaire]),
+];
+
+/// May a token holding `scopes` perform `action`? Public routes are open to anyone.
+pub fn scopes_allow(scopes: &[Scope], action: Action) -> bool {
+    action == Action::Public || scopes.iter().any(|s| s.actions().contains(&action))
+}
+
 /// The roles that may perform `action`, for documentation and for tests.
 pub fn roles_allowed(action: Action) -> Vec<Role> {
     Role::ALL.into_iter().filter(|r| allows(Some(*r), action)).collect()
@@ -345,6 +416,49 @@ mod tests {
                 "{role:?}"
             );
         }
+    }
+
+    #[test]
+    fn tokens_never_reach_accounts_settings_integrations_or_the_portal() {
+        let all = Scope::ALL;
+        for action in [
+            Action::CompleteSignIn,
+            Action::SignOut,
+            Action::OwnAccount,
+            Action::ManageUsers,
+            Action::ManageSettings,
+            Action::ManageIntegrations,
+            Action::ReadAudit,
+            Action::PortalSelf,
+            Action::SignEligibilityDecision,
+            Action::KeepPsychotherapyNotes,
+            Action::RunDosingSession,
+            Action::RecordControlledSubstances,
+        ] {
+            assert!(!scopes_allow(&all, action), "{action:?}");
+        }
+        assert!(scopes_allow(&[], Action::Public));
+        assert!(!scopes_allow(&[], Action::ListPatients));
+    }
+
+    #[test]
+    fn each_scope_opens_only_its_row() {
+        assert!(scopes_allow(&[Scope::ClinicalRead], Action::ReadClinicalRecord));
+        assert!(!scopes_allow(&[Scope::ClinicalRead], Action::BookAppointments));
+        assert!(!scopes_allow(&[Scope::ClinicalRead], Action::RegisterPatient));
+        assert!(scopes_allow(&[Scope::Scheduling], Action::BookAppointments));
+        assert!(!scopes_allow(&[Scope::Scheduling], Action::ReadPatient));
+        assert!(scopes_allow(&[Scope::Write], Action::RegisterPatient));
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+            assert!(!s.actions().is_empty());
+        }
+        assert_eq!(Scope::parse("admin"), None);
+    }
+
+    #[test]
+    fn only_admins_manage_integrations() {
+        assert_eq!(roles_allowed(Action::ManageIntegrations), vec![Role::Admin]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ struct EventRow {
     source_ip: Option<String>,
     outcome: String,
     reason: Option<String>,
+    actor_token_id: Option<String>,
     prev_hash: String,
     hash: String,
 }
@@ -39,6 +40,7 @@ impl From<EventRow> for StoredAuditEvent {
             source_ip: r.source_ip,
             outcome: r.outcome,
             reason: r.reason,
+            actor_token_id: r.actor_token_id,
             prev_hash: r.prev_hash,
             hash: r.hash,
         }
@@ -46,7 +48,7 @@ impl From<EventRow> for StoredAuditEvent {
 }
 
 const VERIFY_SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-     patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+     patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 /// Appends `event` to the chain inside `tx`. Call it last in the transaction: on PostgreSQL the
 /// head row stays locked until commit, which is what keeps the chain from forking.
@@ -77,13 +79,13 @@ pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<i64> {
         prev = (s.seq, Hash::from_hex(&s.hash).ok_or_else(|| StoreError::Corrupt("event hash".into()))?);
         chained.push(s);
     }
-    // Multi-row inserts: one round trip per 200 events while the head is locked. 14 parameters a
+    // Multi-row inserts: one round trip per 200 events while the head is locked. 15 parameters a
     // row keeps each statement under SQLite's and PostgreSQL's parameter limits.
     for chunk in chained.chunks(200) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
-                 entity_id, patient_id, source_ip, outcome, reason, prev_hash, hash) ",
+                 entity_id, patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash) ",
             );
             q.push_values(chunk, |mut row, s| {
                 row.push_bind(s.seq)
@@ -98,6 +100,7 @@ pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<i64> {
                     .push_bind(s.source_ip.clone())
                     .push_bind(s.outcome.clone())
                     .push_bind(s.reason.clone())
+                    .push_bind(s.actor_token_id.clone())
                     .push_bind(s.prev_hash.clone())
                     .push_bind(s.hash.clone());
             });
@@ -125,14 +128,14 @@ pub struct AuditFilter {
 }
 
 const NEWEST_FIRST: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-     patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
+     patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash FROM audit_events \
      WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
      AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
      AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq < $7) \
      ORDER BY seq DESC LIMIT $8";
 
 const OLDEST_FIRST: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-     patient_id, source_ip, outcome, reason, prev_hash, hash FROM audit_events \
+     patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash FROM audit_events \
      WHERE ($1 IS NULL OR clinic_id = $1) AND ($2 IS NULL OR actor_user_id = $2) \
      AND ($3 IS NULL OR patient_id = $3) AND ($4 IS NULL OR action = $4) \
      AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq > $7) \

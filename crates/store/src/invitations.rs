@@ -250,27 +250,16 @@ pub async fn claim_due(
         .fetch_all(c)
         .await?
     });
-    let mut claimed = Vec::new();
-    for m in candidates {
-        let mut tx = db.begin().await?;
-        let n = on_tx!(&mut tx, |c| {
-            sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND sent_at IS NULL \
-                 AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
-            )
-            .bind(m.id)
-            .bind(DbTs(now))
-            .bind(DbTs(lease_until))
-            .execute(c)
-            .await?
-            .rows_affected()
-        });
-        tx.commit().await?;
-        if n == 1 {
-            claimed.push(m);
-        }
-    }
-    Ok(claimed)
+    crate::lease_each(
+        db,
+        candidates,
+        |m| m.id,
+        "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND sent_at IS NULL \
+         AND (next_attempt_at IS NULL OR next_attempt_at <= $2)",
+        now,
+        lease_until,
+    )
+    .await
 }
 
 pub async fn mark_sent(db: &Db, id: Uuid) -> Result<()> {

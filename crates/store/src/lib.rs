@@ -14,6 +14,7 @@ pub mod consents;
 pub mod dosing;
 pub mod eligibility;
 pub mod integration_notes;
+pub mod integrations;
 pub mod invitations;
 pub mod journal;
 pub mod ledger;
@@ -71,4 +72,36 @@ where
         list.push_bind(*id);
     }
     list.push_unseparated(")");
+}
+
+/// Claims each of `candidates` with `claim_sql` (`$1` the row's id, `$2` now, `$3` the lease end),
+/// one short transaction per row; keeps the rows this process updated. The statement must match
+/// only a row still due at `$2`, so a row another process claimed first is skipped: the outbox
+/// and webhook delivery jobs never send one row twice.
+pub(crate) async fn lease_each<T>(
+    db: &Db,
+    candidates: Vec<T>,
+    id: impl Fn(&T) -> uuid::Uuid,
+    claim_sql: &'static str,
+    now: kapstone_domain::UtcTs,
+    lease_until: kapstone_domain::UtcTs,
+) -> Result<Vec<T>> {
+    let mut claimed = Vec::new();
+    for row in candidates {
+        let mut tx = db.begin().await?;
+        let n = on_tx!(&mut tx, |c| {
+            sqlx::query(claim_sql)
+                .bind(id(&row))
+                .bind(DbTs(now))
+                .bind(DbTs(lease_until))
+                .execute(c)
+                .await?
+                .rows_affected()
+        });
+        tx.commit().await?;
+        if n == 1 {
+            claimed.push(row);
+        }
+    }
+    Ok(claimed)
 }

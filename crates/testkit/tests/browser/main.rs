@@ -51,6 +51,7 @@ async fn sign_in_navigate_and_sign_out() {
                 "Outbox",
                 "Scheduling",
                 "Settings",
+                "Integrations",
                 "My account"
             ],
             "admin's navigation: {nav:?}"

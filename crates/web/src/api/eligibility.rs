@@ -18,7 +18,7 @@ use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
 fn alerts(user: &CurrentUser) -> bool {
-    kapstone_domain::permissions::allows(Some(user.role), kapstone_domain::Action::ReadSafetyAlerts)
+    user.may(kapstone_domain::Action::ReadSafetyAlerts)
 }
 
 /// `GET /api/v1/eligibility/rules`: the rule set in force.
@@ -216,7 +216,7 @@ pub async fn pathway(
     let (stage, next) = app::pathway_status(&state, &p, alerts(&user)).await?;
     let events = app::pathway_events(&state, id).await?;
     // The reason of a hold can be clinical ("awaiting the cardiology letter"): clinicians only.
-    let clinical = kapstone_domain::permissions::allows(Some(user.role), kapstone_domain::Action::ReadClinicalRecord);
+    let clinical = user.may(kapstone_domain::Action::ReadClinicalRecord);
     Ok(Json(json!({
         "stage": stage.as_str(),
         "stage_label": stage.label(),

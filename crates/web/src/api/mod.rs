@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dosing;
 pub mod eligibility;
 pub mod integration_notes;
+pub mod integrations;
 pub mod journal;
 pub mod ledger;
 pub mod measures;

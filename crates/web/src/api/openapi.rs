@@ -6,7 +6,8 @@
 use axum::Json;
 use kapstone_domain::consultation::DrugClass;
 use kapstone_domain::decision::Route;
-use kapstone_domain::permissions::roles_allowed;
+use kapstone_domain::permissions::{Scope, roles_allowed};
+use kapstone_domain::webhook::EventType;
 use serde_json::{Map, Value, json};
 
 fn r(name: &str) -> Value {
@@ -699,6 +700,58 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             obj.clone(),
         ),
+        ("GET", "/api/v1/tokens") => op(
+            "The clinic's API tokens: name, prefix, scopes, expiry, last use, state (never the secret; admins)",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/tokens") => op(
+            "Create an API token {name, scopes, expires_in_days 1-365}; the answer's `token` (kst_...) is shown \
+             this once and stored only as its SHA-256 (admins)",
+            Some(json!({"type":"object","additionalProperties":false,"required":["name","scopes","expires_in_days"],
+                "properties":{"name":{"type":"string"},"expires_in_days":{"type":"integer","minimum":1,"maximum":365},
+                "scopes":{"type":"array","items":{"enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()}}}})),
+            "201",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/tokens/{id}/revoke") => {
+            op("Revoke an API token: from now on it answers 401 (admins)", None, "204", Value::Null)
+        }
+        ("GET", "/api/v1/webhooks") => op("The clinic's webhook endpoints (admins)", None, "200", obj.clone()),
+        ("POST", "/api/v1/webhooks") => op(
+            "Register a webhook endpoint {url (http or https), events}; the answer's `secret` signs every delivery \
+             (header Kapstone-Signature: t=<unix>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">) and is shown this once",
+            Some(json!({"type":"object","additionalProperties":false,"required":["url","events"],
+                "properties":{"url":{"type":"string"},
+                "events":{"type":"array","items":{"enum": EventType::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>()}}}})),
+            "201",
+            obj.clone(),
+        ),
+        ("PUT", "/api/v1/webhooks/{id}/active") => op(
+            "Switch an endpoint off (its deliveries wait) or on {active} (admins)",
+            Some(json!({"type":"object","additionalProperties":false,"required":["active"],
+                "properties":{"active":{"type":"boolean"}}})),
+            "204",
+            Value::Null,
+        ),
+        ("GET", "/api/v1/webhooks/deliveries") => op(
+            "The 100 most recent deliveries: event, payload (ids only), status pending/delivered/failed, attempts, \
+             next attempt, last status code and error (admins)",
+            None,
+            "200",
+            obj.clone(),
+        ),
+        ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver") => {
+            op("Send a delivery again now, with a fresh count of attempts (admins)", None, "202", Value::Null)
+        }
+        ("GET", "/api/v1/appointments.csv") => op(
+            "The schedule as CSV for a spreadsheet (from, to: dates YYYY-MM-DD in the clinic's zone, at most 31 \
+             days; audited)",
+            None,
+            "200",
+            json!({"type":"string","contentMediaType":"text/csv"}),
+        ),
         _ => return None,
     })
 }
@@ -872,6 +925,19 @@ fn core_schemas() -> Value {
     })
 }
 
+/// Who may call an operation: the roles, and the API token scopes that open it.
+fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
+    if roles.is_empty() {
+        return "No sign-in needed.".to_owned();
+    }
+    let scopes: Vec<&str> = Scope::ALL.iter().filter(|s| s.actions().contains(&action)).map(|s| s.as_str()).collect();
+    if scopes.is_empty() {
+        format!("Roles: {}. Not open to API tokens.", roles.join(", "))
+    } else {
+        format!("Roles: {}. API token scopes: {}.", roles.join(", "), scopes.join(", "))
+    }
+}
+
 /// The whole document.
 pub fn build() -> Value {
     let mut paths = Map::new();
@@ -881,7 +947,7 @@ pub fn build() -> Value {
         let roles: Vec<&str> = roles_allowed(route.action).iter().map(|r| r.as_str()).collect();
         let mut operation = json!({
             "summary": d.summary,
-            "description": if roles.is_empty() { "No sign-in needed.".to_owned() } else { format!("Roles: {}.", roles.join(", ")) },
+            "description": describe_access(&roles, route.action),
             "responses": {
                 d.status: if d.response.is_null() { json!({"description":"Done"}) } else {
                     json!({"description":"Success","content":{"application/json":{"schema": d.response}}}) },
@@ -905,7 +971,7 @@ pub fn build() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Kapstone API", "version": env!("CARGO_PKG_VERSION"),
-            "description": "Authenticate with POST /api/v1/auth/login and send `Authorization: Bearer <token>`. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."},
+            "description": "Authenticate with POST /api/v1/auth/login and send `Authorization: Bearer <token>`, or send an API token (kst_...) an admin created with scopes. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."},
         "components": {
             "schemas": schemas(),
             "securitySchemes": {"bearer": {"type":"http","scheme":"bearer"}},

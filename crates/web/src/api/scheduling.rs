@@ -435,3 +435,14 @@ pub async fn book_course(
             .await?;
     Ok(Json(json!({ "items": items })))
 }
+
+/// `GET /api/v1/appointments.csv?from=YYYY-MM-DD&to=YYYY-MM-DD` (issue 8).
+pub async fn csv(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<crate::app::schedule_csv::CsvQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
+    let (body, name) = crate::app::schedule_csv::schedule_csv(&state, &user, &q).await?;
+    Ok(crate::app::schedule_csv::response(body, &name))
+}

@@ -171,7 +171,7 @@ fn append_csv_row(out: &mut String, e: &StoredAuditEvent) {
 }
 
 /// RFC 4180 quoting, and a leading `'` on values a spreadsheet would run as a formula.
-fn csv_field(v: &str) -> String {
+pub(crate) fn csv_field(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@']) { format!("'{v}") } else { v.to_owned() };
     if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
 }

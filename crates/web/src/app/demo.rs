@@ -593,6 +593,7 @@ pub fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::g
         mfa_setup_required: false,
         mfa_not_required_for_admins: false,
         ip: None,
+        token: None,
     })
 }
 

@@ -190,6 +190,14 @@ pub fn spawn(state: AppState, every: Duration) {
                     tracing::warn!(correlation = %id, "measure assignment pass failed");
                 }
             }
+            match super::integrations::deliver_due(&state).await {
+                Ok((0, 0)) => {}
+                Ok((delivered, failed)) => tracing::info!(delivered, failed, "webhooks delivered"),
+                Err(e) => {
+                    let id = e.log();
+                    tracing::warn!(correlation = %id, "webhook pass failed");
+                }
+            }
             match deliver(&state).await {
                 Ok((0, 0)) => {}
                 Ok((sent, failed)) => tracing::info!(sent, failed, "outbox delivered"),

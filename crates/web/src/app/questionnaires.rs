@@ -3,6 +3,7 @@
 
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::instruments::{Flag, Instrument, ItemError, cssrs, gad7, pcl5, phq9};
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId};
 use kapstone_store::questionnaires::{self, NewResponse};
 use kapstone_store::{audit, patients};
@@ -187,6 +188,12 @@ pub async fn submit_for(
         raised = Some((alert_id, level));
     }
     audit::append_all(&mut tx, &events).await?;
+    let data = json!({ "questionnaire_response_id": id, "patient_id": patient });
+    super::integrations::enqueue(&mut tx, by.clinic, EventType::QuestionnaireSubmitted, data).await?;
+    if let Some((alert_id, _)) = raised {
+        let data = json!({ "safety_alert_id": alert_id, "questionnaire_response_id": id, "patient_id": patient });
+        super::integrations::enqueue(&mut tx, by.clinic, EventType::SafetyAlertRaised, data).await?;
+    }
     tx.commit().await?;
     if let Value::Object(b) = &mut body {
         b.insert("id".into(), json!(id));

@@ -9,6 +9,7 @@ use kapstone_domain::consent::ConsentStatus;
 use kapstone_domain::scheduling::{
     self as domain, AppointmentKind, AppointmentType, Block, Candidate, DosingReadiness, HoursException, WeeklyHours,
 };
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
 use kapstone_store::scheduling::{self as store, AppointmentRow, LocationRow, NewAppointment, RoomRow};
 use kapstone_store::users::UserRow;
@@ -416,6 +417,14 @@ pub async fn book(
         None => kind.code.clone(),
     });
     audit::append(&mut tx, &e).await?;
+    let data = serde_json::json!({ "appointment_id": id, "patient_id": patient_id });
+    crate::app::integrations::enqueue(&mut tx, user.clinic, EventType::AppointmentBooked, data).await?;
+    if let Some((old, _)) = rescheduled {
+        let data = serde_json::json!({
+            "appointment_id": old, "patient_id": patient_id, "status": "rescheduled", "rescheduled_to": id,
+        });
+        crate::app::integrations::enqueue(&mut tx, user.clinic, EventType::AppointmentChanged, data).await?;
+    }
     tx.commit().await?;
     if kind.kind == AppointmentKind::Dosing
         && let Err(e) = crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await
@@ -483,6 +492,10 @@ pub async fn change(
     e.patient_id = Some(PatientId::from_uuid(appt.patient_id));
     e.reason = Some(status.to_owned());
     audit::append(&mut tx, &e).await?;
+    // A cancellation is its own event; a no-show or attendance is a change of status.
+    let event = if status == "cancelled" { EventType::AppointmentCancelled } else { EventType::AppointmentChanged };
+    let data = serde_json::json!({ "appointment_id": id, "patient_id": appt.patient_id, "status": status });
+    crate::app::integrations::enqueue(&mut tx, user.clinic, event, data).await?;
     tx.commit().await?;
     store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)
 }

@@ -16,6 +16,7 @@ use kapstone_domain::session::{
     self, Actor, Administration, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening,
     ScreeningInstrument, Session, SessionEvent,
 };
+use kapstone_domain::webhook::EventType;
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
 use uuid::Uuid;
@@ -482,6 +483,10 @@ pub async fn record(
                 user.id,
             )
             .await?;
+            let data = serde_json::json!({
+                "session_id": id, "patient_id": row.patient_id, "appointment_id": row.appointment_id,
+            });
+            super::integrations::enqueue(&mut tx, user.clinic, EventType::SessionDischarged, data).await?;
         }
         let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
         e.entity_id = Some(id.to_string());

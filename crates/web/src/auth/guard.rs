@@ -14,9 +14,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
 use kapstone_domain::auth::SessionState;
-use kapstone_domain::permissions::{Action, allows};
+use kapstone_domain::permissions::{Action, Scope, allows, scopes_allow};
 use kapstone_domain::{ClinicId, PatientId, Role, SessionId, UserId, UtcTs};
-use kapstone_store::{audit, clinics, sessions, users};
+use kapstone_store::{audit, clinics, integrations, sessions, users};
+use uuid::Uuid;
 
 use super::tokens::{eq_ct, token_hash};
 use crate::error::{ApiError, AppError};
@@ -41,17 +42,37 @@ pub struct CurrentUser {
     /// Admins see a banner while MFA is not required for admins.
     pub mfa_not_required_for_admins: bool,
     pub ip: Option<String>,
+    /// Set when the request came with an API token (issue 8): the integration acts on behalf of
+    /// the admin who created the token (`id`, `role`), limited to the token's scopes.
+    pub token: Option<TokenPrincipal>,
+}
+
+/// The API token a request came with.
+#[derive(Debug, Clone)]
+pub struct TokenPrincipal {
+    pub id: Uuid,
+    pub scopes: Vec<Scope>,
 }
 
 impl CurrentUser {
-    /// An audit event with the actor filled in.
+    /// An audit event with the actor filled in (and the token, when an integration acts).
     pub fn event(&self, action: AuditAction, entity_type: &'static str, outcome: Outcome) -> NewAuditEvent {
         let mut e = NewAuditEvent::new(action, entity_type, outcome);
         e.clinic_id = Some(self.clinic);
         e.actor_user_id = Some(self.id);
         e.actor_role = Some(self.role);
         e.source_ip.clone_from(&self.ip);
+        e.actor_token_id = self.token.as_ref().map(|t| t.id.to_string());
         e
+    }
+
+    /// May this principal perform `action`? The permission table for accounts, the scope table
+    /// for API tokens: the one question handlers ask when they shape a response by permission.
+    pub fn may(&self, action: Action) -> bool {
+        match &self.token {
+            Some(t) => scopes_allow(&t.scopes, action),
+            None => allows(Some(self.role), action),
+        }
     }
 }
 
@@ -109,8 +130,62 @@ enum Resolved {
     SignedIn(CurrentUser),
 }
 
+/// The prefix of API tokens, so a leaked one is recognisable (and never mistaken for a session).
+pub const API_TOKEN_PREFIX: &str = "kst_";
+
+/// Resolves an API token: live (not revoked, not expired), of an active account of its clinic,
+/// and only on the JSON API. Anything else is anonymous, so the route answers 401.
+async fn resolve_api_token(
+    state: &AppState,
+    token: &str,
+    path: &str,
+    ip: Option<String>,
+) -> Result<Resolved, AppError> {
+    if !path.starts_with("/api/v1/") {
+        return Ok(Resolved::Anonymous);
+    }
+    let Some(row) = integrations::token_by_hash(&state.db, &token_hash(token)).await? else {
+        return Ok(Resolved::Anonymous);
+    };
+    let now = UtcTs::now();
+    if row.revoked_at.is_some() || row.expires_at.0 <= now {
+        return Ok(Resolved::Anonymous);
+    }
+    let Some(user) = users::get(&state.db, UserId::from_uuid(row.created_by)).await? else {
+        return Ok(Resolved::Anonymous);
+    };
+    if !user.active || user.clinic().as_uuid() != row.clinic_id {
+        return Ok(Resolved::Anonymous);
+    }
+    let scopes = row.scopes.split_whitespace().filter_map(Scope::parse).collect();
+    Ok(Resolved::SignedIn(CurrentUser {
+        id: user.user_id(),
+        clinic: user.clinic(),
+        role: user.role()?,
+        name: format!("API token {}", row.name),
+        email: user.email.clone(),
+        patient: None,
+        session: SessionId::from_uuid(row.id),
+        csrf: String::new(),
+        api: true,
+        totp_enabled: user.totp_enabled,
+        mfa_setup_required: false,
+        mfa_not_required_for_admins: false,
+        ip,
+        token: Some(TokenPrincipal { id: row.id, scopes }),
+    }))
+}
+
 /// Finds the live session for the request's token, ending it if it has timed out.
-async fn resolve(state: &AppState, headers: &axum::http::HeaderMap, ip: Option<String>) -> Result<Resolved, AppError> {
+async fn resolve(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    path: &str,
+    ip: Option<String>,
+) -> Result<Resolved, AppError> {
+    if let Some(t) = bearer(headers).filter(|t| t.starts_with(API_TOKEN_PREFIX)) {
+        return resolve_api_token(state, t, path, ip).await;
+    }
     let (token, via_bearer) = match bearer(headers) {
         Some(t) => (t, true),
         None => match cookie(headers, state.config.session_cookie_name()) {
@@ -172,6 +247,7 @@ async fn resolve(state: &AppState, headers: &axum::http::HeaderMap, ip: Option<S
         mfa_setup_required: settings.requires_mfa(role) && !user.totp_enabled,
         mfa_not_required_for_admins: role == Role::Admin && !settings.requires_mfa(Role::Admin),
         ip,
+        token: None,
     };
     Ok(if session.mfa_pending { Resolved::Pending(current) } else { Resolved::SignedIn(current) })
 }
@@ -257,7 +333,7 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
     req.extensions_mut().insert(ClientIp(ip.clone()));
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
 
-    let resolved = match resolve(&state, req.headers(), ip).await {
+    let resolved = match resolve(&state, req.headers(), &path, ip).await {
         Ok(r) => r,
         Err(e) => return refuse(&path, e),
     };
@@ -307,11 +383,16 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
             Redirect::to("/account/mfa").into_response()
         };
     }
-    if !allows(Some(user.role), action) {
+    if !user.may(action) {
         if let Err(e) = audit_denied(&state, &user, &path).await {
             return refuse(&path, e);
         }
         return refuse(&path, AppError::Forbidden);
+    }
+    if let Some(t) = &user.token
+        && let Err(e) = audit_token_use(&state, &user, t.id, &path).await
+    {
+        return refuse(&path, e);
     }
     if unsafe_method && !user.api {
         // Public forms (sign-in, invitation) carry the pre-session token even when a session exists.
@@ -323,6 +404,18 @@ pub async fn guard(State((state, action)): State<(AppState, Action)>, mut req: R
     }
     req.extensions_mut().insert(user);
     next.run(req).await
+}
+
+/// Every request an API token makes is audited (the path, never a body) and marks the token used.
+async fn audit_token_use(state: &AppState, user: &CurrentUser, token: Uuid, path: &str) -> Result<(), AppError> {
+    let mut tx = state.db.begin().await?;
+    integrations::touch_token(&mut tx, token, UtcTs::now()).await?;
+    let mut e = user.event(AuditAction::ApiTokenUsed, "api_token", Outcome::Success);
+    e.entity_id = Some(token.to_string());
+    e.reason = Some(path.chars().take(200).collect());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Access-control failures are security events (ASVS 7.2.2); the path is recorded, no content.

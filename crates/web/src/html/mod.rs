@@ -12,6 +12,7 @@ pub mod eligibility;
 pub mod floor;
 pub mod home;
 pub mod integration_note;
+pub mod integrations;
 pub mod invite;
 pub mod journal;
 pub mod ledger;
@@ -61,6 +62,7 @@ const NAV: &[(&str, &str, Action)] = &[
     ("/admin/outbox", "Outbox", Action::ManageUsers),
     ("/admin/scheduling", "Scheduling", Action::ManageScheduling),
     ("/admin/settings", "Settings", Action::ManageSettings),
+    ("/admin/integrations", "Integrations", Action::ManageIntegrations),
     ("/account", "My account", Action::OwnAccount),
 ];
 

@@ -747,3 +747,14 @@ pub async fn feed(State(state): State<AppState>, Path(token): Path<String>) -> P
     let body = crate::app::calendar::staff_feed(&state, &token).await?;
     Ok(crate::app::calendar::ics_response(body, "kapstone.ics"))
 }
+
+/// `GET /schedule.csv?from=YYYY-MM-DD&to=YYYY-MM-DD`: the schedule for a spreadsheet (issue 8).
+pub async fn csv(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    q: Result<Query<crate::app::schedule_csv::CsvQuery>, axum::extract::rejection::QueryRejection>,
+) -> PageResult<axum::response::Response> {
+    let Query(q) = q.map_err(|_| kapstone_domain::FieldError::new("from", "give a date as YYYY-MM-DD"))?;
+    let (body, name) = crate::app::schedule_csv::schedule_csv(&state, &user, &q).await?;
+    Ok(crate::app::schedule_csv::response(body, &name))
+}

@@ -1,0 +1,395 @@
+//! Integrations (issue 8): API tokens with scopes, and webhooks with signed, retried delivery.
+//!
+//! Tokens: `kst_` + 256 random bits in hex, shown once, stored as their SHA-256; the guard
+//! resolves them (auth/guard.rs) and the scope table of the domain decides each route.
+//! Webhooks: [`enqueue`] writes one delivery per subscribed endpoint in the caller's transaction
+//! (an outbox); [`deliver_due`] claims due rows with a lease, signs and sends them, and retries
+//! with the domain's backoff until [`webhook::MAX_ATTEMPTS`], then marks them failed.
+
+use std::time::Duration;
+
+use kapstone_domain::audit::{AuditAction, Outcome};
+use kapstone_domain::permissions::Scope;
+use kapstone_domain::webhook::{self, EventType};
+use kapstone_domain::{ClinicId, FieldError, UtcTs};
+use kapstone_store::integrations::{self as store, Attempt, NewDelivery, NewToken};
+use kapstone_store::{Tx, audit};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::guard::{API_TOKEN_PREFIX, CurrentUser};
+use crate::auth::tokens::{random_token, token_hash};
+use crate::error::AppError;
+use crate::state::AppState;
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Invalid(FieldError::new(field, message))
+}
+
+/// Token and webhook management is for signed-in admins, never for a token (the scope table
+/// already says so; this keeps the use cases safe when called from elsewhere).
+fn ensure_person(user: &CurrentUser) -> Result<(), AppError> {
+    if user.token.is_some() { Err(AppError::Forbidden) } else { Ok(()) }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenInput {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Days until the token stops working: 1 to 365.
+    pub expires_in_days: i64,
+}
+
+/// A token just created: the secret is in this value and nowhere else.
+#[derive(Debug, Clone)]
+pub struct CreatedToken {
+    pub id: Uuid,
+    pub secret: String,
+    pub expires_at: UtcTs,
+}
+
+/// Parses names into known values without repeats, in the order of `all`; an unknown name or
+/// an empty list is refused naming `field` (`scopes`, `events`).
+fn parse_known<T: Copy + PartialEq>(
+    raw: &[String],
+    field: &'static str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, AppError> {
+    let known: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+    if let Some(bad) = raw.iter().find(|r| !known.contains(&r.trim())) {
+        let bad: String = bad.chars().take(40).collect();
+        return Err(invalid(field, format!("unknown value {bad:?}; choose from {}", known.join(", "))));
+    }
+    let chosen: Vec<T> = all.iter().copied().filter(|t| raw.iter().any(|r| r.trim() == name(*t))).collect();
+    if chosen.is_empty() {
+        return Err(invalid(field, format!("choose at least one of {}", known.join(", "))));
+    }
+    Ok(chosen)
+}
+
+fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>, AppError> {
+    parse_known(raw, "scopes", &Scope::ALL, Scope::as_str)
+}
+
+fn scopes_text(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn name_of(raw: &str) -> Result<String, AppError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(invalid("name", "enter a name (what the integration is)"));
+    }
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "use at most 100 characters on one line"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Creates a token; the returned secret is shown once and only its hash is stored.
+pub async fn create_token(
+    state: &AppState,
+    admin: &CurrentUser,
+    input: NewTokenInput,
+) -> Result<CreatedToken, AppError> {
+    ensure_person(admin)?;
+    let name = name_of(&input.name)?;
+    let scopes = parse_scopes(&input.scopes)?;
+    if !(1..=365).contains(&input.expires_in_days) {
+        return Err(invalid("expires_in_days", "choose between 1 and 365 days"));
+    }
+    let secret = format!("{API_TOKEN_PREFIX}{}", random_token());
+    let prefix: String = secret.chars().take(API_TOKEN_PREFIX.len() + 8).collect();
+    let now = UtcTs::now();
+    let expires_at = now.plus(time::Duration::days(input.expires_in_days));
+    let scope_text = scopes_text(&scopes);
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_token(
+        &mut tx,
+        &NewToken {
+            clinic: admin.clinic,
+            name: &name,
+            prefix: &prefix,
+            token_hash: &token_hash(&secret),
+            scopes: &scope_text,
+            created_by: admin.id,
+            at: now,
+            expires_at,
+        },
+    )
+    .await?;
+    let mut e = admin.event(AuditAction::ApiTokenCreated, "api_token", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.reason = Some(format!("scopes: {scope_text}; expires in {} days", input.expires_in_days));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(CreatedToken { id, secret, expires_at })
+}
+
+/// A token as lists show it (never the secret, which is not stored).
+#[derive(Debug, Clone)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub created_at: UtcTs,
+    pub expires_at: UtcTs,
+    pub revoked_at: Option<UtcTs>,
+    pub last_used_at: Option<UtcTs>,
+}
+
+impl TokenView {
+    pub fn state(&self, now: UtcTs) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at <= now {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
+    pub fn json(&self, now: UtcTs) -> Value {
+        json!({
+            "id": self.id, "name": self.name, "prefix": self.prefix, "scopes": self.scopes,
+            "created_at": self.created_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at,
+            "last_used_at": self.last_used_at, "state": self.state(now),
+        })
+    }
+}
+
+pub async fn tokens(state: &AppState, admin: &CurrentUser) -> Result<Vec<TokenView>, AppError> {
+    ensure_person(admin)?;
+    Ok(store::tokens(&state.db, admin.clinic)
+        .await?
+        .into_iter()
+        .map(|t| TokenView {
+            id: t.id,
+            name: t.name,
+            prefix: t.prefix,
+            scopes: t.scopes.split_whitespace().map(str::to_owned).collect(),
+            created_at: t.created_at.0,
+            expires_at: t.expires_at.0,
+            revoked_at: t.revoked_at.map(|r| r.0),
+            last_used_at: t.last_used_at.map(|r| r.0),
+        })
+        .collect())
+}
+
+/// Revokes a token: from now on it answers 401. Revoking twice is a 404.
+pub async fn revoke_token(state: &AppState, admin: &CurrentUser, id: Uuid) -> Result<(), AppError> {
+    ensure_person(admin)?;
+    let mut tx = state.db.begin().await?;
+    if !store::revoke_token(&mut tx, admin.clinic, id, admin.id, UtcTs::now()).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = admin.event(AuditAction::ApiTokenRevoked, "api_token", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpointInput {
+    pub url: String,
+    pub events: Vec<String>,
+}
+
+fn parse_events(raw: &[String]) -> Result<Vec<EventType>, AppError> {
+    parse_known(raw, "events", &EventType::ALL, EventType::as_str)
+}
+
+/// Registers an endpoint; returns its id and signing secret (shown once).
+pub async fn create_endpoint(
+    state: &AppState,
+    admin: &CurrentUser,
+    input: NewEndpointInput,
+) -> Result<(Uuid, String), AppError> {
+    ensure_person(admin)?;
+    let url = input.url.trim().to_owned();
+    webhook::check_url(&url).map_err(|m| invalid("url", m))?;
+    let events = parse_events(&input.events)?;
+    let events_text = events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(" ");
+    let secret = format!("whsec_{}", random_token());
+    let mut tx = state.db.begin().await?;
+    let id = store::insert_endpoint(&mut tx, admin.clinic, &url, &events_text, &secret, admin.id, UtcTs::now()).await?;
+    let mut e = admin.event(AuditAction::WebhookEndpointChanged, "webhook_endpoint", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.reason = Some(format!("registered for {events_text}"));
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok((id, secret))
+}
+
+/// Switches an endpoint off (no deliveries are sent; queued ones wait) or back on.
+pub async fn set_endpoint_active(
+    state: &AppState,
+    admin: &CurrentUser,
+    id: Uuid,
+    active: bool,
+) -> Result<(), AppError> {
+    ensure_person(admin)?;
+    let mut tx = state.db.begin().await?;
+    if !store::set_endpoint_active(&mut tx, admin.clinic, id, active).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = admin.event(AuditAction::WebhookEndpointChanged, "webhook_endpoint", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.reason = Some(if active { "switched on" } else { "switched off" }.to_owned());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An endpoint as lists show it (the secret is not shown again).
+#[derive(Debug, Clone)]
+pub struct EndpointView {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub active: bool,
+    pub created_at: UtcTs,
+}
+
+impl EndpointView {
+    pub fn json(&self) -> Value {
+        json!({ "id": self.id, "url": self.url, "events": self.events, "active": self.active,
+                "created_at": self.created_at })
+    }
+}
+
+pub async fn endpoints(state: &AppState, admin: &CurrentUser) -> Result<Vec<EndpointView>, AppError> {
+    ensure_person(admin)?;
+    Ok(store::endpoints(&state.db, admin.clinic)
+        .await?
+        .into_iter()
+        .map(|e| EndpointView {
+            id: e.id,
+            url: e.url,
+            events: e.events.split_whitespace().map(str::to_owned).collect(),
+            active: e.active,
+            created_at: e.created_at.0,
+        })
+        .collect())
+}
+
+/// The most recent deliveries (the payloads hold ids only, so they are shown as sent).
+pub async fn deliveries(state: &AppState, admin: &CurrentUser) -> Result<Vec<store::DeliveryRow>, AppError> {
+    ensure_person(admin)?;
+    Ok(store::recent_deliveries(&state.db, admin.clinic, 100).await?)
+}
+
+pub fn delivery_json(d: &store::DeliveryRow) -> Value {
+    json!({
+        "id": d.id, "endpoint_id": d.endpoint_id, "event_id": d.event_id, "event_type": d.event_type,
+        "status": d.status, "attempts": d.attempts, "next_attempt_at": d.next_attempt_at.0,
+        "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at.0,
+        "delivered_at": d.delivered_at.map(|t| t.0),
+        "payload": serde_json::from_str::<Value>(&d.payload).unwrap_or(Value::Null),
+    })
+}
+
+/// Queues a delivery again now with a fresh count of attempts (after the receiver is fixed).
+pub async fn redeliver(state: &AppState, admin: &CurrentUser, id: Uuid) -> Result<(), AppError> {
+    ensure_person(admin)?;
+    let mut tx = state.db.begin().await?;
+    if !store::requeue(&mut tx, admin.clinic, id, UtcTs::now()).await? {
+        return Err(AppError::NotFound);
+    }
+    let mut e = admin.event(AuditAction::WebhookRedelivered, "webhook_delivery", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    audit::append(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queues `event` for every active endpoint of the clinic subscribed to it, inside the
+/// transaction of the change that caused it: the event exists exactly when the change does.
+/// `data` holds ids only (never names, notes, scores or answers).
+pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: EventType, data: Value) -> Result<(), AppError> {
+    let endpoints = store::active_endpoints_in(tx, clinic).await?;
+    let subscribed: Vec<Uuid> = endpoints
+        .into_iter()
+        .filter(|(_, events)| events.split_whitespace().any(|e| e == event.as_str()))
+        .map(|(id, _)| id)
+        .collect();
+    if subscribed.is_empty() {
+        return Ok(());
+    }
+    let at = UtcTs::now();
+    let event_id = Uuid::now_v7();
+    let occurred_at = at
+        .to_datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("timestamp: {e}")))?;
+    let payload =
+        json!({ "id": event_id, "type": event.as_str(), "occurred_at": occurred_at, "data": data }).to_string();
+    for endpoint in subscribed {
+        let d = NewDelivery { clinic, endpoint, event_id, event_type: event.as_str(), payload: &payload, at };
+        store::insert_delivery(tx, &d).await?;
+    }
+    Ok(())
+}
+
+/// The header carrying the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub const SIGNATURE_HEADER: &str = "Kapstone-Signature";
+
+/// Sends the deliveries due now; returns (delivered, failed attempts).
+pub async fn deliver_due(state: &AppState) -> Result<(usize, usize), AppError> {
+    deliver_due_at(state, UtcTs::now()).await
+}
+
+/// Sends the deliveries due at `now` (tests pass a later time to reach a retry without waiting).
+/// Each claimed row is leased for five minutes, so another server skips it meanwhile.
+pub async fn deliver_due_at(state: &AppState, now: UtcTs) -> Result<(usize, usize), AppError> {
+    let lease = now.plus(time::Duration::minutes(5));
+    let due = store::claim_due(&state.db, now, lease, 20).await?;
+    if due.is_empty() {
+        return Ok((0, 0));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Kapstone-Webhooks/1")
+        .build()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("http client: {e}")))?;
+    let (mut delivered, mut failed) = (0, 0);
+    for d in due {
+        let sent_at = UtcTs::now();
+        let signature = webhook::sign(&d.secret, sent_at.unix_micros() / 1_000_000, d.payload.as_bytes());
+        let result = client
+            .post(&d.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header("Kapstone-Delivery", d.id.to_string())
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let attempt_no = d.attempts + 1;
+        let retry_at = (attempt_no < webhook::MAX_ATTEMPTS)
+            .then(|| now.plus(time::Duration::seconds(webhook::backoff_seconds(attempt_no))));
+        let attempt = match &result {
+            Ok(r) if r.status().is_success() => Attempt::Delivered { status_code: i32::from(r.status().as_u16()) },
+            Ok(r) => {
+                Attempt::Failed { status_code: Some(i32::from(r.status().as_u16())), error: "non-2xx answer", retry_at }
+            }
+            Err(e) if e.is_timeout() => Attempt::Failed { status_code: None, error: "timed out", retry_at },
+            Err(e) if e.is_connect() => Attempt::Failed { status_code: None, error: "could not connect", retry_at },
+            Err(_) => Attempt::Failed { status_code: None, error: "request failed", retry_at },
+        };
+        if matches!(attempt, Attempt::Delivered { .. }) {
+            delivered += 1;
+        } else {
+            failed += 1;
+            tracing::warn!(delivery = %d.id, attempt = attempt_no, "webhook delivery failed");
+        }
+        store::record_attempt(&state.db, d.id, UtcTs::now(), attempt).await?;
+    }
+    Ok((delivered, failed))
+}
