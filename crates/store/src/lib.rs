@@ -25,6 +25,7 @@ pub mod questionnaires;
 pub mod record_requests;
 pub mod scheduling;
 pub mod sessions;
+pub mod transfer;
 pub mod users;
 
 pub use db::{Backend, Db, DbUrl, Tx};
