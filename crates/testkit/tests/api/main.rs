@@ -28,4 +28,5 @@ mod scheduling;
 mod session_forms;
 mod session_pages;
 mod sessions;
+mod transfer;
 mod web_security;
