@@ -354,12 +354,14 @@ fn sqlite_val(row: &SqliteRow, i: usize, table: &str, c: &Column) -> Result<Val>
         Kind::Int | Kind::BigInt => row.try_get::<Option<i64>, _>(i)?.map_or(Val::Null, Val::Int),
         Kind::Bool => row.try_get::<Option<bool>, _>(i)?.map_or(Val::Null, Val::Bool),
         Kind::Ts => row.try_get::<Option<DbTs>, _>(i)?.map_or(Val::Null, |t| Val::Ts(t.0)),
-        Kind::Date => match row.try_get::<Option<String>, _>(i)? {
-            None => Val::Null,
-            Some(s) => Val::Date(time::Date::parse(&s, DATE_FORMAT).map_err(|_| {
-                StoreError::Corrupt(format!("{table}.{}: {s:?} is not a date (YYYY-MM-DD)", c.name))
-            })?),
-        },
+        Kind::Date => {
+            match row.try_get::<Option<String>, _>(i)? {
+                None => Val::Null,
+                Some(s) => Val::Date(time::Date::parse(&s, DATE_FORMAT).map_err(|_| {
+                    StoreError::Corrupt(format!("{table}.{}: {s:?} is not a date (YYYY-MM-DD)", c.name))
+                })?),
+            }
+        }
     })
 }
 
@@ -535,7 +537,10 @@ pub async fn export(db: &Db, out: &Path, progress: &mut dyn FnMut(&TableEntry)) 
     let path = out.join(MANIFEST);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| refused(format!("manifest: {e}")))?;
     let mut f = File::options().write(true).create_new(true).open(&path).map_err(|e| io_err(&path, e))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.write_all(b"\n")).and_then(|()| f.sync_all()).map_err(|e| io_err(&path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err(&path, e))?;
     Ok(manifest)
 }
 
@@ -545,9 +550,8 @@ pub async fn export(db: &Db, out: &Path, progress: &mut dyn FnMut(&TableEntry)) 
 /// Reads and checks `manifest.json` against this build's tables.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        refused(format!("{}: {e} (an export without its manifest did not finish)", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| refused(format!("{}: {e} (an export without its manifest did not finish)", path.display())))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| refused(format!("{}: {e}", path.display())))?;
     if m.format != FORMAT || m.format_version != FORMAT_VERSION {
         return Err(refused(format!(
@@ -950,7 +954,10 @@ mod tests {
     fn values_have_one_canonical_form() {
         let t = TABLES.iter().find(|t| t.name == "patients").unwrap_or(&TABLES[0]);
         let birth = t.columns.iter().find(|c| c.name == "birth_date").unwrap_or(&t.columns[0]);
-        assert_eq!(parse_val(birth, &serde_json::json!("1980-02-29")), Ok(Val::Date(time::macros::date!(1980 - 02 - 29))));
+        assert_eq!(
+            parse_val(birth, &serde_json::json!("1980-02-29")),
+            Ok(Val::Date(time::macros::date!(1980 - 02 - 29)))
+        );
         assert!(parse_val(birth, &serde_json::json!("1981-02-29")).is_err());
         let created = t.columns.iter().find(|c| c.name == "created_at").unwrap_or(&t.columns[0]);
         let ts = UtcTs::from_unix_micros(1_767_312_245_000_006);

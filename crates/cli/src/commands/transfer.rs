@@ -80,7 +80,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     match ledger {
         Ok(locations) => {
-            println!("ledger intact ({} entries in {} locations)", locations.iter().map(|l| l.1).sum::<i64>(), locations.len())
+            println!(
+                "ledger intact ({} entries in {} locations)",
+                locations.iter().map(|l| l.1).sum::<i64>(),
+                locations.len()
+            )
         }
         Err((location, b)) => {
             ok = false;

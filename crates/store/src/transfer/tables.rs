@@ -12,7 +12,10 @@ use super::{Table, col, fk};
 /// docs/export-format.md). The import still requires them to be empty.
 pub const EXCLUDED: &[(&str, &str)] = &[
     ("_sqlx_migrations", "the migration bookkeeping of the target; the manifest records the schema version instead"),
-    ("sessions", "sign-in sessions: bearer and cookie tokens stay with the instance that issued them; everyone signs in again after a move"),
+    (
+        "sessions",
+        "sign-in sessions: bearer and cookie tokens stay with the instance that issued them; everyone signs in again after a move",
+    ),
 ];
 
 pub const TABLES: &[Table] = &[
@@ -41,11 +44,7 @@ pub const TABLES: &[Table] = &[
         name: "audit_head",
         key: &["id"],
         seeded: true,
-        columns: &[
-            col("id", Int),
-            col("seq", BigInt),
-            col("hash", Text),
-        ],
+        columns: &[col("id", Int), col("seq", BigInt), col("hash", Text)],
     },
     Table {
         name: "clinics",
@@ -108,10 +107,7 @@ pub const TABLES: &[Table] = &[
         name: "floor_changes",
         key: &["clinic_id"],
         seeded: false,
-        columns: &[
-            fk("clinic_id", Uuid, "clinics"),
-            col("counter", BigInt),
-        ],
+        columns: &[fk("clinic_id", Uuid, "clinics"), col("counter", BigInt)],
     },
     Table {
         name: "locations",
@@ -171,11 +167,7 @@ pub const TABLES: &[Table] = &[
         name: "cs_ledger_heads",
         key: &["location_id"],
         seeded: false,
-        columns: &[
-            fk("location_id", Uuid, "locations"),
-            col("seq", BigInt),
-            col("hash", Text),
-        ],
+        columns: &[fk("location_id", Uuid, "locations"), col("seq", BigInt), col("hash", Text)],
     },
     Table {
         name: "cs_lots",
@@ -229,11 +221,7 @@ pub const TABLES: &[Table] = &[
         name: "calendar_feeds",
         key: &["user_id"],
         seeded: false,
-        columns: &[
-            fk("user_id", Uuid, "users"),
-            col("token", Text),
-            col("created_at", Ts),
-        ],
+        columns: &[fk("user_id", Uuid, "users"), col("token", Text), col("created_at", Ts)],
     },
     Table {
         name: "consents",
@@ -459,11 +447,7 @@ pub const TABLES: &[Table] = &[
         name: "recovery_codes",
         key: &["user_id", "code_hash"],
         seeded: false,
-        columns: &[
-            fk("user_id", Uuid, "users"),
-            col("code_hash", Text),
-            col("used_at", Ts),
-        ],
+        columns: &[fk("user_id", Uuid, "users"), col("code_hash", Text), col("used_at", Ts)],
     },
     Table {
         name: "rems_enrollments",
@@ -636,20 +620,13 @@ pub const TABLES: &[Table] = &[
         name: "appointment_staff",
         key: &["appointment_id", "user_id"],
         seeded: false,
-        columns: &[
-            fk("appointment_id", Uuid, "appointments"),
-            fk("user_id", Uuid, "users"),
-        ],
+        columns: &[fk("appointment_id", Uuid, "appointments"), fk("user_id", Uuid, "users")],
     },
     Table {
         name: "booking_claims",
         key: &["resource", "slot"],
         seeded: false,
-        columns: &[
-            col("resource", Text),
-            col("slot", BigInt),
-            fk("appointment_id", Uuid, "appointments"),
-        ],
+        columns: &[col("resource", Text), col("slot", BigInt), fk("appointment_id", Uuid, "appointments")],
     },
     Table {
         name: "dosing_sessions",

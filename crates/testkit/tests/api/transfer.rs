@@ -41,9 +41,8 @@ async fn counts(db: &Db) -> anyhow::Result<Vec<i64>> {
 
 async fn chains_verify(db: &Db) -> anyhow::Result<(i64, i64)> {
     let events = kapstone_store::audit::verify(db).await?.map_err(|b| anyhow::anyhow!("audit chain broken: {b}"))?;
-    let locations = kapstone_store::ledger::verify(db)
-        .await?
-        .map_err(|(l, b)| anyhow::anyhow!("ledger of {l} broken: {b}"))?;
+    let locations =
+        kapstone_store::ledger::verify(db).await?.map_err(|(l, b)| anyhow::anyhow!("ledger of {l} broken: {b}"))?;
     Ok((events, locations.iter().map(|l| l.1).sum()))
 }
 
