@@ -58,6 +58,10 @@ enum Command {
     Backup(commands::backup::BackupArgs),
     /// Restore a SQLite backup into a new, empty location.
     Restore(commands::backup::RestoreArgs),
+    /// Export the whole clinic (every table, audit and ledger included) as NDJSON with a manifest.
+    Export(commands::transfer::ExportArgs),
+    /// Import an export into an empty database of either engine (e.g. to move to PostgreSQL).
+    Import(commands::transfer::ImportArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -95,6 +99,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
         Command::Ledger { command } => commands::ledger::run(command).await,
         Command::Backup(args) => commands::backup::backup(args).await,
         Command::Restore(args) => commands::backup::restore(args).await,
+        Command::Export(args) => commands::transfer::export(args).await,
+        Command::Import(args) => commands::transfer::import(args).await,
     };
     match result {
         Ok(code) => code,

@@ -295,3 +295,31 @@ fn an_operator_can_deactivate_and_reset_accounts_from_the_command_line() {
     let verify = kapstone(&["audit", "verify", "--database-url", &url], None);
     assert_eq!(verify.status.code(), Some(0));
 }
+
+#[test]
+fn export_then_import_moves_the_clinic_and_refuses_a_non_empty_target() {
+    let dir = Dir::new();
+    let url = dir.url("source.db");
+    assert!(kapstone(&["demo", "--database-url", &url, "--scale", "200"], None).status.success());
+    let out = dir.0.join("export");
+    let e = kapstone(&["export", "--database-url", &url, "--out", out.to_str().unwrap()], None);
+    assert!(e.status.success(), "{}", stderr(&e));
+    assert!(stdout(&e).contains("exported ") && out.join("manifest.json").is_file(), "{}", stdout(&e));
+    // Never into a directory that holds something.
+    let again = kapstone(&["export", "--database-url", &url, "--out", out.to_str().unwrap()], None);
+    assert!(!again.status.success() && stderr(&again).contains("is not empty"), "{}", stderr(&again));
+
+    let target = dir.url("target.db");
+    let i = kapstone(&["import", out.to_str().unwrap(), "--database-url", &target], None);
+    assert!(i.status.success(), "{}{}", stdout(&i), stderr(&i));
+    assert!(stdout(&i).contains("audit chain intact") && stdout(&i).contains("ledger intact"), "{}", stdout(&i));
+    let v = kapstone(&["audit", "verify", "--database-url", &target], None);
+    assert!(v.status.success(), "{}", stdout(&v));
+    let l = kapstone(&["ledger", "verify", "--database-url", &target], None);
+    assert!(l.status.success(), "{}", stdout(&l));
+
+    // The same export into the now populated target is refused, with exit code 1.
+    let twice = kapstone(&["import", out.to_str().unwrap(), "--database-url", &target], None);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).contains("already holds data"), "{}", stderr(&twice));
+}

@@ -26,6 +26,7 @@ pub mod questionnaires;
 pub mod record_requests;
 pub mod scheduling;
 pub mod sessions;
+pub mod transfer;
 pub mod users;
 
 pub use db::{Backend, Db, DbUrl, Tx};

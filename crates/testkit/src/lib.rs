@@ -222,6 +222,20 @@ impl TestApp {
         })
     }
 
+    /// Stops the server and hands back its database (still connected) and what keeps it alive,
+    /// for checks that must not race the server's background jobs.
+    pub async fn stop_keeping_db(mut self) -> anyhow::Result<(Db, FreshDb)> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await??;
+        }
+        let url = self.fresh.url.clone();
+        let fresh = std::mem::replace(&mut self.fresh, FreshDb { url, _dir: None });
+        Ok((self.db.clone(), fresh))
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {

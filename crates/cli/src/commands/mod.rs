@@ -5,6 +5,7 @@ pub mod backup;
 pub mod demo;
 pub mod ledger;
 pub mod serve;
+pub mod transfer;
 pub mod user;
 
 use std::process::ExitCode;

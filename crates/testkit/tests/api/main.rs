@@ -30,5 +30,6 @@ mod session_forms;
 mod session_pages;
 mod sessions;
 mod tokens;
+mod transfer;
 mod web_security;
 mod webhooks;
