@@ -116,10 +116,19 @@ pub enum AuditAction {
     OutcomeReportRead,
     /// A prescriber's course review recorded: continue, modify or stop (ids and the decision).
     CourseReviewed,
+    /// FHIR resources read or searched (issue 8): the resource type, ids or the count, the
+    /// patient when one is named. Never resource content.
+    FhirRead,
+    /// A FHIR Bulk Data export requested (level, types; ids only).
+    FhirExportRequested,
+    /// A FHIR Bulk Data export job finished: resource counts per type, or its failure.
+    FhirExportCompleted,
+    /// One NDJSON file of an export downloaded by its requester.
+    FhirExportDownloaded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 72] = [
+    pub const ALL: [AuditAction; 76] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -192,6 +201,10 @@ impl AuditAction {
         Self::OutcomesRead,
         Self::OutcomeReportRead,
         Self::CourseReviewed,
+        Self::FhirRead,
+        Self::FhirExportRequested,
+        Self::FhirExportCompleted,
+        Self::FhirExportDownloaded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -268,6 +281,10 @@ impl AuditAction {
             Self::OutcomesRead => "outcomes.read",
             Self::OutcomeReportRead => "outcomes.report",
             Self::CourseReviewed => "course.review",
+            Self::FhirRead => "fhir.read",
+            Self::FhirExportRequested => "fhir.export_request",
+            Self::FhirExportCompleted => "fhir.export_complete",
+            Self::FhirExportDownloaded => "fhir.export_download",
         }
     }
 

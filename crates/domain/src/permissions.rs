@@ -101,10 +101,14 @@ pub enum Action {
     /// Record a course review: continue, modify or stop with a reason (prescribers; KAP-SPEC 2.1
     /// stage 8, the domain's `course::review` decides the rest).
     ReviewCourse,
+    /// Start a FHIR Bulk Data export of the clinic's records, follow it and download its files
+    /// (issue 8). Prescribers only: the export holds the whole clinical record, which admins do
+    /// not read; only the requester reaches a job's status and files.
+    ExportClinicalData,
 }
 
 impl Action {
-    pub const ALL: [Action; 39] = [
+    pub const ALL: [Action; 40] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -144,6 +148,7 @@ impl Action {
         Action::ManageRecordRequests,
         Action::ReadOutcomeReports,
         Action::ReviewCourse,
+        Action::ExportClinicalData,
     ];
 }
 
@@ -201,6 +206,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageRecordRequests,
             Action::ReadOutcomeReports,
             Action::ReviewCourse,
+            Action::ExportClinicalData,
         ],
     ),
     (
