@@ -32,7 +32,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// The types a system-level export writes, in order.
-const SYSTEM_TYPES: [Kind; 13] = [
+pub const SYSTEM_TYPES: [Kind; 13] = [
     Kind::Patient,
     Kind::Practitioner,
     Kind::Location,
