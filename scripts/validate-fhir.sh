@@ -11,5 +11,5 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"
 fi
 "$WORK/venv/bin/pip" install -q "fhir.resources==8.3.0"
-cargo run -q --release -p kapstone-bench --bin kapstone-fhir-bench -- --out "$WORK/export"
+cargo run -q -p kapstone-bench --bin kapstone-fhir-bench -- --out "$WORK/export"
 "$WORK/venv/bin/python" scripts/validate_fhir.py "$WORK/export" 13
