@@ -456,12 +456,7 @@ pub struct AuditRow {
 
 /// The clinic's audit events in `seq` order from `from_seq`, optionally for one patient and a
 /// time range, at most `limit`.
-pub async fn audit_page(
-    db: &Db,
-    f: &Filter,
-    seq: Option<(i64, bool)>,
-    limit: i64,
-) -> Result<Vec<AuditRow>> {
+pub async fn audit_page(db: &Db, f: &Filter, seq: Option<(i64, bool)>, limit: i64) -> Result<Vec<AuditRow>> {
     let mut sql = "SELECT seq, at, actor_user_id, actor_role, action, entity_type, entity_id, patient_id, source_ip, \
                    outcome FROM audit_events WHERE clinic_id = $1"
         .to_owned();

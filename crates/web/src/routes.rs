@@ -449,12 +449,7 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/fhir/R4/Questionnaire", ReadReferenceContent, get(fhir::search_questionnaire)),
         r(g.clone(), "/fhir/R4/Questionnaire/{id}", ReadReferenceContent, get(fhir::read_questionnaire)),
         r(g.clone(), "/fhir/R4/QuestionnaireResponse", ReadClinicalRecord, get(fhir::search_questionnaire_response)),
-        r(
-            g.clone(),
-            "/fhir/R4/QuestionnaireResponse/{id}",
-            ReadClinicalRecord,
-            get(fhir::read_questionnaire_response),
-        ),
+        r(g.clone(), "/fhir/R4/QuestionnaireResponse/{id}", ReadClinicalRecord, get(fhir::read_questionnaire_response)),
         r(g.clone(), "/fhir/R4/Consent", ReadPatient, get(fhir::search_consent)),
         r(g.clone(), "/fhir/R4/Consent/{id}", ReadPatient, get(fhir::read_consent)),
         r(g.clone(), "/fhir/R4/AuditEvent", ReadAudit, get(fhir::search_audit_event)),

@@ -174,7 +174,8 @@ async fn kick_off(
     let runner = state.clone();
     tokio::spawn(async move { run_pending(&runner).await });
     let status_url = format!("{}/$export-status/{id}", search::ctx(state).base);
-    let mut r = Fhir(StatusCode::ACCEPTED, outcome("information", "informational", "export queued", None)).into_response();
+    let mut r =
+        Fhir(StatusCode::ACCEPTED, outcome("information", "informational", "export queued", None)).into_response();
     if let Ok(v) = HeaderValue::from_str(&status_url) {
         r.headers_mut().insert(header::CONTENT_LOCATION, v);
     }
@@ -476,8 +477,10 @@ pub async fn export_type(
                 .await?
             }
             Part::Events => {
-                each::<EventRow>(db, filter, &mut |r| search::expand_event(kind, &r).into_iter().try_for_each(&mut line))
-                    .await?
+                each::<EventRow>(db, filter, &mut |r| {
+                    search::expand_event(kind, &r).into_iter().try_for_each(&mut line)
+                })
+                .await?
             }
             Part::Responses => {
                 each::<ResponseRow>(db, filter, &mut |r| {
@@ -487,7 +490,10 @@ pub async fn export_type(
             }
             Part::Consents => each::<ConsentRow>(db, filter, &mut |r| line(res::consent::consent(&r))).await?,
             Part::Questionnaires => {
-                search::questionnaires(ctx).into_iter().try_for_each(&mut line).map_err(|e| AppError::Internal(e.into()))?;
+                search::questionnaires(ctx)
+                    .into_iter()
+                    .try_for_each(&mut line)
+                    .map_err(|e| AppError::Internal(e.into()))?;
             }
             Part::Audit => {}
         }

@@ -93,7 +93,7 @@ pub fn patient_reference(param: &str, value: &str) -> Result<Uuid, FhirError> {
 
 fn day_start(d: jiff::civil::Date) -> Option<UtcTs> {
     let ts = d.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
-    Some(UtcTs::from_unix_micros(i64::try_from(ts.as_microsecond()).ok()?))
+    Some(UtcTs::from_unix_micros(ts.as_microsecond()))
 }
 
 /// A `date`-type value with its prefix, as a half-open UTC range `[from, to)`.

@@ -6,8 +6,8 @@ use kapstone_domain::PatientId;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::instruments::Instrument;
 use kapstone_store::fhir::{
-    self as store, AppointmentRow, ConsentRow, ConsultationRow, EventRow, Filter, LocationRow, PatientRow,
-    ResponseRow, SessionRow, SourceRow, StaffRow, Start,
+    self as store, AppointmentRow, ConsentRow, ConsultationRow, EventRow, Filter, LocationRow, PatientRow, ResponseRow,
+    SessionRow, SourceRow, StaffRow, Start,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -177,7 +177,9 @@ async fn collect_part(
         Part::Appointments => {
             collect::<AppointmentRow>(state, f, index, cursor, c, |r| vec![res::schedule::appointment(r)]).await
         }
-        Part::Sessions => collect::<SessionRow>(state, f, index, cursor, c, |r| vec![res::schedule::encounter(r)]).await,
+        Part::Sessions => {
+            collect::<SessionRow>(state, f, index, cursor, c, |r| vec![res::schedule::encounter(r)]).await
+        }
         Part::Consultations => {
             collect::<ConsultationRow>(state, f, index, cursor, c, |r| expand_consultation(kind, r)).await
         }
@@ -187,7 +189,11 @@ async fn collect_part(
         Part::Questionnaires => {
             let all = questionnaires(ctx);
             let from = cursor.map_or(0, |c| c.sub);
-            Ok(c.push(all, from).err().map(|sub| Cursor { part: index, key: store::Key { k1: Uuid::nil(), k2: 0 }, sub }))
+            Ok(c.push(all, from).err().map(|sub| Cursor {
+                part: index,
+                key: store::Key { k1: Uuid::nil(), k2: 0 },
+                sub,
+            }))
         }
         Part::Audit => collect_audit(state, f, cursor, c).await,
     }
@@ -295,9 +301,8 @@ async fn first<R: SourceRow>(state: &AppState, f: &Filter) -> Result<Option<R>, 
 
 /// One resource by id, audited (a Patient as a patient read).
 pub async fn read(state: &AppState, user: &CurrentUser, kind: Kind, id: &str) -> Result<Value, FhirError> {
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let valid =
+        !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if !valid {
         return Err(malformed(kind));
     }
@@ -305,12 +310,36 @@ pub async fn read(state: &AppState, user: &CurrentUser, kind: Kind, id: &str) ->
     let clinic = user.clinic.as_uuid();
     let by_id = |u: Uuid| Filter { clinic, eq: vec![store::Eq::Id(u)], ..Default::default() };
     let found: Vec<Value> = match kind {
-        Kind::Patient => first::<PatientRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::people::patient(&r)).into_iter().collect(),
-        Kind::Practitioner => first::<StaffRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::people::practitioner(&r)).into_iter().collect(),
-        Kind::Location => first::<LocationRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::people::location(&r)).into_iter().collect(),
-        Kind::Appointment => first::<AppointmentRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::schedule::appointment(&r)).into_iter().collect(),
-        Kind::Encounter => first::<SessionRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::schedule::encounter(&r)).into_iter().collect(),
-        Kind::Consent => first::<ConsentRow>(state, &by_id(uuid_id(kind, id)?)).await?.map(|r| res::consent::consent(&r)).into_iter().collect(),
+        Kind::Patient => first::<PatientRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::people::patient(&r))
+            .into_iter()
+            .collect(),
+        Kind::Practitioner => first::<StaffRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::people::practitioner(&r))
+            .into_iter()
+            .collect(),
+        Kind::Location => first::<LocationRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::people::location(&r))
+            .into_iter()
+            .collect(),
+        Kind::Appointment => first::<AppointmentRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::schedule::appointment(&r))
+            .into_iter()
+            .collect(),
+        Kind::Encounter => first::<SessionRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::schedule::encounter(&r))
+            .into_iter()
+            .collect(),
+        Kind::Consent => first::<ConsentRow>(state, &by_id(uuid_id(kind, id)?))
+            .await?
+            .map(|r| res::consent::consent(&r))
+            .into_iter()
+            .collect(),
         Kind::QuestionnaireResponse => match first::<ResponseRow>(state, &by_id(uuid_id(kind, id)?)).await? {
             Some(r) => expand_response(kind, &ctx, &r),
             None => Vec::new(),
@@ -343,10 +372,12 @@ pub async fn read(state: &AppState, user: &CurrentUser, kind: Kind, id: &str) ->
                     Some(r) => expand_response(kind, &ctx, &r),
                     None => Vec::new(),
                 },
-                [row, _] => match store::consultation(&state.db, clinic, uuid_id(kind, row)?).await.map_err(AppError::from)? {
-                    Some(r) => expand_consultation(kind, &r),
-                    None => Vec::new(),
-                },
+                [row, _] => {
+                    match store::consultation(&state.db, clinic, uuid_id(kind, row)?).await.map_err(AppError::from)? {
+                        Some(r) => expand_consultation(kind, &r),
+                        None => Vec::new(),
+                    }
+                }
                 _ => return Err(malformed(kind)),
             }
         }

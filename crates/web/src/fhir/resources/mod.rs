@@ -105,13 +105,21 @@ impl Kind {
             ],
             Kind::Observation => &[
                 PATIENT,
-                ("code", "token", "the LOINC code of Observation.code or of a component (so 8480-6 finds blood pressures)"),
+                (
+                    "code",
+                    "token",
+                    "the LOINC code of Observation.code or of a component (so 8480-6 finds blood pressures)",
+                ),
                 ("date", "date", "Observation.effectiveDateTime; prefixes eq, ge, gt, le, lt (UTC)"),
                 ("category", "token", "vital-signs or survey"),
             ],
             Kind::QuestionnaireResponse => &[
                 PATIENT,
-                ("questionnaire", "reference", "the questionnaire (phq9, gad7, pcl5, cssrs-screener or its canonical URL)"),
+                (
+                    "questionnaire",
+                    "reference",
+                    "the questionnaire (phq9, gad7, pcl5, cssrs-screener or its canonical URL)",
+                ),
                 ("authored", "date", "QuestionnaireResponse.authored (UTC)"),
             ],
             Kind::Consent => &[
