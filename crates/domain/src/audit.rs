@@ -126,10 +126,19 @@ pub enum AuditAction {
     WebhookEndpointChanged,
     /// A webhook delivery queued again by an admin.
     WebhookRedelivered,
+    /// FHIR resources read or searched (issue 8): the resource type, ids or the count, the
+    /// patient when one is named. Never resource content.
+    FhirRead,
+    /// A FHIR Bulk Data export requested (level, types; ids only).
+    FhirExportRequested,
+    /// A FHIR Bulk Data export job finished: resource counts per type, or its failure.
+    FhirExportCompleted,
+    /// One NDJSON file of an export downloaded by its requester.
+    FhirExportDownloaded,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 77] = [
+    pub const ALL: [AuditAction; 81] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -207,6 +216,10 @@ impl AuditAction {
         Self::ApiTokenUsed,
         Self::WebhookEndpointChanged,
         Self::WebhookRedelivered,
+        Self::FhirRead,
+        Self::FhirExportRequested,
+        Self::FhirExportCompleted,
+        Self::FhirExportDownloaded,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -288,6 +301,10 @@ impl AuditAction {
             Self::ApiTokenUsed => "api_token.use",
             Self::WebhookEndpointChanged => "webhook.endpoint_change",
             Self::WebhookRedelivered => "webhook.redeliver",
+            Self::FhirRead => "fhir.read",
+            Self::FhirExportRequested => "fhir.export_request",
+            Self::FhirExportCompleted => "fhir.export_complete",
+            Self::FhirExportDownloaded => "fhir.export_download",
         }
     }
 

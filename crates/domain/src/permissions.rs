@@ -104,10 +104,14 @@ pub enum Action {
     /// Create and revoke API tokens, register webhook endpoints and re-send deliveries (admins,
     /// issue 8). No API token ever holds it: integrations never manage integrations.
     ManageIntegrations,
+    /// Start a FHIR Bulk Data export of the clinic's records, follow it and download its files
+    /// (issue 8). Prescribers only: the export holds the whole clinical record, which admins do
+    /// not read; only the requester reaches a job's status and files.
+    ExportClinicalData,
 }
 
 impl Action {
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 41] = [
         Action::Public,
         Action::CompleteSignIn,
         Action::SignOut,
@@ -148,6 +152,7 @@ impl Action {
         Action::ReadOutcomeReports,
         Action::ReviewCourse,
         Action::ManageIntegrations,
+        Action::ExportClinicalData,
     ];
 }
 
@@ -206,6 +211,7 @@ const TABLE: &[(Role, &[Action])] = &[
             Action::ManageRecordRequests,
             Action::ReadOutcomeReports,
             Action::ReviewCourse,
+            Action::ExportClinicalData,
         ],
     ),
     (

@@ -13,6 +13,7 @@ pub mod clinics;
 pub mod consents;
 pub mod dosing;
 pub mod eligibility;
+pub mod fhir;
 pub mod integration_notes;
 pub mod integrations;
 pub mod invitations;

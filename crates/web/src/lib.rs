@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod content;
 pub mod error;
+pub mod fhir;
 pub mod html;
 pub mod ops;
 pub mod routes;

@@ -6,7 +6,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use kapstone_domain::permissions::Action;
 
 use crate::state::AppState;
-use crate::{api, html, ops};
+use crate::{api, fhir, html, ops};
 
 pub struct RouteDef {
     pub method: Method,
@@ -449,7 +449,58 @@ pub fn table() -> Vec<RouteDef> {
         ),
         r(g.clone(), "/portal/outcomes", PortalSelf, get(html::outcomes::portal)),
         r(g.clone(), "/reports/outcomes", ReadOutcomeReports, get(html::outcomes::dashboard)),
-        r(g, "/reports/outcomes.csv", ReadOutcomeReports, get(html::outcomes::dashboard_csv)),
-        r(p, "/patients/{id}/courses/{course}/review", ReviewCourse, post(html::courses::review)),
+        r(g.clone(), "/reports/outcomes.csv", ReadOutcomeReports, get(html::outcomes::dashboard_csv)),
+        r(p.clone(), "/patients/{id}/courses/{course}/review", ReviewCourse, post(html::courses::review)),
+        // FHIR R4 (issue 8): read and search per type with its own permission, the Bulk Data export.
+        r(g.clone(), "/fhir/R4/metadata", Public, get(fhir::metadata)),
+        r(g.clone(), "/fhir/R4/Patient", ListPatients, get(fhir::search_patient)),
+        r(g.clone(), "/fhir/R4/Patient/{id}", ReadPatient, get(fhir::read_patient)),
+        r(g.clone(), "/fhir/R4/Practitioner", ReadSchedule, get(fhir::search_practitioner)),
+        r(g.clone(), "/fhir/R4/Practitioner/{id}", ReadSchedule, get(fhir::read_practitioner)),
+        r(g.clone(), "/fhir/R4/Location", ReadSchedule, get(fhir::search_location)),
+        r(g.clone(), "/fhir/R4/Location/{id}", ReadSchedule, get(fhir::read_location)),
+        r(g.clone(), "/fhir/R4/Appointment", ReadSchedule, get(fhir::search_appointment)),
+        r(g.clone(), "/fhir/R4/Appointment/{id}", ReadSchedule, get(fhir::read_appointment)),
+        r(g.clone(), "/fhir/R4/Encounter", ReadClinicalRecord, get(fhir::search_encounter)),
+        r(g.clone(), "/fhir/R4/Encounter/{id}", ReadClinicalRecord, get(fhir::read_encounter)),
+        r(g.clone(), "/fhir/R4/Condition", ReadClinicalRecord, get(fhir::search_condition)),
+        r(g.clone(), "/fhir/R4/Condition/{id}", ReadClinicalRecord, get(fhir::read_condition)),
+        r(g.clone(), "/fhir/R4/AllergyIntolerance", ReadClinicalRecord, get(fhir::search_allergy)),
+        r(g.clone(), "/fhir/R4/AllergyIntolerance/{id}", ReadClinicalRecord, get(fhir::read_allergy)),
+        r(g.clone(), "/fhir/R4/MedicationStatement", ReadClinicalRecord, get(fhir::search_medication_statement)),
+        r(g.clone(), "/fhir/R4/MedicationStatement/{id}", ReadClinicalRecord, get(fhir::read_medication_statement)),
+        r(
+            g.clone(),
+            "/fhir/R4/MedicationAdministration",
+            ReadClinicalRecord,
+            get(fhir::search_medication_administration),
+        ),
+        r(
+            g.clone(),
+            "/fhir/R4/MedicationAdministration/{id}",
+            ReadClinicalRecord,
+            get(fhir::read_medication_administration),
+        ),
+        r(g.clone(), "/fhir/R4/Observation", ReadClinicalRecord, get(fhir::search_observation)),
+        r(g.clone(), "/fhir/R4/Observation/{id}", ReadClinicalRecord, get(fhir::read_observation)),
+        r(g.clone(), "/fhir/R4/Questionnaire", ReadReferenceContent, get(fhir::search_questionnaire)),
+        r(g.clone(), "/fhir/R4/Questionnaire/{id}", ReadReferenceContent, get(fhir::read_questionnaire)),
+        r(g.clone(), "/fhir/R4/QuestionnaireResponse", ReadClinicalRecord, get(fhir::search_questionnaire_response)),
+        r(g.clone(), "/fhir/R4/QuestionnaireResponse/{id}", ReadClinicalRecord, get(fhir::read_questionnaire_response)),
+        r(g.clone(), "/fhir/R4/Consent", ReadPatient, get(fhir::search_consent)),
+        r(g.clone(), "/fhir/R4/Consent/{id}", ReadPatient, get(fhir::read_consent)),
+        r(g.clone(), "/fhir/R4/AuditEvent", ReadAudit, get(fhir::search_audit_event)),
+        r(g.clone(), "/fhir/R4/AuditEvent/{id}", ReadAudit, get(fhir::read_audit_event)),
+        r(g.clone(), "/fhir/R4/$export", ExportClinicalData, get(fhir::export::system_get)),
+        r(p.clone(), "/fhir/R4/$export", ExportClinicalData, post(fhir::export::system_post)),
+        r(g.clone(), "/fhir/R4/Patient/$export", ExportClinicalData, get(fhir::export::patient_get)),
+        r(p.clone(), "/fhir/R4/Patient/$export", ExportClinicalData, post(fhir::export::patient_post)),
+        r(g.clone(), "/fhir/R4/Group/{id}/$export", ExportClinicalData, get(fhir::export::group_get)),
+        r(p, "/fhir/R4/Group/{id}/$export", ExportClinicalData, post(fhir::export::group_post)),
+        r(g.clone(), "/fhir/R4/$export-status/{id}", ExportClinicalData, get(fhir::export::status)),
+        r(g.clone(), "/fhir/R4/$export-file/{id}/{file}", ExportClinicalData, get(fhir::export::file)),
+        // Any other type (or deeper path): an OperationOutcome 404, to any caller.
+        r(g.clone(), "/fhir/R4/{type}", Public, get(fhir::unsupported_type)),
+        r(g, "/fhir/R4/{type}/{id}", Public, get(fhir::unsupported_type)),
     ]
 }

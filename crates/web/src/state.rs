@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub smtp_url: Option<String>,
     /// The sender of outgoing mail.
     pub mail_from: String,
+    /// Where FHIR bulk exports write their NDJSON files (one folder per job). Servers sharing
+    /// one database must share this folder.
+    pub export_dir: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             invitation_lifetime: time::Duration::days(7),
             smtp_url: None,
             mail_from: "Kapstone <no-reply@localhost>".into(),
+            export_dir: std::env::temp_dir().join("kapstone-fhir-exports"),
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Sender of outgoing mail.
     #[arg(long, env = "KAPSTONE_MAIL_FROM", default_value = "Kapstone <no-reply@localhost>")]
     mail_from: String,
+    /// Folder for FHIR bulk export files (one subfolder per job); servers sharing a database
+    /// must share it.
+    #[arg(long, env = "KAPSTONE_EXPORT_DIR", default_value = "kapstone-data/fhir-exports")]
+    export_dir: std::path::PathBuf,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
@@ -82,6 +86,7 @@ impl ServeArgs {
             invitation_lifetime: Duration::days(self.invitation_days.into()),
             smtp_url: self.smtp_url.clone(),
             mail_from: self.mail_from.clone(),
+            export_dir: self.export_dir.clone(),
         }
     }
 }

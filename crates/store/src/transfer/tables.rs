@@ -16,6 +16,10 @@ pub const EXCLUDED: &[(&str, &str)] = &[
         "sessions",
         "sign-in sessions: bearer and cookie tokens stay with the instance that issued them; everyone signs in again after a move",
     ),
+    (
+        "fhir_export_jobs",
+        "FHIR Bulk Data export jobs: their NDJSON files stay on the instance that wrote them; the moved clinic starts with none",
+    ),
 ];
 
 pub const TABLES: &[Table] = &[

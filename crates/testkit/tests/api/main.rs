@@ -9,6 +9,7 @@ mod calendar;
 mod courses;
 mod dosing;
 mod eligibility;
+mod fhir;
 mod health;
 mod integration_journal;
 mod iv_session;

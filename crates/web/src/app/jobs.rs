@@ -198,6 +198,11 @@ pub fn spawn(state: AppState, every: Duration) {
                     tracing::warn!(correlation = %id, "webhook pass failed");
                 }
             }
+            // FHIR exports left queued (or whose runner stopped) by any server process.
+            let exported = crate::fhir::export::run_pending(&state).await;
+            if exported > 0 {
+                tracing::info!(jobs = exported, "FHIR exports run");
+            }
             match deliver(&state).await {
                 Ok((0, 0)) => {}
                 Ok((sent, failed)) => tracing::info!(sent, failed, "outbox delivered"),

@@ -121,7 +121,11 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 fn is_api(path: &str) -> bool {
-    path.starts_with("/api/")
+    path.starts_with("/api/") || is_fhir(path)
+}
+
+fn is_fhir(path: &str) -> bool {
+    path.starts_with("/fhir/")
 }
 
 enum Resolved {
@@ -253,7 +257,9 @@ async fn resolve(
 }
 
 fn refuse(path: &str, err: AppError) -> Response {
-    if is_api(path) {
+    if is_fhir(path) {
+        crate::fhir::FhirError::from(err).into_response()
+    } else if is_api(path) {
         ApiError(err).into_response()
     } else if matches!(err, AppError::Unauthenticated) {
         Redirect::to("/login").into_response()
