@@ -227,6 +227,9 @@ pub async fn database_tables(db: &Db) -> Result<Vec<String>> {
 /// Where the live schema and [`TABLES`] disagree: a table or column the export does not cover,
 /// one it expects but the database lacks, a column whose type is not its kind's, or a foreign
 /// key not declared. Empty when the export covers the database exactly.
+/// (name, name) pairs read from the catalogue: columns with their types, references with their tables.
+type Pairs = Vec<(String, String)>;
+
 pub async fn schema_problems(db: &Db) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let live = database_tables(db).await?;
@@ -241,7 +244,7 @@ pub async fn schema_problems(db: &Db) -> Result<Vec<String>> {
             continue;
         }
         // (name, declared type) in column order, and (column, referenced table) pairs.
-        let (cols, fks): (Vec<(String, String)>, Vec<(String, String)>) = match db {
+        let (cols, fks): (Pairs, Pairs) = match db {
             Db::Sqlite { read, .. } => (
                 sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info($1) ORDER BY cid")
                     .bind(spec.name)
