@@ -659,6 +659,7 @@ fn rfc3339_utc(unix_secs: u64) -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    kapstone_web::install_tls_provider();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -77,6 +77,7 @@ fn init_tracing(format: LogFormat) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    kapstone_web::install_tls_provider();
     // Few blocking threads: they run argon2 (19 MiB each), and every extra thread keeps its own
     // malloc arena with that memory after the hash is done.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(4).build();

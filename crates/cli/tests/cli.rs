@@ -246,6 +246,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(printed.contains("patient1@demo.kapstone.test"), "{printed}");
     assert!(printed.contains("password for every demo account: demo password 2026"));
     let rt = tokio::runtime::Runtime::new().unwrap();
+    kapstone_web::install_tls_provider();
     let status = rt.block_on(async { reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status() });
     assert_eq!(status, 200);
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -149,6 +149,7 @@ impl TestApp {
 
     /// A client that keeps cookies and does not follow redirects (tests look at them).
     pub fn browser(&self) -> reqwest::Client {
+        kapstone_web::install_tls_provider();
         reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -158,6 +159,7 @@ impl TestApp {
 
     /// A client without cookies.
     pub fn client(&self) -> reqwest::Client {
+        kapstone_web::install_tls_provider();
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default()
     }
 

@@ -27,6 +27,12 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use state::{AppState, ServerConfig};
 
+/// Makes ring the process's TLS crypto provider (HTTP clients: webhooks, tests, the bench).
+/// Idempotent; a provider already installed stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Every response says: run only our own scripts and styles, never inside a frame.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     /// Where FHIR bulk exports write their NDJSON files (one folder per job). Servers sharing
     /// one database must share this folder.
     pub export_dir: std::path::PathBuf,
+    /// Extra root certificates (PEM) trusted for `https://` webhook endpoints, besides the public
+    /// web's roots: for receivers behind the clinic's own certificate authority.
+    pub webhook_ca_pem: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             smtp_url: None,
             mail_from: "Kapstone <no-reply@localhost>".into(),
             export_dir: std::env::temp_dir().join("kapstone-fhir-exports"),
+            webhook_ca_pem: None,
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct AppState {
 impl AppState {
     /// Must be called inside a tokio runtime: it starts the audit batching task.
     pub fn new(db: Db, config: ServerConfig) -> Self {
+        crate::install_tls_provider();
         let read_audit = ReadAuditBatcher::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {

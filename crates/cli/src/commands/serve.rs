@@ -64,14 +64,25 @@ pub struct ServeArgs {
     /// must share it.
     #[arg(long, env = "KAPSTONE_EXPORT_DIR", default_value = "kapstone-data/fhir-exports")]
     export_dir: std::path::PathBuf,
+    /// PEM file of extra root certificates trusted for https:// webhook endpoints (the clinic's
+    /// own certificate authority); the public web's roots are always trusted.
+    #[arg(long, env = "KAPSTONE_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<std::path::PathBuf>,
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
 }
 
 impl ServeArgs {
-    fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let webhook_ca_pem = match &self.webhook_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --webhook-ca-file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let config = ServerConfig {
             behind_tls_proxy: self.behind_tls_proxy,
             session: SessionPolicy {
                 idle_timeout: Duration::minutes(self.idle_timeout_minutes.into()),
@@ -87,7 +98,11 @@ impl ServeArgs {
             smtp_url: self.smtp_url.clone(),
             mail_from: self.mail_from.clone(),
             export_dir: self.export_dir.clone(),
-        }
+            webhook_ca_pem,
+        };
+        // A CA file that does not parse stops the start with the reason, not the first delivery.
+        kapstone_web::app::integrations::webhook_client(&config).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(config)
     }
 }
 
@@ -111,7 +126,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = args.server_config();
+    let config = args.server_config()?;
     let pool = kapstone_store::db::PoolSettings { max_connections: args.db_max_connections, ..Default::default() };
     let db = kapstone_store::Db::connect_with(&args.db.database_url, pool)
         .await

@@ -56,6 +56,73 @@ impl Receiver {
     }
 }
 
+/// An HTTPS receiver on 127.0.0.1 with a certificate from the test clinic's own CA
+/// (tests/fixtures/tls): answers every request 204 and keeps its signature header and body.
+async fn spawn_tls_receiver(seen: Seen) -> anyhow::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs = CertificateDer::pem_file_iter(format!("{dir}/server.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("https://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here, before sending anything.
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then the body its Content-Length announces.
+                let (head_end, length) = loop {
+                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0usize);
+                        break (at + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let sig = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().starts_with("kapstone-signature:").then(|| l[19..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+                seen.lock().unwrap().push((path, sig, body));
+                let _ = tls.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Ok(base)
+}
+
 async fn register(app: &TestApp, admin: &str, url: &str, events: &[&str]) -> anyhow::Result<(String, String)> {
     let resp = app
         .client()
@@ -219,6 +286,50 @@ both_backends! {
         assert_eq!((d["status"].as_str(), d["last_status_code"].as_i64()), (Some("delivered"), Some(204)), "{d}");
         assert_eq!(app.count("audit_events WHERE action = 'webhook.redeliver'").await?, 1);
         app.stop().await
+    }
+
+    async fn https_endpoints_are_verified_against_the_public_roots_and_the_clinic_ca(b) {
+        let seen: Seen = Arc::default();
+        let base = spawn_tls_receiver(seen.clone()).await?;
+        let clinic_ca = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem"))?;
+
+        // Without the clinic's CA the receiver's certificate is not trusted: nothing is sent.
+        let app = TestApp::demo(b).await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        register(&app, &admin, &format!("{base}/hook"), &["questionnaire.submitted"]).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let patient = first_patient(&app, &nurse).await?;
+        assert_eq!(submit(&app, &nurse, &patient, json!({"instrument": "gad7", "answers": [0,0,0,0,0,0,1]})).await?, 201);
+        assert_eq!(deliver_due(&app.state).await.map_err(|e| anyhow::anyhow!("{e}"))?, (0, 1));
+        assert!(seen.lock().unwrap().is_empty(), "no request reaches an untrusted receiver");
+        let d = deliveries(&app, &admin).await?.remove(0);
+        assert_eq!((d["status"].as_str(), d["last_status_code"].as_i64()), (Some("pending"), None), "{d}");
+        app.stop().await?;
+
+        // With it (`--webhook-ca-file`), the delivery goes over TLS, signed.
+        let config = kapstone_web::ServerConfig { webhook_ca_pem: Some(clinic_ca), ..Default::default() };
+        let app = TestApp::demo_with(b, config).await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let (_, secret) = register(&app, &admin, &format!("{base}/hook"), &["questionnaire.submitted"]).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let patient = first_patient(&app, &nurse).await?;
+        assert_eq!(submit(&app, &nurse, &patient, json!({"instrument": "gad7", "answers": [0,0,0,0,0,0,1]})).await?, 201);
+        assert_eq!(deliver_due(&app.state).await.map_err(|e| anyhow::anyhow!("{e}"))?, (1, 0));
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        let (path, sig, body) = &got[0];
+        assert_eq!(path, "/hook");
+        webhook::verify(&secret, sig, body.as_bytes(), now_unix(), webhook::TOLERANCE_SECONDS)
+            .map_err(|e| anyhow::anyhow!("signature: {e}"))?;
+        let d = deliveries(&app, &admin).await?.remove(0);
+        assert_eq!((d["status"].as_str(), d["last_status_code"].as_i64()), (Some("delivered"), Some(204)), "{d}");
+        app.stop().await?;
+
+        // A CA file that is not a certificate is refused when the server starts.
+        let bad = kapstone_web::ServerConfig { webhook_ca_pem: Some("not a certificate".into()), ..Default::default() };
+        let err = kapstone_web::app::integrations::webhook_client(&bad).err().unwrap_or_default();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        Ok(())
     }
 
     async fn endpoints_take_only_http_urls_and_known_events_and_can_be_switched_off(b) {

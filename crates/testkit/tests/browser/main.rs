@@ -653,6 +653,7 @@ impl Driver {
     }
 
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        kapstone_web::install_tls_provider();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let status = format!("{}/status", self.url());
         let start = Instant::now();

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::auth::guard::{API_TOKEN_PREFIX, CurrentUser};
 use crate::auth::tokens::{random_token, token_hash};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::{AppState, ServerConfig};
 
 fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
     AppError::Invalid(FieldError::new(field, message))
@@ -340,6 +340,43 @@ pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: EventType, data: Valu
 /// The header carrying the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 pub const SIGNATURE_HEADER: &str = "Kapstone-Signature";
 
+/// The HTTP client for deliveries: `https://` verified against the public web's root
+/// certificates (Mozilla's list, compiled in, so a server without a system bundle still works)
+/// plus the clinic's own from `--webhook-ca-file`; no redirects (a receiver must answer itself).
+/// `kapstone serve` builds it once at start-up so a bad CA file stops the server with the reason.
+pub fn webhook_client(config: &ServerConfig) -> Result<reqwest::Client, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &config.webhook_ca_pem {
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("webhook CA file: {e}"))?;
+            roots.add(cert).map_err(|e| format!("webhook CA file: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("webhook CA file: no PEM certificate in it".into());
+        }
+    }
+    // ring, as the mail transport uses: one crypto library in the build.
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("Kapstone-Webhooks/1")
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Sends the deliveries due now; returns (delivered, failed attempts).
 pub async fn deliver_due(state: &AppState) -> Result<(usize, usize), AppError> {
     deliver_due_at(state, UtcTs::now()).await
@@ -353,12 +390,7 @@ pub async fn deliver_due_at(state: &AppState, now: UtcTs) -> Result<(usize, usiz
     if due.is_empty() {
         return Ok((0, 0));
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Kapstone-Webhooks/1")
-        .build()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("http client: {e}")))?;
+    let client = webhook_client(&state.config).map_err(|e| AppError::Internal(anyhow::anyhow!("http client: {e}")))?;
     let (mut delivered, mut failed) = (0, 0);
     for d in due {
         let sent_at = UtcTs::now();
