@@ -218,6 +218,7 @@ pub fn table() -> Vec<RouteDef> {
         r(g.clone(), "/api/v1/patients/{id}/pathway", ReadPatient, get(api::eligibility::pathway)),
         r(p.clone(), "/api/v1/patients/{id}/pathway/events", ManagePathway, post(api::eligibility::change_pathway)),
         r(g.clone(), "/api/v1/openapi.json", Public, get(api::openapi::document)),
+        r(g.clone(), "/api/docs", Public, get(html::api_docs::show)),
         // Scheduling
         r(g.clone(), "/api/v1/appointment-types", ReadSchedule, get(api::scheduling::types)),
         r(p.clone(), "/api/v1/appointment-types", ManageScheduling, post(api::scheduling::save_type)),

@@ -714,6 +714,16 @@ both_backends! {
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }
+        // The same document as a page people read, without signing in: every operation is on it.
+        let page = app.client().get(app.url("/api/docs")).send().await?;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await?;
+        assert!(html.contains("href=\"/api/v1/openapi.json\""));
+        let operations: usize = doc["paths"].as_object().map_or(0, |p| p.values().map(|m| m.as_object().map_or(0, |m| m.len())).sum());
+        assert!(html.contains(&format!("{operations} operations")), "the page counts {operations} operations");
+        assert_eq!(html.matches("class=\"card api-op\"").count(), operations);
+        assert!(html.contains("<code>/api/v1/patients/{id}/consultation</code>"));
+        assert!(html.contains("id=\"schema-Consultation\""), "named schemas have their own section");
         app.stop().await
     }
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod admin_schedule;
+pub mod api_docs;
 pub mod auth;
 pub mod chart;
 pub mod consultation;
