@@ -255,14 +255,14 @@ pub async fn show() -> PageResult<Html<String>> {
     let doc = crate::api::openapi::build();
     let groups = operations(&doc);
     let operation_count = groups.iter().map(|g| g.operations.len()).sum();
-    Ok(render(&ApiDocsPage {
+    render(&ApiDocsPage {
         layout: Layout::anonymous("API reference"),
         version: doc.pointer("/info/version").and_then(Value::as_str).unwrap_or_default().to_owned(),
         intro: doc.pointer("/info/description").and_then(Value::as_str).unwrap_or_default().to_owned(),
         operation_count,
         schemas: schemas(&doc),
         groups,
-    })?)
+    })
 }
 
 #[cfg(test)]
