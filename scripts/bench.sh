@@ -37,7 +37,7 @@ for _ in $(seq 1 50); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && b
 echo "# http: $CLIENTS clients (sign-in: 8), ${SECS}s measured after 2s warm-up"
 export KAPSTONE_BENCH_PASSWORD="$PW"
 for s in "health $CLIENTS" "sign-in 8" "page-view $CLIENTS" "patient-read $CLIENTS" "eligibility $CLIENTS" \
-         "floor 16" "session-view 16" "session-record 16"; do
+         "floor 16" "session-view 16" "session-record 16" "vitals $CLIENTS"; do
   set -- $s
   $BIN/kapstone-bench --base-url http://127.0.0.1:18080 --scenario "$1" --clients "$2" \
     --duration-secs "$SECS" --warmup-secs 2 --email nurse@demo.kapstone.test --json 2>/dev/null

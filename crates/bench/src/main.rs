@@ -101,6 +101,9 @@ enum Scenario {
     /// `POST /api/v1/sessions/{id}/events` (a progress note): one session event decided and
     /// written with its audit event, on the sessions of today's floor.
     SessionRecord,
+    /// `POST /api/v1/sessions/{id}/vitals`: a set of vital signs checked against the session's
+    /// thresholds and written with its audit event, on the sessions of today's floor.
+    Vitals,
 }
 
 impl Scenario {
@@ -115,6 +118,7 @@ impl Scenario {
             Self::Floor => "floor",
             Self::SessionView => "session-view",
             Self::SessionRecord => "session-record",
+            Self::Vitals => "vitals",
         }
     }
 
@@ -318,6 +322,7 @@ enum Job {
     PageView { url: String, auth: HeaderValue },
     PatientRead { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
     Record { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
+    Vitals { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
 }
 
 impl Job {
@@ -340,13 +345,16 @@ impl Job {
             Scenario::Floor => {
                 Self::PageView { url: settings.url("/api/v1/floor"), auth: sign_in(client, settings).await? }
             }
-            Scenario::SessionView | Scenario::SessionRecord => {
+            Scenario::SessionView | Scenario::SessionRecord | Scenario::Vitals => {
                 let auth = sign_in(client, settings).await?;
                 let ids = floor_sessions(client, settings, &auth).await?;
                 let rng = XorShift::seeded(index as u64);
                 if settings.scenario == Scenario::SessionView {
                     let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}"))).collect();
                     Self::PatientRead { urls, auth, rng }
+                } else if settings.scenario == Scenario::Vitals {
+                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}/vitals"))).collect();
+                    Self::Vitals { urls, auth, rng }
                 } else {
                     let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}/events"))).collect();
                     Self::Record { urls, auth, rng }
@@ -371,6 +379,15 @@ impl Job {
                     .post(url.as_str())
                     .header(AUTHORIZATION, auth.clone())
                     .json(&json!({"kind": "progress_note", "text": "Benchmark note: resting quietly."}))
+            }
+            Self::Vitals { urls, auth, rng } => {
+                let url = &urls[rng.below(urls.len())];
+                // Ordinary readings that vary a little, inside every threshold: no alert.
+                let jitter = rng.below(10) as u64;
+                client.post(url.as_str()).header(AUTHORIZATION, auth.clone()).json(&json!({
+                    "systolic": 118 + jitter, "diastolic": 76 + jitter / 2, "heart_rate": 70 + jitter,
+                    "spo2": 97 + jitter % 3, "resp_rate": 14
+                }))
             }
         }
     }
