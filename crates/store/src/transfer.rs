@@ -159,7 +159,7 @@ pub struct Manifest {
 
 /// A value in its engine-neutral form.
 #[derive(Debug, Clone, PartialEq)]
-enum Val {
+pub enum Val {
     Null,
     Uuid(uuid::Uuid),
     Text(String),
@@ -555,7 +555,13 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| refused(format!("{}: {e} (an export without its manifest did not finish)", path.display())))?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| refused(format!("{}: {e}", path.display())))?;
+    parse_manifest(&text, &path)
+}
+
+/// Parses a manifest's text (read from `path`, named in errors) and checks it against this
+/// build's tables. No I/O: the fuzz target feeds it arbitrary bytes.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    let m: Manifest = serde_json::from_str(text).map_err(|e| refused(format!("{}: {e}", path.display())))?;
     if m.format != FORMAT || m.format_version != FORMAT_VERSION {
         return Err(refused(format!(
             "{}: format {} version {}; this kapstone reads {FORMAT} version {FORMAT_VERSION}",
@@ -623,6 +629,24 @@ fn parse_val(c: &Column, v: &serde_json::Value) -> std::result::Result<Val, Stri
     })
 }
 
+/// One line of a table's file as the values of its columns, in the table's column order; the
+/// error says what is wrong (the caller adds file and line). No I/O: the fuzz target feeds it
+/// arbitrary bytes.
+pub fn parse_row(table: &Table, line: &[u8]) -> std::result::Result<Vec<Val>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_owned())?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(obj) = value.as_object() else { return Err("not a JSON object".into()) };
+    if let Some(k) = obj.keys().find(|k| !table.columns.iter().any(|c| c.name == k.as_str())) {
+        return Err(format!("unknown column {k:?}"));
+    }
+    let mut vals = Vec::with_capacity(table.columns.len());
+    for c in table.columns {
+        let v = obj.get(c.name).ok_or_else(|| format!("column {} is missing", c.name))?;
+        vals.push(parse_val(c, v).map_err(|e| format!("column {}: {e}", c.name))?);
+    }
+    Ok(vals)
+}
+
 /// Reads a table's file line by line, parsing each into values; checks the row count and
 /// SHA-256 against the manifest at the end. Errors name the file and the line.
 struct TableReader<'a> {
@@ -666,18 +690,7 @@ impl<'a> TableReader<'a> {
         if self.buf.last() != Some(&b'\n') {
             return Err(self.at("the line does not end (the file is truncated)"));
         }
-        let text = std::str::from_utf8(&self.buf).map_err(|_| self.at("not UTF-8"))?;
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| self.at(format!("not JSON: {e}")))?;
-        let Some(obj) = value.as_object() else { return Err(self.at("not a JSON object")) };
-        if let Some(k) = obj.keys().find(|k| !self.table.columns.iter().any(|c| c.name == k.as_str())) {
-            return Err(self.at(format!("unknown column {k:?}")));
-        }
-        let mut vals = Vec::with_capacity(self.table.columns.len());
-        for c in self.table.columns {
-            let v = obj.get(c.name).ok_or_else(|| self.at(format!("column {} is missing", c.name)))?;
-            vals.push(parse_val(c, v).map_err(|e| self.at(format!("column {}: {e}", c.name)))?);
-        }
-        Ok(Some(vals))
+        parse_row(self.table, &self.buf).map(Some).map_err(|why| self.at(why))
     }
 
     fn finish(&mut self) -> Result<()> {
