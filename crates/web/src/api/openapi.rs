@@ -816,7 +816,7 @@ fn core_schemas() -> Value {
     let routes: Vec<&str> = Route::ALL.iter().map(|r| r.as_str()).collect();
     let number = nullable("number");
     json!({
-        "Error": {"type":"object","properties":{"error":{"type":"object","required":["code","message"],"properties":{
+        "Error": {"type":"object","required":["error"],"additionalProperties":false,"properties":{"error":{"type":"object","required":["code","message"],"additionalProperties":false,"properties":{
             "code":{"type":"string"},"message":{"type":"string"},"field":{"type":"string","description":"The input at fault, e.g. vitals.systolic_mmhg or medications[2].daily_dose_mg"}}}}},
         "Login": {"type":"object","required":["email","password"],"properties":{"email":{"type":"string"},"password":{"type":"string"},"totp_code":{"type":"string"}}},
         "NewPatient": {"type":"object","required":["given_name","family_name","birth_date","sex_at_birth"],"properties":{
@@ -952,6 +952,7 @@ pub fn build() -> Value {
                 d.status: if d.response.is_null() { json!({"description":"Done"}) } else {
                     json!({"description":"Success","content":{"application/json":{"schema": d.response}}}) },
                 "4XX": {"description":"Refused; `error.field` names the input at fault","content":{"application/json":{"schema": r("Error")}}},
+                "5XX": {"description":"Failed on our side; `error.message` carries a reference for the log","content":{"application/json":{"schema": r("Error")}}},
             },
         });
         if route.action == kapstone_domain::Action::Public {
