@@ -14,6 +14,7 @@ mod health;
 mod integration_journal;
 mod iv_session;
 mod ledger;
+mod openapi;
 mod measures;
 mod mfa;
 mod outcomes;
