@@ -71,6 +71,55 @@ both_backends! {
         app.stop().await
     }
 
+    async fn walking_every_page_of_patients_returns_each_exactly_once(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        // Namesakes: the same family and given name, told apart only by the id tie-breaker.
+        for _ in 0..3 {
+            let body = json!({"given_name": "Robin", "family_name": "Ashdown", "birth_date": "1980-01-02", "sex_at_birth": "female"});
+            let (s, p) = call(&app, &nurse, "POST", "/api/v1/patients", Some(body)).await?;
+            anyhow::ensure!(s == 201, "{p}");
+        }
+        let total = app.count("patients").await?;
+        let mut seen: Vec<String> = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/patients?limit=4&cursor={c}"),
+                None => "/api/v1/patients?limit=4".to_owned(),
+            };
+            let (s, page) = call(&app, &nurse, "GET", &path, None).await?;
+            anyhow::ensure!(s == 200, "{page}");
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(items.len() <= 4, "a page holds at most the limit");
+            seen.extend(items.iter().filter_map(|p| p["id"].as_str().map(str::to_owned)));
+            pages += 1;
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+            anyhow::ensure!(pages < 100, "the walk does not end");
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        anyhow::ensure!(unique.len() == seen.len(), "a patient came twice: {seen:?}");
+        anyhow::ensure!(i64::try_from(seen.len())? == total, "{} of {total} patients seen", seen.len());
+        // A search pages the same way.
+        let (s, found) = call(&app, &nurse, "GET", "/api/v1/patients?q=Ashdown&limit=2", None).await?;
+        anyhow::ensure!(s == 200 && found["items"].as_array().map(Vec::len) == Some(2), "{found}");
+        let next = found["next_cursor"].as_str().unwrap_or_default().to_owned();
+        let (s, rest) = call(&app, &nurse, "GET", &format!("/api/v1/patients?q=Ashdown&limit=2&cursor={next}"), None).await?;
+        anyhow::ensure!(s == 200 && rest["items"].as_array().map(Vec::len) == Some(1) && rest["next_cursor"].is_null(), "{rest}");
+
+        for (query, field) in [("limit=0", "limit"), ("limit=501", "limit"), ("limit=lots", "limit"), ("cursor=zz", "cursor"), ("cursor=7b7d", "cursor")] {
+            let (s, e) = call(&app, &nurse, "GET", &format!("/api/v1/patients?{query}"), None).await?;
+            anyhow::ensure!(s == 422 && e["error"]["field"] == field, "{query}: {s} {e}");
+        }
+        app.stop().await
+    }
+
     async fn a_response_the_document_does_not_describe_fails_the_test(b) {
         let app = TestApp::spawn(b).await?;
         // The server answers a sign-in without a body with the error shape: no violation.

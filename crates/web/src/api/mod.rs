@@ -12,6 +12,7 @@ pub mod journal;
 pub mod ledger;
 pub mod measures;
 pub mod openapi;
+pub mod page;
 pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;

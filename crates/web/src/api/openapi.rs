@@ -16,6 +16,8 @@ use kapstone_domain::webhook::EventType;
 use kapstone_domain::Role;
 use serde_json::{Map, Value, json};
 
+use super::page::{DEFAULT_LIMIT, MAX_LIMIT};
+
 /// The response schemas: every field, its type, whether it is always present, and
 /// `additionalProperties: false`, so a field the document does not name is a test failure.
 /// Written from the structs the handlers serialize and checked against every response the API
@@ -127,7 +129,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("POST", "/api/v1/auth/logout") => op("End this session", None, "204", Value::Null),
         ("GET", "/api/v1/auth/me") => op("The signed-in account", None, "200", obj),
         ("GET", "/api/v1/patients") => {
-            op("List or search patients (q: name, MRN, date of birth or phone)", None, "200", obj)
+            op("Patients by family name, then given name, a page at a time; ?q= searches by name, MRN, date of birth or phone", None, "200", obj)
         }
         ("POST", "/api/v1/patients") => {
             op("Register a patient; an MRN is assigned", Some(r("NewPatient")), "201", r("Patient"))
@@ -914,6 +916,8 @@ fn core_schemas() -> Value {
     json!({
         "Error": {"type":"object","required":["error"],"additionalProperties":false,"properties":{"error":{"type":"object","required":["code","message"],"additionalProperties":false,"properties":{
             "code":{"type":"string"},"message":{"type":"string"},"field":{"type":"string","description":"The input at fault, e.g. vitals.systolic_mmhg or medications[2].daily_dose_mg"}}}}},
+        "Page": {"type":"object","required":["items","next_cursor"],"description":"One page of a list in a stable order. Ask for the next with `?cursor=<next_cursor>` (and the same filters) until `next_cursor` is null: each item comes exactly once.",
+            "properties":{"items":{"type":"array"},"next_cursor":{"type":["string","null"],"description":"Opaque; null on the last page"}}},
         "Login": {"type":"object","required":["email","password"],"properties":{"email":{"type":"string"},"password":{"type":"string"},"totp_code":{"type":"string"}}},
         "NewPatient": {"type":"object","required":["given_name","family_name","birth_date","sex_at_birth"],"properties":{
             "given_name":{"type":"string"},"family_name":{"type":"string"},"birth_date":{"type":"string","format":"date"},
@@ -1021,6 +1025,9 @@ fn core_schemas() -> Value {
     })
 }
 
+/// The lists paged by cursor (`?limit=&cursor=`, answered as a [`Page`](super::page)).
+const PAGED: &[(&str, &str)] = &[("GET", "/api/v1/patients")];
+
 /// Who may call an operation: the roles, and the API token scopes that open it.
 fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
     if roles.is_empty() {
@@ -1061,9 +1068,16 @@ pub fn build() -> Value {
             // No bearer token needed (sign-in itself, this document).
             operation["security"] = json!([]);
         }
+        let mut parameters = Vec::new();
         if route.path.contains("{id}") {
-            operation["parameters"] =
-                json!([{"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}]);
+            parameters.push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
+        }
+        if PAGED.contains(&(method, route.path)) {
+            parameters.push(json!({"$ref":"#/components/parameters/limit"}));
+            parameters.push(json!({"$ref":"#/components/parameters/cursor"}));
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
         }
         if let Some(req) = d.request {
             operation["requestBody"] = json!({"required":true,"content":{"application/json":{"schema":req}}});
@@ -1077,6 +1091,14 @@ pub fn build() -> Value {
             "description": "Authenticate with POST /api/v1/auth/login and send `Authorization: Bearer <token>`, or send an API token (kst_...) an admin created with scopes. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."},
         "components": {
             "schemas": schemas(&recorded),
+            "parameters": {
+                "limit": {"name":"limit","in":"query","required":false,
+                    "description": format!("How many items a page holds: 1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}; anything else is 422 naming `limit`"),
+                    "schema":{"type":"integer","minimum":1,"maximum":MAX_LIMIT,"default":DEFAULT_LIMIT}},
+                "cursor": {"name":"cursor","in":"query","required":false,
+                    "description":"Opaque: the `next_cursor` of the page before; absent for the first page. A cursor this list did not make is 422 naming `cursor`",
+                    "schema":{"type":"string"}},
+            },
             "securitySchemes": {"bearer": {"type":"http","scheme":"bearer"}},
         },
         "security": [{"bearer": []}],
