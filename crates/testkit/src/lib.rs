@@ -125,8 +125,7 @@ impl TestApp {
         let shutdown = async move {
             let _ = rx.await;
         };
-        let server =
-            tokio::spawn(kapstone_web::launch_with_listener_layered(state.clone(), listener, shutdown, check));
+        let server = tokio::spawn(kapstone_web::launch_with_listener_layered(state.clone(), listener, shutdown, check));
         Ok(Self {
             backend: fresh.url.backend(),
             base: format!("http://{addr}"),

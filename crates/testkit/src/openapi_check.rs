@@ -227,8 +227,7 @@ fn keep_sample(dir: &str, method: &Method, path: &str, status: u16, body: &[u8])
     let name = format!("{}{}", method.as_str(), template.replace(['/', '{', '}'], "_"));
     let Ok(body) = serde_json::from_slice::<Value>(body) else { return };
     let line = json!({"status": status, "path": path, "body": body});
-    if let Ok(mut f) =
-        std::fs::OpenOptions::new().create(true).append(true).open(std::path::Path::new(dir).join(name))
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(std::path::Path::new(dir).join(name))
     {
         let _ = writeln!(f, "{line}");
     }

@@ -5,7 +5,13 @@
 use kapstone_testkit::{TestApp, both_backends};
 use serde_json::{Value, json};
 
-async fn call(app: &TestApp, token: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
     let c = app.client();
     let req = match method {
         "GET" => c.get(app.url(path)),
@@ -115,6 +121,39 @@ both_backends! {
 
         for (query, field) in [("limit=0", "limit"), ("limit=501", "limit"), ("limit=lots", "limit"), ("cursor=zz", "cursor"), ("cursor=7b7d", "cursor")] {
             let (s, e) = call(&app, &nurse, "GET", &format!("/api/v1/patients?{query}"), None).await?;
+            anyhow::ensure!(s == 422 && e["error"]["field"] == field, "{query}: {s} {e}");
+        }
+        app.stop().await
+    }
+
+    async fn walking_every_page_of_the_audit_log_returns_each_event_exactly_once(b) {
+        let app = TestApp::demo(b).await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let (_, me) = call(&app, &admin, "GET", "/api/v1/auth/me", None).await?;
+        let clinic = me["clinic_id"].as_str().unwrap_or_default().to_owned();
+        let mut seqs: Vec<i64> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/audit?limit=37&cursor={c}"),
+                None => "/api/v1/audit?limit=37".to_owned(),
+            };
+            let (s, page) = call(&app, &admin, "GET", &path, None).await?;
+            anyhow::ensure!(s == 200, "{page}");
+            seqs.extend(page["items"].as_array().into_iter().flatten().filter_map(|e| e["seq"].as_i64()));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+            anyhow::ensure!(seqs.len() < 100_000, "the walk does not end");
+        }
+        // Newest first, no repeats, and every event of the clinic up to the first page's newest.
+        anyhow::ensure!(seqs.windows(2).all(|w| w[0] > w[1]), "not strictly newest first");
+        let newest = seqs.first().copied().unwrap_or_default();
+        let expected = app.count(&format!("audit_events WHERE clinic_id = '{clinic}' AND seq <= {newest}")).await?;
+        anyhow::ensure!(i64::try_from(seqs.len())? == expected, "{} of {expected} events", seqs.len());
+        for (query, field) in [("limit=0", "limit"), ("limit=501", "limit"), ("cursor=not-hex", "cursor")] {
+            let (s, e) = call(&app, &admin, "GET", &format!("/api/v1/audit?{query}"), None).await?;
             anyhow::ensure!(s == 422 && e["error"]["field"] == field, "{query}: {s} {e}");
         }
         app.stop().await

@@ -4,16 +4,16 @@
 //! every `/api/v1` route has a description here); enumerations come from the domain's own lists.
 
 use axum::Json;
-use kapstone_domain::consultation::DrugClass;
-use kapstone_domain::decision::Route;
-use kapstone_domain::permissions::{Scope, roles_allowed};
+use kapstone_domain::Role;
 use kapstone_domain::audit::AuditAction;
+use kapstone_domain::consultation::DrugClass;
 use kapstone_domain::course::CourseStatus;
+use kapstone_domain::decision::Route;
 use kapstone_domain::instruments::Instrument;
 use kapstone_domain::ledger::entry::EntryKind;
+use kapstone_domain::permissions::{Scope, roles_allowed};
 use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::webhook::EventType;
-use kapstone_domain::Role;
 use serde_json::{Map, Value, json};
 
 use super::page::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -63,10 +63,7 @@ fn enum_fields() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
             p("responses|GET /api/v1/audit|properties|items|items|properties|action"),
             AuditAction::ALL.iter().map(|a| a.as_str()).collect(),
         ),
-        (
-            p("responses|GET /api/v1/users|properties|items|items|properties|role"),
-            roles,
-        ),
+        (p("responses|GET /api/v1/users|properties|items|items|properties|role"), roles),
         (
             p("responses|GET /api/v1/tokens|properties|items|items|properties|scopes|items"),
             Scope::ALL.iter().map(|s| s.as_str()).collect(),
@@ -82,11 +79,11 @@ fn enum_fields() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
             p("responses|GET /api/v1/patients/{id}/courses|properties|items|items|properties|status"),
             CourseStatus::ALL.iter().map(|c| c.as_str()).collect(),
         ),
+        (p("components|Appointment|properties|kind"), AppointmentKind::ALL.iter().map(|k| k.as_str()).collect()),
         (
-            p("components|Appointment|properties|kind"),
-            AppointmentKind::ALL.iter().map(|k| k.as_str()).collect(),
+            p("components|Decision|properties|routes|items|properties|route"),
+            Route::ALL.iter().map(|r| r.as_str()).collect(),
         ),
-        (p("components|Decision|properties|routes|items|properties|route"), Route::ALL.iter().map(|r| r.as_str()).collect()),
     ]
 }
 
@@ -128,9 +125,12 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("POST", "/api/v1/auth/login") => op("Sign in; returns a bearer token", Some(r("Login")), "200", obj),
         ("POST", "/api/v1/auth/logout") => op("End this session", None, "204", Value::Null),
         ("GET", "/api/v1/auth/me") => op("The signed-in account", None, "200", obj),
-        ("GET", "/api/v1/patients") => {
-            op("Patients by family name, then given name, a page at a time; ?q= searches by name, MRN, date of birth or phone", None, "200", obj)
-        }
+        ("GET", "/api/v1/patients") => op(
+            "Patients by family name, then given name, a page at a time; ?q= searches by name, MRN, date of birth or phone",
+            None,
+            "200",
+            obj,
+        ),
         ("POST", "/api/v1/patients") => {
             op("Register a patient; an MRN is assigned", Some(r("NewPatient")), "201", r("Patient"))
         }
@@ -734,7 +734,13 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ),
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
-        ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),
+        ("GET", "/api/v1/audit") => op(
+            "Search the audit log (admins), newest first, a page at a time: ?user=&patient=&action=&from=&to= \
+             (YYYY-MM-DD, UTC, both included)",
+            None,
+            "200",
+            obj,
+        ),
         // Measured outcomes, the clinic dashboard and the course review (issue 7)
         ("GET", "/api/v1/patients/{id}/outcomes") => op(
             "A patient's PHQ-9, GAD-7 and PCL-5 outcomes (TV-PHQ-R1..R5): per instrument {baseline, latest, \
@@ -1026,7 +1032,7 @@ fn core_schemas() -> Value {
 }
 
 /// The lists paged by cursor (`?limit=&cursor=`, answered as a [`Page`](super::page)).
-const PAGED: &[(&str, &str)] = &[("GET", "/api/v1/patients")];
+const PAGED: &[(&str, &str)] = &[("GET", "/api/v1/patients"), ("GET", "/api/v1/audit")];
 
 /// Who may call an operation: the roles, and the API token scopes that open it.
 fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
@@ -1070,7 +1076,8 @@ pub fn build() -> Value {
         }
         let mut parameters = Vec::new();
         if route.path.contains("{id}") {
-            parameters.push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
+            parameters
+                .push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
         }
         if PAGED.contains(&(method, route.path)) {
             parameters.push(json!({"$ref":"#/components/parameters/limit"}));
@@ -1159,7 +1166,9 @@ mod tests {
     fn loose_objects(schema: &Value, at: String, out: &mut Vec<String>) {
         match schema {
             Value::Object(o) => {
-                let is_object = o.get("type").is_some_and(|t| t == "object" || t.as_array().is_some_and(|a| a.contains(&json!("object"))));
+                let is_object = o
+                    .get("type")
+                    .is_some_and(|t| t == "object" || t.as_array().is_some_and(|a| a.contains(&json!("object"))));
                 if is_object && !o.contains_key("properties") && !o.contains_key("additionalProperties") {
                     out.push(at.clone());
                 }

@@ -39,12 +39,7 @@ pub fn cursor<K: Serialize>(key: &K) -> String {
 }
 
 /// A page from `rows` fetched with `limit + 1`: the extra row only says there is a next page.
-pub fn page<R, K: Serialize>(
-    mut rows: Vec<R>,
-    limit: i64,
-    key: impl Fn(&R) -> K,
-    item: impl Fn(&R) -> Value,
-) -> Value {
+pub fn page<R, K: Serialize>(mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -> K, item: impl Fn(&R) -> Value) -> Value {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     rows.truncate(limit);

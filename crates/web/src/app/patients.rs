@@ -5,8 +5,8 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::patient::{BirthDate, NewPatient, PatientDetails, Phone, SexAtBirth, optional_text};
 use kapstone_domain::{Email, FieldError, PatientId, PersonName};
 use kapstone_store::audit;
-use kapstone_store::patients::{PatientKey, PatientSearch};
 use kapstone_store::patients::{self, PatientRow};
+use kapstone_store::patients::{PatientKey, PatientSearch};
 
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
