@@ -58,7 +58,7 @@ fn template_of<'a>(doc: &'a Value, path: &str) -> Option<&'a str> {
 }
 
 /// The response documented for `status`: the exact code, then its range (`4XX`), then `default`.
-fn documented<'a>(operation: &'a Value, status: u16) -> Option<(String, &'a Value)> {
+fn documented(operation: &Value, status: u16) -> Option<(String, &Value)> {
     let responses = operation["responses"].as_object()?;
     let exact = status.to_string();
     let range = format!("{}XX", status / 100);
