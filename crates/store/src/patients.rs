@@ -136,14 +136,46 @@ impl PatientSearch {
     }
 }
 
-/// Finds the clinic's patients matching `q`, by family then given name.
-pub async fn search(db: &Db, clinic: ClinicId, q: &PatientSearch, limit: i64) -> Result<Vec<PatientRow>> {
-    // One static statement; unused filters are bound as NULL. Words are folded to [a-z0-9 ]
+/// Where a page of patients ends: the sort key of its last row (family name, given name, id).
+/// The id breaks ties, so every patient is on exactly one page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PatientKey {
+    pub family_name: String,
+    pub given_name: String,
+    pub id: Uuid,
+}
+
+impl PatientRow {
+    pub fn key(&self) -> PatientKey {
+        PatientKey { family_name: self.family_name.clone(), given_name: self.given_name.clone(), id: self.id }
+    }
+}
+
+/// The keyset condition "after `key`" in (family_name, given_name, id) order, its parameters
+/// numbered from `$n`: written out rather than as a row comparison, the same on both engines.
+fn after_clause(n: usize) -> String {
+    format!(
+        " AND (family_name > ${n} OR (family_name = ${n} AND (given_name > ${m} OR (given_name = ${m} AND id > ${o}))))",
+        m = n + 1,
+        o = n + 2
+    )
+}
+
+/// Finds the clinic's patients matching `q`, by family then given name, after `after`.
+pub async fn search(
+    db: &Db,
+    clinic: ClinicId,
+    q: &PatientSearch,
+    after: Option<&PatientKey>,
+    limit: i64,
+) -> Result<Vec<PatientRow>> {
+    // One statement per shape; unused filters are bound as NULL. Words are folded to [a-z0-9 ]
     // (see fold_for_search), so they carry no LIKE wildcards.
+    let keyset = if after.is_some() { after_clause(8) } else { String::new() };
     let sql = format!(
         "{COLUMNS} WHERE clinic_id = $1 AND ($2 IS NULL OR birth_date = $2) AND ($3 IS NULL OR mrn = $3) \
          AND ($4 IS NULL OR search_key LIKE $4) AND ($5 IS NULL OR search_key LIKE $5) \
-         AND ($6 IS NULL OR search_key LIKE $6) \
+         AND ($6 IS NULL OR search_key LIKE $6){keyset} \
          ORDER BY family_name, given_name, id LIMIT $7"
     );
     let (date, mrn, words) = match q {
@@ -154,16 +186,19 @@ pub async fn search(db: &Db, clinic: ClinicId, q: &PatientSearch, limit: i64) ->
     };
     let word = |i: usize| words.get(i).cloned();
     Ok(on_read!(db, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(clinic.as_uuid())
             .bind(date)
             .bind(mrn.clone())
             .bind(word(0))
             .bind(word(1))
             .bind(word(2))
-            .bind(limit)
-            .fetch_all(c)
-            .await?
+            .bind(limit);
+        let q = match after {
+            Some(k) => q.bind(k.family_name.clone()).bind(k.given_name.clone()).bind(k.id),
+            None => q,
+        };
+        q.fetch_all(c).await?
     }))
 }
 
@@ -178,7 +213,23 @@ pub async fn get(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<Pati
     }))
 }
 
-/// A page of the clinic's patients by family name, then given name.
+/// A page of the clinic's patients by family name, then given name, then id: the `limit` rows
+/// after `after` (keyset paging: no OFFSET, so a deep page costs what the first one does).
+pub async fn page(db: &Db, clinic: ClinicId, after: Option<&PatientKey>, limit: i64) -> Result<Vec<PatientRow>> {
+    let keyset = if after.is_some() { after_clause(3) } else { String::new() };
+    let sql = format!("{COLUMNS} WHERE clinic_id = $1{keyset} ORDER BY family_name, given_name, id LIMIT $2");
+    Ok(on_read!(db, |c| {
+        let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(limit);
+        let q = match after {
+            Some(k) => q.bind(k.family_name.clone()).bind(k.given_name.clone()).bind(k.id),
+            None => q,
+        };
+        q.fetch_all(c).await?
+    }))
+}
+
+/// A page of the clinic's patients by family name, then given name (the staff page's numbered
+/// pages; the API pages by [`page`]).
 pub async fn list(db: &Db, clinic: ClinicId, limit: i64, offset: i64) -> Result<Vec<PatientRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

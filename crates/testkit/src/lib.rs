@@ -5,6 +5,8 @@
 //! only PostgreSQL; `KAPSTONE_REQUIRE_POSTGRES=1` (set by `.ci/run`) fails instead of skipping
 //! when the URL is missing.
 
+pub mod openapi_check;
+
 use std::path::PathBuf;
 
 use kapstone_store::{Backend, Db, DbUrl};
@@ -89,6 +91,8 @@ pub struct TestApp {
     pub db: Db,
     pub state: AppState,
     pub fresh: FreshDb,
+    /// Responses to `/api/v1/...` that do not match the OpenAPI document; the test fails on them.
+    pub violations: openapi_check::Violations,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -111,9 +115,17 @@ impl TestApp {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let state = AppState::new(db.clone(), config);
-        let server = tokio::spawn(kapstone_web::launch_with_listener(state.clone(), listener, async move {
+        let violations = openapi_check::Violations::default();
+        let seen = violations.clone();
+        let check = move |app: axum::Router| {
+            app.layer(axum::middleware::from_fn(move |req, next| {
+                openapi_check::validate_api_responses(seen.clone(), req, next)
+            }))
+        };
+        let shutdown = async move {
             let _ = rx.await;
-        }));
+        };
+        let server = tokio::spawn(kapstone_web::launch_with_listener_layered(state.clone(), listener, shutdown, check));
         Ok(Self {
             backend: fresh.url.backend(),
             base: format!("http://{addr}"),
@@ -121,6 +133,7 @@ impl TestApp {
             db,
             state,
             fresh,
+            violations,
             shutdown: Some(tx),
             server: Some(server),
         })
@@ -233,6 +246,7 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             h.await??;
         }
+        self.fail_on_violations()?;
         let url = self.fresh.url.clone();
         let fresh = std::mem::replace(&mut self.fresh, FreshDb { url, _dir: None });
         Ok((self.db.clone(), fresh))
@@ -246,6 +260,22 @@ impl TestApp {
         if let Some(h) = self.server.take() {
             h.await??;
         }
+        self.fail_on_violations()
+    }
+
+    /// Takes the OpenAPI violations seen so far (for a test that provokes one on purpose).
+    pub fn take_violations(&self) -> Vec<String> {
+        self.violations.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+
+    fn fail_on_violations(&self) -> anyhow::Result<()> {
+        let seen = self.take_violations();
+        anyhow::ensure!(
+            seen.is_empty(),
+            "{} response(s) did not match the OpenAPI document:\n{}",
+            seen.len(),
+            seen.join("\n")
+        );
         Ok(())
     }
 }
@@ -254,6 +284,12 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // A test that never calls `stop()` still fails on a response the document does not describe.
+        if !std::thread::panicking()
+            && let Err(e) = self.fail_on_violations()
+        {
+            panic!("{e}");
         }
     }
 }

@@ -97,12 +97,23 @@ pub async fn launch_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    launch_with_listener_layered(state, listener, shutdown, |app| app).await
+}
+
+/// As [`launch_with_listener`], with the whole application wrapped by `wrap` first: the test
+/// harness adds an outermost layer that checks every API response against the OpenAPI document.
+pub async fn launch_with_listener_layered(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    wrap: impl FnOnce(Router) -> Router,
+) -> anyhow::Result<()> {
     let stopping = state.stopping.clone();
     let shutdown = async move {
         shutdown.await;
         stopping.send_replace(true);
     };
-    let app = router(state);
+    let app = wrap(router(state));
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;

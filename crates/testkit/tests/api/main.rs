@@ -16,6 +16,7 @@ mod iv_session;
 mod ledger;
 mod measures;
 mod mfa;
+mod openapi;
 mod outcomes;
 mod patients;
 mod permissions;

@@ -285,7 +285,7 @@ both_backends! {
             assert_eq!(status, 200, "admin on {path}");
             assert!(!body.contains(MARKER), "the admin found the note on {path}");
         }
-        let (_, audit) = fx.get(&fx.admin, "/api/v1/audit").await?;
+        let (_, audit) = fx.get(&fx.admin, "/api/v1/audit?action=psychotherapy_note.write").await?;
         assert!(audit.contains("psychotherapy_note.write"), "the write is in the log, by id: {audit}");
         for path in ["/portal", "/api/v1/portal/me"] {
             let (status, body) = fx.get(&fx.patient3, path).await?;

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod measures;
 pub mod openapi;
 pub mod outcomes;
+pub mod page;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;

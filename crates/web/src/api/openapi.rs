@@ -4,11 +4,94 @@
 //! every `/api/v1` route has a description here); enumerations come from the domain's own lists.
 
 use axum::Json;
+use kapstone_domain::Role;
+use kapstone_domain::audit::AuditAction;
 use kapstone_domain::consultation::DrugClass;
+use kapstone_domain::course::CourseStatus;
 use kapstone_domain::decision::Route;
+use kapstone_domain::instruments::Instrument;
+use kapstone_domain::ledger::entry::EntryKind;
 use kapstone_domain::permissions::{Scope, roles_allowed};
+use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::webhook::EventType;
 use serde_json::{Map, Value, json};
+
+use super::page::{DEFAULT_LIMIT, MAX_LIMIT};
+
+/// The response schemas: every field, its type, whether it is always present, and
+/// `additionalProperties: false`, so a field the document does not name is a test failure.
+/// Written from the structs the handlers serialize and checked against every response the API
+/// suite receives (`KAPSTONE_OPENAPI_SAMPLES=dir` keeps them; see docs/api.md). Enumerations are
+/// set from the domain's own lists in [`with_domain_enums`].
+const RESPONSES: &str = include_str!("openapi_responses.json");
+
+fn recorded() -> Value {
+    // A test parses it; a broken file would leave the loose schemas of `describe`.
+    let mut v: Value = serde_json::from_str(RESPONSES).unwrap_or(Value::Null);
+    with_domain_enums(&mut v);
+    v
+}
+
+/// Sets `enum` at `path` (a walk through object keys), keeping `null` when the field allows it.
+fn set_enum(doc: &mut Value, path: &[&str], values: &[&str]) -> bool {
+    let mut at = doc;
+    for key in path {
+        match at.get_mut(*key) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    let nullable = at["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null"));
+    let mut list: Vec<Value> = values.iter().map(|v| json!(v)).collect();
+    if nullable {
+        list.push(Value::Null);
+    }
+    *at = json!({ "enum": list });
+    true
+}
+
+/// Where a field takes its values from one of the domain's own lists.
+fn enum_fields() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
+    let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    let instruments: Vec<&str> = Instrument::ALL.iter().map(|i| i.as_str()).collect();
+    let events: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
+    let p = |s: &'static str| s.split('|').collect::<Vec<&str>>();
+    vec![
+        (p("responses|GET /api/v1/auth/me|properties|role"), roles.clone()),
+        (p("responses|GET /api/v1/audit|properties|items|items|properties|actor_role"), roles.clone()),
+        (
+            p("responses|GET /api/v1/audit|properties|items|items|properties|action"),
+            AuditAction::ALL.iter().map(|a| a.as_str()).collect(),
+        ),
+        (p("responses|GET /api/v1/users|properties|items|items|properties|role"), roles),
+        (
+            p("responses|GET /api/v1/tokens|properties|items|items|properties|scopes|items"),
+            Scope::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+        (p("responses|GET /api/v1/webhooks|properties|items|items|properties|events|items"), events),
+        (
+            p("responses|GET /api/v1/cs/ledger|properties|items|items|properties|kind"),
+            EntryKind::ALL.iter().map(|k| k.as_str()).collect(),
+        ),
+        (p("responses|GET /api/v1/measures/due|properties|items|items|properties|instrument"), instruments.clone()),
+        (p("components|QuestionnaireResult|properties|instrument"), instruments),
+        (
+            p("responses|GET /api/v1/patients/{id}/courses|properties|items|items|properties|status"),
+            CourseStatus::ALL.iter().map(|c| c.as_str()).collect(),
+        ),
+        (p("components|Appointment|properties|kind"), AppointmentKind::ALL.iter().map(|k| k.as_str()).collect()),
+        (
+            p("components|Decision|properties|routes|items|properties|route"),
+            Route::ALL.iter().map(|r| r.as_str()).collect(),
+        ),
+    ]
+}
+
+fn with_domain_enums(doc: &mut Value) {
+    for (path, values) in enum_fields() {
+        set_enum(doc, &path, &values);
+    }
+}
 
 fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -42,9 +125,12 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("POST", "/api/v1/auth/login") => op("Sign in; returns a bearer token", Some(r("Login")), "200", obj),
         ("POST", "/api/v1/auth/logout") => op("End this session", None, "204", Value::Null),
         ("GET", "/api/v1/auth/me") => op("The signed-in account", None, "200", obj),
-        ("GET", "/api/v1/patients") => {
-            op("List or search patients (q: name, MRN, date of birth or phone)", None, "200", obj)
-        }
+        ("GET", "/api/v1/patients") => op(
+            "Patients by family name, then given name, a page at a time; ?q= searches by name, MRN, date of birth or phone",
+            None,
+            "200",
+            obj,
+        ),
         ("POST", "/api/v1/patients") => {
             op("Register a patient; an MRN is assigned", Some(r("NewPatient")), "201", r("Patient"))
         }
@@ -66,8 +152,8 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("POST", "/api/v1/safety-alerts/{id}/acknowledge") => op(
             "Acknowledge an alert with what was done",
             Some(json!({"type":"object","required":["action_taken"],"properties":{"action_taken":{"type":"string"}}})),
-            "200",
-            obj,
+            "204",
+            Value::Null,
         ),
         ("GET", "/api/v1/eligibility/rules") => {
             op("The eligibility rule set in force (KAP-SPEC section 3)", None, "200", r("RuleSet"))
@@ -105,7 +191,15 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "201",
             r("Pathway"),
         ),
-        ("GET", "/api/v1/openapi.json") => op("This document", None, "200", obj),
+        ("GET", "/api/v1/openapi.json") => op(
+            "This document",
+            None,
+            "200",
+            json!({"type":"object","required":["openapi","info","paths","components"],"properties":{
+                "openapi":{"const":"3.1.0"},"info":{"type":"object","required":["title","version"]},
+                "paths":{"type":"object","additionalProperties":{"type":"object"}},
+                "components":{"type":"object","required":["schemas"]},"security":{"type":"array"}}}),
+        ),
         ("GET", "/api/v1/me/calendar-feed") => op(
             "Your secret iCalendar feed link (made on first use; renew it on your account page)",
             None,
@@ -337,7 +431,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             r("JournalEntry"),
         ),
         ("DELETE", "/api/v1/portal/journal/{id}") => {
-            op("Delete one of your private entries; a shared entry is kept (422 `state`)", None, "204", json!({}))
+            op("Delete one of your private entries; a shared entry is kept (422 `state`)", None, "204", Value::Null)
         }
         ("POST", "/api/v1/portal/journal/{id}/share") => {
             op("Share one of your entries with your care team; it is then frozen", None, "200", r("JournalEntry"))
@@ -640,7 +734,13 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ),
         ("GET", "/api/v1/users") => op("Accounts of the clinic (admins)", None, "200", obj),
         ("POST", "/api/v1/users") => op("Create an account (admins)", Some(obj.clone()), "201", obj),
-        ("GET", "/api/v1/audit") => op("Search the audit log (admins)", None, "200", obj),
+        ("GET", "/api/v1/audit") => op(
+            "Search the audit log (admins), newest first, a page at a time: ?user=&patient=&action=&from=&to= \
+             (YYYY-MM-DD, UTC, both included)",
+            None,
+            "200",
+            obj,
+        ),
         // Measured outcomes, the clinic dashboard and the course review (issue 7)
         ("GET", "/api/v1/patients/{id}/outcomes") => op(
             "A patient's PHQ-9, GAD-7 and PCL-5 outcomes (TV-PHQ-R1..R5): per instrument {baseline, latest, \
@@ -756,12 +856,16 @@ fn describe(method: &str, path: &str) -> Option<Op> {
     })
 }
 
-fn schemas() -> Value {
+fn schemas(recorded: &Value) -> Value {
     let mut v = core_schemas();
-    if let Some(o) = v.as_object_mut()
-        && let Some(extra) = record_note_schemas().as_object()
-    {
-        o.extend(extra.clone());
+    if let Some(o) = v.as_object_mut() {
+        if let Some(extra) = record_note_schemas().as_object() {
+            o.extend(extra.clone());
+        }
+        // The response shapes replace the hand-written outlines of the same name.
+        if let Some(responses) = recorded["components"].as_object() {
+            o.extend(responses.clone());
+        }
     }
     v
 }
@@ -816,8 +920,10 @@ fn core_schemas() -> Value {
     let routes: Vec<&str> = Route::ALL.iter().map(|r| r.as_str()).collect();
     let number = nullable("number");
     json!({
-        "Error": {"type":"object","properties":{"error":{"type":"object","required":["code","message"],"properties":{
+        "Error": {"type":"object","required":["error"],"additionalProperties":false,"properties":{"error":{"type":"object","required":["code","message"],"additionalProperties":false,"properties":{
             "code":{"type":"string"},"message":{"type":"string"},"field":{"type":"string","description":"The input at fault, e.g. vitals.systolic_mmhg or medications[2].daily_dose_mg"}}}}},
+        "Page": {"type":"object","required":["items","next_cursor"],"description":"One page of a list in a stable order. Ask for the next with `?cursor=<next_cursor>` (and the same filters) until `next_cursor` is null: each item comes exactly once.",
+            "properties":{"items":{"type":"array"},"next_cursor":{"type":["string","null"],"description":"Opaque; null on the last page"}}},
         "Login": {"type":"object","required":["email","password"],"properties":{"email":{"type":"string"},"password":{"type":"string"},"totp_code":{"type":"string"}}},
         "NewPatient": {"type":"object","required":["given_name","family_name","birth_date","sex_at_birth"],"properties":{
             "given_name":{"type":"string"},"family_name":{"type":"string"},"birth_date":{"type":"string","format":"date"},
@@ -925,6 +1031,9 @@ fn core_schemas() -> Value {
     })
 }
 
+/// The lists paged by cursor (`?limit=&cursor=`, answered as a [`Page`](super::page)).
+const PAGED: &[(&str, &str)] = &[("GET", "/api/v1/patients"), ("GET", "/api/v1/audit")];
+
 /// Who may call an operation: the roles, and the API token scopes that open it.
 fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
     if roles.is_empty() {
@@ -940,27 +1049,42 @@ fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
 
 /// The whole document.
 pub fn build() -> Value {
+    let recorded = recorded();
     let mut paths = Map::new();
     for route in crate::routes::table().into_iter().filter(|r| r.path.starts_with("/api/v1/")) {
         let method = route.method.as_str();
-        let Some(d) = describe(method, route.path) else { continue };
+        let Some(mut d) = describe(method, route.path) else { continue };
+        if let Some(schema) = recorded["responses"].get(format!("{method} {}", route.path)) {
+            d.response = schema.clone();
+        }
         let roles: Vec<&str> = roles_allowed(route.action).iter().map(|r| r.as_str()).collect();
         let mut operation = json!({
             "summary": d.summary,
             "description": describe_access(&roles, route.action),
             "responses": {
                 d.status: if d.response.is_null() { json!({"description":"Done"}) } else {
-                    json!({"description":"Success","content":{"application/json":{"schema": d.response}}}) },
+                    // A CSV download names its media type in the schema; everything else is JSON.
+                    let media = d.response["contentMediaType"].as_str().unwrap_or("application/json").to_owned();
+                    json!({"description":"Success","content":{media: {"schema": d.response}}}) },
                 "4XX": {"description":"Refused; `error.field` names the input at fault","content":{"application/json":{"schema": r("Error")}}},
+                "5XX": {"description":"Failed on our side; `error.message` carries a reference for the log","content":{"application/json":{"schema": r("Error")}}},
             },
         });
         if route.action == kapstone_domain::Action::Public {
             // No bearer token needed (sign-in itself, this document).
             operation["security"] = json!([]);
         }
+        let mut parameters = Vec::new();
         if route.path.contains("{id}") {
-            operation["parameters"] =
-                json!([{"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}]);
+            parameters
+                .push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
+        }
+        if PAGED.contains(&(method, route.path)) {
+            parameters.push(json!({"$ref":"#/components/parameters/limit"}));
+            parameters.push(json!({"$ref":"#/components/parameters/cursor"}));
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
         }
         if let Some(req) = d.request {
             operation["requestBody"] = json!({"required":true,"content":{"application/json":{"schema":req}}});
@@ -973,7 +1097,15 @@ pub fn build() -> Value {
         "info": {"title": "Kapstone API", "version": env!("CARGO_PKG_VERSION"),
             "description": "Authenticate with POST /api/v1/auth/login and send `Authorization: Bearer <token>`, or send an API token (kst_...) an admin created with scopes. Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."},
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas(&recorded),
+            "parameters": {
+                "limit": {"name":"limit","in":"query","required":false,
+                    "description": format!("How many items a page holds: 1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}; anything else is 422 naming `limit`"),
+                    "schema":{"type":"integer","minimum":1,"maximum":MAX_LIMIT,"default":DEFAULT_LIMIT}},
+                "cursor": {"name":"cursor","in":"query","required":false,
+                    "description":"Opaque: the `next_cursor` of the page before; absent for the first page. A cursor this list did not make is 422 naming `cursor`",
+                    "schema":{"type":"string"}},
+            },
             "securitySchemes": {"bearer": {"type":"http","scheme":"bearer"}},
         },
         "security": [{"bearer": []}],
@@ -1005,10 +1137,68 @@ mod tests {
             doc["components"]["schemas"]["Consultation"]["properties"]["conditions"]["properties"]["hepatic"]
                 .is_object()
         );
-        // Every referenced schema exists.
+        // Every referenced schema exists (the recorded response shapes included).
+        assert!(recorded()["responses"].is_object(), "openapi_responses.json does not parse");
         let text = doc.to_string();
         for name in text.split("#/components/schemas/").skip(1).map(|s| s.split('"').next().unwrap_or_default()) {
             assert!(doc["components"]["schemas"][name].is_object(), "{name}");
         }
+    }
+
+    #[test]
+    fn every_domain_enumeration_lands_on_a_field() {
+        let mut v: Value = serde_json::from_str(RESPONSES).unwrap_or(Value::Null);
+        for (path, values) in enum_fields() {
+            assert!(set_enum(&mut v, &path, &values), "{path:?} is not in openapi_responses.json");
+        }
+    }
+
+    #[test]
+    fn every_recorded_response_is_a_documented_operation() {
+        let doc = build();
+        for key in recorded()["responses"].as_object().into_iter().flat_map(|o| o.keys()) {
+            let (method, path) = key.split_once(' ').unwrap_or_default();
+            assert!(doc["paths"][path][method.to_ascii_lowercase()].is_object(), "{key}");
+        }
+    }
+
+    /// An object schema with neither `properties` nor `additionalProperties` accepts anything.
+    fn loose_objects(schema: &Value, at: String, out: &mut Vec<String>) {
+        match schema {
+            Value::Object(o) => {
+                let is_object = o
+                    .get("type")
+                    .is_some_and(|t| t == "object" || t.as_array().is_some_and(|a| a.contains(&json!("object"))));
+                if is_object && !o.contains_key("properties") && !o.contains_key("additionalProperties") {
+                    out.push(at.clone());
+                }
+                for (k, v) in o {
+                    loose_objects(v, format!("{at}/{k}"), out);
+                }
+            }
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| loose_objects(v, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_response_is_a_bare_object() {
+        let doc = build();
+        let mut loose = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    loose_objects(schema, format!("{method} {path} {status}"), &mut loose);
+                }
+            }
+        }
+        let used = ["Error", "Patient", "Appointment", "Session", "Decision", "JournalEntry", "IntegrationNote"];
+        for name in used {
+            loose_objects(&doc["components"]["schemas"][name], name.to_owned(), &mut loose);
+        }
+        // The document itself is described by OpenAPI's own schema; its parts are maps.
+        loose.retain(|l| !l.starts_with("get /api/v1/openapi.json"));
+        assert!(loose.is_empty(), "{loose:#?}");
     }
 }

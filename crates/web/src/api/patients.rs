@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use kapstone_domain::{FieldError, PatientId};
-use kapstone_store::patients::PatientRow;
+use kapstone_store::patients::{PatientKey, PatientRow};
+
+use super::page;
 use serde_json::{Value, json};
 
 use crate::app::patients;
@@ -48,37 +50,25 @@ pub struct ListQuery {
     #[serde(default)]
     limit: Option<String>,
     #[serde(default)]
-    offset: Option<String>,
+    cursor: Option<String>,
 }
 
-fn number(field: &'static str, v: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (0..=max).contains(&n) => Ok(n),
-            _ => Err(FieldError::new(field, format!("must be a whole number from 0 to {max}")).into()),
-        },
-    }
-}
-
+/// `GET /api/v1/patients?q=&limit=&cursor=`: a page of patients by family name, given name and
+/// id, all of them or those matching `q` (see [`super::page`]).
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
-    let limit = number("limit", q.limit.as_deref(), 50, 500)?;
-    if limit == 0 {
-        return Err(FieldError::new("limit", "must be a whole number from 1 to 500").into());
-    }
-    let offset = number("offset", q.offset.as_deref(), 0, i64::MAX)?;
-    if let Some(text) = q.q.as_deref().filter(|t| !t.trim().is_empty()) {
-        let rows = patients::search(&state, &user, text, limit).await?;
-        return Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": null })));
-    }
-    let rows = patients::list(&state, &user, limit, offset).await?;
-    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit).then_some(offset + limit);
-    Ok(Json(json!({ "items": rows.iter().map(patient_json).collect::<Vec<_>>(), "next_offset": next })))
+    let limit = page::limit(q.limit.as_deref())?;
+    let after: Option<PatientKey> = page::after(q.cursor.as_deref())?;
+    // One row more than asked says whether there is a next page.
+    let rows = match q.q.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(text) => patients::search(&state, &user, text, after.as_ref(), limit + 1).await?,
+        None => patients::page(&state, &user, after.as_ref(), limit + 1).await?,
+    };
+    Ok(Json(page::page(rows, limit, PatientRow::key, patient_json)))
 }
 
 pub async fn read(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -78,10 +78,20 @@ pub async fn view(
     admin: &CurrentUser,
     q: &AuditQuery,
 ) -> Result<(Vec<StoredAuditEvent>, bool), AppError> {
+    view_page(state, admin, q, PAGE).await
+}
+
+/// As [`view`], `limit` events at a time (the API's `?limit=`); newest first, before `q.before`.
+pub async fn view_page(
+    state: &AppState,
+    admin: &CurrentUser,
+    q: &AuditQuery,
+    limit: i64,
+) -> Result<(Vec<StoredAuditEvent>, bool), AppError> {
     let filter = q.to_filter(&admin.clinic.to_string())?;
-    let mut rows = audit::search(&state.db, &filter, PAGE + 1).await?;
-    let more = rows.len() > usize::try_from(PAGE).unwrap_or(100);
-    rows.truncate(usize::try_from(PAGE).unwrap_or(100));
+    let mut rows = audit::search(&state.db, &filter, limit + 1).await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(100);
+    rows.truncate(usize::try_from(limit).unwrap_or(100));
     let mut e = admin.event(AuditAction::AuditViewed, "audit_log", Outcome::Success);
     e.reason = Some(describe(&filter));
     state.read_audit.record(e).await?;

@@ -5,12 +5,27 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::patient::{BirthDate, NewPatient, PatientDetails, Phone, SexAtBirth, optional_text};
 use kapstone_domain::{Email, FieldError, PatientId, PersonName};
 use kapstone_store::audit;
-use kapstone_store::patients::PatientSearch;
 use kapstone_store::patients::{self, PatientRow};
+use kapstone_store::patients::{PatientKey, PatientSearch};
 
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
+
+/// A page of the clinic's patients after `after` (the API's cursor), at most `limit` rows.
+/// The listing itself is audited, without ids.
+pub async fn page(
+    state: &AppState,
+    staff: &CurrentUser,
+    after: Option<&PatientKey>,
+    limit: i64,
+) -> Result<Vec<PatientRow>, AppError> {
+    let rows = patients::page(&state.db, staff.clinic, after, limit.clamp(1, 501)).await?;
+    let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
+    e.reason = Some(format!("{} rows{}", rows.len(), if after.is_some() { " after a cursor" } else { "" }));
+    state.read_audit.record(e).await?;
+    Ok(rows)
+}
 
 /// A page of the clinic's patients (staff). The listing itself is audited, without ids.
 pub async fn list(state: &AppState, staff: &CurrentUser, limit: i64, offset: i64) -> Result<Vec<PatientRow>, AppError> {
@@ -128,10 +143,16 @@ pub async fn register(state: &AppState, staff: &CurrentUser, input: &NewPatientI
 }
 
 /// Finds patients by name (any case, with or without accents), MRN, date of birth or phone.
-pub async fn search(state: &AppState, staff: &CurrentUser, q: &str, limit: i64) -> Result<Vec<PatientRow>, AppError> {
+pub async fn search(
+    state: &AppState,
+    staff: &CurrentUser,
+    q: &str,
+    after: Option<&PatientKey>,
+    limit: i64,
+) -> Result<Vec<PatientRow>, AppError> {
     let query = PatientSearch::parse(q)
         .ok_or_else(|| FieldError::new("q", "type a name, an MRN, a date of birth (YYYY-MM-DD) or a phone number"))?;
-    let rows = patients::search(&state.db, staff.clinic, &query, limit.clamp(1, 500)).await?;
+    let rows = patients::search(&state.db, staff.clinic, &query, after, limit.clamp(1, 501)).await?;
     let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
     // The search words are patient data: the event records only how many rows matched.
     e.reason = Some(format!("search, {} rows", rows.len()));

@@ -49,7 +49,7 @@ pub async fn list(
     let can_register = allows(Some(user.role), Action::RegisterPatient);
     let layout = Layout::for_user("Patients", &user, "/patients");
     if !text.trim().is_empty() {
-        let (rows, search_error) = match patients::search(&state, &user, &text, PAGE).await {
+        let (rows, search_error) = match patients::search(&state, &user, &text, None, PAGE).await {
             Ok(rows) => (rows, None),
             Err(AppError::Invalid(e)) => (Vec::new(), Some(super::sentence(&e.message))),
             Err(e) => return Err(e.into()),
