@@ -16,7 +16,7 @@ both_backends! {
     async fn an_api_token_is_created_only_after_a_recent_password_entry(b) {
         let app = TestApp::demo(b).await?;
         let admin = app.token(ADMIN).await?;
-        let body = json!({"name": "Billing sync", "scopes": ["schedule:read"], "expires_in_days": 30});
+        let body = json!({"name": "Billing sync", "scopes": ["scheduling"], "expires_in_days": 30});
         app.age_authentication().await?;
         let (s, e) = post(&app, &admin, "/api/v1/tokens", body.clone()).await?;
         assert_eq!((s, e["error"]["field"].as_str()), (422, Some("password")), "{e}");

@@ -19,8 +19,13 @@ use crate::state::AppState;
 pub async fn invite(state: &AppState, staff: &CurrentUser, patient: PatientId, email: &str) -> Result<(), AppError> {
     let email = Email::parse(email)?;
     let p = patients::get(&state.db, staff.clinic, patient).await?.ok_or(AppError::NotFound)?;
-    super::rate_limit::check(state, super::rate_limit::Limited::InvitationsSent, &staff.id.to_string(), super::rate_limit::By::User(staff))
-        .await?;
+    super::rate_limit::check(
+        state,
+        super::rate_limit::Limited::InvitationsSent,
+        &staff.id.to_string(),
+        super::rate_limit::By::User(staff),
+    )
+    .await?;
     if users::find_by_email(&state.db, &email).await?.is_some() {
         return Err(AppError::Conflict { field: "email", message: "an account already uses this email".into() });
     }

@@ -73,7 +73,9 @@ pub async fn reauthenticate(
     let Some(row) = users::get(&state.db, user.id).await? else { return Err(AppError::Unauthenticated) };
     let now = UtcTs::now();
     if state.config.lockout.is_locked(row.locked_until.map(|t| t.0), now) {
-        return Err(FieldError::new("password", "your account is locked after repeated failures; try again later").into());
+        return Err(
+            FieldError::new("password", "your account is locked after repeated failures; try again later").into()
+        );
     }
     let (pw, phc) = (password_input.to_owned(), row.password_hash.clone());
     if password_input.is_empty() || !password_work(state, move || password::verify(&pw, &phc)).await? {
@@ -92,7 +94,9 @@ pub async fn reauthenticate(
             Some(s) => step = Some(s),
             None => {
                 record_failure(state, &row, "wrong TOTP code at re-authentication", user.ip.as_deref()).await?;
-                return Err(FieldError::new("totp_code", "that code is not right; use the newest code from your app").into());
+                return Err(
+                    FieldError::new("totp_code", "that code is not right; use the newest code from your app").into()
+                );
             }
         }
     }

@@ -59,7 +59,13 @@ impl FhirError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "not-found", message: message.into(), expression: None, retry_after: None }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not-found",
+            message: message.into(),
+            expression: None,
+            retry_after: None,
+        }
     }
 
     pub fn outcome(&self) -> Value {
@@ -230,5 +236,6 @@ pub async fn unsupported_type(Path(params): Path<Vec<(String, String)>>) -> Resp
         Some(_) => "this interaction is not supported".to_owned(),
         None => format!("unsupported resource type `{shown}`"),
     };
-    FhirError { status: StatusCode::NOT_FOUND, code: "not-supported", message, expression: None, retry_after: None }.into_response()
+    FhirError { status: StatusCode::NOT_FOUND, code: "not-supported", message, expression: None, retry_after: None }
+        .into_response()
 }
