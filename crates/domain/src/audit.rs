@@ -34,6 +34,10 @@ pub enum AuditAction {
     AuditViewed,
     AuditExported,
     AccessDenied,
+    /// A rate limit refused a request (the first refusal of each window is recorded).
+    RateLimited,
+    /// The account's password (and second factor) was entered again before signing or exporting.
+    Reauthenticated,
     QuestionnaireSubmitted,
     SafetyAlertRaised,
     SafetyAlertsViewed,
@@ -138,7 +142,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 81] = [
+    pub const ALL: [AuditAction; 83] = [
         Self::SignIn,
         Self::SignInFailed,
         Self::SignInMfaPending,
@@ -160,6 +164,8 @@ impl AuditAction {
         Self::AuditViewed,
         Self::AuditExported,
         Self::AccessDenied,
+        Self::RateLimited,
+        Self::Reauthenticated,
         Self::QuestionnaireSubmitted,
         Self::SafetyAlertRaised,
         Self::SafetyAlertsViewed,
@@ -245,6 +251,8 @@ impl AuditAction {
             Self::AuditViewed => "audit.view",
             Self::AuditExported => "audit.export",
             Self::AccessDenied => "access.denied",
+            Self::RateLimited => "access.rate_limited",
+            Self::Reauthenticated => "auth.reauthenticated",
             Self::QuestionnaireSubmitted => "questionnaire.submit",
             Self::SafetyAlertRaised => "safety_alert.raise",
             Self::SafetyAlertsViewed => "safety_alert.list",

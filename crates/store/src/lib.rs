@@ -24,6 +24,7 @@ pub mod outcomes;
 pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
+pub mod rate_limits;
 pub mod record_requests;
 pub mod scheduling;
 pub mod sessions;

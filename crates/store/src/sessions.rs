@@ -35,6 +35,8 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
     pub created_at: DbTs,
     pub last_seen_at: DbTs,
+    /// When the password was last entered again (re-authentication); `None`: at sign-in.
+    pub authenticated_at: Option<DbTs>,
 }
 
 impl SessionRow {
@@ -46,6 +48,11 @@ impl SessionRow {
     }
     pub fn is_api(&self) -> bool {
         self.kind == SessionKind::Api.as_str()
+    }
+    /// When the account's password was last proved in this session: sign-in or a later
+    /// re-authentication.
+    pub fn last_authenticated(&self) -> UtcTs {
+        self.authenticated_at.unwrap_or(self.created_at).0
     }
 }
 
@@ -83,7 +90,7 @@ pub async fn insert(tx: &mut Tx, s: &NewSession<'_>) -> Result<SessionId> {
 }
 
 const SELECT: &str = "SELECT id, user_id, kind, csrf_token, mfa_pending, source_ip, user_agent, created_at, \
-     last_seen_at FROM sessions";
+     last_seen_at, authenticated_at FROM sessions";
 
 /// The session for a token, if it has not been ended.
 pub async fn find_live(db: &Db, token_hash: &str) -> Result<Option<SessionRow>> {
@@ -103,6 +110,18 @@ pub async fn touch(tx: &mut Tx, id: SessionId, now: UtcTs) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND ended_at IS NULL AND last_seen_at < $2")
             .bind(id.as_uuid())
             .bind(DbTs(now))
+            .execute(c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Records a re-authentication (the password, and the second factor when enrolled, entered again).
+pub async fn mark_authenticated(tx: &mut Tx, id: SessionId, at: UtcTs) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query("UPDATE sessions SET authenticated_at = $2 WHERE id = $1 AND ended_at IS NULL")
+            .bind(id.as_uuid())
+            .bind(DbTs(at))
             .execute(c)
             .await?;
     });

@@ -64,6 +64,13 @@ impl Drop for TempDir {
     }
 }
 
+impl FreshDb {
+    /// The same database for a second server; the first `FreshDb` keeps it alive.
+    pub fn shared(&self) -> FreshDb {
+        FreshDb { url: self.url.clone(), _dir: None }
+    }
+}
+
 pub async fn fresh_db(backend: Backend) -> anyhow::Result<FreshDb> {
     match backend {
         Backend::Sqlite => {
@@ -227,6 +234,18 @@ impl TestApp {
             Db::Sqlite { write, .. } => sqlx::query(stmt).execute(write).await?.rows_affected(),
             Db::Postgres(p) => sqlx::query(stmt).execute(p).await?.rows_affected(),
         })
+    }
+
+    /// Makes every session's last password entry 20 minutes old, so signing and exporting need
+    /// a re-authentication (README, "Re-authentication").
+    pub async fn age_authentication(&self) -> anyhow::Result<()> {
+        let old = kapstone_domain::UtcTs::now().plus(time::Duration::minutes(-20));
+        let sql = match self.backend {
+            Backend::Sqlite => format!("UPDATE sessions SET authenticated_at = {}", old.unix_micros()),
+            Backend::Postgres => "UPDATE sessions SET authenticated_at = now() - interval '20 minutes'".to_owned(),
+        };
+        self.raw_sql(&sql).await?;
+        Ok(())
     }
 
     pub async fn count(&self, table: &str) -> anyhow::Result<i64> {

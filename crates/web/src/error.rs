@@ -35,6 +35,10 @@ pub enum AppError {
     /// `dose_block`, `role`, ...), `field` the input at fault when there is one.
     #[error("{message}")]
     Refused { code: &'static str, field: Option<&'static str>, message: String },
+    /// A rate limit (README, "Rate limits") refused the request; the client may retry after
+    /// `retry_after_secs` (sent as `Retry-After`).
+    #[error("too many attempts ({limit}); try again in {} minute(s)", retry_after_secs.div_ceil(60))]
+    RateLimited { limit: String, retry_after_secs: u64 },
     #[error("the request body is too large")]
     PayloadTooLarge,
     #[error("send the body as application/json")]
@@ -59,6 +63,7 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +83,7 @@ impl AppError {
             AppError::NotFound => "not_found",
             AppError::Conflict { .. } => "conflict",
             AppError::Refused { code, .. } => code,
+            AppError::RateLimited { .. } => "rate_limited",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::Unavailable => "unavailable",
@@ -103,6 +109,16 @@ impl AppError {
             AppError::Internal(_) => format!("something went wrong on our side (reference {correlation})"),
             AppError::Invalid(e) => e.message.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// The `Retry-After` header of a rate-limit refusal.
+    pub fn retry_after(&self) -> Option<(axum::http::HeaderName, axum::http::HeaderValue)> {
+        match self {
+            AppError::RateLimited { retry_after_secs, .. } => {
+                Some((axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_secs)))
+            }
+            _ => None,
         }
     }
 
@@ -175,6 +191,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.0.status(), axum::Json(serde_json::json!({ "error": err }))).into_response();
         if matches!(self.0, AppError::Unauthenticated | AppError::InvalidCredentials) {
             resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let Some((k, v)) = self.0.retry_after() {
+            resp.headers_mut().insert(k, v);
         }
         resp
     }

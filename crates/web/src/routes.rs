@@ -95,6 +95,10 @@ pub fn table() -> Vec<RouteDef> {
         r(p.clone(), "/account/mfa", OwnAccount, post(html::account::mfa_confirm)),
         r(p.clone(), "/account/mfa/disable", OwnAccount, post(html::account::mfa_disable)),
         r(p.clone(), "/account/sessions/{id}/end", OwnAccount, post(html::account::end_session)),
+        // Re-authentication before signing, witnessing and exporting (issue 9).
+        r(g.clone(), "/reauth", OwnAccount, get(html::account::reauth_show)),
+        r(p.clone(), "/reauth", OwnAccount, post(html::account::reauth_submit)),
+        r(p.clone(), "/api/v1/auth/reauth", OwnAccount, post(api::auth::reauth)),
         r(p.clone(), "/account/calendar-feed", ReadSchedule, post(html::account::calendar_feed)),
         // Administration
         r(g.clone(), "/admin/users", ManageUsers, get(html::admin::users)),

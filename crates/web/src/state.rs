@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kapstone_domain::auth::{LockoutPolicy, SessionPolicy};
+use kapstone_domain::auth::{LockoutPolicy, RateLimits, ReauthPolicy, SessionPolicy};
 use kapstone_store::Db;
 use kapstone_store::audit::ReadAuditBatcher;
 
@@ -14,6 +14,10 @@ pub struct ServerConfig {
     pub behind_tls_proxy: bool,
     pub session: SessionPolicy,
     pub lockout: LockoutPolicy,
+    /// Attempts per window on sign-in, invitations, password resets and exports (README).
+    pub rate_limits: RateLimits,
+    /// How long after entering their password a person may sign, witness or export.
+    pub reauth: ReauthPolicy,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The address people use to reach this server, for links in messages (invitations).
@@ -39,6 +43,8 @@ impl Default for ServerConfig {
             behind_tls_proxy: false,
             session: SessionPolicy::default(),
             lockout: LockoutPolicy::default(),
+            rate_limits: RateLimits::default(),
+            reauth: ReauthPolicy::default(),
             max_body_bytes: 256 * 1024,
             public_url: "http://127.0.0.1:8080".into(),
             invitation_lifetime: time::Duration::days(7),

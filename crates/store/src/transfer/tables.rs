@@ -20,6 +20,10 @@ pub const EXCLUDED: &[(&str, &str)] = &[
         "fhir_export_jobs",
         "FHIR Bulk Data export jobs: their NDJSON files stay on the instance that wrote them; the moved clinic starts with none",
     ),
+    (
+        "rate_limit_counters",
+        "rate-limit counters: short-lived windows of attempt counts, meaningless on another instance",
+    ),
 ];
 
 pub const TABLES: &[Table] = &[

@@ -124,6 +124,30 @@ impl Fx {
 }
 
 both_backends! {
+    async fn signing_an_integration_note_needs_a_recent_password_entry(b) {
+        let fx = Fx::new(b).await?;
+        let (s, note) = fx.draft(&fx.therapist, NOTE).await?;
+        assert_eq!(s, 201, "{note}");
+        let id = note["id"].as_str().unwrap().to_owned();
+        let sign = format!("/api/v1/integration-notes/{id}/sign");
+        fx.app.age_authentication().await?;
+        // Without re-authentication: refused, naming the password, and the note stays a draft.
+        let (s, e) = fx.post(&fx.therapist, &sign, json!({})).await?;
+        assert_eq!((s, e["error"]["code"].as_str(), e["error"]["field"].as_str()), (422, Some("reauth_required"), Some("password")), "{e}");
+        let (s, wrong) = fx.post(&fx.therapist, "/api/v1/auth/reauth", json!({"password": "not my password"})).await?;
+        assert_eq!((s, wrong["error"]["field"].as_str()), (422, Some("password")), "{wrong}");
+        let (s, _) = fx.post(&fx.therapist, &sign, json!({})).await?;
+        assert_eq!(s, 422);
+        let (_, body) = fx.get(&fx.therapist, &format!("/api/v1/patients/{}/notes", fx.patient3_id)).await?;
+        assert!(!body.contains("\"signed\""), "still a draft: {body}");
+        // With it: signed.
+        let (s, ok) = fx.post(&fx.therapist, "/api/v1/auth/reauth", json!({"password": PASSWORD})).await?;
+        assert_eq!(s, 200, "{ok}");
+        let (s, signed) = fx.post(&fx.therapist, &sign, json!({})).await?;
+        assert_eq!((s, signed["status"].as_str()), (200, Some("signed")), "{signed}");
+        Ok(())
+    }
+
     async fn an_integration_note_is_drafted_by_its_author_signed_and_then_only_amended(b) {
         let fx = Fx::new(b).await?;
         let (s, e) = fx.draft(&fx.therapist, "   ").await?;

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod authz_matrix;
 mod backup;
 mod calendar;
 mod courses;
@@ -23,6 +24,8 @@ mod permissions;
 mod portal_isolation;
 mod psychotherapy_notes;
 mod questionnaires;
+mod rate_limits;
+mod reauth;
 mod reminders;
 mod rems_forms;
 mod rights;

@@ -1,4 +1,5 @@
-//! `POST /api/v1/auth/login`, `POST /api/v1/auth/logout`, `GET /api/v1/auth/me`.
+//! `POST /api/v1/auth/login`, `POST /api/v1/auth/logout`, `GET /api/v1/auth/me`,
+//! `POST /api/v1/auth/reauth`.
 
 use axum::Json;
 use axum::extract::State;
@@ -65,4 +66,24 @@ pub async fn me(user: CurrentUser) -> Json<Value> {
         "mfa_enabled": user.totp_enabled,
         "csrf_token": if user.api { None } else { Some(user.csrf.clone()) },
     }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthBody {
+    password: String,
+    #[serde(default)]
+    totp_code: Option<String>,
+}
+
+/// Re-authenticates this session (see `app::reauth`): signing, witnessing and exporting are
+/// allowed for the next few minutes. Answers when that window ends.
+pub async fn reauth(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<ReauthBody>,
+) -> ApiResult<Json<Value>> {
+    crate::app::reauth::reauthenticate(&state, &user, &body.password, body.totp_code.as_deref()).await?;
+    let until = kapstone_domain::UtcTs::now().plus(state.config.reauth.window);
+    Ok(Json(json!({ "reauthenticated_until": until })))
 }

@@ -153,8 +153,13 @@ pub struct SignBody {
     pub amends: Option<uuid::Uuid>,
     #[serde(default)]
     pub amendment_reason: Option<String>,
-    /// The prescriber's password: signing re-authenticates (SECURITY.md).
+    /// The prescriber's password: signing needs a re-authentication within the last minutes
+    /// (README, "Re-authentication"); a password given here re-authenticates and must be right.
+    #[serde(default)]
     pub password: String,
+    /// The second-factor code, with `password`, when the account has one enrolled.
+    #[serde(default)]
+    pub totp_code: Option<String>,
 }
 
 /// `POST /api/v1/patients/{id}/eligibility/decisions`: signs (or amends) the decision.
@@ -187,6 +192,7 @@ pub async fn sign(
             reviewed_input_sha256: &body.input_sha256,
             amends,
             password: Some(&body.password),
+            totp_code: body.totp_code.as_deref(),
         },
     )
     .await?;

@@ -125,6 +125,13 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         ("POST", "/api/v1/auth/login") => op("Sign in; returns a bearer token", Some(r("Login")), "200", obj),
         ("POST", "/api/v1/auth/logout") => op("End this session", None, "204", Value::Null),
         ("GET", "/api/v1/auth/me") => op("The signed-in account", None, "200", obj),
+        ("POST", "/api/v1/auth/reauth") => op(
+            "Re-authenticate this session (password, and totp_code when enrolled) before signing, witnessing or exporting",
+            Some(json!({ "type": "object", "required": ["password"],
+                "properties": { "password": { "type": "string" }, "totp_code": { "type": "string" } } })),
+            "200",
+            obj.clone(),
+        ),
         ("GET", "/api/v1/patients") => op(
             "Patients by family name, then given name, a page at a time; ?q= searches by name, MRN, date of birth or phone",
             None,

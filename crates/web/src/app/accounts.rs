@@ -163,18 +163,6 @@ pub async fn update_account(
     Ok(())
 }
 
-/// Re-authentication before a signature (SECURITY.md: re-authenticate before signing): the
-/// account's own password; a wrong one counts toward the lockout like a failed sign-in.
-pub async fn confirm_password(state: &AppState, me: &CurrentUser, password: &str) -> Result<(), AppError> {
-    let Some(row) = users::get(&state.db, me.id).await? else { return Err(AppError::Unauthenticated) };
-    let (pw, phc) = (password.to_owned(), row.password_hash.clone());
-    if password.is_empty() || !password_work(state, move || password::verify(&pw, &phc)).await? {
-        record_failure(state, &row, "wrong password when signing", me.ip.as_deref()).await?;
-        return Err(FieldError::new("password", "enter your password to sign").into());
-    }
-    Ok(())
-}
-
 /// Own password change: needs the current password; ends the account's other sessions.
 pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, new: &str) -> Result<(), AppError> {
     let email = Email::parse(&me.email)?;
@@ -201,6 +189,11 @@ pub async fn change_password(state: &AppState, me: &CurrentUser, current: &str, 
 /// the account's sessions. The admin passes it on safely; the person can change it after.
 pub async fn reset_password(state: &AppState, by: Operator<'_>, id: UserId, new: &str) -> Result<(), AppError> {
     let target = users::get(&state.db, id).await?.filter(|u| u.clinic() == by.clinic()).ok_or(AppError::NotFound)?;
+    // An operator at the command line already has the server; only the web and API are limited.
+    if let Operator::Admin(admin) = by {
+        use super::rate_limit::{By, Limited, check};
+        check(state, Limited::PasswordResets, &admin.id.to_string(), By::User(admin)).await?;
+    }
     let email = Email::parse(&target.email)?;
     let new = NewPassword::parse(new, Some(&email))?;
     let secret = new.expose().to_owned();

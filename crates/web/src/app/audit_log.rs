@@ -131,6 +131,7 @@ pub async fn export_csv(
 ) -> Result<impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send + 'static, AppError> {
     let mut filter = q.to_filter(&admin.clinic.to_string())?;
     filter.before_seq = None;
+    super::reauth::before_export(state, admin).await?;
     let mut e = admin.event(AuditAction::AuditExported, "audit_log", Outcome::Success);
     e.reason = Some(describe(&filter));
     state.read_audit.record(e).await?;

@@ -79,6 +79,7 @@ pub async fn sign_in_portal(
     typed_name: &str,
 ) -> Result<(), AppError> {
     let patient = me.patient.ok_or(AppError::Forbidden)?;
+    super::reauth::require_recent(state, me)?;
     record(state, me, patient, document(document_id)?, typed_name, UtcTs::now(), false).await
 }
 
@@ -91,6 +92,8 @@ pub async fn record_paper(
     typed_name: &str,
     signed_on: &str,
 ) -> Result<(), AppError> {
+    // Staff attest a paper signature: their own signature, so re-authenticate.
+    super::reauth::require_recent(state, staff)?;
     let doc = document(document_id)?;
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let day = Date::parse(signed_on.trim(), &fmt)

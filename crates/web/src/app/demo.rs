@@ -456,6 +456,7 @@ async fn seed_pathway(state: &AppState, clinic: ClinicId) -> Result<Vec<kapstone
                 reviewed_input_sha256: &a.input_sha256,
                 amends: None,
                 password: None,
+                totp_code: None,
             };
             elig::sign(state, &prescriber, id, signing).await
         }
@@ -594,6 +595,8 @@ pub fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::g
         mfa_not_required_for_admins: false,
         ip: None,
         token: None,
+        // The seed acts for people who are not at a keyboard: it counts as just authenticated.
+        authenticated_at: Some(kapstone_domain::UtcTs::now()),
     })
 }
 

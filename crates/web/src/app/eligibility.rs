@@ -271,8 +271,11 @@ pub struct Signing<'a> {
     pub request: &'a DecisionRequest,
     pub reviewed_input_sha256: &'a str,
     pub amends: Option<(Uuid, &'a str)>,
-    /// The signer's password, re-entered to sign. `None` only for the seeded demo clinic.
+    /// The signer's password, re-entered to sign (see `app::reauth`): without it, the session
+    /// must have re-authenticated within the last minutes.
     pub password: Option<&'a str>,
+    /// The second-factor code with the password, when the account has one enrolled.
+    pub totp_code: Option<&'a str>,
 }
 
 /// Signs (or amends) the eligibility decision; returns its id.
@@ -288,9 +291,7 @@ pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signin
     }
     let context = decision_context(a.consultation.as_ref().map(|(_, c)| c));
     let checked = decision::check(&a.evaluation, &context, s.request).map_err(invalid)?;
-    if let Some(pw) = s.password {
-        crate::app::accounts::confirm_password(state, user, pw).await?;
-    }
+    crate::app::reauth::require(state, user, s.password, s.totp_code).await?;
     let amends = match s.amends {
         Some((prev, reason)) => {
             let reason = reason.trim();

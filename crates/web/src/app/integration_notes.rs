@@ -248,6 +248,9 @@ pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, what: Step<'_>
     if !kapstone_domain::integration_note::may_write(user.role) {
         return Err(AppError::Forbidden);
     }
+    if matches!(what, Step::Sign | Step::Amend { .. }) {
+        super::reauth::require_recent(state, user)?;
+    }
     let now = UtcTs::now();
     let mut tx = state.db.begin().await?;
     let row = store::note_in(&mut tx, user.clinic, id).await?.ok_or(AppError::NotFound)?;

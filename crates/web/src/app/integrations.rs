@@ -96,6 +96,8 @@ pub async fn create_token(
     input: NewTokenInput,
 ) -> Result<CreatedToken, AppError> {
     ensure_person(admin)?;
+    // A token acts for its creator for up to a year: create it only after a fresh password entry.
+    super::reauth::require_recent(state, admin)?;
     let name = name_of(&input.name)?;
     let scopes = parse_scopes(&input.scopes)?;
     if !(1..=365).contains(&input.expires_in_days) {

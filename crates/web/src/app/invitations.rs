@@ -19,6 +19,13 @@ use crate::state::AppState;
 pub async fn invite(state: &AppState, staff: &CurrentUser, patient: PatientId, email: &str) -> Result<(), AppError> {
     let email = Email::parse(email)?;
     let p = patients::get(&state.db, staff.clinic, patient).await?.ok_or(AppError::NotFound)?;
+    super::rate_limit::check(
+        state,
+        super::rate_limit::Limited::InvitationsSent,
+        &staff.id.to_string(),
+        super::rate_limit::By::User(staff),
+    )
+    .await?;
     if users::find_by_email(&state.db, &email).await?.is_some() {
         return Err(AppError::Conflict { field: "email", message: "an account already uses this email".into() });
     }
@@ -94,6 +101,14 @@ pub async fn redeem(
     ip: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<NewSessionIssued, AppError> {
+    // Counted before the token is looked up, so guessing links from one address is limited too.
+    super::rate_limit::check(
+        state,
+        super::rate_limit::Limited::InvitationAcceptsPerAddress,
+        ip.unwrap_or("unknown"),
+        super::rate_limit::By::Anonymous { ip, account: None },
+    )
+    .await?;
     let inv = usable(state, token).await?;
     let email = Email::parse(&inv.email)?;
     let pw = NewPassword::parse(new_password, Some(&email))?;

@@ -26,6 +26,8 @@ pub mod preparation;
 pub mod protocols;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
+pub mod rate_limit;
+pub mod reauth;
 pub mod record_requests;
 pub mod rems;
 pub mod schedule_csv;

@@ -135,6 +135,8 @@ pub async fn mine(state: &AppState, user: &CurrentUser, session: Uuid) -> Result
 /// nothing is stored.
 pub async fn write(state: &AppState, user: &CurrentUser, session: Uuid, text: &str) -> Result<NoteView, AppError> {
     ensure_keeps_notes(user)?;
+    // A note is signed as it is saved: re-authenticate first.
+    super::reauth::require_recent(state, user)?;
     let text = NoteText::parse("text", text)?;
     let row = session_row(state, user, session).await?;
     let patient = PatientId::from_uuid(row.patient_id);
@@ -200,6 +202,7 @@ pub async fn amend(
     reason: &str,
 ) -> Result<NoteView, AppError> {
     ensure_keeps_notes(user)?;
+    super::reauth::require_recent(state, user)?;
     let text = NoteText::parse("text", text)?;
     let reason = AmendmentReason::parse("reason", reason)?;
     let mut tx = state.db.begin().await?;

@@ -623,6 +623,7 @@ pub async fn export(state: &AppState, by: &CurrentUser, id: Uuid) -> Result<Reco
             });
         }
     }
+    super::reauth::before_export(state, by).await?;
     let patient = PatientId::from_uuid(row.patient_id);
     let (demographics, sections) = gather(state, by.clinic, patient).await?;
     let mut e = by.event(AuditAction::RecordExported, "record_request", Outcome::Success);

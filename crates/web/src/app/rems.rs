@@ -243,6 +243,7 @@ pub async fn submit(
     confirmation: Option<&str>,
 ) -> Result<Uuid, AppError> {
     let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    super::reauth::require_recent(state, user)?;
     if row.protocol_id != SPRAVATO {
         return Err(AppError::NotFound);
     }

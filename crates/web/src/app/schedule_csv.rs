@@ -31,6 +31,7 @@ fn date(field: &'static str, raw: &str) -> Result<Date, AppError> {
 /// The appointments from `from` to `to` (dates in the clinic's zone, both included; `to` defaults
 /// to `from`) as CSV, with the file name to offer.
 pub async fn schedule_csv(state: &AppState, user: &CurrentUser, q: &CsvQuery) -> Result<(String, String), AppError> {
+    super::reauth::before_export(state, user).await?;
     let first = date("from", &q.from)?;
     let last = match q.to.as_deref().filter(|t| !t.trim().is_empty()) {
         Some(t) => date("to", t)?,

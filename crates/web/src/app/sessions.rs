@@ -394,6 +394,10 @@ pub async fn record(
     at: Option<UtcTs>,
 ) -> Result<RecordedOutcome, AppError> {
     let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    // The discharge is the clinician's signature that the patient may leave (KAP-SPEC DC rules).
+    if inputs.iter().any(|i| matches!(i, Input::Event(SessionEvent::Discharged { .. }))) {
+        super::reauth::require_recent(state, user)?;
+    }
     let protocol = super::protocols::version(state, user.clinic, &row.protocol_id, &row.protocol_version).await?;
     let gates = gate_facts(state, user, &row, protocol.route).await?;
     let inputs = resolve_screenings(state, user, &row, inputs).await?;

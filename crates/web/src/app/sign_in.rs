@@ -7,6 +7,7 @@ use kapstone_store::users::{self, UserRow};
 use kapstone_store::{Tx, audit};
 
 use super::password_work;
+use super::rate_limit::{self, By, Limited};
 use crate::auth::guard::CurrentUser;
 use crate::auth::{password, tokens, totp};
 use crate::error::AppError;
@@ -138,6 +139,11 @@ pub async fn sign_in(
         return Err(FieldError::new("password", "enter your password").into());
     }
     let user = users::find_by_email(&state.db, &email).await?;
+    // Counted before the password work: a refused burst costs one upsert each, not argon2.
+    let account = user.as_ref().map(|u| (u.clinic(), u.user_id(), u.role().ok()));
+    let by = By::Anonymous { ip, account };
+    rate_limit::check(state, Limited::SignInPerAddress, ip.unwrap_or("unknown"), by).await?;
+    rate_limit::check(state, Limited::SignInPerAccount, email.as_str(), by).await?;
     let phc = user.as_ref().map_or_else(|| password::dummy_hash().to_owned(), |u| u.password_hash.clone());
     let pw = creds.password.clone();
     let password_ok = password_work(state, move || password::verify(&pw, &phc)).await?;
@@ -227,6 +233,10 @@ pub async fn complete_mfa(state: &AppState, pending: &CurrentUser, code: &str) -
     if code.is_empty() {
         return Err(FieldError::new("code", "enter the 6-digit code from your authenticator app").into());
     }
+    // The second step counts toward the same limits as the password step.
+    let ip = pending.ip.as_deref().unwrap_or("unknown");
+    rate_limit::check(state, Limited::SignInPerAddress, ip, By::User(pending)).await?;
+    rate_limit::check(state, Limited::SignInPerAccount, &pending.email.to_lowercase(), By::User(pending)).await?;
     let Some(user) = users::get(&state.db, pending.id).await? else { return Err(AppError::Unauthenticated) };
     let now = UtcTs::now();
     let secret = user.totp_secret.clone().unwrap_or_default();

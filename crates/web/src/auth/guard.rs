@@ -45,6 +45,9 @@ pub struct CurrentUser {
     /// Set when the request came with an API token (issue 8): the integration acts on behalf of
     /// the admin who created the token (`id`, `role`), limited to the token's scopes.
     pub token: Option<TokenPrincipal>,
+    /// When this session last proved the account's password (sign-in or re-authentication);
+    /// `None` for API tokens, which never re-authenticate (see `app::reauth`).
+    pub authenticated_at: Option<UtcTs>,
 }
 
 /// The API token a request came with.
@@ -177,6 +180,7 @@ async fn resolve_api_token(
         mfa_not_required_for_admins: false,
         ip,
         token: Some(TokenPrincipal { id: row.id, scopes }),
+        authenticated_at: None,
     }))
 }
 
@@ -252,6 +256,7 @@ async fn resolve(
         mfa_not_required_for_admins: role == Role::Admin && !settings.requires_mfa(Role::Admin),
         ip,
         token: None,
+        authenticated_at: Some(session.last_authenticated()),
     };
     Ok(if session.mfa_pending { Resolved::Pending(current) } else { Resolved::SignedIn(current) })
 }

@@ -144,6 +144,7 @@ async fn kick_off(
             return Err(FhirError::not_found(format!("Group/{location} is not known (groups are location ids)")));
         }
     }
+    crate::app::reauth::before_export(state, user).await?;
     let names: Vec<&str> = types.iter().map(|k| k.as_str()).collect();
     let names = names.join(",");
     let request_url = format!("{}{uri}", state.config.public_url.trim_end_matches('/'));

@@ -39,6 +39,8 @@ pub struct FhirError {
     pub code: &'static str,
     pub message: String,
     pub expression: Option<String>,
+    /// Seconds for `Retry-After` (a rate-limit refusal).
+    pub retry_after: Option<u64>,
 }
 
 impl FhirError {
@@ -48,6 +50,7 @@ impl FhirError {
             code: "invalid",
             message: message.into(),
             expression: param.map(str::to_owned),
+            retry_after: None,
         }
     }
 
@@ -56,7 +59,13 @@ impl FhirError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: "not-found", message: message.into(), expression: None }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not-found",
+            message: message.into(),
+            expression: None,
+            retry_after: None,
+        }
     }
 
     pub fn outcome(&self) -> Value {
@@ -83,13 +92,18 @@ impl From<AppError> for FhirError {
             AppError::Conflict { .. } => "conflict",
             AppError::Refused { .. } => "business-rule",
             AppError::PayloadTooLarge => "too-costly",
+            AppError::RateLimited { .. } => "throttled",
             AppError::UnsupportedMediaType => "not-supported",
             AppError::Unavailable => "transient",
             AppError::Internal(_) => "exception",
         };
         let correlation = e.log();
         let message = e.public_message(&correlation);
-        Self { status, code, message, expression: e.field().map(str::to_owned) }
+        let retry_after = match &e {
+            AppError::RateLimited { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
+        Self { status, code, message, expression: e.field().map(str::to_owned), retry_after }
     }
 }
 
@@ -98,6 +112,9 @@ impl IntoResponse for FhirError {
         let mut r = Fhir(self.status, self.outcome()).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -219,5 +236,6 @@ pub async fn unsupported_type(Path(params): Path<Vec<(String, String)>>) -> Resp
         Some(_) => "this interaction is not supported".to_owned(),
         None => format!("unsupported resource type `{shown}`"),
     };
-    FhirError { status: StatusCode::NOT_FOUND, code: "not-supported", message, expression: None }.into_response()
+    FhirError { status: StatusCode::NOT_FOUND, code: "not-supported", message, expression: None, retry_after: None }
+        .into_response()
 }

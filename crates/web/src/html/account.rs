@@ -221,3 +221,71 @@ pub async fn end_session(
     accounts::end_my_session(&state, &me, id).await?;
     Ok(Redirect::to("/account").into_response())
 }
+
+#[derive(Template)]
+#[template(path = "reauth.html")]
+struct ReauthPage {
+    layout: Layout,
+    errors: FieldErrors,
+    totp_enabled: bool,
+    minutes: i64,
+    next: String,
+}
+
+/// Where to go after confirming: a path of this site only (never another host).
+fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 2000 => n.to_owned(),
+        _ => "/account".to_owned(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ReauthQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+fn reauth_page(state: &AppState, me: &CurrentUser, errors: FieldErrors, next: String) -> PageResult<Html<String>> {
+    render(&ReauthPage {
+        layout: Layout::for_user("Confirm it's you", me, "/account"),
+        errors,
+        totp_enabled: me.totp_enabled,
+        minutes: state.config.reauth.window.whole_minutes(),
+        next,
+    })
+}
+
+/// `GET /reauth`: the password (and code) again before signing, witnessing or exporting.
+pub async fn reauth_show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    axum::extract::Query(q): axum::extract::Query<ReauthQuery>,
+) -> PageResult<Response> {
+    Ok(reauth_page(&state, &me, FieldErrors::default(), local_next(q.next.as_deref()))?.into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct ReauthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    totp_code: Option<String>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+pub async fn reauth_submit(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    Form(f): Form<ReauthForm>,
+) -> PageResult<Response> {
+    let next = local_next(f.next.as_deref());
+    match crate::app::reauth::reauthenticate(&state, &me, &f.password, f.totp_code.as_deref()).await {
+        Ok(()) => Ok(Redirect::to(&next).into_response()),
+        Err(e) => match FieldErrors::from_error(&e) {
+            Some(errors) => Ok((e.status(), reauth_page(&state, &me, errors, next)?).into_response()),
+            None => Err(e.into()),
+        },
+    }
+}

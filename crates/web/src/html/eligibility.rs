@@ -305,6 +305,7 @@ pub async fn sign(
                 reviewed_input_sha256: value(&pairs, "input_sha256"),
                 amends,
                 password: Some(value(&pairs, "password")),
+                totp_code: Some(value(&pairs, "totp_code")),
             };
             app::sign(&state, &user, id, signing).await
         }
@@ -323,7 +324,7 @@ pub async fn sign(
             // The domain names fields as the API does; the form's own names differ.
             errors.rename("amends", "amendment_reason");
             let submitted: Vec<(String, String)> =
-                pairs.into_iter().filter(|(k, _)| k != "password" && k != "csrf_token").collect();
+                pairs.into_iter().filter(|(k, _)| k != "password" && k != "totp_code" && k != "csrf_token").collect();
             let page = page(&state, &user, id, Some(sentence(&e.public_message(""))), errors, None, submitted).await?;
             Ok((status, page).into_response())
         }

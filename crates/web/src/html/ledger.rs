@@ -693,6 +693,7 @@ pub async fn report_csv(
     user: CurrentUser,
     Query(q): Query<ReportQuery>,
 ) -> PageResult<Response> {
+    crate::app::reauth::before_export(&state, &user).await?;
     let (location, from, to, items, _) = report_items(&state, &user, &q, usize::MAX).await?;
     let name = format!("cs-ledger-{location}-{from}-to-{to}.csv");
     Ok((

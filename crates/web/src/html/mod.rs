@@ -140,6 +140,8 @@ struct ErrorPage {
     layout: Layout,
     status: u16,
     message: String,
+    /// The step needs a fresh password entry: link to the confirm page.
+    reauth: bool,
 }
 
 /// The HTML face of an error: a calm page that says what happened and what to do.
@@ -160,11 +162,16 @@ impl IntoResponse for PageError {
             layout: Layout::anonymous("Something needs attention"),
             status: status.as_u16(),
             message: sentence(&self.0.public_message(&correlation)),
+            reauth: self.0.code() == "reauth_required",
         };
-        match page.render() {
+        let mut resp = match page.render() {
             Ok(body) => (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response(),
             Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        };
+        if let Some((k, v)) = self.0.retry_after() {
+            resp.headers_mut().insert(k, v);
         }
+        resp
     }
 }
 

@@ -157,6 +157,7 @@ pub async fn dashboard_csv(
     user: CurrentUser,
     Query(q): Query<DashboardQuery>,
 ) -> PageResult<Response> {
+    crate::app::reauth::before_export(&state, &user).await?;
     let d = app::dashboard(&state, &user, &q).await?;
     let name = format!("outcomes-{}-to-{}.csv", d.from, d.to);
     Ok((

@@ -180,6 +180,7 @@ pub struct WasteInput {
 /// The remainder of a dosing session's draw, wasted with a witness (not a Form 41 event,
 /// TV-DEA-6). `draw` is the draw's entry id.
 pub async fn waste(state: &AppState, user: &CurrentUser, draw: Uuid, input: WasteInput) -> Result<Appended, AppError> {
+    crate::app::reauth::require_recent(state, user)?;
     let witness = match &input.witness {
         Some(c) => Some(authenticate(state, user, "witness", c).await?),
         None => None,
@@ -320,6 +321,7 @@ pub struct DestructionInput {
 
 /// On-site destruction of expired or damaged stock, recorded as DEA Form 41 content.
 pub async fn destroy(state: &AppState, user: &CurrentUser, input: DestructionInput) -> Result<Appended, AppError> {
+    crate::app::reauth::require_recent(state, user)?;
     let lot = lot_number(&input.stock.lot)?;
     let at = occurred_at(input.destroyed_at.as_deref(), "destroyed_at")?;
     if input.witnesses.len() != 2 {
@@ -521,6 +523,7 @@ pub struct OpenedDiscrepancy {
 /// A physical count signed by the person taking it: one count entry per lot, and a discrepancy
 /// opened for every lot whose count differs from the ledger.
 pub async fn count(state: &AppState, user: &CurrentUser, input: CountInput) -> Result<CountResult, AppError> {
+    crate::app::reauth::require_recent(state, user)?;
     let place = place(state, user, input.location).await?;
     if input.lines.is_empty() && input.kind == InventoryKind::Count {
         return Err(FieldError::new("lines", "count at least one lot").into());
