@@ -256,10 +256,16 @@ impl Db {
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<()> {
+    /// Commits. Inside a request that carries an `Idempotency-Key`, the first commit also stores
+    /// the key (see [`crate::idempotency`]): the key is stored exactly when the change is.
+    pub async fn commit(mut self) -> Result<()> {
+        let claim = crate::idempotency::record_pending(&mut self).await?;
         match self {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
+        }
+        if let Some(slot) = claim {
+            crate::idempotency::mark_recorded(&slot);
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod consents;
 pub mod dosing;
 pub mod eligibility;
 pub mod fhir;
+pub mod idempotency;
 pub mod integration_notes;
 pub mod integrations;
 pub mod invitations;

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     /// Where FHIR bulk exports write their NDJSON files (one folder per job). Servers sharing
     /// one database must share this folder.
     pub export_dir: std::path::PathBuf,
+    /// How long an `Idempotency-Key` is remembered (its answer replayed) before the job loop
+    /// deletes it.
+    pub idempotency_key_lifetime: time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             smtp_url: None,
             mail_from: "Kapstone <no-reply@localhost>".into(),
             export_dir: std::env::temp_dir().join("kapstone-fhir-exports"),
+            idempotency_key_lifetime: time::Duration::hours(24),
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct AppState {
     /// Turns true when the server starts to shut down: long-lived responses (the floor board's
     /// event stream) end so the graceful shutdown does not wait for them.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Requests with one `Idempotency-Key` run one after the other in this process.
+    pub idempotency_locks: crate::api::idempotency::KeyLocks,
 }
 
 impl AppState {
@@ -103,6 +109,7 @@ impl AppState {
             read_audit,
             passwords: crate::app::PasswordPool::new(cpus),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            idempotency_locks: crate::api::idempotency::KeyLocks::default(),
         }
     }
 }

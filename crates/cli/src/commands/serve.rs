@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
+    /// Hours an `Idempotency-Key` of the JSON API is remembered (a retry within them gets the
+    /// original answer); expired keys are deleted by the background jobs.
+    #[arg(long, env = "KAPSTONE_IDEMPOTENCY_KEY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
+    idempotency_key_hours: u32,
 }
 
 impl ServeArgs {
@@ -87,6 +91,7 @@ impl ServeArgs {
             smtp_url: self.smtp_url.clone(),
             mail_from: self.mail_from.clone(),
             export_dir: self.export_dir.clone(),
+            idempotency_key_lifetime: Duration::hours(self.idempotency_key_hours.into()),
         }
     }
 }

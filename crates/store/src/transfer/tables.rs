@@ -20,6 +20,10 @@ pub const EXCLUDED: &[(&str, &str)] = &[
         "fhir_export_jobs",
         "FHIR Bulk Data export jobs: their NDJSON files stay on the instance that wrote them; the moved clinic starts with none",
     ),
+    (
+        "idempotency_keys",
+        "idempotency keys of API requests: short-lived retry records (a day by default) that belong to the sessions and tokens of the instance that answered them",
+    ),
 ];
 
 pub const TABLES: &[Table] = &[

@@ -938,6 +938,22 @@ fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
     }
 }
 
+/// The `Idempotency-Key` header every JSON write accepts (issue 9; `api/idempotency.rs`).
+fn idempotency_key_parameter() -> Value {
+    json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "A key of your choosing (1 to 255 visible ASCII characters; a UUID is a good key) that makes a \
+            retry safe: a repeat of the same request with the same key within the key's lifetime (24 hours by \
+            default) is not applied again but answered with the original status and body, marked \
+            `Idempotent-Replayed: true`. The same key with a different method, path or body is refused (422, field \
+            `Idempotency-Key`); a key whose request was applied but whose answer was lost in a crash gets 409. \
+            Keys are per account or API token. A request refused before it changed anything does not use up its key.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    })
+}
+
 /// The whole document.
 pub fn build() -> Value {
     let mut paths = Map::new();
@@ -958,9 +974,15 @@ pub fn build() -> Value {
             // No bearer token needed (sign-in itself, this document).
             operation["security"] = json!([]);
         }
+        let mut parameters = Vec::new();
         if route.path.contains("{id}") {
-            operation["parameters"] =
-                json!([{"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}]);
+            parameters.push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
+        }
+        if super::idempotency::applies(&route.method, route.path) {
+            parameters.push(idempotency_key_parameter());
+        }
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
         }
         if let Some(req) = d.request {
             operation["requestBody"] = json!({"required":true,"content":{"application/json":{"schema":req}}});
@@ -1005,6 +1027,16 @@ mod tests {
             doc["components"]["schemas"]["Consultation"]["properties"]["conditions"]["properties"]["hepatic"]
                 .is_object()
         );
+        // Every JSON write takes an Idempotency-Key; reads and sign-in do not.
+        let key_param = |m: &str, p: &str| {
+            doc["paths"][p][m]["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|x| x["name"] == "Idempotency-Key" && x["in"] == "header"))
+        };
+        assert!(key_param("post", "/api/v1/patients"));
+        assert!(key_param("put", "/api/v1/patients/{id}/consultation"));
+        assert!(!key_param("get", "/api/v1/patients"));
+        assert!(!key_param("post", "/api/v1/auth/login"));
         // Every referenced schema exists.
         let text = doc.to_string();
         for name in text.split("#/components/schemas/").skip(1).map(|s| s.split('"').next().unwrap_or_default()) {
