@@ -12,6 +12,7 @@ mod eligibility;
 mod fhir;
 mod health;
 mod integration_journal;
+mod idempotency;
 mod iv_session;
 mod ledger;
 mod measures;
