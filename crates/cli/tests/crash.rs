@@ -164,7 +164,10 @@ async fn fixture(http: &reqwest::Client, base: &str, token: &str) -> Fixture {
 
 fn plan(client: usize, n: u64, fx: &Fixture) -> (Kind, String, String, Value) {
     let marker = format!("CR{client}N{n}");
-    match n % 3 {
+    // Vitals come from one client only: two readings sent at the same instant to one session can
+    // be refused as out of time order on PostgreSQL (the default `at` is taken before the lock).
+    let turn = if client == 0 { n % 3 } else { n % 2 };
+    match turn {
         0 => (
             Kind::Patient,
             marker.clone(),
