@@ -173,6 +173,17 @@ impl Db {
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A COMMIT that fails (disk full, I/O error) is rolled back by SQLite itself;
+                    // sqlx still counts the transaction as open and would refuse every later BEGIN
+                    // on this, the only writer connection. Let the queued rollback run (a ping is
+                    // answered after it), then replace the connection if it is still marked: writes
+                    // resume by themselves once the fault clears.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Connection;
+                            Ok(conn.ping().await.is_ok() && !conn.is_in_transaction())
+                        })
+                    })
                     .connect_with(opts.clone())
                     .await?;
                 let read = SqlitePoolOptions::new()

@@ -7,6 +7,7 @@ mod auth;
 mod backup;
 mod calendar;
 mod courses;
+mod disk_full;
 mod dosing;
 mod eligibility;
 mod fhir;

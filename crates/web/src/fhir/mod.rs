@@ -84,7 +84,7 @@ impl From<AppError> for FhirError {
             AppError::Refused { .. } => "business-rule",
             AppError::PayloadTooLarge => "too-costly",
             AppError::UnsupportedMediaType => "not-supported",
-            AppError::Unavailable => "transient",
+            AppError::Unavailable | AppError::StorageFault => "transient",
             AppError::Internal(_) => "exception",
         };
         let correlation = e.log();
