@@ -182,7 +182,12 @@ fn plan(client: usize, n: u64, fx: &Fixture) -> (Kind, String, String, Value) {
                 "supplier": {"name": "Synthetic Pharma Supply", "address": "1 Warehouse Way", "dea_number": "RS1234563"},
                 "containers": 1, "invoice": format!("INV-{marker}")}),
         ),
-        _ => (Kind::Vitals, marker, format!("/api/v1/sessions/{}/vitals", fx.session), json!({"systolic": 110 + n % 20, "diastolic": 75, "heart_rate": 70 + n % 20})),
+        _ => (
+            Kind::Vitals,
+            marker,
+            format!("/api/v1/sessions/{}/vitals", fx.session),
+            json!({"systolic": 110 + n % 20, "diastolic": 75, "heart_rate": 70 + n % 20}),
+        ),
     }
 }
 
@@ -325,12 +330,14 @@ async fn crash_run(url: String) {
         if w.kind == Kind::Patient && w.outcome == Outcome::Acknowledged {
             // The answer (first or replayed) names the one stored patient.
             let id: uuid::Uuid = w.body["id"].as_str().unwrap().parse().unwrap();
-            let named: i64 = on_read!(&db, |c| sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE id = $1 AND given_name = $2")
-                .bind(id)
-                .bind(&w.marker)
-                .fetch_one(c)
-                .await
-                .unwrap());
+            let named: i64 = on_read!(&db, |c| sqlx::query_scalar(
+                "SELECT COUNT(*) FROM patients WHERE id = $1 AND given_name = $2"
+            )
+            .bind(id)
+            .bind(&w.marker)
+            .fetch_one(c)
+            .await
+            .unwrap());
             assert_eq!(named, 1, "{w:?}");
         }
         lost += i64::from(n == 0);
@@ -354,9 +361,9 @@ async fn crash_run(url: String) {
     let acknowledged = tally.writes.iter().filter(|w| w.outcome == Outcome::Acknowledged).count();
     let answer_lost = tally.writes.len() - acknowledged;
     println!(
-        "crash run on {}: {kills} kills in {:.1} s; {} writes acknowledged, {answer_lost} applied with the answer lost, \
+        "crash run on {:?}: {kills} kills in {:.1} s; {} writes acknowledged, {answer_lost} applied with the answer lost, \
          {} retries, {} replayed answers; lost {lost}, duplicated {duplicated}; integrity and chains ok",
-        format!("{:?}", parsed.backend()),
+        parsed.backend(),
         elapsed.as_secs_f64(),
         acknowledged,
         tally.retries,

@@ -281,6 +281,17 @@ impl Tx {
         Ok(())
     }
 
+    /// Commits without carrying the request's `Idempotency-Key`: for bookkeeping that stands on
+    /// its own before the change (a witness's sign-in lock or second-factor step, a failed
+    /// attempt's audit event). The key then goes with the change's own commit.
+    pub async fn commit_apart(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
     /// Serialises writers of one patient's record until commit: a check-then-insert (is this
     /// still the decision in force? may this hold be applied?) then sees the latest state. SQLite
     /// transactions already hold the single write lock (BEGIN IMMEDIATE); PostgreSQL locks the

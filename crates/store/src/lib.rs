@@ -102,29 +102,6 @@ fn postgres_storage_fault(code: &str) -> bool {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disk_full_and_io_errors_are_storage_faults_on_both_engines() {
-        // SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE (778), SQLITE_IOERR_FSYNC (1034).
-        for c in ["13", "10", "778", "1034"] {
-            assert!(sqlite_storage_fault(c), "{c}");
-        }
-        // SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_BUSY (5), SQLITE_CORRUPT (11).
-        for c in ["2067", "5", "11", "", "x"] {
-            assert!(!sqlite_storage_fault(c), "{c}");
-        }
-        for c in ["53100", "53200", "58030", "58P01"] {
-            assert!(postgres_storage_fault(c), "{c}");
-        }
-        for c in ["23505", "40001", "57014", ""] {
-            assert!(!postgres_storage_fault(c), "{c}");
-        }
-    }
-}
-
 /// Appends `(id, id, ...)` to a query for an `IN` list. Callers return early on an empty list.
 pub(crate) fn push_ids<DB>(q: &mut sqlx::QueryBuilder<DB>, ids: &[uuid::Uuid])
 where
@@ -169,4 +146,27 @@ pub(crate) async fn lease_each<T>(
         }
     }
     Ok(claimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_and_io_errors_are_storage_faults_on_both_engines() {
+        // SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE (778), SQLITE_IOERR_FSYNC (1034).
+        for c in ["13", "10", "778", "1034"] {
+            assert!(sqlite_storage_fault(c), "{c}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_BUSY (5), SQLITE_CORRUPT (11).
+        for c in ["2067", "5", "11", "", "x"] {
+            assert!(!sqlite_storage_fault(c), "{c}");
+        }
+        for c in ["53100", "53200", "58030", "58P01"] {
+            assert!(postgres_storage_fault(c), "{c}");
+        }
+        for c in ["23505", "40001", "57014", ""] {
+            assert!(!postgres_storage_fault(c), "{c}");
+        }
+    }
 }

@@ -8,7 +8,13 @@ fn patient(given: &str) -> Value {
     json!({"given_name": given, "family_name": "Idempotent", "birth_date": "1984-05-06", "sex_at_birth": "female"})
 }
 
-async fn post_with_key(app: &TestApp, url: &str, token: &str, key: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
+async fn post_with_key(
+    app: &TestApp,
+    url: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<reqwest::Response> {
     Ok(app.client().post(url).bearer_auth(token).header("Idempotency-Key", key).json(body).send().await?)
 }
 

@@ -42,10 +42,14 @@ pub fn applies(method: &Method, path: &str) -> bool {
 /// One lock per (principal, key) in use, so a second request with a key waits for the first and
 /// then replays its answer instead of racing it.
 #[derive(Clone, Default)]
-pub struct KeyLocks(Arc<Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>>);
+pub struct KeyLocks(Arc<Mutex<HashMap<KeyId, KeyLock>>>);
+
+/// (principal, key).
+type KeyId = (String, String);
+type KeyLock = Arc<tokio::sync::Mutex<()>>;
 
 impl KeyLocks {
-    async fn run<T>(&self, id: (String, String), work: impl Future<Output = T>) -> T {
+    async fn run<T>(&self, id: KeyId, work: impl Future<Output = T>) -> T {
         let lock = self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(id.clone()).or_default().clone();
         let out = {
             let _held = lock.lock().await;
@@ -95,7 +99,8 @@ fn answer_from(row: StoredKey, hash: &str) -> Response {
         )
         .into_response();
     }
-    let Some(status) = row.response_status.and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok())
+    let Some(status) =
+        row.response_status.and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok())
     else {
         return ApiError(AppError::Conflict {
             field: "Idempotency-Key",

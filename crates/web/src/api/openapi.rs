@@ -976,7 +976,8 @@ pub fn build() -> Value {
         }
         let mut parameters = Vec::new();
         if route.path.contains("{id}") {
-            parameters.push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
+            parameters
+                .push(json!({"name":"id","in":"path","required":true,"schema":{"type":"string","format":"uuid"}}));
         }
         if super::idempotency::applies(&route.method, route.path) {
             parameters.push(idempotency_key_parameter());
