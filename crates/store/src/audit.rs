@@ -225,6 +225,8 @@ pub struct ReadAuditBatcher {
 #[derive(Debug, Clone)]
 pub struct BatchFailure {
     pub unavailable: bool,
+    /// The disk is full or failing ([`StoreError::is_storage_fault`]).
+    pub storage_fault: bool,
     pub message: String,
 }
 
@@ -263,12 +265,12 @@ impl ReadAuditBatcher {
                         }
                     }
                     Err(e) => {
-                        let unavailable = matches!(
-                            e,
-                            StoreError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-                        );
                         tracing::error!(error = %e, events = batch.len(), "audit batch failed");
-                        let failure = BatchFailure { unavailable, message: e.to_string() };
+                        let failure = BatchFailure {
+                            unavailable: e.is_unavailable(),
+                            storage_fault: e.is_storage_fault(),
+                            message: e.to_string(),
+                        };
                         for (_, reply) in batch {
                             let _ = reply.send(Err(failure.clone()));
                         }
@@ -282,7 +284,13 @@ impl ReadAuditBatcher {
     /// Records `event` and waits until it is committed; returns its `seq`.
     pub async fn record(&self, event: NewAuditEvent) -> Result<i64> {
         let (reply, wait) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::Batch(BatchFailure { unavailable: true, message: "audit writer stopped".into() });
+        let stopped = || {
+            StoreError::Batch(BatchFailure {
+                unavailable: true,
+                storage_fault: false,
+                message: "audit writer stopped".into(),
+            })
+        };
         self.tx.send((event, reply)).await.map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?.map_err(StoreError::Batch)
     }

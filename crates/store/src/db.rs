@@ -173,6 +173,17 @@ impl Db {
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A COMMIT that fails (disk full, I/O error) is rolled back by SQLite itself;
+                    // sqlx still counts the transaction as open and would refuse every later BEGIN
+                    // on this, the only writer connection. Let the queued rollback run (a ping is
+                    // answered after it), then replace the connection if it is still marked: writes
+                    // resume by themselves once the fault clears.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Connection;
+                            Ok(conn.ping().await.is_ok() && !conn.is_in_transaction())
+                        })
+                    })
                     .connect_with(opts.clone())
                     .await?;
                 let read = SqlitePoolOptions::new()
@@ -256,7 +267,24 @@ impl Db {
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<()> {
+    /// Commits. Inside a request that carries an `Idempotency-Key`, the first commit also stores
+    /// the key (see [`crate::idempotency`]): the key is stored exactly when the change is.
+    pub async fn commit(mut self) -> Result<()> {
+        let claim = crate::idempotency::record_pending(&mut self).await?;
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        if let Some(slot) = claim {
+            crate::idempotency::mark_recorded(&slot);
+        }
+        Ok(())
+    }
+
+    /// Commits without carrying the request's `Idempotency-Key`: for bookkeeping that stands on
+    /// its own before the change (a witness's sign-in lock or second-factor step, a failed
+    /// attempt's audit event). The key then goes with the change's own commit.
+    pub async fn commit_apart(self) -> Result<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,

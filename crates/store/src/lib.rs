@@ -14,6 +14,7 @@ pub mod consents;
 pub mod dosing;
 pub mod eligibility;
 pub mod fhir;
+pub mod idempotency;
 pub mod integration_notes;
 pub mod integrations;
 pub mod invitations;
@@ -52,6 +53,33 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database cannot store anything right now: the disk is full or failing (SQLite's
+    /// SQLITE_FULL and SQLITE_IOERR, PostgreSQL's classes 53 "insufficient resources" and 58
+    /// "system error"). Writes are refused until it clears; the transaction was rolled back whole.
+    pub fn is_storage_fault(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(d)) => {
+                let code = d.code().unwrap_or_default();
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    sqlite_storage_fault(&code)
+                } else {
+                    postgres_storage_fault(&code)
+                }
+            }
+            StoreError::Batch(f) => f.storage_fault,
+            _ => false,
+        }
+    }
+
+    /// The database cannot be reached or cannot store right now: a 503, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => true,
+            StoreError::Batch(f) => f.unavailable,
+            other => other.is_storage_fault(),
+        }
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] naming `what`.
     pub fn conflict_on_unique(e: sqlx::Error, what: &'static str) -> Self {
         match &e {
@@ -59,6 +87,18 @@ impl StoreError {
             _ => StoreError::Sqlx(e),
         }
     }
+}
+
+/// SQLite reports extended result codes; the primary code is the low byte: SQLITE_IOERR (10,
+/// with its many extended forms) and SQLITE_FULL (13).
+fn sqlite_storage_fault(code: &str) -> bool {
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 10 | 13))
+}
+
+/// SQLSTATE class 53 (disk_full 53100, out_of_memory 53200, ...) and class 58 (io_error 58030,
+/// ...).
+fn postgres_storage_fault(code: &str) -> bool {
+    code.starts_with("53") || code.starts_with("58")
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -107,4 +147,27 @@ pub(crate) async fn lease_each<T>(
         }
     }
     Ok(claimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_and_io_errors_are_storage_faults_on_both_engines() {
+        // SQLITE_FULL, SQLITE_IOERR, SQLITE_IOERR_WRITE (778), SQLITE_IOERR_FSYNC (1034).
+        for c in ["13", "10", "778", "1034"] {
+            assert!(sqlite_storage_fault(c), "{c}");
+        }
+        // SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_BUSY (5), SQLITE_CORRUPT (11).
+        for c in ["2067", "5", "11", "", "x"] {
+            assert!(!sqlite_storage_fault(c), "{c}");
+        }
+        for c in ["53100", "53200", "58030", "58P01"] {
+            assert!(postgres_storage_fault(c), "{c}");
+        }
+        for c in ["23505", "40001", "57014", ""] {
+            assert!(!postgres_storage_fault(c), "{c}");
+        }
+    }
 }

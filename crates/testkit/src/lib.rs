@@ -41,6 +41,13 @@ pub struct FreshDb {
     _dir: Option<TempDir>,
 }
 
+impl FreshDb {
+    /// A SQLite database at `path`, in a directory the caller owns (e.g. a small tmpfs).
+    pub fn sqlite_at(path: PathBuf) -> Self {
+        Self { url: DbUrl::Sqlite(path), _dir: None }
+    }
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

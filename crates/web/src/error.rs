@@ -45,6 +45,13 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// The disk is full or failing: the change was rolled back whole and nothing was saved.
+    /// Writes resume by themselves once the fault clears (no restart).
+    #[error(
+        "the server cannot save changes right now (its storage is full or failing); nothing was saved. \
+         Try again once it is fixed"
+    )]
+    StorageFault,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -66,7 +73,7 @@ impl AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::StorageFault => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,7 +93,7 @@ impl AppError {
             AppError::RateLimited { .. } => "rate_limited",
             AppError::PayloadTooLarge => "payload_too_large",
             AppError::UnsupportedMediaType => "unsupported_media_type",
-            AppError::Unavailable => "unavailable",
+            AppError::Unavailable | AppError::StorageFault => "unavailable",
             AppError::Internal(_) => "internal",
         }
     }
@@ -144,11 +151,15 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(field) => {
                 AppError::Conflict { field, message: format!("this {field} is already in use") }
             }
-            StoreError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+            // Logged at error level: an operator must free space or replace the disk.
+            e if e.is_storage_fault() => {
+                tracing::error!(error = %e, "storage fault: writes are refused until it clears");
+                AppError::StorageFault
+            }
+            e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 AppError::Unavailable
             }
-            StoreError::Batch(ref f) if f.unavailable => AppError::Unavailable,
             other => AppError::Internal(other.into()),
         }
     }

@@ -50,8 +50,12 @@ impl MakeRequestId for UuidRequestId {
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for route in routes::table() {
-        let guarded =
-            route.handler.layer(middleware::from_fn_with_state((state.clone(), route.action), auth::guard::guard));
+        let mut handler = route.handler;
+        if api::idempotency::applies(&route.method, route.path) {
+            // Inside the guard: the key belongs to the principal the guard resolved.
+            handler = handler.layer(middleware::from_fn_with_state(state.clone(), api::idempotency::middleware));
+        }
+        let guarded = handler.layer(middleware::from_fn_with_state((state.clone(), route.action), auth::guard::guard));
         router = router.route(route.path, guarded);
     }
     let request_id = HeaderName::from_static("x-request-id");

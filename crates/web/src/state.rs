@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// Extra root certificates (PEM) trusted for `https://` webhook endpoints, besides the public
     /// web's roots: for receivers behind the clinic's own certificate authority.
     pub webhook_ca_pem: Option<String>,
+    /// How long an `Idempotency-Key` is remembered (its answer replayed) before the job loop
+    /// deletes it.
+    pub idempotency_key_lifetime: time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             mail_from: "Kapstone <no-reply@localhost>".into(),
             export_dir: std::env::temp_dir().join("kapstone-fhir-exports"),
             webhook_ca_pem: None,
+            idempotency_key_lifetime: time::Duration::hours(24),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct AppState {
     /// Turns true when the server starts to shut down: long-lived responses (the floor board's
     /// event stream) end so the graceful shutdown does not wait for them.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Requests with one `Idempotency-Key` run one after the other in this process.
+    pub idempotency_locks: crate::api::idempotency::KeyLocks,
 }
 
 impl AppState {
@@ -114,6 +120,7 @@ impl AppState {
             read_audit,
             passwords: crate::app::PasswordPool::new(cpus),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            idempotency_locks: crate::api::idempotency::KeyLocks::default(),
         }
     }
 }

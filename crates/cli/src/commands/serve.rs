@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Largest accepted request body, in KiB.
     #[arg(long, env = "KAPSTONE_MAX_BODY_KIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_body_kib: u32,
+    /// Hours an `Idempotency-Key` of the JSON API is remembered (a retry within them gets the
+    /// original answer); expired keys are deleted by the background jobs.
+    #[arg(long, env = "KAPSTONE_IDEMPOTENCY_KEY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
+    idempotency_key_hours: u32,
 }
 
 impl ServeArgs {
@@ -99,6 +103,7 @@ impl ServeArgs {
             mail_from: self.mail_from.clone(),
             export_dir: self.export_dir.clone(),
             webhook_ca_pem,
+            idempotency_key_lifetime: Duration::hours(self.idempotency_key_hours.into()),
         };
         // A CA file that does not parse stops the start with the reason, not the first delivery.
         kapstone_web::app::integrations::webhook_client(&config).map_err(|e| anyhow::anyhow!(e))?;

@@ -24,6 +24,10 @@ pub const EXCLUDED: &[(&str, &str)] = &[
         "rate_limit_counters",
         "rate-limit counters: short-lived windows of attempt counts, meaningless on another instance",
     ),
+    (
+        "idempotency_keys",
+        "idempotency keys of API requests: short-lived retry records (a day by default) that belong to the sessions and tokens of the instance that answered them",
+    ),
 ];
 
 pub const TABLES: &[Table] = &[

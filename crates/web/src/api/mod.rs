@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod dosing;
 pub mod eligibility;
+pub mod idempotency;
 pub mod integration_notes;
 pub mod integrations;
 pub mod journal;

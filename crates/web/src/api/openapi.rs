@@ -1054,6 +1054,22 @@ fn describe_access(roles: &[&str], action: kapstone_domain::Action) -> String {
     }
 }
 
+/// The `Idempotency-Key` header every JSON write accepts (issue 9; `api/idempotency.rs`).
+fn idempotency_key_parameter() -> Value {
+    json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "A key of your choosing (1 to 255 visible ASCII characters; a UUID is a good key) that makes a \
+            retry safe: a repeat of the same request with the same key within the key's lifetime (24 hours by \
+            default) is not applied again but answered with the original status and body, marked \
+            `Idempotent-Replayed: true`. The same key with a different method, path or body is refused (422, field \
+            `Idempotency-Key`); a key whose request was applied but whose answer was lost in a crash gets 409. \
+            Keys are per account or API token. A request refused before it changed anything does not use up its key.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    })
+}
+
 /// The whole document.
 pub fn build() -> Value {
     let recorded = recorded();
@@ -1089,6 +1105,9 @@ pub fn build() -> Value {
         if PAGED.contains(&(method, route.path)) {
             parameters.push(json!({"$ref":"#/components/parameters/limit"}));
             parameters.push(json!({"$ref":"#/components/parameters/cursor"}));
+        }
+        if super::idempotency::applies(&route.method, route.path) {
+            parameters.push(idempotency_key_parameter());
         }
         if !parameters.is_empty() {
             operation["parameters"] = Value::Array(parameters);
@@ -1144,6 +1163,16 @@ mod tests {
             doc["components"]["schemas"]["Consultation"]["properties"]["conditions"]["properties"]["hepatic"]
                 .is_object()
         );
+        // Every JSON write takes an Idempotency-Key; reads and sign-in do not.
+        let key_param = |m: &str, p: &str| {
+            doc["paths"][p][m]["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|x| x["name"] == "Idempotency-Key" && x["in"] == "header"))
+        };
+        assert!(key_param("post", "/api/v1/patients"));
+        assert!(key_param("put", "/api/v1/patients/{id}/consultation"));
+        assert!(!key_param("get", "/api/v1/patients"));
+        assert!(!key_param("post", "/api/v1/auth/login"));
         // Every referenced schema exists (the recorded response shapes included).
         assert!(recorded()["responses"].is_object(), "openapi_responses.json does not parse");
         let text = doc.to_string();

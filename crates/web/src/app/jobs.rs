@@ -182,6 +182,14 @@ pub fn spawn(state: AppState, every: Duration) {
                     tracing::warn!(correlation = %id, "claim pruning failed");
                 }
             }
+            match kapstone_store::idempotency::prune(&state.db, kapstone_domain::UtcTs::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "expired idempotency keys deleted"),
+                Err(e) => {
+                    let id = AppError::from(e).log();
+                    tracing::warn!(correlation = %id, "idempotency key pruning failed");
+                }
+            }
             match super::measures::assign_due(&state).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(assigned = n, "due measures assigned"),

@@ -83,7 +83,8 @@ pub(crate) async fn record_failure(
         ));
         audit::append(&mut tx, &locked).await?;
     }
-    tx.commit().await?;
+    // Stands on its own (also inside a ledger write that a witness failed to sign).
+    tx.commit_apart().await?;
     Ok(())
 }
 

@@ -236,9 +236,18 @@ async fn resolve(
     }
     // Idle timeout needs last_seen_at; writing it at most once a minute keeps reads cheap.
     if now > session.last_seen_at.0.plus(time::Duration::minutes(1)) {
-        let mut tx = state.db.begin().await?;
-        sessions::touch(&mut tx, session.session_id(), now).await?;
-        tx.commit().await?;
+        let touched = async {
+            let mut tx = state.db.begin().await?;
+            sessions::touch(&mut tx, session.session_id(), now).await?;
+            tx.commit().await
+        };
+        match touched.await {
+            Ok(()) => {}
+            // With the disk full, reads keep working: a missed touch can only end the session
+            // sooner (the idle timeout counts from the last touch that was stored).
+            Err(e) if e.is_storage_fault() => tracing::warn!(error = %e, "session activity not recorded"),
+            Err(e) => return Err(e.into()),
+        }
     }
     let settings = clinics::current_settings(&state.db, user.clinic()).await?;
     let current = CurrentUser {

@@ -94,7 +94,7 @@ impl From<AppError> for FhirError {
             AppError::PayloadTooLarge => "too-costly",
             AppError::RateLimited { .. } => "throttled",
             AppError::UnsupportedMediaType => "not-supported",
-            AppError::Unavailable => "transient",
+            AppError::Unavailable | AppError::StorageFault => "transient",
             AppError::Internal(_) => "exception",
         };
         let correlation = e.log();

@@ -33,7 +33,9 @@ fn refused(field: &'static str, message: impl Into<String>) -> AppError {
 }
 
 /// Authenticates the witness named in `field` (`witness`, `witnesses[1]`). The domain then
-/// decides whether they may witness and whether they are a second person.
+/// decides whether they may witness and whether they are a second person. Its own commits (the
+/// sign-in lock, the second-factor step, failed attempts) use `commit_apart`: the ledger write's
+/// `Idempotency-Key` goes with the ledger entries' commit, not with this bookkeeping.
 pub async fn authenticate(
     state: &AppState,
     user: &CurrentUser,
@@ -55,7 +57,7 @@ pub async fn authenticate(
         let mut e = user.event(AuditAction::SignInFailed, "user", Outcome::Failure);
         e.reason = Some("ledger witness: unknown email".into());
         kapstone_store::audit::append(&mut tx, &e).await?;
-        tx.commit().await?;
+        tx.commit_apart().await?;
         return Err(wrong());
     };
     let now = UtcTs::now();
@@ -71,7 +73,7 @@ pub async fn authenticate(
     {
         let mut tx = state.db.begin().await?;
         let (_, locked_until) = users::lock_for_sign_in(&mut tx, w.user_id()).await?;
-        tx.commit().await?;
+        tx.commit_apart().await?;
         if state.config.lockout.is_locked(locked_until.map(|t| t.0), UtcTs::now()) {
             return Err(wrong());
         }
@@ -86,7 +88,7 @@ pub async fn authenticate(
             Some(step) => {
                 let mut tx = state.db.begin().await?;
                 let fresh = users::claim_totp_step(&mut tx, w.user_id(), step).await?;
-                tx.commit().await?;
+                tx.commit_apart().await?;
                 fresh
             }
             None => false,
