@@ -266,6 +266,7 @@ async fn crash_run(url: String) {
     let started = Instant::now();
     let mut server = Server::start(&url);
     let base = Arc::new(RwLock::new(server.addr.clone()));
+    kapstone_web::install_tls_provider();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let setup_token = login(&http, &server.addr).await;
     let fx = Arc::new(fixture(&http, &server.addr, &setup_token).await);
