@@ -103,6 +103,9 @@ impl ServeArgs {
             mail_from: self.mail_from.clone(),
             export_dir: self.export_dir.clone(),
             webhook_ca_pem,
+            // The documented defaults (README, Security in short); not yet flags.
+            rate_limits: kapstone_domain::auth::RateLimits::default(),
+            reauth: kapstone_domain::auth::ReauthPolicy::default(),
             idempotency_key_lifetime: Duration::hours(self.idempotency_key_hours.into()),
         };
         // A CA file that does not parse stops the start with the reason, not the first delivery.
