@@ -207,6 +207,20 @@ impl TestApp {
         body["token"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no token"))
     }
 
+    /// A bearer token for the demo account of every role, in `Role::ALL` order (the patient is
+    /// the first demo patient).
+    pub async fn tokens_by_role(&self) -> anyhow::Result<Vec<(kapstone_domain::Role, String)>> {
+        let mut tokens = Vec::new();
+        for role in kapstone_domain::Role::ALL {
+            let email = match role {
+                kapstone_domain::Role::Patient => "patient1@demo.kapstone.test".to_owned(),
+                r => format!("{}@demo.kapstone.test", r.as_str()),
+            };
+            tokens.push((role, self.token(&email).await?));
+        }
+        Ok(tokens)
+    }
+
     pub async fn get_bearer(&self, token: &str, path: &str) -> anyhow::Result<reqwest::Response> {
         Ok(self.client().get(self.url(path)).bearer_auth(token).send().await?)
     }

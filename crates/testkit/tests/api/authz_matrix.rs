@@ -5,7 +5,6 @@
 //! patient-scoped portal route is called with patient A's ids and patient B's session: refused,
 //! without A's data. One demo clinic per backend.
 
-use kapstone_domain::Role;
 use kapstone_domain::permissions::{Action, allows};
 use kapstone_testkit::{TestApp, both_backends};
 use kapstone_web::routes;
@@ -88,14 +87,7 @@ fn refused_by_guard(status: u16, body: &str) -> bool {
 both_backends! {
     async fn every_route_and_role_is_decided_by_the_permission_table(b) {
         let app = TestApp::demo(b).await?;
-        let mut tokens = Vec::new();
-        for role in Role::ALL {
-            let email = match role {
-                Role::Patient => "patient1@demo.kapstone.test".to_owned(),
-                r => format!("{}@demo.kapstone.test", r.as_str()),
-            };
-            tokens.push((role, app.token(&email).await?));
-        }
+        let tokens = app.tokens_by_role().await?;
         let admin = &tokens[0].1;
         let markers = record_markers(&app, admin).await?;
         let me: Value = app.get_bearer(&tokens[5].1, "/api/v1/portal/me").await?.json().await?;

@@ -186,6 +186,32 @@ both_backends! {
         Ok(())
     }
 
+    async fn witnessed_and_signed_steps_need_a_recent_password_entry(b) {
+        let fx = Fx::new(b).await?;
+        let product = fx.product(VIAL_50);
+        let n = fx.entries().await?;
+        fx.app.age_authentication().await?;
+        let reauth = |r: &(u16, Value)| (r.0, r.1["error"]["code"].as_str().unwrap_or("").to_owned());
+        let destroy = json!({"location": fx.location, "product": product, "lot": "KET2291", "reason": "damaged",
+            "full_containers": 1, "method": "Rendered non-retrievable with a denaturing kit",
+            "witnesses": [fx.witness("nurse"), fx.witness("prescriber")]});
+        let r = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &destroy).await?;
+        assert_eq!(reauth(&r), (422, "reauth_required".into()), "destruction: {}", r.1);
+        let count = json!({"location": fx.location, "lines": [{"product": product, "lot": "KET2291", "full_containers": 1}]});
+        let r = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &count).await?;
+        assert_eq!(reauth(&r), (422, "reauth_required".into()), "count: {}", r.1);
+        let waste = json!({"method": "Poured into a denaturing container", "witness": fx.witness("prescriber")});
+        let r = post(&fx.app, &fx.nurse, &format!("/api/v1/cs/draws/{}/waste", uuid::Uuid::now_v7()), &waste).await?;
+        assert_eq!(reauth(&r), (422, "reauth_required".into()), "waste: {}", r.1);
+        assert_eq!(fx.entries().await?, n, "nothing written");
+        // The password typed again opens the window; the destruction goes through.
+        let r = post(&fx.app, &fx.nurse, "/api/v1/auth/reauth", &json!({"password": PASSWORD})).await?;
+        assert_eq!(r.0, 200, "{}", r.1);
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &destroy).await?;
+        assert_eq!(s, 201, "{r}");
+        Ok(())
+    }
+
     async fn destruction_needs_two_witnesses_who_sign_in(b) {
         let fx = Fx::new(b).await?;
         let product = fx.product(VIAL_50);

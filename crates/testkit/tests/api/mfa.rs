@@ -138,6 +138,39 @@ both_backends! {
         app.stop().await
     }
 
+    async fn the_code_step_counts_toward_the_sign_in_rate_limit(b) {
+        let mut config = kapstone_web::ServerConfig::default();
+        config.rate_limits.sign_in_per_account = kapstone_domain::auth::RateLimit::new(6, 15);
+        config.lockout.max_failed_attempts = 100;
+        let app = TestApp::demo_with(b, config).await?;
+        let (c, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let (_, codes) = enrol(&app, &c).await?;
+        let (c2, resp) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        assert_eq!(resp.headers()["location"], "/login/mfa");
+        let page = c2.get(app.url("/login/mfa")).send().await?.text().await?;
+        let csrf = hidden_csrf(&page).unwrap();
+        // Two password steps spent two of the six attempts: the fifth wrong code at the latest is
+        // refused by the limit, not judged.
+        let mut limited_at = None;
+        for attempt in 1..=5 {
+            let r = c2.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", "000000")]).send().await?;
+            if r.status() == 429 {
+                assert!(r.headers().contains_key("retry-after"));
+                limited_at = Some(attempt);
+                break;
+            }
+            assert_eq!(r.status(), 422, "attempt {attempt}");
+        }
+        assert!(limited_at.is_some(), "wrong codes are never limited");
+        // Even the right code waits for the window now; nothing was signed in.
+        let r = c2.post(app.url("/login/mfa")).form(&[("csrf_token", csrf.as_str()), ("code", codes[0].as_str())]).send().await?;
+        assert_eq!(r.status(), 429);
+        assert_eq!(c2.get(app.url("/patients")).send().await?.status(), 303);
+        assert_eq!(app.count("audit_events WHERE action = 'auth.recovery_code_used'").await?, 0);
+        assert!(app.count("audit_events WHERE action = 'access.rate_limited'").await? >= 1);
+        app.stop().await
+    }
+
     async fn a_half_finished_sign_in_can_be_abandoned(b) {
         let app = TestApp::demo(b).await?;
         let (c, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;

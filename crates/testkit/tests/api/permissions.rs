@@ -1,7 +1,6 @@
 //! Walks every route of the router (built only from the route table) and checks that an
 //! anonymous request and a request from each role without the permission are refused.
 
-use kapstone_domain::Role;
 use kapstone_domain::permissions::{Action, roles_allowed};
 use kapstone_testkit::{TestApp, both_backends};
 use kapstone_web::routes;
@@ -14,14 +13,7 @@ fn concrete(path: &str) -> String {
 both_backends! {
     async fn every_route_refuses_anonymous_and_unpermitted_roles(b) {
         let app = TestApp::demo(b).await?;
-        let mut tokens = Vec::new();
-        for role in Role::ALL {
-            let email = match role {
-                Role::Patient => "patient1@demo.kapstone.test".to_owned(),
-                r => format!("{}@demo.kapstone.test", r.as_str()),
-            };
-            tokens.push((role, app.token(&email).await?));
-        }
+        let tokens = app.tokens_by_role().await?;
         let table = routes::table();
         assert!(table.len() >= 30, "the table lists every route");
         let mut checked = 0;

@@ -1,7 +1,7 @@
 //! Re-authentication before signing, witnessing and exporting (issue 9): a password entry in the
 //! last minutes of the session (sign-in counts), else 422 naming `password` and nothing done.
 
-use kapstone_testkit::{PASSWORD, TestApp, both_backends, hidden_csrf, totp_now};
+use kapstone_testkit::{PASSWORD, TestApp, both_backends, hidden_csrf};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin@demo.kapstone.test";
@@ -67,17 +67,24 @@ both_backends! {
         let page = c.get(app.url("/account/mfa")).send().await?.text().await?;
         let csrf = hidden_csrf(&page).unwrap_or_default();
         let secret = page.split("<code class=\"key\">").nth(1).and_then(|r| r.split('<').next()).unwrap_or_default().replace(' ', "");
-        let enrol = c.post(app.url("/account/mfa")).form(&[("password", PASSWORD), ("code", &totp_now(&secret)), ("csrf_token", &csrf)]).send().await?;
+        let enrolled_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let enrol_code = kapstone_web::auth::totp::code_at(&secret, enrolled_at).unwrap_or_default();
+        let enrol = c.post(app.url("/account/mfa")).form(&[("password", PASSWORD), ("code", &enrol_code), ("csrf_token", &csrf)]).send().await?;
         anyhow::ensure!(enrol.status().is_success() || enrol.status().is_redirection(), "enrol: {}", enrol.status());
         app.age_authentication().await?;
         let (s, e) = post(&app, &admin, "/api/v1/auth/reauth", json!({"password": PASSWORD})).await?;
         assert_eq!((s, e["error"]["field"].as_str()), (422, Some("totp_code")), "{e}");
         let (s, e) = post(&app, &admin, "/api/v1/auth/reauth", json!({"password": PASSWORD, "totp_code": "000000"})).await?;
         assert_eq!((s, e["error"]["field"].as_str()), (422, Some("totp_code")), "{e}");
-        // The enrolment may have used this 30-second step's code: then a reuse refusal is the
-        // only other right answer.
-        let (s, e) = post(&app, &admin, "/api/v1/auth/reauth", json!({"password": PASSWORD, "totp_code": totp_now(&secret)})).await?;
-        assert!(s == 200 || (s == 422 && e["error"]["message"].as_str().unwrap_or("").contains("used already")), "{s} {e}");
+        // The enrolment's code is used up; the next step's code (inside the one step of clock skew
+        // allowed) re-authenticates.
+        let (s, e) = post(&app, &admin, "/api/v1/auth/reauth", json!({"password": PASSWORD, "totp_code": enrol_code})).await?;
+        assert_eq!((s, e["error"]["field"].as_str()), (422, Some("totp_code")), "a code is used once: {e}");
+        let next = enrolled_at + 30;
+        let code = kapstone_web::auth::totp::code_at(&secret, next).unwrap_or_default();
+        let (s, e) = post(&app, &admin, "/api/v1/auth/reauth", json!({"password": PASSWORD, "totp_code": code})).await?;
+        assert_eq!(s, 200, "{e}");
+        assert!(e["reauthenticated_until"].is_string(), "{e}");
         Ok(())
     }
 }

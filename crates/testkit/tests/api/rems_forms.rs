@@ -219,8 +219,15 @@ both_backends! {
         assert!(matches!(line["days_left"].as_i64(), Some(-3 | -2)), "{line}");
         assert_eq!(list["items"][0]["session_id"], id.as_str(), "overdue comes first");
 
-        // Recorded on the (real) session day: after the shifted due date, so late.
+        // The submission is the nurse's attestation: not without a recent password entry.
         let today = date.to_string();
+        app.age_authentication().await?;
+        let r = post(&app, &nurse, &submissions, &json!({"submitted_on": today})).await?;
+        assert_eq!((r.0, r.1["error"]["code"].as_str()), (422, Some("reauth_required")), "{}", r.1);
+        assert_eq!(app.count("rems_form_submissions").await?, 0);
+        let r = post(&app, &nurse, "/api/v1/auth/reauth", &json!({"password": kapstone_testkit::PASSWORD})).await?;
+        assert_eq!(r.0, 200, "{}", r.1);
+        // Recorded on the (real) session day: after the shifted due date, so late.
         let (s, r) = post(&app, &nurse, &submissions, &json!({"submitted_on": today, "confirmation": "REMS-12345"})).await?;
         assert_eq!(s, 201, "{r}");
         assert_eq!(r["status"], json!({"status": "submitted", "on": today, "late": true}));
