@@ -106,6 +106,8 @@ pub struct AppState {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Requests with one `Idempotency-Key` run one after the other in this process.
     pub idempotency_locks: crate::api::idempotency::KeyLocks,
+    /// Reads the floor counters of the clinics whose live boards are open here.
+    pub floor_watch: crate::app::floor_watch::FloorWatch,
 }
 
 impl AppState {
@@ -113,6 +115,7 @@ impl AppState {
     pub fn new(db: Db, config: ServerConfig) -> Self {
         crate::install_tls_provider();
         let read_audit = ReadAuditBatcher::spawn(db.clone());
+        let floor_watch = crate::app::floor_watch::FloorWatch::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             db,
@@ -121,6 +124,7 @@ impl AppState {
             passwords: crate::app::PasswordPool::new(cpus),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             idempotency_locks: crate::api::idempotency::KeyLocks::default(),
+            floor_watch,
         }
     }
 }

@@ -18,6 +18,11 @@ pub struct DemoArgs {
     /// Also generate N synthetic patients (deterministic: the same N gives the same clinic).
     #[arg(long, default_value_t = 0)]
     scale: usize,
+    /// Also put N more dosing sessions on today's floor (at most 100), each with a chair, a nurse
+    /// and a therapist of its own (`floor-nurse-K@…`, `floor-therapist-K@…`): for the floor
+    /// benchmark's "20 active sessions".
+    #[arg(long, default_value_t = 0)]
+    floor_sessions: usize,
 }
 
 fn random_password() -> String {
@@ -47,18 +52,27 @@ pub fn print_demo(seed: &DemoSeed, password: &str) {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let db = super::open(&args.db).await?;
     let state = AppState::new(db.clone(), ServerConfig::default());
-    let clinic = match seed_if_empty(&state, args.password).await? {
+    let (clinic, password) = match seed_if_empty(&state, args.password.clone()).await? {
         Some((seed, password)) => {
             print_demo(&seed, &password);
-            seed.clinic
+            (seed.clinic, password)
         }
         None => {
             let clinics = kapstone_store::clinics::list(&db).await?;
             let first = clinics.first().ok_or_else(|| anyhow::anyhow!("the database has accounts but no clinic"))?;
             println!("The database already holds data; adding generated patients to \"{}\".", first.name);
-            first.clinic_id()
+            (first.clinic_id(), args.password.clone().unwrap_or_else(random_password))
         }
     };
+    if args.floor_sessions > 0 {
+        let added = kapstone_web::app::demo_floor::seed_busy_floor(&state, args.floor_sessions, &password)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let shown = if args.password.is_some() { "the one given" } else { password.as_str() };
+        println!(
+            "Added {added} dosing sessions to today's floor (floor-nurse-K / floor-therapist-K, password: {shown})."
+        );
+    }
     if args.scale > 0 {
         let started = std::time::Instant::now();
         let mut rng = SplitMix64::new(args.scale as u64);

@@ -220,6 +220,19 @@ both_backends! {
         assert_eq!(r.status(), 201);
         read_until(&mut events, &mut seen, "event: change", Duration::from_secs(5)).await?;
         drop(events);
+        // A board served by another server process on the same database hears of a change made
+        // through the first.
+        let second = TestApp::spawn_on(fx.app.fresh.shared(), kapstone_web::ServerConfig::default()).await?;
+        let mut events = fx.front.get(second.url("/floor/events")).send().await?;
+        assert_eq!(events.status(), 200, "the session is valid on the second server");
+        let mut seen = String::new();
+        read_until(&mut events, &mut seen, "event: ready", Duration::from_secs(5)).await?;
+        let r = fx.app.client().post(fx.app.url(&format!("/api/v1/sessions/{id}/events"))).bearer_auth(&fx.therapist_token)
+            .json(&json!({"kind": "progress_note", "text": "Asked for a blanket"})).send().await?;
+        assert_eq!(r.status(), 201);
+        read_until(&mut events, &mut seen, "event: change", Duration::from_secs(5)).await?;
+        drop(events);
+        second.stop().await?;
         let r = fx.front.get(fx.app.url("/floor/events?location=nowhere")).send().await?;
         assert_eq!(r.status(), 422);
         fx.app.stop().await

@@ -179,6 +179,13 @@ both_backends! {
         fx.ok(&fx.nurse, &id, assessment(true, 3)).await?;
         let r = fx.event(&fx.therapist, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
         assert_eq!(refusal(&r).1, "role", "a therapist does not sign the discharge: {}", r.1);
+        // The discharge is the nurse's signature: not without a password entry in the last minutes.
+        fx.app.age_authentication().await?;
+        let r = fx.event(&fx.nurse, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
+        assert_eq!((r.0, refusal(&r).1.as_str()), (422, "reauth_required"), "{}", r.1);
+        assert_ne!(fx.show(&id).await?["state"], "discharged");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/auth/reauth", &json!({"password": kapstone_testkit::PASSWORD})).await?;
+        assert_eq!(s, 200, "{r}");
         fx.ok(&fx.nurse, &id, json!({"kind": "discharged", "instructions_given": true, "at": ago(t0, 2)})).await?;
         let v = fx.show(&id).await?;
         assert_eq!(v["state"], "discharged", "{v}");
@@ -227,6 +234,28 @@ both_backends! {
         assert_eq!(s, 403);
         let (s, _) = get(&fx.app, &fx.app.token("admin@demo.kapstone.test").await?, &format!("/api/v1/sessions/{id}")).await?;
         assert_eq!(s, 403);
+        fx.app.stop().await
+    }
+
+    async fn the_benchmark_can_make_the_demo_floor_busy(b) {
+        let fx = Fx::new(b).await?;
+        let sessions = |board: &Value| board["chairs"].as_array().unwrap().iter().map(|c| c["sessions"].as_array().unwrap().len()).sum::<usize>();
+        let (_, board) = get(&fx.app, &fx.front, "/api/v1/floor").await?;
+        let before = sessions(&board);
+        let state = kapstone_web::AppState::new(fx.app.db.clone(), kapstone_web::ServerConfig::default());
+        let added = kapstone_web::app::demo_floor::seed_busy_floor(&state, 2, kapstone_testkit::PASSWORD).await?;
+        assert_eq!(added, 2);
+        let (_, board) = get(&fx.app, &fx.front, "/api/v1/floor").await?;
+        assert_eq!(sessions(&board), before + 2, "{board}");
+        let chair = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Floor chair 2").expect("its own chair");
+        assert_eq!(chair["sessions"][0]["state"], "checked_in", "{chair}");
+        // Each has its own clinicians, who can sign in and record.
+        let nurse = fx.app.token("floor-nurse-2@demo.kapstone.test").await?;
+        let id = chair["sessions"][0]["session_id"].as_str().unwrap();
+        let (s, r) = post(&fx.app, &nurse, &format!("/api/v1/sessions/{id}/vitals"),
+            &json!({"systolic": 121, "diastolic": 79, "heart_rate": 71, "spo2": 98, "resp_rate": 14})).await?;
+        assert_eq!(s, 201, "{r}");
+        assert!(kapstone_web::app::demo_floor::seed_busy_floor(&state, 2, kapstone_testkit::PASSWORD).await.is_err(), "once");
         fx.app.stop().await
     }
 

@@ -149,7 +149,8 @@ pub async fn seed_demo(state: &AppState, password: &str) -> Result<DemoSeed, App
     let today = kapstone_domain::UtcTs::now().to_datetime().date();
     let mut rng = SplitMix64::new(2026);
     let created = insert_patients(&state.db, clinic, 12, &mut rng, today).await?;
-    for (i, (mrn, given, family)) in created.iter().take(DEMO_PATIENT_ACCOUNTS).enumerate() {
+    for (i, p) in created.iter().take(DEMO_PATIENT_ACCOUNTS).enumerate() {
+        let (mrn, given, family) = (&p.mrn, &p.given_name, &p.family_name);
         let email = format!("patient{}@{DEMO_DOMAIN}", i + 1);
         let input = NewAccountInput {
             email: email.clone(),
@@ -600,15 +601,14 @@ pub fn demo_actor(row: &kapstone_store::users::UserRow) -> Result<crate::auth::g
     })
 }
 
-/// Inserts `n` synthetic patients in batches, each with its audit event. Returns (MRN, given,
-/// family) of each.
+/// Inserts `n` synthetic patients in batches, each with its audit event. Returns their records.
 pub async fn insert_patients(
     db: &Db,
     clinic: ClinicId,
     n: usize,
     rng: &mut SplitMix64,
     today: Date,
-) -> Result<Vec<(String, String, String)>, AppError> {
+) -> Result<Vec<patients::PatientRow>, AppError> {
     const BATCH: usize = 1_000;
     let mut out = Vec::with_capacity(n);
     let mut done = 0;
@@ -623,7 +623,7 @@ pub async fn insert_patients(
             e.patient_id = Some(row.patient_id());
             e.reason = Some("synthetic demo data".into());
             audit::append(&mut tx, &e).await?;
-            out.push((row.mrn, row.given_name, row.family_name));
+            out.push(row);
             done += 1;
         }
         tx.commit().await?;

@@ -130,7 +130,7 @@ async fn actor(state: &AppState, role: &str) -> Result<CurrentUser, AppError> {
 #[allow(clippy::too_many_arguments)]
 async fn appointment(
     state: &AppState,
-    team: &Team,
+    by: &CurrentUser,
     patient: PatientId,
     code: &str,
     chair: uuid::Uuid,
@@ -139,7 +139,7 @@ async fn appointment(
     now: UtcTs,
     started: i64,
 ) -> Result<uuid::Uuid, AppError> {
-    let types = super::scheduling::types(state, &team.nurse).await?;
+    let types = super::scheduling::types(state, by).await?;
     let type_id = types.iter().find(|(_, t, _)| t.code == code).map(|(id, _, _)| *id).ok_or(AppError::NotFound)?;
     // On the 5-minute grid, like every booking.
     let start = minutes_ago(now, started);
@@ -159,7 +159,7 @@ async fn appointment(
     let booked = st::book(
         &mut tx,
         &st::NewAppointment {
-            clinic: team.nurse.clinic,
+            clinic: by.clinic,
             patient,
             type_id,
             location,
@@ -168,7 +168,7 @@ async fn appointment(
             end,
             staff: &staff,
             claims: &claims,
-            by: team.nurse.id,
+            by: by.id,
             rescheduled_from: None,
             course: None,
         },
@@ -221,7 +221,7 @@ pub async fn seed_floor(state: &AppState, ready: &[PatientId]) -> Result<(), App
     // Each session has a prescriber or nurse and its own therapist; nobody is booked twice at
     // once (chair 3 ends before chair 2 starts, so they share their two clinicians).
     let t2 = &team.floor_therapist;
-    let appt = appointment(state, &team, *a, "dosing-sl", one.id, location.id, [n, t], now, 80).await?;
+    let appt = appointment(state, n, *a, "dosing-sl", one.id, location.id, [n, t], now, 80).await?;
     let (s, _) = sessions::open(state, n, appt).await?;
     let steps = vec![
         (n, 78, ev(check_in("Jordan Avery"))),
@@ -243,7 +243,7 @@ pub async fn seed_floor(state: &AppState, ready: &[PatientId]) -> Result<(), App
     run(state, s, steps, now).await?;
 
     // Chair 2: IM, checked in ten minutes ago with the pre-dose baselines; the prescriber orders.
-    let appt = appointment(state, &team, *b, "dosing-im", two.id, location.id, [p, t2], now, 15).await?;
+    let appt = appointment(state, n, *b, "dosing-im", two.id, location.id, [p, t2], now, 15).await?;
     let (s, _) = sessions::open(state, n, appt).await?;
     let steps = vec![
         (n, 10, ev(check_in("Riley Chen"))),
@@ -255,7 +255,7 @@ pub async fn seed_floor(state: &AppState, ready: &[PatientId]) -> Result<(), App
     run(state, s, steps, now).await?;
 
     // Chair 3: lozenges two and a half hours ago, now in recovery with settled readings.
-    let appt = appointment(state, &team, *c, "dosing-sl", three.id, location.id, [p, t2], now, 170).await?;
+    let appt = appointment(state, n, *c, "dosing-sl", three.id, location.id, [p, t2], now, 170).await?;
     let (s, _) = sessions::open(state, n, appt).await?;
     let mut steps = vec![
         (n, 168, ev(check_in("Morgan Lee"))),
@@ -281,4 +281,65 @@ pub async fn seed_floor(state: &AppState, ready: &[PatientId]) -> Result<(), App
     steps.push((t2, 5, ev(cadss(minutes_ago(now, 5), 1)?)));
     run(state, s, steps, now).await?;
     Ok(())
+}
+
+/// How many sessions [`seed_busy_floor`] may add: each needs a chair and two clinicians of its
+/// own, so the demo's accounts and rooms stay a readable size.
+pub const MAX_EXTRA_SESSIONS: usize = 100;
+
+/// For the floor benchmark (issue 9: "20 active sessions under the write load"): `n` more dosing
+/// sessions on today's floor, each in a chair of its own with a nurse and a therapist of its own
+/// (`floor-nurse-K@…`, `floor-therapist-K@…`, all with `password`), the generated patient checked
+/// in twenty minutes ago with pre-dose baselines. Synthetic data, through the same use cases as
+/// the demo's three chairs. Refused when the demo floor has been made busy already.
+pub async fn seed_busy_floor(state: &AppState, n: usize, password: &str) -> Result<usize, AppError> {
+    use super::accounts::{NewAccountInput, Operator, create_account};
+    if n > MAX_EXTRA_SESSIONS {
+        return Err(kapstone_domain::FieldError::new("floor_sessions", "at most 100 extra sessions").into());
+    }
+    let lead = actor(state, "nurse").await?;
+    let clinic = lead.clinic;
+    let first = kapstone_domain::Email::parse(&format!("floor-nurse-1@{DEMO_DOMAIN}"))?;
+    if kapstone_store::users::find_by_email(&state.db, &first).await?.is_some() {
+        return Err(kapstone_domain::FieldError::new("floor_sessions", "the demo floor is busy already").into());
+    }
+    let location = st::locations(&state.db, clinic).await?.into_iter().next().ok_or(AppError::NotFound)?;
+    let mut rng = super::demo::SplitMix64::new(9_000 + n as u64);
+    let today = UtcTs::now().to_datetime().date();
+    let patients = super::demo::insert_patients(&state.db, clinic, n, &mut rng, today).await?;
+    let now = UtcTs::now();
+    for (k, patient) in (1..=n).zip(&patients) {
+        let mut staff = Vec::new();
+        for role in ["nurse", "therapist"] {
+            let email = format!("floor-{role}-{k}@{DEMO_DOMAIN}");
+            let input = NewAccountInput {
+                email: email.clone(),
+                name: format!("Floor {role} {k}"),
+                role: role.into(),
+                password: password.into(),
+                patient_mrn: None,
+            };
+            create_account(state, Operator::CommandLine { clinic }, input).await?;
+            let row = kapstone_store::users::find_by_email(&state.db, &kapstone_domain::Email::parse(&email)?)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            staff.push(demo_actor(&row)?);
+        }
+        let [nurse, therapist] = staff.as_slice() else { return Err(AppError::NotFound) };
+        let mut tx = state.db.begin().await?;
+        let chair = st::insert_room(&mut tx, clinic, location.id, &format!("Floor chair {k}")).await?;
+        tx.commit().await?;
+        let pid = PatientId::from_uuid(patient.id);
+        let appt = appointment(state, &lead, pid, "dosing-sl", chair, location.id, [nurse, therapist], now, 25).await?;
+        let (s, _) = sessions::open(state, nurse, appt).await?;
+        let steps = vec![
+            (nurse, 20, ev(check_in("Sam Rivera"))),
+            (nurse, 18, ev(bp(minutes_ago(now, 18), 120, 78, 72)?)),
+            (nurse, 18, ev(breathing(minutes_ago(now, 18))?)),
+            (therapist, 18, ev(moaas(minutes_ago(now, 18), 5)?)),
+            (therapist, 18, ev(cadss(minutes_ago(now, 18), 0)?)),
+        ];
+        run(state, s, steps, now).await?;
+    }
+    Ok(n)
 }

@@ -1,7 +1,7 @@
 //! The floor board as a page: one card per chair with the patient's initials, the phase, the time
 //! since dose, the next check with a countdown, overdue checks and alerts in words (not colour
-//! alone), and the staff. It updates itself: `/floor/events` is a Server-Sent Events stream that
-//! watches the clinic's floor counter in the database (so it works across server processes) and
+//! alone), and the staff. It updates itself: `/floor/events` is a Server-Sent Events stream fed by
+//! the clinic's floor counter in the database (so it works across server processes) and
 //! `/static/floor.js` re-fetches `/floor/board` when it moves. Without JavaScript the page
 //! refreshes every 30 seconds.
 
@@ -14,7 +14,6 @@ use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use jiff::Timestamp;
-use kapstone_domain::ClinicId;
 use kapstone_domain::monitoring::CheckStatus;
 use kapstone_domain::permissions::{Action, allows};
 use uuid::Uuid;
@@ -161,19 +160,16 @@ pub async fn board(
     render(&fragment(&board, &user))
 }
 
-/// How often the stream looks at the floor counter.
-const POLL: Duration = Duration::from_millis(500);
-
 struct Watch {
-    state: AppState,
-    clinic: ClinicId,
+    counter: tokio::sync::watch::Receiver<Option<i64>>,
     last: Option<i64>,
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// `GET /floor/events?location=`: Server-Sent Events. First `ready` with the floor's counter, then
-/// `change` with the new counter whenever anything on the clinic's floor changes (checked every
-/// 500 ms in the database), and a keep-alive comment every 15 s. Ends when the server stops.
+/// `change` with the new counter whenever anything on the clinic's floor changes (the process's
+/// [`FloorWatch`](crate::app::floor_watch::FloorWatch) reads the counter in the database every
+/// 100 ms), and a keep-alive comment every 15 s. Ends when the server stops.
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -189,29 +185,26 @@ pub async fn events(
             .into());
         }
     }
-    let stopping = state.stopping.subscribe();
-    let w = Watch { state, clinic: user.clinic, last: None, stopping };
+    let w =
+        Watch { counter: state.floor_watch.subscribe(user.clinic), last: None, stopping: state.stopping.subscribe() };
     let stream = futures_util::stream::unfold(w, |mut w| async move {
         loop {
             if *w.stopping.borrow() {
                 return None;
             }
-            if w.last.is_some() {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
-                    r = w.stopping.changed() => if r.is_err() || *w.stopping.borrow() { return None; },
+            let seen = *w.counter.borrow_and_update();
+            let name = match (w.last, seen) {
+                (None, Some(_)) => "ready",
+                (Some(last), Some(counter)) if last != counter => "change",
+                _ => {
+                    tokio::select! {
+                        r = w.counter.changed() => if r.is_err() { return None; },
+                        r = w.stopping.changed() => if r.is_err() || *w.stopping.borrow() { return None; },
+                    }
+                    continue;
                 }
-            }
-            let Ok(counter) = kapstone_store::dosing::floor_counter(&w.state.db, w.clinic).await else {
-                // The database is busy or away: try again at the next poll.
-                w.last = w.last.or(Some(i64::MIN));
-                continue;
             };
-            let name = match w.last {
-                None => "ready",
-                Some(last) if last != counter => "change",
-                Some(_) => continue,
-            };
+            let counter = seen.unwrap_or_default();
             w.last = Some(counter);
             let event = Event::default().event(name).data(counter.to_string()).retry(Duration::from_secs(2));
             return Some((Ok(event), w));

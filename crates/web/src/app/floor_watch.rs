@@ -1,0 +1,70 @@
+//! Watches the floor counters for every live board this server process serves.
+//!
+//! Each clinic's floor counter (`floor_changes`) moves in the same transaction as any change to
+//! its floor, whichever server process made it. One task per process reads the counters of the
+//! clinics somebody is watching, every [`TICK`], and wakes their event streams: many open boards
+//! cost one small query per clinic per tick instead of one per board, and a change made through
+//! another process on the same database reaches this one's boards within a tick (issue 9: a
+//! change on another client's board within 250 ms at the 99th percentile).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use kapstone_domain::ClinicId;
+use kapstone_store::Db;
+use tokio::sync::watch;
+
+/// How often the watched counters are read.
+pub const TICK: Duration = Duration::from_millis(100);
+
+type Watched = Mutex<HashMap<ClinicId, watch::Sender<Option<i64>>>>;
+
+/// The per-process watcher; cheap to clone. The task ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct FloorWatch {
+    watched: Arc<Watched>,
+}
+
+impl FloorWatch {
+    /// Must be called inside a tokio runtime: it starts the polling task.
+    pub fn spawn(db: Db) -> Self {
+        let watched: Arc<Watched> = Arc::default();
+        tokio::spawn(poll(db, Arc::downgrade(&watched)));
+        Self { watched }
+    }
+
+    /// A receiver of the clinic's counter: `None` until the first read, then each new value.
+    pub fn subscribe(&self, clinic: ClinicId) -> watch::Receiver<Option<i64>> {
+        let mut map = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(clinic).or_insert_with(|| watch::Sender::new(None)).subscribe()
+    }
+}
+
+/// The clinics with at least one open board; forgets the others.
+fn clinics_watched(watched: &Watched) -> Vec<ClinicId> {
+    let mut map = watched.lock().unwrap_or_else(PoisonError::into_inner);
+    map.retain(|_, tx| tx.receiver_count() > 0);
+    map.keys().copied().collect()
+}
+
+async fn poll(db: Db, watched: Weak<Watched>) {
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(map) = watched.upgrade() else { return };
+        for clinic in clinics_watched(&map) {
+            // The database busy or away: the boards keep their last value until a later tick.
+            let Ok(counter) = kapstone_store::dosing::floor_counter(&db, clinic).await else { continue };
+            let guard = map.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tx) = guard.get(&clinic) {
+                tx.send_if_modified(|v| {
+                    let changed = *v != Some(counter);
+                    *v = Some(counter);
+                    changed
+                });
+            }
+        }
+    }
+}
