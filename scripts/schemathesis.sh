@@ -16,8 +16,9 @@ WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 VENV=${SECURITY_VENV:-target/security-venv}
-[ -x "$VENV/bin/st" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q schemathesis; }
-cargo build -q -p kapstone
+[ -x "$VENV/bin/st" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "schemathesis==4.32.5"; }
+# The whole workspace, as `cargo test --workspace` builds it: after the test suite nothing is rebuilt.
+cargo build -q --workspace --all-targets
 case "$BACKEND" in
   sqlite) URL="sqlite://$WORK/kapstone.db" ;;
   postgres)
