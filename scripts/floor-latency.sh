@@ -37,8 +37,10 @@ $BIN/kapstone-bench --base-url http://127.0.0.1:18091 --scenario vitals --client
 LOAD=$!
 PIDS+=($LOAD)
 sleep 3
-$BIN/kapstone-floor-latency --write-url http://127.0.0.1:18091 --watch-url http://127.0.0.1:18092 --probes "$PROBES"
-$BIN/kapstone-floor-latency --write-url http://127.0.0.1:18091 --watch-url http://127.0.0.1:18091 --probes "$PROBES"
+# The probes sign in as another nurse: sign-in is rate-limited per account.
+PROBE_AS=floor-nurse-1@demo.kapstone.test
+$BIN/kapstone-floor-latency --write-url http://127.0.0.1:18091 --watch-url http://127.0.0.1:18092 --probes "$PROBES" --email $PROBE_AS
+$BIN/kapstone-floor-latency --write-url http://127.0.0.1:18091 --watch-url http://127.0.0.1:18091 --probes "$PROBES" --email $PROBE_AS
 wait $LOAD || true
 echo "# the write load during the probes:"
 cat "$WORK/load.txt"
