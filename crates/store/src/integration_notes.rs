@@ -7,6 +7,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -185,6 +186,18 @@ pub async fn of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -> Result
             .fetch_all(c)
             .await?
     }))
+}
+
+/// A page of `p.filter.patient`'s notes that `reader` may see (signed notes and the reader's own
+/// drafts), oldest first after `p.after`, written in the window `[from, to)` when set (the API's list).
+pub async fn of_patient_page(db: &Db, p: &Page<'_>, reader: UserId) -> Result<Vec<NoteRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM integration_notes WHERE clinic_id = $1 AND patient_id = $2 \
+         AND (signed_at IS NOT NULL OR author_id = $8) AND ($3 IS NULL OR created_at >= $3) \
+         AND ($4 IS NULL OR created_at < $4) AND created_at >= $5 AND (created_at > $5 OR id > $6) \
+         ORDER BY created_at, id LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, Some(reader.as_uuid())).await
 }
 
 /// A session's notes (drafts included: the caller filters by who may read), oldest first.

@@ -6,6 +6,7 @@ use kapstone_domain::{ClinicId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -68,6 +69,16 @@ pub async fn token_by_hash(db: &Db, hash: &str) -> Result<Option<TokenRow>> {
 pub async fn tokens(db: &Db, clinic: ClinicId) -> Result<Vec<TokenRow>> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE clinic_id = $1 ORDER BY created_at DESC, id DESC");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
+}
+
+/// A page of the clinic's tokens, newest first after `p.after` (the API's list; `$2` to `$4`, the
+/// filters, are not bound to anything a token has and stay null).
+pub async fn tokens_page(db: &Db, p: &Page<'_>) -> Result<Vec<TokenRow>> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE clinic_id = $1 AND $2 IS NULL AND $3 IS NULL AND $4 IS NULL \
+         AND created_at <= $5 AND (created_at < $5 OR id < $6) ORDER BY created_at DESC, id DESC LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 /// Revokes a live token of the clinic; false when there is none.
@@ -222,6 +233,17 @@ pub async fn recent_deliveries(db: &Db, clinic: ClinicId, limit: i64) -> Result<
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(limit).fetch_all(c).await?
     }))
+}
+
+/// A page of the clinic's deliveries, newest first after `p.after`, queued in the window `[from, to)`
+/// when set (the API's list; deliveries name no patient, so `p.filter.patient` is refused before here).
+pub async fn deliveries_page(db: &Db, p: &Page<'_>) -> Result<Vec<DeliveryRow>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE clinic_id = $1 AND $2 IS NULL \
+         AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+         AND created_at <= $5 AND (created_at < $5 OR id < $6) ORDER BY created_at DESC, id DESC LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 /// A delivery claimed for sending, with what sending needs.

@@ -7,6 +7,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -153,6 +154,18 @@ pub async fn unread_shared(db: &Db, clinic: ClinicId) -> Result<Vec<EntryRow>> {
          AND first_read_at IS NULL ORDER BY shared_at, id"
     );
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
+}
+
+/// A page of the unread shared entries, in the order they were shared, after `p.after`: those of
+/// `p.filter.patient` when set, shared in the window `[from, to)` when set (the API's queue).
+pub async fn unread_shared_page(db: &Db, p: &Page<'_>) -> Result<Vec<EntryRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM journal_entries WHERE clinic_id = $1 AND shared_at IS NOT NULL \
+         AND first_read_at IS NULL AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR shared_at >= $3) \
+         AND ($4 IS NULL OR shared_at < $4) AND shared_at >= $5 AND (shared_at > $5 OR id > $6) \
+         ORDER BY shared_at, id LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 /// A patient's shared entries (never the private ones), newest first.

@@ -19,6 +19,7 @@ pub mod integration_notes;
 pub mod integrations;
 pub mod invitations;
 pub mod journal;
+pub mod keyset;
 pub mod ledger;
 pub mod measures;
 pub mod outcomes;

@@ -228,8 +228,8 @@ pub async fn page(db: &Db, clinic: ClinicId, after: Option<&PatientKey>, limit: 
     }))
 }
 
-/// A page of the clinic's patients by family name, then given name (the staff page's numbered
-/// pages; the API pages by [`page`]).
+/// The first `limit` patients after skipping `offset`, by family name, then given name (demo
+/// seeding and benchmarks; the page and the API page by [`page`]).
 pub async fn list(db: &Db, clinic: ClinicId, limit: i64, offset: i64) -> Result<Vec<PatientRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -8,6 +8,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 /// A stored note or amendment. `amends_id` is `None` for an original note; an amendment names
@@ -228,6 +229,19 @@ pub async fn shared_with(db: &Db, clinic: ClinicId, colleague: UserId) -> Result
         .fetch_all(c)
         .await?
     }))
+}
+
+/// A page of the notes shared with `colleague` now, newest share first after `p.after` (the key is
+/// the share's time and the note's id): those of `p.filter.patient` when set, shared in the window `[from, to)`
+/// when set (the API's list).
+pub async fn shared_with_page(db: &Db, p: &Page<'_>, colleague: UserId) -> Result<Vec<SharedWithMeRow>> {
+    let sql = "SELECT n.id AS note_id, n.session_id, n.patient_id, n.author_id, s.shared_at \
+               FROM psychotherapy_note_shares s JOIN psychotherapy_notes n ON n.id = s.note_id \
+               WHERE s.clinic_id = $1 AND s.colleague_id = $8 AND s.withdrawn_at IS NULL \
+               AND ($2 IS NULL OR n.patient_id = $2) AND ($3 IS NULL OR s.shared_at >= $3) \
+               AND ($4 IS NULL OR s.shared_at < $4) AND s.shared_at <= $5 AND (s.shared_at < $5 OR n.id < $6) \
+               ORDER BY s.shared_at DESC, n.id DESC LIMIT $7";
+    keyset::fetch(db, sql.to_owned(), p, Some(colleague.as_uuid())).await
 }
 
 /// One note shared with `colleague` now, with its amendments, oldest first; empty when it is not

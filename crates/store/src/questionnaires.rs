@@ -4,6 +4,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 pub struct NewResponse<'a> {
@@ -98,6 +99,16 @@ pub async fn open_alerts(db: &Db, clinic: ClinicId) -> Result<Vec<AlertRow>> {
         .fetch_all(c)
         .await?
     }))
+}
+
+/// A page of the clinic's open alerts, oldest first after `p.after`: those of `p.filter.patient` when set,
+/// raised in the window `[from, to)` when set (the API's list).
+pub async fn open_alerts_page(db: &Db, p: &Page<'_>) -> Result<Vec<AlertRow>> {
+    let sql = "SELECT id, patient_id, response_id, level, reason, raised_at, acknowledged_by, acknowledged_at, \
+               action_taken FROM safety_alerts WHERE clinic_id = $1 AND acknowledged_at IS NULL \
+               AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR raised_at >= $3) AND ($4 IS NULL OR raised_at < $4) \
+               AND raised_at >= $5 AND (raised_at > $5 OR id > $6) ORDER BY raised_at, id LIMIT $7";
+    keyset::fetch(db, sql.to_owned(), p, None).await
 }
 
 /// Acknowledges an open alert; false when there is no such open alert in this clinic.

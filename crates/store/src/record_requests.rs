@@ -7,6 +7,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -113,6 +114,18 @@ pub async fn open(db: &Db, clinic: ClinicId) -> Result<Vec<RequestRow>> {
          OR (disagreement IS NOT NULL AND rebuttal IS NULL)) ORDER BY received_on, created_at, id"
     );
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
+}
+
+/// A page of the requests [`open`] lists, in the order they were recorded after `p.after`: those
+/// of `p.filter.patient` when set, recorded in the window `[from, to)` when set (the API's list).
+pub async fn open_page(db: &Db, p: &Page<'_>) -> Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM record_requests WHERE clinic_id = $1 AND (answered_on IS NULL \
+         OR (disagreement IS NOT NULL AND rebuttal IS NULL)) AND ($2 IS NULL OR patient_id = $2) \
+         AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+         AND created_at >= $5 AND (created_at > $5 OR id > $6) ORDER BY created_at, id LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 /// Writes the whole mutable state of a request (the use case has checked the step in the domain).

@@ -6,6 +6,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -389,6 +390,17 @@ pub async fn appointments_between(db: &Db, clinic: ClinicId, from: UtcTs, to: Ut
             .fetch_all(c)
             .await?
     }))
+}
+
+/// A page of the clinic's appointments by start, after `p.after`: those of `p.filter.patient` when set,
+/// overlapping the window `[from, to)` when set (the API's list).
+pub async fn appointments_page(db: &Db, p: &Page<'_>) -> Result<Vec<AppointmentRow>> {
+    let sql = format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE clinic_id = $1 AND ($2 IS NULL OR patient_id = $2) \
+         AND ($3 IS NULL OR end_at > $3) AND ($4 IS NULL OR start_at < $4) \
+         AND start_at >= $5 AND (start_at > $5 OR id > $6) ORDER BY start_at, id LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<AppointmentRow>> {

@@ -4,6 +4,7 @@ use kapstone_domain::{ClinicId, Email, PatientId, PersonName, Role, UserId, UtcT
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -110,6 +111,17 @@ pub async fn get_in(tx: &mut Tx, id: UserId) -> Result<Option<UserRow>> {
 pub async fn list(db: &Db, clinic: ClinicId) -> Result<Vec<UserRow>> {
     let sql = format!("{SELECT} WHERE clinic_id = $1 ORDER BY role, display_name, email");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
+}
+
+/// A page of the clinic's accounts in the order they were made, after `p.after`: the portal
+/// account of `p.filter.patient` when set, made in the window `[from, to)` when set (the API's list).
+pub async fn page(db: &Db, p: &Page<'_>) -> Result<Vec<UserRow>> {
+    let sql = format!(
+        "{SELECT} WHERE clinic_id = $1 AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR created_at >= $3) \
+         AND ($4 IS NULL OR created_at < $4) AND created_at >= $5 AND (created_at > $5 OR id > $6) \
+         ORDER BY created_at, id LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
 }
 
 /// Records a failed sign-in (and, when the policy says so, the lock).

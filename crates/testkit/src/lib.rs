@@ -225,6 +225,67 @@ impl TestApp {
         Ok(self.client().get(self.url(path)).bearer_auth(token).send().await?)
     }
 
+    /// Walks every page of a cursor-paged list (`path` may carry filters; `limit` is added) and
+    /// returns every item, in order. Fails on a page over the limit, a walk that does not end, or
+    /// a last page whose `next_cursor` is not null.
+    pub async fn walk_pages(&self, token: &str, path: &str, limit: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let url = match &cursor {
+                Some(c) => format!("{path}{sep}limit={limit}&cursor={c}"),
+                None => format!("{path}{sep}limit={limit}"),
+            };
+            let resp = self.get_bearer(token, &url).await?;
+            let status = resp.status();
+            let page: serde_json::Value = resp.json().await?;
+            anyhow::ensure!(status == 200, "{url}: {status} {page}");
+            let got = page["items"].as_array().cloned().unwrap_or_default();
+            anyhow::ensure!(got.len() <= limit, "{url}: {} items on a page of {limit}", got.len());
+            let next = &page["next_cursor"];
+            anyhow::ensure!(next.is_null() || next.is_string(), "{url}: next_cursor {next}");
+            items.extend(got);
+            match next.as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(items),
+            }
+        }
+        anyhow::bail!("{path}: the walk does not end")
+    }
+
+    /// [`Self::walk_pages`], keeping `field` of each item; fails when an item comes twice.
+    pub async fn walk_ids(&self, token: &str, path: &str, limit: usize, field: &str) -> anyhow::Result<Vec<String>> {
+        let items = self.walk_pages(token, path, limit).await?;
+        let ids: Vec<String> = items.iter().map(|i| i[field].to_string()).collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        anyhow::ensure!(unique.len() == ids.len(), "{path}: an item came twice: {ids:?}");
+        Ok(ids)
+    }
+
+    /// A paged list refuses a bad `limit` (0, 501, not a number) and a cursor it did not make with
+    /// a 422 naming the parameter.
+    pub async fn refuses_bad_paging(&self, token: &str, path: &str) -> anyhow::Result<()> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let cases = [
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("limit=x", "limit"),
+            ("cursor=zz", "cursor"),
+            ("cursor=7b7d", "cursor"),
+            ("cursor=not-a-cursor", "cursor"),
+        ];
+        for (query, field) in cases {
+            let resp = self.get_bearer(token, &format!("{path}{sep}{query}")).await?;
+            let status = resp.status();
+            let e: serde_json::Value = resp.json().await?;
+            anyhow::ensure!(status == 422 && e["error"]["field"] == field, "{path} {query}: {status} {e}");
+        }
+        Ok(())
+    }
+
     /// Signs in through the web form; returns the cookie-keeping client and its CSRF token.
     pub async fn browser_login(
         &self,

@@ -124,18 +124,22 @@ fn check_against(
 ) -> Result<(), String> {
     let fail = |why: String| Err(format!("{method} {path} -> {status}: {why}"));
     let success = (200..300).contains(&status);
+    // An unknown path or method is never a success, and its refusal is the documented error shape.
+    let error_shape = json!({"$ref": "#/components/schemas/Error"});
+    let unknown = ("".to_owned(), "".to_owned(), "error".to_owned());
     let Some(template) = template_of(doc, path) else {
-        // An unknown API path: never a success; a refusal is not described by any operation.
-        return if success { fail("a success from a path the document does not describe".into()) } else { Ok(()) };
+        if success {
+            return fail("a success from a path the document does not describe".into());
+        }
+        return validate(doc, cache, unknown, &error_shape, body).or_else(fail);
     };
     let method_key = method.as_str().to_ascii_lowercase();
     let operation = &doc["paths"][template][&method_key];
     if operation.is_null() {
-        return if success {
-            fail(format!("a success from a method the document does not describe for {template}"))
-        } else {
-            Ok(())
-        };
+        if success {
+            return fail(format!("a success from a method the document does not describe for {template}"));
+        }
+        return validate(doc, cache, unknown, &error_shape, body).or_else(fail);
     }
     let Some((status_key, response)) = documented(operation, status) else {
         return fail(format!("status {status} is not documented for {} {template}", method.as_str()));
@@ -156,19 +160,23 @@ fn check_against(
     if media != "application/json" {
         return Ok(());
     }
-    let instance: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return fail(format!("the body is not JSON: {e}")),
-    };
-    let schema = &described["schema"];
     let key = (template.to_owned(), method_key, status_key);
+    validate(doc, cache, key, &described["schema"], body).or_else(fail)
+}
+
+/// Validates a JSON `body` against `schema` (compiled once per `key` when there is a cache).
+fn validate(
+    doc: &Value,
+    cache: Option<&Cache>,
+    key: (String, String, String),
+    schema: &Value,
+    body: &[u8],
+) -> Result<(), String> {
+    let instance: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let validator = match cache.and_then(|c| c.lock().ok().and_then(|m| m.get(&key).cloned())) {
         Some(v) => v,
         None => {
-            let v = match compile(doc, schema) {
-                Ok(v) => Arc::new(v),
-                Err(e) => return fail(e),
-            };
+            let v = Arc::new(compile(doc, schema)?);
             if let Some(mut m) = cache.and_then(|c| c.lock().ok()) {
                 m.insert(key, v.clone());
             }
@@ -189,7 +197,7 @@ fn check_against(
         shown.truncate(cut);
         shown.push_str("...");
     }
-    fail(format!("the body does not match the documented schema: {}; body: {shown}", errors.join("; ")))
+    Err(format!("the body does not match the documented schema: {}; body: {shown}", errors.join("; ")))
 }
 
 /// The axum middleware: buffers each `/api/v1/` response, checks it and passes it on unchanged.
@@ -263,6 +271,18 @@ mod tests {
         assert!(get("/api/v1/auth/me", 401, r#"{"error":{"code":"unauthenticated","message":"sign in"}}"#).is_ok());
         let err = get("/api/v1/auth/me", 401, r#"{"message":"sign in"}"#).err().unwrap_or_default();
         assert!(err.contains("-> 401") && err.contains("documented schema"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_path_or_method_refuses_in_the_error_shape() {
+        let shape = r#"{"error":{"code":"not_found","message":"not found"}}"#;
+        assert!(get("/api/v1/no-such-thing", 404, shape).is_ok());
+        let err = get("/api/v1/no-such-thing", 404, "<h1>Not found</h1>").err().unwrap_or_default();
+        assert!(err.contains("-> 404") && err.contains("not JSON"), "{err}");
+        let empty = check_response(&Method::DELETE, "/api/v1/auth/me", 405, None, b"").err().unwrap_or_default();
+        assert!(empty.contains("-> 405"), "an empty 405 is a violation: {empty}");
+        let refused = r#"{"error":{"code":"method_not_allowed","message":"no"}}"#;
+        assert!(check_response(&Method::DELETE, "/api/v1/auth/me", 405, None, refused.as_bytes()).is_ok());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum AppError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// The path exists but not with this method; the `Allow` header lists the ones it takes.
+    #[error("this path does not take this method (the Allow header lists those it takes)")]
+    MethodNotAllowed,
     #[error("{message}")]
     Conflict { field: &'static str, message: String },
     /// A clinical rule refuses the step: `code` is the rule (`GATE-04`, `MON-09`, `DC-08`,
@@ -69,6 +72,7 @@ impl AppError {
             }
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -88,6 +92,7 @@ impl AppError {
             AppError::Forbidden => "forbidden",
             AppError::Csrf => "csrf",
             AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Conflict { .. } => "conflict",
             AppError::Refused { code, .. } => code,
             AppError::RateLimited { .. } => "rate_limited",

@@ -10,6 +10,7 @@ pub mod html;
 pub mod ops;
 pub mod routes;
 pub mod state;
+mod unmatched;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,7 +62,8 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = state.config.behind_tls_proxy.then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     router
-        .fallback(|| async { html::PageError(error::AppError::NotFound) })
+        .fallback(unmatched::not_found)
+        .layer(middleware::from_fn(unmatched::method_not_allowed))
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))

@@ -143,7 +143,7 @@ both_backends! {
         let ready: Vec<(String, String)> = {
             let from = jiff::Timestamp::now().to_string();
             let to = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 60))?.to_string();
-            let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={from}&to={to}")).await?.json().await?;
+            let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={from}&to={to}")).await?.json().await?;
             list["items"].as_array().unwrap().iter()
                 .filter(|a| a["patient_id"] == p3.as_str() && a["type"] == "dosing-spravato" && a["status"] == "booked")
                 .map(|a| (a["id"].as_str().unwrap().to_owned(), a["start"].as_str().unwrap().to_owned())).collect()
@@ -192,7 +192,7 @@ both_backends! {
         let p3 = demo_patient(&app, 3).await?;
         let from = jiff::Timestamp::now().to_string();
         let to = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 30))?.to_string();
-        let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={from}&to={to}")).await?.json().await?;
+        let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={from}&to={to}")).await?.json().await?;
         let appt = list["items"].as_array().unwrap().iter()
             .find(|a| a["patient_id"] == p3.as_str() && a["type"] == "integration" && a["status"] == "booked").unwrap();
         let id = appt["id"].as_str().unwrap();

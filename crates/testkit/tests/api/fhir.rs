@@ -242,6 +242,13 @@ both_backends! {
         let (s, o) = fhir(&app, &token, "/fhir/R4/Medication").await?;
         assert_outcome(s, 404, &o, "unknown type");
         assert!(o["issue"][0]["diagnostics"].as_str().unwrap().contains("unsupported resource type"));
+        let (s, o) = fhir(&app, &token, "/fhir/R4/Patient/1/_history/2").await?;
+        assert_outcome(s, 404, &o, "a deeper path");
+        let r = app.client().delete(app.url("/fhir/R4/Patient")).bearer_auth(&token).send().await?;
+        let (status, allow) = (r.status().as_u16(), r.headers().get("allow").cloned());
+        assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/fhir+json"));
+        assert_outcome(status, 405, &r.json().await?, "a method the type does not take");
+        assert!(allow.is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("GET"))), "Allow is kept");
         let (s, o) = fhir(&app, &token, "/fhir/R4/Observation?name=x").await?;
         assert_outcome(s, 400, &o, "unsupported parameter");
         assert_eq!(o["issue"][0]["expression"][0], "name");

@@ -40,7 +40,7 @@ impl Fx {
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
         let list: Value =
-            app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+            app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?.json().await?;
         let appointment = list["items"]
             .as_array()
             .unwrap()
@@ -537,6 +537,45 @@ both_backends! {
         let page = c.get(fx.app.url(&format!("/portal/records/{rid}/export"))).send().await?.text().await?;
         assert!(page.contains("Integration notes") && page.contains("QMW-3301") && page.contains("JRN-4417"));
         assert!(!page.contains("DRF-8804") && !page.contains("PRV-7781"));
+        fx.app.stop().await
+    }
+}
+
+both_backends! {
+    async fn the_note_list_and_the_journal_queue_page_without_missing_or_repeating_a_row(b) {
+        let fx = Fx::new(b).await?;
+        // Drafts are their author's: the author pages through them, another therapist never sees them.
+        for n in 0..3 {
+            let (s, note) = fx.draft(&fx.therapist, &format!("Paged draft {n}")).await?;
+            assert_eq!(s, 201, "{note}");
+        }
+        let path = format!("/api/v1/patients/{}/notes", fx.patient3_id);
+        let mine = fx.app.walk_ids(&fx.therapist, &path, 2, "id").await?;
+        let theirs = fx.app.walk_ids(&fx.therapist2, &path, 1, "id").await?;
+        assert_eq!(mine.len(), theirs.len() + 3, "{mine:?} {theirs:?}");
+        assert!(theirs.iter().all(|t| mine.contains(t)));
+        fx.app.refuses_bad_paging(&fx.therapist, &path).await?;
+        let (s, e) = fx.get(&fx.therapist, &format!("{path}?patient={}", fx.patient3_id)).await?;
+        assert!(s == 422 && e.contains("\"patient\""), "the path names the patient: {e}");
+        let tomorrow = Timestamp::now() + SignedDuration::from_hours(24);
+        let (_, none) = fx.get(&fx.therapist, &format!("{path}?from={tomorrow}")).await?;
+        assert_eq!(serde_json::from_str::<Value>(&none)?["items"], json!([]), "{none}");
+
+        // Three more shared entries wait in the queue, in the order they were shared.
+        for n in 0..3 {
+            let id = fx.write_entry(&fx.patient3, &format!("Shared for paging {n}")).await?;
+            let (s, e) = fx.post(&fx.patient3, &format!("/api/v1/portal/journal/{id}/share"), json!({})).await?;
+            assert_eq!(s, 200, "{e}");
+        }
+        let waiting = fx.app.count("journal_entries WHERE shared_at IS NOT NULL AND first_read_at IS NULL").await?;
+        let queue = fx.app.walk_pages(&fx.therapist, "/api/v1/journal/queue", 2).await?;
+        assert_eq!(i64::try_from(queue.len())?, waiting);
+        assert!(queue.len() > 2);
+        let shared: Vec<&str> = queue.iter().filter_map(|e| e["shared_at"].as_str()).collect();
+        assert!(shared.windows(2).all(|w| w[0] <= w[1]), "{shared:?}");
+        let ids = fx.app.walk_ids(&fx.therapist, &format!("/api/v1/journal/queue?patient={}", fx.patient3_id), 1, "id").await?;
+        assert!(ids.len() >= 3 && queue.iter().all(|e| e["patient_id"] != fx.patient3_id.as_str() || ids.contains(&e["id"].to_string())));
+        fx.app.refuses_bad_paging(&fx.therapist, "/api/v1/journal/queue").await?;
         fx.app.stop().await
     }
 }

@@ -113,7 +113,7 @@ both_backends! {
         assert_eq!(o["inventory_status"]["status"], "due_soon", "{o}");
         // A month of administrations and waste, by date range.
         let from = (Timestamp::now() - SignedDuration::from_hours(24 * 40)).to_string();
-        let (s, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&from={from}&to={}", fx.location, Timestamp::now())).await?;
+        let (s, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?limit=500&location={}&from={from}&to={}", fx.location, Timestamp::now())).await?;
         assert_eq!(s, 200, "{l}");
         let kinds: Vec<&str> = l["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
         for k in ["receipt", "draw", "administration", "waste", "inventory_count"] {
@@ -122,7 +122,7 @@ both_backends! {
         let admin_line = l["items"].as_array().unwrap().iter().find(|e| e["kind"] == "administration").unwrap();
         assert!(admin_line["line"]["patient_name"].is_string() && admin_line["line"]["patient_address"].is_string(), "{admin_line}");
         // A range with nothing in it, and a range given as dates.
-        let (_, none) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&from=2001-01-01&to=2001-12-31", fx.location)).await?;
+        let (_, none) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?limit=500&location={}&from=2001-01-01&to=2001-12-31", fx.location)).await?;
         assert_eq!(none["items"].as_array().unwrap().len(), 0);
         // The chain is intact, and the balances it derives are the API's.
         let verified = kapstone_store::ledger::verify(&fx.app.db).await?;
@@ -326,7 +326,7 @@ both_backends! {
         let (_, me) = get(&fx.app, &p3, "/api/v1/portal/me").await?;
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
-        let (_, list) = get(&fx.app, &fx.front, &format!("/api/v1/appointments?from={now}&to={to}")).await?;
+        let (_, list) = get(&fx.app, &fx.front, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?;
         let a = list["items"].as_array().unwrap().iter()
             .find(|a| a["patient_id"] == me["id"] && a["kind"] == "dosing" && a["status"] == "booked").cloned().unwrap();
         let (s, session) = post(&fx.app, &fx.nurse, &format!("/api/v1/appointments/{}/session", a["id"].as_str().unwrap()), &json!({})).await?;
@@ -369,7 +369,7 @@ both_backends! {
         assert_eq!(s, 201, "{r}");
         assert_eq!(fx.on_hand("24KX117").await?, before - 112.0);
         // While the dose is being given, nothing of the draw can be wasted yet.
-        let (_, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&kind=draw", fx.location)).await?;
+        let (_, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?limit=500&location={}&kind=draw", fx.location)).await?;
         let open = l["items"].as_array().unwrap().iter()
             .find(|e| e["entry"]["detail"]["session"] == id.as_str()).cloned().expect("the session's draw");
         let early = json!({"method": "x", "witness": fx.witness("prescriber")});
@@ -380,7 +380,7 @@ both_backends! {
             assert_eq!(s, 201, "{r}");
         }
         // The last device ends the administration: 56 mg given, 56 mg of the draw left to waste.
-        let (_, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&kind=administration", fx.location)).await?;
+        let (_, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?limit=500&location={}&kind=administration", fx.location)).await?;
         let given = l["items"].as_array().unwrap().iter()
             .find(|e| e["entry"]["detail"]["session"] == id.as_str()).cloned().expect("the administration entry of the session");
         assert_eq!(given["line"]["amount_mg"], "56", "{given}");

@@ -21,6 +21,7 @@ mod measures;
 mod mfa;
 mod openapi;
 mod outcomes;
+mod paging;
 mod patients;
 mod permissions;
 mod portal_isolation;

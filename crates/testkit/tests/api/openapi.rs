@@ -159,6 +159,35 @@ both_backends! {
         app.stop().await
     }
 
+    async fn an_unknown_path_or_method_under_the_api_answers_in_the_error_shape(b) {
+        let app = TestApp::spawn(b).await?;
+        let c = app.client();
+        let doc: Value = c.get(app.url("/api/v1/openapi.json")).send().await?.json().await?;
+        let error = &doc["components"]["schemas"]["Error"];
+        anyhow::ensure!(error["required"] == json!(["error"]), "the error shape is documented: {error}");
+        for path in ["/api/v1/nowhere", "/api/v1/patients/x/y/z", "/api/v1"] {
+            let r = c.get(app.url(path)).send().await?;
+            let (status, ct) = (r.status().as_u16(), r.headers().get("content-type").cloned());
+            let body: Value = r.json().await?;
+            anyhow::ensure!(status == 404 && body["error"]["code"] == "not_found", "{path}: {status} {body}");
+            anyhow::ensure!(ct.as_ref().is_some_and(|v| v == "application/json"), "{path}: {ct:?}");
+        }
+        // A known path with a method it does not take: 405, the error shape, and Allow.
+        let r = c.delete(app.url("/api/v1/openapi.json")).send().await?;
+        let (status, allow) = (r.status().as_u16(), r.headers().get("allow").cloned());
+        let body: Value = r.json().await?;
+        anyhow::ensure!(status == 405 && body["error"]["code"] == "method_not_allowed", "{status} {body}");
+        anyhow::ensure!(allow.is_some_and(|a| a.to_str().is_ok_and(|a| a.contains("GET"))), "Allow is kept");
+        let r = c.put(app.url("/api/v1/auth/login")).json(&json!({})).send().await?;
+        anyhow::ensure!(r.status() == 405, "{}", r.status());
+        // Elsewhere the pages keep their HTML 404.
+        let r = c.get(app.url("/nowhere")).send().await?;
+        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        anyhow::ensure!(r.status() == 404 && ct.starts_with("text/html"), "{ct}");
+        // The harness checked each of these against the document's error shape.
+        app.stop().await
+    }
+
     async fn a_response_the_document_does_not_describe_fails_the_test(b) {
         let app = TestApp::spawn(b).await?;
         // The server answers a sign-in without a body with the error shape: no violation.

@@ -52,7 +52,7 @@ impl Fx {
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
         let list: Value =
-            app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+            app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?.json().await?;
         let appointment = list["items"]
             .as_array()
             .unwrap()

@@ -41,7 +41,7 @@ async fn discharged_spravato_session(
     };
     let now = Timestamp::now();
     let to = now + SignedDuration::from_hours(24 * 30);
-    let (_, list) = get(app, &front, &format!("/api/v1/appointments?from={now}&to={to}")).await?;
+    let (_, list) = get(app, &front, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?;
     let a = list["items"]
         .as_array()
         .unwrap()

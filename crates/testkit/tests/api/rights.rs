@@ -34,7 +34,8 @@ async fn open_session(app: &TestApp) -> anyhow::Result<(String, String)> {
     let nurse = app.token("nurse@demo.kapstone.test").await?;
     let now = Timestamp::now();
     let to = now + SignedDuration::from_hours(24 * 30);
-    let list: Value = app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+    let list: Value =
+        app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?.json().await?;
     let appointment = list["items"]
         .as_array()
         .unwrap()
@@ -327,5 +328,35 @@ both_backends! {
         assert!(!page.contains(&nurse_id), "never the staff member's id");
         assert!(page.contains("href=\"/portal/records\""), "the way to ask for a copy or a correction");
         Ok(())
+    }
+}
+
+both_backends! {
+    async fn the_notes_shared_with_a_colleague_page_newest_first(b) {
+        let app = TestApp::demo(b).await?;
+        let (session, patient) = open_session(&app).await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let prescriber_id = my_id(&app, &prescriber).await?;
+        for n in 0..3 {
+            let path = format!("/api/v1/sessions/{session}/psychotherapy-notes");
+            let (s, note) = post(&app, &therapist, &path, json!({"text": format!("{SECRET} {n}")})).await?;
+            assert_eq!(s, 201, "{note}");
+            let id = note["id"].as_str().unwrap().to_owned();
+            let share = format!("/api/v1/psychotherapy-notes/{id}/share");
+            let (s, e) = post(&app, &therapist, &share, json!({"colleague_id": prescriber_id})).await?;
+            assert_eq!(s, 201, "{e}");
+        }
+        let path = "/api/v1/psychotherapy-notes/shared";
+        let items = app.walk_pages(&prescriber, path, 2).await?;
+        let ids = app.walk_ids(&prescriber, path, 1, "note_id").await?;
+        assert_eq!((items.len(), ids.len()), (3, 3), "{items:?}");
+        let times: Vec<&str> = items.iter().filter_map(|i| i["shared_at"].as_str()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+        assert!(!serde_json::to_string(&items)?.contains(MARKER), "ids only");
+        assert_eq!(app.walk_pages(&prescriber, &format!("{path}?patient={patient}"), 2).await?.len(), 3);
+        assert_eq!(app.walk_pages(&therapist, path, 2).await?.len(), 0, "nothing is shared with the author");
+        app.refuses_bad_paging(&prescriber, path).await?;
+        app.stop().await
     }
 }

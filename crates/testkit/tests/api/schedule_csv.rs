@@ -13,7 +13,7 @@ both_backends! {
         // The appointments the JSON list has in the same weeks (one day of margin for zones).
         let from = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24))?;
         let to = from.checked_add(jiff::SignedDuration::from_hours(24 * 27))?;
-        let list: Value = app.get_bearer(&front, &format!("/api/v1/appointments?from={from}&to={to}")).await?.json().await?;
+        let list: Value = app.get_bearer(&front, &format!("/api/v1/appointments?limit=500&from={from}&to={to}")).await?.json().await?;
         let first = list["items"][0].clone();
         anyhow::ensure!(first.is_object(), "the demo has appointments ahead: {list}");
         let patient: Value =

@@ -45,8 +45,12 @@ impl Fx {
         let front = self.app.token("frontdesk@demo.kapstone.test").await?;
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
-        let list: Value =
-            self.app.get_bearer(&front, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+        let list: Value = self
+            .app
+            .get_bearer(&front, &format!("/api/v1/appointments?limit=500&from={now}&to={to}"))
+            .await?
+            .json()
+            .await?;
         let a = list["items"]
             .as_array()
             .unwrap()

@@ -55,7 +55,8 @@ impl Fx {
         };
         let now = Timestamp::now();
         let to = now + SignedDuration::from_hours(24 * 30);
-        let (_, list) = get(&self.app, &self.front, &format!("/api/v1/appointments?from={now}&to={to}")).await?;
+        let (_, list) =
+            get(&self.app, &self.front, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?;
         let a = list["items"]
             .as_array()
             .unwrap()

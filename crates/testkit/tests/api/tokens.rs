@@ -35,7 +35,7 @@ both_backends! {
         let admin = app.token(ADMIN).await?;
         let (_, clinical) = create_token(&app, &admin, &["clinical:read"]).await?;
         assert!(clinical.starts_with("kst_"), "{clinical}");
-        let range = "/api/v1/appointments?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
+        let range = "/api/v1/appointments?limit=500&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
 
         // In scope.
         assert_eq!(status(&app, &clinical, "GET", "/api/v1/patients", None).await?, 200);

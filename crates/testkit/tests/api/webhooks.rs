@@ -225,7 +225,7 @@ both_backends! {
 
         // An event nobody subscribed to queues nothing; a cancellation is delivered.
         let to = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 60))?;
-        let range = format!("/api/v1/appointments?from={}&to={to}", jiff::Timestamp::now());
+        let range = format!("/api/v1/appointments?limit=500&from={}&to={to}", jiff::Timestamp::now());
         let appts: Value = app.get_bearer(&nurse, &range).await?.json().await?;
         let booked = appts["items"].as_array().into_iter().flatten().find(|a| a["status"] == "booked").cloned();
         let booked = booked.ok_or_else(|| anyhow::anyhow!("the demo has a booked appointment ahead"))?;

@@ -316,7 +316,7 @@ async fn the_floor_board_updates_itself_when_a_session_changes() {
         let now = jiff::Timestamp::now();
         let to = now + jiff::SignedDuration::from_hours(24 * 30);
         let list: serde_json::Value =
-            app.get_bearer(&nurse, &format!("/api/v1/appointments?from={now}&to={to}")).await?.json().await?;
+            app.get_bearer(&nurse, &format!("/api/v1/appointments?limit=500&from={now}&to={to}")).await?.json().await?;
         let a = list["items"]
             .as_array()
             .context("appointments")?

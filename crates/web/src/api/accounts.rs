@@ -3,26 +3,30 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use kapstone_store::keyset::TimeKey;
+use kapstone_store::users::UserRow;
 use serde_json::{Value, json};
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use crate::app::accounts::{self, NewAccountInput, Operator};
 use crate::auth::guard::CurrentUser;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-pub async fn list(State(state): State<AppState>, admin: CurrentUser) -> ApiResult<Json<Value>> {
-    let rows = accounts::list_accounts(&state, &admin).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|u| {
-            json!({
-                "id": u.id, "email": u.email, "name": u.display_name, "role": u.role,
-                "active": u.active, "mfa_enabled": u.totp_enabled, "patient_id": u.patient_id,
-            })
+/// `GET /api/v1/users?patient=&from=&to=&limit=&cursor=`: the clinic's accounts in the order they
+/// were made, a page at a time (see [`page`]); `patient` finds a patient's portal account,
+/// `from`/`to` filter on when the account was made.
+pub async fn list(State(state): State<AppState>, admin: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, admin.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let rows = accounts::accounts_page(&state, &admin, &q.filter, q.after, q.limit).await?;
+    let item = |u: &UserRow| {
+        json!({
+            "id": u.id, "email": u.email, "name": u.display_name, "role": u.role,
+            "active": u.active, "mfa_enabled": u.totp_enabled, "patient_id": u.patient_id,
         })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    };
+    Ok(Json(page::page(rows, q.limit, |u| TimeKey::new(u.created_at, u.id), item)))
 }
 
 pub async fn create(

@@ -6,10 +6,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::PatientId;
-use serde_json::{Value, json};
+use kapstone_store::keyset::TimeKey;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use crate::app::integration_notes::{self as app, Step};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -23,10 +25,19 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
     serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
 }
 
-/// `GET /api/v1/patients/{id}/notes`: `{items: [...]}`, the caller's readable notes, oldest first.
-pub async fn list(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let notes = app::of_patient(&state, &user, PatientId::from_uuid(id_of(&id)?)).await?;
-    Ok(Json(json!({"items": to_json(&notes)?})))
+/// `GET /api/v1/patients/{id}/notes?from=&to=&limit=&cursor=`: the caller's readable notes, oldest
+/// first, a page at a time (see [`page`]); `from`/`to` filter on when the note was opened.
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    q: ListQuery,
+) -> ApiResult<Json<Value>> {
+    let patient = PatientId::from_uuid(id_of(&id)?);
+    let mut q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Dates]).await?;
+    q.filter.patient = Some(patient);
+    let (notes, next) = app::of_patient_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    Ok(Json(page::body(notes.iter().map(page::item).collect(), next.as_ref())))
 }
 
 #[derive(serde::Deserialize)]

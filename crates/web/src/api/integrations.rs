@@ -4,10 +4,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::UtcTs;
+use kapstone_store::integrations::DeliveryRow;
+use kapstone_store::keyset::TimeKey;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use crate::app::integrations::{self, NewEndpointInput, NewTokenInput};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -17,10 +20,12 @@ fn id_of(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| kapstone_domain::FieldError::new("id", "not an id").into())
 }
 
-pub async fn list_tokens(State(state): State<AppState>, admin: CurrentUser) -> ApiResult<Json<Value>> {
+/// `GET /api/v1/tokens?limit=&cursor=`: newest first, a page at a time (see [`page`]).
+pub async fn list_tokens(State(state): State<AppState>, admin: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, admin.clinic, &[]).await?;
     let now = UtcTs::now();
-    let items: Vec<Value> = integrations::tokens(&state, &admin).await?.iter().map(|t| t.json(now)).collect();
-    Ok(Json(json!({ "items": items })))
+    let rows = integrations::tokens_page(&state, &admin, q.after, q.limit).await?;
+    Ok(Json(page::page(rows, q.limit, |t| TimeKey::new(t.created_at, t.id), |t| t.json(now))))
 }
 
 /// Creates a token; the answer holds the secret, the only time it is ever shown.
@@ -73,10 +78,17 @@ pub async fn set_endpoint_active(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_deliveries(State(state): State<AppState>, admin: CurrentUser) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> =
-        integrations::deliveries(&state, &admin).await?.iter().map(integrations::delivery_json).collect();
-    Ok(Json(json!({ "items": items })))
+/// `GET /api/v1/webhooks/deliveries?from=&to=&limit=&cursor=`: newest first, a page at a time (see
+/// [`page`]); `from`/`to` filter on when the delivery was queued.
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    admin: CurrentUser,
+    q: ListQuery,
+) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, admin.clinic, &[Filter::Dates]).await?;
+    let rows = integrations::deliveries_page(&state, &admin, &q.filter, q.after, q.limit).await?;
+    let key = |d: &DeliveryRow| TimeKey::new(d.created_at, d.id);
+    Ok(Json(page::page(rows, q.limit, key, integrations::delivery_json)))
 }
 
 pub async fn redeliver(

@@ -4,11 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kapstone_store::keyset::TimeKey;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
-use crate::app::journal::{self as app, Change, NewText};
+use super::page::{self, Filter, ListQuery};
+use crate::app::journal::{self as app, Change, NewText, QueueItem};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
@@ -91,10 +93,13 @@ pub async fn delete(State(state): State<AppState>, me: CurrentUser, Path(id): Pa
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/journal/queue`: shared entries nobody on the care team has read (ids only).
-pub async fn queue(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    let items = app::queue(&state, &user).await?;
-    Ok(Json(json!({"items": to_json(&items)?})))
+/// `GET /api/v1/journal/queue?patient=&from=&to=&limit=&cursor=`: shared entries nobody on the
+/// care team has read (ids only), in the order they were shared, a page at a time (see [`page`]).
+pub async fn queue(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let items = app::queue_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    let key = |i: &QueueItem| TimeKey::new(i.shared_at, i.id);
+    Ok(Json(page::page(items, q.limit, key, page::item)))
 }
 
 /// `GET /api/v1/journal/{id}`: a shared entry; the first read takes it out of the queue.

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, query};
 use crate::app::ledger::{discrepancies, registry, reports, transactions};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -30,10 +31,6 @@ fn uuid_field(field: &'static str, raw: Option<&str>) -> Result<Uuid, AppError> 
 
 fn path_id(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AppError> {
-    q.map(|Query(q)| q).map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +112,7 @@ pub async fn overview(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     location: Option<String>,
     from: Option<String>,
@@ -122,8 +120,10 @@ pub struct LedgerQuery {
     product: Option<String>,
     lot: Option<String>,
     kind: Option<String>,
+    patient: Option<String>,
     after_seq: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
 }
 
 /// The ledger filters as the API and the report page take them: `from` and `to` are RFC 3339
@@ -137,18 +137,7 @@ pub async fn ledger_filter(
     kind: Option<&str>,
 ) -> Result<EntryFilter, AppError> {
     let place = crate::app::ledger::place(state, user, location).await?;
-    let bound = |field: &'static str, raw: Option<&str>, end: bool| -> Result<_, AppError> {
-        let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
-        if let Ok(t) = raw.parse::<jiff::Timestamp>() {
-            return Ok(Some(crate::app::scheduling::from_jiff(t)));
-        }
-        let d: jiff::civil::Date = raw
-            .parse()
-            .map_err(|_| FieldError::new(field, "give a date (YYYY-MM-DD) or a date and time (RFC 3339)"))?;
-        let d = if end { d.tomorrow().map_err(|_| FieldError::new(field, "date out of range"))? } else { d };
-        let z = d.to_zoned(place.tz.clone()).map_err(|_| FieldError::new(field, "date out of range"))?;
-        Ok(Some(crate::app::scheduling::from_jiff(z.timestamp())))
-    };
+    let (from, to) = page::window(from, to, &place.tz)?;
     let kind = match kind.map(str::trim).filter(|s| !s.is_empty()) {
         Some(k) => Some(
             kapstone_domain::ledger::EntryKind::parse(k)
@@ -158,10 +147,13 @@ pub async fn ledger_filter(
         ),
         None => None,
     };
-    Ok(EntryFilter { from: bound("from", from, false)?, to: bound("to", to, true)?, kind, ..EntryFilter::default() })
+    Ok(EntryFilter { from, to, kind, ..EntryFilter::default() })
 }
 
-/// `GET /api/v1/cs/ledger?location=&from=&to=`: the location's entries in chain order.
+/// `GET /api/v1/cs/ledger?location=&from=&to=&product=&lot=&kind=&patient=&after_seq=&limit=&cursor=`:
+/// the location's entries in chain order, a page at a time (see [`page`]); the cursor carries the
+/// chain sequence number of the last entry sent. `after_seq` stays a filter (the entries after
+/// that sequence number), for a client that keeps its own place in the chain.
 pub async fn ledger(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -176,15 +168,18 @@ pub async fn ledger(
     if let Some(lot) = q.lot.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         f.lot = Some(kapstone_domain::ledger::LotNumber::parse("lot", lot)?.to_string());
     }
+    if let Some(p) = q.patient.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        f.patient = Some(p.parse().map_err(|_| FieldError::new("patient", "not a patient id"))?);
+    }
     if let Some(a) = q.after_seq.as_deref() {
         f.after_seq = Some(a.trim().parse().map_err(|_| FieldError::new("after_seq", "a whole number"))?);
     }
-    let limit = match q.limit.as_deref() {
-        Some(l) => l.trim().parse().map_err(|_| FieldError::new("limit", "a whole number"))?,
-        None => reports::PAGE,
-    };
-    let page = reports::ledger(&state, &user, location, f, limit).await?;
-    Ok(Json(to_json(&page)?))
+    let limit = page::limit(q.limit.as_deref())?;
+    // Both the cursor and after_seq say "after this entry": the later one holds.
+    f.after_seq = f.after_seq.max(page::after::<i64>(q.cursor.as_deref())?);
+    let p = reports::ledger(&state, &user, location, f, limit).await?;
+    let next = p.next_after_seq.map(|seq| page::cursor(&seq));
+    Ok(Json(json!({ "location": p.location, "items": to_json(&p.items)?, "next_cursor": next })))
 }
 
 #[derive(Debug, Deserialize)]

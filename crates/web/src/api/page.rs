@@ -3,13 +3,23 @@
 //! before), answered as `{"items": [...], "next_cursor": string | null}`. The cursor carries the
 //! sort key of the last row sent, so the store pages by keyset and a row added meanwhile is
 //! neither skipped nor repeated.
+//!
+//! Lists of a clinic's rows also take the same filters, where they apply ([`ListQuery`]):
+//! `?patient=` (a patient id) and `?from=`/`?to=` (an RFC 3339 instant, or a date: that whole day
+//! in the clinic's time zone; `from` included, `to` excluded, a date `to` includes its day).
 
-use kapstone_domain::FieldError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use jiff::tz::TimeZone;
+use kapstone_domain::{ClinicId, FieldError, PatientId, UtcTs};
+use kapstone_store::keyset::ListFilter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::AppError;
+use crate::error::{ApiError, AppError};
+use crate::state::AppState;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -40,11 +50,123 @@ pub fn cursor<K: Serialize>(key: &K) -> String {
 
 /// A page from `rows` fetched with `limit + 1`: the extra row only says there is a next page.
 pub fn page<R, K: Serialize>(mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -> K, item: impl Fn(&R) -> Value) -> Value {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = if more { rows.last().map(|r| cursor(&key(r))) } else { None };
-    json!({ "items": rows.iter().map(item).collect::<Vec<_>>(), "next_cursor": next })
+    let next = kapstone_store::keyset::cut(&mut rows, limit, key);
+    body(rows.iter().map(item).collect(), next.as_ref())
+}
+
+/// The answer: the items, and the cursor of `next` (the key to continue after) when more follow.
+pub fn body<K: Serialize>(items: Vec<Value>, next: Option<&K>) -> Value {
+    json!({ "items": items, "next_cursor": next.map(cursor) })
+}
+
+/// An item that is a serializable struct.
+pub fn item<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// A query string parsed into `T`; one that does not fit (an unknown parameter) is a 400.
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, AppError> {
+    q.map(|Query(q)| q).map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })
+}
+
+/// The filters of [`ListQuery`] a list takes; another one given is a 422 naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `?patient=`
+    Patient,
+    /// `?from=&to=`
+    Dates,
+}
+
+/// `?patient=&from=&to=&limit=&cursor=`: the query of a list that takes the shared filters.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub patient: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Taken straight from the query string; one that does not fit is a 400.
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        query(Query::<ListQuery>::from_request_parts(parts, state).await).map_err(ApiError)
+    }
+}
+
+/// A list query, checked: the page size, where the page starts and the filters.
+#[derive(Debug)]
+pub struct Paged<K> {
+    pub limit: i64,
+    pub after: Option<K>,
+    pub filter: ListFilter,
+}
+
+fn present(raw: Option<&str>) -> Option<&str> {
+    raw.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `?from=` or `?to=`: an RFC 3339 instant, or a date at `tz` (its start; the next day's start for
+/// the end of a range, so `to` includes the day).
+pub fn instant(field: &'static str, raw: Option<&str>, tz: &TimeZone, end: bool) -> Result<Option<UtcTs>, AppError> {
+    let Some(raw) = present(raw) else { return Ok(None) };
+    if let Ok(t) = raw.parse::<jiff::Timestamp>() {
+        return Ok(Some(crate::app::scheduling::from_jiff(t)));
+    }
+    // Exactly a date: a date and time without its offset is refused, not read as its day.
+    let d = jiff::civil::Date::strptime("%Y-%m-%d", raw).map_err(|_| {
+        FieldError::new(field, "give a date (YYYY-MM-DD) or a date and time with its offset (RFC 3339)")
+    })?;
+    let d = if end { d.tomorrow().map_err(|_| FieldError::new(field, "date out of range"))? } else { d };
+    let z = d.to_zoned(tz.clone()).map_err(|_| FieldError::new(field, "date out of range"))?;
+    Ok(Some(crate::app::scheduling::from_jiff(z.timestamp())))
+}
+
+/// `from` and `to` at `tz`; a range that ends before it starts is a 422 naming `to`.
+pub fn window(from: Option<&str>, to: Option<&str>, tz: &TimeZone) -> Result<(Option<UtcTs>, Option<UtcTs>), AppError> {
+    let (from, to) = (instant("from", from, tz, false)?, instant("to", to, tz, true)?);
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        return Err(FieldError::new("to", "the end of the range comes after its start").into());
+    }
+    Ok((from, to))
+}
+
+impl ListQuery {
+    /// Checks the query of a list that takes `takes`: a filter it does not take is a 422 naming it.
+    pub async fn parse<K: DeserializeOwned>(
+        &self,
+        state: &AppState,
+        clinic: ClinicId,
+        takes: &[Filter],
+    ) -> Result<Paged<K>, AppError> {
+        let refuse = |field: &'static str| -> AppError { FieldError::new(field, "this list does not take it").into() };
+        let patient = match present(self.patient.as_deref()) {
+            Some(_) if !takes.contains(&Filter::Patient) => return Err(refuse("patient")),
+            Some(p) => Some(p.parse::<PatientId>().map_err(|_| FieldError::new("patient", "not a patient id"))?),
+            None => None,
+        };
+        let (from, to) = match (present(self.from.as_deref()), present(self.to.as_deref())) {
+            (None, None) => (None, None),
+            (f, _) if !takes.contains(&Filter::Dates) => return Err(refuse(if f.is_some() { "from" } else { "to" })),
+            (f, t) => window(f, t, &crate::app::scheduling::display_zone(state, clinic).await?)?,
+        };
+        Ok(Paged {
+            limit: limit(self.limit.as_deref())?,
+            after: after(self.cursor.as_deref())?,
+            filter: ListFilter { patient, from, to },
+        })
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +186,24 @@ mod tests {
             assert!(matches!(after::<(String, i64)>(Some(bad)), Err(AppError::Invalid(e)) if e.field == "cursor"));
         }
         assert!(after::<(String, i64)>(None).is_ok_and(|a| a.is_none()));
+    }
+
+    #[test]
+    fn dates_are_whole_days_at_the_clinic_and_instants_are_exact() {
+        let tz = TimeZone::get("America/Los_Angeles").unwrap_or(TimeZone::UTC);
+        let (from, to) = window(Some("2026-03-02"), Some("2026-03-02"), &tz).unwrap_or_default();
+        assert_eq!(from.map(UtcTs::rfc3339).as_deref(), Some("2026-03-02T08:00:00.000000Z"));
+        assert_eq!(to.map(UtcTs::rfc3339).as_deref(), Some("2026-03-03T08:00:00.000000Z"));
+        let (from, _) = window(Some("2026-03-02T09:30:00+01:00"), None, &tz).unwrap_or_default();
+        assert_eq!(from.map(UtcTs::rfc3339).as_deref(), Some("2026-03-02T08:30:00.000000Z"));
+        for (f, t, field) in [
+            (Some("March"), None, "from"),
+            (Some("2027-01-01T09:00:00"), None, "from"),
+            (None, Some("2026-13-01"), "to"),
+            (Some("2026-03-03"), Some("2026-03-02"), "to"),
+        ] {
+            assert!(matches!(window(f, t, &tz), Err(AppError::Invalid(e)) if e.field == field), "{f:?} {t:?}");
+        }
     }
 
     #[test]

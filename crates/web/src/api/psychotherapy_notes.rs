@@ -5,10 +5,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kapstone_store::keyset::TimeKey;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use crate::app::psychotherapy_notes as app;
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -99,10 +101,12 @@ pub async fn withdraw(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/v1/psychotherapy-notes/shared`: the notes shared with the caller now (ids, no text).
-pub async fn shared(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    let items = app::shared_with_me(&state, &user).await?;
-    Ok(Json(serde_json::json!({ "notes": to_json(&items)? })))
+/// `GET /api/v1/psychotherapy-notes/shared?patient=&from=&to=&limit=&cursor=`: the notes shared
+/// with the caller now, newest share first, a page at a time (see [`page`]); ids only.
+pub async fn shared(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let (items, next) = app::shared_with_me_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    Ok(Json(page::body(items.iter().map(page::item).collect(), next.as_ref())))
 }
 
 /// `GET /api/v1/psychotherapy-notes/{id}`: one note, to its author or to the colleague it is

@@ -4,9 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::FieldError;
+use kapstone_store::keyset::TimeKey;
+use kapstone_store::questionnaires::AlertRow;
 use serde_json::{Value, json};
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use super::patient_id;
 use crate::app::questionnaires::{self, CRISIS_RESOURCES, Submission};
 use crate::auth::guard::CurrentUser;
@@ -40,19 +43,18 @@ pub async fn submit_own(
     Ok((StatusCode::CREATED, Json(scored.body)))
 }
 
-/// `GET /api/v1/safety-alerts`: open alerts, oldest first.
-pub async fn open_alerts(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    let alerts = questionnaires::open_alerts(&state, &user).await?;
-    let items: Vec<Value> = alerts
-        .iter()
-        .map(|a| {
-            json!({
-                "id": a.id, "patient_id": a.patient_id, "response_id": a.response_id, "level": a.level,
-                "reason": a.reason, "raised_at": a.raised_at.0,
-            })
+/// `GET /api/v1/safety-alerts?patient=&from=&to=&limit=&cursor=`: open alerts, oldest first, a page
+/// at a time (see [`page`]); `from`/`to` filter on when the alert was raised.
+pub async fn open_alerts(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let alerts = questionnaires::open_alerts_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    let item = |a: &AlertRow| {
+        json!({
+            "id": a.id, "patient_id": a.patient_id, "response_id": a.response_id, "level": a.level,
+            "reason": a.reason, "raised_at": a.raised_at.0,
         })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    };
+    Ok(Json(page::page(alerts, q.limit, |a| TimeKey::new(a.raised_at, a.id), item)))
 }
 
 #[derive(serde::Deserialize)]

@@ -5,9 +5,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kapstone_store::keyset::TimeKey;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::page::{self, Filter, ListQuery};
 use super::{ApiJson, patient_id};
 use crate::app::record_requests::{self as app, NewRequestInput, StepInput};
 use crate::auth::guard::CurrentUser;
@@ -22,9 +24,12 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
     serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
 }
 
-/// `GET /api/v1/record-requests`: the clinic's open requests with their deadlines (staff).
-pub async fn open(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "requests": to_json(&app::open(&state, &user).await?)? })))
+/// `GET /api/v1/record-requests?patient=&from=&to=&limit=&cursor=`: the clinic's open requests with
+/// their deadlines (staff), in the order they were recorded, a page at a time (see [`page`]).
+pub async fn open(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let (requests, next) = app::open_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    Ok(Json(page::body(requests.iter().map(page::item).collect(), next.as_ref())))
 }
 
 /// `GET /api/v1/record-requests/{id}` (staff).

@@ -7,11 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kapstone_domain::scheduling::AppointmentType;
 use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::keyset::TimeKey;
 use kapstone_store::scheduling::{self as store, AppointmentRow};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, Filter, ListQuery};
 use crate::app::scheduling::{self as app, BookingRequest, ExceptionInput, HoursInput};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -112,25 +114,14 @@ pub async fn book(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RangeQuery {
-    from: String,
-    to: String,
-}
-
-/// `GET /api/v1/appointments?from=&to=` (RFC 3339 instants).
-pub async fn list(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| AppError::BadRequest { field: None, message: e.body_text() })?;
-    let (from, to) = (app::parse_instant("from", &q.from)?, app::parse_instant("to", &q.to)?);
-    let rows = app::between(&state, &user, from, to).await?;
+/// `GET /api/v1/appointments?patient=&from=&to=&limit=&cursor=`: by start, a page at a time (see
+/// [`page`]); `from`/`to` keep those that overlap the range.
+pub async fn list(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
+    let rows = app::page(&state, &user, &q.filter, q.after, q.limit).await?;
     let types = app::types(&state, &user).await?;
-    let items: Vec<Value> = rows.iter().map(|(a, staff)| appointment_json(a, staff, &types)).collect();
-    Ok(Json(json!({ "items": items })))
+    let key = |(a, _): &(AppointmentRow, Vec<Uuid>)| TimeKey::new(a.start_at, a.id);
+    Ok(Json(page::page(rows, q.limit, key, |(a, staff)| appointment_json(a, staff, &types))))
 }
 
 #[derive(serde::Deserialize)]

@@ -4,6 +4,7 @@
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::patient::Mrn;
 use kapstone_domain::{ClinicId, Email, FieldError, NewPassword, PatientId, PersonName, Role, SessionId, UserId};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::users::{self, NewUser, UserRow};
 use kapstone_store::{audit, sessions};
 
@@ -306,13 +307,37 @@ pub async fn end_my_session(state: &AppState, me: &CurrentUser, session: Session
 /// the listing is audited as a read of patient data.
 pub async fn list_accounts(state: &AppState, admin: &CurrentUser) -> Result<Vec<UserRow>, AppError> {
     let rows = users::list(&state.db, admin.clinic).await?;
+    audit_listed(state, admin, &rows).await?;
+    Ok(rows)
+}
+
+/// A page of `limit` of the clinic's accounts in the order they were made, read with one more that
+/// says whether a next page follows (the API's list; see `api::page`), audited alike.
+pub async fn accounts_page(
+    state: &AppState,
+    admin: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<UserRow>, AppError> {
+    let rows = users::page(
+        &state.db,
+        &Page { clinic: admin.clinic, filter, after: TimeKey::oldest_first(after), limit: limit + 1 },
+    )
+    .await?;
+    audit_listed(state, admin, &rows[..rows.len().min(keyset::sent(limit))]).await?;
+    Ok(rows)
+}
+
+/// Listing patients' accounts is audited (a count).
+async fn audit_listed(state: &AppState, admin: &CurrentUser, rows: &[UserRow]) -> Result<(), AppError> {
     let patients = rows.iter().filter(|u| u.patient_id.is_some()).count();
     if patients > 0 {
         let mut e = admin.event(AuditAction::UsersListed, "user", Outcome::Success);
         e.reason = Some(format!("{} accounts, {patients} of them patient accounts", rows.len()));
         state.read_audit.record(e).await?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// One account of the clinic; opening a patient's account is audited against that patient.

@@ -12,6 +12,7 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::integration_note::{Amendment, IntegrationNote, NoteBody, Reader, Refusal};
 use kapstone_domain::{PatientId, UserId, UtcTs};
 use kapstone_store::integration_notes::{self as store, AmendmentRow, NewAmendment, NewDraft, NoteRow};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -146,16 +147,31 @@ async fn visible(state: &AppState, user: &CurrentUser, rows: Vec<NoteRow>) -> Re
     Ok(out)
 }
 
-/// A patient's record notes as `user` may read them: signed (and amended) integration notes,
-/// plus the caller's own drafts. Never a psychotherapy note. Audited (ids and a count).
-pub async fn of_patient(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<Vec<NoteView>, AppError> {
+/// A page of `limit` of `filter.patient`'s record notes as `user` may read them: signed (and
+/// amended) integration notes, plus the caller's own drafts, never a psychotherapy note; oldest
+/// first (the API's list; see `api::page`). The notes, and the key to continue after when more
+/// follow. Audited (ids and a count).
+pub async fn of_patient_page(
+    state: &AppState,
+    user: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(Vec<NoteView>, Option<TimeKey>), AppError> {
+    let patient = filter.patient.ok_or(AppError::NotFound)?;
     kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
-    let notes = visible(state, user, store::of_patient(&state.db, user.clinic, patient).await?).await?;
+    let after = TimeKey::oldest_first(after);
+    let mut rows =
+        store::of_patient_page(&state.db, &Page { clinic: user.clinic, filter, after, limit: limit + 1 }, user.id)
+            .await?;
+    // The next page starts after the last row read, whether or not this reader may see it.
+    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.created_at, r.id));
+    let notes = visible(state, user, rows).await?;
     let mut e = user.event(AuditAction::IntegrationNoteRead, "patient_notes", Outcome::Success);
     e.patient_id = Some(patient);
     e.reason = Some(format!("{} notes", notes.len()));
     state.read_audit.record(e).await?;
-    Ok(notes)
+    Ok((notes, next))
 }
 
 /// A session's integration notes as `user` may read them (audited).

@@ -13,6 +13,7 @@ use kapstone_domain::permissions::Scope;
 use kapstone_domain::webhook::{self, EventType};
 use kapstone_domain::{ClinicId, FieldError, UtcTs};
 use kapstone_store::integrations::{self as store, Attempt, NewDelivery, NewToken};
+use kapstone_store::keyset::{ListFilter, Page, TimeKey};
 use kapstone_store::{Tx, audit};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -166,10 +167,34 @@ impl TokenView {
 
 pub async fn tokens(state: &AppState, admin: &CurrentUser) -> Result<Vec<TokenView>, AppError> {
     ensure_person(admin)?;
-    Ok(store::tokens(&state.db, admin.clinic)
-        .await?
-        .into_iter()
-        .map(|t| TokenView {
+    Ok(store::tokens(&state.db, admin.clinic).await?.into_iter().map(TokenView::from).collect())
+}
+
+/// A page of the clinic's tokens, newest first, read with one more than `limit` that says whether
+/// a next page follows (the API's list; see `api::page`).
+pub async fn tokens_page(
+    state: &AppState,
+    admin: &CurrentUser,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<TokenView>, AppError> {
+    ensure_person(admin)?;
+    let rows = store::tokens_page(
+        &state.db,
+        &Page {
+            clinic: admin.clinic,
+            filter: &ListFilter::default(),
+            after: TimeKey::newest_first(after),
+            limit: limit + 1,
+        },
+    )
+    .await?;
+    Ok(rows.into_iter().map(TokenView::from).collect())
+}
+
+impl From<store::TokenRow> for TokenView {
+    fn from(t: store::TokenRow) -> Self {
+        TokenView {
             id: t.id,
             name: t.name,
             prefix: t.prefix,
@@ -178,8 +203,8 @@ pub async fn tokens(state: &AppState, admin: &CurrentUser) -> Result<Vec<TokenVi
             expires_at: t.expires_at.0,
             revoked_at: t.revoked_at.map(|r| r.0),
             last_used_at: t.last_used_at.map(|r| r.0),
-        })
-        .collect())
+        }
+    }
 }
 
 /// Revokes a token: from now on it answers 401. Revoking twice is a 404.
@@ -279,6 +304,23 @@ pub async fn endpoints(state: &AppState, admin: &CurrentUser) -> Result<Vec<Endp
             created_at: e.created_at.0,
         })
         .collect())
+}
+
+/// A page of the clinic's deliveries, newest first, read with one more than `limit` that says
+/// whether a next page follows (the API's list; see `api::page`).
+pub async fn deliveries_page(
+    state: &AppState,
+    admin: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<store::DeliveryRow>, AppError> {
+    ensure_person(admin)?;
+    Ok(store::deliveries_page(
+        &state.db,
+        &Page { clinic: admin.clinic, filter, after: TimeKey::newest_first(after), limit: limit + 1 },
+    )
+    .await?)
 }
 
 /// The most recent deliveries (the payloads hold ids only, so they are shown as sent).

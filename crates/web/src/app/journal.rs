@@ -10,6 +10,7 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::journal::{JournalEntry, Refusal, Viewer, session_to_prompt};
 use kapstone_domain::{FieldError, PatientId, UserId, UtcTs};
 use kapstone_store::journal::{self as store, EntryRow, NewEntry};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -301,9 +302,36 @@ fn ensure_care_team(user: &CurrentUser) -> Result<Viewer, AppError> {
 pub async fn queue(state: &AppState, user: &CurrentUser) -> Result<Vec<QueueItem>, AppError> {
     ensure_care_team(user)?;
     let rows = store::unread_shared(&state.db, user.clinic).await?;
-    if !rows.is_empty() {
+    listed(state, user, rows, usize::MAX).await
+}
+
+/// A page of `limit` of the queue, read with one more that says whether a next page follows (the
+/// API's list; see `api::page`), audited alike.
+pub async fn queue_page(
+    state: &AppState,
+    user: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<QueueItem>, AppError> {
+    ensure_care_team(user)?;
+    let after = TimeKey::oldest_first(after);
+    let rows =
+        store::unread_shared_page(&state.db, &Page { clinic: user.clinic, filter, after, limit: limit + 1 }).await?;
+    listed(state, user, rows, keyset::sent(limit)).await
+}
+
+/// The queue's rows as items; listing the `sent` first ones is audited (a count, no ids).
+async fn listed(
+    state: &AppState,
+    user: &CurrentUser,
+    rows: Vec<EntryRow>,
+    sent: usize,
+) -> Result<Vec<QueueItem>, AppError> {
+    let n = rows.len().min(sent);
+    if n > 0 {
         let mut e = user.event(AuditAction::JournalRead, "journal_queue", Outcome::Success);
-        e.reason = Some(format!("{} unread shared entries listed", rows.len()));
+        e.reason = Some(format!("{n} unread shared entries listed"));
         state.read_audit.record(e).await?;
     }
     Ok(rows

@@ -18,10 +18,11 @@ use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
 use kapstone_domain::course::{self, CourseOptions, Phase, SessionKind, Template};
 use kapstone_domain::instruments::Instrument;
 use kapstone_domain::measurement::{
-    Answered, Attendance, CourseFacts, CourseSession, Indications, Occasion, Requirement, Status, schedule,
+    Answered, Attendance, CourseFacts, CourseSession, Indications, Occasion, Requirement, schedule,
 };
 use kapstone_domain::scheduling::{AppointmentKind, AppointmentType};
 use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
+use kapstone_store::keyset::{self, ListFilter};
 use kapstone_store::measures::{self as store, ActiveCourse, NewMeasure};
 use serde::Serialize;
 use uuid::Uuid;
@@ -220,9 +221,45 @@ pub struct DueMeasure {
 
 /// Due and overdue measures of the clinic's active courses, overdue first (audited per patient).
 pub async fn due(state: &AppState, by: &CurrentUser) -> Result<Vec<DueMeasure>, AppError> {
+    let out = owed(state, by, &ListFilter::default()).await?;
+    audit_due(state, by, &out).await?;
+    Ok(out)
+}
+
+/// Where a measure stands in the due list: its due time, then its course, instrument and occasion
+/// (together unique). Overdue measures are due before now, so they come first.
+pub type DueKey = (i64, Uuid, String, String);
+
+pub fn due_key(d: &DueMeasure) -> DueKey {
+    let occasion = serde_json::to_string(&d.requirement.occasion).unwrap_or_default();
+    (d.requirement.due_by.unix_micros(), d.course_id, d.requirement.instrument.as_str().to_owned(), occasion)
+}
+
+/// A page of `limit` of the due list after `after`, with one more that says whether a next page
+/// follows (the API's list; see `api::page`): of `filter.patient` when set, due in
+/// `[filter.from, filter.to)` when set. The list is worked out whole from the active courses (it
+/// is as long as the clinic's current caseload, not its history) and cut at the key; the
+/// measures on the page are audited as [`due`] audits them.
+pub async fn due_page(
+    state: &AppState,
+    by: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<&DueKey>,
+    limit: i64,
+) -> Result<Vec<DueMeasure>, AppError> {
+    let mut out = owed(state, by, filter).await?;
+    out.retain(|d| after.is_none_or(|a| due_key(d) > *a));
+    out.truncate(keyset::sent(limit) + 1);
+    audit_due(state, by, &out[..out.len().min(keyset::sent(limit))]).await?;
+    Ok(out)
+}
+
+/// The measures owed on the clinic's active courses, in [`DueKey`] order.
+async fn owed(state: &AppState, by: &CurrentUser, filter: &ListFilter) -> Result<Vec<DueMeasure>, AppError> {
     let now = UtcTs::now();
     let mut out = Vec::new();
-    for c in store::active_courses(&state.db, Some(by.clinic)).await? {
+    let courses = store::active_courses(&state.db, Some(by.clinic)).await?;
+    for c in courses.into_iter().filter(|c| filter.patient.is_none_or(|p| p.as_uuid() == c.patient_id)) {
         let m = measures_of(state, c, now).await?;
         let patient = PatientId::from_uuid(m.course.patient_id);
         let open: Vec<String> = kapstone_store::questionnaires::open_assignments(&state.db, patient)
@@ -230,26 +267,38 @@ pub async fn due(state: &AppState, by: &CurrentUser) -> Result<Vec<DueMeasure>, 
             .into_iter()
             .map(|a| a.instrument)
             .collect();
-        let mine: Vec<DueMeasure> = m
-            .requirements
-            .iter()
-            .filter(|r| r.to_answer())
-            .map(|r| DueMeasure {
-                patient_id: m.course.patient_id,
-                course_id: m.course.id,
-                requirement: *r,
-                in_portal: open.iter().any(|i| i == r.instrument.as_str()),
-            })
-            .collect();
-        if !mine.is_empty() {
-            let mut e = by.event(AuditAction::MeasuresRead, "treatment_course", Outcome::Success);
-            e.entity_id = Some(m.course.id.to_string());
-            e.patient_id = Some(patient);
-            e.reason = Some(format!("{} due or overdue", mine.len()));
-            state.read_audit.record(e).await?;
-        }
-        out.extend(mine);
+        out.extend(
+            m.requirements
+                .iter()
+                .filter(|r| r.to_answer())
+                .filter(|r| filter.from.is_none_or(|f| r.due_by >= f) && filter.to.is_none_or(|t| r.due_by < t))
+                .map(|r| DueMeasure {
+                    patient_id: m.course.patient_id,
+                    course_id: m.course.id,
+                    requirement: *r,
+                    in_portal: open.iter().any(|i| i == r.instrument.as_str()),
+                }),
+        );
     }
-    out.sort_by_key(|d| (d.requirement.status != Status::Overdue, d.requirement.due_by));
+    out.sort_by_key(due_key);
     Ok(out)
+}
+
+/// One event per course whose measures are listed, naming its patient and the count.
+async fn audit_due(state: &AppState, by: &CurrentUser, items: &[DueMeasure]) -> Result<(), AppError> {
+    let mut courses: Vec<(Uuid, Uuid, usize)> = Vec::new();
+    for d in items {
+        match courses.iter_mut().find(|c| c.0 == d.course_id) {
+            Some(c) => c.2 += 1,
+            None => courses.push((d.course_id, d.patient_id, 1)),
+        }
+    }
+    for (course, patient, n) in courses {
+        let mut e = by.event(AuditAction::MeasuresRead, "treatment_course", Outcome::Success);
+        e.entity_id = Some(course.to_string());
+        e.patient_id = Some(PatientId::from_uuid(patient));
+        e.reason = Some(format!("{n} due or overdue"));
+        state.read_audit.record(e).await?;
+    }
+    Ok(())
 }

@@ -12,7 +12,8 @@ use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A page of the clinic's patients after `after` (the API's cursor), at most `limit` rows.
+/// A page of the clinic's patients after `after` (the cursor of the API and the staff page), at
+/// most `limit` rows.
 /// The listing itself is audited, without ids.
 pub async fn page(
     state: &AppState,
@@ -23,17 +24,6 @@ pub async fn page(
     let rows = patients::page(&state.db, staff.clinic, after, limit.clamp(1, 501)).await?;
     let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
     e.reason = Some(format!("{} rows{}", rows.len(), if after.is_some() { " after a cursor" } else { "" }));
-    state.read_audit.record(e).await?;
-    Ok(rows)
-}
-
-/// A page of the clinic's patients (staff). The listing itself is audited, without ids.
-pub async fn list(state: &AppState, staff: &CurrentUser, limit: i64, offset: i64) -> Result<Vec<PatientRow>, AppError> {
-    let limit = limit.clamp(1, 500);
-    let offset = offset.max(0);
-    let rows = patients::list(&state.db, staff.clinic, limit, offset).await?;
-    let mut e = staff.event(AuditAction::PatientListed, "patient", Outcome::Success);
-    e.reason = Some(format!("{} rows from offset {offset}", rows.len()));
     state.read_audit.record(e).await?;
     Ok(rows)
 }

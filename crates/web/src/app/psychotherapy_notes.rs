@@ -14,6 +14,7 @@ use kapstone_domain::psychotherapy_note::{
 };
 use kapstone_domain::{FieldError, PatientId, UserId, UtcTs};
 use kapstone_store::dosing::{self as sessions, SessionRow};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::psychotherapy_notes::{self as store, NewAmendment, NewNote, NoteRow};
 use serde::Serialize;
 use uuid::Uuid;
@@ -364,7 +365,33 @@ pub struct SharedItem {
 /// The notes shared with the signed-in colleague now (audited per patient, ids only).
 pub async fn shared_with_me(state: &AppState, user: &CurrentUser) -> Result<Vec<SharedItem>, AppError> {
     ensure_keeps_notes(user)?;
-    let rows = store::shared_with(&state.db, user.clinic, user.id).await?;
+    listed(state, user, store::shared_with(&state.db, user.clinic, user.id).await?).await
+}
+
+/// A page of `limit` of the notes [`shared_with_me`] lists, newest share first (the API's list;
+/// see `api::page`): the notes, and the key to continue after when more follow.
+pub async fn shared_with_me_page(
+    state: &AppState,
+    user: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(Vec<SharedItem>, Option<TimeKey>), AppError> {
+    ensure_keeps_notes(user)?;
+    let after = TimeKey::newest_first(after);
+    let mut rows =
+        store::shared_with_page(&state.db, &Page { clinic: user.clinic, filter, after, limit: limit + 1 }, user.id)
+            .await?;
+    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.shared_at, r.note_id));
+    Ok((listed(state, user, rows).await?, next))
+}
+
+/// The shared notes `user` may read as items, each listing audited against its patient.
+async fn listed(
+    state: &AppState,
+    user: &CurrentUser,
+    rows: Vec<store::SharedWithMeRow>,
+) -> Result<Vec<SharedItem>, AppError> {
     let items: Vec<SharedItem> = rows
         .into_iter()
         .filter(|r| may_read_shared(user.id, user.role, UserId::from_uuid(r.author_id), Some(user.id)))

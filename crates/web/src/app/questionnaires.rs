@@ -5,6 +5,7 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::instruments::{Flag, Instrument, ItemError, cssrs, gad7, pcl5, phq9};
 use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::questionnaires::{self, NewResponse};
 use kapstone_store::{audit, patients};
 use serde_json::{Value, json};
@@ -230,14 +231,36 @@ pub async fn assign(
 /// Open safety alerts of the clinic, for clinicians (audited as a read of patient data).
 pub async fn open_alerts(state: &AppState, by: &CurrentUser) -> Result<Vec<questionnaires::AlertRow>, AppError> {
     let alerts = questionnaires::open_alerts(&state.db, by.clinic).await?;
-    // One event per alert, naming its patient: the alert shows who and why.
-    for a in &alerts {
+    audit_listed(state, by, &alerts).await?;
+    Ok(alerts)
+}
+
+/// A page of `limit` open alerts, oldest first, read with one more that says whether a next page
+/// follows (the API's list; see `api::page`); those on the page are audited alike.
+pub async fn open_alerts_page(
+    state: &AppState,
+    by: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<questionnaires::AlertRow>, AppError> {
+    let after = TimeKey::oldest_first(after);
+    let alerts =
+        questionnaires::open_alerts_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 })
+            .await?;
+    audit_listed(state, by, &alerts[..alerts.len().min(keyset::sent(limit))]).await?;
+    Ok(alerts)
+}
+
+/// One event per alert, naming its patient: the alert shows who and why.
+async fn audit_listed(state: &AppState, by: &CurrentUser, alerts: &[questionnaires::AlertRow]) -> Result<(), AppError> {
+    for a in alerts {
         let mut e = by.event(AuditAction::SafetyAlertsViewed, "safety_alert", Outcome::Success);
         e.entity_id = Some(a.id.to_string());
         e.patient_id = Some(PatientId::from_uuid(a.patient_id));
         state.read_audit.record(e).await?;
     }
-    Ok(alerts)
+    Ok(())
 }
 
 /// A prescriber or therapist records what was done; the alert leaves everyone's home page.

@@ -14,6 +14,7 @@ use kapstone_domain::records_access::{
     RequestKind, Statement, Status, record_set,
 };
 use kapstone_domain::{ClinicId, FieldError, PatientId};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::record_requests::{self as store, NewRequest, RequestRow};
 use kapstone_store::{audit, patients};
 use serde::Serialize;
@@ -323,6 +324,23 @@ pub async fn open(state: &AppState, by: &CurrentUser) -> Result<Vec<RequestView>
     let mut out: Vec<RequestView> = rows.iter().map(|r| view(r, today)).collect::<Result<_, _>>()?;
     out.sort_by_key(|v| (v.outcome.is_some(), v.due));
     Ok(out)
+}
+
+/// A page of `limit` of the requests [`open`] lists, in the order they were recorded (the API's
+/// list; see `api::page`): the requests, and the key to continue after when more follow.
+pub async fn open_page(
+    state: &AppState,
+    by: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(Vec<RequestView>, Option<TimeKey>), AppError> {
+    let today = today(state, by.clinic).await?;
+    let after = TimeKey::oldest_first(after);
+    let mut rows = store::open_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
+    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.created_at, r.id));
+    audit_read(state, by, &rows).await?;
+    Ok((rows.iter().map(|r| view(r, today)).collect::<Result<_, _>>()?, next))
 }
 
 /// One request of the clinic (staff).

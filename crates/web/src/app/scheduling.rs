@@ -11,6 +11,7 @@ use kapstone_domain::scheduling::{
 };
 use kapstone_domain::webhook::EventType;
 use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::scheduling::{self as store, AppointmentRow, LocationRow, NewAppointment, RoomRow};
 use kapstone_store::users::UserRow;
 use kapstone_store::{audit, patients, users};
@@ -514,6 +515,34 @@ pub async fn between(
         return Err(invalid("to", "ask for at most 62 days at a time"));
     }
     let rows = store::appointments_between(&state.db, user.clinic, from_jiff(from), from_jiff(to)).await?;
+    with_staff(state, user, rows).await
+}
+
+/// A page of `limit` of the clinic's appointments by start, read with one more that says whether a
+/// next page follows (the API's list; see `api::page`), audited.
+pub async fn page(
+    state: &AppState,
+    user: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<Vec<(AppointmentRow, Vec<Uuid>)>, AppError> {
+    let after = TimeKey::oldest_first(after);
+    let mut rows =
+        store::appointments_page(&state.db, &Page { clinic: user.clinic, filter, after, limit: limit + 1 }).await?;
+    let more = rows.len() > keyset::sent(limit);
+    let next = if more { rows.pop() } else { None };
+    let mut page = with_staff(state, user, rows).await?;
+    page.extend(next.map(|r| (r, Vec::new())));
+    Ok(page)
+}
+
+/// The appointments with their staff; listing them is audited.
+async fn with_staff(
+    state: &AppState,
+    user: &CurrentUser,
+    rows: Vec<AppointmentRow>,
+) -> Result<Vec<(AppointmentRow, Vec<Uuid>)>, AppError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let staff = store::staff_of(&state.db, &ids).await?;
     let mut e = user.event(AuditAction::PatientListed, "appointment", Outcome::Success);

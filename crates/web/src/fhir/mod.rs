@@ -93,7 +93,7 @@ impl From<AppError> for FhirError {
             AppError::Refused { .. } => "business-rule",
             AppError::PayloadTooLarge => "too-costly",
             AppError::RateLimited { .. } => "throttled",
-            AppError::UnsupportedMediaType => "not-supported",
+            AppError::UnsupportedMediaType | AppError::MethodNotAllowed => "not-supported",
             AppError::Unavailable | AppError::StorageFault => "transient",
             AppError::Internal(_) => "exception",
         };

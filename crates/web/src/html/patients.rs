@@ -5,9 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use kapstone_domain::PatientId;
 use kapstone_domain::permissions::{Action, allows};
-use kapstone_store::patients::PatientRow;
+use kapstone_store::patients::{PatientKey, PatientRow};
 
 use super::{FieldErrors, Layout, PageResult, render, when};
+use crate::api::page;
 use crate::app::patients;
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
@@ -26,63 +27,57 @@ struct PatientsPage {
     q: String,
     search_error: Option<String>,
     can_register: bool,
-    prev_offset: Option<i64>,
-    next_offset: Option<i64>,
+    /// Past the first page: a link back to it.
+    first_href: Option<String>,
+    /// More follow: the next page, after this one's last patient (keyset, like the API).
+    next_href: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
-    offset: Option<i64>,
-    #[serde(default)]
     q: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
+/// `/patients?q=&cursor=`: the clinic's patients (or those matching `q`) by family name, given
+/// name and id, 50 at a time; "Next page" carries the last one's key, so a patient registered
+/// meanwhile is neither skipped nor shown twice.
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     Query(q): Query<ListQuery>,
 ) -> PageResult<Html<String>> {
     let total = kapstone_store::patients::count(&state.db, user.clinic).await?;
-    let offset = q.offset.unwrap_or(0).clamp(0, total);
     let text = q.q.clone().unwrap_or_default();
     let can_register = allows(Some(user.role), Action::RegisterPatient);
     let layout = Layout::for_user("Patients", &user, "/patients");
-    if !text.trim().is_empty() {
-        let (rows, search_error) = match patients::search(&state, &user, &text, None, PAGE).await {
+    let after: Option<PatientKey> = page::after(q.cursor.as_deref())?;
+    let searching = !text.trim().is_empty();
+    let (mut rows, search_error) = if searching {
+        match patients::search(&state, &user, &text, after.as_ref(), PAGE + 1).await {
             Ok(rows) => (rows, None),
             Err(AppError::Invalid(e)) => (Vec::new(), Some(super::sentence(&e.message))),
             Err(e) => return Err(e.into()),
-        };
-        let stages = stage_labels(&state, &user, &rows).await?;
-        let page = PatientsPage {
-            layout,
-            stages,
-            rows,
-            total,
-            q: text,
-            search_error,
-            can_register,
-            prev_offset: None,
-            next_offset: None,
-        };
-        return render(&page);
-    }
-    let rows = patients::list(&state, &user, PAGE, offset).await?;
-    let next_offset = (offset + PAGE < total).then_some(offset + PAGE);
-    let prev_offset = (offset > 0).then(|| (offset - PAGE).max(0));
+        }
+    } else {
+        (patients::page(&state, &user, after.as_ref(), PAGE + 1).await?, None)
+    };
+    let next = kapstone_store::keyset::cut(&mut rows, PAGE, PatientRow::key);
+    let href = |cursor: Option<String>| {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if searching {
+            params.push(("q", text.clone()));
+        }
+        params.extend(cursor.map(|c| ("cursor", c)));
+        let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+        if query.is_empty() { "/patients".to_owned() } else { format!("/patients?{query}") }
+    };
+    let next_href = next.map(|k| href(Some(page::cursor(&k))));
+    let first_href = after.is_some().then(|| href(None));
     let stages = stage_labels(&state, &user, &rows).await?;
-    render(&PatientsPage {
-        layout,
-        stages,
-        rows,
-        total,
-        q: text,
-        search_error: None,
-        can_register,
-        prev_offset,
-        next_offset,
-    })
+    render(&PatientsPage { layout, stages, rows, total, q: text, search_error, can_register, first_href, next_href })
 }
 
 async fn stage_labels(
