@@ -536,10 +536,18 @@ both_backends! {
         // Stock on the shelf: its lot is registered, then the initial inventory counts it.
         let (s, r) = post(&fx.app, &fx.admin, "/api/v1/cs/lots", &json!({"product": product, "lot": "SHELF1", "expiry": "2031-01-31"})).await?;
         assert_eq!(s, 201, "{r}");
+        let status = async || -> anyhow::Result<Value> {
+            let (s, o) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/overview?location={location}")).await?;
+            anyhow::ensure!(s == 200, "{o}");
+            Ok(o["inventory_status"].clone())
+        };
+        assert_eq!(status().await?["status"], "initial_needed");
         let initial = json!({"location": location, "kind": "initial", "taken_at": "opening_of_business",
             "lines": [{"product": product, "lot": "SHELF1", "full_containers": 2}]});
         let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &initial).await?;
         assert_eq!(s, 201, "{r}");
+        let after = status().await?;
+        assert!(after["status"] == "current" && after["remind_from"].is_string(), "{after}");
         assert_eq!(r["discrepancies"].as_array().unwrap().len(), 0, "the initial inventory has nothing to differ from");
         let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/counts", &initial).await?;
         assert_eq!(refusal(&(s, r.clone())).2, "kind", "one initial inventory: {r}");
@@ -547,6 +555,74 @@ both_backends! {
         assert_eq!(s, 201, "{r}");
         let (_, b) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/balance?location={location}")).await?;
         assert_eq!(b["items"][0]["on_hand_mg"], 1500.0, "{b}");
+        Ok(())
+    }
+
+    async fn every_kind_of_entry_and_discrepancy_step_reads_back_as_documented(b) {
+        // Issue 8: the document describes each kind of entry and each step of a discrepancy;
+        // these produce the ones the other tests only write, so their answers are checked too.
+        let fx = Fx::new(b).await?;
+        let product = fx.product(VIAL_50);
+        let stock = |extra: Value| {
+            let mut v = json!({"location": fx.location, "product": product, "lot": "LOT88B"});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v
+        };
+        let supplier = json!({"name": "Synthetic Pharma Supply", "address": "1 Warehouse Way", "dea_number": "RS1234563"});
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/receipts",
+            &stock(json!({"expiry": "2031-03-31", "supplier": supplier, "containers": 4}))).await?;
+        assert_eq!(s, 201, "{r}");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/transfers", &stock(json!({"purpose": "return_to_supplier",
+            "recipient": supplier, "measure": {"containers": 1}, "document": "RMA-7"}))).await?;
+        assert_eq!(s, 201, "transfer: {r}");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/destructions", &stock(json!({"reason": {"other": "Recalled by the maker"},
+            "full_containers": 1, "partial": {"volume_ul": 2000}, "method": "Rendered non-retrievable with a denaturing kit",
+            "witnesses": [fx.witness("nurse"), fx.witness("prescriber")]}))).await?;
+        assert_eq!(s, 201, "destruction: {r}");
+        let destroyed = r["entries"][0]["id"].as_str().unwrap().to_owned();
+        let (s, form) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/entries/{destroyed}/form-41")).await?;
+        assert_eq!((s, form["reason"].as_str(), form["partial"].is_string()), (200, Some("Recalled by the maker"), true), "{form}");
+        let (s, r) = post(&fx.app, &fx.nurse, "/api/v1/cs/adjustments",
+            &stock(json!({"direction": "increase", "amount_mg": "5", "reason": "Recorded in error"}))).await?;
+        assert_eq!(s, 201, "{r}");
+        let adjusted = r["entries"][0]["id"].as_str().unwrap().to_owned();
+        let (s, r) = post(&fx.app, &fx.nurse, &format!("/api/v1/cs/entries/{adjusted}/reversal"), &json!({"reason": "Nothing was found"})).await?;
+        assert_eq!(s, 201, "{r}");
+        let (s, l) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/ledger?location={}&product={product}&lot=LOT88B", fx.location)).await?;
+        assert_eq!(s, 200, "{l}");
+        let kinds: Vec<&str> = l["items"].as_array().unwrap().iter().map(|e| e["entry"]["detail"]["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["receipt", "transfer_out", "destruction", "adjustment", "reversal"], "{l}");
+        let (s, lot) = get(&fx.app, &fx.nurse, &format!("/api/v1/cs/lot?location={}&product={product}&lot=LOT88B", fx.location)).await?;
+        assert_eq!((s, lot["on_hand_mg"].as_f64()), (200, Some(900.0)), "{lot}");
+
+        // Discrepancies: one judged not significant and closed; one judged a loss a month ago,
+        // whose notice is overdue until it is sent (late), then reported and closed.
+        let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let month_ago = today.checked_sub(jiff::Span::new().days(30))?.to_string();
+        let two_days_ago = today.checked_sub(jiff::Span::new().days(2))?.to_string();
+        let incident = |found_on: &str| json!({"location": fx.location, "description": "A container is missing", "found_on": found_on});
+        let (s, small) = post(&fx.app, &fx.prescriber, "/api/v1/cs/discrepancies", &incident(&two_days_ago)).await?;
+        assert_eq!(s, 201, "{small}");
+        let events = format!("/api/v1/cs/discrepancies/{}/events", small["id"].as_str().unwrap());
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "judged_not_significant",
+            "reason": "Found in the wrong cabinet", "factors": ["quantity_relative_to_business"]})).await?;
+        assert_eq!((s, v["discrepancy"]["judgement"]["judgement"].as_str()), (201, Some("not_significant")), "{v}");
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "closed", "summary": "Returned to stock"})).await?;
+        assert_eq!((s, v["open"].as_bool(), v["discrepancy"]["closed"][1].as_str()), (201, Some(false), Some("Returned to stock")), "{v}");
+        let (s, loss) = post(&fx.app, &fx.prescriber, "/api/v1/cs/discrepancies", &incident(&month_ago)).await?;
+        assert_eq!(s, 201, "{loss}");
+        let events = format!("/api/v1/cs/discrepancies/{}/events", loss["id"].as_str().unwrap());
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "judged_theft_or_loss", "what": "theft",
+            "discovered_on": month_ago, "reason": "Break-in", "factors": ["likely_diversion"]})).await?;
+        assert_eq!((s, v["notice"]["status"].as_str(), v["form_106"]["status"].as_str()), (201, Some("overdue"), Some("due")), "{v}");
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "notice_sent", "on": two_days_ago, "to": "DEA field office"})).await?;
+        assert_eq!((s, v["notice"]["status"].as_str(), v["notice"]["late"].as_bool()), (201, Some("done"), Some(true)), "{v}");
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "form106_submitted", "on": two_days_ago, "reference": "F106-1"})).await?;
+        assert_eq!((s, v["form_106"]["late"].as_bool(), v["discrepancy"]["form_106"][1].as_str()), (201, Some(false), Some("F106-1")), "{v}");
+        let (s, v) = post(&fx.app, &fx.prescriber, &events, &json!({"kind": "closed", "summary": "Reported"})).await?;
+        assert_eq!((s, v["open"].as_bool()), (201, Some(false)), "{v}");
+        let (s, d) = get(&fx.app, &fx.prescriber, "/api/v1/cs/discrepancies").await?;
+        assert_eq!(s, 200, "{d}");
         Ok(())
     }
 }

@@ -74,6 +74,40 @@ both_backends! {
         anyhow::ensure!(s == 200, "patient's requests: {body}");
         let (s, body) = call(&app, &nurse, "GET", &format!("/api/v1/record-requests/{rid}"), None).await?;
         anyhow::ensure!(s == 200, "request: {body}");
+        // A request received two months ago is overdue; answered now, it is answered late.
+        let received = (jiff::Zoned::now().date() - jiff::Span::new().days(60)).to_string();
+        let (s, late) = call(&app, &nurse, "POST", &format!("/api/v1/patients/{patient}/record-requests"),
+            Some(json!({"kind": "access", "received_on": received}))).await?;
+        anyhow::ensure!(s == 201 && late["status"] == "overdue" && late.get("extended").is_none(), "overdue: {late}");
+        let lid = late["id"].as_str().unwrap_or_default();
+        let (s, body) = call(&app, &nurse, "GET", "/api/v1/record-requests", None).await?;
+        anyhow::ensure!(s == 200 && body.to_string().contains("\"overdue\""), "requests: {body}");
+        let (s, body) = call(&app, &nurse, "POST", &format!("/api/v1/record-requests/{lid}/steps"),
+            Some(json!({"step": "provide"}))).await?;
+        anyhow::ensure!(s == 200 && body["status"] == "answered" && body["late"] == true, "provided late: {body}");
+        // The record set of a patient whose dosing session has events carries each event as logged.
+        let (s, board) = call(&app, &nurse, "GET", "/api/v1/floor", None).await?;
+        anyhow::ensure!(s == 200, "floor: {board}");
+        let mut dosed = None;
+        for id in board["chairs"].as_array().into_iter().flatten().flat_map(|c| c["sessions"].as_array().into_iter().flatten())
+            .filter_map(|l| l["session_id"].as_str())
+        {
+            let (_, session) = call(&app, &nurse, "GET", &format!("/api/v1/sessions/{id}"), None).await?;
+            if session["session"]["events"].as_i64().unwrap_or(0) > 0 {
+                dosed = session["patient_id"].as_str().map(str::to_owned);
+                break;
+            }
+        }
+        let dosed = dosed.ok_or_else(|| anyhow::anyhow!("the demo floor has a session with events: {board}"))?;
+        let (s, req) = call(&app, &nurse, "POST", &format!("/api/v1/patients/{dosed}/record-requests"),
+            Some(json!({"kind": "access"}))).await?;
+        anyhow::ensure!(s == 201, "{req}");
+        let (s, set) = call(&app, &nurse, "GET", &format!("/api/v1/record-requests/{}/export", req["id"].as_str().unwrap_or_default()), None).await?;
+        let logged = set["sections"].as_array().into_iter().flatten().filter(|s| s["key"] == "sessions")
+            .flat_map(|s| s["items"].as_array().into_iter().flatten())
+            .flat_map(|i| i["events"].as_array().into_iter().flatten())
+            .count();
+        anyhow::ensure!(s == 200 && logged > 0, "the export shows the session's events: {set}");
         app.stop().await
     }
 

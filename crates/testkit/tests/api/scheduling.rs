@@ -997,6 +997,10 @@ both_backends! {
     async fn a_reschedule_keeps_the_old_row_linked_to_the_new_one(b) {
         let fx = Fx::new(b).await?;
         let app = &fx.app;
+        // A webhook endpoint hears each change (its queued deliveries are read at the end).
+        let events = json!(["appointment.booked", "appointment.changed", "appointment.cancelled"]);
+        let (s, hook) = post(app, &fx.admin, "/api/v1/webhooks", &json!({"url": "https://example.invalid/hook", "events": events})).await?;
+        assert_eq!(s, 201, "{hook}");
         let (p, q, r3) = (fx.patient("Moveone").await?, fx.patient("Movetwo").await?, fx.patient("Movethree").await?);
         let day = fx.quiet(21, Weekday::Wednesday, 2).await?;
         let old = fx.booked(&booking(&p, "consultation", &at(day, 10, 0), &[&fx.prescriber], None)).await?;
@@ -1049,6 +1053,15 @@ both_backends! {
         assert_eq!(third["rescheduled_from"], new["id"]);
         let t = instant(&at(day, 12, 0));
         fx.claims_are_consistent(t - Duration::days(1), t + Duration::days(2)).await?;
+        let (s, c) = post(app, &fx.front, &format!("/api/v1/appointments/{}/cancel", str_of(&third["id"])), &json!({"reason": "Patient is away"})).await?;
+        assert_eq!(s, 200, "{c}");
+        let (s, d) = get(app, &fx.admin, "/api/v1/webhooks/deliveries").await?;
+        assert_eq!(s, 200, "{d}");
+        let sent: Vec<Value> = d["items"].as_array().unwrap().iter().map(|i| i["payload"].clone()).collect();
+        let moved = sent.iter().find(|p| p["type"] == "appointment.changed" && p["data"]["appointment_id"] == old["id"]);
+        assert_eq!(moved.map(|p| p["data"]["rescheduled_to"].clone()), Some(new["id"].clone()), "{d}");
+        assert!(sent.iter().any(|p| p["type"] == "appointment.cancelled" && p["data"]["status"] == "cancelled"), "{d}");
+        assert!(sent.iter().any(|p| p["type"] == "appointment.booked"), "{d}");
         fx.app.stop().await
     }
 

@@ -55,6 +55,7 @@ fn enum_fields() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
     let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     let instruments: Vec<&str> = Instrument::ALL.iter().map(|i| i.as_str()).collect();
     let events: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
+    let entry_kinds: Vec<&str> = EntryKind::ALL.iter().map(|k| k.as_str()).collect();
     let p = |s: &'static str| s.split('|').collect::<Vec<&str>>();
     vec![
         (p("responses|GET /api/v1/auth/me|properties|role"), roles.clone()),
@@ -69,21 +70,14 @@ fn enum_fields() -> Vec<(Vec<&'static str>, Vec<&'static str>)> {
             Scope::ALL.iter().map(|s| s.as_str()).collect(),
         ),
         (p("responses|GET /api/v1/webhooks|properties|items|items|properties|events|items"), events),
-        (
-            p("responses|GET /api/v1/cs/ledger|properties|items|items|properties|kind"),
-            EntryKind::ALL.iter().map(|k| k.as_str()).collect(),
-        ),
-        (p("responses|GET /api/v1/measures/due|properties|items|items|properties|instrument"), instruments.clone()),
-        (p("components|QuestionnaireResult|properties|instrument"), instruments),
-        (
-            p("responses|GET /api/v1/patients/{id}/courses|properties|items|items|properties|status"),
-            CourseStatus::ALL.iter().map(|c| c.as_str()).collect(),
-        ),
+        (p("components|LedgerEntryView|properties|kind"), entry_kinds.clone()),
+        (p("components|TransactionLine|properties|kind"), entry_kinds),
+        (p("components|DueMeasure|properties|instrument"), instruments.clone()),
+        (p("components|QuestionnaireResult|properties|instrument"), instruments.clone()),
+        (p("components|QuestionnaireScore|properties|instrument"), instruments),
+        (p("components|Course|properties|status"), CourseStatus::ALL.iter().map(|c| c.as_str()).collect()),
         (p("components|Appointment|properties|kind"), AppointmentKind::ALL.iter().map(|k| k.as_str()).collect()),
-        (
-            p("components|Decision|properties|routes|items|properties|route"),
-            Route::ALL.iter().map(|r| r.as_str()).collect(),
-        ),
+        (p("components|RouteChoice|properties|route"), Route::ALL.iter().map(|r| r.as_str()).collect()),
     ]
 }
 
