@@ -23,10 +23,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::{Parser, ValueEnum};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue, SET_COOKIE};
 use reqwest::{Client, RequestBuilder, Url, redirect};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+
+mod bare;
 
 /// Upper bound on concurrent clients: beyond this the generator itself, not
 /// the server, becomes the bottleneck (and file descriptors run out).
@@ -38,6 +40,9 @@ const MAX_DURATION_SECS: u64 = 3_600;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many patients `patient-read` asks for when collecting ids.
 const PATIENT_LIST_LIMIT: u32 = 200;
+/// The server's cookies without a TLS proxy in front (`ServerConfig::session_cookie_name`).
+const SESSION_COOKIE: &str = "kapstone_session";
+const PRE_SESSION_COOKIE: &str = "kapstone_csrf";
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -79,6 +84,21 @@ struct Args {
     /// Print the result as one JSON line on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+
+    /// The server's database: the bare engine's durable commit rate is measured on it just before
+    /// the scenario (one-row INSERT + COMMIT into a scratch table), and the scenario's rate is
+    /// reported as a ratio to it. SQLite: WAL, synchronous=FULL, one writer; PostgreSQL: 4
+    /// connections.
+    #[arg(long, env = "KAPSTONE_BENCH_BARE_DATABASE_URL", hide_env_values = true)]
+    bare_database_url: Option<kapstone_store::DbUrl>,
+
+    /// Seconds of the bare-engine measurement.
+    #[arg(long, default_value_t = 5)]
+    bare_secs: u64,
+
+    /// Concurrent tasks of the bare-engine measurement.
+    #[arg(long, default_value_t = 16)]
+    bare_clients: usize,
 }
 
 /// The request mix a run measures.
@@ -90,6 +110,9 @@ enum Scenario {
     PageView,
     /// `GET /api/v1/patients/{id}`: an authenticated, audited record read.
     PatientRead,
+    /// `GET /patients/{id}`: the patient summary page (HTML) of a signed-in staff browser session,
+    /// the chart view; audited.
+    PatientPage,
     /// `GET /api/v1/patients/{id}/eligibility`: the rules evaluated on a stored record (audited).
     Eligibility,
     /// `GET /healthz`: the floor cost of a request including a database ping.
@@ -113,6 +136,7 @@ impl Scenario {
             Self::SignIn => "sign-in",
             Self::PageView => "page-view",
             Self::PatientRead => "patient-read",
+            Self::PatientPage => "patient-page",
             Self::Eligibility => "eligibility",
             Self::Health => "health",
             Self::Floor => "floor",
@@ -138,6 +162,9 @@ struct Settings {
     duration: Duration,
     /// Pre-serialized sign-in body (empty for `health`).
     login_body: String,
+    /// The account, for the web form's sign-in (empty for `health`).
+    email: String,
+    password: String,
 }
 
 impl Settings {
@@ -150,19 +177,21 @@ impl Settings {
             "--duration-secs must be between 1 and {MAX_DURATION_SECS}"
         );
         ensure!(args.warmup_secs <= MAX_DURATION_SECS, "--warmup-secs must be at most {MAX_DURATION_SECS}");
-        let login_body = if args.scenario.needs_credentials() {
+        let (email, password) = if args.scenario.needs_credentials() {
             let email = args.email.as_deref().filter(|e| !e.is_empty());
             let password = args.password.as_deref().filter(|p| !p.is_empty());
             match (email, password) {
-                (Some(email), Some(password)) => json!({ "email": email, "password": password }).to_string(),
+                (Some(email), Some(password)) => (email.to_owned(), password.to_owned()),
                 _ => bail!(
                     "scenario {} needs --email and --password (or KAPSTONE_BENCH_EMAIL / KAPSTONE_BENCH_PASSWORD)",
                     args.scenario.name()
                 ),
             }
         } else {
-            String::new()
+            (String::new(), String::new())
         };
+        let login_body =
+            if email.is_empty() { String::new() } else { json!({ "email": email, "password": password }).to_string() };
         Ok(Self {
             base: url.as_str().trim_end_matches('/').to_owned(),
             scenario: args.scenario,
@@ -170,6 +199,8 @@ impl Settings {
             warmup: Duration::from_secs(args.warmup_secs),
             duration: Duration::from_secs(args.duration_secs),
             login_body,
+            email,
+            password,
         })
     }
 
@@ -266,13 +297,54 @@ fn login_request(client: &Client, settings: &Settings) -> RequestBuilder {
         .body(settings.login_body.clone())
 }
 
-/// Lists patients once and turns their ids into ready-made record URLs.
-async fn patient_urls(client: &Client, settings: &Settings, auth: &HeaderValue) -> Result<Vec<String>> {
+/// Lists patients once: their ids.
+async fn patient_list(client: &Client, settings: &Settings, auth: &HeaderValue) -> Result<Vec<String>> {
     let list_url = settings.url(&format!("/api/v1/patients?limit={PATIENT_LIST_LIMIT}"));
     let body = fetch_json(client.get(list_url).header(AUTHORIZATION, auth.clone()), "patient list").await?;
     let ids = patient_ids(&body)?;
-    ensure!(!ids.is_empty(), "patient list is empty: seed some patients before running patient-read");
-    Ok(ids.iter().map(|id| settings.url(&format!("/api/v1/patients/{id}"))).collect())
+    ensure!(!ids.is_empty(), "patient list is empty: seed some patients before running this scenario");
+    Ok(ids)
+}
+
+/// The value of a `Set-Cookie` header's cookie `name`, if the response sets it.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, v)| k.trim() == name && !v.is_empty())
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// Signs in through the web form, as a browser does: the sign-in page sets the pre-session cookie
+/// and its CSRF token, the form post sets the session cookie. Returns a ready `Cookie` header.
+async fn browser_sign_in(client: &Client, settings: &Settings) -> Result<HeaderValue> {
+    let page = client.get(settings.url("/login")).send().await.context("sign-in page")?;
+    let pre = set_cookie(&page, PRE_SESSION_COOKIE).ok_or_else(|| anyhow!("sign-in page: no pre-session cookie"))?;
+    let html = page.text().await.context("sign-in page")?;
+    let csrf = hidden_csrf(&html).ok_or_else(|| anyhow!("sign-in page: no csrf_token field"))?;
+    let (email, password) = (settings.email.as_str(), settings.password.as_str());
+    let response = client
+        .post(settings.url("/login"))
+        .header(COOKIE, format!("{PRE_SESSION_COOKIE}={pre}"))
+        .form(&[("email", email), ("password", password), ("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .context("sign-in form")?;
+    let status = response.status();
+    let session = set_cookie(&response, SESSION_COOKIE)
+        .ok_or_else(|| anyhow!("sign-in form: answered {status} without a session cookie"))?;
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={session}")).context("session cookie is not a header value")
+}
+
+/// The value of the first `csrf_token` hidden field of a page.
+fn hidden_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let rest = &html[html.find(marker)? + marker.len()..];
+    rest.split('"').next().filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// The dosing sessions on today's floor board (the demo's day in progress).
@@ -315,51 +387,84 @@ fn patient_ids(body: &Value) -> Result<Vec<String>> {
         .collect()
 }
 
+/// What every client shares, prepared once before the clock starts: one sign-in for the whole
+/// run (the server limits sign-ins per account and per address, README "Rate limits"), and the
+/// ids the scenario picks from.
+struct Setup {
+    auth: Option<HeaderValue>,
+    /// `Cookie` header of a signed-in browser session (HTML scenarios).
+    cookie: Option<HeaderValue>,
+    /// Ready-made URLs the clients pick from at random.
+    urls: Vec<String>,
+}
+
+impl Setup {
+    async fn prepare(client: &Client, settings: &Settings) -> Result<Self> {
+        let mut setup = Self { auth: None, cookie: None, urls: Vec::new() };
+        match settings.scenario {
+            Scenario::Health | Scenario::SignIn => {}
+            Scenario::PageView | Scenario::Floor => setup.auth = Some(sign_in(client, settings).await?),
+            Scenario::PatientRead | Scenario::Eligibility => {
+                let auth = sign_in(client, settings).await?;
+                let ids = patient_list(client, settings, &auth).await?;
+                let suffix = if settings.scenario == Scenario::Eligibility { "/eligibility" } else { "" };
+                setup.urls = ids.iter().map(|id| settings.url(&format!("/api/v1/patients/{id}{suffix}"))).collect();
+                setup.auth = Some(auth);
+            }
+            Scenario::PatientPage => {
+                let auth = sign_in(client, settings).await?;
+                let ids = patient_list(client, settings, &auth).await?;
+                setup.urls = ids.iter().map(|id| settings.url(&format!("/patients/{id}"))).collect();
+                setup.cookie = Some(browser_sign_in(client, settings).await?);
+            }
+            Scenario::SessionView | Scenario::SessionRecord | Scenario::Vitals => {
+                let auth = sign_in(client, settings).await?;
+                let ids = floor_sessions(client, settings, &auth).await?;
+                let suffix = match settings.scenario {
+                    Scenario::SessionView => "",
+                    Scenario::Vitals => "/vitals",
+                    _ => "/events",
+                };
+                setup.urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}{suffix}"))).collect();
+                setup.auth = Some(auth);
+            }
+        }
+        Ok(setup)
+    }
+}
+
 /// What one client repeats during the run, prepared before the clock starts.
 enum Job {
     Health { url: String },
     SignIn,
     PageView { url: String, auth: HeaderValue },
     PatientRead { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
+    PatientPage { urls: Vec<String>, cookie: HeaderValue, rng: XorShift },
     Record { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
     Vitals { urls: Vec<String>, auth: HeaderValue, rng: XorShift },
 }
 
 impl Job {
-    /// Does the untimed per-client setup for the scenario.
-    async fn prepare(client: &Client, settings: &Settings, index: usize) -> Result<Self> {
+    /// The job of client `index`, from the shared setup.
+    fn new(settings: &Settings, setup: &Setup, index: usize) -> Result<Self> {
+        let auth = || setup.auth.clone().ok_or_else(|| anyhow!("not signed in"));
+        let urls = setup.urls.clone();
+        let rng = XorShift::seeded(index as u64);
         Ok(match settings.scenario {
             Scenario::Health => Self::Health { url: settings.url("/healthz") },
             Scenario::SignIn => Self::SignIn,
-            Scenario::PageView => {
-                Self::PageView { url: settings.url("/api/v1/auth/me"), auth: sign_in(client, settings).await? }
+            Scenario::PageView => Self::PageView { url: settings.url("/api/v1/auth/me"), auth: auth()? },
+            Scenario::Floor => Self::PageView { url: settings.url("/api/v1/floor"), auth: auth()? },
+            Scenario::PatientRead | Scenario::Eligibility | Scenario::SessionView => {
+                Self::PatientRead { urls, auth: auth()?, rng }
             }
-            Scenario::PatientRead | Scenario::Eligibility => {
-                let auth = sign_in(client, settings).await?;
-                let mut urls = patient_urls(client, settings, &auth).await?;
-                if settings.scenario == Scenario::Eligibility {
-                    urls.iter_mut().for_each(|u| u.push_str("/eligibility"));
-                }
-                Self::PatientRead { urls, auth, rng: XorShift::seeded(index as u64) }
-            }
-            Scenario::Floor => {
-                Self::PageView { url: settings.url("/api/v1/floor"), auth: sign_in(client, settings).await? }
-            }
-            Scenario::SessionView | Scenario::SessionRecord | Scenario::Vitals => {
-                let auth = sign_in(client, settings).await?;
-                let ids = floor_sessions(client, settings, &auth).await?;
-                let rng = XorShift::seeded(index as u64);
-                if settings.scenario == Scenario::SessionView {
-                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}"))).collect();
-                    Self::PatientRead { urls, auth, rng }
-                } else if settings.scenario == Scenario::Vitals {
-                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}/vitals"))).collect();
-                    Self::Vitals { urls, auth, rng }
-                } else {
-                    let urls = ids.iter().map(|id| settings.url(&format!("/api/v1/sessions/{id}/events"))).collect();
-                    Self::Record { urls, auth, rng }
-                }
-            }
+            Scenario::PatientPage => Self::PatientPage {
+                urls,
+                cookie: setup.cookie.clone().ok_or_else(|| anyhow!("no browser session"))?,
+                rng,
+            },
+            Scenario::SessionRecord => Self::Record { urls, auth: auth()?, rng },
+            Scenario::Vitals => Self::Vitals { urls, auth: auth()?, rng },
         })
     }
 
@@ -372,6 +477,10 @@ impl Job {
             Self::PatientRead { urls, auth, rng } => {
                 let url = &urls[rng.below(urls.len())];
                 client.get(url.as_str()).header(AUTHORIZATION, auth.clone())
+            }
+            Self::PatientPage { urls, cookie, rng } => {
+                let url = &urls[rng.below(urls.len())];
+                client.get(url.as_str()).header(COOKIE, cookie.clone())
             }
             Self::Record { urls, auth, rng } => {
                 let url = &urls[rng.below(urls.len())];
@@ -487,20 +596,10 @@ async fn run_client(client: Client, settings: Arc<Settings>, mut job: Job, windo
     tally
 }
 
-/// Prepares every client concurrently (sign-ins are slow by design), failing
-/// the run on the first setup error.
-async fn prepare_jobs(client: &Client, settings: &Arc<Settings>) -> Result<Vec<Job>> {
-    let mut set = JoinSet::new();
-    for index in 0..settings.clients {
-        let (client, settings) = (client.clone(), Arc::clone(settings));
-        set.spawn(async move { (index, Job::prepare(&client, &settings, index).await) });
-    }
-    let mut jobs: Vec<Option<Job>> = (0..settings.clients).map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        let (index, job) = joined.context("setup task failed")?;
-        jobs[index] = Some(job.with_context(|| format!("client {index} setup"))?);
-    }
-    jobs.into_iter().map(|job| job.ok_or_else(|| anyhow!("a client was not prepared"))).collect()
+/// Prepares the shared setup once, then every client's job from it.
+async fn prepare_jobs(client: &Client, settings: &Settings) -> Result<Vec<Job>> {
+    let setup = Setup::prepare(client, settings).await?;
+    (0..settings.clients).map(|index| Job::new(settings, &setup, index)).collect()
 }
 
 /// Starts all clients on one shared clock and merges their tallies.
@@ -574,6 +673,8 @@ struct Report {
     duration_secs: u64,
     tally: Tally,
     latency: Option<Latency>,
+    /// The bare engine, measured just before the scenario.
+    bare: Option<bare::Bare>,
 }
 
 impl Report {
@@ -583,6 +684,11 @@ impl Report {
 
     fn ok(&self) -> u64 {
         self.tally.latencies_us.len() as u64
+    }
+
+    /// Successful requests per second: what is compared with the bare engine.
+    fn ok_per_sec(&self) -> f64 {
+        self.ok() as f64 / self.duration_secs.max(1) as f64
     }
 
     /// Human-readable table.
@@ -601,6 +707,20 @@ impl Report {
         row("ok", self.ok().to_string());
         row("errors", self.error_summary());
         row("requests/s", format!("{:.1}", self.requests_per_sec()));
+        if let Some(b) = &self.bare {
+            row(
+                "bare engine",
+                format!(
+                    "{:.0} commits/s (p50 {}, p99 {}; {} tasks, {} connection(s))",
+                    b.commits_per_sec,
+                    format_us(b.p50_us),
+                    format_us(b.p99_us),
+                    b.clients,
+                    b.connections
+                ),
+            );
+            row("vs bare", format!("{:.0} %", b.percent(self.ok_per_sec())));
+        }
         match self.latency {
             Some(l) => {
                 row("latency p50", format_us(l.p50));
@@ -643,6 +763,12 @@ impl Report {
             "transport_errors": self.tally.transport_errors,
             "requests_per_sec": self.requests_per_sec(),
             "latency_us": latency,
+            "bare_engine": self.bare.map_or(Value::Null, |b| json!({
+                "commits_per_sec": b.commits_per_sec, "p50_us": b.p50_us, "p99_us": b.p99_us,
+                "clients": b.clients, "connections": b.connections,
+            })),
+            "ok_per_sec": self.ok_per_sec(),
+            "vs_bare_percent": self.bare.map(|b| b.percent(self.ok_per_sec())),
         })
     }
 }
@@ -697,6 +823,13 @@ async fn run(args: Args) -> Result<()> {
     preflight(&client, &settings).await?;
     eprintln!("kapstone-bench: preparing {} client(s) for {}", settings.clients, settings.scenario.name());
     let jobs = prepare_jobs(&client, &settings).await?;
+    let bare = match &args.bare_database_url {
+        Some(url) => {
+            eprintln!("kapstone-bench: measuring the bare engine for {} s", args.bare_secs);
+            Some(bare::measure(url, args.bare_clients, args.bare_secs).await.context("bare engine")?)
+        }
+        None => None,
+    };
     eprintln!("kapstone-bench: running {} s warm-up + {} s measured", args.warmup_secs, args.duration_secs);
     let timestamp = utc_now();
     let mut tally = run_load(&client, &settings, jobs).await?;
@@ -711,6 +844,7 @@ async fn run(args: Args) -> Result<()> {
         duration_secs: args.duration_secs,
         tally,
         latency,
+        bare,
     };
     if args.json {
         eprint!("{}", report.table());

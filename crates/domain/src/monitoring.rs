@@ -225,40 +225,39 @@ pub struct ReadingSummary {
 
 /// Baselines and latest readings from a session's readings (any order).
 pub fn summarize(readings: &[Reading], dose_started_at: UtcTs) -> ReadingSummary {
-    let mut sorted: Vec<&Reading> = readings.iter().collect();
-    sorted.sort_by_key(|r| r.taken_at);
-    let mut s = ReadingSummary::default();
-    for r in sorted {
-        let pre = r.taken_at <= dose_started_at;
-        if let Some(spo2) = r.measurement.spo2() {
-            if pre { s.baseline_spo2 = Some(spo2) } else { s.latest_spo2 = Some(r.timed(spo2)) }
-        }
-        match r.measurement {
-            Measurement::BloodPressure { bp, .. } => {
-                if pre {
-                    s.baseline_bp = Some(bp)
-                } else {
-                    s.latest_bp = Some(r.timed(bp))
-                }
-            }
-            Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => s.latest_resp_rate = Some(r.timed(rr)),
-            Measurement::Spo2Rr { .. } => {}
-            Measurement::Moaas { score } => {
-                if pre {
-                    s.baseline_moaas = Some(score)
-                } else {
-                    s.latest_moaas = Some(r.timed(score))
-                }
-            }
-            Measurement::Cadss { score } => {
-                if pre {
-                    s.baseline_cadss = Some(score)
-                } else {
-                    s.latest_cadss = Some(r.timed(score))
-                }
-            }
+    summarize_all(readings, dose_started_at)
+}
+
+/// [`summarize`] over any readings. One pass, without sorting or copying: it runs for every
+/// reading folded into a session and every time a session is shown, so it stays linear in the
+/// session's length. Each figure is the reading with the latest `taken_at`; of readings taken at
+/// the same instant, the one that comes last.
+pub fn summarize_all<'a>(readings: impl IntoIterator<Item = &'a Reading>, dose_started_at: UtcTs) -> ReadingSummary {
+    /// Keeps the latest (`taken_at`, value); a tie goes to the later one.
+    fn keep<T>(slot: &mut Option<Timed<T>>, r: &Reading, value: T) {
+        if slot.as_ref().is_none_or(|t| r.taken_at >= t.taken_at) {
+            *slot = Some(r.timed(value));
         }
     }
+    let (mut bp, mut spo2, mut moaas, mut cadss) = (None, None, None, None);
+    let mut s = ReadingSummary::default();
+    for r in readings {
+        let pre = r.taken_at <= dose_started_at;
+        if let Some(v) = r.measurement.spo2() {
+            keep(if pre { &mut spo2 } else { &mut s.latest_spo2 }, r, v);
+        }
+        match r.measurement {
+            Measurement::BloodPressure { bp: v, .. } => keep(if pre { &mut bp } else { &mut s.latest_bp }, r, v),
+            Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => keep(&mut s.latest_resp_rate, r, rr),
+            Measurement::Spo2Rr { .. } => {}
+            Measurement::Moaas { score } => keep(if pre { &mut moaas } else { &mut s.latest_moaas }, r, score),
+            Measurement::Cadss { score } => keep(if pre { &mut cadss } else { &mut s.latest_cadss }, r, score),
+        }
+    }
+    s.baseline_bp = bp.map(|t: Timed<BloodPressure>| t.value);
+    s.baseline_spo2 = spo2.map(|t: Timed<Spo2>| t.value);
+    s.baseline_moaas = moaas.map(|t: Timed<Moaas>| t.value);
+    s.baseline_cadss = cadss.map(|t: Timed<Cadss>| t.value);
     s
 }
 

@@ -275,20 +275,27 @@ pub async fn events_in(tx: &mut Tx, session: Uuid) -> Result<Vec<EventRow>> {
     }))
 }
 
-/// Serialises writers of one session: SQLite transactions already hold the write lock; on
-/// PostgreSQL the session row is locked until commit.
-pub async fn lock_session(tx: &mut Tx, session: Uuid) -> Result<()> {
-    if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT id FROM dosing_sessions WHERE id = $1 FOR UPDATE")
-            .bind(session)
-            .fetch_optional(&mut **t)
-            .await?;
-    }
-    Ok(())
+/// Serialises writers of one session and returns its number of events (`None`: no such session).
+/// SQLite transactions already hold the write lock; on PostgreSQL the session row is locked until
+/// commit, so the count read here stays true until then.
+pub async fn lock_session(tx: &mut Tx, session: Uuid) -> Result<Option<i32>> {
+    Ok(match tx {
+        Tx::Postgres(t) => {
+            sqlx::query_scalar("SELECT event_count FROM dosing_sessions WHERE id = $1 FOR UPDATE")
+                .bind(session)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_scalar("SELECT event_count FROM dosing_sessions WHERE id = $1")
+                .bind(session)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
 }
 
 pub struct NewEvent<'a> {
-    pub clinic: ClinicId,
     pub session: Uuid,
     /// The event's place: the number of events before it.
     pub seq: i32,
@@ -302,7 +309,8 @@ pub struct NewEvent<'a> {
 }
 
 /// Appends an event and rewrites the projection. Two writers racing for the same `seq` cannot
-/// both succeed: the second gets a conflict.
+/// both succeed: the second gets a conflict. The caller bumps the clinic's floor counter
+/// ([`bump_floor`]) in the same transaction, once however many events it appends.
 pub async fn append_event(tx: &mut Tx, e: &NewEvent<'_>) -> Result<()> {
     on_tx!(tx, |c| {
         sqlx::query(
@@ -330,7 +338,7 @@ pub async fn append_event(tx: &mut Tx, e: &NewEvent<'_>) -> Result<()> {
         .execute(&mut *c)
         .await?;
     });
-    bump_floor(tx, e.clinic).await
+    Ok(())
 }
 
 /// Marks a change on the clinic's floor (read by the live board, across server processes).

@@ -52,7 +52,8 @@ tokio::task_local! {
 
 /// Runs `fut` (one request) with `key` claimed: the first transaction it commits stores the key.
 /// Returns the output and whether the key was stored (that is, whether the request changed
-/// anything). Transactions of other tasks (the read-audit batcher) are not affected.
+/// anything). Transactions of other tasks (the group-commit writer) are not affected; a job it runs
+/// for this request takes the claim along ([`claim`]).
 pub async fn with_claim<F: Future>(key: NewKey, fut: F) -> (F::Output, bool) {
     let slot = Arc::new(Mutex::new(Slot { key, recorded: false }));
     let out = CLAIM.scope(slot.clone(), fut).await;
@@ -76,6 +77,36 @@ fn pending() -> Option<(Arc<Mutex<Slot>>, NewKey)> {
 /// this key committed first) refuses the transaction; an expired one is replaced.
 pub(crate) async fn record_pending(tx: &mut Tx) -> Result<Option<Arc<Mutex<Slot>>>> {
     let Some((slot, k)) = pending() else { return Ok(None) };
+    insert_key(tx, &k).await?;
+    Ok(Some(slot))
+}
+
+/// The running request's claim on its key while the key is not stored, for a write that runs on
+/// another task (the group-commit writer, [`crate::writer`]): it stores the key with that write.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    slot: Arc<Mutex<Slot>>,
+    key: NewKey,
+}
+
+/// The claim of the running request, if it has one not stored yet.
+pub fn claim() -> Option<Claim> {
+    pending().map(|(slot, key)| Claim { slot, key })
+}
+
+impl Claim {
+    /// Inserts the key into `tx`; refused as [`Tx::commit`] refuses it.
+    pub async fn store(&self, tx: &mut Tx) -> Result<()> {
+        insert_key(tx, &self.key).await
+    }
+
+    /// Marks the key stored, once the transaction that holds it is committed.
+    pub fn mark_stored(&self) {
+        mark_recorded(&self.slot);
+    }
+}
+
+async fn insert_key(tx: &mut Tx, k: &NewKey) -> Result<()> {
     let n = on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO idempotency_keys (principal, idempotency_key, request_hash, method, path, created_at, \
@@ -99,7 +130,7 @@ pub(crate) async fn record_pending(tx: &mut Tx) -> Result<Option<Arc<Mutex<Slot>
     if n != 1 {
         return Err(StoreError::Conflict("Idempotency-Key"));
     }
-    Ok(Some(slot))
+    Ok(())
 }
 
 /// Marks the claim stored after its transaction committed.

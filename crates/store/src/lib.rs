@@ -32,6 +32,7 @@ pub mod scheduling;
 pub mod sessions;
 pub mod transfer;
 pub mod users;
+pub mod writer;
 
 pub use db::{Backend, Db, DbUrl, Tx};
 pub use ts::DbTs;
@@ -49,8 +50,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
-    #[error("audit batch failed: {}", .0.message)]
-    Batch(audit::BatchFailure),
+    #[error("write batch failed: {}", .0.message)]
+    Batch(writer::BatchFailure),
 }
 
 impl StoreError {

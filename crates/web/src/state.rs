@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kapstone_domain::auth::{LockoutPolicy, RateLimits, ReauthPolicy, SessionPolicy};
 use kapstone_store::Db;
-use kapstone_store::audit::ReadAuditBatcher;
+use kapstone_store::writer::Writer;
 
 /// Settings of the running server. Defaults follow OWASP ASVS L2; see README for each.
 #[derive(Clone)]
@@ -97,8 +97,11 @@ impl ServerConfig {
 pub struct AppState {
     pub db: Db,
     pub config: Arc<ServerConfig>,
-    /// Group-commits the audit events of reads (chart views, lists, log views).
-    pub read_audit: ReadAuditBatcher,
+    /// The group-commit writer (`kapstone_store::writer`): the audit events of reads (chart views,
+    /// lists, log views) and the dosing sessions' writes share its commits.
+    pub read_audit: Writer,
+    /// Dosing sessions as of their last committed event (`app::sessions::SessionCache`).
+    pub sessions: crate::app::sessions::SessionCache,
     /// Runs argon2 on one thread per CPU.
     pub passwords: crate::app::PasswordPool,
     /// Turns true when the server starts to shut down: long-lived responses (the floor board's
@@ -111,20 +114,26 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Must be called inside a tokio runtime: it starts the audit batching task.
+    /// Must be called inside a tokio runtime: it starts the group-commit writer's task.
     pub fn new(db: Db, config: ServerConfig) -> Self {
         crate::install_tls_provider();
-        let read_audit = ReadAuditBatcher::spawn(db.clone());
+        let read_audit = Writer::spawn(db.clone());
         let floor_watch = crate::app::floor_watch::FloorWatch::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             db,
             config: Arc::new(config),
             read_audit,
+            sessions: crate::app::sessions::SessionCache::default(),
             passwords: crate::app::PasswordPool::new(cpus),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             idempotency_locks: crate::api::idempotency::KeyLocks::default(),
             floor_watch,
         }
+    }
+
+    /// The group-commit writer.
+    pub fn writer(&self) -> &Writer {
+        &self.read_audit
     }
 }

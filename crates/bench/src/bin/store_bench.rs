@@ -2,12 +2,13 @@
 //! machine and database.
 //!
 //! Three loops, each for `--seconds` with `--clients` concurrent tasks:
-//! 1. `bare_commit`  — one-row INSERT + durable COMMIT into a scratch table: the engine's limit.
+//! 1. `bare_commit`  — one-row INSERT + durable COMMIT into a scratch table: the engine's limit
+//!    (SQLite: the one writer connection; PostgreSQL: 4 connections).
 //! 2. `read_only`    — the patient read of a chart view, no transaction, nothing written.
 //! 3. `audited_read` — read the patient, then append the audit event (hash chain) in its own
 //!    transaction, committed durably: one flush per view.
 //! 4. `batched_audit` — what the server does for a chart view: read the patient, then hand the
-//!    event to the read-audit batcher, which group-commits concurrent events; the view waits for
+//!    event to the group-commit writer, which group-commits concurrent events; the view waits for
 //!    the commit that holds its event.
 //!
 //! Run it against a database made by `kapstone demo --scale N` (it needs patients), never one in use.
@@ -19,7 +20,10 @@ use anyhow::Context;
 use clap::Parser;
 use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
 use kapstone_domain::{ClinicId, PatientId, Role, UserId};
-use kapstone_store::{Db, DbUrl, audit, on_read, on_tx, patients};
+use kapstone_store::{Db, DbUrl, audit, on_read, patients};
+
+#[path = "../bare.rs"]
+mod bare;
 
 #[derive(Parser)]
 #[command(name = "kapstone-store-bench", about = "Audit-log cost against the bare engine")]
@@ -98,34 +102,16 @@ async fn main() -> anyhow::Result<()> {
     });
     anyhow::ensure!(!ids.is_empty(), "no patients: run `kapstone demo --scale N` on this database first");
     let ids = Arc::new(ids);
-    {
-        let mut tx = db.begin().await?;
-        on_tx!(&mut tx, |c| {
-            sqlx::query("CREATE TABLE IF NOT EXISTS bench_scratch (id BIGINT PRIMARY KEY, note TEXT NOT NULL)")
-                .execute(c)
-                .await?;
-        });
-        tx.commit().await?;
-    }
-    let run_id = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())? * 1000;
 
-    let d = db.clone();
-    let bare = run_loop(args.clients, args.seconds, move |i| {
-        let d = d.clone();
-        async move {
-            let mut tx = d.begin().await?;
-            on_tx!(&mut tx, |c| {
-                sqlx::query("INSERT INTO bench_scratch (id, note) VALUES ($1, $2)")
-                    .bind(run_id + i64::try_from(i)?)
-                    .bind("x")
-                    .execute(c)
-                    .await?;
-            });
-            tx.commit().await?;
-            Ok(())
-        }
-    })
-    .await?;
+    // The bare engine as `kapstone-bench --bare-database-url` measures it (SQLite: one writer;
+    // PostgreSQL: 4 connections).
+    let b = bare::measure(&args.database_url, args.clients, args.seconds).await?;
+    let bare_rate = b.commits_per_sec;
+    let bare = Stats {
+        ops: (bare_rate * args.seconds as f64).round() as usize,
+        p50_us: u128::from(b.p50_us),
+        p99_us: u128::from(b.p99_us),
+    };
 
     let (d, p) = (db.clone(), ids.clone());
     let read_only = run_loop(args.clients, args.seconds, move |i| {
@@ -154,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
 
-    let batcher = audit::ReadAuditBatcher::spawn(db.clone());
+    let batcher = kapstone_store::writer::Writer::spawn(db.clone());
     let (d, p) = (db.clone(), ids.clone());
     let batched = run_loop(args.clients, args.seconds, move |i| {
         let (d, p, batcher) = (d.clone(), p.clone(), batcher.clone());
@@ -167,9 +153,17 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     let secs = args.seconds as f64;
-    println!("backend: {:?}, clients: {}, seconds per loop: {}", db.backend(), args.clients, args.seconds);
+    println!(
+        "backend: {:?}, clients: {}, seconds per loop: {}; bare engine on {} connection(s), {} tasks: {:.0} commits/s ({:.0} %)",
+        db.backend(),
+        args.clients,
+        args.seconds,
+        b.connections,
+        b.clients,
+        b.commits_per_sec,
+        b.percent(b.commits_per_sec)
+    );
     println!("{:<14} {:>10} {:>10} {:>10} {:>12}", "loop", "ops/s", "p50 ms", "p99 ms", "vs bare");
-    let bare_rate = bare.ops as f64 / secs;
     for (name, s) in
         [("bare_commit", &bare), ("read_only", &read_only), ("audited_read", &audited), ("batched_audit", &batched)]
     {

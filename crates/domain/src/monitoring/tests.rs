@@ -618,7 +618,71 @@ fn any_route() -> impl Strategy<Value = Route> {
     prop::sample::select(Route::ALL.to_vec())
 }
 
+/// A reading of any kind at one of a few minutes after 10:00 (so that many share an instant).
+fn any_reading() -> impl Strategy<Value = Reading> {
+    (0u8..6, 0u8..10, 0u8..40).prop_map(|(kind, m, v)| {
+        let t = at(10, m);
+        match kind {
+            0 => bp_reading(t, 100 + u16::from(v), 60 + u16::from(v)),
+            1 => hr_reading(t, 50 + u16::from(v)),
+            2 => spo2_reading(t, 60 + v),
+            3 => rr_reading(t, 5 + v),
+            4 => moaas_reading(t, v % 6),
+            _ => cadss_reading(t, v),
+        }
+    })
+}
+
+/// The summary as first written: the readings sorted by time (stably), the last of each kind
+/// before and after the dose kept.
+fn summarize_by_sorting(readings: &[Reading], dose_started_at: UtcTs) -> ReadingSummary {
+    let mut sorted: Vec<&Reading> = readings.iter().collect();
+    sorted.sort_by_key(|r| r.taken_at);
+    let mut s = ReadingSummary::default();
+    for r in sorted {
+        let pre = r.taken_at <= dose_started_at;
+        if let Some(spo2) = r.measurement.spo2() {
+            if pre { s.baseline_spo2 = Some(spo2) } else { s.latest_spo2 = Some(r.timed(spo2)) }
+        }
+        match r.measurement {
+            Measurement::BloodPressure { bp, .. } => {
+                if pre {
+                    s.baseline_bp = Some(bp)
+                } else {
+                    s.latest_bp = Some(r.timed(bp))
+                }
+            }
+            Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => s.latest_resp_rate = Some(r.timed(rr)),
+            Measurement::Spo2Rr { .. } => {}
+            Measurement::Moaas { score } => {
+                if pre {
+                    s.baseline_moaas = Some(score)
+                } else {
+                    s.latest_moaas = Some(r.timed(score))
+                }
+            }
+            Measurement::Cadss { score } => {
+                if pre {
+                    s.baseline_cadss = Some(score)
+                } else {
+                    s.latest_cadss = Some(r.timed(score))
+                }
+            }
+        }
+    }
+    s
+}
+
 proptest! {
+    #[test]
+    fn the_one_pass_summary_is_the_summary_of_the_readings_in_time_order(
+        readings in prop::collection::vec(any_reading(), 0..40),
+        dose_minute in 0u8..11,
+    ) {
+        let dose = at(10, dose_minute);
+        prop_assert_eq!(summarize(&readings, dose), summarize_by_sorting(&readings, dose));
+    }
+
     #[test]
     fn planned_checks_are_sorted_unique_and_inside_the_session(
         route in any_route(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, DoseTimes, Measurement, Moaas, Reading, summarize};
+use super::{ConfigError, DoseTimes, Measurement, Moaas, Reading, summarize_all};
 use crate::UtcTs;
 use crate::decision::Route;
 use crate::vitals::BloodPressure;
@@ -297,8 +297,8 @@ const BREATHING: &str = "stimulate the patient, support the airway, give oxygen,
 pub fn reading_alerts(t: &Thresholds, dose: &DoseTimes, history: &[Reading], reading: &Reading) -> Vec<Alert> {
     let mut alerts = Vec::new();
     let pre_dose = reading.taken_at <= dose.started_at;
-    let others: Vec<Reading> = history.iter().filter(|r| *r != reading).copied().collect();
-    let baseline = summarize(&others, dose.started_at);
+    let others = || history.iter().filter(move |r| *r != reading);
+    let baseline = summarize_all(others(), dose.started_at);
 
     match reading.measurement {
         Measurement::BloodPressure { bp, heart_rate, .. } => {
@@ -384,7 +384,7 @@ pub fn reading_alerts(t: &Thresholds, dose: &DoseTimes, history: &[Reading], rea
     if let Some(spo2) = reading.measurement.spo2() {
         alerts.extend(spo2_alert(
             t,
-            &others,
+            others(),
             reading,
             spo2.value(),
             if pre_dose { None } else { baseline.baseline_spo2.map(|s| s.value()) },
@@ -422,7 +422,13 @@ fn bp_rise_alert(t: &Thresholds, bp: BloodPressure, baseline: Option<BloodPressu
     ))
 }
 
-fn spo2_alert(t: &Thresholds, others: &[Reading], reading: &Reading, now: u8, baseline: Option<u8>) -> Option<Alert> {
+fn spo2_alert<'a>(
+    t: &Thresholds,
+    others: impl Iterator<Item = &'a Reading>,
+    reading: &Reading,
+    now: u8,
+    baseline: Option<u8>,
+) -> Option<Alert> {
     let limits = &t.spo2;
     if let Some(base) = baseline.filter(|b| b.saturating_sub(now) >= limits.fall_from_baseline) {
         return Some(Alert::new(
@@ -441,7 +447,6 @@ fn spo2_alert(t: &Thresholds, others: &[Reading], reading: &Reading, now: u8, ba
     }
     // The low run: back from this reading over earlier SpO2 readings still below the limit.
     let mut earlier: Vec<(UtcTs, u8)> = others
-        .iter()
         .filter(|r| r.taken_at < reading.taken_at)
         .filter_map(|r| r.measurement.spo2().map(|s| (r.taken_at, s.value())))
         .collect();

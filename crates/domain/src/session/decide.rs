@@ -76,6 +76,18 @@ fn first(blockers: Vec<Blocker>) -> Result<(), Refusal> {
     blockers.first().map_or(Ok(()), |b| Err(b.refusal()))
 }
 
+/// Whether [`decide`] reads the facts from the rest of the record (`ctx.gates`) for `event`: the
+/// dose order and the pre-dose gate (clearing for dosing, starting the administration). Every other
+/// event is decided on the session, the protocol and the clock alone, so a caller may pass
+/// [`GateFacts::unread`](super::GateFacts::unread) instead of looking the facts up (a reading on the
+/// floor then costs no lookups in the rest of the record). [`order_dose`] always reads them.
+pub fn reads_gate_facts(event: &SessionEvent) -> bool {
+    matches!(
+        event,
+        SessionEvent::DoseOrdered(_) | SessionEvent::ClearedForDosing | SessionEvent::AdministrationStarted(_)
+    )
+}
+
 /// Decides whether `recorded` may be appended to the session's log now. Pure: the caller appends
 /// the event and folds it with [`super::apply`] only when this returns `Ok`.
 pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(), Refusal> {

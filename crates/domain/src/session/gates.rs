@@ -56,6 +56,29 @@ pub struct GateFacts {
     pub clinic_date: Date,
 }
 
+impl GateFacts {
+    /// Facts for a decision that does not read them ([`super::reads_gate_facts`] is false for each
+    /// of its events), so the caller need not look them up. Each says "not established": were one
+    /// read after all, the gate it feeds would stop, never let through.
+    pub fn unread() -> Self {
+        Self {
+            consent_valid: false,
+            decision_allows_route: false,
+            rems_enrolled: false,
+            setting_rems_certified: false,
+            cssrs_risk: None,
+            spravato_indication: None,
+            previous_spravato_doses_mg: Vec::new(),
+            age_years: None,
+            recorded_weight: None,
+            height_cm: None,
+            sex_at_birth: None,
+            // Every product has expired by then.
+            clinic_date: Date::MAX,
+        }
+    }
+}
+
 /// What stops the next step, and the roles that can lift it (empty: nobody in this session —
 /// time must pass, or the fix lies elsewhere in the record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -345,4 +345,36 @@ both_backends! {
         assert_eq!(fx.show(&id).await?["session"]["events"].as_u64(), events, "nothing stored");
         fx.app.stop().await
     }
+
+    async fn vitals_posted_to_one_session_at_the_same_instant_are_all_recorded(b) {
+        // Each reading is entered "now" (no `at`): the server reads its clock once the session is
+        // locked, so requests that wait for each other are timed in the order they are written.
+        // Read before the lock, a request overtaken by a later one was refused (422, "the session's
+        // log is in time order").
+        let fx = Fx::new(b).await?;
+        let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
+        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
+        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let vitals = format!("/api/v1/sessions/{id}/vitals");
+        let before = fx.show(&id).await?["session"]["events"].as_u64().unwrap();
+        let mut posted = 0;
+        for round in 0..3u64 {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..24u64 {
+                let body = json!({"systolic": 112 + i % 8, "diastolic": 72 + i % 5, "heart_rate": 60 + i + round, "spo2": 97});
+                let request = fx.app.client().post(fx.app.url(&vitals)).bearer_auth(&fx.nurse).json(&body);
+                set.spawn(async move {
+                    let r = request.send().await?;
+                    anyhow::Ok((r.status().as_u16(), r.text().await?))
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                let (s, r) = done??;
+                assert_eq!(s, 201, "round {round}: {r}");
+                posted += 1;
+            }
+        }
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64().unwrap(), before + posted, "every reading is stored");
+        fx.app.stop().await
+    }
 }

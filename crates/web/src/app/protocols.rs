@@ -23,9 +23,15 @@ fn refused(e: ProtocolError) -> AppError {
     AppError::Invalid(FieldError::new("definition", format!("{path}: {}", e.message)))
 }
 
+/// The bundled protocols (compiled in), parsed once: every session write and view reads them.
+fn bundled() -> Result<&'static ProtocolSet, AppError> {
+    static SET: std::sync::OnceLock<Result<ProtocolSet, ProtocolError>> = std::sync::OnceLock::new();
+    SET.get_or_init(ProtocolSet::bundled).as_ref().map_err(|e| content_error(e.clone()))
+}
+
 /// The protocols in force at the clinic: for each route the latest version.
 pub async fn current(state: &AppState, clinic: ClinicId) -> Result<ProtocolSet, AppError> {
-    let mut set = ProtocolSet::bundled().map_err(content_error)?;
+    let mut set = bundled()?.clone();
     let mut stored = store::protocol_versions(&state.db, clinic).await?;
     // Oldest version first, so each revision follows the one before it.
     stored.sort_by_key(|r| (r.protocol_id.clone(), parse_version(&r.version)));
@@ -41,8 +47,7 @@ pub async fn current(state: &AppState, clinic: ClinicId) -> Result<ProtocolSet, 
 
 /// The exact version a session ran under (bundled or saved by the clinic).
 pub async fn version(state: &AppState, clinic: ClinicId, id: &str, version: &str) -> Result<Protocol, AppError> {
-    let bundled = ProtocolSet::bundled().map_err(content_error)?;
-    if let Some(p) = bundled.find(id).filter(|p| p.version == version) {
+    if let Some(p) = bundled()?.find(id).filter(|p| p.version == version) {
         return Ok(p.clone());
     }
     let row = store::protocol_version(&state.db, clinic, id, version).await?.ok_or(AppError::NotFound)?;

@@ -4,6 +4,9 @@
 //! recorded, and appends it in the same transaction as the audit event. The domain, not the page,
 //! enforces every hard stop.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use jiff::Timestamp;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::decision::{Route, SpravatoIndication};
@@ -19,6 +22,7 @@ use kapstone_domain::session::{
 use kapstone_domain::webhook::EventType;
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
+use kapstone_store::writer::Batch;
 use uuid::Uuid;
 
 use super::scheduling::{from_jiff, zones};
@@ -383,9 +387,14 @@ async fn resolve_screenings(
 }
 
 /// Records the events of one request (e.g. a BP and a respiratory reading entered together) in one
-/// transaction: the domain decides each in turn, then each event, the projection and its audit
-/// event are written; a refusal of any of them writes none. `at` defaults to now; the domain
+/// write: the domain decides each in turn, then each event, the projection and its audit event are
+/// written; a refusal of any of them writes none. `at` defaults to now, read once the session is
+/// locked, so two requests to one session are timed in the order they are written; the domain
 /// refuses a time ahead of the clock.
+///
+/// What needs no lock is read first (the protocol, the record's facts for the gates, the
+/// screeners). The write itself runs on the group-commit writer (`kapstone_store::writer`): the
+/// requests of many sessions share one durable commit, each answered once it is committed.
 pub async fn record(
     state: &AppState,
     user: &CurrentUser,
@@ -399,117 +408,260 @@ pub async fn record(
         super::reauth::require_recent(state, user)?;
     }
     let protocol = super::protocols::version(state, user.clinic, &row.protocol_id, &row.protocol_version).await?;
-    let gates = gate_facts(state, user, &row, protocol.route).await?;
     let inputs = resolve_screenings(state, user, &row, inputs).await?;
-    let now = UtcTs::now();
-    let at = at.unwrap_or(now);
-    let mut tx = state.db.begin().await?;
-    store::lock_session(&mut tx, id).await?;
-    let events = parse_events(&store::events_in(&mut tx, id).await?)?;
-    let ctx = Context { protocol: &protocol, gates, now };
-    let mut session = session::replay(&ctx, &events);
-    let first = i32::try_from(events.len()).map_err(|e| AppError::Internal(e.into()))?;
-    let mut new_alerts: Vec<RaisedAlert> = Vec::new();
-    let mut state_now = session.state_now(&ctx).as_str();
-    // Each event's place in the log: the number of events before it.
-    let mut seq = first;
-    for input in inputs {
-        let mut drawn = None;
-        // A dose order is computed by the domain from the record, whatever the client sent.
-        let event = match input {
-            Input::Administration { administration, drawn: d } => {
-                drawn = Some(d);
-                SessionEvent::AdministrationStarted(administration)
-            }
-            Input::DoseOrder { request, override_reason } => {
-                session::order_dose(&session, &ctx, at, request, override_reason).map_err(refused)?
-            }
-            // Only a response already linked is skipped (a check-in adds the screeners found).
-            Input::Event(SessionEvent::ScreeningLinked(s))
-                if session.screenings().iter().any(|l| l.screening.response_id == s.response_id) =>
-            {
-                continue;
-            }
-            Input::Event(e) => e,
-            Input::LinkScreening { .. } => {
-                return Err(AppError::Internal(anyhow::anyhow!("a screening link was not resolved")));
-            }
+    // The record's facts are looked up only when the domain reads them (the dose order and the
+    // pre-dose gate); a reading, a note or an acknowledgement is decided without them.
+    let reads_gates = inputs.iter().any(|i| match i {
+        Input::Event(e) => session::reads_gate_facts(e),
+        Input::Administration { .. } | Input::DoseOrder { .. } => true,
+        Input::LinkScreening { .. } => false,
+    });
+    let gates = if reads_gates { gate_facts(state, user, &row, protocol.route).await? } else { GateFacts::unread() };
+    let write = Write { state: state.clone(), user: user.clone(), row, protocol, gates, inputs, at };
+    state.writer().run_keyed(id, move |batch| Box::pin(write.run(batch))).await
+}
+
+/// One request's write, as the group-commit writer runs it.
+struct Write {
+    state: AppState,
+    user: CurrentUser,
+    row: SessionRow,
+    protocol: Protocol,
+    gates: GateFacts,
+    inputs: Vec<Input>,
+    at: Option<UtcTs>,
+}
+
+impl Write {
+    async fn run(self, batch: &mut Batch) -> Result<RecordedOutcome, AppError> {
+        let Write { state, user, row, protocol, gates, inputs, at } = self;
+        let (state, user, row, id) = (&state, &user, &row, row.id);
+        let count = store::lock_session(batch.tx(), id).await?.ok_or(AppError::NotFound)?;
+        // The clock is read under the lock: a request that waited for another one to this session
+        // is timed after it.
+        let now = UtcTs::now();
+        let at = at.unwrap_or(now);
+        let ctx = Context { protocol: &protocol, gates, now };
+        let (mut session, committed) = match state.sessions.take(id, count, batch.number()) {
+            Some(taken) => taken,
+            // Replayed in this batch's transaction: it may hold this batch's uncommitted events.
+            None => (session::replay(&ctx, &parse_events(&store::events_in(batch.tx(), id).await?)?), false),
         };
-        let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
-        session::decide(&session, &ctx, &recorded).map_err(refused)?;
-        let known = session.alerts().len();
-        let administration_ended = |s: &Session| s.administration().is_some_and(|a| a.ended_at.is_some());
-        let ended_before = administration_ended(&session);
-        session = session::apply(session, &ctx, &recorded);
-        new_alerts.extend(session.alerts().iter().skip(known).cloned());
-        state_now = session.state_now(&ctx).as_str();
-        let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
-        store::append_event(
-            &mut tx,
-            &store::NewEvent {
-                clinic: user.clinic,
-                session: id,
-                seq,
-                kind: recorded.event.kind(),
-                payload: &payload,
-                by: user.id,
-                at: recorded.at,
-                state: state_now,
-                dose_started_at: session.dose_times().map(|d| d.started_at),
-            },
-        )
-        .await?;
-        seq += 1;
-        // The controlled-substance ledger: the draw with the administration, and what was given
-        // once it has ended (both in this transaction, so a refusal writes neither).
-        let mut stock = Vec::new();
-        if let SessionEvent::AdministrationStarted(a) = &recorded.event {
-            let drawn = drawn.flatten();
-            stock.extend(super::ledger::dosing::draw(state, &mut tx, user, &row, a, drawn, recorded.at).await?);
-        }
-        // Only the event that ends the administration settles its draw: later readings do not
-        // touch the ledger (nor wait for its lock).
-        if !ended_before && administration_ended(&session) {
-            stock.extend(super::ledger::dosing::settle(state, &mut tx, user, &row, &session, &protocol).await?);
-        }
-        if !stock.is_empty() {
-            let e = super::ledger::recorded_event(user, row.location_id, &stock);
-            kapstone_store::audit::append(&mut tx, &e).await?;
-        }
-        // The discharge completes the dosing appointment (a course counts it as done).
-        if matches!(recorded.event, SessionEvent::Discharged { .. }) {
-            kapstone_store::scheduling::change_status(
-                &mut tx,
-                user.clinic,
-                row.appointment_id,
-                "completed",
-                None,
-                user.id,
+        let keep = Keep { id, batch: batch.number(), committed };
+        let first = i32::try_from(session.event_count()).map_err(|e| AppError::Internal(e.into()))?;
+        let mut new_alerts: Vec<RaisedAlert> = Vec::new();
+        let mut state_now = session.state_now(&ctx).as_str();
+        // Each event's place in the log: the number of events before it.
+        let mut seq = first;
+        for input in inputs {
+            let mut drawn = None;
+            // A dose order is computed by the domain from the record, whatever the client sent.
+            let event = match input {
+                Input::Administration { administration, drawn: d } => {
+                    drawn = Some(d);
+                    SessionEvent::AdministrationStarted(administration)
+                }
+                Input::DoseOrder { request, override_reason } => {
+                    match session::order_dose(&session, &ctx, at, request, override_reason) {
+                        Ok(e) => e,
+                        Err(r) => return Err(state.sessions.refused(keep, session, seq == first, r)),
+                    }
+                }
+                // Only a response already linked is skipped (a check-in adds the screeners found).
+                Input::Event(SessionEvent::ScreeningLinked(s))
+                    if session.screenings().iter().any(|l| l.screening.response_id == s.response_id) =>
+                {
+                    continue;
+                }
+                Input::Event(e) => e,
+                Input::LinkScreening { .. } => {
+                    return Err(AppError::Internal(anyhow::anyhow!("a screening link was not resolved")));
+                }
+            };
+            let recorded = Recorded { at, by: Actor { user: user.id, role: user.role }, event };
+            if let Err(r) = session::decide(&session, &ctx, &recorded) {
+                return Err(state.sessions.refused(keep, session, seq == first, r));
+            }
+            let known = session.alerts().len();
+            let administration_ended = |s: &Session| s.administration().is_some_and(|a| a.ended_at.is_some());
+            let ended_before = administration_ended(&session);
+            session = session::apply(session, &ctx, &recorded);
+            new_alerts.extend(session.alerts().iter().skip(known).cloned());
+            state_now = session.state_now(&ctx).as_str();
+            let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
+            store::append_event(
+                batch.tx(),
+                &store::NewEvent {
+                    session: id,
+                    seq,
+                    kind: recorded.event.kind(),
+                    payload: &payload,
+                    by: user.id,
+                    at: recorded.at,
+                    state: state_now,
+                    dose_started_at: session.dose_times().map(|d| d.started_at),
+                },
             )
             .await?;
-            let data = serde_json::json!({
-                "session_id": id, "patient_id": row.patient_id, "appointment_id": row.appointment_id,
+            seq += 1;
+            // The live boards see the change: one bump of the floor counter per batch, after the
+            // sessions' rows are locked.
+            let clinic = user.clinic;
+            batch.once(format!("floor:{clinic}"), move |tx| Box::pin(store::bump_floor(tx, clinic)));
+            // The controlled-substance ledger: the draw with the administration, and what was
+            // given once it has ended (both in this write, so a refusal writes neither).
+            let mut stock = Vec::new();
+            if let SessionEvent::AdministrationStarted(a) = &recorded.event {
+                let drawn = drawn.flatten();
+                stock.extend(super::ledger::dosing::draw(state, batch.tx(), user, row, a, drawn, recorded.at).await?);
+            }
+            // Only the event that ends the administration settles its draw: later readings do not
+            // touch the ledger (nor wait for its lock).
+            if !ended_before && administration_ended(&session) {
+                stock.extend(super::ledger::dosing::settle(state, batch.tx(), user, row, &session, &protocol).await?);
+            }
+            if !stock.is_empty() {
+                batch.audit(super::ledger::recorded_event(user, row.location_id, &stock));
+            }
+            // The discharge completes the dosing appointment (a course counts it as done).
+            if matches!(recorded.event, SessionEvent::Discharged { .. }) {
+                kapstone_store::scheduling::change_status(
+                    batch.tx(),
+                    user.clinic,
+                    row.appointment_id,
+                    "completed",
+                    None,
+                    user.id,
+                )
+                .await?;
+                let data = serde_json::json!({
+                    "session_id": id, "patient_id": row.patient_id, "appointment_id": row.appointment_id,
+                });
+                super::integrations::enqueue(batch.tx(), user.clinic, EventType::SessionDischarged, data).await?;
+            }
+            let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
+            e.entity_id = Some(id.to_string());
+            e.patient_id = Some(PatientId::from_uuid(row.patient_id));
+            // Overrides are audited with the prescriber (the actor) and their reason.
+            e.reason = Some(match &recorded.event {
+                SessionEvent::DoseOrdered(o) => match &o.override_reason {
+                    Some(r) => format!("dose_ordered (override: {r})"),
+                    None => "dose_ordered".to_owned(),
+                },
+                SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
+                SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
+                SessionEvent::InfusionResumed { reason } => format!("infusion_resumed: {reason}"),
+                other => other.kind().to_owned(),
             });
-            super::integrations::enqueue(&mut tx, user.clinic, EventType::SessionDischarged, data).await?;
+            batch.audit(e);
         }
-        let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
-        e.entity_id = Some(id.to_string());
-        e.patient_id = Some(PatientId::from_uuid(row.patient_id));
-        // Overrides are audited with the prescriber (the actor) and their reason.
-        e.reason = Some(match &recorded.event {
-            SessionEvent::DoseOrdered(o) => match &o.override_reason {
-                Some(r) => format!("dose_ordered (override: {r})"),
-                None => "dose_ordered".to_owned(),
-            },
-            SessionEvent::HoldReleased { reason } => format!("hold_released: {reason}"),
-            SessionEvent::PreDoseBpConfirmed { reason } => format!("pre_dose_bp_confirmed: {reason}"),
-            SessionEvent::InfusionResumed { reason } => format!("infusion_resumed: {reason}"),
-            other => other.kind().to_owned(),
-        });
-        kapstone_store::audit::append(&mut tx, &e).await?;
+        state.sessions.stage(id, batch, session);
+        Ok(RecordedOutcome { new_alerts, state: state_now })
     }
-    tx.commit().await?;
-    Ok(RecordedOutcome { new_alerts, state: state_now })
+}
+
+/// Dosing sessions folded up to their last committed event, so that a write decides its event
+/// against the session's state instead of reading and replaying the whole log each time (the cost
+/// of that grew with the session: every reading of a long monitoring period replayed all the
+/// earlier ones).
+///
+/// A session is kept with the number of events folded into it. The log is append-only, so a
+/// session folded from its first `n` events is the same whoever folded it; a write takes it only
+/// when `n` is the count it reads under the session's lock, and otherwise replays the log (another
+/// server process wrote in between, or this one restarted). A write's result is staged with its
+/// batch and kept only once that batch is committed; a later write of the same batch takes the
+/// staged one, since it sees the uncommitted events too.
+#[derive(Clone, Default)]
+pub struct SessionCache(Arc<Mutex<CacheInner>>);
+
+/// Where a write took its session from.
+#[derive(Clone, Copy)]
+struct Keep {
+    id: Uuid,
+    batch: u64,
+    /// The committed session (else staged or replayed in this batch: it may hold the batch's
+    /// uncommitted events, and is kept only with the batch).
+    committed: bool,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    committed: HashMap<Uuid, Session>,
+    /// Written by a batch not committed yet, with the batch's number.
+    staged: HashMap<Uuid, (u64, Session)>,
+}
+
+impl SessionCache {
+    /// Sessions kept at most (the floor's sessions of a day are a few dozen).
+    const MAX: usize = 2048;
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the session `id` folded from exactly `count` events, as batch `batch` sees it; `true`
+    /// when it is the committed one (else staged by an earlier write of this batch).
+    fn take(&self, id: Uuid, count: i32, batch: u64) -> Option<(Session, bool)> {
+        let count = usize::try_from(count).ok()?;
+        let mut c = self.inner();
+        if let Some((b, s)) = c.staged.remove(&id)
+            && b == batch
+            && s.event_count() == count
+        {
+            return Some((s, false));
+        }
+        c.committed.remove(&id).filter(|s| s.event_count() == count).map(|s| (s, true))
+    }
+
+    /// Stages what a write made of the session; kept once its batch is committed.
+    fn stage(&self, id: Uuid, batch: &mut Batch, session: Session) {
+        let number = batch.number();
+        {
+            let mut c = self.inner();
+            if c.staged.len() >= Self::MAX {
+                c.staged.clear();
+            }
+            c.staged.insert(id, (number, session));
+        }
+        let cache = self.clone();
+        batch.after_commit(move || cache.promote(id, number));
+    }
+
+    fn promote(&self, id: Uuid, batch: u64) {
+        let mut c = self.inner();
+        if let Some((b, s)) = c.staged.remove(&id) {
+            if b != batch {
+                return;
+            }
+            if c.committed.len() >= Self::MAX
+                && let Some(old) = c.committed.keys().next().copied()
+            {
+                c.committed.remove(&old);
+            }
+            c.committed.insert(id, s);
+        }
+    }
+
+    /// A refused write: the session it took is put back where it was when nothing of the write
+    /// was folded into it yet, so the next write need not replay the log. Returns the refusal.
+    fn refused(&self, keep: Keep, session: Session, unchanged: bool, r: Refusal) -> AppError {
+        if unchanged {
+            let mut c = self.inner();
+            if keep.committed {
+                c.committed.insert(keep.id, session);
+            } else {
+                c.staged.insert(keep.id, (keep.batch, session));
+            }
+        }
+        refused(r)
+    }
+
+    /// Forgets every session (a test that rewrites a log behind the server's back).
+    pub fn clear(&self) {
+        let mut c = self.inner();
+        c.committed.clear();
+        c.staged.clear();
+    }
 }
 
 pub fn ts(t: Timestamp) -> UtcTs {
