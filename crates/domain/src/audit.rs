@@ -449,38 +449,112 @@ impl StoredAuditEvent {
     /// different events share an encoding (`"ab" + "c"` differs from `"a" + "bc"`, and an absent
     /// value differs from an empty one).
     pub fn compute_hash(&self, prev: Hash) -> Hash {
-        let field = hash_field;
+        self.view().compute_hash(prev)
+    }
+
+    /// The event's fields, borrowed.
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            seq: self.seq,
+            at_micros: self.at.unix_micros(),
+            clinic_id: self.clinic_id.as_deref(),
+            actor_user_id: self.actor_user_id.as_deref(),
+            actor_role: self.actor_role.as_deref(),
+            action: &self.action,
+            entity_type: &self.entity_type,
+            entity_id: self.entity_id.as_deref(),
+            patient_id: self.patient_id.as_deref(),
+            source_ip: self.source_ip.as_deref(),
+            outcome: &self.outcome,
+            reason: self.reason.as_deref(),
+            actor_token_id: self.actor_token_id.as_deref(),
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+}
+
+/// A stored event's fields borrowed from wherever they were read (verification reads them
+/// straight out of the database row, without copying each into a `String`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    pub seq: i64,
+    pub at_micros: i64,
+    pub clinic_id: Option<&'a str>,
+    pub actor_user_id: Option<&'a str>,
+    pub actor_role: Option<&'a str>,
+    pub action: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: Option<&'a str>,
+    pub patient_id: Option<&'a str>,
+    pub source_ip: Option<&'a str>,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub actor_token_id: Option<&'a str>,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+impl EventView<'_> {
+    /// See [`StoredAuditEvent::compute_hash`]: the same bytes, hashed without allocating.
+    pub fn compute_hash(&self, prev: Hash) -> Hash {
         let mut h = Sha256::new();
         h.update(prev.0);
-        field(&mut h, Some(&self.seq.to_string()));
-        field(&mut h, Some(&self.at.unix_micros().to_string()));
-        field(&mut h, self.clinic_id.as_deref());
-        field(&mut h, self.actor_user_id.as_deref());
-        field(&mut h, self.actor_role.as_deref());
-        field(&mut h, Some(&self.action));
-        field(&mut h, Some(&self.entity_type));
-        field(&mut h, self.entity_id.as_deref());
-        field(&mut h, self.patient_id.as_deref());
-        field(&mut h, self.source_ip.as_deref());
-        field(&mut h, Some(&self.outcome));
-        field(&mut h, self.reason.as_deref());
-        if let Some(token) = self.actor_token_id.as_deref() {
-            field(&mut h, Some(token));
+        let mut seq = [0u8; 20];
+        hash_field_bytes(&mut h, Some(decimal(self.seq, &mut seq)));
+        let mut at = [0u8; 20];
+        hash_field_bytes(&mut h, Some(decimal(self.at_micros, &mut at)));
+        hash_field(&mut h, self.clinic_id);
+        hash_field(&mut h, self.actor_user_id);
+        hash_field(&mut h, self.actor_role);
+        hash_field(&mut h, Some(self.action));
+        hash_field(&mut h, Some(self.entity_type));
+        hash_field(&mut h, self.entity_id);
+        hash_field(&mut h, self.patient_id);
+        hash_field(&mut h, self.source_ip);
+        hash_field(&mut h, Some(self.outcome));
+        hash_field(&mut h, self.reason);
+        if let Some(token) = self.actor_token_id {
+            hash_field(&mut h, Some(token));
         }
         Hash(h.finalize().into())
     }
+}
+
+/// `n` in decimal, as `n.to_string()` writes it, into `buf` (20 bytes hold any `i64`).
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 /// Adds one field to a chain hash: `len:bytes;` for a value, `~;` for an absent one. Shared by
 /// every hash chain of the domain (the audit log, the controlled-substance ledger), so both
 /// encode their fields the same way.
 pub(crate) fn hash_field(h: &mut Sha256, v: Option<&str>) {
+    hash_field_bytes(h, v.map(str::as_bytes));
+}
+
+fn hash_field_bytes(h: &mut Sha256, v: Option<&[u8]>) {
     match v {
         None => h.update(b"~;"),
         Some(s) => {
-            h.update(s.len().to_string().as_bytes());
+            let mut len = [0u8; 20];
+            h.update(decimal(i64::try_from(s.len()).unwrap_or(i64::MAX), &mut len));
             h.update(b":");
-            h.update(s.as_bytes());
+            h.update(s);
             h.update(b";");
         }
     }
@@ -520,14 +594,18 @@ impl Default for ChainVerifier {
 
 impl ChainVerifier {
     pub fn push(&mut self, e: &StoredAuditEvent) -> Result<(), ChainBreak> {
+        self.push_view(&e.view())
+    }
+
+    pub fn push_view(&mut self, e: &EventView<'_>) -> Result<(), ChainBreak> {
         if e.seq != self.next_seq {
             return Err(ChainBreak::Missing { expected: self.next_seq, found: e.seq });
         }
-        if Hash::from_hex(&e.prev_hash) != Some(self.prev) {
+        if Hash::from_hex(e.prev_hash) != Some(self.prev) {
             return Err(ChainBreak::Broken { seq: e.seq });
         }
         let computed = e.compute_hash(self.prev);
-        if Hash::from_hex(&e.hash) != Some(computed) {
+        if Hash::from_hex(e.hash) != Some(computed) {
             return Err(ChainBreak::Altered { seq: e.seq });
         }
         self.prev = computed;
@@ -537,19 +615,133 @@ impl ChainVerifier {
 
     /// Checks the end of the chain against the stored head (`seq`, `hash`); returns the count.
     pub fn finish(self, head: Option<(i64, Hash)>) -> Result<i64, ChainBreak> {
-        let last = self.next_seq - 1;
-        let (head_seq, head_hash) = head.unwrap_or((0, Hash::GENESIS));
-        if head_seq > last {
-            return Err(ChainBreak::Truncated { last, head: head_seq });
-        }
-        if head_seq < last {
-            return Err(ChainBreak::HeadBehind { last, head: head_seq });
-        }
-        if head_hash != self.prev {
-            return Err(ChainBreak::HeadMismatch);
-        }
-        Ok(last)
+        finish(self.next_seq - 1, self.prev, head)
     }
+}
+
+fn finish(last: i64, last_hash: Hash, head: Option<(i64, Hash)>) -> Result<i64, ChainBreak> {
+    let (head_seq, head_hash) = head.unwrap_or((0, Hash::GENESIS));
+    if head_seq > last {
+        return Err(ChainBreak::Truncated { last, head: head_seq });
+    }
+    if head_seq < last {
+        return Err(ChainBreak::HeadBehind { last, head: head_seq });
+    }
+    if head_hash != last_hash {
+        return Err(ChainBreak::HeadMismatch);
+    }
+    Ok(last)
+}
+
+/// Verifies one stretch of the chain on its own, so stretches can be checked in parallel: every
+/// event stores the hash it follows, so an event's own hash is checked against its stored
+/// `prev_hash`, each event's `prev_hash` against the stored hash of the event before it in the
+/// stretch, and the stretch's first `prev_hash` against the end of the stretch before it when the
+/// stretches are joined ([`join_segments`]). Feed the events read from `seq >= start` in `seq`
+/// order, up to the stretch's length (fewer when the chain ends).
+///
+/// Every check of [`ChainVerifier`] is made, in the same order, so the first break found in the
+/// whole chain is the same one: an event whose content was changed (`Altered`), one rewritten
+/// with a recomputed hash (the next event's `prev_hash` no longer matches: `Broken`), a deleted
+/// or reordered one (`seq` out of place: `Missing`), a deleted tail (against the chain head).
+#[derive(Debug)]
+pub struct SegmentVerifier {
+    start: i64,
+    next_seq: i64,
+    first_prev: Option<Hash>,
+    last: Option<Hash>,
+    brk: Option<ChainBreak>,
+}
+
+/// What [`SegmentVerifier`] found in its stretch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The first `seq` of the stretch.
+    pub start: i64,
+    /// The `prev_hash` stored in the stretch's first event, when that event is in place.
+    pub first_prev: Option<Hash>,
+    /// The last event checked and its hash (`None` when the stretch holds no event).
+    pub last: Option<(i64, Hash)>,
+    /// The first break inside the stretch.
+    pub brk: Option<ChainBreak>,
+}
+
+impl SegmentVerifier {
+    pub fn new(start: i64) -> Self {
+        Self { start, next_seq: start, first_prev: None, last: None, brk: None }
+    }
+
+    /// Checks the next event; `Err` once a break is found (later events are not looked at).
+    pub fn push(&mut self, e: &EventView<'_>) -> Result<(), ChainBreak> {
+        if let Some(b) = &self.brk {
+            return Err(b.clone());
+        }
+        let r = self.check(e);
+        if let Err(b) = &r {
+            self.brk = Some(b.clone());
+        }
+        r
+    }
+
+    fn check(&mut self, e: &EventView<'_>) -> Result<(), ChainBreak> {
+        if e.seq != self.next_seq {
+            return Err(ChainBreak::Missing { expected: self.next_seq, found: e.seq });
+        }
+        let prev = Hash::from_hex(e.prev_hash).ok_or(ChainBreak::Broken { seq: e.seq })?;
+        match self.last {
+            // The first event's link is checked when the stretches are joined.
+            None => self.first_prev = Some(prev),
+            Some(last) if last != prev => return Err(ChainBreak::Broken { seq: e.seq }),
+            Some(_) => {}
+        }
+        let computed = e.compute_hash(prev);
+        if Hash::from_hex(e.hash) != Some(computed) {
+            return Err(ChainBreak::Altered { seq: e.seq });
+        }
+        self.last = Some(computed);
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Segment {
+        Segment {
+            start: self.start,
+            first_prev: self.first_prev,
+            last: self.last.map(|h| (self.next_seq - 1, h)),
+            brk: self.brk,
+        }
+    }
+}
+
+/// Joins the stretches of a chain, in `seq` order, each starting where the one before was planned
+/// to end (`start` = previous `start` + its length; a stretch that ended early ends the chain),
+/// and checks the end against the stored head. Returns the number of events or the first break.
+pub fn join_segments(
+    segments: impl IntoIterator<Item = Segment>,
+    head: Option<(i64, Hash)>,
+) -> Result<i64, ChainBreak> {
+    let (mut last_seq, mut last_hash) = (0, Hash::GENESIS);
+    for s in segments {
+        if s.start != last_seq + 1 {
+            // The stretch before ended early: the chain ends there.
+            break;
+        }
+        // The first event's link to the stretch before (checked before anything else about it,
+        // as the sequential verifier would).
+        if let Some(prev) = s.first_prev
+            && prev != last_hash
+        {
+            return Err(ChainBreak::Broken { seq: s.start });
+        }
+        if let Some(b) = s.brk {
+            return Err(b);
+        }
+        match s.last {
+            Some((seq, hash)) => (last_seq, last_hash) = (seq, hash),
+            None => break,
+        }
+    }
+    finish(last_seq, last_hash, head)
 }
 
 #[cfg(test)]
@@ -618,6 +810,99 @@ mod tests {
         let h = head(&c);
         c.truncate(3);
         assert_eq!(verify(&c, h), Err(ChainBreak::Truncated { last: 3, head: 5 }));
+    }
+
+    /// What the store does: stretch `i` reads the events with `seq >= 1 + i * len` in `seq`
+    /// order, at most `len` of them, up to the larger of the head and the last stored `seq`.
+    fn verify_in_segments(
+        events: &[StoredAuditEvent],
+        head: Option<(i64, Hash)>,
+        len: usize,
+    ) -> Result<i64, ChainBreak> {
+        let mut sorted = events.to_vec();
+        sorted.sort_by_key(|e| e.seq);
+        let last = sorted.last().map_or(0, |e| e.seq).max(head.map_or(0, |h| h.0));
+        let mut segments = Vec::new();
+        let mut start = 1;
+        while start <= last {
+            let mut v = SegmentVerifier::new(start);
+            for e in sorted.iter().filter(|e| e.seq >= start).take(len) {
+                if v.push(&e.view()).is_err() {
+                    break;
+                }
+            }
+            segments.push(v.finish());
+            start += len as i64;
+        }
+        join_segments(segments, head)
+    }
+
+    fn sequential(events: &[StoredAuditEvent], head: Option<(i64, Hash)>) -> Result<i64, ChainBreak> {
+        let mut sorted = events.to_vec();
+        sorted.sort_by_key(|e| e.seq);
+        verify(&sorted, head)
+    }
+
+    /// Every way of tampering, at every place, found by the stretches exactly as by the
+    /// sequential verifier, whatever the stretch length (a stretch of one event makes every
+    /// event a boundary; longer ones put the tamper in the middle, first or last place).
+    #[test]
+    fn stretches_find_the_same_first_break_as_the_sequential_verifier() {
+        const N: usize = 12;
+        let clean = chain_of(N);
+        let h = head(&clean);
+        let mut cases: Vec<(String, Vec<StoredAuditEvent>, Option<(i64, Hash)>)> =
+            vec![("intact".into(), clean.clone(), h)];
+        for k in 0..N {
+            let mut c = clean.clone();
+            c[k].reason = Some("edited".into());
+            cases.push((format!("altered {k}"), c.clone(), h));
+            let prev = Hash::from_hex(&c[k].prev_hash).unwrap_or(Hash::GENESIS);
+            c[k].hash = c[k].compute_hash(prev).to_hex();
+            cases.push((format!("altered and rehashed {k}"), c, h));
+            let mut c = clean.clone();
+            c.remove(k);
+            cases.push((format!("deleted {k}"), c, h));
+            let mut c = clean.clone();
+            c.truncate(k);
+            cases.push((format!("tail deleted from {k}"), c, h));
+            if k + 1 < N {
+                // Reordered: two events trade places (each keeps the other's number).
+                let mut c = clean.clone();
+                let (a, b) = (c[k].seq, c[k + 1].seq);
+                c[k].seq = b;
+                c[k + 1].seq = a;
+                cases.push((format!("swapped {k}"), c, h));
+                // Reordered content: the numbers stay, the events move.
+                let mut c = clean.clone();
+                c.swap(k, k + 1);
+                let (a, b) = (c[k].seq, c[k + 1].seq);
+                c[k].seq = b;
+                c[k + 1].seq = a;
+                cases.push((format!("moved {k}"), c, h));
+            }
+        }
+        let mut longer = chain_of(N + 2);
+        longer.truncate(N + 1);
+        cases.push(("an event after the head".into(), longer, h));
+        cases.push(("head hash".into(), clean.clone(), h.map(|(s, _)| (s, Hash([7; 32])))));
+        for (name, events, head) in &cases {
+            let expected = sequential(events, *head);
+            if name != "intact" {
+                assert!(expected.is_err(), "{name}: the sequential verifier missed it");
+            }
+            for len in 1..=N + 2 {
+                assert_eq!(verify_in_segments(events, *head, len), expected, "{name}, stretches of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_hash_as_their_decimal_text() {
+        for n in [0, 7, 10, 99, 100, 12_345, -1, -80, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; 20];
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[test]

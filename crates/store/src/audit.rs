@@ -1,7 +1,9 @@
 //! The audit log: append in the caller's transaction, search for review, verify the chain.
 
 use kapstone_domain::UtcTs;
-use kapstone_domain::audit::{ChainBreak, ChainVerifier, Hash, NewAuditEvent, StoredAuditEvent};
+use kapstone_domain::audit::{
+    ChainBreak, EventView, Hash, NewAuditEvent, Segment, SegmentVerifier, StoredAuditEvent, join_segments,
+};
 use sqlx::FromRow;
 
 use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
@@ -46,9 +48,6 @@ impl From<EventRow> for StoredAuditEvent {
         }
     }
 }
-
-const VERIFY_SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
-     patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 /// Appends `event` to the chain inside `tx`. Call it last in the transaction: on PostgreSQL the
 /// head row stays locked until commit, which is what keeps the chain from forking.
@@ -189,23 +188,102 @@ pub async fn head(db: &Db) -> Result<(i64, Hash)> {
     Ok((seq, hash))
 }
 
-/// Recomputes the whole chain in `seq` order, in batches so memory stays flat.
-/// Outer error: the database could not be read. Inner: the first break found.
+/// Events per stretch of [`verify`]: enough that a stretch's query costs little next to its rows.
+pub const VERIFY_STRETCH: i64 = 32_768;
+
+/// Recomputes the whole chain. Outer error: the database could not be read. Inner: the first
+/// break found, the same one a single pass in `seq` order would report.
+///
+/// Every event stores the hash it follows, so the chain is checked in stretches of
+/// [`VERIFY_STRETCH`] events, as many at once as the machine has cores, each on its own pooled
+/// connection, its rows streamed and hashed as they arrive (memory stays flat whatever the size of
+/// the log); then the stretches are joined, each one's first `prev_hash` against the last hash of
+/// the one before, and the end against the chain head ([`SegmentVerifier`], [`join_segments`]).
 pub async fn verify(db: &Db) -> Result<Result<i64, ChainBreak>> {
-    const BATCH: i64 = 20_000;
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    verify_in_stretches(db, VERIFY_STRETCH, cores).await
+}
+
+/// [`verify`] with a chosen stretch length and number of stretches read at once.
+pub async fn verify_in_stretches(db: &Db, stretch: i64, parallel: usize) -> Result<Result<i64, ChainBreak>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let stretch = stretch.max(1);
+    // The last stored event before the head: an append commits both at once, so every event up to
+    // the head read next is stored, and events appended while we read are left for the next run.
+    let max_seq: Option<i64> =
+        on_read!(db, |c| sqlx::query_scalar("SELECT MAX(seq) FROM audit_events").fetch_one(c).await?);
     let head = head(db).await?;
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0i64;
-    loop {
-        let rows: Vec<EventRow> =
-            on_read!(db, |c| sqlx::query_as(VERIFY_SQL).bind(after).bind(BATCH).fetch_all(c).await?);
-        let Some(last) = rows.last().map(|r| r.seq) else { break };
-        for r in rows {
-            if let Err(b) = verifier.push(&r.into()) {
-                return Ok(Err(b));
+    let last = max_seq.unwrap_or(0).max(head.0);
+    let count = (last + stretch - 1) / stretch;
+    // Stretches are taken in order; after a break (or the end of the chain) in stretch `i`, later
+    // ones are not read. Every stretch before it is.
+    let next = Arc::new(AtomicI64::new(0));
+    let stop_after = Arc::new(AtomicI64::new(i64::MAX));
+    let workers = i64::try_from(parallel.max(1)).unwrap_or(1).min(count.max(1));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (db, next, stop_after) = (db.clone(), next.clone(), stop_after.clone());
+        handles.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || i > stop_after.load(Ordering::Relaxed) {
+                    return Ok::<_, StoreError>(done);
+                }
+                let start = 1 + i * stretch;
+                let segment = verify_stretch(&db, start, stretch).await?;
+                if segment.brk.is_some() || segment.last.map(|(seq, _)| seq) != Some(start + stretch - 1) {
+                    stop_after.fetch_min(i, Ordering::Relaxed);
+                }
+                done.push((i, segment));
+            }
+        }));
+    }
+    let mut segments = Vec::new();
+    for h in handles {
+        let done = h.await.map_err(|e| StoreError::Corrupt(format!("audit verification task: {e}")))??;
+        segments.extend(done);
+    }
+    segments.sort_by_key(|(i, _)| *i);
+    Ok(join_segments(segments.into_iter().map(|(_, s)| s), Some(head)))
+}
+
+const VERIFY_SQL: &str = "SELECT seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
+     patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash FROM audit_events WHERE seq >= $1 \
+     ORDER BY seq LIMIT $2";
+
+/// Checks up to `len` events from `seq >= start`, streamed: each row's fields are hashed where the
+/// driver holds them, without a copy per field.
+async fn verify_stretch(db: &Db, start: i64, len: i64) -> Result<Segment> {
+    use futures_util::TryStreamExt;
+    use sqlx::Row;
+    let mut v = SegmentVerifier::new(start);
+    on_read!(db, |c| {
+        let mut rows = sqlx::query(VERIFY_SQL).bind(start).bind(len).fetch(c);
+        while let Some(row) = rows.try_next().await? {
+            let e = EventView {
+                seq: row.try_get(0)?,
+                at_micros: row.try_get::<DbTs, _>(1)?.0.unix_micros(),
+                clinic_id: row.try_get(2)?,
+                actor_user_id: row.try_get(3)?,
+                actor_role: row.try_get(4)?,
+                action: row.try_get(5)?,
+                entity_type: row.try_get(6)?,
+                entity_id: row.try_get(7)?,
+                patient_id: row.try_get(8)?,
+                source_ip: row.try_get(9)?,
+                outcome: row.try_get(10)?,
+                reason: row.try_get(11)?,
+                actor_token_id: row.try_get(12)?,
+                prev_hash: row.try_get(13)?,
+                hash: row.try_get(14)?,
+            };
+            if v.push(&e).is_err() {
+                break;
             }
         }
-        after = last;
-    }
-    Ok(verifier.finish(Some(head)))
+    });
+    Ok(v.finish())
 }

@@ -170,41 +170,17 @@ fn patient_at_location(patient_col: &str, n: u8, on: bool) -> String {
     }
 }
 
-/// Patients of the clinic by a stage read from the record in SQL (one row per stage).
+/// Patients of the clinic by pathway stage (one row per stage).
 ///
-/// The stage is the pathway's (KAP-SPEC 2.1) as far as stored rows tell it: the latest side
-/// state (on hold, withdrawn, completed), an active treatment course (treatment), the latest
-/// signed decision (not eligible; eligible but no course yet: consent and preparation), a
-/// consultation recorded (eligibility), else referral.
-///
-/// Each fact is a derived table with at most one row per patient (the latest side state and
-/// decision are the rows with no later one), joined to the patients: both engines then read
-/// each table once (PostgreSQL hash-joins them) instead of probing four subqueries per patient,
-/// which took a second on PostgreSQL at 100,000 patients.
+/// The stage is the pathway's (KAP-SPEC 2.1) as far as stored rows tell it (the view
+/// `patient_stage_now`: the latest side state, an active course, the latest signed decision, a
+/// consultation, else referral). Database triggers keep it per patient in `patient_stages` as
+/// those rows are written, so this is one index read whatever the number of patients; computing
+/// it here took four lookups per patient (~300 ms at 100,000 patients on either engine).
 pub async fn patients_by_stage(db: &Db, p: &Period) -> Result<Vec<(String, i64)>> {
     let sql = format!(
-        "SELECT stage, COUNT(*) FROM (SELECT CASE \
-           WHEN s.event = 'hold' THEN 'on_hold' \
-           WHEN s.event = 'withdraw' THEN 'withdrawn' \
-           WHEN s.event = 'complete' THEN 'completed' \
-           WHEN t.patient_id IS NOT NULL THEN 'treatment' \
-           WHEN v.verdict = 'not_eligible' THEN 'ineligible' \
-           WHEN v.verdict = 'eligible' THEN 'consent_preparation' \
-           WHEN c.patient_id IS NOT NULL THEN 'eligibility' \
-           ELSE 'referral' END AS stage \
-         FROM patients p \
-         LEFT JOIN (SELECT e.patient_id, e.event FROM pathway_events e WHERE e.clinic_id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM pathway_events l WHERE l.patient_id = e.patient_id AND l.id > e.id)) s \
-           ON s.patient_id = p.id \
-         LEFT JOIN (SELECT d.patient_id, d.verdict FROM eligibility_decisions d WHERE d.clinic_id = $1 \
-           AND NOT EXISTS (SELECT 1 FROM eligibility_decisions l WHERE l.patient_id = d.patient_id \
-             AND (l.signed_at > d.signed_at OR (l.signed_at = d.signed_at AND l.id > d.id)))) v \
-           ON v.patient_id = p.id \
-         LEFT JOIN (SELECT DISTINCT patient_id FROM treatment_courses WHERE clinic_id = $1 AND status = 'active') t \
-           ON t.patient_id = p.id \
-         LEFT JOIN (SELECT DISTINCT patient_id FROM consultations WHERE clinic_id = $1) c ON c.patient_id = p.id \
-         WHERE p.clinic_id = $1{}) y GROUP BY stage ORDER BY stage",
-        patient_at_location("p.id", 2, p.location.is_some())
+        "SELECT s.stage, COUNT(*) FROM patient_stages s WHERE s.clinic_id = $1{} GROUP BY s.stage ORDER BY s.stage",
+        patient_at_location("s.patient_id", 2, p.location.is_some())
     );
     Ok(on_read!(db, |c| {
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(p.clinic.as_uuid());
@@ -239,57 +215,76 @@ pub async fn sessions_held(db: &Db, p: &Period) -> Result<Vec<(String, i64)>> {
     }))
 }
 
-/// (protocol, baseline, follow-up, patients) grouped: the end-of-induction pairs.
-pub type PairCount = (String, i32, i32, i64);
+/// (instrument: 0 for the first asked, 1 for the second; protocol, baseline, follow-up, patients)
+/// grouped: the end-of-induction pairs.
+pub type PairCount = (i32, String, i32, i32, i64);
 
-/// The end-of-induction pairs of one instrument, counted by (route, protocol, baseline,
+/// The end-of-induction pairs of two instruments, counted by (instrument, protocol, baseline,
 /// follow-up): the cohort is the patients whose first dose falls in the period (at the location,
-/// when chosen); the protocol is that of the first session (its route comes from the protocol). The baseline is the
-/// first (`intake_baseline`) or the last score before the first dose; the follow-up is the last
-/// score from the first dose up to the end of induction, which is the patient's first course
-/// review when one is recorded, else the end of the period.
+/// when chosen); the protocol is that of the first session (its route comes from the protocol).
+/// The baseline is the first (`intake_baseline`) or the last score before the first dose; the
+/// follow-up is the last score from the first dose up to the end of induction, which is the
+/// patient's first course review when one is recorded, else the end of the period.
+///
+/// The cohort is read once for both instruments: each patient's first dose from the index on
+/// (clinic, patient, dose time) alone, then per patient of the cohort one index probe for the
+/// protocol, one for the review and one for each score.
 pub async fn end_of_induction_pairs(
     db: &Db,
     p: &Period,
-    instrument: &str,
+    instruments: [&str; 2],
     intake_baseline: bool,
 ) -> Result<Vec<PairCount>> {
     let order = if intake_baseline { "ASC" } else { "DESC" };
+    let score = |n: u8, baseline: bool| {
+        if baseline {
+            format!(
+                "(SELECT q.total FROM questionnaire_responses q WHERE q.patient_id = c.patient_id AND q.instrument = ${n} \
+                 AND q.total IS NOT NULL AND q.submitted_at < c.first_dose ORDER BY q.submitted_at {order} LIMIT 1)"
+            )
+        } else {
+            format!(
+                "(SELECT q.total FROM questionnaire_responses q WHERE q.patient_id = c.patient_id AND q.instrument = ${n} \
+                 AND q.total IS NOT NULL AND q.submitted_at >= c.first_dose AND q.submitted_at <= c.cutoff \
+                 ORDER BY q.submitted_at DESC LIMIT 1)"
+            )
+        }
+    };
     let sql = format!(
-        "WITH firsts AS ( \
+        "WITH firsts AS MATERIALIZED ( \
            SELECT d.patient_id, MIN(d.dose_started_at) AS first_dose FROM dosing_sessions d \
-           WHERE d.clinic_id = $1 AND d.dose_started_at >= $2 AND d.dose_started_at < $3 \
-           AND NOT EXISTS (SELECT 1 FROM dosing_sessions e WHERE e.clinic_id = $1 AND e.patient_id = d.patient_id \
-                           AND e.dose_started_at < $2) \
-           GROUP BY d.patient_id \
-         ), cohort AS ( \
-           SELECT f.patient_id, f.first_dose, MIN(d.protocol_id) AS protocol_id, \
+           WHERE d.clinic_id = $1 AND d.dose_started_at IS NOT NULL GROUP BY d.patient_id \
+           HAVING MIN(d.dose_started_at) >= $2 AND MIN(d.dose_started_at) < $3 \
+         ), cohort AS MATERIALIZED ( \
+           SELECT f.patient_id, f.first_dose, \
+             (SELECT MIN(d.protocol_id) FROM dosing_sessions d WHERE d.clinic_id = $1 AND d.patient_id = f.patient_id \
+              AND d.dose_started_at = f.first_dose{loc}) AS protocol_id, \
              COALESCE((SELECT MIN(r.reviewed_at) FROM course_reviews r WHERE r.patient_id = f.patient_id \
                        AND r.reviewed_at >= f.first_dose), $3) AS cutoff \
            FROM firsts f \
-           JOIN dosing_sessions d ON d.clinic_id = $1 AND d.patient_id = f.patient_id AND d.dose_started_at = f.first_dose \
-           WHERE 1 = 1{loc} \
-           GROUP BY f.patient_id, f.first_dose \
          ), pairs AS MATERIALIZED ( \
-           SELECT c.protocol_id, \
-             (SELECT q.total FROM questionnaire_responses q WHERE q.patient_id = c.patient_id AND q.instrument = $4 \
-              AND q.total IS NOT NULL AND q.submitted_at < c.first_dose ORDER BY q.submitted_at {order} LIMIT 1) AS baseline, \
-             (SELECT q.total FROM questionnaire_responses q WHERE q.patient_id = c.patient_id AND q.instrument = $4 \
-              AND q.total IS NOT NULL AND q.submitted_at >= c.first_dose AND q.submitted_at <= c.cutoff \
-              ORDER BY q.submitted_at DESC LIMIT 1) AS follow_up \
-           FROM cohort c \
+           SELECT c.protocol_id, {b1} AS b1, {f1} AS f1, {b2} AS b2, {f2} AS f2 FROM cohort c \
+           WHERE c.protocol_id IS NOT NULL \
          ) \
-         SELECT protocol_id, baseline, follow_up, COUNT(*) FROM pairs \
-         WHERE baseline IS NOT NULL AND follow_up IS NOT NULL \
-         GROUP BY protocol_id, baseline, follow_up ORDER BY protocol_id",
-        loc = location_filter("d.location_id", 5, p.location.is_some()),
+         SELECT 0, protocol_id, b1, f1, COUNT(*) FROM pairs WHERE b1 IS NOT NULL AND f1 IS NOT NULL \
+         GROUP BY protocol_id, b1, f1 \
+         UNION ALL \
+         SELECT 1, protocol_id, b2, f2, COUNT(*) FROM pairs WHERE b2 IS NOT NULL AND f2 IS NOT NULL \
+         GROUP BY protocol_id, b2, f2 \
+         ORDER BY 1, 2",
+        loc = location_filter("d.location_id", 6, p.location.is_some()),
+        b1 = score(4, true),
+        f1 = score(4, false),
+        b2 = score(5, true),
+        f2 = score(5, false),
     );
     Ok(on_read!(db, |c| {
         let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
             .bind(p.clinic.as_uuid())
             .bind(DbTs(p.from))
             .bind(DbTs(p.to))
-            .bind(instrument);
+            .bind(instruments[0])
+            .bind(instruments[1]);
         if let Some(l) = p.location {
             q = q.bind(l);
         }

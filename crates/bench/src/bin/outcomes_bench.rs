@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use kapstone_bench::{DAY, PathwayPatient, ROWS_PER_STATEMENT, analyze, score_total, seed_pathway, user};
 use kapstone_domain::scheduling::AppointmentKind;
-use kapstone_domain::{Email, PatientId, UtcTs};
+use kapstone_domain::{PatientId, UtcTs};
 use kapstone_store::{Db, DbTs, DbUrl, on_read, on_tx};
 use kapstone_web::app::outcomes::{self, DashboardQuery};
 use kapstone_web::state::{AppState, ServerConfig};
@@ -37,160 +38,6 @@ struct Args {
     /// Time only (the history is already written).
     #[arg(long)]
     skip_seed: bool,
-}
-
-const DAY: i64 = 86_400_000_000;
-const ROWS_PER_STATEMENT: usize = 500;
-
-async fn user(state: &AppState, email: &str) -> anyhow::Result<kapstone_web::auth::guard::CurrentUser> {
-    let row = kapstone_store::users::find_by_email(&state.db, &Email::parse(email)?)
-        .await?
-        .context("run `kapstone demo --scale N` on this database first")?;
-    Ok(kapstone_web::app::demo::demo_actor(&row)?)
-}
-
-/// A PHQ-9-like trajectory: baseline 10..=24, falling by a patient-specific share.
-fn total(patient: usize, k: usize, instrument_max: i32) -> i32 {
-    let base = 10 + i32::try_from(patient % 15).unwrap_or(0);
-    let drop = i32::try_from((patient / 7) % 10).unwrap_or(0); // 0..=9 tenths of the baseline, over the course
-    let k = i32::try_from(k).unwrap_or(0);
-    (base - base * drop * k / 40).clamp(0, instrument_max)
-}
-
-/// The stage-defining rows of a clinic where most referrals go on (so the stage count reads
-/// realistic tables, not empty ones): a consultation for nine patients in ten (and every treated
-/// one), a signed decision for most of those (one in ten not eligible), a course for each treated
-/// patient (active for two in three, completed otherwise) and a side state for one in twenty.
-async fn seed_pathway(
-    db: &Db,
-    clinic: kapstone_domain::ClinicId,
-    ids: &[Uuid],
-    nurse: &kapstone_web::auth::guard::CurrentUser,
-    prescriber: &kapstone_web::auth::guard::CurrentUser,
-    now: i64,
-    treated_every: usize,
-) -> anyhow::Result<usize> {
-    // The demo's own patients keep their real history.
-    let mut storied: Vec<Uuid> = on_read!(db, |c| {
-        sqlx::query_scalar(
-            "SELECT patient_id FROM consultations UNION SELECT patient_id FROM eligibility_decisions \
-             UNION SELECT patient_id FROM treatment_courses UNION SELECT patient_id FROM pathway_events",
-        )
-        .fetch_all(c)
-        .await?
-    });
-    storied.sort();
-    let fresh: Vec<Uuid> = ids.iter().filter(|id| storied.binary_search(id).is_err()).copied().collect();
-    let mut written = 0;
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-        let mut consultations = Vec::new();
-        let mut decisions = Vec::new();
-        let mut courses = Vec::new();
-        let mut events = Vec::new();
-        for id in chunk {
-            let i = usize::from_le_bytes(id.as_bytes()[8..16].try_into().unwrap_or([0; 8]));
-            let at = now - 800 * DAY + i64::try_from(i % 600).unwrap_or(0) * DAY;
-            let treated = i % treated_every.max(1) == 0;
-            if treated || i % 10 != 0 {
-                consultations.push((*id, at));
-            }
-            if treated || (1..=8).contains(&(i % 10)) {
-                let verdict = if !treated && i % 10 == 8 { "not_eligible" } else { "eligible" };
-                decisions.push((*id, verdict, at + DAY));
-            }
-            if treated {
-                courses.push((*id, if i % 3 == 0 { "completed" } else { "active" }, at + 2 * DAY));
-            }
-            match i % 20 {
-                1 => events.push((*id, "hold", at + 3 * DAY)),
-                2 => events.push((*id, "withdraw", at + 3 * DAY)),
-                3 => {
-                    events.push((*id, "hold", at + 3 * DAY));
-                    events.push((*id, "resume", at + 4 * DAY));
-                }
-                _ => {}
-            }
-        }
-        written += consultations.len() + decisions.len() + courses.len() + events.len();
-        let mut tx = db.begin().await?;
-        on_tx!(&mut tx, |c| {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO consultations (id, clinic_id, patient_id, version, body, diagnosis_table_version, \
-                 recorded_by, recorded_at) ",
-            );
-            q.push_values(&consultations, |mut b, (patient, at)| {
-                b.push_bind(Uuid::now_v7())
-                    .push_bind(clinic.as_uuid())
-                    .push_bind(*patient)
-                    .push_bind(1_i32)
-                    .push_bind("{}")
-                    .push_bind("bench")
-                    .push_bind(nurse.id.as_uuid())
-                    .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
-            });
-            q.build().execute(&mut *c).await?;
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO eligibility_decisions (id, clinic_id, patient_id, verdict, routes, dispositions, summary, \
-                 ruleset_version, settings_version, outcome, findings, input_snapshot, input_sha256, signed_by, \
-                 signed_at) ",
-            );
-            q.push_values(&decisions, |mut b, (patient, verdict, at)| {
-                b.push_bind(Uuid::now_v7())
-                    .push_bind(clinic.as_uuid())
-                    .push_bind(*patient)
-                    .push_bind(*verdict)
-                    .push_bind("[]")
-                    .push_bind("[]")
-                    .push_bind("Synthetic benchmark decision")
-                    .push_bind("bench")
-                    .push_bind(1_i64)
-                    .push_bind(*verdict)
-                    .push_bind("[]")
-                    .push_bind("{}")
-                    .push_bind("")
-                    .push_bind(prescriber.id.as_uuid())
-                    .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
-            });
-            q.build().execute(&mut *c).await?;
-            if !courses.is_empty() {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO treatment_courses (id, clinic_id, patient_id, template, first_date, options, status, \
-                     started_by, started_at) ",
-                );
-                q.push_values(&courses, |mut b, (patient, status, at)| {
-                    let first =
-                        jiff::Timestamp::from_microsecond(*at).map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date());
-                    b.push_bind(Uuid::now_v7())
-                        .push_bind(clinic.as_uuid())
-                        .push_bind(*patient)
-                        .push_bind("KAP-SL")
-                        .push_bind(first.map(|d| d.to_string()).unwrap_or_default())
-                        .push_bind("{}")
-                        .push_bind(*status)
-                        .push_bind(prescriber.id.as_uuid())
-                        .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
-                });
-                q.build().execute(&mut *c).await?;
-            }
-            if !events.is_empty() {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO pathway_events (id, clinic_id, patient_id, event, reason, recorded_by, recorded_at) ",
-                );
-                q.push_values(&events, |mut b, (patient, event, at)| {
-                    b.push_bind(Uuid::now_v7())
-                        .push_bind(clinic.as_uuid())
-                        .push_bind(*patient)
-                        .push_bind(*event)
-                        .push_bind("Synthetic benchmark event")
-                        .push_bind(nurse.id.as_uuid())
-                        .push_bind(DbTs(UtcTs::from_unix_micros(*at)));
-                });
-                q.build().execute(&mut *c).await?;
-            }
-        });
-        tx.commit().await?;
-    }
-    Ok(written)
 }
 
 #[tokio::main]
@@ -221,7 +68,14 @@ async fn main() -> anyhow::Result<()> {
     // without doubling its responses.
     if !args.skip_seed && usize::try_from(consultations_now).unwrap_or(0) < ids.len() / 2 {
         let started = Instant::now();
-        let n = seed_pathway(&db, clinic, &ids, &nurse, &prescriber, now, args.treated_every).await?;
+        let patients: Vec<PathwayPatient> = ids
+            .iter()
+            .map(|id| {
+                let key = usize::from_le_bytes(id.as_bytes()[8..16].try_into().unwrap_or([0; 8]));
+                PathwayPatient { id: *id, key, at: now - 800 * DAY + i64::try_from(key % 600).unwrap_or(0) * DAY }
+            })
+            .collect();
+        let n = seed_pathway(&db, clinic, &patients, &nurse, &prescriber, args.treated_every).await?;
         println!("wrote {n} pathway rows in {:.1} s", started.elapsed().as_secs_f64());
     }
     if !args.skip_seed && usize::try_from(responses_now).unwrap_or(0) < args.responses / 2 {
@@ -253,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                     let instrument = if k % 2 == 0 { "phq9" } else { "gad7" };
                     let max = if instrument == "phq9" { 27 } else { 21 };
                     let at = start + i64::try_from(k / 2).unwrap_or(0) * 14 * DAY + i64::try_from(k % 2).unwrap_or(0);
-                    rows.push((*id, instrument, total(i, k / 2, max), at));
+                    rows.push((*id, instrument, score_total(i, k / 2, max), at));
                 }
                 if treated {
                     for s in 0..3 {
@@ -313,12 +167,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if !args.skip_seed {
-        // Fresh statistics for the planner (both engines understand ANALYZE).
-        let mut tx = db.begin().await?;
-        on_tx!(&mut tx, |c| {
-            sqlx::query("ANALYZE").execute(&mut *c).await?;
-        });
-        tx.commit().await?;
+        analyze(&db).await?;
     }
 
     let counts: (i64, i64) = on_read!(&db, |c| {

@@ -25,6 +25,10 @@ pub const EXCLUDED: &[(&str, &str)] = &[
         "rate-limit counters: short-lived windows of attempt counts, meaningless on another instance",
     ),
     (
+        "patient_stages",
+        "each patient's pathway stage, derived from the rows that decide it; the import rebuilds it through the same database triggers",
+    ),
+    (
         "idempotency_keys",
         "idempotency keys of API requests: short-lived retry records (a day by default) that belong to the sessions and tokens of the instance that answered them",
     ),

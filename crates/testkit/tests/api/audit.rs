@@ -7,6 +7,33 @@ async fn first_patient(app: &TestApp, token: &str) -> anyhow::Result<Value> {
     Ok(list["items"][0].clone())
 }
 
+/// Removes the database's own guards against changing the log, as someone with database access
+/// could.
+async fn drop_audit_guards(app: &TestApp) -> anyhow::Result<()> {
+    match app.backend {
+        kapstone_store::Backend::Sqlite => {
+            app.raw_sql("DROP TRIGGER audit_events_no_update").await?;
+            app.raw_sql("DROP TRIGGER audit_events_no_delete").await?;
+        }
+        kapstone_store::Backend::Postgres => {
+            app.raw_sql("DROP TRIGGER audit_events_no_update ON audit_events").await?;
+        }
+    }
+    Ok(())
+}
+
+/// Changes event `seq` and stores the hash recomputed for the changed content.
+async fn rewrite_with_recomputed_hash(app: &TestApp, seq: i64) -> anyhow::Result<()> {
+    let f = kapstone_store::audit::AuditFilter::default();
+    let mut e = kapstone_store::audit::search_oldest_first(&app.db, &f, seq - 1, 1).await?.remove(0);
+    assert_eq!(e.seq, seq);
+    e.reason = Some("rewritten".into());
+    let prev = kapstone_domain::audit::Hash::from_hex(&e.prev_hash).unwrap();
+    let hash = e.compute_hash(prev).to_hex();
+    app.raw_sql(&format!("UPDATE audit_events SET reason = 'rewritten', hash = '{hash}' WHERE seq = {seq}")).await?;
+    Ok(())
+}
+
 both_backends! {
     async fn reading_a_patient_is_audited_with_actor_patient_and_source(b) {
         let app = TestApp::demo(b).await?;
@@ -60,6 +87,77 @@ both_backends! {
         app.raw_sql("DELETE FROM audit_events WHERE seq = 4").await?;
         let broken = kapstone_store::audit::verify(&app.db).await?;
         assert_eq!(broken, Err(ChainBreak::Missing { expected: 4, found: 5 }));
+        app.stop().await
+    }
+
+    async fn the_chain_is_verified_in_stretches_and_a_tamper_anywhere_is_found(b) {
+        // Stretches of 10 events: 1-10, 11-20, 21-30, ... (the demo writes hundreds of events).
+        let app = TestApp::demo(b).await?;
+        let n = app.count("audit_events").await?;
+        assert!(n > 60, "{n} events");
+        let stretched = |app: &TestApp| {
+            let db = app.db.clone();
+            async move { kapstone_store::audit::verify_in_stretches(&db, 10, 3).await }
+        };
+        assert_eq!(stretched(&app).await?, Ok(n));
+        drop_audit_guards(&app).await?;
+
+        // A changed field in the middle of a stretch.
+        app.raw_sql("UPDATE audit_events SET reason = 'edited' WHERE seq = 25").await?;
+        assert_eq!(stretched(&app).await?, Err(ChainBreak::Altered { seq: 25 }));
+        assert_eq!(kapstone_store::audit::verify(&app.db).await?, Err(ChainBreak::Altered { seq: 25 }));
+        app.stop().await
+    }
+
+    async fn a_rewritten_event_at_a_stretch_boundary_breaks_the_next_stretch(b) {
+        let app = TestApp::demo(b).await?;
+        drop_audit_guards(&app).await?;
+        // The last event of the stretch 11-20 is changed and its hash recomputed, so the stretch
+        // checks out on its own: only the link to the first event of the next stretch tells.
+        rewrite_with_recomputed_hash(&app, 20).await?;
+        let broken = kapstone_store::audit::verify_in_stretches(&app.db, 10, 3).await?;
+        assert_eq!(broken, Err(ChainBreak::Broken { seq: 21 }));
+        for stretch in [1, 7, 20, 21, 10_000] {
+            let found = kapstone_store::audit::verify_in_stretches(&app.db, stretch, 2).await?;
+            assert_eq!(found, Err(ChainBreak::Broken { seq: 21 }), "stretches of {stretch}");
+        }
+        app.stop().await
+    }
+
+    async fn a_deleted_or_reordered_event_at_a_stretch_boundary_is_found(b) {
+        let app = TestApp::demo(b).await?;
+        drop_audit_guards(&app).await?;
+        // The first event of a stretch deleted.
+        app.raw_sql("DELETE FROM audit_events WHERE seq = 31").await?;
+        let broken = kapstone_store::audit::verify_in_stretches(&app.db, 10, 3).await?;
+        assert_eq!(broken, Err(ChainBreak::Missing { expected: 31, found: 32 }));
+        // The last event of an earlier stretch deleted: that one is reported first.
+        app.raw_sql("DELETE FROM audit_events WHERE seq = 20").await?;
+        let broken = kapstone_store::audit::verify_in_stretches(&app.db, 10, 3).await?;
+        assert_eq!(broken, Err(ChainBreak::Missing { expected: 20, found: 21 }));
+        app.stop().await
+    }
+
+    async fn events_swapped_across_a_stretch_boundary_are_found(b) {
+        let app = TestApp::demo(b).await?;
+        drop_audit_guards(&app).await?;
+        // Events 10 and 11 trade places (each takes the other's number).
+        app.raw_sql("UPDATE audit_events SET seq = -1 WHERE seq = 10").await?;
+        app.raw_sql("UPDATE audit_events SET seq = 10 WHERE seq = 11").await?;
+        app.raw_sql("UPDATE audit_events SET seq = 11 WHERE seq = -1").await?;
+        let broken = kapstone_store::audit::verify_in_stretches(&app.db, 10, 3).await?;
+        assert_eq!(broken, Err(ChainBreak::Broken { seq: 10 }));
+        assert_eq!(kapstone_store::audit::verify(&app.db).await?, Err(ChainBreak::Broken { seq: 10 }));
+        app.stop().await
+    }
+
+    async fn events_deleted_from_the_end_are_found_against_the_head(b) {
+        let app = TestApp::demo(b).await?;
+        drop_audit_guards(&app).await?;
+        let n = app.count("audit_events").await?;
+        app.raw_sql(&format!("DELETE FROM audit_events WHERE seq > {}", n - 3)).await?;
+        let broken = kapstone_store::audit::verify_in_stretches(&app.db, 10, 3).await?;
+        assert_eq!(broken, Err(ChainBreak::Truncated { last: n - 3, head: n }));
         app.stop().await
     }
 

@@ -436,11 +436,11 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
         .map_or(UtcTs::now(), |z| from_jiff(z.timestamp()));
     // The figures are independent reads: run them at once (each on its own pooled connection),
     // so the page waits for the slowest, not for the sum.
-    let (stages, held, phq9, gad7, open_safety_alerts, overdue_measures, (owed, overdue)) = tokio::try_join!(
+    let instruments = [Instrument::Phq9, Instrument::Gad7];
+    let (stages, held, pairs, open_safety_alerts, overdue_measures, (owed, overdue)) = tokio::try_join!(
         store::patients_by_stage(&state.db, &p),
         store::sessions_held(&state.db, &p),
-        store::end_of_induction_pairs(&state.db, &p, Instrument::Phq9.as_str(), intake),
-        store::end_of_induction_pairs(&state.db, &p, Instrument::Gad7.as_str(), intake),
+        store::end_of_induction_pairs(&state.db, &p, instruments.map(Instrument::as_str), intake),
         store::open_alerts(&state.db, &p),
         store::overdue_measures(&state.db, &p, UtcTs::now()),
         store::rems_forms_owed(&state.db, &p, super::rems::SPRAVATO, overdue_before),
@@ -462,9 +462,10 @@ pub async fn dashboard(state: &AppState, user: &CurrentUser, q: &DashboardQuery)
         .map(|(protocol, sessions)| ProtocolSessions { route: route_of(&protocol), protocol, sessions })
         .collect();
     let mut end_of_induction = Vec::new();
-    for (i, rows) in [(Instrument::Phq9, phq9), (Instrument::Gad7, gad7)] {
+    for (k, i) in instruments.into_iter().enumerate() {
         let mut all: Vec<((String, String), Pair)> = Vec::new();
-        for (protocol, b, f, n) in rows {
+        let rows = pairs.iter().filter(|r| usize::try_from(r.0).ok() == Some(k));
+        for (_, protocol, b, f, n) in rows.cloned() {
             let (Ok(baseline), Ok(follow_up)) = (u8::try_from(b), u8::try_from(f)) else { continue };
             let key = (route_of(&protocol).unwrap_or_default(), protocol);
             for _ in 0..n.max(0) {

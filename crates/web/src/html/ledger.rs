@@ -17,7 +17,6 @@ use kapstone_domain::ledger::{
     DestructionReason, InventoryKind, LotNumber, Measure, Microlitres, ProductForm, Substance, TakenAt,
 };
 use kapstone_domain::permissions::{Action, allows};
-use kapstone_store::ledger::EntryFilter;
 use uuid::Uuid;
 
 use super::{Layout, PageResult, render, sentence, when};
@@ -626,20 +625,10 @@ async fn report_items(
         .unwrap_or_else(|| today.checked_sub(jiff::ToSpan::days(30)).unwrap_or(today).to_string());
     let to = q.to.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| today.to_string());
     let f = crate::api::ledger::ledger_filter(state, user, location, Some(&from), Some(&to), q.kind.as_deref()).await?;
-    // Every page of the range, up to `cap` entries (the CSV has no cap; the printed page says when
-    // it is cut short, never silently).
-    let mut items = Vec::new();
-    let mut after = None;
-    loop {
-        let page = reports::ledger(state, user, location, EntryFilter { after_seq: after, ..f.clone() }, reports::PAGE)
-            .await?;
-        items.extend(page.items);
-        match page.next_after_seq {
-            Some(next) if items.len() < cap => after = Some(next),
-            Some(_) => return Ok((location, from, to, items, true)),
-            None => return Ok((location, from, to, items, false)),
-        }
-    }
+    // The whole range, up to `cap` entries (the CSV has no cap; the printed page says when it is
+    // cut short, never silently).
+    let (items, truncated) = reports::ledger_report(state, user, location, f, cap).await?;
+    Ok((location, from, to, items, truncated))
 }
 
 /// `GET /cs/report`: a location's transactions for a date range, printable.
