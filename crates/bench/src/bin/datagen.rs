@@ -34,9 +34,7 @@ use kapstone_domain::ledger::{
 };
 use kapstone_domain::monitoring::{Cadss, Cadss23, Measurement, Moaas, Reading};
 use kapstone_domain::scheduling::AppointmentKind;
-use kapstone_domain::session::{
-    Actor, Administration, CheckIn, Escort, Mood, Pregnancy, Recorded, SessionEvent, StateOfMind,
-};
+use kapstone_domain::session::{Actor, Administration, Recorded, SessionEvent};
 use kapstone_domain::vitals::{BloodPressure, DiastolicBp, HeartRate, RespRate, Spo2, SystolicBp};
 use kapstone_domain::{PatientId, UtcTs};
 use kapstone_store::{Db, DbTs, DbUrl, on_read, on_tx};
@@ -243,30 +241,7 @@ fn session_events(
     let s = |e: kapstone_domain::monitoring::ScoreError| anyhow::anyhow!("{e}");
     let jitter = u16::try_from(k % 9).unwrap_or(0);
     let mut timeline: Vec<(i64, SessionEvent)> = vec![
-        (
-            dose - 20 * MINUTE,
-            SessionEvent::CheckedIn(CheckIn {
-                escort: Escort {
-                    name: "Synthetic Escort".into(),
-                    phone: "+1 555 010 0142".into(),
-                    relationship: Some("partner".into()),
-                },
-                escort_confirmed_in_person: true,
-                state_of_mind: StateOfMind {
-                    mood: Mood::Rating(5),
-                    acute_stressors: None,
-                    sleep_hours: Some(7.0),
-                    last_food_at: None,
-                    last_fluid_at: None,
-                    last_nasal_spray_at: None,
-                    alcohol_or_substances_last_12h: false,
-                    intoxication_signs: false,
-                    medication_changes: None,
-                },
-                pregnancy: Pregnancy::NotApplicable,
-                weight: None,
-            }),
-        ),
+        (dose - 20 * MINUTE, kapstone_web::app::demo_floor::check_in("Synthetic Escort")),
         (dose, SessionEvent::AdministrationStarted(administration.clone())),
         (dose + 5 * MINUTE, SessionEvent::AdministrationEnded { reason: None }),
         (dose + 125 * MINUTE, SessionEvent::Discharged { instructions_given: true }),

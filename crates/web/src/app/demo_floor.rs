@@ -68,7 +68,9 @@ fn cadss(at: UtcTs, total: u8) -> Result<SessionEvent, AppError> {
     }))
 }
 
-fn check_in(escort: &str) -> SessionEvent {
+/// A check-in with the escort confirmed in person and a settled state of mind (also used by the
+/// benchmark's data generator).
+pub fn check_in(escort: &str) -> SessionEvent {
     SessionEvent::CheckedIn(CheckIn {
         escort: Escort { name: escort.into(), phone: "+1 555 010 0142".into(), relationship: Some("partner".into()) },
         escort_confirmed_in_person: true,
