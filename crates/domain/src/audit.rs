@@ -846,13 +846,15 @@ mod tests {
     /// Every way of tampering, at every place, found by the stretches exactly as by the
     /// sequential verifier, whatever the stretch length (a stretch of one event makes every
     /// event a boundary; longer ones put the tamper in the middle, first or last place).
+    /// (what was done, the stored events, the chain head).
+    type TamperCase = (String, Vec<StoredAuditEvent>, Option<(i64, Hash)>);
+
     #[test]
     fn stretches_find_the_same_first_break_as_the_sequential_verifier() {
         const N: usize = 12;
         let clean = chain_of(N);
         let h = head(&clean);
-        let mut cases: Vec<(String, Vec<StoredAuditEvent>, Option<(i64, Hash)>)> =
-            vec![("intact".into(), clean.clone(), h)];
+        let mut cases: Vec<TamperCase> = vec![("intact".into(), clean.clone(), h)];
         for k in 0..N {
             let mut c = clean.clone();
             c[k].reason = Some("edited".into());

@@ -98,7 +98,7 @@ struct Story {
 }
 
 fn story(id: Uuid, key: usize, treated_every: usize, now: i64) -> Story {
-    let treated = key % treated_every.max(1) == 0;
+    let treated = key.is_multiple_of(treated_every.max(1));
     // Spread over the last two years; a day starts at midnight UTC, sessions from 14:00 to 21:00.
     let day = (now - 730 * DAY) / DAY * DAY + i64_of((key.wrapping_mul(7919)) % 720) * DAY;
     Story { id, key, treated, anchor: day + (14 + i64_of(key % 8)) * HOUR }

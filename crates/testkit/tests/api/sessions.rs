@@ -72,6 +72,10 @@ impl Fx {
         )
         .await?;
         assert_eq!(s, 201, "{session}");
+        // Opening it again returns the same session (200, documented as such).
+        let path = format!("/api/v1/appointments/{}/session", a["id"].as_str().unwrap());
+        let (s, again) = post(&self.app, &self.nurse, &path, &json!({})).await?;
+        assert_eq!((s, &again["id"]), (200, &session["id"]), "{again}");
         Ok(session["id"].as_str().unwrap().to_owned())
     }
 

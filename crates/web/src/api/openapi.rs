@@ -261,7 +261,8 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             obj,
         ),
         ("POST", "/api/v1/appointments/{id}/session") => op(
-            "Open (or return) the dosing session of a dosing appointment; 201 when opened",
+            "Open (or return) the dosing session of a dosing appointment; 201 when opened, 200 when it was open \
+             already",
             None,
             "201",
             r("Session"),
@@ -1112,6 +1113,9 @@ fn path_parameter(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
 }
 
+/// Operations that create (201) or, when it exists already, return the same thing (200).
+const ALSO_200: &[(&str, &str)] = &[("POST", "/api/v1/appointments/{id}/session")];
+
 /// The whole document.
 pub fn build() -> Value {
     let recorded = recorded();
@@ -1135,6 +1139,11 @@ pub fn build() -> Value {
                 "5XX": {"description":"Failed on our side; `error.message` carries a reference for the log","content":{"application/json":{"schema": r("Error")}}},
             },
         });
+        // Creates that answer 200 with the same body when the thing exists already.
+        if ALSO_200.contains(&(method, route.path)) {
+            let same = operation["responses"][d.status].clone();
+            operation["responses"]["200"] = same;
+        }
         if route.action == kapstone_domain::Action::Public {
             // No bearer token needed (sign-in itself, this document).
             operation["security"] = json!([]);
