@@ -28,8 +28,8 @@ fn date(field: &'static str, raw: &str) -> Result<Date, AppError> {
     raw.trim().parse().map_err(|_| AppError::Invalid(FieldError::new(field, "give a date as YYYY-MM-DD")))
 }
 
-/// The appointments from `from` to `to` (dates in the clinic's zone, both included; `to` defaults
-/// to `from`) as CSV, with the file name to offer.
+/// The appointments starting from `from` to `to` (dates in the clinic's zone, both included; `to`
+/// defaults to `from`) as CSV, with the file name to offer.
 pub async fn schedule_csv(state: &AppState, user: &CurrentUser, q: &CsvQuery) -> Result<(String, String), AppError> {
     super::reauth::before_export(state, user).await?;
     let first = date("from", &q.from)?;
@@ -50,7 +50,10 @@ pub async fn schedule_csv(state: &AppState, user: &CurrentUser, q: &CsvQuery) ->
     let start = kapstone_domain::scheduling::instant(&tz, first, Time::midnight()).map_err(internal)?;
     let end_day = last.tomorrow().map_err(|_| AppError::Invalid(FieldError::new("to", "not a date")))?;
     let end = kapstone_domain::scheduling::instant(&tz, end_day, Time::midnight()).map_err(internal)?;
-    let rows = between(state, user, start, end).await?;
+    // Appointments that start on the days asked for: one running past midnight into the first
+    // day belongs to the day before (it is on that day's sheet), as a person reading a day expects.
+    let mut rows = between(state, user, start, end).await?;
+    rows.retain(|(a, _)| to_jiff(a.start_at.0) >= start);
     let kinds = types(state, user).await?;
     let rooms = store::rooms(&state.db, user.clinic).await?;
     let staff = users::list(&state.db, user.clinic).await?;
