@@ -4,15 +4,18 @@
 # with CLIENTS clients, and `kapstone-floor-latency` timing how long a change made through A takes
 # to reach a board on B (another process) and on A itself.
 #   scripts/floor-latency.sh postgres://postgres@127.0.0.1:5432/postgres
-# Env: CLIENTS (64), PROBES (200). Release build. Targets 127.0.0.1 only.
+# Env: CLIENTS (64), PROBES (200), BIN (prebuilt binaries). Release build. Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ADMIN=${1:-postgres://postgres@127.0.0.1:5432/postgres}
 CLIENTS=${CLIENTS:-64}
 PROBES=${PROBES:-200}
 PW='bench password 2026'
-cargo build --release -q -p kapstone -p kapstone-bench
-BIN=target/release
+# BIN: take the binaries from there instead of building them.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p kapstone -p kapstone-bench
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 WORK=$(mktemp -d)
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
