@@ -51,7 +51,9 @@ pub fn applies(method: &Method, path: &str) -> bool {
 }
 
 /// The routes whose answer is stored in the same transaction as their change (see the module
-/// docs); a test checks each of them through a simulated crash.
+/// docs). The API test `after_a_crash_past_the_commit_a_retry_gets_the_original_answer` checks one
+/// of each kind through a simulated crash: a transaction of the request's own, a group-commit
+/// job, an id, a bare status.
 pub const ANSWERED_WITH_THE_CHANGE: &[(&str, &str)] = &[
     ("PUT", "/api/v1/cs/locations/{id}/registration"),
     ("POST", "/api/v1/cs/products"),
