@@ -1,8 +1,9 @@
 //! Crash safety (issue 9): the real `kapstone serve` is SIGKILLed at random moments while several
 //! clients write through the JSON API with `Idempotency-Key`s; it is restarted each time and the
 //! clients retry whatever was not answered, with the same keys. At the end every acknowledged
-//! write must be stored exactly once, SQLite's `PRAGMA integrity_check` must pass and the audit
-//! and ledger chains must verify.
+//! write must be stored exactly once, every retry must have got the original answer (the routes
+//! used store it with the change, so a kill never leaves a write "applied, answer lost"), SQLite's
+//! `PRAGMA integrity_check` must pass and the audit and ledger chains must verify.
 //!
 //! `KAPSTONE_CRASH_KILLS` sets the number of kills (default 10, about 20 s here);
 //! `KAPSTONE_CRASH_SEED` replays a run. With `KAPSTONE_TEST_POSTGRES_URL` set, the same run is
@@ -86,7 +87,8 @@ enum Kind {
 enum Outcome {
     /// A 2xx answer (the original or a replay).
     Acknowledged,
-    /// 409 on `Idempotency-Key`: applied, but the answer was lost in a kill.
+    /// 409 on `Idempotency-Key`: applied, but the answer was lost in a kill. Must not happen:
+    /// these routes store their answer with their change.
     AppliedAnswerLost,
 }
 
@@ -312,7 +314,8 @@ async fn crash_run(url: String) {
     server.sigkill();
     let elapsed = started.elapsed();
 
-    // Every write that was acknowledged (or applied with its answer lost) is stored exactly once.
+    // Every write that was acknowledged (or applied with its answer lost) is stored exactly once,
+    // and its answer (first or replayed) is about it.
     let db = Db::connect(&parsed).await.unwrap();
     let tally = std::mem::take(&mut *tally.lock().unwrap());
     let (mut lost, mut duplicated, mut vitals) = (0, 0, 0);
@@ -340,6 +343,12 @@ async fn crash_run(url: String) {
             .await
             .unwrap());
             assert_eq!(named, 1, "{w:?}");
+        }
+        if w.kind == Kind::Receipt && w.outcome == Outcome::Acknowledged {
+            assert_eq!(w.body["entries"][0]["lot"], w.marker.as_str(), "{w:?}");
+        }
+        if w.kind == Kind::Vitals && w.outcome == Outcome::Acknowledged {
+            assert!(w.body["state"].is_string(), "{w:?}");
         }
         lost += i64::from(n == 0);
         duplicated += (n - 1).max(0);
@@ -372,6 +381,7 @@ async fn crash_run(url: String) {
     );
     assert!(acknowledged > 0, "no write got through");
     assert_eq!((lost, duplicated), (0, 0), "every acknowledged write exactly once");
+    assert_eq!(answer_lost, 0, "a retry after a kill gets the original answer: it is stored with the change");
 }
 
 #[test]

@@ -269,14 +269,26 @@ impl Db {
 impl Tx {
     /// Commits. Inside a request that carries an `Idempotency-Key`, the first commit also stores
     /// the key (see [`crate::idempotency`]): the key is stored exactly when the change is.
-    pub async fn commit(mut self) -> Result<()> {
-        let claim = crate::idempotency::record_pending(&mut self).await?;
+    pub async fn commit(self) -> Result<()> {
+        self.commit_with::<()>(None).await
+    }
+
+    /// [`Tx::commit`] for a use case whose result is `value`: inside a request with an
+    /// `Idempotency-Key` that declared how it answers a `T` ([`crate::idempotency::answer_with`]),
+    /// the answer is stored with the key and the change, in this transaction, so that a retry after
+    /// a crash at any later moment gets it.
+    pub async fn commit_answering<T: 'static>(self, value: &T) -> Result<()> {
+        self.commit_with(Some(value)).await
+    }
+
+    async fn commit_with<T: 'static>(mut self, value: Option<&T>) -> Result<()> {
+        let claim = crate::idempotency::record_pending(&mut self, value).await?;
         match self {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
-        if let Some(slot) = claim {
-            crate::idempotency::mark_recorded(&slot);
+        if let Some(pending) = claim {
+            pending.committed();
         }
         Ok(())
     }

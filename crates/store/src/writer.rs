@@ -157,7 +157,9 @@ impl Writer {
     /// decided, with everything slow (reads that do not need the lock, rendering) done before.
     ///
     /// Inside a request with an `Idempotency-Key`, the key is stored with the job's writes, as
-    /// [`Tx::commit`] does for a transaction of the request's own.
+    /// [`Tx::commit`] does for a transaction of the request's own, and with it the answer to the
+    /// job's result when the request declared one for its type
+    /// ([`crate::idempotency::answer_with`]), as [`Tx::commit_answering`] does.
     pub async fn run<T, E, F>(&self, job: F) -> std::result::Result<T, E>
     where
         F: for<'a> FnOnce(&'a mut Batch) -> BoxFuture<'a, std::result::Result<T, E>> + Send + 'static,
@@ -190,19 +192,21 @@ impl Writer {
         let (out_tx, out_rx) = oneshot::channel::<std::result::Result<T, E>>();
         let wrapped: JobFn = Box::new(move |batch: &mut Batch| {
             Box::pin(async move {
-                let out = match job(batch).await {
-                    Ok(v) => match &claim {
-                        Some(c) => match c.store(batch.tx()).await {
+                let out = match (job(batch).await, &claim) {
+                    // The key, and the answer to `v` if the request declared one, go with the
+                    // job's writes.
+                    (Ok(v), Some(c)) => {
+                        let answer = c.answer_to(&v);
+                        match c.store(batch.tx(), answer.as_ref()).await {
                             Ok(()) => {
                                 let c = c.clone();
-                                batch.after_commit(move || c.mark_stored());
+                                batch.after_commit(move || c.mark_stored(answer));
                                 Ok(v)
                             }
                             Err(e) => Err(E::from(e)),
-                        },
-                        None => Ok(v),
-                    },
-                    Err(e) => Err(e),
+                        }
+                    }
+                    (out, _) => out,
                 };
                 let ok = out.is_ok();
                 let _ = out_tx.send(out);

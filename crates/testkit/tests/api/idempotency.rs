@@ -1,5 +1,7 @@
 //! `Idempotency-Key` on the JSON API's writes (issue 9): a retry returns the original answer and
-//! creates nothing twice, on both engines, even when the retries race each other.
+//! creates nothing twice, on both engines, even when the retries race each other, and (on the
+//! routes that store their answer with their change) when the server stopped right after the
+//! change committed.
 
 use kapstone_testkit::{TestApp, both_backends};
 use serde_json::{Value, json};
@@ -158,4 +160,133 @@ both_backends! {
         assert_eq!(app.count("patients").await?, before + 2);
         app.stop().await
     }
+
+    async fn after_a_crash_past_the_commit_a_retry_gets_the_original_answer(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let fx = crash_fixture(&app, &nurse).await?;
+        // From here on the server records nothing after a change commits, as one killed in that
+        // moment would not: a retry gets only what the change's own commit stored.
+        app.state.idempotency_locks.crash_after_commit(true);
+        let receipt = json!({"location": fx.location, "product": fx.product, "lot": "CRASH-LOT-1", "expiry": "2031-03-31",
+            "supplier": {"name": "Synthetic Pharma Supply", "address": "1 Warehouse Way", "dea_number": "RS1234563"},
+            "containers": 1, "invoice": "INV-CRASH-1"});
+        let vitals = json!({"systolic": 118, "diastolic": 76, "heart_rate": 71});
+        let writes = [
+            ("/api/v1/patients".to_owned(), patient("Crashed"), "patients WHERE given_name = 'Crashed'".to_owned()),
+            ("/api/v1/cs/receipts".to_owned(), receipt, "cs_ledger_entries WHERE kind = 'receipt' AND lot = 'CRASH-LOT-1'".to_owned()),
+            (
+                format!("/api/v1/sessions/{}/vitals", fx.session),
+                vitals,
+                // (Ids are stored as blobs on SQLite: all the readings, this test writes alone.)
+                "session_events WHERE kind = 'reading'".to_owned(),
+            ),
+        ];
+        for (i, (path, body, rows)) in writes.iter().enumerate() {
+            let key = format!("crash-window-{i}");
+            let before = app.count(rows).await?;
+            let first = post_with_key(&app, &app.url(path), &nurse, &key, body).await?;
+            assert_eq!(first.status(), 201, "{path}");
+            let first_body = first.bytes().await?;
+            assert_eq!(app.count(rows).await?, before + 1, "{path}");
+            // The answer is in the key's row: its change's commit stored it.
+            let stored = app
+                .count(&format!("idempotency_keys WHERE idempotency_key = '{key}' AND response_status = 201 AND response_body IS NOT NULL"))
+                .await?;
+            assert_eq!(stored, 1, "{path}: the answer went with the change");
+            let again = post_with_key(&app, &app.url(path), &nurse, &key, body).await?;
+            assert_eq!(again.status(), 201, "{path}");
+            assert_eq!(again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"), "{path}");
+            assert_eq!(again.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+            assert_eq!(again.bytes().await?, first_body, "{path}: the original body, byte for byte");
+            assert_eq!(app.count(rows).await?, before + 1, "{path}: nothing stored twice");
+        }
+        // An id (the common answer of a create) and a bare 204, the same way.
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let locations: Value = app.get_bearer(&admin, "/api/v1/locations").await?.json().await?;
+        let location = locations["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+        let rooms_before = app.count("rooms").await?;
+        let room = json!({"location_id": location, "name": "Crash room"});
+        let first = post_with_key(&app, &app.url("/api/v1/rooms"), &admin, "crash-window-room", &room).await?;
+        assert_eq!(first.status(), 201);
+        let first: Value = first.json().await?;
+        let again = post_with_key(&app, &app.url("/api/v1/rooms"), &admin, "crash-window-room", &room).await?;
+        assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (201, true));
+        assert_eq!(again.json::<Value>().await?, first);
+        assert_eq!(app.count("rooms").await?, rooms_before + 1);
+        let token = app
+            .client()
+            .post(app.url("/api/v1/tokens"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "Crash sync", "scopes": ["clinical:read"], "expires_in_days": 30}))
+            .send()
+            .await?
+            .json::<Value>()
+            .await?;
+        let revoke = app.url(&format!("/api/v1/tokens/{}/revoke", token["id"].as_str().unwrap_or_default()));
+        let first = post_with_key(&app, &revoke, &admin, "crash-window-revoke", &json!({})).await?;
+        assert_eq!(first.status(), 204);
+        let again = post_with_key(&app, &revoke, &admin, "crash-window-revoke", &json!({})).await?;
+        assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (204, true));
+        assert!(again.bytes().await?.is_empty());
+
+        // A route that reads its change back to answer (kapstone_web::api::idempotency::
+        // ANSWERED_AFTER_THE_CHANGE) records its answer after the commit: in this window its retry
+        // learns the change was applied once, and nothing is applied twice.
+        let setting = app.url(&format!("/api/v1/locations/{location}/rems-setting"));
+        let body = json!({"rems_certified": true, "address_line1": "1 Crash Road", "city": "Salem", "state": "OR", "zip": "97301"});
+        let audits = app.count("audit_events WHERE action = 'scheduling.configure'").await?;
+        let put_with_key = |key: &'static str| {
+            app.client().put(setting.clone()).bearer_auth(admin.clone()).header("Idempotency-Key", key).json(&body).send()
+        };
+        assert_eq!(put_with_key("crash-window-setting").await?.status(), 200);
+        let again = put_with_key("crash-window-setting").await?;
+        assert_eq!(again.status(), 409);
+        assert_eq!(again.json::<Value>().await?["error"]["field"], "Idempotency-Key");
+        assert_eq!(app.count("audit_events WHERE action = 'scheduling.configure'").await?, audits + 1);
+        app.state.idempotency_locks.crash_after_commit(false);
+        app.stop().await
+    }
+}
+
+struct CrashFixture {
+    location: String,
+    product: String,
+    session: String,
+}
+
+/// The demo's registered location, a product, and a session on the floor that takes readings.
+async fn crash_fixture(app: &TestApp, token: &str) -> anyhow::Result<CrashFixture> {
+    let get = |path: &'static str| async move {
+        anyhow::Ok(app.client().get(app.url(path)).bearer_auth(token).send().await?.json::<Value>().await?)
+    };
+    let registry = get("/api/v1/cs/registry").await?;
+    let location = registry["locations"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| !l["registration"].is_null()))
+        .and_then(|l| l["location_id"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("no registered location: {registry}"))?
+        .to_owned();
+    let product = registry["products"][0]["id"].as_str().ok_or_else(|| anyhow::anyhow!("no product"))?.to_owned();
+    let board = get("/api/v1/floor").await?;
+    let sessions: Vec<String> = board["chairs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["sessions"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["session_id"].as_str().map(str::to_owned))
+        .collect();
+    for id in sessions {
+        let r = app
+            .client()
+            .post(app.url(&format!("/api/v1/sessions/{id}/vitals")))
+            .bearer_auth(token)
+            .json(&json!({"systolic": 120, "diastolic": 78, "heart_rate": 72}))
+            .send()
+            .await?;
+        if r.status() == 201 {
+            return Ok(CrashFixture { location, product, session: id });
+        }
+    }
+    anyhow::bail!("no demo session on the floor takes a reading")
 }

@@ -34,6 +34,9 @@ pub async fn create(
     admin: CurrentUser,
     ApiJson(input): ApiJson<NewAccountInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = accounts::create_account(&state, Operator::Admin(&admin), input).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+    super::idempotency::answered(
+        |id| Ok((StatusCode::CREATED, json!({ "id": id }))),
+        accounts::create_account(&state, Operator::Admin(&admin), input),
+    )
+    .await
 }

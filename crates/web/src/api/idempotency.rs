@@ -2,27 +2,38 @@
 //!
 //! A client that may retry (a lost connection, a timeout, a server restart) sends a key of its
 //! choosing with each write. The first request with a key runs; its key is stored in the same
-//! transaction as its change (`kapstone_store::idempotency`), then its status and body. A retry
-//! with the same key and the same request gets that stored answer again, marked
-//! `Idempotent-Replayed: true`, and changes nothing. The same key with a different request is
-//! refused (422 naming `Idempotency-Key`). Requests with one key wait for each other in this
-//! process; across processes the key's primary key lets only one commit. A request that changed
-//! nothing (refused before any write) stores no key, so it can be corrected and sent again with it.
+//! transaction as its change (`kapstone_store::idempotency`). A retry with the same key and the
+//! same request gets the original status and body again, marked `Idempotent-Replayed: true`, and
+//! changes nothing. The same key with a different request is refused (422 naming
+//! `Idempotency-Key`). Requests with one key wait for each other in this process; across processes
+//! the key's primary key lets only one commit. A request that changed nothing (refused before any
+//! write) stores no key, so it can be corrected and sent again with it.
+//!
+//! The answer is stored in the same transaction as the change wherever the handler can say it
+//! before the commit ([`answered`]): the handler declares how its use case's result is answered,
+//! and the use case commits with that result (`Tx::commit_answering`, or returns it from its
+//! group-commit writer job). A server killed after that commit, before or while answering, leaves
+//! the answer stored: the retry gets it. [`ANSWERED_WITH_THE_CHANGE`] lists those routes. The
+//! others (each reads or writes again after its change commits, so its answer is only known
+//! later) record their answer right after the commit; a kill in between leaves the key applied
+//! without an answer, and a retry gets 409 naming `Idempotency-Key` ("applied once, read it
+//! back"), never a second change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::Json;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kapstone_domain::{FieldError, UtcTs};
-use kapstone_store::idempotency::{self, NewKey, StoredKey};
+use kapstone_store::idempotency::{self, Answer, NewKey, StoredKey};
 use sha2::{Digest, Sha256};
 
 use crate::auth::guard::CurrentUser;
-use crate::error::{ApiError, AppError};
+use crate::error::{ApiError, ApiResult, AppError};
 use crate::state::AppState;
 
 /// The request header.
@@ -39,23 +50,177 @@ pub fn applies(method: &Method, path: &str) -> bool {
         && !path.starts_with("/api/v1/auth/")
 }
 
+/// The routes whose answer is stored in the same transaction as their change (see the module
+/// docs). The API test `after_a_crash_past_the_commit_a_retry_gets_the_original_answer` checks one
+/// of each kind through a simulated crash: a transaction of the request's own, a group-commit
+/// job, an id, a bare status.
+pub const ANSWERED_WITH_THE_CHANGE: &[(&str, &str)] = &[
+    ("PUT", "/api/v1/cs/locations/{id}/registration"),
+    ("POST", "/api/v1/cs/products"),
+    ("POST", "/api/v1/cs/lots"),
+    ("POST", "/api/v1/cs/draws/{id}/administration"),
+    ("POST", "/api/v1/cs/receipts"),
+    ("POST", "/api/v1/cs/draws/{id}/waste"),
+    ("POST", "/api/v1/cs/destructions"),
+    ("POST", "/api/v1/cs/transfers"),
+    ("POST", "/api/v1/cs/adjustments"),
+    ("POST", "/api/v1/cs/entries/{id}/reversal"),
+    ("POST", "/api/v1/cs/counts"),
+    ("POST", "/api/v1/patients"),
+    ("POST", "/api/v1/portal/questionnaires"),
+    ("POST", "/api/v1/patients/{id}/questionnaires"),
+    ("POST", "/api/v1/safety-alerts/{id}/acknowledge"),
+    ("POST", "/api/v1/appointment-types"),
+    ("POST", "/api/v1/rooms"),
+    ("POST", "/api/v1/locations"),
+    ("PUT", "/api/v1/staff/{id}/hours"),
+    ("POST", "/api/v1/patients/{id}/rems-enrollment"),
+    ("POST", "/api/v1/sessions/{id}/events"),
+    ("POST", "/api/v1/sessions/{id}/vitals"),
+    ("POST", "/api/v1/sessions/{id}/scores"),
+    ("POST", "/api/v1/sessions/{id}/dose-order"),
+    ("POST", "/api/v1/sessions/{id}/administrations"),
+    ("POST", "/api/v1/sessions/{id}/screenings"),
+    ("POST", "/api/v1/sessions/{id}/psychotherapy-notes"),
+    ("POST", "/api/v1/psychotherapy-notes/{id}/amendments"),
+    ("POST", "/api/v1/psychotherapy-notes/{id}/share"),
+    ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/sessions/{id}/integration-notes"),
+    ("PUT", "/api/v1/integration-notes/{id}"),
+    ("POST", "/api/v1/integration-notes/{id}/sign"),
+    ("POST", "/api/v1/integration-notes/{id}/amendments"),
+    ("POST", "/api/v1/portal/journal"),
+    ("PUT", "/api/v1/portal/journal/{id}"),
+    ("POST", "/api/v1/portal/journal/{id}/share"),
+    ("POST", "/api/v1/portal/journal/{id}/unshare"),
+    ("POST", "/api/v1/portal/record-requests/{id}/steps"),
+    ("POST", "/api/v1/record-requests/{id}/steps"),
+    ("PUT", "/api/v1/settings/outcomes"),
+    ("POST", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens/{id}/revoke"),
+    ("POST", "/api/v1/webhooks"),
+    ("PUT", "/api/v1/webhooks/{id}/active"),
+    ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver"),
+];
+
+/// The routes that record their answer after their change, and why: each reads (or writes) again
+/// once its change is committed, to answer with what is now stored. A kill between that commit and
+/// the answer's recording leaves their key applied without an answer (409 on a retry).
+pub const ANSWERED_AFTER_THE_CHANGE: &[(&str, &str, &str)] = &[
+    ("POST", "/api/v1/cs/discrepancies", "reads the incident back"),
+    ("POST", "/api/v1/cs/discrepancies/{id}/events", "reads the incident back"),
+    ("PUT", "/api/v1/patients/{id}/consultation", "reads the consultation back"),
+    ("POST", "/api/v1/patients/{id}/eligibility/decisions", "reads the signed decision back"),
+    ("POST", "/api/v1/patients/{id}/pathway/events", "reads the pathway status"),
+    ("PUT", "/api/v1/locations/{id}/rems-setting", "reads the setting back"),
+    ("POST", "/api/v1/staff/{id}/exceptions", "looks up the appointments a leave clashes with"),
+    ("POST", "/api/v1/appointments", "reads the appointment back"),
+    ("POST", "/api/v1/appointments/{id}/cancel", "reads the appointment back"),
+    ("POST", "/api/v1/appointments/{id}/no-show", "reads the appointment back"),
+    ("POST", "/api/v1/appointments/{id}/attended", "reads the appointment back"),
+    ("POST", "/api/v1/appointments/{id}/reschedule", "reads the appointment back"),
+    ("POST", "/api/v1/patients/{id}/courses", "reads the course back"),
+    ("POST", "/api/v1/courses/{id}/book", "books appointment by appointment"),
+    ("POST", "/api/v1/dose/calculate", "stores nothing: a retry computes again"),
+    ("POST", "/api/v1/protocols/{id}/versions", "the use case commits inside a helper"),
+    ("POST", "/api/v1/appointments/{id}/session", "reads the session back"),
+    ("POST", "/api/v1/sessions/{id}/rems-form/submissions", "reads the form's status back"),
+    ("POST", "/api/v1/portal/record-requests", "reads the request back"),
+    ("POST", "/api/v1/patients/{id}/record-requests", "reads the request back"),
+    ("POST", "/api/v1/courses/{id}/reviews", "reads the review back and audits that read"),
+];
+
+/// A JSON answer as the handler sends it: `Json` writes the same bytes.
+fn json_answer(status: StatusCode, body: &serde_json::Value) -> Option<Answer> {
+    Some(Answer {
+        status: status.as_u16(),
+        content_type: Some("application/json".to_owned()),
+        body: serde_json::to_vec(body).ok()?,
+    })
+}
+
+/// Runs a use case whose result `answer` turns into the route's answer, declaring `answer` first
+/// (`kapstone_store::idempotency::answer_with`): a use case that commits with its result
+/// (`Tx::commit_answering`, or a writer job returning it) stores that answer with its change.
+/// `answer` must be pure, a function of the result alone: a retry after a crash gets what it
+/// returned before the commit.
+pub async fn answered<T: 'static, F>(
+    answer: F,
+    work: impl Future<Output = Result<T, AppError>>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)>
+where
+    F: Fn(&T) -> Result<(StatusCode, serde_json::Value), AppError> + Clone + Send + Sync + 'static,
+{
+    let declared = answer.clone();
+    idempotency::answer_with(move |v: &T| declared(v).ok().and_then(|(status, body)| json_answer(status, &body)));
+    let v = work.await?;
+    let (status, body) = answer(&v)?;
+    Ok((status, Json(body)))
+}
+
+/// [`answered`] for a route that answers 200 with `answer`'s body.
+pub async fn answered_ok<T: 'static, F>(
+    answer: F,
+    work: impl Future<Output = Result<T, AppError>>,
+) -> ApiResult<Json<serde_json::Value>>
+where
+    F: Fn(&T) -> Result<serde_json::Value, AppError> + Clone + Send + Sync + 'static,
+{
+    let (_, body) = answered(move |v: &T| Ok((StatusCode::OK, answer(v)?)), work).await?;
+    Ok(body)
+}
+
+/// Runs a use case answered with a bare `status` whatever it did, declaring that answer first
+/// (`kapstone_store::idempotency::answer_always`): the use case's first commit stores it with the
+/// key and the change.
+pub async fn answered_with_status(
+    status: StatusCode,
+    work: impl Future<Output = Result<(), AppError>>,
+) -> ApiResult<StatusCode> {
+    idempotency::answer_always(Answer { status: status.as_u16(), content_type: None, body: Vec::new() });
+    work.await?;
+    Ok(status)
+}
+
 /// One lock per (principal, key) in use, so a second request with a key waits for the first and
 /// then replays its answer instead of racing it.
 #[derive(Clone, Default)]
-pub struct KeyLocks(Arc<Mutex<HashMap<KeyId, KeyLock>>>);
+pub struct KeyLocks {
+    held: Arc<Mutex<HashMap<KeyId, KeyLock>>>,
+    /// Test hook: behave as a server killed right after each change commits, as far as the
+    /// answer is concerned: it is still sent, but nothing is recorded after the commit.
+    #[cfg(feature = "testkit")]
+    crash_after_commit: Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// (principal, key).
 type KeyId = (String, String);
 type KeyLock = Arc<tokio::sync::Mutex<()>>;
 
 impl KeyLocks {
+    /// Test hook (the `testkit` feature): from now on, record nothing after a change commits, as
+    /// a server killed in that moment would not; what a retry then gets is what the commit itself
+    /// stored.
+    #[cfg(feature = "testkit")]
+    pub fn crash_after_commit(&self, on: bool) {
+        self.crash_after_commit.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn records_after_commit(&self) -> bool {
+        #[cfg(feature = "testkit")]
+        if self.crash_after_commit.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        true
+    }
+
     async fn run<T>(&self, id: KeyId, work: impl Future<Output = T>) -> T {
-        let lock = self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(id.clone()).or_default().clone();
+        let lock = self.held.lock().unwrap_or_else(PoisonError::into_inner).entry(id.clone()).or_default().clone();
         let out = {
             let _held = lock.lock().await;
             work.await
         };
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         // Only the map and this request hold it: nobody else waits, the entry can go.
         if Arc::strong_count(&lock) == 2 {
             map.remove(&id);
@@ -102,6 +267,7 @@ fn answer_from(row: StoredKey, hash: &str) -> Response {
     let Some(status) =
         row.response_status.and_then(|s| u16::try_from(s).ok()).and_then(|s| StatusCode::from_u16(s).ok())
     else {
+        // Only on a route that records its answer after its change (see the module docs).
         return ApiError(AppError::Conflict {
             field: "Idempotency-Key",
             message: "a request with this key was applied, but its answer was not recorded (the server was still \
@@ -155,8 +321,8 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             expires_at: now.plus(state.config.idempotency_key_lifetime),
         };
         let req = Request::from_parts(parts, Body::from(bytes));
-        let (resp, recorded) = idempotency::with_claim(claim, next.run(req)).await;
-        if !recorded {
+        let (resp, claimed) = idempotency::with_claim(claim, next.run(req)).await;
+        if !claimed.recorded {
             // Another process committed this key first: answer as it did.
             if resp.status() == StatusCode::CONFLICT
                 && let Ok(Some(row)) = idempotency::find(&state.db, &principal, &key, now).await
@@ -165,15 +331,30 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             }
             return resp;
         }
+        if !locks.records_after_commit() {
+            return resp;
+        }
         let (parts, body) = resp.into_parts();
         let Ok(body) = to_bytes(body, usize::MAX).await else {
             return ApiError(AppError::Internal(anyhow::anyhow!("reading the response to record it"))).into_response();
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let stored = claimed.answer.as_ref();
+        let same = stored.is_some_and(|a| {
+            a.status == parts.status.as_u16() && a.content_type.as_deref() == content_type && a.body == body
+        });
+        // Stored with the change: nothing more to write.
+        if same {
+            return Response::from_parts(parts, Body::from(body));
+        }
+        if stored.is_some() {
+            tracing::warn!(status = parts.status.as_u16(), "an idempotent request answered otherwise than it declared");
+        }
         if let Err(e) =
             idempotency::record_response(&state.db, &principal, &key, parts.status.as_u16(), content_type, &body).await
         {
-            // The change is stored and this answer still goes out; a retry learns it was applied.
+            // The change is stored and this answer still goes out; a retry gets the answer stored
+            // with the change, if any, or learns it was applied.
             tracing::warn!(error = %e, "could not record the answer of an idempotent request");
         }
         Response::from_parts(parts, Body::from(body))
@@ -193,6 +374,23 @@ mod tests {
         assert!(!applies(&Method::POST, "/api/v1/auth/login"));
         assert!(!applies(&Method::POST, "/patients"));
         assert!(!applies(&Method::DELETE, "/api/v1/portal/journal/{id}"));
+    }
+
+    #[test]
+    fn every_route_that_takes_a_key_says_when_its_answer_is_stored() {
+        let mut keyed: Vec<(String, String)> = crate::routes::table()
+            .iter()
+            .filter(|r| applies(&r.method, r.path))
+            .map(|r| (r.method.to_string(), r.path.to_owned()))
+            .collect();
+        let mut listed: Vec<(String, String)> = ANSWERED_WITH_THE_CHANGE
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .chain(ANSWERED_AFTER_THE_CHANGE.iter().map(|(m, p, _)| (m.to_string(), p.to_string())))
+            .collect();
+        keyed.sort();
+        listed.sort();
+        assert_eq!(keyed, listed);
     }
 
     #[test]

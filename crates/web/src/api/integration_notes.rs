@@ -55,8 +55,11 @@ pub async fn create(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<DraftBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let note = app::draft(&state, &user, id_of(&id)?, &b.summary, b.plan.as_deref().unwrap_or_default()).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+    super::idempotency::answered(
+        |n| Ok((StatusCode::CREATED, to_json(n)?)),
+        app::draft(&state, &user, id_of(&id)?, &b.summary, b.plan.as_deref().unwrap_or_default()),
+    )
+    .await
 }
 
 /// `PUT /api/v1/integration-notes/{id}`: edits the caller's own draft.
@@ -67,14 +70,12 @@ pub async fn update(
     ApiJson(b): ApiJson<DraftBody>,
 ) -> ApiResult<Json<Value>> {
     let step = Step::Edit { summary: &b.summary, plan: b.plan.as_deref().unwrap_or_default() };
-    let note = app::step(&state, &user, id_of(&id)?, step).await?;
-    Ok(Json(to_json(&note)?))
+    super::idempotency::answered_ok(|n| to_json(n), app::step(&state, &user, id_of(&id)?, step)).await
 }
 
 /// `POST /api/v1/integration-notes/{id}/sign`: signs the caller's own draft.
 pub async fn sign(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let note = app::step(&state, &user, id_of(&id)?, Step::Sign).await?;
-    Ok(Json(to_json(&note)?))
+    super::idempotency::answered_ok(|n| to_json(n), app::step(&state, &user, id_of(&id)?, Step::Sign)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -101,6 +102,9 @@ pub async fn amend(
         reason: &b.reason,
         request: b.request_id,
     };
-    let note = app::step(&state, &user, id_of(&id)?, step).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+    super::idempotency::answered(
+        |n| Ok((StatusCode::CREATED, to_json(n)?)),
+        app::step(&state, &user, id_of(&id)?, step),
+    )
+    .await
 }

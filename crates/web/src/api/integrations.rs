@@ -34,8 +34,13 @@ pub async fn create_token(
     admin: CurrentUser,
     ApiJson(input): ApiJson<NewTokenInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let t = integrations::create_token(&state, &admin, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": t.id, "token": t.secret, "expires_at": t.expires_at }))))
+    super::idempotency::answered(
+        |t: &integrations::CreatedToken| {
+            Ok((StatusCode::CREATED, json!({ "id": t.id, "token": t.secret, "expires_at": t.expires_at })))
+        },
+        integrations::create_token(&state, &admin, input),
+    )
+    .await
 }
 
 pub async fn revoke_token(
@@ -43,8 +48,11 @@ pub async fn revoke_token(
     admin: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    integrations::revoke_token(&state, &admin, id_of(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::idempotency::answered_with_status(
+        StatusCode::NO_CONTENT,
+        integrations::revoke_token(&state, &admin, id_of(&id)?),
+    )
+    .await
 }
 
 pub async fn list_endpoints(State(state): State<AppState>, admin: CurrentUser) -> ApiResult<Json<Value>> {
@@ -58,8 +66,11 @@ pub async fn create_endpoint(
     admin: CurrentUser,
     ApiJson(input): ApiJson<NewEndpointInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (id, secret) = integrations::create_endpoint(&state, &admin, input).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "secret": secret }))))
+    super::idempotency::answered(
+        |(id, secret)| Ok((StatusCode::CREATED, json!({ "id": id, "secret": secret }))),
+        integrations::create_endpoint(&state, &admin, input),
+    )
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -74,8 +85,11 @@ pub async fn set_endpoint_active(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<ActiveInput>,
 ) -> ApiResult<StatusCode> {
-    integrations::set_endpoint_active(&state, &admin, id_of(&id)?, input.active).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::idempotency::answered_with_status(
+        StatusCode::NO_CONTENT,
+        integrations::set_endpoint_active(&state, &admin, id_of(&id)?, input.active),
+    )
+    .await
 }
 
 /// `GET /api/v1/webhooks/deliveries?from=&to=&limit=&cursor=`: newest first, a page at a time (see
@@ -96,6 +110,6 @@ pub async fn redeliver(
     admin: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    integrations::redeliver(&state, &admin, id_of(&id)?).await?;
-    Ok(StatusCode::ACCEPTED)
+    super::idempotency::answered_with_status(StatusCode::ACCEPTED, integrations::redeliver(&state, &admin, id_of(&id)?))
+        .await
 }

@@ -54,8 +54,7 @@ pub async fn write(
     ApiJson(b): ApiJson<NewBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let input = NewText { text: &b.text, session: b.session_id.as_deref(), prompt: b.prompt_id.as_deref() };
-    let e = app::write(&state, &me, &input).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&e)?)))
+    super::idempotency::answered(|e| Ok((StatusCode::CREATED, to_json(e)?)), app::write(&state, &me, &input)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -71,20 +70,17 @@ pub async fn edit(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<EditBody>,
 ) -> ApiResult<Json<Value>> {
-    let e = app::change(&state, &me, id_of(&id)?, Change::Edit(&b.text)).await?;
-    Ok(Json(to_json(&e)?))
+    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Edit(&b.text))).await
 }
 
 /// `POST /api/v1/portal/journal/{id}/share`.
 pub async fn share(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let e = app::change(&state, &me, id_of(&id)?, Change::Share).await?;
-    Ok(Json(to_json(&e)?))
+    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Share)).await
 }
 
 /// `POST /api/v1/portal/journal/{id}/unshare`.
 pub async fn unshare(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let e = app::change(&state, &me, id_of(&id)?, Change::Unshare).await?;
-    Ok(Json(to_json(&e)?))
+    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Unshare)).await
 }
 
 /// `DELETE /api/v1/portal/journal/{id}`: deletes a private entry (204).

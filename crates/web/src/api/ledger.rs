@@ -22,6 +22,11 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
     serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
 }
 
+/// 201 with `v`: the answer of a ledger write, stored with it (see [`super::idempotency::answered`]).
+fn created<T: serde::Serialize>(v: &T) -> Result<(StatusCode, Value), AppError> {
+    Ok((StatusCode::CREATED, to_json(v)?))
+}
+
 fn uuid_field(field: &'static str, raw: Option<&str>) -> Result<Uuid, AppError> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
         return Err(FieldError::new(field, "this is required").into());
@@ -52,8 +57,12 @@ pub async fn save_registration(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<registry::RegistrationInput>,
 ) -> ApiResult<Json<Value>> {
-    let v = registry::save_registration(&state, &user, path_id(&id)?, b).await?;
-    Ok(Json(to_json(&v)?))
+    let (_, Json(v)) = super::idempotency::answered(
+        |v: &registry::RegistrationView| Ok((StatusCode::OK, to_json(v)?)),
+        registry::save_registration(&state, &user, path_id(&id)?, b),
+    )
+    .await?;
+    Ok(Json(v))
 }
 
 /// `POST /api/v1/cs/products`: a product the clinic stocks.
@@ -62,8 +71,7 @@ pub async fn add_product(
     user: CurrentUser,
     ApiJson(b): ApiJson<registry::ProductInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let p = registry::add_product(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&p)?)))
+    super::idempotency::answered(created, registry::add_product(&state, &user, b)).await
 }
 
 /// `POST /api/v1/cs/lots`: a lot already on the shelf, before the initial inventory counts it.
@@ -72,8 +80,7 @@ pub async fn add_lot(
     user: CurrentUser,
     ApiJson(b): ApiJson<registry::LotInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let l = registry::add_lot(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&l)?)))
+    super::idempotency::answered(created, registry::add_lot(&state, &user, b)).await
 }
 
 /// `POST /api/v1/cs/draws/{id}/administration`: what was given from a draw, when the session
@@ -84,8 +91,7 @@ pub async fn administer(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<transactions::AdministrationInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::administer(&state, &user, path_id(&id)?, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::administer(&state, &user, path_id(&id)?, b)).await
 }
 
 /// `GET /api/v1/cs/balance?location=`: `{"items": [{"product", "lot", "on_hand_mg", ...}]}`.
@@ -220,8 +226,7 @@ pub async fn receive(
     user: CurrentUser,
     ApiJson(b): ApiJson<transactions::ReceiptInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::receive(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::receive(&state, &user, b)).await
 }
 
 /// `POST /api/v1/cs/draws/{id}/waste`: the remainder of a draw wasted, with the witness.
@@ -231,8 +236,7 @@ pub async fn waste(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<transactions::WasteInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::waste(&state, &user, path_id(&id)?, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::waste(&state, &user, path_id(&id)?, b)).await
 }
 
 /// `POST /api/v1/cs/destructions`: on-site destruction with two witnesses (Form 41).
@@ -241,8 +245,7 @@ pub async fn destroy(
     user: CurrentUser,
     ApiJson(b): ApiJson<transactions::DestructionInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::destroy(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::destroy(&state, &user, b)).await
 }
 
 /// `GET /api/v1/cs/entries/{id}/form-41`: a destruction's DEA Form 41 content.
@@ -261,8 +264,7 @@ pub async fn transfer(
     user: CurrentUser,
     ApiJson(b): ApiJson<transactions::TransferInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::transfer(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::transfer(&state, &user, b)).await
 }
 
 /// `POST /api/v1/cs/adjustments`: a correction with its reason.
@@ -271,8 +273,7 @@ pub async fn adjust(
     user: CurrentUser,
     ApiJson(b): ApiJson<transactions::AdjustmentInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::adjust(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::adjust(&state, &user, b)).await
 }
 
 /// `POST /api/v1/cs/entries/{id}/reversal`: undoes a mistaken entry, keeping it.
@@ -282,8 +283,7 @@ pub async fn reverse(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<transactions::ReversalInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::reverse(&state, &user, path_id(&id)?, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::reverse(&state, &user, path_id(&id)?, b)).await
 }
 
 /// `POST /api/v1/cs/counts`: a physical count; returns the discrepancies it opened.
@@ -292,8 +292,7 @@ pub async fn count(
     user: CurrentUser,
     ApiJson(b): ApiJson<transactions::CountInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let r = transactions::count(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&r)?)))
+    super::idempotency::answered(created, transactions::count(&state, &user, b)).await
 }
 
 #[derive(Debug, Deserialize)]

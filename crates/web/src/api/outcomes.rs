@@ -97,6 +97,10 @@ pub async fn set_settings(
     if let Some(r) = b.course_review {
         s.course_review = r;
     }
-    let version = crate::app::settings::save(&state, &user, &s).await?;
-    Ok(Json(json!({ "version": version, "outcomes": s.outcomes, "course_review": s.course_review })))
+    let (outcomes, course_review) = (s.outcomes.clone(), s.course_review.clone());
+    super::idempotency::answered_ok(
+        move |version| Ok(json!({ "version": version, "outcomes": outcomes, "course_review": course_review })),
+        crate::app::settings::save(&state, &user, &s),
+    )
+    .await
 }

@@ -38,8 +38,11 @@ pub async fn create(
     user: CurrentUser,
     super::ApiJson(input): super::ApiJson<patients::NewPatientInput>,
 ) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
-    let row = patients::register(&state, &user, &input).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(patient_json(&row))))
+    super::idempotency::answered(
+        |row: &PatientRow| Ok((axum::http::StatusCode::CREATED, patient_json(row))),
+        patients::register(&state, &user, &input),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]

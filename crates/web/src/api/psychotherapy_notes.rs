@@ -43,8 +43,11 @@ pub async fn write(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<NoteBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let note = app::write(&state, &user, id_of(&id)?, &b.text).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+    super::idempotency::answered(
+        |n| Ok((StatusCode::CREATED, to_json(n)?)),
+        app::write(&state, &user, id_of(&id)?, &b.text),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -63,8 +66,11 @@ pub async fn amend(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<AmendmentBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let note = app::amend(&state, &user, id_of(&id)?, &b.text, &b.reason).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&note)?)))
+    super::idempotency::answered(
+        |n| Ok((StatusCode::CREATED, to_json(n)?)),
+        app::amend(&state, &user, id_of(&id)?, &b.text, &b.reason),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -86,8 +92,11 @@ pub async fn share(
         b.colleague_id.trim().parse().map_err(|_| {
             AppError::Invalid(kapstone_domain::FieldError::new("colleague_id", "give the colleague's id"))
         })?;
-    let share = app::share(&state, &user, id_of(&id)?, colleague).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&share)?)))
+    super::idempotency::answered(
+        |s| Ok((StatusCode::CREATED, to_json(s)?)),
+        app::share(&state, &user, id_of(&id)?, colleague),
+    )
+    .await
 }
 
 /// `DELETE /api/v1/psychotherapy-notes/{id}/share`: the author withdraws the share; 204, or 404

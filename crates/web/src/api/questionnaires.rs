@@ -23,8 +23,11 @@ pub async fn submit_for_patient(
     Path(id): Path<String>,
     ApiJson(sub): ApiJson<Submission>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let scored = questionnaires::submit(&state, &user, patient_id(&id)?, sub).await?;
-    Ok((StatusCode::CREATED, Json(scored.body)))
+    super::idempotency::answered(
+        |scored: &questionnaires::Scored| Ok((StatusCode::CREATED, scored.body.clone())),
+        questionnaires::submit(&state, &user, patient_id(&id)?, sub),
+    )
+    .await
 }
 
 /// `POST /api/v1/portal/questionnaires`: the patient's own, from the portal.
@@ -34,13 +37,19 @@ pub async fn submit_own(
     ApiJson(sub): ApiJson<Submission>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(patient) = me.patient else { return Err(AppError::Forbidden.into()) };
-    let mut scored = questionnaires::submit(&state, &me, patient, sub).await?;
-    if scored.alert.is_some()
-        && let Value::Object(b) = &mut scored.body
-    {
-        b.insert("crisis_resources".into(), json!(CRISIS_RESOURCES));
-    }
-    Ok((StatusCode::CREATED, Json(scored.body)))
+    super::idempotency::answered(
+        |scored: &questionnaires::Scored| {
+            let mut body = scored.body.clone();
+            if scored.alert.is_some()
+                && let Value::Object(b) = &mut body
+            {
+                b.insert("crisis_resources".into(), json!(CRISIS_RESOURCES));
+            }
+            Ok((StatusCode::CREATED, body))
+        },
+        questionnaires::submit(&state, &me, patient, sub),
+    )
+    .await
 }
 
 /// `GET /api/v1/safety-alerts?patient=&from=&to=&limit=&cursor=`: open alerts, oldest first, a page
@@ -71,6 +80,9 @@ pub async fn acknowledge(
     ApiJson(body): ApiJson<Acknowledgement>,
 ) -> ApiResult<StatusCode> {
     let id = id.parse().map_err(|_| FieldError::new("id", "not an alert id"))?;
-    questionnaires::acknowledge(&state, &user, id, &body.action_taken).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::idempotency::answered_with_status(
+        StatusCode::NO_CONTENT,
+        questionnaires::acknowledge(&state, &user, id, &body.action_taken),
+    )
+    .await
 }

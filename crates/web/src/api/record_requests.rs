@@ -65,7 +65,7 @@ pub async fn step(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<StepInput>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(to_json(&app::step(&state, &user, id_of(&id)?, &b).await?)?))
+    super::idempotency::answered_ok(|v| to_json(v), app::step(&state, &user, id_of(&id)?, &b)).await
 }
 
 /// `GET /api/v1/record-requests/{id}/export`: the designated record set as JSON (staff).
@@ -100,7 +100,7 @@ pub async fn own_step(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<StepInput>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(to_json(&app::step(&state, &user, id_of(&id)?, &b).await?)?))
+    super::idempotency::answered_ok(|v| to_json(v), app::step(&state, &user, id_of(&id)?, &b)).await
 }
 
 /// `GET /api/v1/portal/record-requests/{id}/export`: the patient's own record set, once provided.

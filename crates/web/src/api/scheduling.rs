@@ -285,8 +285,11 @@ pub async fn rems(
     ApiJson(body): ApiJson<RemsBody>,
 ) -> ApiResult<StatusCode> {
     let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
-    app::record_rems(&state, &user, id, &body.enrolled_on, body.reference.as_deref()).await?;
-    Ok(StatusCode::CREATED)
+    super::idempotency::answered_with_status(
+        StatusCode::CREATED,
+        app::record_rems(&state, &user, id, &body.enrolled_on, body.reference.as_deref()),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -296,13 +299,17 @@ pub struct LocationBody {
     time_zone: String,
 }
 
+/// 201 with the new thing's id (see [`super::idempotency::answered`]).
+fn created_id(id: &Uuid) -> Result<(StatusCode, Value), AppError> {
+    Ok((StatusCode::CREATED, json!({"id": id})))
+}
+
 pub async fn create_location(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiJson(b): ApiJson<LocationBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = app::create_location(&state, &user, &b.name, &b.time_zone).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+    super::idempotency::answered(created_id, app::create_location(&state, &user, &b.name, &b.time_zone)).await
 }
 
 #[derive(serde::Deserialize)]
@@ -317,8 +324,7 @@ pub async fn create_room(
     user: CurrentUser,
     ApiJson(b): ApiJson<RoomBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = app::create_room(&state, &user, &b.location_id, &b.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+    super::idempotency::answered(created_id, app::create_room(&state, &user, &b.location_id, &b.name)).await
 }
 
 pub async fn save_type(
@@ -326,8 +332,7 @@ pub async fn save_type(
     user: CurrentUser,
     ApiJson(def): ApiJson<AppointmentType>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = app::save_type(&state, &user, &def).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+    super::idempotency::answered(created_id, app::save_type(&state, &user, &def)).await
 }
 
 pub async fn set_hours(
@@ -336,8 +341,7 @@ pub async fn set_hours(
     Path(id): Path<String>,
     ApiJson(rows): ApiJson<Vec<HoursInput>>,
 ) -> ApiResult<StatusCode> {
-    app::set_hours(&state, &user, &id, &rows).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::idempotency::answered_with_status(StatusCode::NO_CONTENT, app::set_hours(&state, &user, &id, &rows)).await
 }
 
 pub async fn add_exception(

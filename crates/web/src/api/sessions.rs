@@ -55,8 +55,12 @@ async fn recorded(
     inputs: Vec<Input>,
     at: Option<UtcTs>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let out = app::record(state, user, id, inputs, at).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "state": out.state, "alerts": out.new_alerts }))))
+    // The writer job returns the outcome: its answer is stored with the session's events.
+    super::idempotency::answered(
+        |out: &app::RecordedOutcome| Ok((StatusCode::CREATED, json!({ "state": out.state, "alerts": out.new_alerts }))),
+        app::record(state, user, id, inputs, at),
+    )
+    .await
 }
 
 fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, AppError> {

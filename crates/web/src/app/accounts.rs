@@ -109,7 +109,7 @@ pub async fn create_account(state: &AppState, by: Operator<'_>, input: NewAccoun
     let by_whom = e.reason.take().map(|r| format!(", {r}")).unwrap_or_default();
     e.reason = Some(format!("role {role}{by_whom}"));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(&id).await?;
     Ok(id)
 }
 

@@ -235,7 +235,6 @@ pub async fn draft(
         format!("draft opened on session {session}"),
     );
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
     let row = NoteRow {
         id,
         session_id: session,
@@ -247,7 +246,9 @@ pub async fn draft(
         updated_at: kapstone_store::DbTs(note.updated_at),
         signed_at: None,
     };
-    Ok(view(&row, &[], &note))
+    let out = view(&row, &[], &note);
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// What to do to an existing note.
@@ -337,6 +338,7 @@ pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, what: Step<'_>
         }
     };
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(view(&row, &amendments, &note))
+    let out = view(&row, &amendments, &note);
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }

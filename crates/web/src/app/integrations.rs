@@ -128,8 +128,9 @@ pub async fn create_token(
     e.entity_id = Some(id.to_string());
     e.reason = Some(format!("scopes: {scope_text}; expires in {} days", input.expires_in_days));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(CreatedToken { id, secret, expires_at })
+    let out = CreatedToken { id, secret, expires_at };
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// A token as lists show it (never the secret, which is not stored).
@@ -250,8 +251,9 @@ pub async fn create_endpoint(
     e.entity_id = Some(id.to_string());
     e.reason = Some(format!("registered for {events_text}"));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok((id, secret))
+    let out = (id, secret);
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// Switches an endpoint off (no deliveries are sent; queued ones wait) or back on.

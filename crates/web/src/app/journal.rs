@@ -198,7 +198,6 @@ pub async fn write(state: &AppState, me: &CurrentUser, input: &NewText<'_>) -> R
     e.patient_id = Some(patient);
     e.reason = Some("written".into());
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
     let row = EntryRow {
         id,
         patient_id: patient.as_uuid(),
@@ -211,7 +210,9 @@ pub async fn write(state: &AppState, me: &CurrentUser, input: &NewText<'_>) -> R
         first_read_by: None,
         first_read_at: None,
     };
-    Ok(EntryView::of(&row))
+    let out = EntryView::of(&row);
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// A change the patient makes to one of their own entries.
@@ -276,7 +277,7 @@ pub async fn change(
     e.patient_id = Some(patient);
     e.reason = Some(reason.into());
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(&after).await?;
     Ok(after)
 }
 

@@ -128,7 +128,7 @@ pub async fn register(state: &AppState, staff: &CurrentUser, input: &NewPatientI
     e.entity_id = Some(row.id.to_string());
     e.patient_id = Some(row.patient_id());
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(&row).await?;
     Ok(row)
 }
 

@@ -160,8 +160,7 @@ pub async fn write(state: &AppState, user: &CurrentUser, session: Uuid, text: &s
     e.patient_id = Some(patient);
     e.reason = Some(format!("session {session}"));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(NoteView {
+    let out = NoteView {
         id,
         session_id: session,
         patient_id: row.patient_id,
@@ -170,7 +169,9 @@ pub async fn write(state: &AppState, user: &CurrentUser, session: Uuid, text: &s
         signed_at: note.signed_at,
         amendments: Vec::new(),
         shared_with: None,
-    })
+    };
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// Rebuilds the domain's record of a note from its rows (the original first).
@@ -234,7 +235,6 @@ pub async fn amend(
     e.patient_id = Some(PatientId::from_uuid(patient_id));
     e.reason = Some(format!("amendment {id} of session {session_id}"));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
     rows.push(NoteRow {
         id,
         session_id,
@@ -245,7 +245,9 @@ pub async fn amend(
         reason: Some(amendment.reason.into_string()),
         created_at: kapstone_store::DbTs(amendment.signed_at),
     });
-    assemble(user, rows).into_iter().next().ok_or(AppError::NotFound)
+    let out = assemble(user, rows).into_iter().next().ok_or(AppError::NotFound)?;
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,8 +332,9 @@ pub async fn share(state: &AppState, user: &CurrentUser, note: Uuid, colleague: 
     e.patient_id = Some(PatientId::from_uuid(original.patient_id));
     e.reason = Some(format!("share {id} with user {colleague}"));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(ShareView { note_id: note, colleague_id: colleague, shared_at: at })
+    let out = ShareView { note_id: note, colleague_id: colleague, shared_at: at };
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// Withdraws the live share of one of the author's notes; "not found" when there is none.

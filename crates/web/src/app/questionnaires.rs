@@ -195,12 +195,13 @@ pub async fn submit_for(
         let data = json!({ "safety_alert_id": alert_id, "questionnaire_response_id": id, "patient_id": patient });
         super::integrations::enqueue(&mut tx, by.clinic, EventType::SafetyAlertRaised, data).await?;
     }
-    tx.commit().await?;
     if let Value::Object(b) = &mut body {
         b.insert("id".into(), json!(id));
         b.insert("safety_alert".into(), json!(raised.map(|(id, level)| json!({"id": id, "level": level}))));
     }
-    Ok(Scored { id, body, alert: raised })
+    let scored = Scored { id, body, alert: raised };
+    tx.commit_answering(&scored).await?;
+    Ok(scored)
 }
 
 /// Assigns a questionnaire for the patient to fill in the portal (the C-SSRS screener is asked in

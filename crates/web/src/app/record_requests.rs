@@ -428,8 +428,9 @@ pub async fn step(state: &AppState, by: &CurrentUser, id: Uuid, input: &StepInpu
     e.patient_id = Some(PatientId::from_uuid(row.patient_id));
     e.reason = Some(format!("{} {step}", row.kind));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    view(&row, today)
+    let out = view(&row, today)?;
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -730,7 +730,7 @@ pub async fn create_location(state: &AppState, user: &CurrentUser, name: &str, z
     let mut tx = state.db.begin().await?;
     let id = store::insert_location(&mut tx, user.clinic, &name, zone.trim()).await?;
     audit::append(&mut tx, &configured(user, "location", id)).await?;
-    tx.commit().await?;
+    tx.commit_answering(&id).await?;
     Ok(id)
 }
 
@@ -745,7 +745,7 @@ pub async fn create_room(state: &AppState, user: &CurrentUser, location: &str, n
     let mut tx = state.db.begin().await?;
     let id = store::insert_room(&mut tx, user.clinic, location, &name).await?;
     audit::append(&mut tx, &configured(user, "room", id)).await?;
-    tx.commit().await?;
+    tx.commit_answering(&id).await?;
     Ok(id)
 }
 
@@ -763,7 +763,7 @@ pub async fn save_type(state: &AppState, user: &CurrentUser, def: &AppointmentTy
     let mut tx = state.db.begin().await?;
     let id = store::save_type(&mut tx, user.clinic, code, &json).await?;
     audit::append(&mut tx, &configured(user, "appointment type", id)).await?;
-    tx.commit().await?;
+    tx.commit_answering(&id).await?;
     Ok(id)
 }
 

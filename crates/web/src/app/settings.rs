@@ -75,6 +75,6 @@ pub async fn save(state: &AppState, admin: &CurrentUser, settings: &ClinicSettin
         settings.course_review,
     ));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(&version).await?;
     Ok(version)
 }

@@ -117,8 +117,9 @@ pub async fn save_registration(
         settings.retention.years()
     ));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(view(place.name, Registered { registration, settings, version, updated_at: now }))
+    let out = view(place.name, Registered { registration, settings, version, updated_at: now });
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// A product as entered.
@@ -155,7 +156,7 @@ pub async fn add_product(state: &AppState, user: &CurrentUser, input: ProductInp
     e.entity_id = Some(product.id.to_string());
     e.reason = Some(format!("product NDC {} added", product.ndc));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(&product).await?;
     Ok(product)
 }
 
@@ -187,8 +188,9 @@ pub async fn add_lot(state: &AppState, user: &CurrentUser, input: LotInput) -> R
     e.entity_id = Some(input.product.to_string());
     e.reason = Some(format!("lot {number} (expires {})", input.expiry));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(Lot { product: CsProductId::from_uuid(input.product), number, expiry: input.expiry })
+    let out = Lot { product: CsProductId::from_uuid(input.product), number, expiry: input.expiry };
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 /// Everything the registry holds for the clinic.

@@ -97,7 +97,8 @@ async fn write_with(
     build(&mut tx, &mut w).await?;
     let stored = w.write(&mut tx).await?;
     kapstone_store::audit::append(&mut tx, &recorded_event(user, location, &stored)).await?;
-    tx.commit().await?;
+    // What the write answers (its callers return it), stored with it for a retried request.
+    tx.commit_answering(&appended(&stored)).await?;
     Ok(stored)
 }
 
@@ -629,8 +630,9 @@ pub async fn count(state: &AppState, user: &CurrentUser, input: CountInput) -> R
     let stored = w.write(&mut tx).await?;
     audit.insert(0, recorded_event(user, input.location, &stored));
     kapstone_store::audit::append_all(&mut tx, &audit).await?;
-    tx.commit().await?;
-    Ok(CountResult { inventory_id: inventory.as_uuid(), kind: input.kind, lines, discrepancies })
+    let result = CountResult { inventory_id: inventory.as_uuid(), kind: input.kind, lines, discrepancies };
+    tx.commit_answering(&result).await?;
+    Ok(result)
 }
 
 /// The entry a request names, to find its location and lot.
