@@ -22,6 +22,7 @@ mod mfa;
 mod openapi;
 mod outcomes;
 mod paging;
+mod paging_lists;
 mod patients;
 mod permissions;
 mod portal_isolation;

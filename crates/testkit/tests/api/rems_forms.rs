@@ -27,7 +27,7 @@ fn field_of(r: &(u16, Value)) -> (u16, String) {
 
 /// Runs demo patient 3's first booked Spravato session from check-in to discharge, 56 mg, the
 /// first device 145 minutes ago and the discharge 2 minutes ago; returns the session id.
-async fn discharged_spravato_session(
+pub(crate) async fn discharged_spravato_session(
     app: &TestApp,
     nurse: &str,
     prescriber: &str,
