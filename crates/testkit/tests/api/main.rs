@@ -35,6 +35,7 @@ mod rems_forms;
 mod rights;
 mod schedule_csv;
 mod scheduling;
+mod schema_variants;
 mod session_forms;
 mod session_pages;
 mod sessions;
