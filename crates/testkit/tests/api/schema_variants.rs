@@ -3,7 +3,7 @@
 //! test checks the variant is really in the answer (a test that only asked would prove nothing).
 
 use jiff::{SignedDuration, Timestamp};
-use kapstone_testkit::{PASSWORD, TestApp, both_backends};
+use kapstone_testkit::{TestApp, both_backends};
 use serde_json::{Value, json};
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
@@ -233,7 +233,38 @@ both_backends! {
         let dose = form["form"]["fields"].as_array().into_iter().flatten()
             .find(|f| f["id"] == "dose_administered").map(|f| f["value"].clone()).unwrap_or_default();
         anyhow::ensure!(dose == json!({"type": "dose", "value": {"choice": "mg84"}}), "{dose}");
-        let _ = PASSWORD;
+        app.stop().await
+    }
+
+    async fn a_28_mg_older_adult_start_fills_the_rems_dose_box_with_another_dose(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        // The fixture: demo patient 3 (whose age the demo draws at random) is 76. The API edits no
+        // birth date, so this one is set in the database.
+        let p3 = portal_id(&app, &app.token("patient3@demo.kapstone.test").await?).await?;
+        let id_sql = match app.backend {
+            kapstone_testkit::TestBackend::Sqlite => format!("X'{}'", p3.replace('-', "")),
+            kapstone_testkit::TestBackend::Postgres => format!("'{p3}'"),
+        };
+        anyhow::ensure!(app.raw_sql(&format!("UPDATE patients SET birth_date = '1950-01-02' WHERE id = {id_sql}")).await? == 1);
+        // The medical director enables the label's older-adult 28 mg start (outside the US label).
+        let (s, current) = get(&app, &prescriber, "/api/v1/protocols/spravato-intranasal").await?;
+        anyhow::ensure!(s == 200, "{current}");
+        let mut definition = current["protocol"].clone();
+        definition["dose"]["devices"]["older_adult_start"] = json!({"age_at_or_above": 65, "day1_dose_mg": 28});
+        definition["version"] = json!("2026.2");
+        definition["dose"]["devices"]["sources"]["older_adult_start"] = json!("label outside the US: 28 mg on day 1 at 65 or more, KAP-SPEC 4.2 [S2]");
+        let (s, saved) = post(&app, &prescriber, "/api/v1/protocols/spravato-intranasal/versions",
+            json!({"definition": definition, "reason": "Older-adult start for the clinic's patients of 65 or more"})).await?;
+        anyhow::ensure!(s == 201, "{s} {saved}");
+        let id = super::rems_forms::spravato_session_of(&app, &nurse, &prescriber, &therapist, 1).await?;
+        let (s, form) = get(&app, &nurse, &format!("/api/v1/sessions/{id}/rems-form")).await?;
+        anyhow::ensure!(s == 200, "{form}");
+        let dose = form["form"]["fields"].as_array().into_iter().flatten()
+            .find(|f| f["id"] == "dose_administered").map(|f| f["value"].clone()).unwrap_or_default();
+        anyhow::ensure!(dose == json!({"type": "dose", "value": {"choice": "other", "mg": 28}}), "{dose}");
         app.stop().await
     }
 }
