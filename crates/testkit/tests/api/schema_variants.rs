@@ -267,4 +267,65 @@ both_backends! {
         anyhow::ensure!(dose == json!({"type": "dose", "value": {"choice": "other", "mg": 28}}), "{dose}");
         app.stop().await
     }
+
+    async fn measures_owed_at_the_end_of_induction_in_maintenance_and_before_integration_are_listed(b) {
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let patient3 = app.token("patient3@demo.kapstone.test").await?;
+        let p3 = portal_id(&app, &patient3).await?;
+        let (s, courses) = get(&app, &nurse, &format!("/api/v1/patients/{p3}/courses")).await?;
+        anyhow::ensure!(s == 200, "{courses}");
+        let course = courses["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+        // The course's integration sessions booked too, with the dosing sessions' team and chair.
+        let (_, appts) = get(&app, &nurse, &format!("/api/v1/appointments?patient={p3}&limit=500")).await?;
+        let dosing = appts["items"].as_array().into_iter().flatten()
+            .find(|a| a["course_id"] == course.as_str()).cloned().unwrap_or_default();
+        let (s, booked) = post(&app, &nurse, &format!("/api/v1/courses/{course}/book"), json!({"time": "10:00",
+            "staff_ids": dosing["staff_ids"], "room_id": dosing["room_id"], "integration": true})).await?;
+        anyhow::ensure!(s == 200 && booked["items"].as_array().is_some_and(|i| !i.is_empty()), "{s} {booked}");
+        // The fixture: the course five weeks on, its baseline questionnaires answered before it.
+        // Its sessions start next week and the API books none in the past, so they and the
+        // answers are moved back in the database: induction is over (its review still to come)
+        // and maintenance has begun, none of it measured.
+        let (id3, c) = match app.backend {
+            kapstone_testkit::TestBackend::Sqlite => (format!("X'{}'", p3.replace('-', "")), format!("X'{}'", course.replace('-', ""))),
+            kapstone_testkit::TestBackend::Postgres => (format!("'{p3}'"), format!("'{course}'")),
+        };
+        let back = |days: i64, table: &str, columns: &[&str], filter: &str| {
+            let set: Vec<String> = columns.iter().map(|col| match app.backend {
+                kapstone_testkit::TestBackend::Sqlite => format!("{col} = {col} - {}", days * 86_400_000_000),
+                kapstone_testkit::TestBackend::Postgres => format!("{col} = {col} - interval '{days} days'"),
+            }).collect();
+            format!("UPDATE {table} SET {} WHERE {filter}", set.join(", "))
+        };
+        let moved = app.raw_sql(&back(35, "appointments", &["start_at", "end_at"], &format!("course_id = {c}"))).await?;
+        anyhow::ensure!(moved > 14, "the course's sessions: {courses}");
+        app.raw_sql(&back(60, "questionnaire_responses", &["submitted_at"], &format!("patient_id = {id3}"))).await?;
+        let occasions = async |app: &TestApp| -> anyhow::Result<(Vec<String>, Value)> {
+            let (s, due) = get(app, &nurse, &format!("/api/v1/measures/due?patient={p3}&limit=500")).await?;
+            anyhow::ensure!(s == 200, "{due}");
+            let mut o: Vec<String> = due["items"].as_array().into_iter().flatten()
+                .filter_map(|m| m["occasion"].as_str().map(str::to_owned)).collect();
+            o.sort();
+            o.dedup();
+            Ok((o, due))
+        };
+        // The end-of-induction measures are due before the review, the first ones of maintenance
+        // overdue. (Intake is not among them: every instrument was answered once, and any answer
+        // before the first dose counts for intake.)
+        let (found, due) = occasions(&app).await?;
+        for o in ["end_of_induction", "maintenance"] {
+            anyhow::ensure!(found.iter().any(|f| f == o), "{o} not among {found:?}: {due}");
+        }
+        // Today's PHQ-9 answers item 9 with "several days": a C-SSRS is owed before the next
+        // integration session.
+        let (s, r) = post(&app, &patient3, "/api/v1/portal/questionnaires",
+            json!({"instrument": "phq9", "answers": [1, 1, 1, 1, 1, 1, 1, 1, 1]})).await?;
+        anyhow::ensure!(s == 201, "{r}");
+        let (found, due) = occasions(&app).await?;
+        let integration = due["items"].as_array().into_iter().flatten().find(|m| m["occasion"] == "integration").cloned();
+        anyhow::ensure!(integration.as_ref().is_some_and(|i| i["instrument"] == "cssrs_screener" && i["phq9"] == r["id"]),
+            "integration not among {found:?}: {due}");
+        app.stop().await
+    }
 }
