@@ -229,15 +229,90 @@ pub async fn sessions_on_floor(
     }))
 }
 
-/// Sessions of a protocol that got as far as the dose and have ended (discharged, or aborted
-/// after dosing began), newest dose first: the sessions a REMS form is owed for.
-pub async fn finished_sessions_of_protocol(db: &Db, clinic: ClinicId, protocol_id: &str) -> Result<Vec<SessionRow>> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND protocol_id = $2 \
-         AND dose_started_at IS NOT NULL AND state IN ('discharged', 'aborted') ORDER BY dose_started_at DESC, id"
-    );
+/// Where a page of the REMS forms ends (see [`rems_forms_page`]): forms not yet submitted first
+/// (`submitted` false), by dose time; then the submitted ones, the latest submission date first
+/// (`on`, empty before one is submitted), then by dose time; the session id breaks ties.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemsFormKey {
+    pub submitted: bool,
+    pub on: String,
+    /// The dose time, microseconds since the Unix epoch.
+    pub at: i64,
+    pub id: Uuid,
+}
+
+impl RemsFormKey {
+    /// Before every form: where the first page starts.
+    pub fn first() -> Self {
+        Self { submitted: false, on: String::new(), at: crate::keyset::TimeKey::FIRST.at, id: Uuid::nil() }
+    }
+}
+
+/// A session a REMS form is owed for, with its patient's name and its latest submission (the
+/// one recorded last), as the clinic's list of forms shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct RemsFormRow {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub location_id: Uuid,
+    pub state: String,
+    pub dose_started_at: DbTs,
+    pub given_name: String,
+    pub family_name: String,
+    /// 0 before a form is submitted, 1 after.
+    pub grp: i32,
+    /// The latest submission's date (YYYY-MM-DD), empty before one.
+    pub sort_on: String,
+    pub confirmation: Option<String>,
+}
+
+impl RemsFormRow {
+    pub fn key(&self) -> RemsFormKey {
+        RemsFormKey {
+            submitted: self.grp != 0,
+            on: self.sort_on.clone(),
+            at: self.dose_started_at.0.unix_micros(),
+            id: self.id,
+        }
+    }
+}
+
+/// A page of the sessions of a protocol that got as far as the dose and have ended (discharged,
+/// or aborted after dosing began): the sessions a REMS form is owed for, `limit` after `after` in
+/// the order of [`RemsFormKey`], in one query (the patient's name and the latest submission
+/// joined, so a page costs one round trip whatever its size).
+pub async fn rems_forms_page(
+    db: &Db,
+    clinic: ClinicId,
+    protocol_id: &str,
+    after: &RemsFormKey,
+    limit: i64,
+) -> Result<Vec<RemsFormRow>> {
+    let sql = "SELECT * FROM (SELECT s.id, s.patient_id, s.location_id, s.state, s.dose_started_at, \
+               p.given_name, p.family_name, CASE WHEN r.id IS NULL THEN 0 ELSE 1 END AS grp, \
+               COALESCE(r.submitted_on, '') AS sort_on, r.confirmation \
+               FROM dosing_sessions s JOIN patients p ON p.id = s.patient_id AND p.clinic_id = s.clinic_id \
+               LEFT JOIN rems_form_submissions r ON r.session_id = s.id AND NOT EXISTS (SELECT 1 \
+                 FROM rems_form_submissions n WHERE n.session_id = s.id \
+                 AND (n.recorded_at > r.recorded_at OR (n.recorded_at = r.recorded_at AND n.id > r.id))) \
+               WHERE s.clinic_id = $1 AND s.protocol_id = $2 AND s.dose_started_at IS NOT NULL \
+               AND s.state IN ('discharged', 'aborted')) f \
+               WHERE f.grp > $3 OR (f.grp = $3 AND (f.sort_on < $4 OR (f.sort_on = $4 \
+                 AND (f.dose_started_at > $5 OR (f.dose_started_at = $5 AND f.id > $6))))) \
+               ORDER BY f.grp, f.sort_on DESC, f.dose_started_at, f.id LIMIT $7";
+    let grp = i32::from(after.submitted);
+    let at = DbTs(UtcTs::from_unix_micros(after.at));
     Ok(on_read!(db, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(protocol_id).fetch_all(c).await?
+        sqlx::query_as(sql)
+            .bind(clinic.as_uuid())
+            .bind(protocol_id)
+            .bind(grp)
+            .bind(after.on.as_str())
+            .bind(at)
+            .bind(after.id)
+            .bind(limit)
+            .fetch_all(c)
+            .await?
     }))
 }
 

@@ -83,6 +83,33 @@ pub async fn own(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<En
     }))
 }
 
+/// A page of the patient's own entries, newest first after `p.after`, written in the window
+/// `[from, to)` when set (the API's list; `p.filter.patient` is the signed-in patient).
+pub async fn own_page(db: &Db, p: &Page<'_>) -> Result<Vec<EntryRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM journal_entries WHERE clinic_id = $1 AND patient_id = $2 \
+         AND ($3 IS NULL OR written_at >= $3) AND ($4 IS NULL OR written_at < $4) \
+         AND written_at <= $5 AND (written_at < $5 OR id < $6) ORDER BY written_at DESC, id DESC LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
+}
+
+/// The patient's own entries linked to one of their sessions (whether to prompt for it).
+pub async fn own_of_session(db: &Db, clinic: ClinicId, patient: PatientId, session: Uuid) -> Result<Vec<EntryRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM journal_entries WHERE clinic_id = $1 AND patient_id = $2 AND session_id = $3 \
+         ORDER BY written_at DESC, id DESC"
+    );
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(clinic.as_uuid())
+            .bind(patient.as_uuid())
+            .bind(session)
+            .fetch_all(c)
+            .await?
+    }))
+}
+
 /// Writes the entry's state back (text, sharing, first read), for the patient's own entry only.
 pub async fn save_own(tx: &mut Tx, clinic: ClinicId, patient: PatientId, row: &EntryRow) -> Result<bool> {
     let n = on_tx!(tx, |c| {

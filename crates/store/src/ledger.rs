@@ -371,6 +371,19 @@ pub struct EntryFilter {
     pub after_seq: Option<i64>,
 }
 
+/// A page of a patient's entries (`p.filter.patient`, always set) at every location of the clinic,
+/// oldest first by when they happened after `p.after`, in the window `[from, to)` when set (the
+/// dispensing log). The key's id is the entry's `entry_id`.
+pub async fn patient_entries_page(db: &Db, p: &crate::keyset::Page<'_>) -> Result<Vec<StoredLedgerEntry>> {
+    let sql = format!(
+        "{ENTRY_COLUMNS} WHERE clinic_id = $1 AND patient_id = $2 \
+         AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4) \
+         AND occurred_at >= $5 AND (occurred_at > $5 OR entry_id > $6) ORDER BY occurred_at, entry_id LIMIT $7"
+    );
+    let rows: Vec<EntryRow> = crate::keyset::fetch(db, sql, p, None).await?;
+    Ok(rows.into_iter().map(StoredLedgerEntry::from).collect())
+}
+
 /// A bound value of a query whose filters are chosen at run time.
 enum Param {
     Uuid(Uuid),

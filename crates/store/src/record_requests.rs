@@ -106,6 +106,17 @@ pub async fn of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -> Result
     }))
 }
 
+/// A page of a patient's requests (`p.filter.patient`, always set), newest first after `p.after`,
+/// recorded in the window `[from, to)` when set (the API's lists, staff and portal).
+pub async fn of_patient_page(db: &Db, p: &Page<'_>) -> Result<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM record_requests WHERE clinic_id = $1 AND patient_id = $2 \
+         AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4) \
+         AND created_at <= $5 AND (created_at < $5 OR id < $6) ORDER BY created_at DESC, id DESC LIMIT $7"
+    );
+    keyset::fetch(db, sql, p, None).await
+}
+
 /// The clinic's requests still to answer, plus denied amendments whose disagreement awaits a
 /// rebuttal, oldest first.
 pub async fn open(db: &Db, clinic: ClinicId) -> Result<Vec<RequestRow>> {

@@ -27,12 +27,24 @@ fn field_of(r: &(u16, Value)) -> (u16, String) {
 
 /// Runs demo patient 3's first booked Spravato session from check-in to discharge, 56 mg, the
 /// first device 145 minutes ago and the discharge 2 minutes ago; returns the session id.
-async fn discharged_spravato_session(
+pub(crate) async fn discharged_spravato_session(
     app: &TestApp,
     nurse: &str,
     prescriber: &str,
     therapist: &str,
 ) -> anyhow::Result<String> {
+    spravato_session_of(app, nurse, prescriber, therapist, 2).await
+}
+
+/// [`discharged_spravato_session`] with `devices` devices of 28 mg (2 or 3), five minutes apart.
+pub(crate) async fn spravato_session_of(
+    app: &TestApp,
+    nurse: &str,
+    prescriber: &str,
+    therapist: &str,
+    devices: i64,
+) -> anyhow::Result<String> {
+    let dose = 28 * devices;
     let front = app.token("frontdesk@demo.kapstone.test").await?;
     let p3 = {
         let t = app.token("patient3@demo.kapstone.test").await?;
@@ -82,7 +94,7 @@ async fn discharged_spravato_session(
     step(
         prescriber,
         format!("/api/v1/sessions/{id}/dose-order"),
-        json!({"request": {"protocol": "spravato-intranasal", "dose_mg": 56}, "at": ago(t0, 152)}),
+        json!({"request": {"protocol": "spravato-intranasal", "dose_mg": dose}, "at": ago(t0, 152)}),
     )
     .await?;
     step(nurse, events.clone(), json!({"kind": "cleared_for_dosing", "at": ago(t0, 150)})).await?;
@@ -90,11 +102,12 @@ async fn discharged_spravato_session(
         nurse,
         format!("/api/v1/sessions/{id}/administrations"),
         json!({"product": "SPRAVATO 28 mg nasal spray, kit of 2 devices (56 mg)", "ndc": "50458-028-02",
-            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": 56, "route_snomed": "46713006", "at": ago(t0, 148)}),
+            "lot": "24KX117", "expiry": "2030-01-31", "dose_mg": dose, "route_snomed": "46713006", "at": ago(t0, 148)}),
     )
     .await?;
-    step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 145)})).await?;
-    step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 140)})).await?;
+    for n in 0..devices {
+        step(nurse, events.clone(), json!({"kind": "device_given", "at": ago(t0, 145 - 5 * n)})).await?;
+    }
     // The 40-minute BP rises by +42: MON-03, acknowledged by the prescriber.
     let r = step(
         nurse,

@@ -23,13 +23,16 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
     serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
 }
 
-/// `GET /api/v1/portal/journal`: the patient's own entries, the session to prompt for, the
-/// prompts, who reads shared entries, and the crisis resources.
-pub async fn own(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Json<Value>> {
-    let j = app::own(&state, &me).await?;
+/// `GET /api/v1/portal/journal?from=&to=&limit=&cursor=`: the patient's own entries, newest first,
+/// a page at a time (see [`page`]; `from`/`to` on when an entry was written), with the session to
+/// prompt for, the prompts, who reads shared entries, and the crisis resources.
+pub async fn own(State(state): State<AppState>, me: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<TimeKey>(&state, me.clinic, &[Filter::Dates]).await?;
+    let (j, next) = app::own_page(&state, &me, &q.filter, q.after, q.limit).await?;
     let prompts = crate::content::journal_prompts().map_err(AppError::Internal)?;
     Ok(Json(json!({
         "items": to_json(&j.entries)?,
+        "next_cursor": next.as_ref().map(page::cursor),
         "prompt_session": to_json(&j.prompt_session)?,
         "prompts": to_json(&prompts.prompts)?,
         "sharing_notice": prompts.sharing_notice,

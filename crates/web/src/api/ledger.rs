@@ -6,13 +6,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use kapstone_domain::ledger::discrepancy::DiscrepancyEvent;
 use kapstone_domain::{FieldError, PatientId};
+use kapstone_store::keyset::TimeKey;
 use kapstone_store::ledger::EntryFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
-use super::page::{self, query};
+use super::page::{self, Filter, ListQuery, query};
 use crate::app::ledger::{discrepancies, registry, reports, transactions};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -208,16 +209,20 @@ pub async fn lot(
     Ok(Json(to_json(&reports::lot_report(&state, &user, location, product, lot).await?)?))
 }
 
-/// `GET /api/v1/patients/{id}/dispensing`: the patient's dispensing log.
+/// `GET /api/v1/patients/{id}/dispensing?from=&to=&limit=&cursor=`: the patient's dispensing log,
+/// oldest first, a page at a time (see [`page`]); `from`/`to` filter on when the entry happened.
 pub async fn dispensing(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    q: ListQuery,
 ) -> ApiResult<Json<Value>> {
     let patient = PatientId::from_uuid(path_id(&id)?);
     kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
-    let items = reports::dispensing_log(&state, &user, patient).await?;
-    Ok(Json(json!({ "items": to_json(&items)? })))
+    let mut q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Dates]).await?;
+    q.filter.patient = Some(patient);
+    let (items, next) = reports::dispensing_log(&state, &user, &q.filter, q.after, q.limit).await?;
+    Ok(Json(page::body(items.iter().map(page::item).collect(), next.as_ref())))
 }
 
 /// `POST /api/v1/cs/receipts`: containers received from a supplier.

@@ -349,8 +349,9 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             obj.clone(),
         ),
         ("GET", "/api/v1/rems-forms") => op(
-            "Every finished Spravato session of the clinic with its REMS form status, most urgent first: overdue, \
-             due (soonest first), submitted",
+            "Every finished Spravato session of the clinic with its REMS form status, most urgent first: not yet \
+             submitted by session date (so overdue, oldest first, then due, soonest first), then submitted (latest \
+             submission first)",
             None,
             "200",
             obj.clone(),
@@ -416,7 +417,8 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             r("IntegrationNote"),
         ),
         ("GET", "/api/v1/portal/journal") => op(
-            "The signed-in patient's own journal {items, prompt_session, prompts, sharing_notice, crisis}",
+            "The signed-in patient's own journal, newest first {items, next_cursor, prompt_session, prompts, \
+             sharing_notice, crisis} (?from=&to= on when an entry was written)",
             None,
             "200",
             json!({"type":"object"}),
@@ -518,9 +520,13 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             obj,
         ),
-        ("GET", "/api/v1/patients/{id}/dispensing") => {
-            op("The patient's dispensing log: administrations from the ledger (audited read)", None, "200", obj)
-        }
+        ("GET", "/api/v1/patients/{id}/dispensing") => op(
+            "The patient's dispensing log: the ledger entries naming the patient at every location, oldest first \
+                 (?from=&to= on when each happened; audited read)",
+            None,
+            "200",
+            obj,
+        ),
         ("POST", "/api/v1/cs/receipts") => op(
             "Record containers received {location, product, lot, expiry, supplier: {name, address, dea_number}, \
              containers, invoice?, received_at?}",
@@ -690,7 +696,7 @@ fn describe(method: &str, path: &str) -> Option<Op> {
         }
         // Issue 7: patients' rights.
         ("GET", "/api/v1/portal/record-requests") => {
-            op("The signed-in patient's own record requests with their deadlines", None, "200", obj)
+            op("The signed-in patient's own record requests with their deadlines, newest first", None, "200", obj)
         }
         ("POST", "/api/v1/portal/record-requests") => op(
             "Ask for a copy of one's record {kind: access} (30 days, TV-HIP-1) or an amendment {kind: amendment, \
@@ -734,7 +740,9 @@ fn describe(method: &str, path: &str) -> Option<Op> {
             "200",
             obj,
         ),
-        ("GET", "/api/v1/patients/{id}/record-requests") => op("A patient's record requests", None, "200", obj),
+        ("GET", "/api/v1/patients/{id}/record-requests") => {
+            op("A patient's record requests, newest first (?from=&to= on when recorded)", None, "200", obj)
+        }
         ("POST", "/api/v1/patients/{id}/record-requests") => op(
             "Record a request on the patient's behalf {kind, requested?, received_on?}",
             Some(json!({"type":"object","required":["kind"]})),
@@ -1072,6 +1080,11 @@ const PAGED: &[(&str, &str, &[Filter])] = &[
     ("GET", "/api/v1/users", &[Filter::Patient, Filter::Dates]),
     ("GET", "/api/v1/measures/due", &[Filter::Patient, Filter::Dates]),
     ("GET", "/api/v1/tokens", &[]),
+    ("GET", "/api/v1/rems-forms", &[]),
+    ("GET", "/api/v1/patients/{id}/dispensing", &[Filter::Dates]),
+    ("GET", "/api/v1/portal/journal", &[Filter::Dates]),
+    ("GET", "/api/v1/patients/{id}/record-requests", &[Filter::Dates]),
+    ("GET", "/api/v1/portal/record-requests", &[Filter::Dates]),
 ];
 
 /// Who may call an operation: the roles, and the API token scopes that open it.

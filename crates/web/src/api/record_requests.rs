@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kapstone_domain::PatientId;
 use kapstone_store::keyset::TimeKey;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::page::{self, Filter, ListQuery};
@@ -48,14 +49,25 @@ pub async fn create_for_patient(
     Ok((StatusCode::CREATED, Json(to_json(&v)?)))
 }
 
-/// `GET /api/v1/patients/{id}/record-requests` (staff).
+/// `GET /api/v1/patients/{id}/record-requests?from=&to=&limit=&cursor=` (staff): the patient's
+/// requests, newest first, a page at a time (see [`page`]; `from`/`to` on when each was recorded).
 pub async fn of_patient(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    q: ListQuery,
 ) -> ApiResult<Json<Value>> {
-    let v = app::of_patient(&state, &user, patient_id(&id)?).await?;
-    Ok(Json(json!({ "requests": to_json(&v)? })))
+    let patient = patient_id(&id)?;
+    kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
+    page_of(&state, &user, patient, q).await
+}
+
+/// A page of a patient's requests, as both the staff and the portal list send it.
+async fn page_of(state: &AppState, user: &CurrentUser, patient: PatientId, q: ListQuery) -> ApiResult<Json<Value>> {
+    let mut q = q.parse::<TimeKey>(state, user.clinic, &[Filter::Dates]).await?;
+    q.filter.patient = Some(patient);
+    let (requests, next) = app::of_patient_page(state, user, &q.filter, q.after, q.limit).await?;
+    Ok(Json(page::body(requests.iter().map(page::item).collect(), next.as_ref())))
 }
 
 /// `POST /api/v1/record-requests/{id}/steps`: extend, provide, deny, accept or rebut (staff).
@@ -77,9 +89,11 @@ pub async fn export(
     Ok(Json(to_json(&app::export(&state, &user, id_of(&id)?).await?)?))
 }
 
-/// `GET /api/v1/portal/record-requests`: the signed-in patient's own requests.
-pub async fn own(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "requests": to_json(&app::own(&state, &user).await?)? })))
+/// `GET /api/v1/portal/record-requests?from=&to=&limit=&cursor=`: the signed-in patient's own
+/// requests, newest first, a page at a time (the patient comes from the session).
+pub async fn own(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let Some(patient) = user.patient else { return Err(AppError::Forbidden.into()) };
+    page_of(&state, &user, patient, q).await
 }
 
 /// `POST /api/v1/portal/record-requests`: the patient asks for access or an amendment.

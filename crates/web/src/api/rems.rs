@@ -4,10 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use kapstone_store::dosing::RemsFormKey;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiJson;
+use super::page::{self, ListQuery};
 use crate::app::rems as app;
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
@@ -49,10 +51,12 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(json!({ "id": sub, "status": to_json(&view.status)?, "due": view.due }))))
 }
 
-/// `GET /api/v1/rems-forms`.
-pub async fn dashboard(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    let rows = app::dashboard(&state, &user).await?;
-    Ok(Json(json!({ "items": to_json(&rows)? })))
+/// `GET /api/v1/rems-forms?limit=&cursor=`: the clinic's forms by urgency, a page at a time (see
+/// [`page`]); the cursor carries the sort key of the last form sent.
+pub async fn dashboard(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
+    let q = q.parse::<RemsFormKey>(&state, user.clinic, &[]).await?;
+    let (rows, next) = app::dashboard_page(&state, &user, q.after, q.limit).await?;
+    Ok(Json(page::body(rows.iter().map(page::item).collect(), next.as_ref())))
 }
 
 #[derive(serde::Deserialize)]

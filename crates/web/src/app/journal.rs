@@ -131,6 +131,45 @@ pub async fn own(state: &AppState, me: &CurrentUser) -> Result<OwnJournal, AppEr
     })
 }
 
+/// A page of `limit` of the signed-in patient's own entries, newest first after `after`, written in
+/// `filter`'s window (the API's list; see `api::page`), with the session to prompt for (audited):
+/// the journal, and the key to continue after when more follow.
+pub async fn own_page(
+    state: &AppState,
+    me: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(OwnJournal, Option<TimeKey>), AppError> {
+    let patient = own_patient(me)?;
+    let filter = ListFilter { patient: Some(patient), ..*filter };
+    let after = TimeKey::newest_first(after);
+    let mut rows =
+        store::own_page(&state.db, &Page { clinic: me.clinic, filter: &filter, after, limit: limit + 1 }).await?;
+    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.written_at, r.id));
+    let sessions = ended_sessions(state, me, patient).await?;
+    // Whether to prompt depends on the entries linked to the latest ended session only, wherever
+    // they are in the list.
+    let now = UtcTs::now();
+    let ended: Vec<(Uuid, UtcTs)> = sessions.iter().map(|s| (s.id, s.ended_at)).collect();
+    let linked = match ended.iter().filter(|(_, at)| *at <= now).max_by_key(|(_, at)| *at) {
+        Some((latest, _)) => store::own_of_session(&state.db, me.clinic, patient, *latest).await?,
+        None => Vec::new(),
+    };
+    let domain: Vec<JournalEntry> = linked.iter().map(to_domain).collect();
+    let prompt = session_to_prompt(&ended, &domain, now);
+    let mut e = me.event(AuditAction::JournalRead, "journal", Outcome::Success);
+    e.patient_id = Some(patient);
+    e.reason = Some(format!("own journal, {} entries", rows.len()));
+    state.read_audit.record(e).await?;
+    let journal = OwnJournal {
+        entries: rows.iter().filter(|r| to_domain(r).may_read(Viewer::Patient(patient))).map(EntryView::of).collect(),
+        prompt_session: prompt.and_then(|id| sessions.iter().find(|s| s.id == id).copied()),
+        sessions,
+    };
+    Ok((journal, next))
+}
+
 /// One of the signed-in patient's own entries (audited).
 pub async fn own_entry(state: &AppState, me: &CurrentUser, id: Uuid) -> Result<EntryView, AppError> {
     let patient = own_patient(me)?;

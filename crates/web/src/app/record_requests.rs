@@ -316,6 +316,24 @@ pub async fn of_patient(state: &AppState, by: &CurrentUser, patient: PatientId) 
     rows.iter().map(|r| view(r, today)).collect()
 }
 
+/// A page of `limit` of a patient's requests (`filter.patient`), newest first after `after` (the
+/// API's lists, staff and portal; see `api::page`): the requests, and the key to continue after.
+pub async fn of_patient_page(
+    state: &AppState,
+    by: &CurrentUser,
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(Vec<RequestView>, Option<TimeKey>), AppError> {
+    let today = today(state, by.clinic).await?;
+    let after = TimeKey::newest_first(after);
+    let mut rows =
+        store::of_patient_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
+    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.created_at, r.id));
+    audit_read(state, by, &rows).await?;
+    Ok((rows.iter().map(|r| view(r, today)).collect::<Result<_, _>>()?, next))
+}
+
 /// The clinic's open requests, with their deadlines, the most urgent first (staff).
 pub async fn open(state: &AppState, by: &CurrentUser) -> Result<Vec<RequestView>, AppError> {
     let today = today(state, by.clinic).await?;

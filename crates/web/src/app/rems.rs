@@ -26,7 +26,7 @@ use kapstone_domain::rems_form::{
     SettingAddress, SubmissionStatus, fill,
 };
 use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
-use kapstone_store::dosing::{self as store, RemsSubmissionRow, SessionRow};
+use kapstone_store::dosing::{self as store, RemsFormKey, RemsFormRow, RemsSubmissionRow, SessionRow};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -297,54 +297,51 @@ pub struct DashboardRow {
     pub confirmation: Option<String>,
 }
 
-fn urgency(r: &DashboardRow) -> (u8, i64) {
-    match r.status {
-        SubmissionStatus::Overdue { due } | SubmissionStatus::Pending { due } => {
-            (if matches!(r.status, SubmissionStatus::Overdue { .. }) { 0 } else { 1 }, date_key(due))
-        }
-        // Submitted: most recent first.
-        SubmissionStatus::Submitted { on, .. } => (2, -date_key(on)),
-    }
-}
-
-fn date_key(d: Date) -> i64 {
-    i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day())
-}
-
-/// Every finished Spravato session of the clinic with its form's status: overdue first (oldest
-/// due date first), then those still due (soonest first), then the submitted ones.
+/// Every finished Spravato session of the clinic with its form's status (the page): those not yet
+/// submitted first, oldest session first, so the overdue ones (oldest due date first) come before
+/// those still due (soonest first); then the submitted ones, latest submission date first.
 pub async fn dashboard(state: &AppState, user: &CurrentUser) -> Result<Vec<DashboardRow>, AppError> {
-    let rows = store::finished_sessions_of_protocol(&state.db, user.clinic, SPRAVATO).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let subs = store::rems_submissions(&state.db, &ids).await?;
+    // Every row: the page shows the whole list with its counts.
+    Ok(dashboard_page(state, user, None, i64::from(i32::MAX)).await?.0)
+}
+
+/// A page of `limit` of the list [`dashboard`] shows, after `after` (the API's list; see
+/// `api::page`), read in one keyset query: the rows, and the key to continue after when more follow.
+pub async fn dashboard_page(
+    state: &AppState,
+    user: &CurrentUser,
+    after: Option<RemsFormKey>,
+    limit: i64,
+) -> Result<(Vec<DashboardRow>, Option<RemsFormKey>), AppError> {
+    let after = after.unwrap_or_else(RemsFormKey::first);
+    let mut rows = store::rems_forms_page(&state.db, user.clinic, SPRAVATO, &after, limit + 1).await?;
+    let next = kapstone_store::keyset::cut(&mut rows, limit, RemsFormRow::key);
     let zs = zones(state, user.clinic).await?;
     let def = crate::content::rems_form().map_err(content_error)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let tz = zs.of(row.location_id).clone();
-        let date = session_date(&tz, &row);
+        let date = to_jiff(row.dose_started_at.0).to_zoned(tz.clone()).date();
         let today = Timestamp::now().to_zoned(tz).date();
-        let mine = submissions_of(&subs, row.id);
-        let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(row.patient_id)).await?;
         let due = def.due_by(date);
+        let on = if row.grp == 0 { None } else { row.sort_on.parse::<Date>().ok() };
         out.push(DashboardRow {
             session_id: row.id,
             patient_id: row.patient_id,
-            patient: p.map(|p| format!("{} {}", p.given_name, p.family_name)).unwrap_or_default(),
+            patient: format!("{} {}", row.given_name, row.family_name),
             location: zs.place(row.location_id).to_owned(),
-            session_state: row.state.clone(),
+            session_state: row.state,
             session_date: date,
             due,
             days_left: today.until(due).map(|s| s.get_days()).unwrap_or(0),
-            status: status(date, &mine, today)?,
-            confirmation: mine.last().and_then(|s| s.confirmation.clone()),
+            status: def.submission_status(date, on, today),
+            confirmation: row.confirmation,
         });
     }
-    out.sort_by_key(urgency);
     let mut e = user.event(AuditAction::PatientListed, "rems_form", Outcome::Success);
     e.reason = Some(format!("REMS forms, {} sessions", out.len()));
     state.read_audit.record(e).await?;
-    Ok(out)
+    Ok((out, next))
 }
 
 /// The hand-out of the patient's last discharged session (KAP-SPEC 6.2), for the portal.

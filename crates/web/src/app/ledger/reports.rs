@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use kapstone_domain::FieldError;
+use kapstone_domain::UtcTs;
 use kapstone_domain::ids::CsProductId;
 use kapstone_domain::ledger::balance::{Reconciliation, RunningLine, running_balance};
 use kapstone_domain::ledger::chain::StoredLedgerEntry;
 use kapstone_domain::ledger::inventory::{InventoryStatus, inventory_status};
 use kapstone_domain::ledger::reports::{TransactionLine, transaction_line};
 use kapstone_domain::ledger::{Bucket, CsProduct, LedgerEntry, Lot, LotNumber, Micrograms, OpenDraw};
-use kapstone_domain::{PatientId, UtcTs};
+use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::ledger::{self as store, EntryFilter};
 use serde::Serialize;
 use uuid::Uuid;
@@ -274,25 +275,22 @@ pub async fn lot_report(
     })
 }
 
-/// The dispensing log of one patient across the clinic's locations.
+/// A page of the dispensing log of one patient (`filter.patient`) across the clinic's locations,
+/// oldest first by when each entry happened, after `after`: the entries, and the key to continue after.
 pub async fn dispensing_log(
     state: &AppState,
     user: &CurrentUser,
-    patient: PatientId,
-) -> Result<Vec<EntryView>, AppError> {
+    filter: &ListFilter,
+    after: Option<TimeKey>,
+    limit: i64,
+) -> Result<(Vec<EntryView>, Option<TimeKey>), AppError> {
+    let patient = filter.patient.ok_or(AppError::NotFound)?;
     let cat = Catalogue::load(state, user).await?;
-    let mut out = Vec::new();
-    for p in super::places(&state.db, user).await? {
-        let mut after = None;
-        loop {
-            let f = EntryFilter { patient: Some(patient.as_uuid()), after_seq: after, ..EntryFilter::default() };
-            let batch = store::entries(&state.db, user.clinic.as_uuid(), p.id, &f, PAGE).await?;
-            let Some(last) = batch.last().map(|s| s.seq) else { break };
-            after = Some(last);
-            out.extend(views(&cat, batch)?);
-        }
-    }
-    out.sort_by_key(|v| v.occurred_at);
+    let after = TimeKey::oldest_first(after);
+    let mut rows =
+        store::patient_entries_page(&state.db, &Page { clinic: user.clinic, filter, after, limit: limit + 1 }).await?;
+    let next = keyset::cut(&mut rows, limit, |e| TimeKey::new(e.occurred_at, e.entry_id.parse().unwrap_or_default()));
+    let out = views(&cat, rows)?;
     let mut e = user.event(
         kapstone_domain::audit::AuditAction::LedgerRead,
         "patient",
@@ -302,7 +300,7 @@ pub async fn dispensing_log(
     e.patient_id = Some(patient);
     e.reason = Some(format!("dispensing log: {} entries", out.len()));
     state.read_audit.record(e).await?;
-    Ok(out)
+    Ok((out, next))
 }
 
 #[derive(Debug, Clone, Serialize)]
