@@ -40,7 +40,7 @@ pub async fn list(
     Ok(Json(page::body(notes.iter().map(page::item).collect(), next.as_ref())))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftBody {
     summary: String,
@@ -77,7 +77,7 @@ pub async fn sign(State(state): State<AppState>, user: CurrentUser, Path(id): Pa
     Ok(Json(to_json(&note)?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendmentBody {
     summary: String,

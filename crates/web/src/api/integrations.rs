@@ -62,7 +62,7 @@ pub async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "secret": secret }))))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveInput {
     pub active: bool,

@@ -37,7 +37,7 @@ pub async fn own(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Js
     })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBody {
     text: String,
@@ -58,7 +58,7 @@ pub async fn write(
     Ok((StatusCode::CREATED, Json(to_json(&e)?)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
     text: String,

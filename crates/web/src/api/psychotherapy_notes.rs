@@ -30,7 +30,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, Path(id): Pa
     Ok(Json(to_json(&notes)?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     text: String,
@@ -47,7 +47,7 @@ pub async fn write(
     Ok((StatusCode::CREATED, Json(to_json(&note)?)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendmentBody {
     text: String,
@@ -67,7 +67,7 @@ pub async fn amend(
     Ok((StatusCode::CREATED, Json(to_json(&note)?)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareBody {
     colleague_id: String,

@@ -56,7 +56,18 @@ async fn recorded(
     at: Option<UtcTs>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let out = app::record(state, user, id, inputs, at).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "state": out.state, "alerts": out.new_alerts }))))
+    let body = serde_json::to_value(Recorded { state: out.state, alerts: out.new_alerts })
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// What recording a step did: the session's state now and the alerts it raised.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "SessionStep")]
+pub struct Recorded {
+    #[schemars(with = "kapstone_domain::session::SessionState")]
+    pub state: &'static str,
+    pub alerts: Vec<kapstone_domain::session::RaisedAlert>,
 }
 
 fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, AppError> {
@@ -118,7 +129,7 @@ pub fn adverse_event(parts: &Value) -> Result<AdverseEvent, AppError> {
     AdverseEvent::new(parts).map_err(AppError::Invalid)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VitalsBody {
     #[serde(default)]
@@ -206,7 +217,7 @@ pub async fn vitals(
     recorded(&state, &user, session_id(&id)?, inputs, at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoresBody {
     #[serde(default)]
@@ -256,7 +267,7 @@ pub async fn scores(
     recorded(&state, &user, session_id(&id)?, inputs, at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
     request: DoseRequest,
@@ -310,7 +321,7 @@ pub async fn administration(
     recorded(&state, &user, session_id(&id)?, vec![input], at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScreeningBody {
     response_id: String,
@@ -360,7 +371,7 @@ pub async fn link_screening(
     recorded(&state, &user, session_id(&id)?, vec![Input::LinkScreening { response_id }], None).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FloorQuery {
     #[serde(default)]
