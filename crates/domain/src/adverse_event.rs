@@ -121,7 +121,7 @@ const MAX_CODE: usize = 64;
 const MAX_TEXT: usize = 4000;
 
 /// A clinic's own code: `custom:` and a snake_case name (`custom:jaw_clenching`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct CustomAeCode(String);
 
@@ -164,7 +164,7 @@ impl From<CustomAeCode> for String {
 }
 
 /// An adverse-event code: built in, or one of the clinic's.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub enum AeCode {
     Builtin(BuiltinAe),
@@ -211,7 +211,7 @@ impl From<AeCode> for String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomAeEntry {
     pub code: CustomAeCode,
@@ -220,7 +220,7 @@ pub struct CustomAeEntry {
 
 /// The clinic's extra adverse-event codes (KAP-SPEC 5.5 "CONFIG-extendable"). Built-in codes are
 /// always there; a custom one may not repeat one of them under the prefix.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AeCatalogue {
     #[serde(default)]
@@ -278,7 +278,7 @@ impl AeCatalogue {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AeSeverity {
     Mild,
@@ -287,7 +287,7 @@ pub enum AeSeverity {
 }
 
 /// The criteria that make an adverse event serious (KAP-SPEC 5.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SaeCriterion {
     Death,
@@ -298,7 +298,7 @@ pub enum SaeCriterion {
 }
 
 /// What was done, in the words of the 5.3 actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AeAction {
     NoneRequired,
@@ -321,7 +321,7 @@ pub enum AeAction {
 
 /// Outcome of the event (the usual pharmacovigilance categories; KAP-SPEC 5.5 names the field,
 /// not its values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AeOutcome {
     Resolved,
@@ -340,7 +340,7 @@ impl AeOutcome {
 
 /// A recorded adverse event; one that exists is consistent (see [`AdverseEvent::new`]). It is
 /// read from JSON through the same checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "NewAdverseEvent")]
 pub struct AdverseEvent {
     code: AeCode,
@@ -354,7 +354,7 @@ pub struct AdverseEvent {
 }
 
 /// The parts of an event, with times as instants; the JSON shape of [`AdverseEvent`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdverseEvent {
     pub code: AeCode,

@@ -338,6 +338,28 @@ impl Outcome {
     }
 }
 
+/// Described as stored: one of the names of [`AuditAction::ALL`].
+impl schemars::JsonSchema for AuditAction {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AuditAction".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
+/// Described as stored.
+impl schemars::JsonSchema for Outcome {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AuditOutcome".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = [Self::Success, Self::Failure, Self::Denied].iter().map(|o| o.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 /// An event before it is placed in the chain. Carries ids only: never names, notes or answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAuditEvent {

@@ -27,13 +27,13 @@ impl InputError {
 }
 
 /// A versioned ICD-10-CM code table (KAP-SPEC 8.5: versioned by fiscal year), shipped as content.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct DiagnosisTable {
     pub version: String,
     pub codes: Vec<DiagnosisCode>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct DiagnosisCode {
     pub code: String,
     pub description: String,
@@ -49,7 +49,7 @@ impl DiagnosisTable {
 /// Condition of ELIG-005: a condition where a rise in blood pressure or intracranial pressure is
 /// a serious risk (recent MI, unstable angina, decompensated heart failure, stroke/TIA, cerebral
 /// trauma). Remote history goes to physician review; recent excludes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PressureRiskCondition {
     None,
@@ -58,7 +58,7 @@ pub enum PressureRiskCondition {
 }
 
 /// Condition of ELIG-010.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntraocularRisk {
     None,
@@ -68,7 +68,7 @@ pub enum IntraocularRisk {
 }
 
 /// Condition of ELIG-015.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PsychoticDisorder {
     None,
@@ -77,7 +77,7 @@ pub enum PsychoticDisorder {
 }
 
 /// Condition of ELIG-018.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubstanceUseDisorder {
     None,
@@ -90,7 +90,7 @@ pub enum SubstanceUseDisorder {
 }
 
 /// Conditions of ELIG-019..021.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HepaticStatus {
     None,
@@ -103,7 +103,7 @@ pub enum HepaticStatus {
 }
 
 /// Pregnancy status (ELIG-011); `not_applicable` where pregnancy is not possible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PregnancyStatus {
     NotPregnant,
@@ -113,7 +113,7 @@ pub enum PregnancyStatus {
 
 /// The medical history as the eligibility rules read it: one value per rule condition, `None`
 /// while not recorded.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MedicalConditions {
     /// ELIG-001
@@ -161,7 +161,7 @@ pub struct MedicalConditions {
 }
 
 /// Medication classes as the interaction rules (KAP-SPEC 3.2) name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DrugClass {
     /// DDI-001
@@ -249,7 +249,7 @@ impl DrugClass {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Medication {
     pub name: String,
@@ -263,7 +263,7 @@ pub struct Medication {
     pub diazepam_equivalent_mg: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AllergySeverity {
     Mild,
@@ -271,7 +271,7 @@ pub enum AllergySeverity {
     Severe,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Allergy {
     pub substance: String,
@@ -280,7 +280,7 @@ pub struct Allergy {
     pub severity: AllergySeverity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Adherence {
     Good,
@@ -289,7 +289,7 @@ pub enum Adherence {
 }
 
 /// KAP-SPEC 3.3 trial outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrialOutcome {
     NonResponse,
@@ -299,7 +299,7 @@ pub enum TrialOutcome {
 }
 
 /// An antidepressant trial (KAP-SPEC 3.3 data model).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AntidepressantTrial {
     pub drug: String,
@@ -344,20 +344,26 @@ pub fn is_treatment_resistant(trials: &[AntidepressantTrial], min_weeks: u8) -> 
 }
 
 /// Baseline vitals as entered (numbers), before range checks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VitalsInput {
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::SystolicBp::MIN, max = crate::vitals::SystolicBp::MAX))]
     pub systolic_mmhg: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::DiastolicBp::MIN, max = crate::vitals::DiastolicBp::MAX))]
     pub diastolic_mmhg: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::HeartRate::MIN, max = crate::vitals::HeartRate::MAX))]
     pub heart_rate_bpm: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::Spo2::MIN, max = crate::vitals::Spo2::MAX))]
     pub spo2_percent: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::WeightKg::MIN, max = crate::vitals::WeightKg::MAX))]
     pub weight_kg: Option<f64>,
     #[serde(default)]
+    #[schemars(range(min = crate::vitals::HeightCm::MIN, max = crate::vitals::HeightCm::MAX))]
     pub height_cm: Option<f64>,
 }
 
@@ -394,14 +400,14 @@ impl BaselineVitals {
 }
 
 /// A diagnosis as entered: an ICD-10-CM code from the shipped table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiagnosisInput {
     pub code: String,
 }
 
 /// The consultation as a form or the API sends it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsultationInput {
     #[serde(default)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::decision::Route;
 use crate::{FieldError, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Template {
     #[serde(rename = "SPRAVATO-TRD")]
     SpravatoTrd,
@@ -53,7 +53,7 @@ impl Template {
 }
 
 /// The clinic's choices within a template (CONFIG-DEFAULTs of KAP-SPEC 4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CourseOptions {
     /// SPRAVATO-TRD from week 9: weekly (1) or every 2 weeks (2) — the lowest frequency that
@@ -133,14 +133,14 @@ impl CourseOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Induction,
     Maintenance,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
     Dosing,
@@ -149,7 +149,7 @@ pub enum SessionKind {
 }
 
 /// One proposed session of a course.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Planned {
     pub date: Date,
     pub kind: SessionKind,
@@ -242,7 +242,7 @@ pub fn propose(template: Template, first: Date, o: &CourseOptions) -> Result<Vec
 }
 
 /// A course's status as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CourseStatus {
     Active,
@@ -268,7 +268,7 @@ impl CourseStatus {
 
 /// The prescriber's decision at a course review (KAP-SPEC 2.1 stage 8 exit gate: "Prescriber
 /// decision recorded: continue (maintenance), modify, stop").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "decision", deny_unknown_fields)]
 pub enum ReviewDecision {
     /// Go on (into maintenance after the induction).
@@ -294,7 +294,7 @@ impl ReviewDecision {
 /// When a course that goes on is reviewed again (KAP-SPEC 2.1 stage 9: "Periodic re-review
 /// (CONFIG-DEFAULT every 3 months)"; Spravato: "periodically re-examine the need to continue"
 /// [S2][S68 MIMS]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReviewSettings {
     pub re_review_every_months: u8,
@@ -316,7 +316,7 @@ impl ReviewSettings {
 }
 
 /// The course after a review: what the store writes back, with the reason kept beside the decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Reviewed {
     pub status: CourseStatus,
     pub options: CourseOptions,

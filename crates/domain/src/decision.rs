@@ -12,7 +12,7 @@ use crate::consultation::InputError;
 use crate::eligibility::{Evaluation, Family, FindingSeverity};
 
 /// Routes a decision can allow (KAP-SPEC 4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Route {
     /// Spravato (esketamine) nasal spray, label use.
@@ -76,7 +76,7 @@ impl Route {
 }
 
 /// The Spravato indication (KAP-SPEC 2.1 stage 3: documented for Spravato).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SpravatoIndication {
     /// Treatment-resistant depression (ELIG-029 reads the trials).
@@ -85,7 +85,7 @@ pub enum SpravatoIndication {
     MddWithAcuteSuicidalIdeation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Eligible,
@@ -93,7 +93,7 @@ pub enum Verdict {
 }
 
 /// The prescriber's answer to one physician-review finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Disposition {
     pub rule_id: String,
@@ -102,7 +102,7 @@ pub struct Disposition {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteChoice {
     pub route: Route,
@@ -111,7 +111,7 @@ pub struct RouteChoice {
 }
 
 /// What the prescriber submits to sign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     pub verdict: Verdict,

@@ -15,7 +15,7 @@ use crate::instruments::cssrs::Risk;
 use crate::monitoring::{Anchor, ConfigError, DoseTimes, Moaas, ReadingSummary, SpravatoLabel, Timed};
 
 /// DC-01: how long the patient stays at least, counted from `from` (KAP-SPEC 5.4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MinimumObservation {
     pub minutes: u16,
@@ -25,7 +25,7 @@ pub struct MinimumObservation {
 
 /// DC-03: BP below these limits and within `rise_over_baseline_at_most` mmHg of the pre-dose
 /// reading on both parts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeBp {
     pub systolic_below: u16,
@@ -35,7 +35,7 @@ pub struct DischargeBp {
 }
 
 /// DC-04: MOAA/S at least `at_least`, or back to the pre-dose score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeMoaas {
     pub at_least: u8,
@@ -45,7 +45,7 @@ pub struct DischargeMoaas {
 
 /// DC-05: CADSS at or below the cut-off of its version, or back to the pre-dose total. `null`
 /// for a version means only the return to baseline counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeCadss {
     pub cadss23_at_most: Option<u8>,
@@ -56,7 +56,7 @@ pub struct DischargeCadss {
 
 /// DC-06: SpO2 back to the pre-dose value (less at most `spo2_below_baseline_at_most` points),
 /// on room air, and a respiratory rate within the limits given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeRespiratory {
     pub spo2_below_baseline_at_most: u8,
@@ -66,7 +66,7 @@ pub struct DischargeRespiratory {
 }
 
 /// A route's discharge settings (KAP-SPEC 5.4, 6.1), from the protocol file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeSettings {
     pub minimum_observation: MinimumObservation,
@@ -129,14 +129,14 @@ pub fn treatment_duration_minutes(first_device_at: UtcTs, completed_at: UtcTs) -
 
 /// DC-02: the prescriber's or monitoring HCP's judgement that the patient is clinically stable
 /// and ready to leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReadinessJudgement {
     pub ready: bool,
     pub assessed_at: UtcTs,
 }
 
 /// DC-07: the monitoring clinician's recovery assessment [S65].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryAssessment {
     pub oriented: bool,
@@ -166,7 +166,7 @@ pub struct DischargeFacts {
     pub cssrs_at_discharge: Option<Risk>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CriterionStatus {
     Met,
@@ -174,7 +174,7 @@ pub enum CriterionStatus {
     NotYetRecorded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Criterion {
     /// `DC-01` .. `DC-09`.
     pub id: &'static str,
@@ -186,7 +186,7 @@ pub struct Criterion {
     pub resolved_by: Vec<Role>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DischargeReadiness {
     /// Every criterion met.
     pub ready: bool,

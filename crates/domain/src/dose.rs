@@ -48,7 +48,7 @@ fn num(v: f64) -> String {
 macro_rules! quantity {
     ($(#[$doc:meta])* $name:ident, $field:literal, $what:literal, $unit:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, schemars::JsonSchema)]
         #[serde(transparent)]
         pub struct $name(f64);
 
@@ -151,7 +151,7 @@ pub fn devine_ideal_body_weight_kg(height: HeightCm, sex: SexAtBirth) -> Result<
 }
 
 /// Where a dose falls against its protocol's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Zone {
     Normal,
@@ -162,7 +162,7 @@ pub enum Zone {
 }
 
 /// The limit behind a zone, as a stable code for the API and the audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     OverrideAboveMgPerKg,
@@ -183,7 +183,7 @@ pub enum Limit {
 }
 
 /// One reason a dose is not in the normal zone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ZoneReason {
     pub zone: Zone,
     pub limit: Limit,
@@ -230,7 +230,7 @@ pub fn mg_per_kg_zone(rule: &MgPerKgRule, mg_per_kg: f64) -> Option<ZoneReason> 
 }
 
 /// A dose of whole tablets of one strength.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tablets {
     pub count: u32,
     pub tablet_mg: f64,
@@ -261,7 +261,7 @@ pub fn tablets_for(dose: DoseMg, stock: &Stock, tablet_mg: Option<f64>) -> Resul
 }
 
 /// What the Spravato dose check needs to know about the patient.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpravatoContext {
     /// From the signed eligibility decision.
@@ -324,7 +324,7 @@ pub fn spravato_dose_reasons(rule: &DeviceRule, dose_mg: u16, context: &Spravato
 
 /// The body of `POST /api/v1/dose/calculate`. Numbers arrive raw and are parsed here, so an
 /// error names the field at fault.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DoseRequest {
     /// Protocol id (`intravenous-racemic`) or route (`intravenous_racemic`).
@@ -367,7 +367,7 @@ pub struct DoseRequest {
 /// The answer of `POST /api/v1/dose/calculate`. Values that do not apply to the route are left
 /// out of the JSON. It is read back only from the domain's own records (a dosing session's
 /// order); a calculation posted by a client is never trusted: it is computed again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DoseCalculation {
     pub protocol_id: String,
     /// The protocol version the dose was computed with, to be recorded with it.
@@ -756,7 +756,7 @@ fn applications(
 }
 
 /// Whether a timed log holds Spravato devices or nasal applications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimedUnit {
     Device,
@@ -789,7 +789,7 @@ fn duration_text(micros: i64) -> String {
 
 /// The time-stamped devices of a Spravato session (or applications of a compounded nasal dose),
 /// each at least the protocol's wait after the previous one (KAP-SPEC 2.2, 4.2; TV-SPR-1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DeviceLog {
     unit: TimedUnit,
     planned: u32,

@@ -23,7 +23,7 @@ use crate::instruments::cssrs::Risk;
 use crate::patient::SexAtBirth;
 
 /// Which products a rule applies to (spec: ESK, KET, ALL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Spravato (esketamine).
@@ -43,7 +43,7 @@ impl Scope {
 }
 
 /// The two product families a decision can allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Esketamine,
@@ -51,7 +51,7 @@ pub enum Family {
 }
 
 /// A rule's severity, as the rule file assigns it to a case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Hard stop: cannot be signed away.
@@ -65,7 +65,7 @@ pub enum Severity {
 }
 
 /// A finding's severity: a rule's severity, or data the rule needs that is not recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingSeverity {
     Exclude,
@@ -87,7 +87,7 @@ impl From<Severity> for FindingSeverity {
 }
 
 /// The overall result, worst first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Excluded,
@@ -117,7 +117,7 @@ impl Outcome {
 }
 
 /// One rule of the rule file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub id: String,
@@ -153,7 +153,7 @@ impl Rule {
 }
 
 /// A versioned rule file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSet {
     pub version: String,
@@ -163,7 +163,7 @@ pub struct RuleSet {
 
 /// The clinic's CONFIG-DEFAULT values the rules use (versioned with the clinic settings).
 /// Fields added later default, so settings stored by an older version still load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct EligibilitySettings {
     /// ELIG-006: resting BP at or above this excludes until controlled (default 180/100).
@@ -239,7 +239,7 @@ enum Check {
 use Check::{Case, Clear, Missing};
 
 /// A finding for the prescriber.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     pub rule_id: String,
     pub severity: FindingSeverity,
@@ -253,7 +253,7 @@ pub struct Finding {
     pub missing: Vec<&'static str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Evaluation {
     pub ruleset_version: String,
     /// The better of the two families: whether the patient can receive *some* treatment.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::FieldError;
 
 /// The roles of a KAP clinic. A patient account sees only the portal, and only its own record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -72,7 +72,7 @@ impl FromStr for Role {
 ///
 /// The check is deliberately modest (one `@`, a dotted domain, no spaces): the only proof that an
 /// address works is a message that arrives.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -110,7 +110,7 @@ impl fmt::Display for Email {
 }
 
 /// A person's display name: 1 to 200 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct PersonName(String);
 

@@ -46,7 +46,7 @@ pub const MAX_REASON: usize = 1_000;
 /// What the note says: the integration summary (what emerged, how the patient is integrating it,
 /// symptoms and progress to date) and the plan (next steps, the next dosing or integration
 /// session). Both are progress-note content (KAP-SPEC 10).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NoteBody {
     pub summary: String,
     pub plan: Option<String>,
@@ -63,7 +63,7 @@ impl NoteBody {
 }
 
 /// A correction of a signed note. The note it amends is kept as it was signed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Amendment {
     pub author: UserId,
     pub at: UtcTs,
@@ -123,7 +123,7 @@ pub enum Reader {
 }
 
 /// An integration note, linked to the dosing session it follows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct IntegrationNote {
     pub dosing_session: Uuid,
     pub author: UserId,

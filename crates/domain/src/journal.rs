@@ -64,7 +64,7 @@ impl Refusal {
 }
 
 /// One journal entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct JournalEntry {
     pub patient: PatientId,
     pub written_at: UtcTs,
@@ -197,14 +197,14 @@ pub fn session_to_prompt(ended_sessions: &[(Uuid, UtcTs)], entries: &[JournalEnt
 }
 
 /// The two kinds of prompt (see the prompts file's `source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptKind {
     Grounding,
     Reflection,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prompt {
     pub id: String,
@@ -215,7 +215,7 @@ pub struct Prompt {
 }
 
 /// `content/journal/prompts.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptSet {
     pub version: String,

@@ -59,7 +59,7 @@ pub use registry::{CsProduct, DeaNumber, LocationRegistration, Lot, LotNumber, N
 /// `field` at fault — always named, so a page shows the message next to it — and a message for
 /// staff. A refusal changes nothing: the ledger is pure, and the store appends only accepted
 /// entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, schemars::JsonSchema)]
 #[error("{code}: {field}: {message}")]
 pub struct Refusal {
     pub code: &'static str,
@@ -87,7 +87,7 @@ impl From<FieldError> for Refusal {
 /// How long ledger records are kept: **at least 2 years** from their date (21 CFR 1304.04(a)
 /// [S52][S59], KAP-SPEC 9.3). A state may require longer (CONFIG per state); the federal floor
 /// cannot be lowered, and nothing may be purged earlier (TV-DEA-4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "u16", into = "u16")]
 pub struct RetentionPolicy {
     years: u16,
@@ -148,7 +148,7 @@ impl From<RetentionPolicy> for u16 {
 }
 
 /// The clinic's (or its state's) ledger settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSettings {
     /// CONFIG-DEFAULT on (KAP-SPEC 9.2): waste at administration needs a second licensed person

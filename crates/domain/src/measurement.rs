@@ -41,7 +41,7 @@ use crate::course::{Phase, SessionKind};
 use crate::instruments::Instrument;
 
 /// The clinic's cadence (KAP-SPEC 7.10, CONFIG-DEFAULT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MeasurementSettings {
     /// PHQ-9 (and the C-SSRS with it) in maintenance: "every 2–4 weeks". The default is the
@@ -100,7 +100,7 @@ impl MeasurementSettings {
 
 /// Which instruments this patient is measured with besides the PHQ-9 and the C-SSRS. 7.10 lists
 /// the GAD-7 for every patient and the PCL-5 "if trauma"; the clinician decides from the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Indications {
     pub gad7: bool,
     pub pcl5: bool,
@@ -115,7 +115,7 @@ impl Indications {
 
 /// Whether a session took place or is still to come. Cancelled, no-show and rescheduled
 /// appointments are `Missed` and owe nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Attendance {
     Booked,
@@ -160,7 +160,7 @@ pub struct CourseFacts<'a> {
 }
 
 /// Why a measure is owed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "occasion")]
 pub enum Occasion {
     Intake,
@@ -176,7 +176,7 @@ pub enum Occasion {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Status {
     /// Answered: the response that counts.
@@ -192,7 +192,7 @@ pub enum Status {
 }
 
 /// One measure owed, with its window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Requirement {
     pub instrument: Instrument,
     #[serde(flatten)]

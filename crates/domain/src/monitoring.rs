@@ -39,7 +39,7 @@ pub use thresholds::{
 };
 
 /// What a scheduled check measures (KAP-SPEC 5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MeasureKind {
     /// Blood pressure, taken with heart rate and SpO2 where the monitor gives them.
@@ -76,7 +76,7 @@ impl MeasureKind {
 }
 
 /// The moment a check or an observation period counts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Anchor {
     /// The first device (Spravato), the start of the infusion, the injection, or the lozenge
@@ -112,7 +112,7 @@ impl Anchor {
 
 /// When the dose was given. For nasal routes the last device ends the dose, so `ended_at` and
 /// `last_device_at` are the same moment; an injection starts and ends at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct DoseTimes {
     pub started_at: UtcTs,
     /// `None` while the infusion runs (or before the last device).
@@ -139,7 +139,7 @@ impl DoseTimes {
 }
 
 /// One recorded measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Measurement {
     BloodPressure { bp: BloodPressure, heart_rate: Option<HeartRate>, spo2: Option<Spo2> },
@@ -189,7 +189,7 @@ impl Measurement {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reading {
     pub taken_at: UtcTs,
     pub measurement: Measurement,
@@ -202,7 +202,7 @@ impl Reading {
 }
 
 /// A value with the time it was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Timed<T> {
     pub value: T,
     pub taken_at: UtcTs,
@@ -210,7 +210,7 @@ pub struct Timed<T> {
 
 /// The pre-dose baseline (the latest reading at or before the start of dosing) and the latest
 /// post-dose reading of each measure: what the thresholds and discharge criteria compare.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ReadingSummary {
     pub baseline_bp: Option<BloodPressure>,
     pub latest_bp: Option<Timed<BloodPressure>>,
@@ -278,7 +278,7 @@ impl ConfigError {
 
 /// The monitoring part of a route's protocol file: when to measure, when to alert, when the
 /// patient may leave.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringProtocol {
     pub plan: MonitoringPlan,

@@ -22,14 +22,14 @@ use crate::UtcTs;
 use crate::instruments::Instrument;
 
 /// One scored response: when it was answered and its total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Score {
     pub at: UtcTs,
     pub total: u8,
 }
 
 /// Which score before the first dose is the baseline (CONFIG).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BaselineRule {
     /// The first score on record before the first dose: the intake measure taken at the
@@ -44,7 +44,7 @@ pub enum BaselineRule {
 
 /// The clinic's outcome definitions. KAP-SPEC 7.1: "Definitions vary between organizations …
 /// → CONFIG with these defaults".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutcomeSettings {
     pub baseline: BaselineRule,
@@ -149,7 +149,7 @@ pub const fn moderate_from(instrument: Instrument) -> Option<u8> {
 }
 
 /// Why a response or remission is not stated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotComputed {
     /// The spec defines none for this instrument (PCL-5).
@@ -161,7 +161,7 @@ pub enum NotComputed {
 }
 
 /// A yes or no, or the reason there is none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Judgement {
     Yes,
@@ -186,7 +186,7 @@ impl Judgement {
 
 /// PCL-5 change in points (7.3 [S68]): fewer symptoms by at least the clinically meaningful or
 /// the reliable change, or neither (which includes any worsening).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pcl5Change {
     ClinicallyMeaningful,
@@ -195,7 +195,7 @@ pub enum Pcl5Change {
 }
 
 /// From a baseline to a follow-up score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Change {
     pub baseline: u8,
     pub follow_up: u8,
@@ -263,7 +263,7 @@ pub fn compare(instrument: Instrument, baseline: u8, follow_up: u8, settings: &O
 }
 
 /// One instrument's outcome for one patient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub instrument: Instrument,
     /// Every score, oldest first (what a chart draws).
@@ -324,7 +324,7 @@ impl Outcome {
 
 /// A patient's (or a course's) baseline and follow-up totals: what the SQL layer fetches for the
 /// dashboard, one row each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pair {
     pub baseline: u8,
     pub follow_up: u8,
@@ -332,7 +332,7 @@ pub struct Pair {
 
 /// `count` out of `of`, shown with both numbers so a rate of 2 patients is not mistaken for one of
 /// 200.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Rate {
     pub count: u32,
     pub of: u32,
@@ -356,7 +356,7 @@ impl Rate {
 }
 
 /// What a dashboard shows for one instrument and one group of patients.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub instrument: Instrument,
     /// Patients with a baseline and a follow-up.

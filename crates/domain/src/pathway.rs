@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 /// The stages of KAP-SPEC 2.1, with the side states staff set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Referral,
@@ -63,7 +63,7 @@ impl Stage {
 }
 
 /// A side state a person puts the patient in (or takes them out of).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PathwayEvent {
     Hold,
@@ -179,7 +179,7 @@ pub struct Facts {
 }
 
 /// One thing that is due, and who does it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NextStep {
     pub what: String,
     pub who: &'static str,

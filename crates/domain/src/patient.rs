@@ -5,7 +5,7 @@ use time::Date;
 use crate::{FieldError, PersonName};
 
 /// Medical record number: `K` followed by digits, assigned by the clinic, unique per clinic.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Mrn(String);
 
@@ -31,8 +31,8 @@ impl Mrn {
 }
 
 /// A date of birth: not in the future, not before 1900.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct BirthDate(Date);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct BirthDate(#[schemars(with = "jiff::civil::Date")] Date);
 
 impl BirthDate {
     pub fn parse(raw: &str, today: Date) -> Result<Self, FieldError> {
@@ -124,7 +124,7 @@ mod tests {
 
 /// Sex assigned at birth, as the REMS patient form records it (KAP-SPEC 5.6: Male/Female/Other),
 /// plus `unknown` when the patient has not said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SexAtBirth {
     Female,
@@ -156,7 +156,7 @@ impl SexAtBirth {
 
 /// A phone number as people type it: digits with optional `+`, spaces, dashes, dots and
 /// parentheses; 7 to 15 digits (E.164 allows at most 15).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Phone(String);
 

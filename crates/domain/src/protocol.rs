@@ -72,7 +72,7 @@ impl ProtocolError {
 }
 
 /// The SNOMED CT route of administration (KAP-SPEC 8.3), for the administration record and FHIR.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteCode {
     /// `http://snomed.info/sct`.
@@ -88,7 +88,7 @@ pub struct RouteCode {
 pub const SNOMED_SYSTEM: &str = "http://snomed.info/sct";
 
 /// A vial of ketamine HCl injection (IV, IM).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vial {
     pub product: String,
@@ -102,7 +102,7 @@ pub struct Vial {
 }
 
 /// A Spravato kit of single-use nasal devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceKit {
     pub product: String,
@@ -115,7 +115,7 @@ pub struct DeviceKit {
 }
 
 /// A (compounded) rapid-dissolve tablet or troche of one strength.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tablet {
     pub product: String,
@@ -124,7 +124,7 @@ pub struct Tablet {
 }
 
 /// A (compounded) nasal solution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NasalSolution {
     pub product: String,
@@ -133,7 +133,7 @@ pub struct NasalSolution {
 }
 
 /// The products a route's doses are drawn from. Only the kind the route uses may be filled.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stock {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -161,7 +161,7 @@ impl Stock {
 }
 
 /// Which weight a weight-based dose uses (KAP-SPEC 4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightBasis {
     /// Actual body weight (the default).
@@ -171,7 +171,7 @@ pub enum WeightBasis {
 }
 
 /// IV and IM: a dose per kilogram of body weight (KAP-SPEC 4.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MgPerKgRule {
     /// The dose a new order starts from.
@@ -192,7 +192,7 @@ pub struct MgPerKgRule {
 
 /// Sublingual/buccal: a fixed dose in mg, outside the range only with a prescriber override
 /// (KAP-SPEC 4.3). The tablet strengths are the stock's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FixedMgRangeRule {
     pub min_mg: f64,
@@ -204,7 +204,7 @@ pub struct FixedMgRangeRule {
 }
 
 /// The ex-US option to start patients aged 65 or more at 28 mg (KAP-SPEC 4.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OlderAdultStart {
     pub age_at_or_above: u8,
@@ -212,7 +212,7 @@ pub struct OlderAdultStart {
 }
 
 /// Spravato: whole devices of 28 mg, at the label's doses and pace (KAP-SPEC 4.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceRule {
     pub mg_per_device: u16,
@@ -228,7 +228,7 @@ pub struct DeviceRule {
 
 /// Compounded racemic nasal spray: a dose given as timed applications (KAP-SPEC 4.1: 5 × 10 mg,
 /// 5 minutes apart).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRule {
     pub mg_per_application: f64,
@@ -241,7 +241,7 @@ pub struct ApplicationRule {
 }
 
 /// How a route's dose is set. In JSON the kind is the key: `"dose": {"mg_per_kg": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DoseRule {
     MgPerKg(MgPerKgRule),
@@ -286,7 +286,7 @@ fn dose_kind_for(route: Route) -> &'static str {
 }
 
 /// The moment the minimum observation time is counted from (KAP-SPEC 5.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservationFrom {
     /// Spravato default: the REMS form counts "from 1st device administration".
@@ -326,7 +326,7 @@ impl ObservationFrom {
 }
 
 /// One line of the patient's post-session hand-out (KAP-SPEC 6.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Instruction {
     /// A stable key (`no_driving`), so the text can be reworded or translated and still found.
@@ -340,7 +340,7 @@ pub struct Instruction {
 pub const REQUIRED_INSTRUCTIONS: [&str; 3] = ["no_driving", "escort_home", "when_to_call"];
 
 /// One route's protocol, as in `content/protocols/<id>.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Protocol {
     pub id: String,
     /// `YYYY.N`; a change is a new version (see [`Protocol::check_revision`]).

@@ -23,7 +23,7 @@ use crate::FieldError;
 pub const MAX_STATEMENT: usize = 10_000;
 
 /// The two requests a patient can make about their record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
     /// Inspect or obtain a copy (164.524).
@@ -81,7 +81,7 @@ fn statement(field: &'static str, raw: &str) -> Result<String, FieldError> {
 }
 
 /// An extension: when it was given, the written reasons, and the new deadline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Extension {
     pub given_on: Date,
     pub reason: String,
@@ -89,7 +89,7 @@ pub struct Extension {
 }
 
 /// Where a request stands on a given day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Status {
     Open {
@@ -107,7 +107,7 @@ pub enum Status {
 }
 
 /// The deadline of a request: received, perhaps extended, perhaps answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Deadline {
     pub kind: RequestKind,
     pub received_on: Date,
@@ -175,7 +175,7 @@ impl Deadline {
 }
 
 /// How an access request was answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum AccessOutcome {
     /// The record set was provided (a readable document and JSON).
@@ -185,7 +185,7 @@ pub enum AccessOutcome {
 }
 
 /// A request to inspect or obtain a copy of the designated record set (164.524).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AccessRequest {
     pub deadline: Deadline,
     pub outcome: Option<AccessOutcome>,
@@ -211,7 +211,7 @@ impl AccessRequest {
 }
 
 /// How an amendment request was decided (164.526, KAP-SPEC 10).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "decision")]
 pub enum AmendmentDecision {
     /// Accepted: the records affected, to which the amendment is appended or linked (never
@@ -222,14 +222,14 @@ pub enum AmendmentDecision {
 }
 
 /// A dated statement: the patient's disagreement, or the clinic's rebuttal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Statement {
     pub on: Date,
     pub text: String,
 }
 
 /// A patient's request to amend their record, with everything linked to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AmendmentRequest {
     pub deadline: Deadline,
     /// What the patient asks to change, and why, in their words.
@@ -302,7 +302,7 @@ impl AmendmentRequest {
 }
 
 /// A kind of record, for deciding what a record-set export holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum RecordItem {
     /// The therapist's separate notes of the conversation (45 CFR 164.501).
@@ -333,7 +333,7 @@ pub enum RecordItem {
 }
 
 /// Why an item is left out of the designated record set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Exclusion {
     /// KAP-SPEC 10 "Right of access … except psychotherapy notes" [S62]; kept apart [S60].
@@ -348,7 +348,7 @@ pub enum Exclusion {
     AccessLog,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "membership", content = "reason")]
 pub enum Membership {
     Included,

@@ -26,7 +26,7 @@ impl Reminder {
 
 /// When reminders go out: a clinic setting (issue default: 48 h and 24 h before, and a next-day
 /// check-in after a dosing session).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct ReminderSettings {
     /// Hours before the appointment for the first reminder (0: none).

@@ -21,7 +21,7 @@ use crate::session::{Context, Session};
 use crate::vitals::BloodPressure;
 use crate::{FieldError, UtcTs};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
     Text,
@@ -37,7 +37,7 @@ pub enum FieldKind {
     BloodPressure,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDef {
     pub id: String,
@@ -61,7 +61,7 @@ pub struct FieldDef {
 }
 
 /// A version of the form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FormDefinition {
     pub form: String,
@@ -172,7 +172,7 @@ impl FormDefinition {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SubmissionStatus {
     Pending {
@@ -188,7 +188,7 @@ pub enum SubmissionStatus {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FormSex {
     Male,
@@ -197,7 +197,7 @@ pub enum FormSex {
 }
 
 /// The dose box: 56 mg, 84 mg or another value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "choice", content = "mg", rename_all = "snake_case")]
 pub enum RemsDose {
     Mg56,
@@ -216,7 +216,7 @@ impl RemsDose {
 }
 
 /// A filled field's value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum FieldValue {
     Text(String),
@@ -288,7 +288,7 @@ const US_STATE_CODES: [&str; 56] = [
 
 /// The address of a healthcare setting as the form asks for it (KAP-SPEC 5.6: Address 1*,
 /// Address 2, City*, State*, ZIP*). The admin records it per location.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SettingAddress {
     pub address_line1: String,
     pub address_line2: Option<String>,
@@ -428,7 +428,7 @@ pub struct RemsSessionFacts {
     pub adverse_events: RemsAeAnswers,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FilledField {
     pub id: String,
     pub section: String,
@@ -440,14 +440,14 @@ pub struct FilledField {
 }
 
 /// A required field with no value, or a value the form does not accept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FormIssue {
     pub id: String,
     pub label: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FilledForm {
     pub form: String,
     pub version: String,

@@ -30,7 +30,7 @@ fn err(field: &'static str, message: impl Into<String>) -> ScheduleError {
     ScheduleError { field, message: message.into() }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AppointmentKind {
     Consultation,
@@ -69,7 +69,7 @@ impl AppointmentKind {
 
 /// How long an appointment of a type lasts. A dosing session is check-in + the protocol's
 /// minimum observation + a recovery buffer (each configurable per clinic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "rule")]
 pub enum Length {
     Fixed { minutes: u16 },
@@ -97,11 +97,11 @@ impl Length {
 }
 
 /// One staff member whose role is any of these (a dosing session needs "a prescriber or nurse").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StaffNeed(pub Vec<Role>);
 
 /// An appointment type as the clinic configured it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppointmentType {
     pub code: String,
     pub name: String,

@@ -83,7 +83,7 @@ pub struct Context<'a> {
 /// Why an event was refused: a stable `code` (a spec id such as `GATE-04`, `MON-09`, `DC-08`, or
 /// `role`, `state`, `time`, `invalid`, `dose_block`, `dose_override`, ...), the input `field` at
 /// fault when there is one, and a message for staff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, schemars::JsonSchema)]
 #[error("{code}: {message}")]
 pub struct Refusal {
     pub code: &'static str,
@@ -112,7 +112,7 @@ pub fn replay(ctx: &Context, events: &[Recorded]) -> Session {
 }
 
 /// Everything a page or the API shows of a session at `ctx.now`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SessionView<'a> {
     pub state: SessionState,
     pub held_from: Option<SessionState>,

@@ -75,6 +75,19 @@ impl serde::Serialize for UtcTs {
     }
 }
 
+/// Described as it is written: an RFC 3339 instant in UTC.
+impl schemars::JsonSchema for UtcTs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UtcTs".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}
+
 /// Read back from the RFC 3339 text it is written as, so stored JSON (a session's event log)
 /// round-trips.
 impl<'de> serde::Deserialize<'de> for UtcTs {

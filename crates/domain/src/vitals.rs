@@ -18,7 +18,7 @@ pub struct VitalError {
 macro_rules! bounded {
     ($(#[$doc:meta])* $name:ident, $repr:ty, $min:expr, $max:expr, $unit:literal, $what:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, schemars::JsonSchema)]
         #[serde(transparent)]
         pub struct $name($repr);
 
@@ -96,7 +96,7 @@ bounded!(
 );
 
 /// A blood pressure reading: both parts plausible, and systolic above diastolic.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct BloodPressure {
     pub systolic: SystolicBp,
     pub diastolic: DiastolicBp,
@@ -126,7 +126,7 @@ impl BloodPressure {
 /// Read through [`BloodPressure::new`]: both parts in range and systolic above diastolic.
 impl<'de> serde::Deserialize<'de> for BloodPressure {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
         #[serde(deny_unknown_fields)]
         struct Raw {
             systolic: SystolicBp,

@@ -226,7 +226,11 @@ async fn main() -> anyhow::Result<()> {
         "running balance of one lot",
         reports::lot_report(&state, &nurse, location, product.id.as_uuid(), lot).await?.lines.len()
     );
-    time!("dispensing log of one patient", reports::dispensing_log(&state, &nurse, patient).await?.len());
+    let one_patient = kapstone_store::keyset::ListFilter { patient: Some(patient), from: None, to: None };
+    time!(
+        "dispensing log of one patient (first page of 500)",
+        reports::dispensing_log(&state, &nurse, &one_patient, None, 500).await?.0.len()
+    );
     time!("location overview (balances, draws in use, inventories)", {
         let o = reports::overview(&state, &nurse, location).await?;
         o.balances.len()

@@ -70,6 +70,17 @@ impl serde::Serialize for Instrument {
     }
 }
 
+/// Described as it is written: one of the names of [`Instrument::ALL`].
+impl schemars::JsonSchema for Instrument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Instrument".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Self::ALL.iter().map(|i| i.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 impl fmt::Display for Instrument {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

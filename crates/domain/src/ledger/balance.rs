@@ -19,7 +19,7 @@ use crate::ids::{CsProductId, DosingSessionId, LedgerEntryId, LocationId};
 use crate::{UserId, UtcTs};
 
 /// Where a balance is kept: location × product × lot.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct StockKey {
     pub location: LocationId,
     pub product: CsProductId,
@@ -69,7 +69,7 @@ struct Posted {
 }
 
 /// A draw not yet fully accounted for by administrations and waste.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct OpenDraw {
     pub draw: LedgerEntryId,
     pub session: DosingSessionId,
@@ -477,7 +477,7 @@ pub fn balances(entries: &[LedgerEntry]) -> BTreeMap<StockKey, Micrograms> {
 }
 
 /// One line of a lot's running balance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RunningLine {
     pub entry: LedgerEntryId,
     pub kind: EntryKind,
@@ -509,7 +509,7 @@ pub fn running_balance(entries: &[LedgerEntry]) -> Vec<RunningLine> {
 /// plus adjustments, minus what is drawn and not yet accounted for (`in_use`, zero once every
 /// draw is settled). Each line is net of reversals recorded in the period; entries included in
 /// the count are left out, since the count already holds them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Reconciliation {
     /// The last count's entry, if any; the period starts after it.
     pub since_count: Option<LedgerEntryId>,

@@ -52,7 +52,7 @@ pub fn business_days_after(d: Date, n: u32, holidays: &BTreeSet<Date>) -> Date {
 }
 
 /// The two deadlines of a theft or significant loss, from the day it was discovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LossDeadlines {
     pub notice_due: Date,
     pub form_106_due: Date,
@@ -67,7 +67,7 @@ pub fn loss_deadlines(discovered_on: Date, holidays: &BTreeSet<Date>) -> LossDea
 }
 
 /// Where one deadline stands on a date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Deadline {
     Due { by: Date },
@@ -86,7 +86,7 @@ impl Deadline {
 }
 
 /// What opened the discrepancy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Origin {
     /// A count that differed from the ledger.
@@ -125,7 +125,7 @@ impl Origin {
 }
 
 /// The factors of significance the registrant weighs ([S55] 21 CFR 1301.76(b), KAP-SPEC 9.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignificanceFactor {
     QuantityRelativeToBusiness,
@@ -136,7 +136,7 @@ pub enum SignificanceFactor {
     LocalTrends,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
     Theft,
@@ -144,7 +144,7 @@ pub enum LossKind {
 }
 
 /// What can happen to a discrepancy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DiscrepancyEvent {
     /// The first event, and only the first.
@@ -198,7 +198,7 @@ impl DiscrepancyEvent {
 }
 
 /// One event as stored, with when and by whom.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiscrepancyRecord {
     pub at: UtcTs,
@@ -206,14 +206,14 @@ pub struct DiscrepancyRecord {
     pub event: DiscrepancyEvent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Note {
     pub at: UtcTs,
     pub by: Person,
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "judgement", rename_all = "snake_case")]
 pub enum Judgement {
     NotSignificant { reason: String, factors: Vec<SignificanceFactor>, by: Person },
@@ -221,7 +221,7 @@ pub enum Judgement {
 }
 
 /// A discrepancy folded from its records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Discrepancy {
     pub origin: Origin,
     pub found_on: Date,

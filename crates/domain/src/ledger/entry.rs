@@ -16,7 +16,7 @@ use crate::{FieldError, PatientId, Role, UserId, UtcTs};
 /// A person named in a record — who recorded, administered or witnessed — with the printed name
 /// the record needs (21 CFR 1304.22(c) via KAP-SPEC 9.2: "name or initials of the individual who
 /// dispensed or administered"; Form 41: printed names of the witnesses).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
     pub user: UserId,
@@ -33,7 +33,7 @@ impl Person {
 /// A witness who authenticated on the spot (password, and TOTP if enrolled). The domain cannot
 /// check a password: the web layer builds a `Witness` only after it has, and `authenticated_at` is
 /// that moment. Their authentication is the signature Form 41 asks for [S56].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Witness {
     pub user: UserId,
@@ -51,7 +51,7 @@ impl Witness {
 /// The patient an administration was for: the record needs the patient's name and address
 /// (21 CFR 1304.22(c) via KAP-SPEC 9.2). Kept as they were on the day, so a later change of
 /// address leaves the record true. Shown in reports only; never logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientOnRecord {
     pub patient: PatientId,
@@ -86,7 +86,7 @@ impl PatientOnRecord {
 /// Containers received from a supplier, from the invoice or packing slip (KAP-SPEC 9.2 receipt:
 /// for Schedule III the invoice is the usual receipt record, no DEA-222). The entry's
 /// `occurred_at` is the date actually received (21 CFR 1304.21(d)).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     pub supplier: Registrant,
@@ -100,7 +100,7 @@ pub struct Receipt {
 /// Stock taken out of the locked cabinet for one dosing session. What was drawn is then accounted
 /// for by the [`AdministrationEntry`] and, for any remainder, a [`Waste`] entry; until then it
 /// is "in use".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Draw {
     pub session: DosingSessionId,
@@ -110,7 +110,7 @@ pub struct Draw {
 
 /// The amount given to the patient from a draw: units or volume administered, the patient's name
 /// and address, the date, and the individual who administered it (KAP-SPEC 9.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdministrationEntry {
     pub draw: LedgerEntryId,
@@ -126,7 +126,7 @@ pub struct AdministrationEntry {
 /// record, **not** on DEA Form 41 (KAP-SPEC 9.2, TV-DEA-6), with the quantity, method, time and
 /// both identities. The witness is a CONFIG-DEFAULT (on): federally not required for this wastage
 /// (KAP-SPEC 9.2, 13.15), commonly required by states and institutions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Waste {
     pub draw: LedgerEntryId,
@@ -138,7 +138,7 @@ pub struct Waste {
 }
 
 /// Why stock is destroyed on site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 /// In JSON: `"expired"`, `"damaged"` or `{"other": "why"}`.
 #[serde(rename_all = "snake_case")]
 pub enum DestructionReason {
@@ -152,7 +152,7 @@ pub enum DestructionReason {
 /// quantity, number of full packages, partial count and total destroyed; date, method and
 /// location; the printed names and signatures of **two** authorised employee witnesses who
 /// personally witnessed it (TV-DEA-7: a record missing the second witness is refused).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Destruction {
     pub reason: DestructionReason,
@@ -167,7 +167,7 @@ pub struct Destruction {
 }
 
 /// Who receives stock leaving the location (KAP-SPEC 9.2 other disposal; 21 CFR 1317.10 returns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferPurpose {
     /// A return or recall to the supplier (21 CFR 1317.10 [S57]).
@@ -179,7 +179,7 @@ pub enum TransferPurpose {
 }
 
 /// Stock leaving the location for another registrant, with the document that records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferOut {
     pub purpose: TransferPurpose,
@@ -190,7 +190,7 @@ pub struct TransferOut {
     pub document: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Increase,
@@ -198,7 +198,7 @@ pub enum Direction {
 }
 
 /// A correction of the balance that no other kind describes, always with its reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Adjustment {
     pub direction: Direction,
@@ -207,7 +207,7 @@ pub struct Adjustment {
 }
 
 /// Which inventory a count belongs to (KAP-SPEC 9.2, [S54]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InventoryKind {
     /// On the date the location first dispenses or administers; a zero inventory if nothing is on
@@ -236,7 +236,7 @@ impl InventoryKind {
 }
 
 /// An inventory states whether it was taken at the opening or the close of business [S54].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TakenAt {
     OpeningOfBusiness,
@@ -244,7 +244,7 @@ pub enum TakenAt {
 }
 
 /// An opened container as counted: its contents measured, or estimated where the rule allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenedContainer {
     pub measure: Measure,
@@ -254,7 +254,7 @@ pub struct OpenedContainer {
 /// One lot's line of an inventory, signed by the person taking it (the entry's `recorded_by`).
 /// `expected` is the ledger's balance when the count was recorded; from this entry on the
 /// balance is what was counted (KAP-SPEC 9.4: expected on hand starts from the last inventory).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryCount {
     pub inventory: InventoryId,
@@ -277,7 +277,7 @@ impl InventoryCount {
 }
 
 /// The correction of a mistaken entry: the entry stays, and this one undoes its effect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reversal {
     pub reverses: LedgerEntryId,
@@ -285,7 +285,7 @@ pub struct Reversal {
 }
 
 /// What an entry records. In JSON the kind is the `"kind"` key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryDetail {
     Receipt(Receipt),
@@ -300,7 +300,7 @@ pub enum EntryDetail {
 }
 
 /// The kinds of entry, for stored columns, filters and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Receipt,
@@ -361,7 +361,7 @@ impl EntryKind {
 }
 
 /// One entry of a location's ledger, for one product and lot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerEntry {
     pub id: LedgerEntryId,

@@ -75,7 +75,7 @@ pub fn counted_amount(
 }
 
 /// One lot as counted, as the person taking the inventory enters it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountLine {
     pub product: CsProductId,
@@ -153,7 +153,7 @@ pub fn check_inventory(
 }
 
 /// Where a location stands with its inventories on a date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum InventoryStatus {
     /// No inventory yet: the initial inventory is taken on the day the location first dispenses

@@ -56,7 +56,9 @@ fn thousandths_text(v: i64) -> String {
 /// An amount of drug (ketamine or esketamine, as labelled) in micrograms. Signed, because a
 /// difference between a count and the ledger can be negative; an amount an entry moves is always
 /// above zero ([`Micrograms::positive`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Micrograms(i64);
 
@@ -153,7 +155,9 @@ impl fmt::Display for Micrograms {
 }
 
 /// A volume of solution in microlitres (0.001 mL).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Microlitres(i64);
 
@@ -193,7 +197,7 @@ impl fmt::Display for Microlitres {
 /// The finished form of a product and what one commercial container holds (21 CFR 1304.21(d)
 /// via KAP-SPEC 9.2 receipt: "finished form (e.g., 50 mg/mL, 10 mL vial) and units per
 /// commercial container").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "form", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ProductForm {
     /// A vial or bottle of solution: ketamine HCl injection (KAP-SPEC 4.1: 10, 50, 100 mg/mL) or a
@@ -302,7 +306,7 @@ fn volume_amount(strength_ug_per_ml: Micrograms, volume: Microlitres) -> Option<
 /// A quantity as a person measured it: whole containers, a volume, devices, tablets, or mg.
 /// Each converts exactly to micrograms for the product's form ([`Measure::amount`]), and the
 /// entry keeps both: the measure for the record, the amount for the balance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Measure {
     Containers(u32),

@@ -24,7 +24,7 @@ pub const SCHEDULE: &str = "III";
 /// a check digit, so no number is refused for its shape. [`DeaNumber::shape_warning`] compares it
 /// with the layout secondary sources describe (two letters, seven digits, the last a check digit);
 /// that is a warning to show, never a refusal, until the rule is confirmed from a primary source.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct DeaNumber(String);
 
@@ -84,7 +84,7 @@ impl fmt::Display for DeaNumber {
 /// the protocols' and the administration record's, [`crate::protocol`]). The package code matters:
 /// SPRAVATO's kit of 2 devices (50458-028-02) and of 3 (50458-028-03) are different products
 /// [S49] (KAP-SPEC 8.4).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Ndc(String);
 
@@ -124,7 +124,7 @@ impl fmt::Display for Ndc {
 
 /// A lot (batch) number as printed on the container: 1 to 40 characters, no spaces — the same
 /// rule as the dosing session's administration record, so the two always match.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct LotNumber(String);
 
@@ -163,7 +163,7 @@ impl fmt::Display for LotNumber {
 
 /// Another registrant: the supplier of a receipt, or the receiver of a return or transfer. KAP-SPEC
 /// 9.2 (21 CFR 1304.21(d), 1304.22): name, address and DEA registration number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registrant {
     pub name: String,
@@ -196,7 +196,7 @@ pub const RECIPIENT_FIELDS: RegistrantFields =
 /// 21 CFR 1304.21(b)); Form 41 needs the registrant's name, DEA number, address, phone and
 /// contact [S56]. The storage note records where the stock is locked up: Schedule II–V stock at a
 /// practitioner's office must be in a securely locked, substantially constructed cabinet [S58].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationRegistration {
     pub location: LocationId,
@@ -222,7 +222,7 @@ impl LocationRegistration {
 }
 
 /// Which Schedule III substance a product holds; both are DEA code 7285 [S58].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Substance {
     /// Racemic ketamine HCl (injection, compounded tablets or nasal solution).
@@ -242,7 +242,7 @@ impl Substance {
 
 /// A product the location stocks: the name of the substance, its finished form and what one
 /// commercial container holds (KAP-SPEC 9.2 receipt and inventory content).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsProduct {
     pub id: CsProductId,
@@ -260,7 +260,7 @@ impl CsProduct {
 }
 
 /// A lot of a product with the expiry printed on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lot {
     pub product: CsProductId,

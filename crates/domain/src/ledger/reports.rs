@@ -12,7 +12,7 @@ use crate::UtcTs;
 use crate::ids::LedgerEntryId;
 
 /// The content of DEA Form 41 for one destroyed item [S56] (KAP-SPEC 9.2; TV-DEA-7).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Form41 {
     pub registrant: String,
     pub dea_number: DeaNumber,
@@ -67,10 +67,11 @@ pub fn form_41(entry: &LedgerEntry, product: &CsProduct, registration: &Location
 }
 
 /// One transaction as a row of the transactions report (and its CSV).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TransactionLine {
     pub entry: LedgerEntryId,
     pub occurred_at: UtcTs,
+    #[schemars(with = "super::EntryKind")]
     pub kind: &'static str,
     pub product: String,
     pub ndc: Ndc,

@@ -16,7 +16,7 @@ const MAX_CHECKS_PER_SERIES: u32 = 2_000;
 
 /// When a check counts as due, overdue and done. A workflow setting of the clinic: the spec
 /// gives schedules, not tolerances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DueWindow {
     /// A check is due from this many minutes before its time, and a reading from then on counts
@@ -28,7 +28,7 @@ pub struct DueWindow {
 }
 
 /// A check at a fixed time, e.g. Spravato's BP "at about 40 min after dosing".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FixedCheck {
     pub after_minutes: u16,
@@ -36,7 +36,7 @@ pub struct FixedCheck {
 }
 
 /// Where a repeating series stops. Every series also stops at the end of observation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SeriesEnd {
     /// While the dose is given (an IV infusion); to the end of observation while it runs.
@@ -52,7 +52,7 @@ pub enum SeriesEnd {
 
 /// A check every `every_minutes`, counted from `from` + `after_minutes`: the first at
 /// `from + after_minutes + every_minutes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Series {
     pub every_minutes: NonZeroU16,
@@ -63,7 +63,7 @@ pub struct Series {
 }
 
 /// The schedule of one measure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MeasureSchedule {
     /// A pre-dose baseline reading is required.
@@ -80,7 +80,7 @@ pub struct MeasureSchedule {
 }
 
 /// A route's monitoring schedule (KAP-SPEC 5.2), from the protocol file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringPlan {
     pub due_window: DueWindow,
@@ -108,7 +108,7 @@ impl MonitoringPlan {
 }
 
 /// Why a check is planned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reason {
     Baseline,
@@ -147,7 +147,7 @@ impl Reason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PlannedCheck {
     pub kind: MeasureKind,
     pub due_at: UtcTs,
@@ -206,7 +206,7 @@ pub fn planned_checks(plan: &MonitoringPlan, dose: &DoseTimes, observation_end: 
     checks
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// Not yet due.
@@ -222,7 +222,7 @@ pub enum CheckStatus {
     Done,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CheckState {
     pub check: PlannedCheck,
     pub status: CheckStatus,

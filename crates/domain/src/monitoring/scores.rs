@@ -28,7 +28,7 @@ macro_rules! deserialize_through_new {
 
 /// Modified Observer's Assessment of Alertness/Sedation, 0 (no response to a painful stimulus)
 /// to 5 (alert) [S43].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Moaas(u8);
 
@@ -75,12 +75,12 @@ impl fmt::Display for Moaas {
 
 /// Total of the 23-item subjective CADSS used in ketamine and esketamine research: 23 items
 /// scored 0–4, total 0–92 [S42].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Cadss23(u8);
 
 /// Total of the CADSS-6 (items 1, 2, 6, 7, 15 and 22 of the 23-item CADSS), 0–24 [S42].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Cadss6(u8);
 
@@ -127,7 +127,7 @@ pub const CADSS23_DISSOCIATION_ABOVE: u8 = 4;
 pub const CADSS6_ITEMS: [usize; 6] = [1, 2, 6, 7, 15, 22];
 
 /// A CADSS total in the version that was given. Totals of different versions never compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "version", content = "total", rename_all = "snake_case")]
 pub enum Cadss {
     Cadss23(Cadss23),
@@ -135,7 +135,7 @@ pub enum Cadss {
 }
 
 /// Whether dissociation is present at a post-dose check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Dissociation {
     Present,
@@ -205,7 +205,7 @@ impl fmt::Display for Cadss {
 }
 
 /// Both totals from one 23-item CADSS administration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CadssItems {
     pub cadss23: Cadss23,
     pub cadss6: Cadss6,

@@ -22,7 +22,7 @@ impl SpravatoLabel {
 }
 
 /// How a BP limit compares: `above` is the label's "> 140/90", `at_or_above` the "≥ 180/100".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     Above,
@@ -30,7 +30,7 @@ pub enum Comparison {
 }
 
 /// A BP limit crossed when either part crosses it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BpLimit {
     pub systolic: u16,
@@ -66,7 +66,7 @@ impl BpLimit {
 }
 
 /// MON-03: a post-dose rise of at least these many mmHg over the pre-dose reading.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BpRise {
     pub systolic_rise: u16,
@@ -76,7 +76,7 @@ pub struct BpRise {
 
 /// MON-06: SpO2 below `below` % for more than `sustained_seconds`, or a fall of at least
 /// `fall_from_baseline` points from the pre-dose reading.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spo2Limits {
     pub below: u8,
@@ -86,7 +86,7 @@ pub struct Spo2Limits {
 }
 
 /// MON-07: respiratory rate below this.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RespRateLimit {
     pub below: u8,
@@ -94,7 +94,7 @@ pub struct RespRateLimit {
 }
 
 /// MON-08: heart rate above `above` or below `below`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartRateLimits {
     pub above: u16,
@@ -103,7 +103,7 @@ pub struct HeartRateLimits {
 }
 
 /// MON-09: MOAA/S at or below this stops further dosing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoaasLimit {
     pub at_or_below: u8,
@@ -113,7 +113,7 @@ pub struct MoaasLimit {
 /// A route's thresholds (KAP-SPEC 5.3), from the protocol file. MON-04, MON-10 and MON-11 are
 /// label rules with nothing to set; MON-04 and MON-11 are raised by staff
 /// ([`observation_alert`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// MON-01: pre-dose BP needing the prescriber's confirmation and a reason.
@@ -181,7 +181,7 @@ impl Thresholds {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertSeverity {
     Info,
@@ -190,7 +190,7 @@ pub enum AlertSeverity {
 }
 
 /// What the rule asks staff to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertAction {
     /// MON-01: the prescriber confirms dosing and records a reason.
@@ -216,7 +216,7 @@ pub enum AlertAction {
 }
 
 /// A threshold crossed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Alert {
     /// The spec's rule id, e.g. `MON-03`.
     pub rule: &'static str,
@@ -247,7 +247,7 @@ impl Alert {
 }
 
 /// The pre-dose BP gate (MON-01, MON-02; GATE-05).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "outcome", content = "alert", rename_all = "snake_case")]
 pub enum PreDoseBp {
     Pass,
@@ -477,7 +477,7 @@ fn spo2_alert<'a>(
 }
 
 /// Signs staff record from what they see or the patient reports (MON-04, MON-11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClinicianObservation {
     // Hypertensive crisis (MON-04, [S1]).

@@ -18,7 +18,7 @@ use crate::decision::Route;
 use crate::monitoring::{BpLimit, Comparison, SeriesEnd};
 
 /// The sections of the form, in the order shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Group {
     DoseLimits,
@@ -52,7 +52,7 @@ impl Group {
 }
 
 /// What an input accepts before validation looks at the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ValueKind {
     /// A decimal number (mg/kg, mg/mL, mg, minutes).
@@ -66,7 +66,7 @@ pub enum ValueKind {
 }
 
 /// One labelled input of the form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TunableValue {
     /// The value's JSON path in the protocol: the input's name, and the path validation names.
     pub key: String,

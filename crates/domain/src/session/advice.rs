@@ -17,7 +17,7 @@ pub const SPRAVATO_NO_LIQUIDS_MINUTES: i64 = 30;
 /// Minutes between a nasal corticosteroid or decongestant and Spravato (DDI-011 [S11]).
 pub const SPRAVATO_NASAL_SPRAY_MINUTES: i64 = 60;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Advisory {
     /// `TV-SPR-5` style code: `spravato_food`, `spravato_liquids`, `spravato_nasal_spray`.
     pub code: &'static str,

@@ -15,7 +15,7 @@ use crate::vitals::WeightKg;
 use crate::{FieldError, UserId, UtcTs};
 
 /// Who recorded an event: the signed-in user and the role they acted in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Actor {
     pub user: UserId,
     pub role: Role,
@@ -24,7 +24,7 @@ pub struct Actor {
 /// One entry of a session's append-only log: what happened, when, and who recorded it. `at` is
 /// the moment of the event itself (a device given, an infusion stopped); readings also carry the
 /// time they were taken.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recorded {
     pub at: UtcTs,
     pub by: Actor,
@@ -32,7 +32,7 @@ pub struct Recorded {
 }
 
 /// Everything that can happen in a dosing session (KAP-SPEC 2.2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SessionEvent {
     /// Arrival check-in (2.2): escort, state of mind, pregnancy, weight.
@@ -185,7 +185,7 @@ impl SessionEvent {
 }
 
 /// The escort or driver taking the patient home (GATE-02, DC-08).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Escort {
     pub name: String,
@@ -196,7 +196,7 @@ pub struct Escort {
 
 /// How the escort was confirmed after check-in. A phone call counts: GATE-02 asks for transport
 /// arranged, and DC-08 checks the escort is physically present before the patient leaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EscortConfirmation {
     InPerson,
@@ -204,7 +204,7 @@ pub enum EscortConfirmation {
 }
 
 /// Mood as the patient gives it: a 0–10 rating or their words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Mood {
     Rating(u8),
@@ -212,7 +212,7 @@ pub enum Mood {
 }
 
 /// The arrival "state of mind" check (KAP-SPEC 2.2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateOfMind {
     pub mood: Mood,
@@ -237,7 +237,7 @@ pub struct StateOfMind {
 }
 
 /// Pregnancy status at arrival (2.2 eligibility re-check; ELIG-011).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pregnancy {
     NotApplicable,
@@ -247,14 +247,14 @@ pub enum Pregnancy {
 }
 
 /// A weight with the time it was measured (weight-based doses need a recent one, KAP-SPEC 4.3).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MeasuredWeight {
     pub kg: f64,
     pub measured_at: UtcTs,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckIn {
     pub escort: Escort,
@@ -267,7 +267,7 @@ pub struct CheckIn {
     pub weight: Option<MeasuredWeight>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScreeningInstrument {
     Phq9,
@@ -276,7 +276,7 @@ pub enum ScreeningInstrument {
 
 /// A questionnaire response linked to the session: the PHQ-9 with its total, or the C-SSRS
 /// screener with its risk level (GATE-01).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Screening {
     pub instrument: ScreeningInstrument,
@@ -289,7 +289,7 @@ pub struct Screening {
 
 /// Why dosing is held. GATE-05 and GATE-06 are the spec's holds ("Hold; prescriber decision");
 /// a clinician may also hold on their own judgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum HoldRule {
     /// GATE-05 / MON-02: pre-dose BP at or above the hold threshold.
     #[serde(rename = "GATE-05")]
@@ -313,7 +313,7 @@ impl HoldRule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DoseOrder {
     pub request: DoseRequest,
@@ -324,7 +324,7 @@ pub struct DoseOrder {
 }
 
 /// The administration record (KAP-SPEC 2.2: drug, product/NDC, lot, expiry, dose, route).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Administration {
     pub product: String,
@@ -340,7 +340,7 @@ pub struct Administration {
 }
 
 /// The discharge check by the prescriber or monitoring HCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DischargeAssessment {
     /// DC-02: clinically stable and ready to leave.

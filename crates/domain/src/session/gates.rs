@@ -29,7 +29,7 @@ use crate::patient::SexAtBirth;
 use crate::permissions::{Action, roles_allowed};
 
 /// What the rest of the record says, filled by the web layer for each request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct GateFacts {
     /// GATE-04: the latest consent is signed, not expired and not revoked
     /// ([`crate::consent::ConsentStatus::is_valid`]).
@@ -81,7 +81,7 @@ impl GateFacts {
 
 /// What stops the next step, and the roles that can lift it (empty: nobody in this session —
 /// time must pass, or the fix lies elsewhere in the record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Blocker {
     /// The spec's rule id (`GATE-04`, `MON-01`, `DC-08`) or a workflow code (`dose_order`).
     pub code: &'static str,

@@ -23,7 +23,7 @@ use crate::{UserId, UtcTs};
 use super::event::Actor;
 
 /// Where a session stands (KAP-SPEC 2.2 sub-states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Booked; the patient has not arrived.
@@ -87,13 +87,13 @@ impl SessionState {
 }
 
 /// Who did something, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Stamp {
     pub by: Actor,
     pub at: UtcTs,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Release {
     pub reason: String,
     pub by: Actor,
@@ -101,14 +101,14 @@ pub struct Release {
 }
 
 /// MON-05: a pause of the IV infusion and, once the prescriber has evaluated, its resumption.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct InfusionPause {
     pub paused: Stamp,
     pub reason: Option<String>,
     pub resumed: Option<Release>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Hold {
     pub rule: HoldRule,
     pub reason: String,
@@ -124,32 +124,32 @@ impl Hold {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CheckInRecord {
     pub details: CheckIn,
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct EscortConfirmationRecord {
     pub how: EscortConfirmation,
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LinkedScreening {
     pub screening: Screening,
     pub stamp: Stamp,
 }
 
 /// MON-01: the prescriber's confirmation, covering the pre-dose BP readings taken up to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BpConfirmation {
     pub reason: String,
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct OrderedDose {
     pub request: DoseRequest,
     pub calculation: DoseCalculation,
@@ -157,7 +157,7 @@ pub struct OrderedDose {
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AdministrationRecord {
     pub details: Administration,
     pub by: Actor,
@@ -166,7 +166,7 @@ pub struct AdministrationRecord {
     pub end_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Acknowledgement {
     pub by: Actor,
     pub at: UtcTs,
@@ -174,7 +174,7 @@ pub struct Acknowledgement {
 }
 
 /// An alert raised in this session, numbered from 1 in the order raised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RaisedAlert {
     pub id: u32,
     pub alert: Alert,
@@ -195,7 +195,7 @@ impl RaisedAlert {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FlaggedObservation {
     pub observation: ClinicianObservation,
     pub note: Option<String>,
@@ -203,19 +203,19 @@ pub struct FlaggedObservation {
     pub alert_id: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AssessmentRecord {
     pub details: DischargeAssessment,
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct NoteRecord {
     pub text: String,
     pub stamp: Stamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Abort {
     pub reason: String,
     pub stamp: Stamp,
@@ -225,7 +225,7 @@ pub struct Abort {
 
 /// A dosing session: the fold of its events ([`super::apply`], [`super::replay`]). Only the fold
 /// builds one, so every value in it went through [`super::decide`] when it was recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Session {
     pub(super) state: SessionState,
     pub(super) held_from: Option<SessionState>,

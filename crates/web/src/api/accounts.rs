@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use kapstone_store::keyset::TimeKey;
 use kapstone_store::users::UserRow;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiJson;
 use super::page::{self, Filter, ListQuery};
@@ -21,9 +21,14 @@ pub async fn list(State(state): State<AppState>, admin: CurrentUser, q: ListQuer
     let q = q.parse::<TimeKey>(&state, admin.clinic, &[Filter::Patient, Filter::Dates]).await?;
     let rows = accounts::accounts_page(&state, &admin, &q.filter, q.after, q.limit).await?;
     let item = |u: &UserRow| {
-        json!({
-            "id": u.id, "email": u.email, "name": u.display_name, "role": u.role,
-            "active": u.active, "mfa_enabled": u.totp_enabled, "patient_id": u.patient_id,
+        page::item(&AccountView {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.display_name.clone(),
+            role: u.role.clone(),
+            active: u.active,
+            mfa_enabled: u.totp_enabled,
+            patient_id: u.patient_id,
         })
     };
     Ok(Json(page::page(rows, q.limit, |u| TimeKey::new(u.created_at, u.id), item)))
@@ -35,8 +40,21 @@ pub async fn create(
     ApiJson(input): ApiJson<NewAccountInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     super::idempotency::answered(
-        |id| Ok((StatusCode::CREATED, json!({ "id": id }))),
+        |id| Ok((StatusCode::CREATED, page::item(&super::Created { id: id.as_uuid() }))),
         accounts::create_account(&state, Operator::Admin(&admin), input),
     )
     .await
+}
+
+/// An account of the clinic.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AccountView {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: String,
+    #[schemars(with = "kapstone_domain::Role")]
+    pub role: String,
+    pub active: bool,
+    pub mfa_enabled: bool,
+    pub patient_id: Option<uuid::Uuid>,
 }

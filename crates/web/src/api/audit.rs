@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// `GET /api/v1/audit?user=&patient=&action=&from=&to=&limit=&cursor=`: newest first, a page at a
 /// time; the cursor carries the sequence number of the last event sent (see [`super::page`]).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -46,13 +46,43 @@ pub async fn list(
     let items: Vec<Value> = rows
         .into_iter()
         .map(|e| {
-            json!({
-                "seq": e.seq, "at": e.at, "actor_user_id": e.actor_user_id, "actor_role": e.actor_role,
-                "action": e.action, "entity_type": e.entity_type, "entity_id": e.entity_id,
-                "patient_id": e.patient_id, "source_ip": e.source_ip, "outcome": e.outcome,
-                "reason": e.reason, "hash": e.hash,
+            page::item(&AuditEventView {
+                seq: e.seq,
+                at: e.at,
+                actor_user_id: e.actor_user_id,
+                actor_role: e.actor_role,
+                action: e.action,
+                entity_type: e.entity_type,
+                entity_id: e.entity_id,
+                patient_id: e.patient_id,
+                source_ip: e.source_ip,
+                outcome: e.outcome,
+                reason: e.reason,
+                hash: e.hash,
             })
         })
         .collect();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// One audit event: ids only, never names, notes or answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AuditEventView {
+    pub seq: i64,
+    pub at: kapstone_domain::UtcTs,
+    #[schemars(with = "Option<uuid::Uuid>")]
+    pub actor_user_id: Option<String>,
+    #[schemars(with = "Option<kapstone_domain::Role>")]
+    pub actor_role: Option<String>,
+    #[schemars(with = "kapstone_domain::audit::AuditAction")]
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    #[schemars(with = "Option<uuid::Uuid>")]
+    pub patient_id: Option<String>,
+    pub source_ip: Option<String>,
+    #[schemars(with = "kapstone_domain::audit::Outcome")]
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub hash: String,
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use kapstone_store::sessions::SessionKind;
 use kapstone_store::users::UserRow;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiJson;
 use crate::app::sign_in::{self, Credentials};
@@ -14,7 +14,7 @@ use crate::auth::guard::{ClientIp, CurrentUser};
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
@@ -23,15 +23,59 @@ pub struct LoginBody {
     totp_code: Option<String>,
 }
 
-fn user_json(u: &UserRow) -> Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "name": u.display_name,
-        "role": u.role,
-        "patient_id": u.patient_id,
-        "mfa_enabled": u.totp_enabled,
-    })
+/// The account a sign-in opened.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SignedInUser {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub name: String,
+    #[schemars(with = "kapstone_domain::Role")]
+    pub role: String,
+    pub patient_id: Option<uuid::Uuid>,
+    pub mfa_enabled: bool,
+}
+
+/// The answer of a sign-in: the bearer token, when it lapses, and the account.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LoginAnswer {
+    pub token: String,
+    pub expires_at: kapstone_domain::UtcTs,
+    pub user: SignedInUser,
+}
+
+/// The signed-in account.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Me {
+    pub id: kapstone_domain::UserId,
+    pub email: String,
+    pub name: String,
+    pub role: kapstone_domain::Role,
+    pub clinic_id: kapstone_domain::ClinicId,
+    pub patient_id: Option<kapstone_domain::PatientId>,
+    pub mfa_enabled: bool,
+    /// Absent (null) for API tokens.
+    pub csrf_token: Option<String>,
+}
+
+/// When the re-authentication of this session lapses.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Reauthenticated {
+    pub reauthenticated_until: kapstone_domain::UtcTs,
+}
+
+fn user_json(u: &UserRow) -> SignedInUser {
+    SignedInUser {
+        id: u.id,
+        email: u.email.clone(),
+        name: u.display_name.clone(),
+        role: u.role.clone(),
+        patient_id: u.patient_id,
+        mfa_enabled: u.totp_enabled,
+    }
+}
+
+fn to_json(v: &impl serde::Serialize) -> Value {
+    super::page::item(v)
 }
 
 pub async fn login(
@@ -43,11 +87,8 @@ pub async fn login(
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     let creds = Credentials { email: body.email, password: body.password, totp_code: body.totp_code };
     let issued = sign_in::sign_in(&state, creds, SessionKind::Api, ip.as_deref(), ua).await?;
-    Ok(Json(json!({
-        "token": issued.token,
-        "expires_at": issued.expires_at,
-        "user": user_json(&issued.user),
-    })))
+    let user = user_json(&issued.user);
+    Ok(Json(to_json(&LoginAnswer { token: issued.token, expires_at: issued.expires_at, user })))
 }
 
 pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<StatusCode> {
@@ -56,19 +97,19 @@ pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResu
 }
 
 pub async fn me(user: CurrentUser) -> Json<Value> {
-    Json(json!({
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "role": user.role,
-        "clinic_id": user.clinic,
-        "patient_id": user.patient,
-        "mfa_enabled": user.totp_enabled,
-        "csrf_token": if user.api { None } else { Some(user.csrf.clone()) },
+    Json(to_json(&Me {
+        id: user.id,
+        email: user.email.clone(),
+        name: user.name.clone(),
+        role: user.role,
+        clinic_id: user.clinic,
+        patient_id: user.patient,
+        mfa_enabled: user.totp_enabled,
+        csrf_token: if user.api { None } else { Some(user.csrf.clone()) },
     }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReauthBody {
     password: String,
@@ -85,5 +126,5 @@ pub async fn reauth(
 ) -> ApiResult<Json<Value>> {
     crate::app::reauth::reauthenticate(&state, &user, &body.password, body.totp_code.as_deref()).await?;
     let until = kapstone_domain::UtcTs::now().plus(state.config.reauth.window);
-    Ok(Json(json!({ "reauthenticated_until": until })))
+    Ok(Json(to_json(&Reauthenticated { reauthenticated_until: until })))
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::dose::DoseRequest;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::ApiJson;
 use crate::app::protocols as app;
@@ -20,33 +20,73 @@ pub async fn calculate(
     ApiJson(req): ApiJson<DoseRequest>,
 ) -> ApiResult<Json<Value>> {
     let c = app::calculate(&state, &user, &req).await?;
-    Ok(Json(serde_json::to_value(c).map_err(|e| AppError::Internal(e.into()))?))
+    Ok(Json(to_json(&c)?))
 }
 
 /// `GET /api/v1/protocols`: the protocol in force for each route.
 pub async fn list(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let set = app::current(&state, user.clinic).await?;
-    let items: Vec<Value> = set
+    let items: Vec<ProtocolSummary> = set
         .iter()
-        .map(|p| json!({"id": p.id, "version": p.version, "route": p.route.as_str(), "title": p.title}))
+        .map(|p| ProtocolSummary {
+            id: p.id.clone(),
+            version: p.version.clone(),
+            route: p.route,
+            title: p.title.clone(),
+        })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(to_json(&super::scheduling::Items { items })?))
 }
 
 /// `GET /api/v1/protocols/{id}`: the protocol in force, whole, with its saved versions.
 pub async fn show(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let set = app::current(&state, user.clinic).await?;
     let p = set.find(&id).ok_or(AppError::NotFound)?;
-    let history: Vec<Value> = app::history(&state, user.clinic, &p.id)
+    let versions: Vec<ProtocolVersion> = app::history(&state, user.clinic, &p.id)
         .await?
         .into_iter()
-        .map(|(version, reason, at)| json!({"version": version, "reason": reason, "saved_at": at}))
+        .map(|(version, reason, saved_at)| ProtocolVersion { version, reason, saved_at })
         .collect();
-    let definition = serde_json::to_value(p).map_err(|e| AppError::Internal(e.into()))?;
-    Ok(Json(json!({ "protocol": definition, "versions": history })))
+    Ok(Json(to_json(&ProtocolDetail { protocol: p, versions })?))
 }
 
-#[derive(serde::Deserialize)]
+fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
+    serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// A protocol in force: which, and for which route.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProtocolSummary {
+    pub id: String,
+    pub version: String,
+    pub route: kapstone_domain::decision::Route,
+    pub title: String,
+}
+
+/// A protocol in force, whole, with the clinic's saved versions of it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProtocolDetail<'a> {
+    pub protocol: &'a kapstone_domain::protocol::Protocol,
+    pub versions: Vec<ProtocolVersion>,
+}
+
+/// A version the clinic saved.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProtocolVersion {
+    pub version: String,
+    pub reason: String,
+    #[schemars(extend("format" = "date-time"))]
+    pub saved_at: String,
+}
+
+/// The protocol version a save made.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProtocolSaved {
+    pub id: String,
+    pub version: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionBody {
     definition: Value,
@@ -68,5 +108,5 @@ pub async fn revise(
         .into());
     }
     let p = app::revise(&state, &user, &b.definition.to_string(), &b.reason).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": p.id, "version": p.version}))))
+    Ok((StatusCode::CREATED, Json(to_json(&ProtocolSaved { id: p.id, version: p.version })?)))
 }

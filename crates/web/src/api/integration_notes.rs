@@ -40,7 +40,7 @@ pub async fn list(
     Ok(Json(page::body(notes.iter().map(page::item).collect(), next.as_ref())))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftBody {
     summary: String,
@@ -78,7 +78,7 @@ pub async fn sign(State(state): State<AppState>, user: CurrentUser, Path(id): Pa
     super::idempotency::answered_ok(|n| to_json(n), app::step(&state, &user, id_of(&id)?, Step::Sign)).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendmentBody {
     summary: String,

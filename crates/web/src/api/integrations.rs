@@ -73,7 +73,7 @@ pub async fn create_endpoint(
     .await
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveInput {
     pub active: bool,

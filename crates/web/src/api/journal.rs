@@ -40,7 +40,7 @@ pub async fn own(State(state): State<AppState>, me: CurrentUser, q: ListQuery) -
     })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBody {
     text: String,
@@ -60,7 +60,7 @@ pub async fn write(
     super::idempotency::answered(|e| Ok((StatusCode::CREATED, to_json(e)?)), app::write(&state, &me, &input)).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
     text: String,

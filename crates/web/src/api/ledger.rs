@@ -39,7 +39,7 @@ fn path_id(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LocationQuery {
     location: Option<String>,
 }
@@ -104,7 +104,23 @@ pub async fn balance(
     let q = query(q)?;
     let location = uuid_field("location", q.location.as_deref())?;
     let items = reports::balance(&state, &user, location).await?;
-    Ok(Json(json!({ "location": location, "items": to_json(&items)? })))
+    Ok(Json(to_json(&Balance { location, items })?))
+}
+
+/// The answer of `GET /api/v1/cs/balance`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Balance {
+    pub location: Uuid,
+    pub items: Vec<reports::BalanceLine>,
+}
+
+/// The answer of `GET /api/v1/cs/ledger`: a page of entries of one location.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct LedgerPage {
+    pub location: Uuid,
+    pub items: Vec<reports::EntryView>,
+    /// Opaque; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/cs/overview?location=`: balances, draws in use, inventory status, discrepancies.
@@ -118,7 +134,7 @@ pub async fn overview(
     Ok(Json(to_json(&reports::overview(&state, &user, location).await?)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     location: Option<String>,
@@ -185,11 +201,11 @@ pub async fn ledger(
     // Both the cursor and after_seq say "after this entry": the later one holds.
     f.after_seq = f.after_seq.max(page::after::<i64>(q.cursor.as_deref())?);
     let p = reports::ledger(&state, &user, location, f, limit).await?;
-    let next = p.next_after_seq.map(|seq| page::cursor(&seq));
-    Ok(Json(json!({ "location": p.location, "items": to_json(&p.items)?, "next_cursor": next })))
+    let next_cursor = p.next_after_seq.map(|seq| page::cursor(&seq));
+    Ok(Json(to_json(&LedgerPage { location: p.location, items: p.items, next_cursor })?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LotQuery {
     location: Option<String>,
     product: Option<String>,
@@ -300,7 +316,7 @@ pub async fn count(
     super::idempotency::answered(created, transactions::count(&state, &user, b)).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct DiscrepancyQuery {
     open: Option<String>,
 }

@@ -30,6 +30,12 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, AppError};
 
+/// `{"id": ...}`: the answer of a create that has nothing more to say than the new id.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct Created {
+    pub id: uuid::Uuid,
+}
+
 /// A patient id from the path; a malformed one is a 422 naming `id`.
 pub(crate) fn patient_id(raw: &str) -> Result<kapstone_domain::PatientId, AppError> {
     raw.parse().map_err(|_| kapstone_domain::FieldError::new("id", "not a patient id").into())
@@ -83,7 +89,7 @@ fn missing_field_name(message: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Login {

@@ -72,10 +72,22 @@ pub async fn review(
 /// `GET /api/v1/settings/outcomes`: the outcome definitions and re-review interval in force.
 pub async fn settings(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let s = crate::app::settings::current(&state, user.clinic).await?;
-    Ok(Json(json!({ "version": s.version, "outcomes": s.outcomes, "course_review": s.course_review })))
+    Ok(Json(to_json(&OutcomeSettingsView {
+        version: s.version,
+        outcomes: s.outcomes,
+        course_review: s.course_review,
+    })?))
 }
 
-#[derive(serde::Deserialize)]
+/// The outcome definitions and course-review settings, with the settings version they are in.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct OutcomeSettingsView {
+    pub version: i64,
+    pub outcomes: kapstone_domain::outcomes::OutcomeSettings,
+    pub course_review: kapstone_domain::course::ReviewSettings,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     #[serde(default)]
@@ -99,7 +111,13 @@ pub async fn set_settings(
     }
     let (outcomes, course_review) = (s.outcomes.clone(), s.course_review.clone());
     super::idempotency::answered_ok(
-        move |version| Ok(json!({ "version": version, "outcomes": outcomes, "course_review": course_review })),
+        move |version| {
+            to_json(&OutcomeSettingsView {
+                version: *version,
+                outcomes: outcomes.clone(),
+                course_review: course_review.clone(),
+            })
+        },
         crate::app::settings::save(&state, &user, &s),
     )
     .await

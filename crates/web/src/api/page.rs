@@ -79,7 +79,7 @@ pub enum Filter {
 }
 
 /// `?patient=&from=&to=&limit=&cursor=`: the query of a list that takes the shared filters.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]

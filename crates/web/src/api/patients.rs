@@ -6,29 +6,51 @@ use kapstone_domain::{FieldError, PatientId};
 use kapstone_store::patients::{PatientKey, PatientRow};
 
 use super::page;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::app::patients;
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
+/// A patient's demographic record.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Patient")]
+pub struct PatientView {
+    pub id: uuid::Uuid,
+    pub mrn: String,
+    pub given_name: String,
+    pub family_name: String,
+    #[schemars(extend("format" = "date"))]
+    pub birth_date: String,
+    #[schemars(extend("enum" = ["female", "male", "other", "unknown"]))]
+    pub sex_at_birth: String,
+    pub gender_identity: Option<String>,
+    pub pronouns: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub emergency_contact_name: Option<String>,
+    pub emergency_contact_phone: Option<String>,
+    pub created_at: kapstone_domain::UtcTs,
+}
+
 fn patient_json(p: &PatientRow) -> Value {
-    json!({
-        "id": p.id,
-        "mrn": p.mrn,
-        "given_name": p.given_name,
-        "family_name": p.family_name,
-        "birth_date": p.birth_date.to_string(),
-        "sex_at_birth": p.sex_at_birth,
-        "gender_identity": p.gender_identity,
-        "pronouns": p.pronouns,
-        "phone": p.phone,
-        "email": p.email,
-        "address": p.address,
-        "emergency_contact_name": p.emergency_contact_name,
-        "emergency_contact_phone": p.emergency_contact_phone,
-        "created_at": p.created_at.0,
+    page::item(&PatientView {
+        id: p.id,
+        mrn: p.mrn.clone(),
+        given_name: p.given_name.clone(),
+        family_name: p.family_name.clone(),
+        birth_date: p.birth_date.to_string(),
+        sex_at_birth: p.sex_at_birth.clone(),
+        gender_identity: p.gender_identity.clone(),
+        pronouns: p.pronouns.clone(),
+        phone: p.phone.clone(),
+        email: p.email.clone(),
+        address: p.address.clone(),
+        emergency_contact_name: p.emergency_contact_name.clone(),
+        emergency_contact_phone: p.emergency_contact_phone.clone(),
+        created_at: p.created_at.0,
     })
 }
 
@@ -45,7 +67,7 @@ pub async fn create(
     .await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]

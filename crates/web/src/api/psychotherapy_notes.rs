@@ -30,7 +30,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, Path(id): Pa
     Ok(Json(to_json(&notes)?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     text: String,
@@ -50,7 +50,7 @@ pub async fn write(
     .await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmendmentBody {
     text: String,
@@ -73,7 +73,7 @@ pub async fn amend(
     .await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareBody {
     colleague_id: String,

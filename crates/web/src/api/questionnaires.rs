@@ -66,7 +66,7 @@ pub async fn open_alerts(State(state): State<AppState>, user: CurrentUser, q: Li
     Ok(Json(page::page(alerts, q.limit, |a| TimeKey::new(a.raised_at, a.id), item)))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Acknowledgement {
     action_taken: String,

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_store::dosing::RemsFormKey;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiJson;
@@ -29,7 +29,7 @@ pub async fn form(State(state): State<AppState>, user: CurrentUser, Path(id): Pa
     Ok(Json(to_json(&view)?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmissionBody {
     submitted_on: String,
@@ -48,7 +48,15 @@ pub async fn submit(
     let sid = session_id(&id)?;
     let sub = app::submit(&state, &user, sid, &b.submitted_on, b.confirmation.as_deref()).await?;
     let view = app::form(&state, &user, sid).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": sub, "status": to_json(&view.status)?, "due": view.due }))))
+    Ok((StatusCode::CREATED, Json(to_json(&Submitted { id: sub, status: view.status, due: view.due })?)))
+}
+
+/// A recorded submission, with the form's status and due date now.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Submitted {
+    pub id: Uuid,
+    pub status: kapstone_domain::rems_form::SubmissionStatus,
+    pub due: jiff::civil::Date,
 }
 
 /// `GET /api/v1/rems-forms?limit=&cursor=`: the clinic's forms by urgency, a page at a time (see
@@ -59,7 +67,7 @@ pub async fn dashboard(State(state): State<AppState>, user: CurrentUser, q: List
     Ok(Json(page::body(rows.iter().map(page::item).collect(), next.as_ref())))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemsSettingBody {
     rems_certified: bool,
@@ -75,16 +83,28 @@ pub struct RemsSettingBody {
     zip: Option<String>,
 }
 
+/// A location's REMS setting: its certification and the address the REMS form asks for.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "RemsSetting")]
+pub struct RemsSettingView {
+    pub rems_certified: bool,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+}
+
 /// The stored setting as the API shows it (also in `GET /api/v1/locations`).
-pub fn setting_json(s: &kapstone_store::dosing::RemsSettingRow) -> Value {
-    json!({
-        "rems_certified": s.rems_certified,
-        "address_line1": s.address_line1,
-        "address_line2": s.address_line2,
-        "city": s.city,
-        "state": s.state_code,
-        "zip": s.zip,
-    })
+pub fn setting_view(s: &kapstone_store::dosing::RemsSettingRow) -> RemsSettingView {
+    RemsSettingView {
+        rems_certified: s.rems_certified,
+        address_line1: s.address_line1.clone(),
+        address_line2: s.address_line2.clone(),
+        city: s.city.clone(),
+        state: s.state_code.clone(),
+        zip: s.zip.clone(),
+    }
 }
 
 /// `PUT /api/v1/locations/{id}/rems-setting` (admins): the location's REMS certification and the
@@ -107,5 +127,5 @@ pub async fn set_rems_setting(
     app::set_rems_setting(&state, &user, &id, &input).await?;
     let location: Uuid = id.trim().parse().map_err(|_| AppError::NotFound)?;
     let stored = app::rems_setting(&state, &user, location).await?;
-    Ok(Json(setting_json(&stored)))
+    Ok(Json(to_json(&setting_view(&stored))?))
 }

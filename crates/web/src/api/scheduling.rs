@@ -36,11 +36,26 @@ pub async fn types(State(state): State<AppState>, user: CurrentUser) -> ApiResul
 
 pub async fn rooms(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let rows = store::rooms(&state.db, user.clinic).await.map_err(AppError::from)?;
-    let items: Vec<Value> = rows
+    let items: Vec<RoomView> = rows
         .iter()
-        .map(|r| json!({"id": r.id, "location_id": r.location_id, "name": r.name, "active": r.active}))
+        .map(|r| RoomView { id: r.id, location_id: r.location_id, name: r.name.clone(), active: r.active })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(page::item(&Items { items })))
+}
+
+/// `{"items": [...]}`: a whole list.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
+/// A room or chair.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct RoomView {
+    pub id: Uuid,
+    pub location_id: Uuid,
+    pub name: String,
+    pub active: bool,
 }
 
 pub async fn locations(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
@@ -48,10 +63,19 @@ pub async fn locations(State(state): State<AppState>, user: CurrentUser) -> ApiR
     let mut items = Vec::with_capacity(rows.len());
     for l in &rows {
         let setting = crate::app::rems::rems_setting(&state, &user, l.id).await?;
-        items.push(json!({"id": l.id, "name": l.name, "time_zone": l.time_zone,
-            "rems_setting": super::rems::setting_json(&setting)}));
+        let rems_setting = super::rems::setting_view(&setting);
+        items.push(LocationView { id: l.id, name: l.name.clone(), time_zone: l.time_zone.clone(), rems_setting });
     }
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(page::item(&Items { items })))
+}
+
+/// A location with its IANA time zone and REMS setting.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LocationView {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: String,
+    pub rems_setting: super::rems::RemsSettingView,
 }
 
 pub async fn staff(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
@@ -75,31 +99,66 @@ pub async fn staff(State(state): State<AppState>, user: CurrentUser) -> ApiResul
     Ok(Json(json!({ "items": items })))
 }
 
-fn appointment_json(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, AppointmentType, bool)]) -> Value {
-    let t = types.iter().find(|(id, _, _)| *id == a.type_id);
-    json!({
-        "id": a.id,
-        "patient_id": a.patient_id,
-        "type": t.map(|(_, t, _)| t.code.clone()),
-        "type_name": t.map(|(_, t, _)| t.name.clone()),
-        "kind": t.map(|(_, t, _)| t.kind.as_str()),
-        "start": app::to_jiff(a.start_at.0).to_string(),
-        "end": app::to_jiff(a.end_at.0).to_string(),
-        "location_id": a.location_id,
-        "room_id": a.room_id,
-        "staff_ids": staff,
-        "status": a.status,
-        "status_reason": a.status_reason,
-        "rescheduled_from": a.rescheduled_from,
-        "course_id": a.course_id,
-    })
+/// An appointment as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Appointment")]
+pub struct AppointmentView {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    /// The appointment type's code.
+    #[serde(rename = "type")]
+    pub type_code: Option<String>,
+    pub type_name: Option<String>,
+    pub kind: Option<kapstone_domain::scheduling::AppointmentKind>,
+    pub start: jiff::Timestamp,
+    pub end: jiff::Timestamp,
+    pub location_id: Uuid,
+    pub room_id: Option<Uuid>,
+    pub staff_ids: Vec<Uuid>,
+    #[schemars(extend("enum" = ["booked", "completed", "cancelled", "no_show", "rescheduled"]))]
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub rescheduled_from: Option<Uuid>,
+    pub course_id: Option<Uuid>,
+    /// Only on a booking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
 }
 
-async fn one(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Value, AppError> {
+fn appointment_view(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, AppointmentType, bool)]) -> AppointmentView {
+    let t = types.iter().find(|(id, _, _)| *id == a.type_id);
+    AppointmentView {
+        id: a.id,
+        patient_id: a.patient_id,
+        type_code: t.map(|(_, t, _)| t.code.clone()),
+        type_name: t.map(|(_, t, _)| t.name.clone()),
+        kind: t.map(|(_, t, _)| t.kind),
+        start: app::to_jiff(a.start_at.0),
+        end: app::to_jiff(a.end_at.0),
+        location_id: a.location_id,
+        room_id: a.room_id,
+        staff_ids: staff.to_vec(),
+        status: a.status.clone(),
+        status_reason: a.status_reason.clone(),
+        rescheduled_from: a.rescheduled_from,
+        course_id: a.course_id,
+        warnings: None,
+    }
+}
+
+fn appointment_json(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, AppointmentType, bool)]) -> Value {
+    page::item(&appointment_view(a, staff, types))
+}
+
+async fn one_view(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<AppointmentView, AppError> {
     let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     let staff: Vec<Uuid> = store::staff_of(&state.db, &[id]).await?.into_iter().map(|(_, u)| u).collect();
     let types = app::types(state, user).await?;
-    Ok(appointment_json(&a, &staff, &types))
+    Ok(appointment_view(&a, &staff, &types))
+}
+
+async fn one(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Value, AppError> {
+    Ok(page::item(&one_view(state, user, id).await?))
 }
 
 /// `POST /api/v1/appointments`: books; 409 names the clash, 422 names the field or gate.
@@ -109,9 +168,9 @@ pub async fn book(
     ApiJson(req): ApiJson<BookingRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let booked = app::book(&state, &user, &req, None).await?;
-    let mut body = one(&state, &user, booked.id).await?;
-    body["warnings"] = json!(booked.warnings);
-    Ok((StatusCode::CREATED, Json(body)))
+    let mut body = one_view(&state, &user, booked.id).await?;
+    body.warnings = Some(booked.warnings);
+    Ok((StatusCode::CREATED, Json(page::item(&body))))
 }
 
 /// `GET /api/v1/appointments?patient=&from=&to=&limit=&cursor=`: by start, a page at a time (see
@@ -124,7 +183,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, q: ListQuery
     Ok(Json(page::page(rows, q.limit, key, |(a, staff)| appointment_json(a, staff, &types))))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotQuery {
     #[serde(rename = "type")]
@@ -172,7 +231,7 @@ fn appointment_id(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default)]
@@ -221,7 +280,7 @@ pub async fn attended(
     set_status(&state, &user, &id, "completed", body).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleBody {
     start: String,
@@ -265,12 +324,12 @@ pub async fn reschedule(
         course: old.course_id,
     };
     let booked = app::book(&state, &user, &req, Some((id, reason))).await?;
-    let mut v = one(&state, &user, booked.id).await?;
-    v["warnings"] = json!(booked.warnings);
-    Ok((StatusCode::CREATED, Json(v)))
+    let mut v = one_view(&state, &user, booked.id).await?;
+    v.warnings = Some(booked.warnings);
+    Ok((StatusCode::CREATED, Json(page::item(&v))))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemsBody {
     enrolled_on: String,
@@ -292,7 +351,7 @@ pub async fn rems(
     .await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationBody {
     name: String,
@@ -312,7 +371,7 @@ pub async fn create_location(
     super::idempotency::answered(created_id, app::create_location(&state, &user, &b.name, &b.time_zone)).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoomBody {
     location_id: String,
@@ -351,7 +410,7 @@ pub async fn add_exception(
     ApiJson(e): ApiJson<ExceptionInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let added = app::add_exception(&state, &user, &id, &e).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": added.id, "clashes": added.clashes}))))
+    Ok((StatusCode::CREATED, Json(page::item(&added))))
 }
 
 /// `DELETE /api/v1/staff/{id}/exceptions/{exception_id}`.
@@ -367,10 +426,16 @@ pub async fn remove_exception(
 /// `GET /api/v1/me/calendar-feed`: the signed-in staff member's secret iCalendar link.
 pub async fn calendar_feed(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let url = crate::app::calendar::feed_url(&state, &user, false).await?;
-    Ok(Json(json!({ "url": url })))
+    Ok(Json(page::item(&CalendarFeed { url })))
 }
 
-#[derive(serde::Deserialize)]
+/// The signed-in staff member's secret iCalendar link.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CalendarFeed {
+    pub url: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CourseBody {
     template: String,
@@ -404,7 +469,7 @@ pub async fn courses(
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookPlanBody {
     time: String,

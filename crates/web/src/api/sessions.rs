@@ -57,10 +57,23 @@ async fn recorded(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // The writer job returns the outcome: its answer is stored with the session's events.
     super::idempotency::answered(
-        |out: &app::RecordedOutcome| Ok((StatusCode::CREATED, json!({ "state": out.state, "alerts": out.new_alerts }))),
+        |out: &app::RecordedOutcome| {
+            let body = serde_json::to_value(Recorded { state: out.state, alerts: out.new_alerts.clone() })
+                .map_err(|e| AppError::Internal(e.into()))?;
+            Ok((StatusCode::CREATED, body))
+        },
         app::record(state, user, id, inputs, at),
     )
     .await
+}
+
+/// What recording a step did: the session's state now and the alerts it raised.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "SessionStep")]
+pub struct Recorded {
+    #[schemars(with = "kapstone_domain::session::SessionState")]
+    pub state: &'static str,
+    pub alerts: Vec<kapstone_domain::session::RaisedAlert>,
 }
 
 fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, AppError> {
@@ -122,7 +135,7 @@ pub fn adverse_event(parts: &Value) -> Result<AdverseEvent, AppError> {
     AdverseEvent::new(parts).map_err(AppError::Invalid)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VitalsBody {
     #[serde(default)]
@@ -210,7 +223,7 @@ pub async fn vitals(
     recorded(&state, &user, session_id(&id)?, inputs, at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoresBody {
     #[serde(default)]
@@ -260,7 +273,7 @@ pub async fn scores(
     recorded(&state, &user, session_id(&id)?, inputs, at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBody {
     request: DoseRequest,
@@ -314,7 +327,7 @@ pub async fn administration(
     recorded(&state, &user, session_id(&id)?, vec![input], at).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScreeningBody {
     response_id: String,
@@ -364,7 +377,7 @@ pub async fn link_screening(
     recorded(&state, &user, session_id(&id)?, vec![Input::LinkScreening { response_id }], None).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FloorQuery {
     #[serde(default)]

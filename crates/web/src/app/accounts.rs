@@ -52,7 +52,7 @@ impl Operator<'_> {
 }
 
 /// A new account as typed into the form or sent to the API.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccountInput {
     pub email: String,
@@ -114,7 +114,7 @@ pub async fn create_account(state: &AppState, by: Operator<'_>, input: NewAccoun
 }
 
 /// Changes an account's name, role or active flag. Deactivation ends its sessions at once.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountUpdate {
     pub name: String,

@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// Filter fields as typed by a person (query string or JSON).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 pub struct AuditQuery {
     #[serde(default)]
     pub user: Option<String>,

@@ -21,11 +21,12 @@ fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
 }
 
 /// A course with its plan and progress.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CourseView {
     pub id: Uuid,
     pub template: String,
     pub first_date: String,
+    #[schemars(with = "kapstone_domain::course::CourseStatus")]
     pub status: String,
     pub options: CourseOptions,
     pub plan: Vec<Planned>,
@@ -131,7 +132,7 @@ pub async fn of_patient(state: &AppState, user: &CurrentUser, patient: PatientId
 }
 
 /// The outcome of booking one planned date.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PlanBooking {
     pub date: String,
     /// `dosing` or `integration`.

@@ -16,7 +16,7 @@ use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NextCheck {
     pub kind: String,
     pub due_at: String,
@@ -25,14 +25,14 @@ pub struct NextCheck {
     pub status: CheckStatus,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AlertLine {
     pub id: u32,
     pub rule: &'static str,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FloorSession {
     pub session_id: Option<Uuid>,
     pub appointment_id: Uuid,
@@ -50,14 +50,14 @@ pub struct FloorSession {
     pub staff: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Chair {
     pub room_id: Option<Uuid>,
     pub name: String,
     pub sessions: Vec<FloorSession>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Board {
     pub location_id: Uuid,
     pub location: String,

@@ -20,7 +20,7 @@ use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AmendmentView {
     pub id: Uuid,
     pub author_id: Uuid,
@@ -33,7 +33,8 @@ pub struct AmendmentView {
 
 /// A note as its reader sees it: `summary`/`plan` are always as drafted or signed; `current` is
 /// the text in force (the latest amendment's, or the note's own).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "IntegrationNote")]
 pub struct NoteView {
     pub id: Uuid,
     pub kind: &'static str,

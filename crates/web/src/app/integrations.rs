@@ -34,7 +34,7 @@ fn ensure_person(user: &CurrentUser) -> Result<(), AppError> {
     if user.token.is_some() { Err(AppError::Forbidden) } else { Ok(()) }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenInput {
     pub name: String,
@@ -222,7 +222,7 @@ pub async fn revoke_token(state: &AppState, admin: &CurrentUser, id: Uuid) -> Re
     Ok(())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpointInput {
     pub url: String,

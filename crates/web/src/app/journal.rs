@@ -19,7 +19,8 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// An entry as the patient, or the care team, reads it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "JournalEntry")]
 pub struct EntryView {
     pub id: Uuid,
     pub patient_id: Uuid,
@@ -83,7 +84,7 @@ fn own_patient(me: &CurrentUser) -> Result<PatientId, AppError> {
 }
 
 /// The patient's journal and the session the portal prompts them to write about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OwnJournal {
     pub entries: Vec<EntryView>,
     /// The latest dosing session that has ended and that no entry is linked to yet.
@@ -92,7 +93,7 @@ pub struct OwnJournal {
     pub sessions: Vec<PromptSession>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct PromptSession {
     pub id: Uuid,
     pub ended_at: UtcTs,
@@ -321,7 +322,7 @@ pub async fn change(
 }
 
 /// An entry waiting unread in the care team's queue: ids and times only, never the text.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QueueItem {
     pub id: Uuid,
     pub patient_id: Uuid,

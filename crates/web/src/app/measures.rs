@@ -209,7 +209,7 @@ pub async fn assign_due(state: &AppState) -> Result<usize, AppError> {
 }
 
 /// A measure owed, for the staff's list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DueMeasure {
     pub patient_id: Uuid,
     pub course_id: Uuid,

@@ -38,7 +38,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
     AppError::Invalid(FieldError::new(field, message))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Point {
     /// RFC 3339, UTC.
     pub at: String,
@@ -52,7 +52,7 @@ impl From<Score> for Point {
 }
 
 /// One instrument's outcome for one patient, as the API returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstrumentOutcome {
     pub instrument: &'static str,
     pub title: &'static str,
@@ -160,7 +160,7 @@ impl InstrumentOutcome {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Dose {
     pub at: String,
     pub protocol: String,
@@ -169,7 +169,7 @@ pub struct Dose {
 }
 
 /// A patient's outcomes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PatientOutcomes {
     pub patient_id: PatientId,
     /// The clinic settings version whose outcome definitions were used.
@@ -248,7 +248,7 @@ pub async fn own(state: &AppState, me: &CurrentUser) -> Result<PatientOutcomes, 
 // ---------------------------------------------------------------------------------------------
 // The clinic dashboard.
 
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 pub struct DashboardQuery {
     #[serde(default)]
     pub from: Option<String>,
@@ -258,7 +258,7 @@ pub struct DashboardQuery {
     pub location: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StageCount {
     pub stage: String,
     pub label: &'static str,
@@ -267,14 +267,14 @@ pub struct StageCount {
     pub active: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProtocolSessions {
     pub protocol: String,
     pub route: Option<String>,
     pub sessions: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RateView {
     pub count: u32,
     pub of: u32,
@@ -289,7 +289,7 @@ impl From<Rate> for RateView {
 }
 
 /// Response and remission at the end of induction for one instrument and group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct GroupSummary {
     pub instrument: &'static str,
     /// A route (`sublingual_lozenge` …) or `all`.
@@ -321,7 +321,7 @@ impl GroupSummary {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RemsDue {
     /// Finished Spravato sessions whose REMS Patient Monitoring Form is not recorded yet.
     pub owed: i64,
@@ -329,7 +329,7 @@ pub struct RemsDue {
     pub overdue: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Dashboard {
     pub from: String,
     pub to: String,
@@ -567,7 +567,7 @@ pub fn to_csv(d: &Dashboard) -> String {
 // Course review.
 
 /// What a prescriber sends.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewInput {
     /// `continue`, `modify` or `stop`.
@@ -580,7 +580,7 @@ pub struct ReviewInput {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReviewView {
     pub id: Uuid,
     pub course_id: Uuid,

@@ -64,7 +64,7 @@ pub async fn access_history(
 }
 
 /// A new patient as typed into the form or sent to the API.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPatientInput {
     pub given_name: String,

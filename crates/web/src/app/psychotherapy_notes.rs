@@ -24,7 +24,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// An amendment as its author reads it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AmendmentView {
     pub id: Uuid,
     pub text: String,
@@ -33,7 +33,8 @@ pub struct AmendmentView {
 }
 
 /// A signed note with its amendments, oldest first; `text` is always the original.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PsychotherapyNote")]
 pub struct NoteView {
     pub id: Uuid,
     pub session_id: Uuid,
@@ -54,7 +55,7 @@ impl NoteView {
 }
 
 /// The signed-in author's notes of one session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionNotes {
     pub session_id: Uuid,
     pub patient_id: Uuid,
@@ -257,7 +258,7 @@ pub async fn amend(
 
 /// A colleague the author may name: a therapist or prescriber of the clinic, active, not the
 /// author.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Colleague {
     pub id: Uuid,
     pub name: String,
@@ -279,7 +280,7 @@ pub async fn colleagues(state: &AppState, user: &CurrentUser) -> Result<Vec<Coll
 }
 
 /// A live share as the author sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ShareView {
     pub note_id: Uuid,
     pub colleague_id: Uuid,
@@ -356,7 +357,7 @@ pub async fn withdraw(state: &AppState, user: &CurrentUser, note: Uuid) -> Resul
 }
 
 /// A note shared with the signed-in colleague, as listed (no text).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SharedItem {
     pub note_id: Uuid,
     pub session_id: Uuid,

@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// What a person typed: the instrument and its answers in item order.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
     pub instrument: String,

@@ -158,7 +158,7 @@ fn apply(row: &mut RequestRow, d: &Domain) {
 }
 
 /// A request with its deadline and status on the clinic's today, in the API's shape.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RequestView {
     pub id: Uuid,
     pub patient_id: Uuid,
@@ -217,7 +217,7 @@ fn view(r: &RequestRow, today: Date) -> Result<RequestView, AppError> {
 }
 
 /// What a new request says.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequestInput {
     /// `access` or `amendment`.
@@ -370,7 +370,7 @@ pub async fn one(state: &AppState, by: &CurrentUser, id: Uuid) -> Result<Request
 }
 
 /// A step on a request.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepInput {
     /// `extend`, `provide`, `deny`, `accept`, `rebut` (staff) or `disagree` (the patient).
@@ -455,7 +455,7 @@ pub async fn step(state: &AppState, by: &CurrentUser, id: Uuid, input: &StepInpu
 // The designated record set.
 
 /// The export of the designated record set: everything but psychotherapy notes (TV-HIP-3).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RecordExport {
     pub request_id: Uuid,
     pub patient_id: Uuid,
@@ -466,7 +466,7 @@ pub struct RecordExport {
     pub sections: Vec<Section>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Section {
     pub key: &'static str,
     pub title: &'static str,

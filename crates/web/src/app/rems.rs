@@ -56,7 +56,7 @@ fn session_date(tz: &jiff::tz::TimeZone, row: &SessionRow) -> Date {
     to_jiff(at).to_zoned(tz.clone()).date()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Submission {
     pub submitted_on: String,
     pub confirmation: Option<String>,
@@ -83,7 +83,7 @@ fn status(session: Date, subs: &[Submission], today: Date) -> Result<SubmissionS
 }
 
 /// The form as a page or the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FormView {
     pub session_id: Uuid,
     pub patient_id: Uuid,
@@ -282,7 +282,7 @@ pub async fn submit(
 }
 
 /// One line of the REMS dashboard.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DashboardRow {
     pub session_id: Uuid,
     pub patient_id: Uuid,
@@ -345,7 +345,7 @@ pub async fn dashboard_page(
 }
 
 /// The hand-out of the patient's last discharged session (KAP-SPEC 6.2), for the portal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Handout {
     pub session_date: Date,
     pub protocol: String,

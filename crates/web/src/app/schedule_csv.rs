@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` of the page and the API.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvQuery {
     pub from: String,

@@ -183,7 +183,7 @@ async fn working_hours(
 }
 
 /// What a booking asks for.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
     pub patient_id: String,
@@ -558,7 +558,7 @@ async fn with_staff(
 }
 
 /// A free slot offered to the person booking.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Offer {
     pub start: Timestamp,
     pub end: Timestamp,
@@ -768,7 +768,7 @@ pub async fn save_type(state: &AppState, user: &CurrentUser, def: &AppointmentTy
 }
 
 /// One weekly window as entered: weekday 1 (Monday) to 7, times as HH:MM.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoursInput {
     pub weekday: i32,
@@ -832,7 +832,7 @@ pub async fn set_hours(
 }
 
 /// Leave or extra hours on one date.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionInput {
     pub date: String,
@@ -846,13 +846,13 @@ pub struct ExceptionInput {
 
 /// What adding an exception did: its id, and for leave the booked appointments that now fall in
 /// it (they stay booked: the front desk moves them, with the patient).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ExceptionAdded {
     pub id: Uuid,
     pub clashes: Vec<Clash>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Clash {
     pub appointment_id: Uuid,
     pub start: Timestamp,

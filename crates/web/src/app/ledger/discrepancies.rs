@@ -20,7 +20,7 @@ use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiscrepancyView {
     pub id: Uuid,
     pub location: Uuid,
@@ -136,7 +136,7 @@ pub async fn show(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Disc
     Ok(v)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentInput {
     pub location: Uuid,

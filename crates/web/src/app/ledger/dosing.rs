@@ -211,13 +211,13 @@ pub async fn settle(
 
 /// A session's controlled-substance entries for its page: what was drawn, given and wasted, and
 /// what is still to be wasted.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct SessionStock {
     pub keeps_ledger: bool,
     pub draws: Vec<SessionDraw>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionDraw {
     pub draw: String,
     pub product: String,

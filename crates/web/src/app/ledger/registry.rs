@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// A location's registration as entered, with the settings that may differ per state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationInput {
     pub dea_number: String,
@@ -37,7 +37,7 @@ pub struct RegistrationInput {
     pub holidays: Option<Vec<jiff::civil::Date>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RegistrationView {
     pub location_id: Uuid,
     pub location_name: String,
@@ -123,7 +123,7 @@ pub async fn save_registration(
 }
 
 /// A product as entered.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
     pub name: String,
@@ -162,7 +162,7 @@ pub async fn add_product(state: &AppState, user: &CurrentUser, input: ProductInp
 
 /// A lot as entered: stock already on the shelf is registered before the initial inventory
 /// counts it (a lot that arrives later is registered by its receipt).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LotInput {
     pub product: Uuid,
@@ -194,14 +194,14 @@ pub async fn add_lot(state: &AppState, user: &CurrentUser, input: LotInput) -> R
 }
 
 /// Everything the registry holds for the clinic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Registry {
     pub locations: Vec<LocationEntry>,
     pub products: Vec<CsProduct>,
     pub lots: Vec<Lot>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LocationEntry {
     pub location_id: Uuid,
     pub name: String,

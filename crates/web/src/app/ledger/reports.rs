@@ -62,7 +62,7 @@ impl Catalogue {
 }
 
 /// One lot's balance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BalanceLine {
     pub product: Uuid,
     pub product_name: String,
@@ -108,10 +108,11 @@ async fn balance_lines(state: &AppState, user: &CurrentUser, place: &Place) -> R
 
 /// An entry as the ledger report shows it: the transaction line (names, quantities) and its
 /// place in the chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EntryView {
     pub seq: i64,
     pub id: String,
+    #[schemars(with = "kapstone_domain::ledger::EntryKind")]
     pub kind: String,
     pub occurred_at: UtcTs,
     pub recorded_at: UtcTs,
@@ -125,7 +126,7 @@ pub struct EntryView {
     pub entry: LedgerEntry,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LedgerPage {
     pub location: Uuid,
     pub items: Vec<EntryView>,
@@ -228,7 +229,7 @@ pub async fn ledger_report(
 }
 
 /// A lot's running balance with its reconciliation since the last count.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LotReport {
     pub product: CsProduct,
     pub lot: Lot,
@@ -303,7 +304,7 @@ pub async fn dispensing_log(
     Ok((out, next))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InventoryView {
     pub id: Uuid,
     pub kind: String,
@@ -316,7 +317,7 @@ pub struct InventoryView {
 
 /// Where a location stands: registration, balances, draws in use, inventories and their status,
 /// open discrepancies. The ledger's home page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Overview {
     pub location: Uuid,
     pub location_name: String,
@@ -328,7 +329,7 @@ pub struct Overview {
     pub open_discrepancies: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RegisteredView {
     pub dea_number: String,
     pub registrant: String,
@@ -351,7 +352,7 @@ impl From<&Registered> for RegisteredView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OpenDrawView {
     pub draw: String,
     /// What was given is recorded: what is left waits to be wasted. Otherwise the draw waits for

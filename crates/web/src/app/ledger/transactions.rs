@@ -23,7 +23,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// What every stock movement names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stock {
     pub location: Uuid,
@@ -31,7 +31,7 @@ pub struct Stock {
     pub lot: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrantInput {
     pub name: String,
@@ -48,15 +48,16 @@ fn registrant(field: &'static str, r: &RegistrantInput) -> Result<Registrant, Ap
 }
 
 /// The entries a request appended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Appended {
     pub entries: Vec<AppendedEntry>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AppendedEntry {
     pub id: String,
     pub seq: i64,
+    #[schemars(with = "kapstone_domain::ledger::EntryKind")]
     pub kind: String,
     pub product: String,
     pub lot: String,
@@ -113,7 +114,7 @@ fn header(w: &Writer, user: &CurrentUser, product: Uuid, lot: LotNumber, at: Opt
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptInput {
     #[serde(flatten)]
@@ -166,7 +167,7 @@ pub async fn receive(state: &AppState, user: &CurrentUser, input: ReceiptInput) 
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WasteInput {
     pub method: String,
@@ -242,7 +243,7 @@ async fn administered(tx: &mut kapstone_store::Tx, found: &Found, draw: LedgerEn
     Ok(given.iter().any(|g| !reversed.contains(g)))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdministrationInput {
     /// What was actually given, in mg.
@@ -304,7 +305,7 @@ pub async fn administer(
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestructionInput {
     #[serde(flatten)]
@@ -373,7 +374,7 @@ pub async fn destroy(state: &AppState, user: &CurrentUser, input: DestructionInp
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferInput {
     #[serde(flatten)]
@@ -409,7 +410,7 @@ pub async fn transfer(state: &AppState, user: &CurrentUser, input: TransferInput
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentInput {
     #[serde(flatten)]
@@ -435,7 +436,7 @@ pub async fn adjust(state: &AppState, user: &CurrentUser, input: AdjustmentInput
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReversalInput {
     pub reason: String,
@@ -470,7 +471,7 @@ pub async fn reverse(
     Ok(appended(&stored))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountInput {
     pub location: Uuid,
@@ -493,7 +494,7 @@ fn close_of_business() -> TakenAt {
     TakenAt::CloseOfBusiness
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CountResult {
     pub inventory_id: Uuid,
     pub kind: InventoryKind,
@@ -502,7 +503,7 @@ pub struct CountResult {
     pub discrepancies: Vec<OpenedDiscrepancy>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CountedLine {
     pub product: Uuid,
     pub lot: String,
@@ -511,7 +512,7 @@ pub struct CountedLine {
     pub difference_mg: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OpenedDiscrepancy {
     pub id: Uuid,
     pub product: Uuid,

@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// What the witness types.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WitnessCredentials {
     pub email: String,
