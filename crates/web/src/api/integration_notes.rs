@@ -70,12 +70,12 @@ pub async fn update(
     ApiJson(b): ApiJson<DraftBody>,
 ) -> ApiResult<Json<Value>> {
     let step = Step::Edit { summary: &b.summary, plan: b.plan.as_deref().unwrap_or_default() };
-    super::idempotency::answered_ok(|n| to_json(n), app::step(&state, &user, id_of(&id)?, step)).await
+    super::idempotency::answered_ok(to_json, app::step(&state, &user, id_of(&id)?, step)).await
 }
 
 /// `POST /api/v1/integration-notes/{id}/sign`: signs the caller's own draft.
 pub async fn sign(State(state): State<AppState>, user: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|n| to_json(n), app::step(&state, &user, id_of(&id)?, Step::Sign)).await
+    super::idempotency::answered_ok(to_json, app::step(&state, &user, id_of(&id)?, Step::Sign)).await
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]

@@ -73,17 +73,17 @@ pub async fn edit(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<EditBody>,
 ) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Edit(&b.text))).await
+    super::idempotency::answered_ok(to_json, app::change(&state, &me, id_of(&id)?, Change::Edit(&b.text))).await
 }
 
 /// `POST /api/v1/portal/journal/{id}/share`.
 pub async fn share(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Share)).await
+    super::idempotency::answered_ok(to_json, app::change(&state, &me, id_of(&id)?, Change::Share)).await
 }
 
 /// `POST /api/v1/portal/journal/{id}/unshare`.
 pub async fn unshare(State(state): State<AppState>, me: CurrentUser, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|e| to_json(e), app::change(&state, &me, id_of(&id)?, Change::Unshare)).await
+    super::idempotency::answered_ok(to_json, app::change(&state, &me, id_of(&id)?, Change::Unshare)).await
 }
 
 /// `DELETE /api/v1/portal/journal/{id}`: deletes a private entry (204).

@@ -109,32 +109,32 @@ fn inline_tagged_refs(v: &mut Value, defs: &Map<String, Value>) {
     match v {
         Value::Object(o) => {
             let target = o.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/"));
-            if let (Some(name), true) = (target, o.contains_key("properties")) {
-                if let Some(Value::Object(def)) = defs.get(name) {
-                    let def = def.clone();
-                    o.remove("$ref");
-                    for (k, dv) in def {
-                        match (k.as_str(), o.get_mut(&k)) {
-                            ("properties", Some(Value::Object(p))) => {
-                                if let Value::Object(dp) = dv {
-                                    for (pk, pv) in dp {
-                                        p.entry(pk).or_insert(pv);
+            if let (Some(name), true) = (target, o.contains_key("properties"))
+                && let Some(Value::Object(def)) = defs.get(name)
+            {
+                let def = def.clone();
+                o.remove("$ref");
+                for (k, dv) in def {
+                    match (k.as_str(), o.get_mut(&k)) {
+                        ("properties", Some(Value::Object(p))) => {
+                            if let Value::Object(dp) = dv {
+                                for (pk, pv) in dp {
+                                    p.entry(pk).or_insert(pv);
+                                }
+                            }
+                        }
+                        ("required", Some(Value::Array(r))) => {
+                            if let Value::Array(dr) = dv {
+                                for x in dr {
+                                    if !r.contains(&x) {
+                                        r.push(x);
                                     }
                                 }
                             }
-                            ("required", Some(Value::Array(r))) => {
-                                if let Value::Array(dr) = dv {
-                                    for x in dr {
-                                        if !r.contains(&x) {
-                                            r.push(x);
-                                        }
-                                    }
-                                }
-                            }
-                            (_, Some(_)) => {}
-                            (_, None) => {
-                                o.insert(k, dv);
-                            }
+                        }
+                        (_, Some(_)) => {}
+                        (_, None) => {
+                            o.insert(k, dv);
                         }
                     }
                 }

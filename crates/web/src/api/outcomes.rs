@@ -109,15 +109,9 @@ pub async fn set_settings(
     if let Some(r) = b.course_review {
         s.course_review = r;
     }
-    let (outcomes, course_review) = (s.outcomes.clone(), s.course_review.clone());
+    let (outcomes, course_review) = (s.outcomes, s.course_review);
     super::idempotency::answered_ok(
-        move |version| {
-            to_json(&OutcomeSettingsView {
-                version: *version,
-                outcomes: outcomes.clone(),
-                course_review: course_review.clone(),
-            })
-        },
+        move |version| to_json(&OutcomeSettingsView { version: *version, outcomes, course_review }),
         crate::app::settings::save(&state, &user, &s),
     )
     .await

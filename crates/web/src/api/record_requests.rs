@@ -77,7 +77,7 @@ pub async fn step(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<StepInput>,
 ) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|v| to_json(v), app::step(&state, &user, id_of(&id)?, &b)).await
+    super::idempotency::answered_ok(to_json, app::step(&state, &user, id_of(&id)?, &b)).await
 }
 
 /// `GET /api/v1/record-requests/{id}/export`: the designated record set as JSON (staff).
@@ -114,7 +114,7 @@ pub async fn own_step(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<StepInput>,
 ) -> ApiResult<Json<Value>> {
-    super::idempotency::answered_ok(|v| to_json(v), app::step(&state, &user, id_of(&id)?, &b)).await
+    super::idempotency::answered_ok(to_json, app::step(&state, &user, id_of(&id)?, &b)).await
 }
 
 /// `GET /api/v1/portal/record-requests/{id}/export`: the patient's own record set, once provided.
