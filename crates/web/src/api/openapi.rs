@@ -1641,21 +1641,3 @@ mod tests {
         assert!(loose.is_empty(), "{loose:#?}");
     }
 }
-
-#[cfg(test)]
-mod dump {
-    #[test]
-    #[ignore]
-    fn dump_document() {
-        let _ = std::fs::write(
-            "/tmp/derive-openapi.json",
-            serde_json::to_string_pretty(&super::build()).unwrap_or_default(),
-        );
-        let mut g = super::Derive::new();
-        for route in crate::routes::table() {
-            super::describe(route.method.as_str(), route.path, &mut g);
-        }
-        let names: Vec<String> = g.components().keys().cloned().collect();
-        let _ = std::fs::write("/tmp/derive-names.json", serde_json::to_string(&names).unwrap_or_default());
-    }
-}
