@@ -3,6 +3,29 @@
 //! Everything here is a value that parses (an [`Email`] that exists is valid) or a pure
 //! function of such values. Storage, the web server and the CLI are thin shells around it.
 
+/// A closed list of names stored and sent as text (`as_str`, every value in `ALL`): written as its
+/// name, and described to the API's schema as exactly those names, so the document cannot list a
+/// value the code does not have.
+macro_rules! written_as_name {
+    ($t:ty, $schema:literal) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl schemars::JsonSchema for $t {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $schema.into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let names: Vec<&str> = Self::ALL.iter().map(|x| x.as_str()).collect();
+                schemars::json_schema!({ "type": "string", "enum": names })
+            }
+        }
+    };
+}
+
 pub mod adverse_event;
 pub mod audit;
 pub mod auth;

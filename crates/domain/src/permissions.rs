@@ -340,6 +340,8 @@ impl Scope {
     }
 }
 
+written_as_name!(Scope, "TokenScope");
+
 /// The scope table, scope by action; deny by default, like [`TABLE`].
 const SCOPE_TABLE: &[(Scope, &[Action])] = &[
     (

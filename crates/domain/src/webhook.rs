@@ -6,6 +6,7 @@
 //! it, compares in constant time, and refuses a `t` older than its tolerance (replay).
 
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 /// What happened. Payloads carry ids and this type, never clinical content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +44,85 @@ impl EventType {
     pub fn parse(s: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|e| e.as_str() == s.trim())
     }
+}
+
+written_as_name!(EventType, "WebhookEventType");
+
+/// What became of an appointment, as an `appointment.changed` or `appointment.cancelled` event
+/// says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppointmentChange {
+    Rescheduled,
+    NoShow,
+    Completed,
+    Cancelled,
+}
+
+impl AppointmentChange {
+    /// The appointment status the change leaves (`cancelled`, `no_show`, `completed`); `None` for
+    /// any other status, which no event reports.
+    pub fn from_status(status: &str) -> Option<Self> {
+        match status {
+            "cancelled" => Some(Self::Cancelled),
+            "no_show" => Some(Self::NoShow),
+            "completed" => Some(Self::Completed),
+            "rescheduled" => Some(Self::Rescheduled),
+            _ => None,
+        }
+    }
+}
+
+/// An event as a delivery carries it (`type` and `data`): ids only, by construction, so no
+/// clinical content can reach a receiver; it fetches what its token allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    #[serde(rename = "appointment.booked")]
+    AppointmentBooked { appointment_id: Uuid, patient_id: Uuid },
+    #[serde(rename = "appointment.changed")]
+    AppointmentChanged {
+        appointment_id: Uuid,
+        patient_id: Uuid,
+        status: AppointmentChange,
+        /// The new appointment, when this one was rescheduled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rescheduled_to: Option<Uuid>,
+    },
+    #[serde(rename = "appointment.cancelled")]
+    AppointmentCancelled { appointment_id: Uuid, patient_id: Uuid, status: AppointmentChange },
+    #[serde(rename = "questionnaire.submitted")]
+    QuestionnaireSubmitted { questionnaire_response_id: Uuid, patient_id: Uuid },
+    #[serde(rename = "safety_alert.raised")]
+    SafetyAlertRaised { safety_alert_id: Uuid, questionnaire_response_id: Uuid, patient_id: Uuid },
+    #[serde(rename = "session.discharged")]
+    SessionDischarged { session_id: Uuid, patient_id: Uuid, appointment_id: Uuid },
+}
+
+impl Event {
+    pub const fn event_type(&self) -> EventType {
+        match self {
+            Event::AppointmentBooked { .. } => EventType::AppointmentBooked,
+            Event::AppointmentChanged { .. } => EventType::AppointmentChanged,
+            Event::AppointmentCancelled { .. } => EventType::AppointmentCancelled,
+            Event::QuestionnaireSubmitted { .. } => EventType::QuestionnaireSubmitted,
+            Event::SafetyAlertRaised { .. } => EventType::SafetyAlertRaised,
+            Event::SessionDischarged { .. } => EventType::SessionDischarged,
+        }
+    }
+}
+
+/// The body of a delivery: `{id, type, data, occurred_at}`. The body is signed as stored, so a
+/// redelivery sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Payload {
+    /// The event's id: the same in every delivery of it (receivers deduplicate on it).
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub event: Event,
+    /// RFC 3339, UTC.
+    #[schemars(extend("format" = "date-time"))]
+    pub occurred_at: String,
 }
 
 /// Attempts before a delivery is marked failed.
@@ -142,6 +222,46 @@ pub fn check_url(url: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_ids_with_its_type_and_reads_back() {
+        let id = Uuid::from_u128(1);
+        let appointment = Uuid::from_u128(2);
+        let patient = Uuid::from_u128(3);
+        let moved_to = Uuid::from_u128(4);
+        let p = Payload {
+            id,
+            event: Event::AppointmentChanged {
+                appointment_id: appointment,
+                patient_id: patient,
+                status: AppointmentChange::Rescheduled,
+                rescheduled_to: Some(moved_to),
+            },
+            occurred_at: "2026-11-27T10:00:00Z".into(),
+        };
+        let v = serde_json::to_value(&p).unwrap_or_default();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": id, "type": "appointment.changed", "occurred_at": "2026-11-27T10:00:00Z",
+                "data": {"appointment_id": appointment, "patient_id": patient, "status": "rescheduled",
+                         "rescheduled_to": moved_to}})
+        );
+        assert_eq!(p.event.event_type(), EventType::AppointmentChanged);
+        assert_eq!(serde_json::from_value::<Payload>(v).ok(), Some(p));
+        // A cancellation says so without a new appointment.
+        let c = Event::AppointmentCancelled {
+            appointment_id: appointment,
+            patient_id: patient,
+            status: AppointmentChange::Cancelled,
+        };
+        let v = serde_json::to_value(&c).unwrap_or_default();
+        assert_eq!(
+            v["data"],
+            serde_json::json!({"appointment_id": appointment, "patient_id": patient, "status": "cancelled"})
+        );
+        assert_eq!(AppointmentChange::from_status("no_show"), Some(AppointmentChange::NoShow));
+        assert_eq!(AppointmentChange::from_status("booked"), None);
+    }
 
     #[test]
     fn hmac_matches_rfc_4231() {

@@ -225,6 +225,45 @@ impl TestApp {
         Ok(self.client().get(self.url(path)).bearer_auth(token).send().await?)
     }
 
+    /// `GET path` with a bearer token: the status and the JSON body (null when there is none).
+    pub async fn get_json(&self, token: &str, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        Self::status_and_json(self.get_bearer(token, path).await?).await
+    }
+
+    /// `POST path` with a bearer token and a JSON body: the status and the JSON answer.
+    pub async fn post_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        Self::status_and_json(self.client().post(self.url(path)).bearer_auth(token).json(&body).send().await?).await
+    }
+
+    /// `PUT path` with a bearer token and a JSON body: the status and the JSON answer.
+    pub async fn put_json(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        Self::status_and_json(self.client().put(self.url(path)).bearer_auth(token).json(&body).send().await?).await
+    }
+
+    /// The patient id of a portal account's token (from `/api/v1/portal/me`).
+    pub async fn portal_patient_id(&self, token: &str) -> anyhow::Result<String> {
+        let (status, me) = self.get_json(token, "/api/v1/portal/me").await?;
+        match me["id"].as_str() {
+            Some(id) if status == 200 => Ok(id.to_owned()),
+            _ => anyhow::bail!("not a portal account: {status} {me}"),
+        }
+    }
+
+    async fn status_and_json(r: reqwest::Response) -> anyhow::Result<(u16, serde_json::Value)> {
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
+    }
+
     /// Walks every page of a cursor-paged list (`path` may carry filters; `limit` is added) and
     /// returns every item, in order. Fails on a page over the limit, a walk that does not end, or
     /// a last page whose `next_cursor` is not null.

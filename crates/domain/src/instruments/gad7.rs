@@ -2,7 +2,9 @@
 
 use super::{ItemError, scale_items};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Written as [`Severity::as_str`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     Minimal,
     Mild,

@@ -63,23 +63,7 @@ impl Instrument {
     }
 }
 
-/// Written as its name (`"phq9"`), as the API and stored rows name it.
-impl serde::Serialize for Instrument {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-/// Described as it is written: one of the names of [`Instrument::ALL`].
-impl schemars::JsonSchema for Instrument {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Instrument".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let names: Vec<&str> = Self::ALL.iter().map(|i| i.as_str()).collect();
-        schemars::json_schema!({ "type": "string", "enum": names })
-    }
-}
+written_as_name!(Instrument, "Instrument");
 
 impl fmt::Display for Instrument {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,7 +94,8 @@ pub(crate) fn scale_items(answers: &[Option<i64>], n: usize, max: i64) -> Result
 }
 
 /// Flags that need a person's attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Flag {
     /// PHQ-9 item 9 >= 1 (spec 7.1): same-visit clinician review and a C-SSRS.
     SuicideRisk,

@@ -7,7 +7,9 @@ use super::{ItemError, scale_items};
 /// CONFIG-DEFAULT cut-point for the total-score method (spec 7.3: guidance 31–33).
 pub const DEFAULT_CUTOFF: u8 = 33;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Per DSM-5 cluster; written with the clusters' letters (`B`, `C`, `D`, `E`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
 pub struct Clusters {
     pub b: u8,
     pub c: u8,

@@ -224,6 +224,8 @@ pub enum CheckStatus {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CheckState {
+    /// Written flat: `{kind, due_at, reason, status, reading_at}`.
+    #[serde(flatten)]
     pub check: PlannedCheck,
     pub status: CheckStatus,
     /// The reading that satisfied it.

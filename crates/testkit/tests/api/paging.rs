@@ -7,18 +7,6 @@ use jiff::{SignedDuration, Timestamp};
 use kapstone_testkit::{PASSWORD, TestApp, both_backends};
 use serde_json::{Value, json};
 
-async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-    let r = app.client().post(app.url(path)).bearer_auth(token).json(&body).send().await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
-}
-
-async fn get(app: &TestApp, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
-    let r = app.get_bearer(token, path).await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
-}
-
 /// Walks `path` with `limit` and checks it returns the `expected` rows, each once.
 async fn walks(app: &TestApp, token: &str, path: &str, limit: usize, expected: i64) -> anyhow::Result<Vec<String>> {
     let ids = app.walk_ids(token, path, limit, "id").await?;
@@ -30,14 +18,9 @@ async fn walks(app: &TestApp, token: &str, path: &str, limit: usize, expected: i
 
 /// The 422 a query gets, with the field it names.
 async fn refused(app: &TestApp, token: &str, path: &str) -> anyhow::Result<String> {
-    let (s, e) = get(app, token, path).await?;
+    let (s, e) = app.get_json(token, path).await?;
     anyhow::ensure!(s == 422, "{path}: {s} {e}");
     Ok(e["error"]["field"].as_str().unwrap_or_default().to_owned())
-}
-
-async fn portal_id(app: &TestApp, token: &str) -> anyhow::Result<String> {
-    let (_, me) = get(app, token, "/api/v1/portal/me").await?;
-    Ok(me["id"].as_str().unwrap_or_default().to_owned())
 }
 
 both_backends! {
@@ -46,7 +29,7 @@ both_backends! {
         let nurse = app.token("nurse@demo.kapstone.test").await?;
         let therapist = app.token("therapist@demo.kapstone.test").await?;
         let patient2 = app.token("patient2@demo.kapstone.test").await?;
-        let p2 = portal_id(&app, &patient2).await?;
+        let p2 = app.portal_patient_id(&patient2).await?;
 
         // Appointments: all of them by start, then one patient's, then a window.
         let all = walks(&app, &nurse, "/api/v1/appointments", 7, app.count("appointments").await?).await?;
@@ -67,25 +50,25 @@ both_backends! {
 
         // Safety alerts: three more for patient 2, then all open ones, then patient 2's.
         for _ in 0..3 {
-            let (s, r) = post(&app, &patient2, "/api/v1/portal/questionnaires",
+            let (s, r) = app.post_json(&patient2, "/api/v1/portal/questionnaires",
                 json!({"instrument": "cssrs_screener", "answers": [true,true,true,true,false,false,null]})).await?;
             anyhow::ensure!(s == 201, "{r}");
         }
         walks(&app, &therapist, "/api/v1/safety-alerts", 2, app.count("safety_alerts WHERE acknowledged_at IS NULL").await?).await?;
         let theirs = app.walk_pages(&therapist, &format!("/api/v1/safety-alerts?patient={p2}"), 2).await?;
         anyhow::ensure!(theirs.len() >= 3 && theirs.iter().all(|a| a["patient_id"] == p2.as_str()), "{theirs:?}");
-        let (_, none) = get(&app, &therapist, &format!("/api/v1/safety-alerts?from={week}")).await?;
+        let (_, none) = app.get_json(&therapist, &format!("/api/v1/safety-alerts?from={week}")).await?;
         anyhow::ensure!(none["items"] == json!([]) && none["next_cursor"].is_null(), "{none}");
 
         // Measures due: the walk holds what one big page holds, in the same order.
         let due = app.walk_pages(&nurse, "/api/v1/measures/due", 1).await?;
-        let (_, whole) = get(&app, &nurse, "/api/v1/measures/due?limit=500").await?;
+        let (_, whole) = app.get_json(&nurse, "/api/v1/measures/due?limit=500").await?;
         anyhow::ensure!(due.len() > 1 && json!(due) == whole["items"] && whole["next_cursor"].is_null(), "{whole}");
         app.refuses_bad_paging(&nurse, "/api/v1/measures/due").await?;
 
         // Record requests: three more open ones.
         for _ in 0..3 {
-            let (s, r) = post(&app, &nurse, &format!("/api/v1/patients/{p2}/record-requests"), json!({"kind": "access"})).await?;
+            let (s, r) = app.post_json(&nurse, &format!("/api/v1/patients/{p2}/record-requests"), json!({"kind": "access"})).await?;
             anyhow::ensure!(s == 201, "{r}");
         }
         let open = "record_requests WHERE answered_on IS NULL OR (disagreement IS NOT NULL AND rebuttal IS NULL)";
@@ -94,7 +77,7 @@ both_backends! {
         anyhow::ensure!(theirs.len() >= 3 && theirs.iter().all(|r| r["patient_id"] == p2.as_str()), "{theirs:?}");
 
         // The controlled-substance ledger of a location: the cursor, and after_seq kept as a filter.
-        let (_, registry) = get(&app, &nurse, "/api/v1/cs/registry").await?;
+        let (_, registry) = app.get_json(&nurse, "/api/v1/cs/registry").await?;
         let location = registry["locations"].as_array().into_iter().flatten()
             .find(|l| !l["registration"].is_null()).and_then(|l| l["location_id"].as_str()).unwrap_or_default().to_owned();
         let entries = app.count(&format!("cs_ledger_entries WHERE location_id = {}", sql_id(&app, &location))).await?;
@@ -124,7 +107,7 @@ both_backends! {
         for n in 0..missing {
             let given = if n < 3 { "Robin".to_owned() } else { format!("Filler{n}") };
             let body = json!({"given_name": given, "family_name": "Ashdown", "birth_date": "1980-01-02", "sex_at_birth": "female"});
-            let (s, p) = post(&app, &nurse, "/api/v1/patients", body).await?;
+            let (s, p) = app.post_json(&nurse, "/api/v1/patients", body).await?;
             anyhow::ensure!(s == 201, "{p}");
         }
         let total = usize::try_from(app.count("patients").await?)?;
@@ -165,27 +148,27 @@ both_backends! {
         let app = TestApp::demo(b).await?;
         let admin = app.token("admin@demo.kapstone.test").await?;
         let patient2 = app.token("patient2@demo.kapstone.test").await?;
-        let p2 = portal_id(&app, &patient2).await?;
+        let p2 = app.portal_patient_id(&patient2).await?;
 
         let users = walks(&app, &admin, "/api/v1/users", 3, app.count("users").await?).await?;
-        let (_, account) = get(&app, &admin, &format!("/api/v1/users?patient={p2}")).await?;
+        let (_, account) = app.get_json(&admin, &format!("/api/v1/users?patient={p2}")).await?;
         let items = account["items"].as_array().cloned().unwrap_or_default();
         anyhow::ensure!(items.len() == 1 && items[0]["patient_id"] == p2.as_str(), "{account}");
         anyhow::ensure!(users.contains(&items[0]["id"].to_string()));
 
         for n in 0..3 {
-            let (s, t) = post(&app, &admin, "/api/v1/tokens",
+            let (s, t) = app.post_json(&admin, "/api/v1/tokens",
                 json!({"name": format!("Integration {n}"), "scopes": ["clinical:read"], "expires_in_days": 30})).await?;
             anyhow::ensure!(s == 201, "{t}");
         }
         walks(&app, &admin, "/api/v1/tokens", 2, app.count("api_tokens").await?).await?;
         anyhow::ensure!(refused(&app, &admin, &format!("/api/v1/tokens?patient={p2}")).await? == "patient", "not a token filter");
 
-        let (s, hook) = post(&app, &admin, "/api/v1/webhooks",
+        let (s, hook) = app.post_json(&admin, "/api/v1/webhooks",
             json!({"url": "https://example.invalid/hook", "events": ["questionnaire.submitted"]})).await?;
         anyhow::ensure!(s == 201, "{hook}");
         for _ in 0..3 {
-            let (s, r) = post(&app, &patient2, "/api/v1/portal/questionnaires",
+            let (s, r) = app.post_json(&patient2, "/api/v1/portal/questionnaires",
                 json!({"instrument": "gad7", "answers": [0,1,0,1,0,1,0]})).await?;
             anyhow::ensure!(s == 201, "{r}");
         }
@@ -194,7 +177,7 @@ both_backends! {
             .filter_map(|d| d["created_at"].as_str().map(str::to_owned)).collect();
         anyhow::ensure!(newest_first.windows(2).all(|w| w[0] >= w[1]), "newest first: {newest_first:?}");
         let tomorrow = Timestamp::now() + SignedDuration::from_hours(24);
-        let (_, none) = get(&app, &admin, &format!("/api/v1/webhooks/deliveries?from={tomorrow}")).await?;
+        let (_, none) = app.get_json(&admin, &format!("/api/v1/webhooks/deliveries?from={tomorrow}")).await?;
         anyhow::ensure!(none["items"] == json!([]) && ids.len() >= 3, "{none}");
         anyhow::ensure!(refused(&app, &admin, &format!("/api/v1/webhooks/deliveries?patient={p2}")).await? == "patient");
         app.stop().await

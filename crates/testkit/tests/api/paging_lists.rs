@@ -7,18 +7,6 @@
 use kapstone_testkit::{TestApp, TestBackend, both_backends};
 use serde_json::{Value, json};
 
-async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-    let r = app.client().post(app.url(path)).bearer_auth(token).json(&body).send().await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
-}
-
-async fn get(app: &TestApp, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
-    let r = app.get_bearer(token, path).await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
-}
-
 /// Walks `path` with each of `limits` and checks every walk returns what one page of 500 holds,
 /// in the same order, each row once; then the refusals of a bad `limit` and cursor.
 async fn walks_alike(
@@ -29,7 +17,7 @@ async fn walks_alike(
     limits: &[usize],
 ) -> anyhow::Result<Vec<Value>> {
     let sep = if path.contains('?') { '&' } else { '?' };
-    let (s, whole) = get(app, token, &format!("{path}{sep}limit=500")).await?;
+    let (s, whole) = app.get_json(token, &format!("{path}{sep}limit=500")).await?;
     anyhow::ensure!(s == 200 && whole["next_cursor"].is_null(), "{path}: {s} {whole}");
     let all = whole["items"].as_array().cloned().unwrap_or_default();
     let keys: Vec<String> = all.iter().map(|i| i[field].to_string()).collect();
@@ -40,11 +28,6 @@ async fn walks_alike(
     }
     app.refuses_bad_paging(token, path).await?;
     Ok(all)
-}
-
-async fn portal_id(app: &TestApp, token: &str) -> anyhow::Result<String> {
-    let (_, me) = get(app, token, "/api/v1/portal/me").await?;
-    Ok(me["id"].as_str().unwrap_or_default().to_owned())
 }
 
 /// An id as a SQL literal on this backend (a blob on SQLite, a uuid on PostgreSQL).
@@ -64,13 +47,13 @@ both_backends! {
         let app = TestApp::demo(b).await?;
         let nurse = app.token("nurse@demo.kapstone.test").await?;
         let patient2 = app.token("patient2@demo.kapstone.test").await?;
-        let p2 = portal_id(&app, &patient2).await?;
+        let p2 = app.portal_patient_id(&patient2).await?;
 
         // Record requests: the staff list of a patient and the patient's own list, newest first.
         for n in 0..3 {
-            let (s, r) = post(&app, &nurse, &format!("/api/v1/patients/{p2}/record-requests"), json!({"kind": "access"})).await?;
+            let (s, r) = app.post_json(&nurse, &format!("/api/v1/patients/{p2}/record-requests"), json!({"kind": "access"})).await?;
             anyhow::ensure!(s == 201, "{r}");
-            let (s, r) = post(&app, &patient2, "/api/v1/portal/record-requests",
+            let (s, r) = app.post_json(&patient2, "/api/v1/portal/record-requests",
                 json!({"kind": "amendment", "requested": format!("Correct line {n}")})).await?;
             anyhow::ensure!(s == 201, "{r}");
         }
@@ -81,16 +64,16 @@ both_backends! {
         anyhow::ensure!(strs(&own, "id") == strs(&staff, "id"), "the portal lists what staff see");
         // Newest first: the last amendment asked for comes first.
         anyhow::ensure!(own[0]["requested"] == "Correct line 2", "{}", own[0]);
-        let (s, none) = get(&app, &nurse, &format!("/api/v1/patients/{p2}/record-requests?to=2001-01-01")).await?;
+        let (s, none) = app.get_json(&nurse, &format!("/api/v1/patients/{p2}/record-requests?to=2001-01-01")).await?;
         anyhow::ensure!(s == 200 && none["items"] == json!([]) && none["next_cursor"].is_null(), "{none}");
-        let (s, e) = get(&app, &nurse, &format!("/api/v1/patients/{p2}/record-requests?patient={p2}")).await?;
+        let (s, e) = app.get_json(&nurse, &format!("/api/v1/patients/{p2}/record-requests?patient={p2}")).await?;
         anyhow::ensure!(s == 422 && e["error"]["field"] == "patient", "the path names the patient: {e}");
-        let (s, _) = get(&app, &nurse, &format!("/api/v1/patients/{}/record-requests", uuid::Uuid::new_v4())).await?;
+        let (s, _) = app.get_json(&nurse, &format!("/api/v1/patients/{}/record-requests", uuid::Uuid::new_v4())).await?;
         anyhow::ensure!(s == 404, "an unknown patient: {s}");
 
         // The journal: five more entries, newest first, the prompt and crisis text on every page.
         for n in 0..5 {
-            let (s, e) = post(&app, &patient2, "/api/v1/portal/journal", json!({"text": format!("Entry {n}")})).await?;
+            let (s, e) = app.post_json(&patient2, "/api/v1/portal/journal", json!({"text": format!("Entry {n}")})).await?;
             anyhow::ensure!(s == 201, "{e}");
         }
         let entries = app.count(&format!("journal_entries WHERE patient_id = {}", sql_id(&app, &p2))).await?;
@@ -98,11 +81,11 @@ both_backends! {
         anyhow::ensure!(i64::try_from(journal.len())? == entries && journal[0]["text"] == "Entry 4", "{journal:?}");
         let written: Vec<String> = strs(&journal, "written_at");
         anyhow::ensure!(written.windows(2).all(|w| w[0] >= w[1]), "newest first: {written:?}");
-        let (_, first) = get(&app, &patient2, "/api/v1/portal/journal?limit=1").await?;
+        let (_, first) = app.get_json(&patient2, "/api/v1/portal/journal?limit=1").await?;
         anyhow::ensure!(first["crisis"].is_string() && first["prompts"].is_array() && first["next_cursor"].is_string(), "{first}");
 
         // The dispensing log of a patient with more than one ledger entry, oldest first.
-        let (_, patients) = get(&app, &nurse, "/api/v1/patients?limit=500").await?;
+        let (_, patients) = app.get_json(&nurse, "/api/v1/patients?limit=500").await?;
         let mut dispensed = None;
         for p in patients["items"].as_array().into_iter().flatten().filter_map(|p| p["id"].as_str()) {
             let n = app.count(&format!("cs_ledger_entries WHERE patient_id = {}", sql_id(&app, p))).await?;
@@ -117,7 +100,7 @@ both_backends! {
         anyhow::ensure!(i64::try_from(log.len())? == n, "{} of {n} entries", log.len());
         let at: Vec<jiff::Timestamp> = log.iter().filter_map(|e| e["occurred_at"].as_str()?.parse().ok()).collect();
         anyhow::ensure!(at.len() == log.len() && at.windows(2).all(|w| w[0] <= w[1]), "oldest first: {at:?}");
-        let (s, none) = get(&app, &nurse, &format!("{path}?from=2999-01-01")).await?;
+        let (s, none) = app.get_json(&nurse, &format!("{path}?from=2999-01-01")).await?;
         anyhow::ensure!(s == 200 && none["items"] == json!([]), "{none}");
         app.stop().await
     }
@@ -129,10 +112,10 @@ both_backends! {
         let therapist = app.token("therapist@demo.kapstone.test").await?;
         // One Spravato session run to discharge and its form submitted today.
         let real = super::rems_forms::discharged_spravato_session(&app, &nurse, &prescriber, &therapist).await?;
-        let (s, form) = get(&app, &nurse, &format!("/api/v1/sessions/{real}/rems-form")).await?;
+        let (s, form) = app.get_json(&nurse, &format!("/api/v1/sessions/{real}/rems-form")).await?;
         anyhow::ensure!(s == 200, "{form}");
         let today: jiff::civil::Date = form["session_date"].as_str().unwrap_or_default().parse()?;
-        let (s, r) = post(&app, &nurse, &format!("/api/v1/sessions/{real}/rems-form/submissions"),
+        let (s, r) = app.post_json(&nurse, &format!("/api/v1/sessions/{real}/rems-form/submissions"),
             json!({"submitted_on": today.to_string()})).await?;
         anyhow::ensure!(s == 201, "{r}");
         // The demo's other sessions made finished Spravato sessions three days before they were
@@ -165,7 +148,7 @@ both_backends! {
         anyhow::ensure!(real_line["session_id"] == real.as_str() && real_line["status"]["on"] == today.to_string(), "latest submission first");
         anyhow::ensure!(copied_line["status"]["on"] == earlier.to_string() && copied_line["confirmation"] == "COPY-1", "{copied_line}");
         anyhow::ensure!(forms.iter().all(|f| f["patient"].as_str().is_some_and(|p| p.contains(' '))), "named: {forms:?}");
-        let (s, e) = get(&app, &nurse, "/api/v1/rems-forms?from=2026-01-01").await?;
+        let (s, e) = app.get_json(&nurse, "/api/v1/rems-forms?from=2026-01-01").await?;
         anyhow::ensure!(s == 422 && e["error"]["field"] == "from", "the list takes no window: {e}");
 
         // The page lists them all, as before.

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::UtcTs;
+use kapstone_domain::permissions::Scope;
 use kapstone_store::integrations::DeliveryRow;
 use kapstone_store::keyset::TimeKey;
 use serde_json::{Value, json};
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use super::ApiJson;
 use super::page::{self, Filter, ListQuery};
-use crate::app::integrations::{self, NewEndpointInput, NewTokenInput};
+use crate::app::integrations::{self, DeliveryView, NewEndpointInput, NewTokenInput, TokenState};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
@@ -25,7 +26,55 @@ pub async fn list_tokens(State(state): State<AppState>, admin: CurrentUser, q: L
     let q = q.parse::<TimeKey>(&state, admin.clinic, &[]).await?;
     let now = UtcTs::now();
     let rows = integrations::tokens_page(&state, &admin, q.after, q.limit).await?;
-    Ok(Json(page::page(rows, q.limit, |t| TimeKey::new(t.created_at, t.id), |t| t.json(now))))
+    Ok(Json(page::page(rows, q.limit, |t| TimeKey::new(t.created_at, t.id), |t| page::item(&TokenItem::of(t, now)))))
+}
+
+/// A token as the list shows it: never the secret, which is not stored.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TokenItem {
+    id: Uuid,
+    name: String,
+    /// The first characters of the token, to tell tokens apart.
+    prefix: String,
+    scopes: Vec<Scope>,
+    created_at: UtcTs,
+    expires_at: UtcTs,
+    revoked_at: Option<UtcTs>,
+    last_used_at: Option<UtcTs>,
+    state: TokenState,
+}
+
+impl TokenItem {
+    fn of(t: &integrations::TokenView, now: UtcTs) -> Self {
+        TokenItem {
+            id: t.id,
+            name: t.name.clone(),
+            prefix: t.prefix.clone(),
+            scopes: t.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+            state: t.state(now),
+        }
+    }
+}
+
+/// A new token: the secret is in this answer only.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct NewToken {
+    id: Uuid,
+    /// The bearer token: shown this once, stored only as a hash.
+    token: String,
+    expires_at: UtcTs,
+}
+
+/// A new webhook endpoint: its signing secret is in this answer only.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct NewEndpoint {
+    id: Uuid,
+    /// The HMAC-SHA256 key of the endpoint's signatures: shown this once.
+    secret: String,
 }
 
 /// Creates a token; the answer holds the secret, the only time it is ever shown.
@@ -36,7 +85,8 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     super::idempotency::answered(
         |t: &integrations::CreatedToken| {
-            Ok((StatusCode::CREATED, json!({ "id": t.id, "token": t.secret, "expires_at": t.expires_at })))
+            let created = NewToken { id: t.id, token: t.secret.clone(), expires_at: t.expires_at };
+            Ok((StatusCode::CREATED, page::item(&created)))
         },
         integrations::create_token(&state, &admin, input),
     )
@@ -56,7 +106,7 @@ pub async fn revoke_token(
 }
 
 pub async fn list_endpoints(State(state): State<AppState>, admin: CurrentUser) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = integrations::endpoints(&state, &admin).await?.iter().map(|e| e.json()).collect();
+    let items = integrations::endpoints(&state, &admin).await?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -67,7 +117,9 @@ pub async fn create_endpoint(
     ApiJson(input): ApiJson<NewEndpointInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     super::idempotency::answered(
-        |(id, secret)| Ok((StatusCode::CREATED, json!({ "id": id, "secret": secret }))),
+        |(id, secret): &(Uuid, String)| {
+            Ok((StatusCode::CREATED, page::item(&NewEndpoint { id: *id, secret: secret.clone() })))
+        },
         integrations::create_endpoint(&state, &admin, input),
     )
     .await
@@ -100,9 +152,10 @@ pub async fn list_deliveries(
     q: ListQuery,
 ) -> ApiResult<Json<Value>> {
     let q = q.parse::<TimeKey>(&state, admin.clinic, &[Filter::Dates]).await?;
-    let rows = integrations::deliveries_page(&state, &admin, &q.filter, q.after, q.limit).await?;
-    let key = |d: &DeliveryRow| TimeKey::new(d.created_at, d.id);
-    Ok(Json(page::page(rows, q.limit, key, integrations::delivery_json)))
+    let mut rows = integrations::deliveries_page(&state, &admin, &q.filter, q.after, q.limit).await?;
+    let next = kapstone_store::keyset::cut(&mut rows, q.limit, |d: &DeliveryRow| TimeKey::new(d.created_at, d.id));
+    let items = rows.iter().map(|d| DeliveryView::of(d).map(|v| page::item(&v))).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(page::body(items, next.as_ref())))
 }
 
 pub async fn redeliver(

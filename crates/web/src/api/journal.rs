@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_store::keyset::TimeKey;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiJson;
@@ -30,14 +30,30 @@ pub async fn own(State(state): State<AppState>, me: CurrentUser, q: ListQuery) -
     let q = q.parse::<TimeKey>(&state, me.clinic, &[Filter::Dates]).await?;
     let (j, next) = app::own_page(&state, &me, &q.filter, q.after, q.limit).await?;
     let prompts = crate::content::journal_prompts().map_err(AppError::Internal)?;
-    Ok(Json(json!({
-        "items": to_json(&j.entries)?,
-        "next_cursor": next.as_ref().map(page::cursor),
-        "prompt_session": to_json(&j.prompt_session)?,
-        "prompts": to_json(&prompts.prompts)?,
-        "sharing_notice": prompts.sharing_notice,
-        "crisis": prompts.crisis,
-    })))
+    let answer = OwnJournalPage {
+        next_cursor: next.as_ref().map(page::cursor),
+        items: j.entries,
+        prompt_session: j.prompt_session,
+        prompts: &prompts.prompts,
+        sharing_notice: &prompts.sharing_notice,
+        crisis: &prompts.crisis,
+    };
+    Ok(Json(to_json(&answer)?))
+}
+
+/// A page of the patient's own journal, with what the journal page shows around it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct OwnJournalPage<'a> {
+    pub items: Vec<app::EntryView>,
+    /// Ask for the next page with `?cursor=<next_cursor>` until it is null.
+    pub next_cursor: Option<String>,
+    /// The session a new entry is prompted about, if one is waiting for reflection.
+    pub prompt_session: Option<app::PromptSession>,
+    pub prompts: &'a [kapstone_domain::journal::Prompt],
+    /// Who reads shared entries and when.
+    pub sharing_notice: &'a str,
+    /// Crisis resources.
+    pub crisis: &'a str,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]

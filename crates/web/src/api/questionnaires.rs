@@ -4,14 +4,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use kapstone_domain::FieldError;
+use kapstone_domain::UtcTs;
 use kapstone_store::keyset::TimeKey;
 use kapstone_store::questionnaires::AlertRow;
-use serde_json::{Value, json};
+use serde_json::Value;
+use uuid::Uuid;
 
 use super::ApiJson;
 use super::page::{self, Filter, ListQuery};
 use super::patient_id;
-use crate::app::questionnaires::{self, CRISIS_RESOURCES, Submission};
+use crate::app::questionnaires::{self, AlertLevel, Submission};
 use crate::auth::guard::CurrentUser;
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
@@ -24,7 +26,7 @@ pub async fn submit_for_patient(
     ApiJson(sub): ApiJson<Submission>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     super::idempotency::answered(
-        |scored: &questionnaires::Scored| Ok((StatusCode::CREATED, scored.body.clone())),
+        |scored: &questionnaires::Scored| Ok((StatusCode::CREATED, page::item(&scored.view(false)))),
         questionnaires::submit(&state, &user, patient_id(&id)?, sub),
     )
     .await
@@ -38,15 +40,7 @@ pub async fn submit_own(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(patient) = me.patient else { return Err(AppError::Forbidden.into()) };
     super::idempotency::answered(
-        |scored: &questionnaires::Scored| {
-            let mut body = scored.body.clone();
-            if scored.alert.is_some()
-                && let Value::Object(b) = &mut body
-            {
-                b.insert("crisis_resources".into(), json!(CRISIS_RESOURCES));
-            }
-            Ok((StatusCode::CREATED, body))
-        },
+        |scored: &questionnaires::Scored| Ok((StatusCode::CREATED, page::item(&scored.view(true)))),
         questionnaires::submit(&state, &me, patient, sub),
     )
     .await
@@ -56,14 +50,37 @@ pub async fn submit_own(
 /// at a time (see [`page`]); `from`/`to` filter on when the alert was raised.
 pub async fn open_alerts(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
     let q = q.parse::<TimeKey>(&state, user.clinic, &[Filter::Patient, Filter::Dates]).await?;
-    let alerts = questionnaires::open_alerts_page(&state, &user, &q.filter, q.after, q.limit).await?;
-    let item = |a: &AlertRow| {
-        json!({
-            "id": a.id, "patient_id": a.patient_id, "response_id": a.response_id, "level": a.level,
-            "reason": a.reason, "raised_at": a.raised_at.0,
+    let mut alerts = questionnaires::open_alerts_page(&state, &user, &q.filter, q.after, q.limit).await?;
+    let next = kapstone_store::keyset::cut(&mut alerts, q.limit, |a: &AlertRow| TimeKey::new(a.raised_at, a.id));
+    let items = alerts.iter().map(|a| AlertView::of(a).map(|v| page::item(&v))).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(page::body(items, next.as_ref())))
+}
+
+/// An open safety alert as the API lists it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct AlertView {
+    id: Uuid,
+    patient_id: Uuid,
+    /// The questionnaire response that raised it.
+    response_id: Uuid,
+    level: AlertLevel,
+    reason: String,
+    raised_at: UtcTs,
+}
+
+impl AlertView {
+    fn of(a: &AlertRow) -> Result<Self, AppError> {
+        let level = AlertLevel::parse(&a.level)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("safety alert {}: stored level unreadable", a.id)))?;
+        Ok(AlertView {
+            id: a.id,
+            patient_id: a.patient_id,
+            response_id: a.response_id,
+            level,
+            reason: a.reason.clone(),
+            raised_at: a.raised_at.0,
         })
-    };
-    Ok(Json(page::page(alerts, q.limit, |a| TimeKey::new(a.raised_at, a.id), item)))
+    }
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]

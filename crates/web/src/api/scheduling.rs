@@ -20,18 +20,23 @@ use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
 pub async fn types(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = app::types(&state, &user)
+    let items: Vec<TypeView> = app::types(&state, &user)
         .await?
         .into_iter()
         .filter(|(_, _, active)| *active)
-        .map(|(id, t, _)| {
-            let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
-            v["id"] = json!(id);
-            v["minutes"] = json!(t.length.minutes());
-            v
-        })
+        .map(|(id, t, _)| TypeView { id, minutes: t.length.minutes(), kind: t })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(page::item(&Items { items })))
+}
+
+/// An active appointment type (its current version).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TypeView {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub kind: kapstone_domain::scheduling::AppointmentType,
+    /// The whole length in minutes (for a dosing visit: check-in, observation and recovery).
+    pub minutes: i64,
 }
 
 pub async fn rooms(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
@@ -81,22 +86,48 @@ pub struct LocationView {
 pub async fn staff(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Value>> {
     let people = app::staff(&state, &user).await?;
     let hours = store::hours(&state.db, user.clinic).await.map_err(AppError::from)?;
-    let items: Vec<Value> = people
+    let hhmm = |m: i32| format!("{:02}:{:02}", m / 60, m % 60);
+    let items: Vec<StaffView> = people
         .iter()
-        .map(|u| {
-            let week: Vec<Value> = hours
+        .map(|u| StaffView {
+            id: u.id,
+            name: u.display_name.clone(),
+            role: u.role.clone(),
+            hours: hours
                 .iter()
                 .filter(|h| h.user_id == u.id)
-                .map(|h| {
-                    json!({"weekday": h.weekday, "location_id": h.location_id,
-                        "start": format!("{:02}:{:02}", h.start_minute / 60, h.start_minute % 60),
-                        "end": format!("{:02}:{:02}", h.end_minute / 60, h.end_minute % 60)})
+                .map(|h| WeeklyHours {
+                    weekday: h.weekday,
+                    location_id: h.location_id,
+                    start: hhmm(h.start_minute),
+                    end: hhmm(h.end_minute),
                 })
-                .collect();
-            json!({"id": u.id, "name": u.display_name, "role": u.role, "hours": week})
+                .collect(),
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(page::item(&Items { items })))
+}
+
+/// A bookable person with their weekly hours.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct StaffView {
+    pub id: Uuid,
+    pub name: String,
+    #[schemars(with = "kapstone_domain::Role")]
+    pub role: String,
+    pub hours: Vec<WeeklyHours>,
+}
+
+/// One weekly window at a location, in its local time.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct WeeklyHours {
+    /// 1 (Monday) to 7 (Sunday).
+    pub weekday: i32,
+    pub location_id: Uuid,
+    /// HH:MM
+    pub start: String,
+    /// HH:MM (24:00 for midnight)
+    pub end: String,
 }
 
 /// An appointment as the API answers it.
@@ -217,14 +248,7 @@ pub async fn slots(
         q.limit.unwrap_or(50),
     )
     .await?;
-    let items: Vec<Value> = offers
-        .iter()
-        .map(|o| {
-            json!({"start": o.start.to_string(), "end": o.end.to_string(), "staff_ids": o.staff_ids,
-                "room_id": o.room_id, "location_id": o.location_id})
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(page::item(&Items { items: offers })))
 }
 
 fn appointment_id(raw: &str) -> Result<Uuid, AppError> {

@@ -12,7 +12,7 @@ use kapstone_domain::dose::DoseRequest;
 use kapstone_domain::monitoring::{Cadss, Cadss6, Cadss23, Measurement, Moaas, Reading};
 use kapstone_domain::session::{Administration, SessionEvent};
 use kapstone_domain::vitals::{BloodPressure, DiastolicBp, HeartRate, RespRate, Spo2, SystolicBp};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiJson;
@@ -87,8 +87,36 @@ fn parse_at(v: Option<&Value>, field: &'static str) -> Result<Option<UtcTs>, App
     }
 }
 
+/// The body of `POST /api/v1/sessions/{id}/events`, as the OpenAPI document describes it: a step
+/// as the domain's event (`{"kind": ..., fields}`) and optionally when it happened. [`event`]
+/// reads it in parts so that an error names the field at fault, with these same types; the dose
+/// order and the screening link are refused there (they have their own routes).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct EventBody {
+    #[serde(flatten)]
+    pub step: SessionEvent,
+    /// When it happened (RFC 3339; default: now).
+    #[serde(default)]
+    pub at: Option<UtcTs>,
+}
+
+/// The body of `POST /api/v1/sessions/{id}/administrations`, as the OpenAPI document describes
+/// it: the administration record, what was drawn from the lot when more than the dose, and when
+/// it started. [`administration`] reads it in parts (errors name the field) with these types.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct AdministrationBody {
+    #[serde(flatten)]
+    pub administration: Administration,
+    /// What was drawn from the lot when more than the dose, e.g. `{"volume_ul": 1000}`.
+    #[serde(default)]
+    pub drawn: Option<kapstone_domain::ledger::Measure>,
+    /// When administration started (RFC 3339; default: now).
+    #[serde(default)]
+    pub at: Option<UtcTs>,
+}
+
 /// `POST /api/v1/sessions/{id}/events`: any step, as the domain's event JSON (`{"kind": ...}`),
-/// with an optional `"at"`.
+/// with an optional `"at"` (see [`EventBody`]).
 pub async fn event(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -342,23 +370,34 @@ pub async fn screenings(
 ) -> ApiResult<Json<Value>> {
     let loaded = app::load(&state, &user, session_id(&id)?).await?;
     let linked = loaded.session();
-    let list: Vec<Value> = app::pre_session_screens(&state, &user, &loaded.row)
+    let screenings: Vec<ScreenView> = app::pre_session_screens(&state, &user, &loaded.row)
         .await?
         .into_iter()
-        .map(|c| {
-            let is_linked = linked.screenings().iter().any(|l| l.screening.response_id == c.screening.response_id);
-            json!({
-                "response_id": c.screening.response_id,
-                "instrument": c.screening.instrument,
-                "total": c.screening.total,
-                "cssrs_risk": c.screening.cssrs_risk,
-                "submitted_at": c.submitted_at,
-                "via_portal": c.via_portal,
-                "linked": is_linked,
-            })
+        .map(|c| ScreenView {
+            linked: linked.screenings().iter().any(|l| l.screening.response_id == c.screening.response_id),
+            screening: c.screening,
+            submitted_at: c.submitted_at,
+            via_portal: c.via_portal,
         })
         .collect();
-    Ok(Json(json!({ "screenings": list })))
+    Ok(Json(serde_json::to_value(Screens { screenings }).map_err(|e| AppError::Internal(e.into()))?))
+}
+
+/// The pre-session screeners of a session.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct Screens {
+    pub screenings: Vec<ScreenView>,
+}
+
+/// A PHQ-9 or C-SSRS screener answered since the last visit (KAP-SPEC 7.10), with its stored score.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ScreenView {
+    #[serde(flatten)]
+    pub screening: kapstone_domain::session::Screening,
+    pub submitted_at: UtcTs,
+    pub via_portal: bool,
+    /// Already linked to this session as its pre-session screen.
+    pub linked: bool,
 }
 
 /// `POST /api/v1/sessions/{id}/screenings` with `{"response_id"}`: links a screener answered

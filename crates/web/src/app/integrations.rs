@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::permissions::Scope;
-use kapstone_domain::webhook::{self, EventType};
+use kapstone_domain::webhook::{self, Event, EventType, Payload};
 use kapstone_domain::{ClinicId, FieldError, UtcTs};
 use kapstone_store::integrations::{self as store, Attempt, NewDelivery, NewToken};
 use kapstone_store::keyset::{ListFilter, Page, TimeKey};
 use kapstone_store::{Tx, audit};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::auth::guard::{API_TOKEN_PREFIX, CurrentUser};
@@ -38,8 +37,11 @@ fn ensure_person(user: &CurrentUser) -> Result<(), AppError> {
 #[serde(deny_unknown_fields)]
 pub struct NewTokenInput {
     pub name: String,
+    /// Read as names so that an unknown one is refused naming `scopes`.
+    #[schemars(with = "Vec<Scope>")]
     pub scopes: Vec<String>,
     /// Days until the token stops working: 1 to 365.
+    #[schemars(range(min = 1, max = 365))]
     pub expires_in_days: i64,
 }
 
@@ -146,23 +148,34 @@ pub struct TokenView {
     pub last_used_at: Option<UtcTs>,
 }
 
-impl TokenView {
-    pub fn state(&self, now: UtcTs) -> &'static str {
-        if self.revoked_at.is_some() {
-            "revoked"
-        } else if self.expires_at <= now {
-            "expired"
-        } else {
-            "active"
+/// Whether a token still opens the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
         }
     }
+}
 
-    pub fn json(&self, now: UtcTs) -> Value {
-        json!({
-            "id": self.id, "name": self.name, "prefix": self.prefix, "scopes": self.scopes,
-            "created_at": self.created_at, "expires_at": self.expires_at, "revoked_at": self.revoked_at,
-            "last_used_at": self.last_used_at, "state": self.state(now),
-        })
+impl TokenView {
+    pub fn state(&self, now: UtcTs) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at <= now {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
     }
 }
 
@@ -225,7 +238,10 @@ pub async fn revoke_token(state: &AppState, admin: &CurrentUser, id: Uuid) -> Re
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpointInput {
+    /// `https://` (or `http://` to this machine, for testing).
     pub url: String,
+    /// Read as names so that an unknown one is refused naming `events`.
+    #[schemars(with = "Vec<EventType>")]
     pub events: Vec<String>,
 }
 
@@ -277,20 +293,13 @@ pub async fn set_endpoint_active(
 }
 
 /// An endpoint as lists show it (the secret is not shown again).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct EndpointView {
     pub id: Uuid,
     pub url: String,
-    pub events: Vec<String>,
+    pub events: Vec<EventType>,
     pub active: bool,
     pub created_at: UtcTs,
-}
-
-impl EndpointView {
-    pub fn json(&self) -> Value {
-        json!({ "id": self.id, "url": self.url, "events": self.events, "active": self.active,
-                "created_at": self.created_at })
-    }
 }
 
 pub async fn endpoints(state: &AppState, admin: &CurrentUser) -> Result<Vec<EndpointView>, AppError> {
@@ -301,7 +310,7 @@ pub async fn endpoints(state: &AppState, admin: &CurrentUser) -> Result<Vec<Endp
         .map(|e| EndpointView {
             id: e.id,
             url: e.url,
-            events: e.events.split_whitespace().map(str::to_owned).collect(),
+            events: e.events.split_whitespace().filter_map(EventType::parse).collect(),
             active: e.active,
             created_at: e.created_at.0,
         })
@@ -331,14 +340,61 @@ pub async fn deliveries(state: &AppState, admin: &CurrentUser) -> Result<Vec<sto
     Ok(store::recent_deliveries(&state.db, admin.clinic, 100).await?)
 }
 
-pub fn delivery_json(d: &store::DeliveryRow) -> Value {
-    json!({
-        "id": d.id, "endpoint_id": d.endpoint_id, "event_id": d.event_id, "event_type": d.event_type,
-        "status": d.status, "attempts": d.attempts, "next_attempt_at": d.next_attempt_at.0,
-        "last_status_code": d.last_status_code, "last_error": d.last_error, "created_at": d.created_at.0,
-        "delivered_at": d.delivered_at.map(|t| t.0),
-        "payload": serde_json::from_str::<Value>(&d.payload).unwrap_or(Value::Null),
-    })
+/// A delivery as the API lists it, with the payload it sends.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: EventType,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: UtcTs,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: UtcTs,
+    pub delivered_at: Option<UtcTs>,
+    pub payload: Payload,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    Delivered,
+    /// Given up after the last attempt.
+    Failed,
+}
+
+impl DeliveryView {
+    /// A stored delivery; its type, status and payload are written only by [`enqueue`] and the
+    /// sender, so one that does not read back is a broken row (500), never the caller's fault.
+    pub fn of(d: &store::DeliveryRow) -> Result<Self, AppError> {
+        let broken =
+            |what: &str| AppError::Internal(anyhow::anyhow!("webhook delivery {}: stored {what} unreadable", d.id));
+        let status = match d.status.as_str() {
+            "pending" => DeliveryStatus::Pending,
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            _ => return Err(broken("status")),
+        };
+        Ok(DeliveryView {
+            id: d.id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: EventType::parse(&d.event_type).ok_or_else(|| broken("event type"))?,
+            status,
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.0,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.clone(),
+            created_at: d.created_at.0,
+            delivered_at: d.delivered_at.map(|t| t.0),
+            payload: serde_json::from_str(&d.payload).map_err(|_| broken("payload"))?,
+        })
+    }
 }
 
 /// Queues a delivery again now with a fresh count of attempts (after the receiver is fixed).
@@ -358,11 +414,12 @@ pub async fn redeliver(state: &AppState, admin: &CurrentUser, id: Uuid) -> Resul
 /// Queues `event` for every active endpoint of the clinic subscribed to it, inside the
 /// transaction of the change that caused it: the event exists exactly when the change does.
 /// `data` holds ids only (never names, notes, scores or answers).
-pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: EventType, data: Value) -> Result<(), AppError> {
+pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: Event) -> Result<(), AppError> {
+    let event_type = event.event_type();
     let endpoints = store::active_endpoints_in(tx, clinic).await?;
     let subscribed: Vec<Uuid> = endpoints
         .into_iter()
-        .filter(|(_, events)| events.split_whitespace().any(|e| e == event.as_str()))
+        .filter(|(_, events)| events.split_whitespace().any(|e| e == event_type.as_str()))
         .map(|(id, _)| id)
         .collect();
     if subscribed.is_empty() {
@@ -374,10 +431,10 @@ pub async fn enqueue(tx: &mut Tx, clinic: ClinicId, event: EventType, data: Valu
         .to_datetime()
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("timestamp: {e}")))?;
-    let payload =
-        json!({ "id": event_id, "type": event.as_str(), "occurred_at": occurred_at, "data": data }).to_string();
+    let payload = Payload { id: event_id, event, occurred_at };
+    let payload = serde_json::to_string(&payload).map_err(|e| AppError::Internal(e.into()))?;
     for endpoint in subscribed {
-        let d = NewDelivery { clinic, endpoint, event_id, event_type: event.as_str(), payload: &payload, at };
+        let d = NewDelivery { clinic, endpoint, event_id, event_type: event_type.as_str(), payload: &payload, at };
         store::insert_delivery(tx, &d).await?;
     }
     Ok(())

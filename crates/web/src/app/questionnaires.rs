@@ -3,12 +3,12 @@
 
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::instruments::{Flag, Instrument, ItemError, cssrs, gad7, pcl5, phq9};
-use kapstone_domain::webhook::EventType;
+use kapstone_domain::webhook::Event;
 use kapstone_domain::{FieldError, PatientId};
 use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::questionnaires::{self, NewResponse};
 use kapstone_store::{audit, patients};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::guard::CurrentUser;
@@ -20,16 +20,109 @@ use crate::state::AppState;
 #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Submission {
+    /// Read as a name so that an unknown one is refused naming `instrument`.
+    #[schemars(with = "Instrument")]
     pub instrument: String,
+    /// In item order: whole numbers, or for the C-SSRS screener true/false with null for the items
+    /// its skip logic leaves out (q1..q6, q6a).
     pub answers: Vec<Value>,
 }
 
-/// A scored, stored response, in the shape the API returns.
+/// A scored, stored response.
 #[derive(Debug, Clone)]
 pub struct Scored {
     pub id: Uuid,
-    pub body: Value,
-    pub alert: Option<(Uuid, &'static str)>,
+    pub result: ScoredResponse,
+    pub alert: Option<(Uuid, AlertLevel)>,
+}
+
+/// How urgently a safety alert needs a clinician (spec 7.1, 7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    /// PHQ-9 item 9: same-visit review and a C-SSRS screen.
+    Review,
+    Moderate,
+    High,
+}
+
+impl AlertLevel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Review => "review",
+            AlertLevel::Moderate => "moderate",
+            AlertLevel::High => "high",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [AlertLevel::Review, AlertLevel::Moderate, AlertLevel::High].into_iter().find(|l| l.as_str() == s)
+    }
+}
+
+/// The score of a response as stored with it (`result`) and, with [`ScoredView`]'s additions,
+/// as the API answers.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct ScoredResponse {
+    pub instrument: Instrument,
+    pub instrument_version: String,
+    /// The clinic settings version the score used (CONFIG-DEFAULT values such as the PCL-5 cut-point).
+    pub settings_version: i64,
+    /// None for the C-SSRS screener, which has a risk level instead.
+    pub total: Option<u8>,
+    /// PHQ-9 and GAD-7 bands (the GAD-7 has no `moderately_severe`); none for the PCL-5 and C-SSRS.
+    #[schemars(with = "Option<phq9::Severity>")]
+    pub severity: Option<&'static str>,
+    pub flags: Vec<Flag>,
+    #[serde(flatten)]
+    pub detail: Option<Detail>,
+}
+
+/// What an instrument reports beyond its total.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    /// PCL-5: cluster sums and both provisional-diagnosis methods (spec 7.3).
+    Pcl5 {
+        clusters: pcl5::Clusters,
+        endorsed: pcl5::Clusters,
+        provisional_dsm5: bool,
+        provisional_cutoff: bool,
+        cutoff: u8,
+    },
+    /// C-SSRS screener: the risk level (spec 7.4).
+    Cssrs { risk: cssrs::Risk },
+}
+
+/// The API's answer to a submitted questionnaire.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct ScoredView {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub result: ScoredResponse,
+    /// The alert this response raised, if any.
+    pub safety_alert: Option<RaisedAlert>,
+    /// Shown to a patient whose own answers raised an alert (portal only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crisis_resources: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, schemars::JsonSchema)]
+pub struct RaisedAlert {
+    pub id: Uuid,
+    pub level: AlertLevel,
+}
+
+impl Scored {
+    /// As the API answers it; `crisis` adds the crisis resources when an alert was raised.
+    pub fn view(&self, crisis: bool) -> ScoredView {
+        ScoredView {
+            id: self.id,
+            result: self.result.clone(),
+            safety_alert: self.alert.map(|(id, level)| RaisedAlert { id, level }),
+            crisis_resources: (crisis && self.alert.is_some()).then_some(CRISIS_RESOURCES),
+        }
+    }
 }
 
 fn item_error(e: ItemError) -> AppError {
@@ -63,47 +156,47 @@ fn booleans(answers: &[Value]) -> Result<Vec<Option<bool>>, AppError> {
         .collect()
 }
 
-/// Scores the answers; returns (total, severity, flags, extra result fields, alert level+reason).
-type Outcome3 = (Option<u8>, Option<&'static str>, Vec<Flag>, Value, Option<(&'static str, &'static str)>);
+/// Scores the answers; returns (total, severity, flags, further results, alert level+reason).
+type Outcome3 = (Option<u8>, Option<&'static str>, Vec<Flag>, Option<Detail>, Option<(AlertLevel, &'static str)>);
 
 fn score(instrument: Instrument, answers: &[Value], pcl5_cutoff: u8) -> Result<Outcome3, AppError> {
     Ok(match instrument {
         Instrument::Phq9 => {
             let s = phq9::score(&integers(answers)?).map_err(item_error)?;
             let alert = s.flags.contains(&Flag::SuicideRisk).then_some((
-                "review",
+                AlertLevel::Review,
                 "PHQ-9 item 9 answered 1 or more: same-visit clinician review and a C-SSRS screen",
             ));
-            (Some(s.total), Some(s.severity.as_str()), s.flags, json!({}), alert)
+            (Some(s.total), Some(s.severity.as_str()), s.flags, None, alert)
         }
         Instrument::Gad7 => {
             let s = gad7::score(&integers(answers)?).map_err(item_error)?;
-            (Some(s.total), Some(s.severity.as_str()), Vec::new(), json!({}), None)
+            (Some(s.total), Some(s.severity.as_str()), Vec::new(), None, None)
         }
         Instrument::Pcl5 => {
             let s = pcl5::score(&integers(answers)?, pcl5_cutoff).map_err(item_error)?;
-            let extra = json!({
-                "clusters": {"B": s.clusters.b, "C": s.clusters.c, "D": s.clusters.d, "E": s.clusters.e},
-                "endorsed": {"B": s.endorsed.b, "C": s.endorsed.c, "D": s.endorsed.d, "E": s.endorsed.e},
-                "provisional_dsm5": s.provisional_dsm5,
-                "provisional_cutoff": s.provisional_cutoff,
-                "cutoff": s.cutoff,
-            });
-            (Some(s.total), None, Vec::new(), extra, None)
+            let detail = Detail::Pcl5 {
+                clusters: s.clusters,
+                endorsed: s.endorsed,
+                provisional_dsm5: s.provisional_dsm5,
+                provisional_cutoff: s.provisional_cutoff,
+                cutoff: s.cutoff,
+            };
+            (Some(s.total), None, Vec::new(), Some(detail), None)
         }
         Instrument::CssrsScreener => {
             let s = cssrs::score(&booleans(answers)?).map_err(item_error)?;
             let alert = match s.risk {
                 cssrs::Risk::High => Some((
-                    "high",
+                    AlertLevel::High,
                     "C-SSRS screener: high risk (KAP-SPEC 7.4). GATE-01: no routine outpatient dosing; crisis/safety workflow and prescriber",
                 )),
                 cssrs::Risk::Moderate => {
-                    Some(("moderate", "C-SSRS screener: moderate risk (KAP-SPEC 7.4); clinician review"))
+                    Some((AlertLevel::Moderate, "C-SSRS screener: moderate risk (KAP-SPEC 7.4); clinician review"))
                 }
                 _ => None,
             };
-            (None, None, Vec::new(), json!({ "risk": s.risk.as_str() }), alert)
+            (None, None, Vec::new(), Some(Detail::Cssrs { risk: s.risk }), alert)
         }
     })
 }
@@ -132,25 +225,22 @@ pub async fn submit_for(
     })?;
     // The clinic's settings version in force is stored with the result (CONFIG-DEFAULT values).
     let settings = kapstone_store::clinics::current_settings(&state.db, by.clinic).await?;
-    let (total, severity, flags, extra, alert) = score(instrument, &sub.answers, settings.pcl5_cutoff)?;
+    let (total, severity, flags, detail, alert) = score(instrument, &sub.answers, settings.pcl5_cutoff)?;
     let def = content::instrument(instrument)?;
     if patients::get(&state.db, by.clinic, patient).await?.is_none() {
         return Err(AppError::NotFound);
     }
-    let flag_names: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
-    let mut body = json!({
-        "instrument": instrument.as_str(),
-        "instrument_version": def.version,
-        "settings_version": settings.version,
-        "total": total,
-        "severity": severity,
-        "flags": flag_names,
-    });
-    if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
-        b.extend(x);
-    }
+    let scored = ScoredResponse {
+        instrument,
+        instrument_version: def.version.clone(),
+        settings_version: settings.version,
+        total,
+        severity,
+        flags,
+        detail,
+    };
     let answers = serde_json::to_string(&sub.answers).map_err(|e| AppError::Internal(e.into()))?;
-    let result = body.to_string();
+    let result = serde_json::to_string(&scored).map_err(|e| AppError::Internal(e.into()))?;
     let mut tx = state.db.begin().await?;
     let id = questionnaires::insert(
         &mut tx,
@@ -180,26 +270,26 @@ pub async fn submit_for(
     let mut events = vec![e];
     let mut raised = None;
     if let Some((level, reason)) = alert {
-        let alert_id = questionnaires::raise_alert(&mut tx, by.clinic, patient, id, level, reason).await?;
+        let alert_id = questionnaires::raise_alert(&mut tx, by.clinic, patient, id, level.as_str(), reason).await?;
         let mut a = by.event(AuditAction::SafetyAlertRaised, "safety_alert", Outcome::Success);
         a.entity_id = Some(alert_id.to_string());
         a.patient_id = Some(patient);
-        a.reason = Some(format!("level {level}"));
+        a.reason = Some(format!("level {}", level.as_str()));
         events.push(a);
         raised = Some((alert_id, level));
     }
     audit::append_all(&mut tx, &events).await?;
-    let data = json!({ "questionnaire_response_id": id, "patient_id": patient });
-    super::integrations::enqueue(&mut tx, by.clinic, EventType::QuestionnaireSubmitted, data).await?;
+    let submitted = Event::QuestionnaireSubmitted { questionnaire_response_id: id, patient_id: patient.as_uuid() };
+    super::integrations::enqueue(&mut tx, by.clinic, submitted).await?;
     if let Some((alert_id, _)) = raised {
-        let data = json!({ "safety_alert_id": alert_id, "questionnaire_response_id": id, "patient_id": patient });
-        super::integrations::enqueue(&mut tx, by.clinic, EventType::SafetyAlertRaised, data).await?;
+        let raised = Event::SafetyAlertRaised {
+            safety_alert_id: alert_id,
+            questionnaire_response_id: id,
+            patient_id: patient.as_uuid(),
+        };
+        super::integrations::enqueue(&mut tx, by.clinic, raised).await?;
     }
-    if let Value::Object(b) = &mut body {
-        b.insert("id".into(), json!(id));
-        b.insert("safety_alert".into(), json!(raised.map(|(id, level)| json!({"id": id, "level": level}))));
-    }
-    let scored = Scored { id, body, alert: raised };
+    let scored = Scored { id, result: scored, alert: raised };
     tx.commit_answering(&scored).await?;
     Ok(scored)
 }
@@ -292,6 +382,7 @@ pub const CRISIS_RESOURCES: &str = "If you are thinking about suicide or are in 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn non_numbers_and_non_booleans_name_the_item() {

@@ -168,8 +168,12 @@ pub struct RequestView {
     pub requested: Option<String>,
     pub due: Date,
     pub first_due: Date,
-    #[serde(flatten)]
+    /// Where it stands (for the pages; the API writes [`Standing`], which leaves `due` to the field
+    /// above rather than writing it twice).
+    #[serde(skip)]
     pub status: Status,
+    #[serde(flatten)]
+    pub standing: Standing,
     pub extension: Option<Extension>,
     /// provided | denied | accepted
     pub outcome: Option<String>,
@@ -179,6 +183,31 @@ pub struct RequestView {
     pub rebuttal: Option<Statement>,
     /// A denied amendment travels with later disclosures of the record (164.526(d)).
     pub travels_with_disclosures: bool,
+}
+
+/// Where a request stands, as the API writes it beside the request's `due`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Standing {
+    Open {
+        extended: bool,
+    },
+    /// Not answered and past its deadline.
+    Overdue {},
+    Answered {
+        on: Date,
+        late: bool,
+    },
+}
+
+impl From<Status> for Standing {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Open { extended, .. } => Standing::Open { extended },
+            Status::Overdue { .. } => Standing::Overdue {},
+            Status::Answered { on, late } => Standing::Answered { on, late },
+        }
+    }
 }
 
 fn view(r: &RequestRow, today: Date) -> Result<RequestView, AppError> {
@@ -206,6 +235,7 @@ fn view(r: &RequestRow, today: Date) -> Result<RequestView, AppError> {
         due: dl.due(),
         first_due: dl.first_due(),
         status: dl.status(today),
+        standing: dl.status(today).into(),
         extension: dl.extension.clone(),
         outcome: r.outcome.clone(),
         basis: r.basis.clone(),
@@ -325,10 +355,20 @@ pub async fn of_patient_page(
     after: Option<TimeKey>,
     limit: i64,
 ) -> Result<(Vec<RequestView>, Option<TimeKey>), AppError> {
-    let today = today(state, by.clinic).await?;
     let after = TimeKey::newest_first(after);
-    let mut rows =
-        store::of_patient_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
+    let rows = store::of_patient_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
+    viewed_page(state, by, rows, limit).await
+}
+
+/// A page read with one row more than `limit` (which only says a next page follows): the rows
+/// audited as read and viewed on the clinic's today, and the key to continue after.
+async fn viewed_page(
+    state: &AppState,
+    by: &CurrentUser,
+    mut rows: Vec<RequestRow>,
+    limit: i64,
+) -> Result<(Vec<RequestView>, Option<TimeKey>), AppError> {
+    let today = today(state, by.clinic).await?;
     let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.created_at, r.id));
     audit_read(state, by, &rows).await?;
     Ok((rows.iter().map(|r| view(r, today)).collect::<Result<_, _>>()?, next))
@@ -353,12 +393,9 @@ pub async fn open_page(
     after: Option<TimeKey>,
     limit: i64,
 ) -> Result<(Vec<RequestView>, Option<TimeKey>), AppError> {
-    let today = today(state, by.clinic).await?;
     let after = TimeKey::oldest_first(after);
-    let mut rows = store::open_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
-    let next = keyset::cut(&mut rows, limit, |r| TimeKey::new(r.created_at, r.id));
-    audit_read(state, by, &rows).await?;
-    Ok((rows.iter().map(|r| view(r, today)).collect::<Result<_, _>>()?, next))
+    let rows = store::open_page(&state.db, &Page { clinic: by.clinic, filter, after, limit: limit + 1 }).await?;
+    viewed_page(state, by, rows, limit).await
 }
 
 /// One request of the clinic (staff).

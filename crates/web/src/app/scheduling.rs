@@ -9,7 +9,7 @@ use kapstone_domain::consent::ConsentStatus;
 use kapstone_domain::scheduling::{
     self as domain, AppointmentKind, AppointmentType, Block, Candidate, DosingReadiness, HoursException, WeeklyHours,
 };
-use kapstone_domain::webhook::EventType;
+use kapstone_domain::webhook::{AppointmentChange, Event};
 use kapstone_domain::{FieldError, PatientId, Role, UserId, UtcTs};
 use kapstone_store::keyset::{self, ListFilter, Page, TimeKey};
 use kapstone_store::scheduling::{self as store, AppointmentRow, LocationRow, NewAppointment, RoomRow};
@@ -418,13 +418,16 @@ pub async fn book(
         None => kind.code.clone(),
     });
     audit::append(&mut tx, &e).await?;
-    let data = serde_json::json!({ "appointment_id": id, "patient_id": patient_id });
-    crate::app::integrations::enqueue(&mut tx, user.clinic, EventType::AppointmentBooked, data).await?;
+    let booked = Event::AppointmentBooked { appointment_id: id, patient_id: patient_id.as_uuid() };
+    crate::app::integrations::enqueue(&mut tx, user.clinic, booked).await?;
     if let Some((old, _)) = rescheduled {
-        let data = serde_json::json!({
-            "appointment_id": old, "patient_id": patient_id, "status": "rescheduled", "rescheduled_to": id,
-        });
-        crate::app::integrations::enqueue(&mut tx, user.clinic, EventType::AppointmentChanged, data).await?;
+        let moved = Event::AppointmentChanged {
+            appointment_id: old,
+            patient_id: patient_id.as_uuid(),
+            status: AppointmentChange::Rescheduled,
+            rescheduled_to: Some(id),
+        };
+        crate::app::integrations::enqueue(&mut tx, user.clinic, moved).await?;
     }
     tx.commit().await?;
     if kind.kind == AppointmentKind::Dosing
@@ -494,9 +497,14 @@ pub async fn change(
     e.reason = Some(status.to_owned());
     audit::append(&mut tx, &e).await?;
     // A cancellation is its own event; a no-show or attendance is a change of status.
-    let event = if status == "cancelled" { EventType::AppointmentCancelled } else { EventType::AppointmentChanged };
-    let data = serde_json::json!({ "appointment_id": id, "patient_id": appt.patient_id, "status": status });
-    crate::app::integrations::enqueue(&mut tx, user.clinic, event, data).await?;
+    let change = AppointmentChange::from_status(status)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no event for appointment status {status}")))?;
+    let (appointment_id, patient_id) = (id, appt.patient_id);
+    let event = match change {
+        AppointmentChange::Cancelled => Event::AppointmentCancelled { appointment_id, patient_id, status: change },
+        _ => Event::AppointmentChanged { appointment_id, patient_id, status: change, rescheduled_to: None },
+    };
+    crate::app::integrations::enqueue(&mut tx, user.clinic, event).await?;
     tx.commit().await?;
     store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)
 }

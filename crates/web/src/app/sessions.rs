@@ -19,7 +19,7 @@ use kapstone_domain::session::{
     self, Actor, Administration, Context, GateFacts, MeasuredWeight, RaisedAlert, Recorded, Refusal, Screening,
     ScreeningInstrument, Session, SessionEvent,
 };
-use kapstone_domain::webhook::EventType;
+use kapstone_domain::webhook::Event;
 use kapstone_domain::{ClinicId, PatientId, UtcTs};
 use kapstone_store::dosing::{self as store, SessionRow};
 use kapstone_store::writer::Batch;
@@ -222,32 +222,45 @@ pub async fn load_row(state: &AppState, user: &CurrentUser, row: SessionRow) -> 
 pub fn to_json(l: &Loaded) -> Result<serde_json::Value, AppError> {
     let ctx = l.ctx();
     let s = l.session();
-    let view = s.view(&ctx);
-    let checks: Vec<serde_json::Value> = view
-        .checks
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "kind": c.check.kind,
-                "due_at": c.check.due_at,
-                "status": c.status,
-                "reason": c.check.reason,
-            })
-        })
-        .collect();
-    let mut v = serde_json::to_value(&view).map_err(|e| AppError::Internal(e.into()))?;
-    v["checks"] = serde_json::Value::Array(checks);
-    v["id"] = serde_json::json!(l.row.id);
-    v["appointment_id"] = serde_json::json!(l.row.appointment_id);
-    v["patient_id"] = serde_json::json!(l.row.patient_id);
-    v["location_id"] = serde_json::json!(l.row.location_id);
-    v["room_id"] = serde_json::json!(l.row.room_id);
-    v["protocol"] =
-        serde_json::json!({"id": l.protocol.id, "version": l.protocol.version, "route": l.protocol.route.as_str()});
-    v["gates"] = serde_json::to_value(&l.gates).map_err(|e| AppError::Internal(e.into()))?;
-    v["advisories"] =
-        serde_json::to_value(session::advice::advisories(&s, &ctx)).map_err(|e| AppError::Internal(e.into()))?;
-    Ok(v)
+    let detail = SessionDetail {
+        id: l.row.id,
+        appointment_id: l.row.appointment_id,
+        patient_id: l.row.patient_id,
+        location_id: l.row.location_id,
+        room_id: l.row.room_id,
+        view: s.view(&ctx),
+        protocol: ProtocolRef { id: &l.protocol.id, version: &l.protocol.version, route: l.protocol.route },
+        gates: &l.gates,
+        advisories: session::advice::advisories(&s, &ctx),
+    };
+    serde_json::to_value(&detail).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// A dosing session as the API shows it: the domain's view at this moment (state, blockers,
+/// checks, alerts, discharge criteria) with where it happens, the protocol version and the gate
+/// facts it was judged on.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Session")]
+pub struct SessionDetail<'a> {
+    pub id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub location_id: Uuid,
+    pub room_id: Option<Uuid>,
+    #[serde(flatten)]
+    pub view: session::SessionView<'a>,
+    pub protocol: ProtocolRef<'a>,
+    pub gates: &'a GateFacts,
+    /// Advice that does not block (e.g. a check coming due).
+    pub advisories: Vec<session::advice::Advisory>,
+}
+
+/// The protocol version a session runs under.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ProtocolRef<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub route: Route,
 }
 
 /// What recording an event did: the alerts it raised.
@@ -534,10 +547,12 @@ impl Write {
                     user.id,
                 )
                 .await?;
-                let data = serde_json::json!({
-                    "session_id": id, "patient_id": row.patient_id, "appointment_id": row.appointment_id,
-                });
-                super::integrations::enqueue(batch.tx(), user.clinic, EventType::SessionDischarged, data).await?;
+                let discharged = Event::SessionDischarged {
+                    session_id: id,
+                    patient_id: row.patient_id,
+                    appointment_id: row.appointment_id,
+                };
+                super::integrations::enqueue(batch.tx(), user.clinic, discharged).await?;
             }
             let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
             e.entity_id = Some(id.to_string());

@@ -77,7 +77,7 @@ async fn page(
             scopes: t.scopes.join(", "),
             expires: when(t.expires_at),
             last_used: t.last_used_at.map_or_else(|| "never".to_owned(), when),
-            state: t.state(now),
+            state: t.state(now).as_str(),
         })
         .collect();
     let endpoint_rows = integrations::endpoints(state, admin).await?;
@@ -115,7 +115,12 @@ async fn page(
         .collect();
     let endpoints = endpoint_rows
         .into_iter()
-        .map(|e| EndpointRowView { id: e.id.to_string(), url: e.url, events: e.events.join(", "), active: e.active })
+        .map(|e| EndpointRowView {
+            id: e.id.to_string(),
+            url: e.url,
+            events: e.events.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", "),
+            active: e.active,
+        })
         .collect();
     render(&IntegrationsPage {
         layout: Layout::for_user("Integrations", admin, "/admin/integrations"),
