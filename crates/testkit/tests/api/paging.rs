@@ -5,7 +5,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use kapstone_testkit::{PASSWORD, TestApp, both_backends};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Walks `path` with `limit` and checks it returns the `expected` rows, each once.
 async fn walks(app: &TestApp, token: &str, path: &str, limit: usize, expected: i64) -> anyhow::Result<Vec<String>> {
