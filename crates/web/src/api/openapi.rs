@@ -66,6 +66,7 @@ impl Derive {
     /// The schema of a request body read as a `T`.
     pub fn request<T: JsonSchema + serde::de::DeserializeOwned>(&mut self) -> Option<Value> {
         let mut v = self.requests.subschema_for::<T>().to_value();
+        into_branches(&mut v);
         close(&mut v, false);
         Some(v)
     }
@@ -176,6 +177,43 @@ fn close(v: &mut Value, open: bool) {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// A struct that flattens a tagged enum (`{properties, oneOf: [variants]}`) becomes one closed
+/// object per variant holding the struct's own fields too, rather than an open `oneOf` closed by
+/// `unevaluatedProperties`: the same bodies are valid, and request generators (schemathesis) can
+/// build examples from it.
+fn into_branches(v: &mut Value) {
+    let Value::Object(o) = v else { return };
+    if o.get("oneOf").is_some_and(Value::is_array) && o.get("properties").is_some_and(Value::is_object) {
+        distribute(o);
+    }
+    // A variant may flatten another tagged enum in turn.
+    if let Some(Value::Array(branches)) = o.get_mut("oneOf") {
+        branches.iter_mut().for_each(into_branches);
+    }
+}
+
+fn distribute(o: &mut Map<String, Value>) {
+    let Some(Value::Object(props)) = o.remove("properties") else { return };
+    let required = o.remove("required");
+    o.remove("type");
+    o.remove("additionalProperties");
+    let Some(Value::Array(branches)) = o.get_mut("oneOf") else { return };
+    for branch in branches {
+        let Value::Object(b) = branch else { continue };
+        b.insert("type".into(), json!("object"));
+        if let Value::Object(bp) = b.entry("properties").or_insert_with(|| json!({})) {
+            for (k, p) in &props {
+                bp.entry(k.clone()).or_insert_with(|| p.clone());
+            }
+        }
+        if let Some(Value::Array(req)) = &required
+            && let Value::Array(breq) = b.entry("required").or_insert_with(|| json!([]))
+        {
+            breq.extend(req.iter().cloned());
         }
     }
 }
@@ -1461,6 +1499,36 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    /// A request body that flattens a tagged enum is one closed object per variant, each with the
+    /// struct's own fields: no `unevaluatedProperties` that request generators cannot use.
+    #[test]
+    fn a_flattened_step_is_documented_variant_by_variant_with_its_time() {
+        let mut g = Derive::new();
+        let v = g.request::<super::super::sessions::EventBody>().unwrap_or_default();
+        assert!(!v.to_string().contains("unevaluatedProperties"), "{v}");
+        let branches = v["oneOf"].as_array().cloned().unwrap_or_default();
+        assert!(branches.len() > 10, "one per kind of step: {v}");
+        for b in &branches {
+            let leaves: Vec<&Value> = match b["oneOf"].as_array() {
+                Some(inner) => inner.iter().collect(),
+                None => vec![b],
+            };
+            for leaf in leaves {
+                assert!(leaf["properties"]["at"].is_object(), "`at` on every variant: {leaf}");
+                assert!(leaf["properties"]["kind"].is_object(), "the tag on every variant: {leaf}");
+                assert_eq!(leaf["additionalProperties"], json!(false), "closed: {leaf}");
+            }
+        }
+        let names: Vec<&str> = branches
+            .iter()
+            .flat_map(|b| b["oneOf"].as_array().map_or_else(|| vec![b], |i| i.iter().collect()))
+            .filter_map(|l| l["properties"]["kind"]["const"].as_str())
+            .collect();
+        for kind in ["checked_in", "reading", "discharged", "adverse_event_recorded"] {
+            assert!(names.contains(&kind), "{kind} in {names:?}");
+        }
     }
 
     #[test]
