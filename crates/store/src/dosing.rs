@@ -483,6 +483,19 @@ pub async fn insert_rems_submission(
     Ok(id)
 }
 
+/// [`rems_submissions`] of one session inside `tx` (with the one just recorded, before its commit).
+pub async fn rems_submissions_in(tx: &mut Tx, session: Uuid) -> Result<Vec<RemsSubmissionRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT id, session_id, form_version, submitted_on, confirmation, submitted_by, recorded_at \
+             FROM rems_form_submissions WHERE session_id = $1 ORDER BY recorded_at",
+        )
+        .bind(session)
+        .fetch_all(c)
+        .await?
+    }))
+}
+
 /// Submissions of the given sessions.
 pub async fn rems_submissions(db: &Db, sessions: &[Uuid]) -> Result<Vec<RemsSubmissionRow>> {
     if sessions.is_empty() {
