@@ -321,7 +321,7 @@ async fn booked_dosing_appointment(app: &TestApp, token: &str, n: u8) -> anyhow:
         .flatten()
         .filter(|a| a["kind"] == "dosing" && a["status"] == "booked")
         .filter_map(|a| a["id"].as_str())
-        .last()
+        .next_back()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("no booked dosing appointment for patient {n}: {list}"))
 }
