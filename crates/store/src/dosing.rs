@@ -179,6 +179,14 @@ pub async fn session(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<Sessi
     }))
 }
 
+/// [`session`] inside `tx` (the session just opened, before its commit).
+pub async fn session_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<SessionRow>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2");
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?
+    }))
+}
+
 pub async fn session_of_appointment(db: &Db, clinic: ClinicId, appointment: Uuid) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND appointment_id = $2");
     Ok(on_read!(db, |c| {

@@ -230,18 +230,32 @@ both_backends! {
         assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (204, true));
         assert!(again.bytes().await?.is_empty());
 
-        // A route that answers with what it reads after its change (kapstone_web::api::idempotency::
-        // ANSWERED_AFTER_THE_CHANGE) records its answer after the commit: in this window its retry
-        // learns the change was applied once, and nothing is applied twice.
-        let appointment = booked_dosing_appointment(&app, &nurse, 3).await?;
-        let open = app.url(&format!("/api/v1/appointments/{appointment}/session"));
-        let sessions = app.count("dosing_sessions").await?;
-        let open_with_key = || app.client().post(open.clone()).bearer_auth(nurse.clone()).header("Idempotency-Key", "crash-window-open").json(&json!({})).send();
-        assert_eq!(open_with_key().await?.status(), 201);
-        let again = open_with_key().await?;
+        // A route that answers with what it does after its change (kapstone_web::api::idempotency::
+        // ANSWERED_AFTER_THE_CHANGE: booking a course's plan, session by session) records its
+        // answer after the commit: in this window its retry learns the change was applied once,
+        // and nothing is applied twice.
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let staff: Value = app.get_bearer(&front, "/api/v1/staff").await?.json().await?;
+        let id_of = |role: &str| {
+            staff["items"].as_array().and_then(|a| a.iter().find(|p| p["role"] == role)).map(|p| p["id"].clone()).unwrap_or_default()
+        };
+        let rooms: Value = app.get_bearer(&front, "/api/v1/rooms").await?.json().await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let courses: Value = app.get_bearer(&front, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let plan = app.url(&format!("/api/v1/courses/{}/book", courses["items"][0]["id"].as_str().unwrap_or_default()));
+        let body = json!({"time": "10:00", "staff_ids": [id_of("nurse"), id_of("therapist")], "room_id": rooms["items"][0]["id"], "integration": true});
+        let appointments = app.count("appointments").await?;
+        let book_with_key = || app.client().post(plan.clone()).bearer_auth(front.clone()).header("Idempotency-Key", "crash-window-plan").json(&body).send();
+        let first = book_with_key().await?;
+        assert_eq!(first.status(), 200);
+        let first: Value = first.json().await?;
+        let booked = first["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count();
+        assert!(booked > 0, "the plan books its integration sessions: {first}");
+        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?);
+        let again = book_with_key().await?;
         assert_eq!(again.status(), 409);
         assert_eq!(again.json::<Value>().await?["error"]["field"], "Idempotency-Key");
-        assert_eq!(app.count("dosing_sessions").await?, sessions + 1);
+        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?, "nothing booked twice");
         // A route that stores nothing (ANSWERED_WITHOUT_A_CHANGE) stores no key: a retry
         // calculates again, and is no replay.
         let dose = json!({"protocol": "intravenous-racemic", "weight_kg": 80, "weight_measured_days_ago": 3,
@@ -529,6 +543,13 @@ both_backends! {
         let version = json!({"definition": next, "reason": "Lower block agreed at the governance meeting"});
         let v = replays(&app, Method::POST, "/api/v1/protocols/intravenous-racemic/versions", &prescriber, &key("protocol"), &version, "protocol.change", 201).await?;
         assert_eq!(v["version"], "2026.2", "{v}");
+
+        // A dosing session opened: answered with the session loaded in its transaction.
+        let appointment = booked_dosing_appointment(&app, &nurse, 3).await?;
+        let opened = replays(&app, Method::POST, &format!("/api/v1/appointments/{appointment}/session"), &nurse, &key("open"), &json!({}), "session.open", 201).await?;
+        assert_eq!(opened["appointment_id"].as_str(), Some(appointment.as_str()), "{opened}");
+        let shown: Value = app.get_bearer(&nurse, &format!("/api/v1/sessions/{}", opened["id"].as_str().unwrap_or_default())).await?.json().await?;
+        assert_eq!((&shown["gates"], &shown["protocol"], &shown["state"]), (&opened["gates"], &opened["protocol"], &opened["state"]), "the session as loaded after");
 
         // The REMS form, record requests, discrepancies.
         let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date().to_string();

@@ -123,26 +123,19 @@ pub const ANSWERED_WITH_THE_CHANGE: &[(&str, &str)] = &[
     ("POST", "/api/v1/portal/record-requests"),
     ("POST", "/api/v1/patients/{id}/record-requests"),
     ("POST", "/api/v1/courses/{id}/reviews"),
+    ("POST", "/api/v1/appointments/{id}/session"),
 ];
 
 /// The routes that record their answer after their change, and why: each reads (or writes) again
 /// once its change is committed, to answer with what is now stored. A kill between that commit and
 /// the answer's recording leaves their key applied without an answer (409 on a retry).
-pub const ANSWERED_AFTER_THE_CHANGE: &[(&str, &str, &str)] = &[
-    (
-        "POST",
-        "/api/v1/courses/{id}/book",
-        "books the plan session by session, each in its own transaction (a date that clashes does not stop the \
+pub const ANSWERED_AFTER_THE_CHANGE: &[(&str, &str, &str)] = &[(
+    "POST",
+    "/api/v1/courses/{id}/book",
+    "books the plan session by session, each in its own transaction (a date that clashes does not stop the \
          others), so the answer is known only after the last; the key goes with the first. Booking the plan again \
          (without the key) books only what is missing",
-    ),
-    (
-        "POST",
-        "/api/v1/appointments/{id}/session",
-        "answers with the whole session as an audited read (its protocol version, gates from the patient's record, \
-         events), loaded after the session is opened",
-    ),
-];
+)];
 
 /// The routes that take the header but store nothing, so no key either: a retry runs again, and
 /// that is right for them.
