@@ -179,6 +179,14 @@ pub async fn session(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<Sessi
     }))
 }
 
+/// [`session`] inside `tx` (the session just opened, before its commit).
+pub async fn session_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<SessionRow>> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2");
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?
+    }))
+}
+
 pub async fn session_of_appointment(db: &Db, clinic: ClinicId, appointment: Uuid) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND appointment_id = $2");
     Ok(on_read!(db, |c| {
@@ -481,6 +489,19 @@ pub async fn insert_rems_submission(
         .await?;
     });
     Ok(id)
+}
+
+/// [`rems_submissions`] of one session inside `tx` (with the one just recorded, before its commit).
+pub async fn rems_submissions_in(tx: &mut Tx, session: Uuid) -> Result<Vec<RemsSubmissionRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT id, session_id, form_version, submitted_on, confirmation, submitted_by, recorded_at \
+             FROM rems_form_submissions WHERE session_id = $1 ORDER BY recorded_at",
+        )
+        .bind(session)
+        .fetch_all(c)
+        .await?
+    }))
 }
 
 /// Submissions of the given sessions.

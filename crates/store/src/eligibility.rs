@@ -64,6 +64,19 @@ pub async fn save_consultation(
     Ok((id, version))
 }
 
+/// [`latest_consultation`] inside `tx` (the version just saved, before its commit).
+pub async fn latest_consultation_in(tx: &mut Tx, patient: PatientId) -> Result<Option<ConsultationRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT id, version, body, diagnosis_table_version, recorded_by, recorded_at FROM consultations \
+             WHERE patient_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(patient.as_uuid())
+        .fetch_optional(c)
+        .await?
+    }))
+}
+
 pub async fn latest_consultation(db: &Db, patient: PatientId) -> Result<Option<ConsultationRow>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(
@@ -210,6 +223,14 @@ pub async fn decisions(db: &Db, patient: PatientId) -> Result<Vec<DecisionRow>> 
     );
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?
+    }))
+}
+
+/// One decision of `patient` inside `tx` (the one just signed, before its commit).
+pub async fn decision_in(tx: &mut Tx, patient: PatientId, id: Uuid) -> Result<Option<DecisionRow>> {
+    let sql = format!("SELECT {DECISION_COLUMNS} FROM eligibility_decisions WHERE id = $1 AND patient_id = $2");
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(patient.as_uuid()).fetch_optional(c).await?
     }))
 }
 

@@ -133,6 +133,20 @@ pub async fn reviews_of_course(db: &Db, clinic: ClinicId, course: Uuid) -> Resul
     }))
 }
 
+/// One review inside `tx` (the one just recorded, before its commit).
+pub async fn review_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<ReviewRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT id, course_id, decision, options, reason, next_review_due, outcome_summary, settings_version, \
+             reviewed_by, reviewed_at FROM course_reviews WHERE clinic_id = $1 AND id = $2",
+        )
+        .bind(clinic.as_uuid())
+        .bind(id)
+        .fetch_optional(c)
+        .await?
+    }))
+}
+
 /// The course's booked appointments that start after `after` (what a stop cancels).
 pub async fn future_bookings_of_course(tx: &mut Tx, course: Uuid, after: UtcTs) -> Result<Vec<Uuid>> {
     Ok(on_tx!(tx, |c| {

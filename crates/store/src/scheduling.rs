@@ -417,6 +417,24 @@ pub async fn appointment(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<A
     }))
 }
 
+/// [`appointment`] inside `tx` (the booking or change just made, before its commit).
+pub async fn appointment_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<AppointmentRow>> {
+    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND clinic_id = $2");
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(clinic.as_uuid()).fetch_optional(c).await?
+    }))
+}
+
+/// [`staff_of`] one appointment inside `tx`: its staff's user ids.
+pub async fn staff_of_in(tx: &mut Tx, appointment: Uuid) -> Result<Vec<Uuid>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT user_id FROM appointment_staff WHERE appointment_id = $1")
+            .bind(appointment)
+            .fetch_all(c)
+            .await?
+    }))
+}
+
 /// (appointment, user) for the staff of these appointments.
 pub async fn staff_of(db: &Db, appointments: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
     if appointments.is_empty() {
@@ -705,6 +723,17 @@ pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) 
     }))
 }
 
+/// [`appointments_of_staff`] inside `tx`.
+pub async fn appointments_of_staff_in(tx: &mut Tx, user: Uuid, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
+    let sql = format!(
+        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id IN (SELECT appointment_id FROM appointment_staff \
+         WHERE user_id = $1) AND start_at < $3 AND end_at > $2 ORDER BY start_at, id"
+    );
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user).bind(DbTs(from)).bind(DbTs(to)).fetch_all(c).await?
+    }))
+}
+
 /// Which of these patients have a REMS enrolment recorded.
 pub async fn rems_enrolled_among(db: &Db, patients: &[Uuid]) -> Result<Vec<Uuid>> {
     if patients.is_empty() {
@@ -766,6 +795,20 @@ pub async fn courses_of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -
         .bind(clinic.as_uuid())
         .bind(patient.as_uuid())
         .fetch_all(c)
+        .await?
+    }))
+}
+
+/// [`course`] inside `tx` (the course just started, before its commit).
+pub async fn course_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<CourseRow>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT id, patient_id, template, first_date, options, status, started_at FROM treatment_courses \
+             WHERE clinic_id = $1 AND id = $2",
+        )
+        .bind(clinic.as_uuid())
+        .bind(id)
+        .fetch_optional(c)
         .await?
     }))
 }

@@ -71,7 +71,7 @@ async fn audit_of(app: &TestApp, id: &str, extra: &str) -> anyhow::Result<i64> {
 }
 
 /// A complete consultation with every eligibility data element recorded and nothing found.
-fn clear_consultation() -> Value {
+pub(crate) fn clear_consultation() -> Value {
     let trial = |drug: &str, outcome: &str, weeks: u16| {
         json!({
             "drug": drug, "max_daily_dose_mg": 150.0, "reached_minimum_labelled_dose": true,
@@ -122,7 +122,7 @@ fn clear_consultation() -> Value {
 
 /// `body` with the value at `pointer` (e.g. `/vitals/systolic_mmhg`) set: replaced, or added
 /// to its object when absent.
-fn with(mut body: Value, pointer: &str, value: Value) -> Value {
+pub(crate) fn with(mut body: Value, pointer: &str, value: Value) -> Value {
     if let Some(slot) = body.pointer_mut(pointer) {
         *slot = value;
         return body;
@@ -139,7 +139,7 @@ async fn save(app: &TestApp, token: &str, id: &str, body: &Value) -> anyhow::Res
 
 /// Baseline PHQ-9 and GAD-7 (all 0) and a C-SSRS screener with no ideation (the consultation
 /// exit gate's instruments).
-async fn baseline_instruments(app: &TestApp, token: &str, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn baseline_instruments(app: &TestApp, token: &str, id: &str) -> anyhow::Result<()> {
     let path = format!("/api/v1/patients/{id}/questionnaires");
     for body in [
         json!({"instrument": "phq9", "answers": [0, 0, 0, 0, 0, 0, 0, 0, 0]}),

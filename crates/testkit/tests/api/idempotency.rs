@@ -230,20 +230,42 @@ both_backends! {
         assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (204, true));
         assert!(again.bytes().await?.is_empty());
 
-        // A route that reads its change back to answer (kapstone_web::api::idempotency::
-        // ANSWERED_AFTER_THE_CHANGE) records its answer after the commit: in this window its retry
-        // learns the change was applied once, and nothing is applied twice.
-        let setting = app.url(&format!("/api/v1/locations/{location}/rems-setting"));
-        let body = json!({"rems_certified": true, "address_line1": "1 Crash Road", "city": "Salem", "state": "OR", "zip": "97301"});
-        let audits = app.count("audit_events WHERE action = 'scheduling.configure'").await?;
-        let put_with_key = |key: &'static str| {
-            app.client().put(setting.clone()).bearer_auth(admin.clone()).header("Idempotency-Key", key).json(&body).send()
+        // A route that answers with what it does after its change (kapstone_web::api::idempotency::
+        // ANSWERED_AFTER_THE_CHANGE: booking a course's plan, session by session) records its
+        // answer after the commit: in this window its retry learns the change was applied once,
+        // and nothing is applied twice.
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let staff: Value = app.get_bearer(&front, "/api/v1/staff").await?.json().await?;
+        let id_of = |role: &str| {
+            staff["items"].as_array().and_then(|a| a.iter().find(|p| p["role"] == role)).map(|p| p["id"].clone()).unwrap_or_default()
         };
-        assert_eq!(put_with_key("crash-window-setting").await?.status(), 200);
-        let again = put_with_key("crash-window-setting").await?;
+        let rooms: Value = app.get_bearer(&front, "/api/v1/rooms").await?.json().await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let courses: Value = app.get_bearer(&front, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let plan = app.url(&format!("/api/v1/courses/{}/book", courses["items"][0]["id"].as_str().unwrap_or_default()));
+        let body = json!({"time": "10:00", "staff_ids": [id_of("nurse"), id_of("therapist")], "room_id": rooms["items"][0]["id"], "integration": true});
+        let appointments = app.count("appointments").await?;
+        let book_with_key = || app.client().post(plan.clone()).bearer_auth(front.clone()).header("Idempotency-Key", "crash-window-plan").json(&body).send();
+        let first = book_with_key().await?;
+        assert_eq!(first.status(), 200);
+        let first: Value = first.json().await?;
+        let booked = first["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count();
+        assert!(booked > 0, "the plan books its integration sessions: {first}");
+        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?);
+        let again = book_with_key().await?;
         assert_eq!(again.status(), 409);
         assert_eq!(again.json::<Value>().await?["error"]["field"], "Idempotency-Key");
-        assert_eq!(app.count("audit_events WHERE action = 'scheduling.configure'").await?, audits + 1);
+        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?, "nothing booked twice");
+        // A route that stores nothing (ANSWERED_WITHOUT_A_CHANGE) stores no key: a retry
+        // calculates again, and is no replay.
+        let dose = json!({"protocol": "intravenous-racemic", "weight_kg": 80, "weight_measured_days_ago": 3,
+            "dose_mg_per_kg": 0.5, "stock_mg_per_ml": 50, "infusion_minutes": 40, "bag_ml": 100});
+        for _ in 0..2 {
+            let r = post_with_key(&app, &app.url("/api/v1/dose/calculate"), &nurse, "crash-window-dose", &dose).await?;
+            assert_eq!(r.status(), 200);
+            assert!(r.headers().get("idempotent-replayed").is_none());
+        }
+        assert_eq!(app.count("idempotency_keys WHERE idempotency_key = 'crash-window-dose'").await?, 0);
         app.state.idempotency_locks.crash_after_commit(false);
         app.stop().await
     }
@@ -289,4 +311,265 @@ async fn crash_fixture(app: &TestApp, token: &str) -> anyhow::Result<CrashFixtur
         }
     }
     anyhow::bail!("no demo session on the floor takes a reading")
+}
+
+/// The id of demo patient `n` (patient1@ ...).
+async fn demo_patient(app: &TestApp, n: u8) -> anyhow::Result<String> {
+    let token = app.token(&format!("patient{n}@demo.kapstone.test")).await?;
+    let me: Value = app.get_bearer(&token, "/api/v1/portal/me").await?.json().await?;
+    me["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("portal me: {me}"))
+}
+
+/// The last future dosing appointment booked for demo patient `n` (no session opened yet).
+async fn booked_dosing_appointment(app: &TestApp, token: &str, n: u8) -> anyhow::Result<String> {
+    let patient = demo_patient(app, n).await?;
+    let now = jiff::Timestamp::now();
+    let list: Value = app
+        .get_bearer(token, &format!("/api/v1/appointments?patient={patient}&limit=500&from={now}"))
+        .await?
+        .json()
+        .await?;
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["kind"] == "dosing" && a["status"] == "booked")
+        .filter_map(|a| a["id"].as_str())
+        .next_back()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no booked dosing appointment for patient {n}: {list}"))
+}
+
+/// Sends `body` with `key`: the change is made once (its audit event `action` counted), and its
+/// answer is in the key's row, stored by the change's own commit (nothing is recorded after a
+/// commit in this test). Then sends it again: the same status and bytes, marked replayed, and the
+/// change not made twice. Returns the answer.
+#[allow(clippy::too_many_arguments)]
+async fn replays(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+    action: &str,
+    status: u16,
+) -> anyhow::Result<Value> {
+    let changes = format!("audit_events WHERE action = '{action}'");
+    let before = app.count(&changes).await?;
+    let send = || {
+        app.client()
+            .request(method.clone(), app.url(path))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+    };
+    let first = send().await?;
+    let got = first.status().as_u16();
+    let first = first.bytes().await?;
+    anyhow::ensure!(got == status, "{method} {path}: {got} {}", String::from_utf8_lossy(&first));
+    assert_eq!(app.count(&changes).await?, before + 1, "{method} {path}: one change");
+    let stored = app
+        .count(&format!("idempotency_keys WHERE idempotency_key = '{key}' AND response_status = {status} AND response_body IS NOT NULL"))
+        .await?;
+    assert_eq!(stored, 1, "{method} {path}: the answer went with the change");
+    let again = send().await?;
+    assert_eq!(again.status().as_u16(), status, "{method} {path}");
+    assert_eq!(
+        again.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true"),
+        "{method} {path}"
+    );
+    assert_eq!(
+        again.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{method} {path}"
+    );
+    assert_eq!(again.bytes().await?, first, "{method} {path}: the original body, byte for byte");
+    assert_eq!(app.count(&changes).await?, before + 1, "{method} {path}: nothing made twice");
+    Ok(serde_json::from_slice(&first)?)
+}
+
+/// A uuid as an SQL literal for a uuid column (a 16-byte BLOB on SQLite).
+fn uuid_sql(app: &TestApp, id: &str) -> anyhow::Result<String> {
+    let id = uuid::Uuid::parse_str(id)?;
+    Ok(match app.backend {
+        kapstone_testkit::TestBackend::Sqlite => format!("X'{}'", id.simple()),
+        kapstone_testkit::TestBackend::Postgres => format!("'{id}'"),
+    })
+}
+
+/// A consultation booked for a new patient at the first free time three to five weeks ahead at
+/// `location`; returns (patient id, the booking request, the appointment).
+async fn free_consultation(
+    app: &TestApp,
+    front: &str,
+    location: &str,
+    family: &str,
+) -> anyhow::Result<(String, Value)> {
+    let p =
+        post_with_key(app, &app.url("/api/v1/patients"), front, &format!("patient-{family}"), &patient(family)).await?;
+    anyhow::ensure!(p.status() == 201, "registering {family}");
+    let p: Value = p.json().await?;
+    let id = p["id"].as_str().unwrap_or_default().to_owned();
+    let offer = free_slot(app, front, location, &id).await?;
+    let body = json!({"patient_id": id, "type": "consultation", "start": offer["start"], "staff_ids": offer["staff_ids"],
+        "location_id": location});
+    Ok((id, body))
+}
+
+/// The first free consultation time three to five weeks ahead for `patient` at `location`.
+async fn free_slot(app: &TestApp, token: &str, location: &str, patient: &str) -> anyhow::Result<Value> {
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let (from, to) = (today.checked_add(jiff::Span::new().days(21))?, today.checked_add(jiff::Span::new().days(35))?);
+    let path = format!(
+        "/api/v1/appointments/slots?type=consultation&from={from}&to={to}&patient_id={patient}&location_id={location}&limit=5"
+    );
+    let offers: Value = app.get_bearer(token, &path).await?.json().await?;
+    offers["items"].get(0).cloned().ok_or_else(|| anyhow::anyhow!("no free consultation: {offers}"))
+}
+
+both_backends! {
+    async fn after_a_crash_past_the_commit_the_routes_that_read_their_change_back_replay_it(b) {
+        use reqwest::Method;
+        let app = TestApp::demo(b).await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let prescriber = app.token("prescriber@demo.kapstone.test").await?;
+        let therapist = app.token("therapist@demo.kapstone.test").await?;
+        let portal = app.token("patient1@demo.kapstone.test").await?;
+        let locations: Value = app.get_bearer(&admin, "/api/v1/locations").await?.json().await?;
+        let location = locations["items"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["time_zone"] == "America/Los_Angeles"))
+            .and_then(|l| l["id"].as_str())
+            .ok_or_else(|| anyhow::anyhow!("no location in Los Angeles: {locations}"))?
+            .to_owned();
+        // What the routes act on, made beforehand: appointments to change, a finished Spravato
+        // session for its REMS form, a discrepancy's location, a patient to consult.
+        let mut booked = Vec::new();
+        for family in ["Cancelled", "Moved", "Absent", "Attended", "OnLeave"] {
+            let (_, body) = free_consultation(&app, &front, &location, family).await?;
+            let r = app.client().post(app.url("/api/v1/appointments")).bearer_auth(&front).json(&body).send().await?;
+            anyhow::ensure!(r.status() == 201, "booking {family}");
+            booked.push(r.json::<Value>().await?);
+        }
+        let id_of = |i: usize| booked[i]["id"].as_str().unwrap_or_default().to_owned();
+        // Absent and Attended happened 60 days ago, as time passing would have it.
+        let shift = match app.backend {
+            kapstone_testkit::TestBackend::Sqlite => "start_at = start_at - 5184000000000, end_at = end_at - 5184000000000",
+            kapstone_testkit::TestBackend::Postgres => "start_at = start_at - interval '60 days', end_at = end_at - interval '60 days'",
+        };
+        for i in [2, 3] {
+            assert_eq!(app.raw_sql(&format!("UPDATE appointments SET {shift} WHERE id = {}", uuid_sql(&app, &id_of(i))?)).await?, 1);
+        }
+        let session = crate::rems_forms::discharged_spravato_session(&app, &nurse, &prescriber, &therapist).await?;
+        let fx = crash_fixture(&app, &nurse).await?;
+        let consulted = {
+            let r = post_with_key(&app, &app.url("/api/v1/patients"), &nurse, "consulted", &patient("Consulted")).await?;
+            r.json::<Value>().await?["id"].as_str().unwrap_or_default().to_owned()
+        };
+        crate::eligibility::baseline_instruments(&app, &nurse, &consulted).await?;
+        let p2 = demo_patient(&app, 2).await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let courses: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let course = courses["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+        let protocol: Value = app.get_bearer(&nurse, "/api/v1/protocols/intravenous-racemic").await?.json().await?;
+        let mut next = protocol["protocol"].clone();
+        next["version"] = json!("2026.2");
+        next["dose"]["mg_per_kg"]["block_at_or_above_mg_per_kg"] = json!(0.9);
+
+        // From here on nothing is recorded after a change commits.
+        app.state.idempotency_locks.crash_after_commit(true);
+        let key = |path: &str| format!("crash-read-back-{path}");
+
+        // Scheduling: each answers with the appointment as its transaction stored it.
+        let (_, booking) = free_consultation(&app, &front, &location, "Booked").await?;
+        let a = replays(&app, Method::POST, "/api/v1/appointments", &front, &key("book"), &booking, "appointment.book", 201).await?;
+        assert_eq!((a["status"].as_str(), a["type"].as_str()), (Some("booked"), Some("consultation")), "{a}");
+        assert!(a["warnings"].is_array(), "{a}");
+        let cancel = format!("/api/v1/appointments/{}/cancel", id_of(0));
+        let c = replays(&app, Method::POST, &cancel, &front, &key("cancel"), &json!({"reason": "Flu"}), "appointment.change", 200).await?;
+        assert_eq!((c["status"].as_str(), c["status_reason"].as_str()), (Some("cancelled"), Some("Flu")), "{c}");
+        let moved = &booked[1];
+        let offer = free_slot(&app, &front, &location, moved["patient_id"].as_str().unwrap_or_default()).await?;
+        let reschedule = format!("/api/v1/appointments/{}/reschedule", id_of(1));
+        let body = json!({"start": offer["start"], "reason": "Clinic running late", "staff_ids": offer["staff_ids"]});
+        let r = replays(&app, Method::POST, &reschedule, &front, &key("reschedule"), &body, "appointment.book", 201).await?;
+        assert_eq!(r["rescheduled_from"], moved["id"], "{r}");
+        for (i, route, status) in [(2, "no-show", "no_show"), (3, "attended", "completed")] {
+            let path = format!("/api/v1/appointments/{}/{route}", id_of(i));
+            let v = replays(&app, Method::POST, &path, &front, &key(route), &json!({}), "appointment.change", 200).await?;
+            assert_eq!(v["status"], status, "{v}");
+        }
+        // A leave answers with the appointments it clashes with, read in its transaction.
+        let on_leave = &booked[4];
+        let start: jiff::Timestamp = on_leave["start"].as_str().unwrap_or_default().parse()?;
+        // The clinic's date (UTC-8 or UTC-7, within its 08:00-18:00 hours).
+        let day = (start - jiff::SignedDuration::from_hours(8)).to_zoned(jiff::tz::TimeZone::UTC).date();
+        let staff = on_leave["staff_ids"][0].as_str().unwrap_or_default();
+        let leave = json!({"date": day.to_string(), "kind": "leave", "start": "08:00", "end": "18:00", "note": "Crash test"});
+        let l = replays(&app, Method::POST, &format!("/api/v1/staff/{staff}/exceptions"), &admin, &key("leave"), &leave, "scheduling.configure", 201).await?;
+        assert!(l["clashes"].as_array().is_some_and(|c| c.iter().any(|c| c["appointment_id"] == on_leave["id"])), "{l}");
+        let setting = json!({"rems_certified": true, "address_line1": "1 Crash Road", "city": "Salem", "state": "OR", "zip": "97301"});
+        let s = replays(&app, Method::PUT, &format!("/api/v1/locations/{location}/rems-setting"), &admin, &key("setting"), &setting, "scheduling.configure", 200).await?;
+        assert_eq!((s["rems_certified"].as_bool(), s["zip"].as_str()), (Some(true), Some("97301")), "{s}");
+
+        // The record: a consultation, a signed decision (with the password in the body: the
+        // re-authentication commits apart, the key goes with the signature), the pathway.
+        let body = crate::eligibility::with(crate::eligibility::clear_consultation(), "/pregnancy_status", json!("pregnant"));
+        let c = replays(&app, Method::PUT, &format!("/api/v1/patients/{consulted}/consultation"), &nurse, &key("consultation"), &body, "consultation.record", 200).await?;
+        assert_eq!(c["version"], 1, "{c}");
+        let e: Value = app.get_bearer(&prescriber, &format!("/api/v1/patients/{consulted}/eligibility")).await?.json().await?;
+        let sign = json!({"input_sha256": e["input_sha256"], "password": kapstone_testkit::PASSWORD, "verdict": "not_eligible",
+            "summary": "Pregnant: revisit after delivery."});
+        let d = replays(&app, Method::POST, &format!("/api/v1/patients/{consulted}/eligibility/decisions"), &prescriber, &key("sign"), &sign, "eligibility.sign", 201).await?;
+        assert_eq!((d["verdict"].as_str(), d["input_sha256"].clone()), (Some("not_eligible"), e["input_sha256"].clone()), "{d}");
+        let hold = json!({"event": "hold", "reason": "Awaiting the obstetric letter"});
+        let h = replays(&app, Method::POST, &format!("/api/v1/patients/{consulted}/pathway/events"), &nurse, &key("hold"), &hold, "pathway.change", 201).await?;
+        assert!(h["stage"].is_string() && h["next"].is_array(), "{h}");
+        let pathway: Value = app.get_bearer(&nurse, &format!("/api/v1/patients/{consulted}/pathway")).await?.json().await?;
+        assert_eq!((&pathway["stage"], &pathway["next"]), (&h["stage"], &h["next"]), "the answer is the pathway as read after");
+
+        // Courses and protocols.
+        let start = json!({"template": "KAP-SL", "first_date": "2030-01-07"});
+        let c = replays(&app, Method::POST, &format!("/api/v1/patients/{p2}/courses"), &prescriber, &key("course"), &start, "appointment.change", 201).await?;
+        assert_eq!(c["dosing_planned"], 3, "{c}");
+        let review = json!({"decision": "continue", "reason": "PHQ-9 improving"});
+        let r = replays(&app, Method::POST, &format!("/api/v1/courses/{course}/reviews"), &prescriber, &key("review"), &review, "course.review", 201).await?;
+        assert_eq!((r["decision"].as_str(), r["course_status"].as_str()), (Some("continue"), Some("active")), "{r}");
+        let version = json!({"definition": next, "reason": "Lower block agreed at the governance meeting"});
+        let v = replays(&app, Method::POST, "/api/v1/protocols/intravenous-racemic/versions", &prescriber, &key("protocol"), &version, "protocol.change", 201).await?;
+        assert_eq!(v["version"], "2026.2", "{v}");
+
+        // A dosing session opened: answered with the session loaded in its transaction.
+        let appointment = booked_dosing_appointment(&app, &nurse, 3).await?;
+        let opened = replays(&app, Method::POST, &format!("/api/v1/appointments/{appointment}/session"), &nurse, &key("open"), &json!({}), "session.open", 201).await?;
+        assert_eq!(opened["appointment_id"].as_str(), Some(appointment.as_str()), "{opened}");
+        let shown: Value = app.get_bearer(&nurse, &format!("/api/v1/sessions/{}", opened["id"].as_str().unwrap_or_default())).await?.json().await?;
+        assert_eq!((&shown["gates"], &shown["protocol"], &shown["state"]), (&opened["gates"], &opened["protocol"], &opened["state"]), "the session as loaded after");
+
+        // The REMS form, record requests, discrepancies.
+        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+        let form = format!("/api/v1/sessions/{session}/rems-form/submissions");
+        let f = replays(&app, Method::POST, &form, &nurse, &key("rems-form"), &json!({"submitted_on": today, "confirmation": "REMS-1"}), "rems_form.submit", 201).await?;
+        assert_eq!(f["status"]["status"], "submitted", "{f}");
+        let q = replays(&app, Method::POST, &format!("/api/v1/patients/{p3}/record-requests"), &nurse, &key("request"), &json!({"kind": "access"}), "record_request.receive", 201).await?;
+        assert_eq!(q["kind"], "access", "{q}");
+        let q = replays(&app, Method::POST, "/api/v1/portal/record-requests", &portal, &key("own-request"), &json!({"kind": "access"}), "record_request.receive", 201).await?;
+        assert_eq!(q["kind"], "access", "{q}");
+        let incident = json!({"location": fx.location, "description": "A container is missing from the safe"});
+        let d = replays(&app, Method::POST, "/api/v1/cs/discrepancies", &prescriber, &key("incident"), &incident, "cs_ledger.discrepancy", 201).await?;
+        assert_eq!(d["open"], true, "{d}");
+        let events = format!("/api/v1/cs/discrepancies/{}/events", d["id"].as_str().unwrap_or_default());
+        let note = json!({"kind": "note_added", "text": "Checked the sharps bin and the fridge"});
+        let n = replays(&app, Method::POST, &events, &nurse, &key("note"), &note, "cs_ledger.discrepancy", 201).await?;
+        assert_eq!(n["id"], d["id"], "{n}");
+        let shown: Value = app.get_bearer(&nurse, &format!("/api/v1/cs/discrepancies/{}", d["id"].as_str().unwrap_or_default())).await?.json().await?;
+        assert_eq!(shown, n, "the answer is the discrepancy as shown after");
+        app.state.idempotency_locks.crash_after_commit(false);
+        app.stop().await
+    }
 }

@@ -107,6 +107,12 @@ pub async fn revise(
         ))
         .into());
     }
-    let p = app::revise(&state, &user, &b.definition.to_string(), &b.reason).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&ProtocolSaved { id: p.id, version: p.version })?)))
+    // The version saved is committed with its answer (see [`super::idempotency::answered`]).
+    super::idempotency::answered(
+        |p: &kapstone_domain::protocol::Protocol| {
+            Ok((StatusCode::CREATED, to_json(&ProtocolSaved { id: p.id.clone(), version: p.version.clone() })?))
+        },
+        app::revise(&state, &user, &b.definition.to_string(), &b.reason),
+    )
+    .await
 }

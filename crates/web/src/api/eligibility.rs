@@ -136,10 +136,14 @@ pub async fn save_consultation(
     ApiJson(input): ApiJson<ConsultationInput>,
 ) -> ApiResult<Json<Value>> {
     let id = patient_id(&id)?;
-    app::save_consultation(&state, &user, id, &input, base_version(&headers)?).await?;
-    let (_, current) = app::consultation(&state, &user, id).await?;
-    let (row, c) = current.ok_or(AppError::NotFound)?;
-    Ok(Json(consultation_json(&row, &c)))
+    let base = base_version(&headers)?;
+    // The version now current is read back (audited) in the save's transaction, and the answer
+    // stored with it.
+    super::idempotency::answered_ok(
+        |(row, c): &(ConsultationRow, kapstone_domain::consultation::Consultation)| Ok(consultation_json(row, c)),
+        app::save_and_read_consultation(&state, &user, id, &input, base),
+    )
+    .await
 }
 
 /// A signed eligibility decision (or amendment). The lists are stored as the JSON of their types.
@@ -311,22 +315,24 @@ pub async fn sign(
         (None, Some(_)) => return Err(FieldError::new("amends", "name the decision this amends").into()),
         (None, None) => None,
     };
-    let signed = app::sign(
-        &state,
-        &user,
-        id,
-        Signing {
-            request: &request,
-            reviewed_input_sha256: &body.input_sha256,
-            amends,
-            password: Some(&body.password),
-            totp_code: body.totp_code.as_deref(),
-        },
+    // The decision as stored is read back in the signing's transaction, and the answer stored
+    // with it.
+    super::idempotency::answered(
+        |d: &DecisionRow| Ok((StatusCode::CREATED, decision_json(d))),
+        app::sign_and_read(
+            &state,
+            &user,
+            id,
+            Signing {
+                request: &request,
+                reviewed_input_sha256: &body.input_sha256,
+                amends,
+                password: Some(&body.password),
+                totp_code: body.totp_code.as_deref(),
+            },
+        ),
     )
-    .await?;
-    let decisions = kapstone_store::eligibility::decisions(&state.db, id).await.map_err(AppError::from)?;
-    let d = decisions.iter().find(|d| d.id == signed).ok_or(AppError::NotFound)?;
-    Ok((StatusCode::CREATED, Json(decision_json(d))))
+    .await
 }
 
 /// `GET /api/v1/patients/{id}/eligibility/decisions`: every decision, the one in force first.
@@ -379,12 +385,13 @@ pub async fn change_pathway(
     ApiJson(body): ApiJson<PathwayBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = patient_id(&id)?;
-    app::change_pathway(&state, &user, id, &body.event, &body.reason).await?;
-    let p = kapstone_store::patients::get(&state.db, user.clinic, id)
-        .await
-        .map_err(AppError::from)?
-        .ok_or(AppError::NotFound)?;
-    let (stage, next) = app::pathway_status(&state, &p, alerts(&user)).await?;
-    let view = PathwayView { stage, stage_label: stage.label().to_owned(), next, events: None };
-    Ok((StatusCode::CREATED, Json(to_json(&view))))
+    super::idempotency::answered(
+        |(stage, next): &(kapstone_domain::pathway::Stage, Vec<kapstone_domain::pathway::NextStep>)| {
+            let view =
+                PathwayView { stage: *stage, stage_label: stage.label().to_owned(), next: next.clone(), events: None };
+            Ok((StatusCode::CREATED, to_json(&view)))
+        },
+        app::change_pathway_and_assess(&state, &user, id, &body.event, &body.reason, alerts(&user)),
+    )
+    .await
 }

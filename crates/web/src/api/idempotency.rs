@@ -14,10 +14,11 @@
 //! and the use case commits with that result (`Tx::commit_answering`, or returns it from its
 //! group-commit writer job). A server killed after that commit, before or while answering, leaves
 //! the answer stored: the retry gets it. [`ANSWERED_WITH_THE_CHANGE`] lists those routes. The
-//! others (each reads or writes again after its change commits, so its answer is only known
-//! later) record their answer right after the commit; a kill in between leaves the key applied
-//! without an answer, and a retry gets 409 naming `Idempotency-Key` ("applied once, read it
-//! back"), never a second change.
+//! others ([`ANSWERED_AFTER_THE_CHANGE`]: each reads or writes again after its change commits, so
+//! its answer is only known later) record their answer right after the commit; a kill in between
+//! leaves the key applied without an answer, and a retry gets 409 naming `Idempotency-Key`
+//! ("applied once, read it back"), never a second change. A route that changes nothing
+//! ([`ANSWERED_WITHOUT_A_CHANGE`]) stores no key, and a retry runs again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,7 +54,8 @@ pub fn applies(method: &Method, path: &str) -> bool {
 /// The routes whose answer is stored in the same transaction as their change (see the module
 /// docs). The API test `after_a_crash_past_the_commit_a_retry_gets_the_original_answer` checks one
 /// of each kind through a simulated crash: a transaction of the request's own, a group-commit
-/// job, an id, a bare status.
+/// job, an id, a bare status; `after_a_crash_past_the_commit_the_routes_that_read_their_change_
+/// back_replay_it` checks each route that answers with what its transaction reads back.
 pub const ANSWERED_WITH_THE_CHANGE: &[(&str, &str)] = &[
     ("PUT", "/api/v1/cs/locations/{id}/registration"),
     ("POST", "/api/v1/cs/products"),
@@ -101,34 +103,49 @@ pub const ANSWERED_WITH_THE_CHANGE: &[(&str, &str)] = &[
     ("POST", "/api/v1/webhooks"),
     ("PUT", "/api/v1/webhooks/{id}/active"),
     ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver"),
+    // Answered with what the change's own transaction reads back (or what it wrote), and any read
+    // of record data that answer needs audited in that transaction too.
+    ("POST", "/api/v1/cs/discrepancies"),
+    ("POST", "/api/v1/cs/discrepancies/{id}/events"),
+    ("PUT", "/api/v1/patients/{id}/consultation"),
+    ("POST", "/api/v1/patients/{id}/eligibility/decisions"),
+    ("POST", "/api/v1/patients/{id}/pathway/events"),
+    ("PUT", "/api/v1/locations/{id}/rems-setting"),
+    ("POST", "/api/v1/staff/{id}/exceptions"),
+    ("POST", "/api/v1/appointments"),
+    ("POST", "/api/v1/appointments/{id}/cancel"),
+    ("POST", "/api/v1/appointments/{id}/no-show"),
+    ("POST", "/api/v1/appointments/{id}/attended"),
+    ("POST", "/api/v1/appointments/{id}/reschedule"),
+    ("POST", "/api/v1/patients/{id}/courses"),
+    ("POST", "/api/v1/protocols/{id}/versions"),
+    ("POST", "/api/v1/sessions/{id}/rems-form/submissions"),
+    ("POST", "/api/v1/portal/record-requests"),
+    ("POST", "/api/v1/patients/{id}/record-requests"),
+    ("POST", "/api/v1/courses/{id}/reviews"),
+    ("POST", "/api/v1/appointments/{id}/session"),
 ];
 
 /// The routes that record their answer after their change, and why: each reads (or writes) again
 /// once its change is committed, to answer with what is now stored. A kill between that commit and
 /// the answer's recording leaves their key applied without an answer (409 on a retry).
-pub const ANSWERED_AFTER_THE_CHANGE: &[(&str, &str, &str)] = &[
-    ("POST", "/api/v1/cs/discrepancies", "reads the incident back"),
-    ("POST", "/api/v1/cs/discrepancies/{id}/events", "reads the incident back"),
-    ("PUT", "/api/v1/patients/{id}/consultation", "reads the consultation back"),
-    ("POST", "/api/v1/patients/{id}/eligibility/decisions", "reads the signed decision back"),
-    ("POST", "/api/v1/patients/{id}/pathway/events", "reads the pathway status"),
-    ("PUT", "/api/v1/locations/{id}/rems-setting", "reads the setting back"),
-    ("POST", "/api/v1/staff/{id}/exceptions", "looks up the appointments a leave clashes with"),
-    ("POST", "/api/v1/appointments", "reads the appointment back"),
-    ("POST", "/api/v1/appointments/{id}/cancel", "reads the appointment back"),
-    ("POST", "/api/v1/appointments/{id}/no-show", "reads the appointment back"),
-    ("POST", "/api/v1/appointments/{id}/attended", "reads the appointment back"),
-    ("POST", "/api/v1/appointments/{id}/reschedule", "reads the appointment back"),
-    ("POST", "/api/v1/patients/{id}/courses", "reads the course back"),
-    ("POST", "/api/v1/courses/{id}/book", "books appointment by appointment"),
-    ("POST", "/api/v1/dose/calculate", "stores nothing: a retry computes again"),
-    ("POST", "/api/v1/protocols/{id}/versions", "the use case commits inside a helper"),
-    ("POST", "/api/v1/appointments/{id}/session", "reads the session back"),
-    ("POST", "/api/v1/sessions/{id}/rems-form/submissions", "reads the form's status back"),
-    ("POST", "/api/v1/portal/record-requests", "reads the request back"),
-    ("POST", "/api/v1/patients/{id}/record-requests", "reads the request back"),
-    ("POST", "/api/v1/courses/{id}/reviews", "reads the review back and audits that read"),
-];
+pub const ANSWERED_AFTER_THE_CHANGE: &[(&str, &str, &str)] = &[(
+    "POST",
+    "/api/v1/courses/{id}/book",
+    "books the plan session by session, each in its own transaction (a date that clashes does not stop the \
+         others), so the answer is known only after the last; the key goes with the first. Booking the plan again \
+         (without the key) books only what is missing",
+)];
+
+/// The routes that take the header but store nothing, so no key either: a retry runs again, and
+/// that is right for them.
+pub const ANSWERED_WITHOUT_A_CHANGE: &[(&str, &str, &str)] = &[(
+    "POST",
+    "/api/v1/dose/calculate",
+    "a calculation under the protocol in force that changes nothing: a retry calculates again (under the protocol \
+     then in force), with nothing to apply twice; storing its answer would only make a retry replay a dose \
+     calculated under a protocol since replaced",
+)];
 
 /// A JSON answer as the handler sends it: `Json` writes the same bytes.
 fn json_answer(status: StatusCode, body: &serde_json::Value) -> Option<Answer> {
@@ -387,6 +404,7 @@ mod tests {
             .iter()
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .chain(ANSWERED_AFTER_THE_CHANGE.iter().map(|(m, p, _)| (m.to_string(), p.to_string())))
+            .chain(ANSWERED_WITHOUT_A_CHANGE.iter().map(|(m, p, _)| (m.to_string(), p.to_string())))
             .collect();
         keyed.sort();
         listed.sort();

@@ -352,8 +352,11 @@ pub async fn open_incident(
     user: CurrentUser,
     ApiJson(b): ApiJson<discrepancies::IncidentInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let v = discrepancies::open_incident(&state, &user, b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    super::idempotency::answered(
+        created::<discrepancies::DiscrepancyView>,
+        discrepancies::open_incident(&state, &user, b),
+    )
+    .await
 }
 
 /// `POST /api/v1/cs/discrepancies/{id}/events`: a note, the judgement, the notice, Form 106, the
@@ -364,6 +367,9 @@ pub async fn discrepancy_event(
     Path(id): Path<String>,
     ApiJson(event): ApiJson<DiscrepancyEvent>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let v = discrepancies::record(&state, &user, path_id(&id)?, event).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    super::idempotency::answered(
+        created::<discrepancies::DiscrepancyView>,
+        discrepancies::record(&state, &user, path_id(&id)?, event),
+    )
+    .await
 }

@@ -65,8 +65,11 @@ pub async fn review(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<app::ReviewInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let v = app::review(&state, &user, course_id(&id)?, &b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    super::idempotency::answered(
+        |v: &app::ReviewView| Ok((StatusCode::CREATED, to_json(v)?)),
+        app::review(&state, &user, course_id(&id)?, &b),
+    )
+    .await
 }
 
 /// `GET /api/v1/settings/outcomes`: the outcome definitions and re-review interval in force.

@@ -25,6 +25,11 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value, AppError> {
     serde_json::to_value(v).map_err(|e| AppError::Internal(e.into()))
 }
 
+/// 201 with the new request (stored with it, see [`super::idempotency::answered`]).
+fn created(v: &app::RequestView) -> Result<(StatusCode, Value), AppError> {
+    Ok((StatusCode::CREATED, to_json(v)?))
+}
+
 /// `GET /api/v1/record-requests?patient=&from=&to=&limit=&cursor=`: the clinic's open requests with
 /// their deadlines (staff), in the order they were recorded, a page at a time (see [`page`]).
 pub async fn open(State(state): State<AppState>, user: CurrentUser, q: ListQuery) -> ApiResult<Json<Value>> {
@@ -45,8 +50,7 @@ pub async fn create_for_patient(
     Path(id): Path<String>,
     ApiJson(b): ApiJson<NewRequestInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let v = app::create(&state, &user, patient_id(&id)?, &b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    super::idempotency::answered(created, app::create(&state, &user, patient_id(&id)?, &b)).await
 }
 
 /// `GET /api/v1/patients/{id}/record-requests?from=&to=&limit=&cursor=` (staff): the patient's
@@ -103,8 +107,7 @@ pub async fn create_own(
     ApiJson(b): ApiJson<NewRequestInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(patient) = user.patient else { return Err(AppError::Forbidden.into()) };
-    let v = app::create(&state, &user, patient, &b).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    super::idempotency::answered(created, app::create(&state, &user, patient, &b)).await
 }
 
 /// `POST /api/v1/portal/record-requests/{id}/steps`: the patient's statement of disagreement.

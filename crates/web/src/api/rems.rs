@@ -46,9 +46,13 @@ pub async fn submit(
     ApiJson(b): ApiJson<SubmissionBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let sid = session_id(&id)?;
-    let sub = app::submit(&state, &user, sid, &b.submitted_on, b.confirmation.as_deref()).await?;
-    let view = app::form(&state, &user, sid).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&Submitted { id: sub, status: view.status, due: view.due })?)))
+    super::idempotency::answered(
+        |r: &app::SubmissionRecorded| {
+            Ok((StatusCode::CREATED, to_json(&Submitted { id: r.id, status: r.status, due: r.due })?))
+        },
+        app::submit(&state, &user, sid, &b.submitted_on, b.confirmation.as_deref()),
+    )
+    .await
 }
 
 /// A recorded submission, with the form's status and due date now.
@@ -124,8 +128,10 @@ pub async fn set_rems_setting(
         state: b.state.unwrap_or_default(),
         zip: b.zip.unwrap_or_default(),
     };
-    app::set_rems_setting(&state, &user, &id, &input).await?;
-    let location: Uuid = id.trim().parse().map_err(|_| AppError::NotFound)?;
-    let stored = app::rems_setting(&state, &user, location).await?;
-    Ok(Json(to_json(&setting_view(&stored))?))
+    // The setting the update wrote is the setting now: the answer is stored with it.
+    super::idempotency::answered_ok(
+        |s: &kapstone_store::dosing::RemsSettingRow| to_json(&setting_view(s)),
+        app::set_rems_setting(&state, &user, &id, &input),
+    )
+    .await
 }

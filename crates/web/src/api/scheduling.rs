@@ -181,15 +181,18 @@ fn appointment_json(a: &AppointmentRow, staff: &[Uuid], types: &[(Uuid, Appointm
     page::item(&appointment_view(a, staff, types))
 }
 
-async fn one_view(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<AppointmentView, AppError> {
-    let a = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
-    let staff: Vec<Uuid> = store::staff_of(&state.db, &[id]).await?.into_iter().map(|(_, u)| u).collect();
-    let types = app::types(state, user).await?;
-    Ok(appointment_view(&a, &staff, &types))
+/// The answer to a booking (or a rescheduling): 201 with the appointment as the booking stored
+/// it, and the booking's warnings. A function of the use case's result alone, so it is stored with
+/// the booking (see [`super::idempotency::answered`]).
+fn booked_json(b: &app::Booked) -> Result<(StatusCode, Value), AppError> {
+    let mut v = appointment_view(&b.stored.row, &b.stored.staff, &b.stored.types);
+    v.warnings = Some(b.warnings.clone());
+    Ok((StatusCode::CREATED, page::item(&v)))
 }
 
-async fn one(state: &AppState, user: &CurrentUser, id: Uuid) -> Result<Value, AppError> {
-    Ok(page::item(&one_view(state, user, id).await?))
+/// The answer to a change of status: the appointment as the change stored it.
+fn changed_json(s: &app::Stored) -> Result<Value, AppError> {
+    Ok(appointment_json(&s.row, &s.staff, &s.types))
 }
 
 /// `POST /api/v1/appointments`: books; 409 names the clash, 422 names the field or gate.
@@ -198,10 +201,7 @@ pub async fn book(
     user: CurrentUser,
     ApiJson(req): ApiJson<BookingRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let booked = app::book(&state, &user, &req, None).await?;
-    let mut body = one_view(&state, &user, booked.id).await?;
-    body.warnings = Some(booked.warnings);
-    Ok((StatusCode::CREATED, Json(page::item(&body))))
+    super::idempotency::answered(booked_json, app::book(&state, &user, &req, None)).await
 }
 
 /// `GET /api/v1/appointments?patient=&from=&to=&limit=&cursor=`: by start, a page at a time (see
@@ -271,8 +271,7 @@ async fn set_status(
     body: ReasonBody,
 ) -> ApiResult<Json<Value>> {
     let id = appointment_id(id)?;
-    app::change(state, user, id, status, body.reason.as_deref()).await?;
-    Ok(Json(one(state, user, id).await?))
+    super::idempotency::answered_ok(changed_json, app::change(state, user, id, status, body.reason.as_deref())).await
 }
 
 pub async fn cancel(
@@ -347,10 +346,7 @@ pub async fn reschedule(
         location_id: Some(old.location_id.to_string()),
         course: old.course_id,
     };
-    let booked = app::book(&state, &user, &req, Some((id, reason))).await?;
-    let mut v = one_view(&state, &user, booked.id).await?;
-    v.warnings = Some(booked.warnings);
-    Ok((StatusCode::CREATED, Json(page::item(&v))))
+    super::idempotency::answered(booked_json, app::book(&state, &user, &req, Some((id, reason)))).await
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -433,8 +429,11 @@ pub async fn add_exception(
     Path(id): Path<String>,
     ApiJson(e): ApiJson<ExceptionInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let added = app::add_exception(&state, &user, &id, &e).await?;
-    Ok((StatusCode::CREATED, Json(page::item(&added))))
+    super::idempotency::answered(
+        |added: &app::ExceptionAdded| Ok((StatusCode::CREATED, page::item(added))),
+        app::add_exception(&state, &user, &id, &e),
+    )
+    .await
 }
 
 /// `DELETE /api/v1/staff/{id}/exceptions/{exception_id}`.
@@ -476,9 +475,12 @@ pub async fn start_course(
     ApiJson(b): ApiJson<CourseBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id: PatientId = id.parse().map_err(|_| AppError::NotFound)?;
-    let v = crate::app::courses::start(&state, &user, id, &b.template, &b.first_date, b.options.unwrap_or_default())
-        .await?;
-    Ok((StatusCode::CREATED, Json(serde_json::to_value(v).unwrap_or(Value::Null))))
+    let options = b.options.unwrap_or_default();
+    super::idempotency::answered(
+        |v: &crate::app::courses::CourseView| Ok((StatusCode::CREATED, serde_json::to_value(v).unwrap_or(Value::Null))),
+        crate::app::courses::start(&state, &user, id, &b.template, &b.first_date, options),
+    )
+    .await
 }
 
 /// `GET /api/v1/patients/{id}/courses`: courses with plan and progress.

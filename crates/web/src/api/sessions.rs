@@ -36,10 +36,15 @@ pub async fn open(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let appointment = session_id(&id)?;
-    let (id, created) = app::open(&state, &user, appointment).await?;
-    let loaded = app::load(&state, &user, id).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(app::to_json(&loaded)?)))
+    // A session opened now is loaded in its own transaction, and the answer stored with it.
+    super::idempotency::answered(
+        |o: &app::Opened| {
+            let status = if o.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, app::to_json(&o.loaded)?))
+        },
+        app::open_and_load(&state, &user, appointment),
+    )
+    .await
 }
 
 /// `GET /api/v1/sessions/{id}`.

@@ -109,9 +109,11 @@ pub async fn start(
     e.patient_id = Some(patient);
     e.reason = Some(format!("course {} started", template.as_str()));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    let row = store::course(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
-    view(&row, &[])
+    // Read back before the commit: the view is stored with the course (issue 9).
+    let row = store::course_in(&mut tx, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let out = view(&row, &[])?;
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 pub async fn of_patient(state: &AppState, user: &CurrentUser, patient: PatientId) -> Result<Vec<CourseView>, AppError> {

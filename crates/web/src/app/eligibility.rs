@@ -108,6 +108,30 @@ pub async fn save_consultation(
     input: &ConsultationInput,
     base_version: Option<i32>,
 ) -> Result<i32, AppError> {
+    Ok(save(state, user, id, input, base_version, false).await?.0.version)
+}
+
+/// [`save_consultation`], then the version now current, read back in the same transaction as an
+/// audited read (as [`consultation`] reads it): the API answers with it, stored with the change
+/// (issue 9).
+pub async fn save_and_read_consultation(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    input: &ConsultationInput,
+    base_version: Option<i32>,
+) -> Result<(ConsultationRow, Consultation), AppError> {
+    save(state, user, id, input, base_version, true).await
+}
+
+async fn save(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    input: &ConsultationInput,
+    base_version: Option<i32>,
+    read_back: bool,
+) -> Result<(ConsultationRow, Consultation), AppError> {
     patient(state, user, id).await?;
     let table = content::diagnosis_table().map_err(AppError::Internal)?;
     let parsed = input.parse(table).map_err(invalid)?;
@@ -130,8 +154,17 @@ pub async fn save_consultation(
     e.patient_id = Some(id);
     e.reason = Some(format!("version {version}"));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(version)
+    let row = store::latest_consultation_in(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let consultation = parse_stored(&row)?;
+    if read_back {
+        let mut e = user.event(AuditAction::PatientRead, "consultation", Outcome::Success);
+        e.entity_id = Some(id.to_string());
+        e.patient_id = Some(id);
+        audit::append(&mut tx, &e).await?;
+    }
+    let current = (row, consultation);
+    tx.commit_answering(&current).await?;
+    Ok(current)
 }
 
 /// Today's date where the clinic is (age rules count birthdays on the clinic's calendar).
@@ -280,6 +313,17 @@ pub struct Signing<'a> {
 
 /// Signs (or amends) the eligibility decision; returns its id.
 pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signing<'_>) -> Result<Uuid, AppError> {
+    Ok(sign_and_read(state, user, id, s).await?.id)
+}
+
+/// [`sign`], with the decision as stored, read back in the signing's transaction: the API answers
+/// with it, stored with the signature (issue 9).
+pub async fn sign_and_read(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    s: Signing<'_>,
+) -> Result<DecisionRow, AppError> {
     let p = patient(state, user, id).await?;
     let a = assess(state, &p).await?;
     if s.reviewed_input_sha256 != a.input_sha256 {
@@ -368,8 +412,9 @@ pub async fn sign(state: &AppState, user: &CurrentUser, id: PatientId, s: Signin
         amends.map(|(prev, _)| format!(" amends={prev}")).unwrap_or_default()
     ));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(decision_id)
+    let signed = store::decision_in(&mut tx, id, decision_id).await?.ok_or(AppError::NotFound)?;
+    tx.commit_answering(&signed).await?;
+    Ok(signed)
 }
 
 /// Every decision for a patient, newest (in force) first (audited read).
@@ -533,12 +578,49 @@ pub async fn change_pathway(
     reason: &str,
 ) -> Result<(), AppError> {
     patient(state, user, id).await?;
+    record_pathway_change(state, user, id, event, reason, |_| Ok(())).await
+}
+
+/// [`change_pathway`], answered with the stage and what is due next after the change (as
+/// [`pathway_status`] tells them): the facts are read before the change, which alters only the
+/// pathway's side state, and that is taken from the events in the change's transaction. The
+/// answer is so known before the commit and stored with the change (issue 9).
+pub async fn change_pathway_and_assess(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    event: &str,
+    reason: &str,
+    with_alerts: bool,
+) -> Result<(Stage, Vec<NextStep>), AppError> {
+    let p = patient(state, user, id).await?;
+    let mut facts = facts_for(state, p.clinic(), std::slice::from_ref(&p), with_alerts)
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no pathway facts")))?;
+    record_pathway_change(state, user, id, event, reason, move |events| {
+        facts.side_state = side_state(events);
+        Ok(pathway::assess(&facts))
+    })
+    .await
+}
+
+/// Records the pathway change; `answer` is given the patient's events with this one (in the
+/// change's transaction) and its result is committed with the change.
+async fn record_pathway_change<T: 'static>(
+    state: &AppState,
+    user: &CurrentUser,
+    id: PatientId,
+    event: &str,
+    reason: &str,
+    answer: impl FnOnce(&[String]) -> Result<T, AppError>,
+) -> Result<T, AppError> {
     let event = PathwayEvent::parse(event)
         .ok_or_else(|| FieldError::new("event", "choose hold, resume, withdraw, complete or reopen"))?;
     let reason = kapstone_domain::patient::optional_text("reason", Some(reason), 2000)?
         .ok_or_else(|| FieldError::new("reason", "give a reason"))?;
     let mut tx = state.db.begin().await?;
-    let events = store::pathway_events_in(&mut tx, id).await?;
+    let mut events = store::pathway_events_in(&mut tx, id).await?;
     pathway::apply(side_state(&events), event).map_err(|m| FieldError::new("event", m))?;
     let row = store::record_pathway_event(&mut tx, user.clinic, id, event.as_str(), &reason, user.id).await?;
     let mut e = user.event(AuditAction::PathwayChanged, "pathway_event", Outcome::Success);
@@ -546,6 +628,8 @@ pub async fn change_pathway(
     e.patient_id = Some(id);
     e.reason = Some(event.as_str().to_owned());
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(())
+    events.push(event.as_str().to_owned());
+    let out = answer(&events)?;
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }

@@ -221,12 +221,16 @@ async fn compute(
 }
 
 async fn audited(state: &AppState, user: &CurrentUser, patient: PatientId, what: &str) -> Result<(), AppError> {
+    state.read_audit.record(read_event(user, patient, what)).await?;
+    Ok(())
+}
+
+fn read_event(user: &CurrentUser, patient: PatientId, what: &str) -> kapstone_domain::audit::NewAuditEvent {
     let mut e = user.event(AuditAction::OutcomesRead, "patient_outcomes", Outcome::Success);
     e.entity_id = Some(patient.to_string());
     e.patient_id = Some(patient);
     e.reason = Some(what.to_owned());
-    state.read_audit.record(e).await?;
-    Ok(())
+    e
 }
 
 /// A patient's outcomes for a clinician (audited read).
@@ -717,14 +721,13 @@ pub async fn review(
         settings.version
     ));
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    audited(state, user, patient, "outcomes shown at the course review").await?;
-    let stored = store::reviews_of_course(&state.db, user.clinic, course_id)
-        .await?
-        .into_iter()
-        .find(|r| r.id == id)
-        .ok_or(AppError::NotFound)?;
-    Ok(review_view(stored, reviewed.status.as_str(), cancelled))
+    // The outcomes read for the review, audited, and the review as stored, read back: in the same
+    // transaction, so the answer is stored with the review (issue 9).
+    audit::append(&mut tx, &read_event(user, patient, "outcomes shown at the course review")).await?;
+    let stored = store::review_in(&mut tx, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let v = review_view(stored, reviewed.status.as_str(), cancelled);
+    tx.commit_answering(&v).await?;
+    Ok(v)
 }
 
 /// Dates in the clinic's zone for pages.

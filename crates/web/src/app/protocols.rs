@@ -162,7 +162,9 @@ pub async fn revise_values(
     Ok(next)
 }
 
-/// Stores a validated new version with its audit event, in one transaction.
+/// Stores a validated new version with its audit event, in one transaction, committed with the
+/// version (what the use case returns: a request with an `Idempotency-Key` stores its answer to it
+/// with the change, issue 9).
 async fn store_version(state: &AppState, user: &CurrentUser, next: &Protocol, reason: &str) -> Result<(), AppError> {
     let definition = next.to_json().map_err(content_error)?;
     let mut tx = state.db.begin().await?;
@@ -183,7 +185,7 @@ async fn store_version(state: &AppState, user: &CurrentUser, next: &Protocol, re
     e.entity_id = Some(format!("{}@{}", next.id, next.version));
     e.reason = Some(reason.to_owned());
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    tx.commit_answering(next).await?;
     Ok(())
 }
 

@@ -112,7 +112,11 @@ pub async fn reauthenticate(
     let mut e = user.event(AuditAction::Reauthenticated, "session", Outcome::Success);
     e.entity_id = Some(user.session.to_string());
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    // Stands on its own before the step it allows (a signature with the password in its body):
+    // the request's `Idempotency-Key` goes with that step's own commit, not with this one, so a
+    // step that is then refused leaves its key unused, and one that is made stores its answer
+    // with it (issue 9).
+    tx.commit_apart().await?;
     Ok(())
 }
 

@@ -317,9 +317,11 @@ pub async fn create(
     e.patient_id = Some(patient);
     e.reason = Some(kind_str.to_owned());
     audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    let row = store::one(&state.db, by.clinic, id).await?.ok_or(AppError::NotFound)?;
-    view(&row, today)
+    // Read back before the commit: the view is stored with the request (issue 9).
+    let row = store::one_for_update(&mut tx, by.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let out = view(&row, today)?;
+    tx.commit_answering(&out).await?;
+    Ok(out)
 }
 
 async fn audit_read(state: &AppState, by: &CurrentUser, rows: &[RequestRow]) -> Result<(), AppError> {

@@ -241,7 +241,7 @@ pub async fn submit(
     id: Uuid,
     submitted_on: &str,
     confirmation: Option<&str>,
-) -> Result<Uuid, AppError> {
+) -> Result<SubmissionRecorded, AppError> {
     let row = store::session(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
     super::reauth::require_recent(state, user)?;
     if row.protocol_id != SPRAVATO {
@@ -277,8 +277,20 @@ pub async fn submit(
     e.patient_id = Some(PatientId::from_uuid(row.patient_id));
     e.reason = Some(format!("REMS form {} submitted on {on}", def.version));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(sub)
+    // The form's status with this submission, read in the same transaction: the API answers with
+    // it, stored with the submission (issue 9).
+    let submissions = submissions_of(&store::rems_submissions_in(&mut tx, id).await?, id);
+    let recorded = SubmissionRecorded { id: sub, status: status(date, &submissions, today)?, due: def.due_by(date) };
+    tx.commit_answering(&recorded).await?;
+    Ok(recorded)
+}
+
+/// A recorded submission, with the form's status and due date now.
+#[derive(Debug, Clone)]
+pub struct SubmissionRecorded {
+    pub id: Uuid,
+    pub status: SubmissionStatus,
+    pub due: Date,
 }
 
 /// One line of the REMS dashboard.
@@ -417,7 +429,7 @@ pub async fn set_rems_setting(
     admin: &CurrentUser,
     location: &str,
     input: &RemsSettingInput,
-) -> Result<(), AppError> {
+) -> Result<store::RemsSettingRow, AppError> {
     let location: Uuid = location.trim().parse().map_err(|_| AppError::NotFound)?;
     let address =
         SettingAddress::parse(&input.address_line1, &input.address_line2, &input.city, &input.state, &input.zip)?;
@@ -441,8 +453,9 @@ pub async fn set_rems_setting(
         if address.is_some() { "recorded" } else { "cleared" }
     ));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(())
+    // What was written is the setting now (the update sets every column of it).
+    tx.commit_answering(&row).await?;
+    Ok(row)
 }
 
 /// A location's REMS setting as recorded (for the admin page and the API).

@@ -209,6 +209,32 @@ pub struct Booked {
     pub start: Timestamp,
     pub end: Timestamp,
     pub warnings: Vec<String>,
+    /// The appointment as its booking stored it (read back in the booking's transaction).
+    pub stored: Stored,
+}
+
+/// An appointment as a change stored it, read back inside that change's transaction: the row, its
+/// staff, and its type (`(id, definition, active)`, as [`types`] lists it). What the API answers a
+/// change with is a function of this alone, so it can be stored with the change (issue 9).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub row: AppointmentRow,
+    pub staff: Vec<Uuid>,
+    pub types: Vec<(Uuid, AppointmentType, bool)>,
+}
+
+/// The appointment `id` read back inside `tx`, with `types` (the clinic's, as [`types`] lists
+/// them) narrowed to its own.
+async fn stored_in(
+    tx: &mut kapstone_store::Tx,
+    clinic: kapstone_domain::ClinicId,
+    id: Uuid,
+    types: Vec<(Uuid, AppointmentType, bool)>,
+) -> Result<Stored, AppError> {
+    let row = store::appointment_in(tx, clinic, id).await?.ok_or(AppError::NotFound)?;
+    let staff = store::staff_of_in(tx, id).await?;
+    let types = types.into_iter().filter(|(t, _, _)| *t == row.type_id).collect();
+    Ok(Stored { row, staff, types })
 }
 
 pub fn parse_instant(field: &'static str, raw: &str) -> Result<Timestamp, AppError> {
@@ -429,15 +455,18 @@ pub async fn book(
         };
         crate::app::integrations::enqueue(&mut tx, user.clinic, moved).await?;
     }
-    tx.commit().await?;
-    if kind.kind == AppointmentKind::Dosing
+    let is_dosing = kind.kind == AppointmentKind::Dosing;
+    let stored = stored_in(&mut tx, user.clinic, id, vec![(type_id, kind, true)]).await?;
+    let booked = Booked { id, location_id: location.id, start: block.start, end: block.end, warnings, stored };
+    tx.commit_answering(&booked).await?;
+    if is_dosing
         && let Err(e) = crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await
     {
         // The booking is made; the checklist shows the questionnaires as open for staff to send.
         let id = e.log();
         tracing::warn!(correlation = %id, "pre-session questionnaires not assigned");
     }
-    Ok(Booked { id, location_id: location.id, start: block.start, end: block.end, warnings })
+    Ok(booked)
 }
 
 /// The first of `keys` (in booking order) that holds a claim on one of `slots`.
@@ -472,8 +501,9 @@ pub async fn change(
     id: Uuid,
     status: &str,
     reason: Option<&str>,
-) -> Result<AppointmentRow, AppError> {
+) -> Result<Stored, AppError> {
     let appt = store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let types = types(state, user).await?;
     let reason = kapstone_domain::patient::optional_text("reason", reason, 1000)?;
     if status == "cancelled" && reason.is_none() {
         return Err(invalid("reason", "give the reason for cancelling"));
@@ -505,8 +535,9 @@ pub async fn change(
         _ => Event::AppointmentChanged { appointment_id, patient_id, status: change, rescheduled_to: None },
     };
     crate::app::integrations::enqueue(&mut tx, user.clinic, event).await?;
-    tx.commit().await?;
-    store::appointment(&state.db, user.clinic, id).await?.ok_or(AppError::NotFound)
+    let stored = stored_in(&mut tx, user.clinic, id, types).await?;
+    tx.commit_answering(&stored).await?;
+    Ok(stored)
 }
 
 /// Appointments overlapping `[from, to)`, with their staff (audited: the list names patients).
@@ -887,6 +918,7 @@ pub async fn add_exception(
         return Err(invalid("end", "the end must be after the start"));
     }
     let note = kapstone_domain::patient::optional_text("note", e.note.as_deref(), 200)?;
+    let zones = zones(state, user.clinic).await?;
     let mut tx = state.db.begin().await?;
     let id = store::insert_exception(
         &mut tx,
@@ -903,29 +935,30 @@ pub async fn add_exception(
     )
     .await?;
     audit::append(&mut tx, &configured(user, "hours exception", id)).await?;
-    tx.commit().await?;
-    let clashes = if is_leave { leave_clashes(state, user, who.id, date, start, end).await? } else { Vec::new() };
-    Ok(ExceptionAdded { id, clashes })
+    // Looked up in the same transaction, so the answer is stored with the leave (issue 9).
+    let clashes = if is_leave { leave_clashes(&mut tx, &zones, who.id, date, start, end).await? } else { Vec::new() };
+    let added = ExceptionAdded { id, clashes };
+    tx.commit_answering(&added).await?;
+    Ok(added)
 }
 
 /// The person's booked appointments on `date` between the two minutes of the day, each read in
 /// its own location's zone.
 async fn leave_clashes(
-    state: &AppState,
-    user: &CurrentUser,
+    tx: &mut kapstone_store::Tx,
+    zones: &Zones,
     person: Uuid,
     date: Date,
     start: i32,
     end: i32,
 ) -> Result<Vec<Clash>, AppError> {
-    let zones = zones(state, user.clinic).await?;
     // A window wide enough for any zone's version of that date.
     let around = domain::instant(&TimeZone::UTC, date, Time::midnight()).map_err(schedule_error)?;
     let (from, to) = (
         around.checked_sub(jiff::SignedDuration::from_hours(26)).unwrap_or(around),
         around.checked_add(jiff::SignedDuration::from_hours(50)).unwrap_or(around),
     );
-    let rows = store::appointments_of_staff(&state.db, person, from_jiff(from), from_jiff(to)).await?;
+    let rows = store::appointments_of_staff_in(tx, person, from_jiff(from), from_jiff(to)).await?;
     let mut out = Vec::new();
     for a in rows.iter().filter(|a| a.status == "booked") {
         let tz = zones.of(a.location_id);

@@ -63,6 +63,40 @@ pub async fn open(state: &AppState, user: &CurrentUser, appointment: Uuid) -> Re
     if let Some(s) = store::session_of_appointment(&state.db, user.clinic, appointment).await? {
         return Ok((s.id, false));
     }
+    let (id, _) = open_session(state, user, appointment, false).await?;
+    Ok((id, true))
+}
+
+/// A session opened (or found open) and loaded as [`load`] loads it.
+pub struct Opened {
+    pub loaded: Loaded,
+    /// `false`: the appointment's session was open already.
+    pub created: bool,
+}
+
+/// [`open`], answered with the session loaded as [`load`] loads it (an audited read). A session
+/// opened now is loaded inside its own transaction (its row and events read back; the gates, which
+/// read the patient's record and not the new session, read before) and its read audited there:
+/// the answer is committed with the session (issue 9). One open already is loaded as [`load`]
+/// does.
+pub async fn open_and_load(state: &AppState, user: &CurrentUser, appointment: Uuid) -> Result<Opened, AppError> {
+    if let Some(s) = store::session_of_appointment(&state.db, user.clinic, appointment).await? {
+        return Ok(Opened { loaded: load(state, user, s.id).await?, created: false });
+    }
+    open_session(state, user, appointment, true)
+        .await?
+        .1
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("a session opened without being loaded")))
+}
+
+/// Opens the session; with `load`, also loads it in its transaction and audits that read there
+/// (the API answers with it), and commits it with the change.
+async fn open_session(
+    state: &AppState,
+    user: &CurrentUser,
+    appointment: Uuid,
+    load: bool,
+) -> Result<(Uuid, Option<Opened>), AppError> {
     let a = kapstone_store::scheduling::appointment(&state.db, user.clinic, appointment)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -85,6 +119,16 @@ pub async fn open(state: &AppState, user: &CurrentUser, appointment: Uuid) -> Re
     }
     let set = super::protocols::current(state, user.clinic).await?;
     let protocol = set.get(route);
+    // What loading the session reads besides the session itself, read before its transaction:
+    // the pinned protocol version and the gates (from the patient's record; the new session has
+    // no dose to count).
+    let loading = if load {
+        let pinned = super::protocols::version(state, user.clinic, &protocol.id, &protocol.version).await?;
+        let gates = gates_of(state, user, PatientId::from_uuid(a.patient_id), a.location_id, None, route).await?;
+        Some((pinned, gates))
+    } else {
+        None
+    };
     let mut tx = state.db.begin().await?;
     let id = store::insert_session(
         &mut tx,
@@ -106,8 +150,19 @@ pub async fn open(state: &AppState, user: &CurrentUser, appointment: Uuid) -> Re
     e.patient_id = Some(PatientId::from_uuid(a.patient_id));
     e.reason = Some(format!("{}@{}", protocol.id, protocol.version));
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok((id, true))
+    let Some((pinned, gates)) = loading else {
+        tx.commit().await?;
+        return Ok((id, None));
+    };
+    let row = store::session_in(&mut tx, user.clinic, id).await?.ok_or(AppError::NotFound)?;
+    let events = parse_events(&store::events_in(&mut tx, id).await?)?;
+    let mut e = user.event(AuditAction::SessionViewed, "dosing_session", Outcome::Success);
+    e.entity_id = Some(id.to_string());
+    e.patient_id = Some(PatientId::from_uuid(row.patient_id));
+    kapstone_store::audit::append(&mut tx, &e).await?;
+    let opened = Opened { loaded: Loaded { row, protocol: pinned, events, gates, now: UtcTs::now() }, created: true };
+    tx.commit_answering(&opened).await?;
+    Ok((id, Some(opened)))
 }
 
 fn parse_events(rows: &[store::EventRow]) -> Result<Vec<Recorded>, AppError> {
@@ -121,9 +176,21 @@ async fn gate_facts(
     row: &SessionRow,
     route: Route,
 ) -> Result<GateFacts, AppError> {
-    let patient = PatientId::from_uuid(row.patient_id);
+    gates_of(state, user, PatientId::from_uuid(row.patient_id), row.location_id, Some(row.id), route).await
+}
+
+/// The gates of a session of `patient` at `location` (`this`: the session, whose own doses do not
+/// count as earlier ones).
+async fn gates_of(
+    state: &AppState,
+    user: &CurrentUser,
+    patient: PatientId,
+    location: Uuid,
+    this: Option<Uuid>,
+    route: Route,
+) -> Result<GateFacts, AppError> {
     let p = kapstone_store::patients::get(&state.db, user.clinic, patient).await?.ok_or(AppError::NotFound)?;
-    let tz = zones(state, user.clinic).await?.of(row.location_id).clone();
+    let tz = zones(state, user.clinic).await?.of(location).clone();
     let today = Timestamp::now().to_zoned(tz).date();
     let readiness = super::scheduling::readiness(state, user, patient).await?;
     let valid_now = |until: Option<Timestamp>| until.is_some_and(|u| u > Timestamp::now());
@@ -157,10 +224,10 @@ async fn gate_facts(
         decision_allows_route: readiness.allowed_routes.as_ref().is_some_and(|r| r.contains(&route))
             && !readiness.decision_outdated,
         rems_enrolled: readiness.rems_enrolled,
-        setting_rems_certified: store::rems_certified(&state.db, row.location_id).await?,
+        setting_rems_certified: store::rems_certified(&state.db, location).await?,
         cssrs_risk,
         spravato_indication,
-        previous_spravato_doses_mg: previous_spravato_doses(state, user.clinic, patient, row.id).await?,
+        previous_spravato_doses_mg: previous_spravato_doses(state, user.clinic, patient, this).await?,
         age_years: u8::try_from(age_on(p.birth_date, today)).ok(),
         recorded_weight,
         height_cm,
@@ -180,13 +247,13 @@ async fn previous_spravato_doses(
     state: &AppState,
     clinic: ClinicId,
     patient: PatientId,
-    this: Uuid,
+    this: Option<Uuid>,
 ) -> Result<Vec<u16>, AppError> {
     let mut out = Vec::new();
     let mut earlier: Vec<SessionRow> = store::sessions_of_patient(&state.db, clinic, patient)
         .await?
         .into_iter()
-        .filter(|s| s.id != this && s.protocol_id == "spravato-intranasal")
+        .filter(|s| Some(s.id) != this && s.protocol_id == "spravato-intranasal")
         .collect();
     earlier.sort_by_key(|s| s.created_at.0);
     for s in earlier {

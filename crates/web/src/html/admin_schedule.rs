@@ -253,7 +253,7 @@ pub async fn set_rems_setting(
         zip: get(&p, "zip").to_owned(),
     };
     match crate::app::rems::set_rems_setting(&state, &user, &id, &input).await {
-        Ok(()) => Ok(Redirect::to("/admin/scheduling?saved=REMS+setting").into_response()),
+        Ok(_) => Ok(Redirect::to("/admin/scheduling?saved=REMS+setting").into_response()),
         Err(AppError::Invalid(e)) => {
             let msg = format!("{} ({})", sentence(&e.message), e.field);
             let draft = SettingForm {

@@ -443,7 +443,7 @@ pub async fn change(
     let mut location = String::new();
     let notice = match app::change(&state, &user, id, status, Some(&f.reason)).await {
         Ok(a) => {
-            location = format!("location={}&", a.location_id);
+            location = format!("location={}&", a.row.location_id);
             match status {
                 "cancelled" => "Cancelled; the time is free again.",
                 "completed" => "Marked attended.",

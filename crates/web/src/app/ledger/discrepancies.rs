@@ -94,10 +94,23 @@ async fn view(
         |p| p.date_of(UtcTs::now()),
     );
     let explained = explained(state, user, row.location_id, &d).await?;
+    Ok(view_of(row.id, row.location_id, location_name, d, &settings, today, explained))
+}
+
+/// The view of discrepancy `id` at `location` as `d`, on `today` where the location is.
+fn view_of(
+    id: Uuid,
+    location: Uuid,
+    location_name: String,
+    d: Discrepancy,
+    settings: &LedgerSettings,
+    today: jiff::civil::Date,
+    explained: Micrograms,
+) -> DiscrepancyView {
     let timers = d.timers(today, &settings.holidays);
-    Ok(DiscrepancyView {
-        id: row.id,
-        location: row.location_id,
+    DiscrepancyView {
+        id,
+        location,
         location_name,
         open: d.is_open(),
         difference_mg: d.origin.difference().map(Micrograms::mg),
@@ -106,7 +119,29 @@ async fn view(
         notice: timers.map(|t| t.0),
         form_106: timers.map(|t| t.1),
         discrepancy: d,
-    })
+    }
+}
+
+/// The discrepancy `id` as it stands in `tx` (its change just written), viewed as [`show`] views
+/// it, and its read audited in `tx` as [`show`] audits it: the API answers a change with this,
+/// and stores the answer with the change (issue 9). `place`, `settings` and `explained` were read
+/// before the change, which does not alter them.
+async fn shown_in(
+    tx: &mut kapstone_store::Tx,
+    user: &CurrentUser,
+    id: Uuid,
+    place: &super::Place,
+    settings: &LedgerSettings,
+    explained: Micrograms,
+    now: UtcTs,
+) -> Result<DiscrepancyView, AppError> {
+    let (row, bodies) = store::discrepancy_in(tx, user.clinic.as_uuid(), id).await?.ok_or(AppError::NotFound)?;
+    let d = Discrepancy::replay(&parse_records(&bodies)?)
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("discrepancy without opening")))?;
+    let v = view_of(row.id, row.location_id, place.name.clone(), d, settings, place.date_of(now), explained);
+    kapstone_store::audit::append(tx, &super::read_event(user, Some(row.location_id), format!("discrepancy {id}")))
+        .await?;
+    Ok(v)
 }
 
 /// The clinic's discrepancies, open ones first (the admin dashboard shows the open ones).
@@ -152,6 +187,7 @@ pub async fn open_incident(
     input: IncidentInput,
 ) -> Result<DiscrepancyView, AppError> {
     let place = place(state, user, input.location).await?;
+    let settings = settings_of(state, user, input.location).await?;
     let now = UtcTs::now();
     let today = place.date_of(now);
     let record = DiscrepancyRecord {
@@ -173,8 +209,10 @@ pub async fn open_incident(
     e.entity_id = Some(id.to_string());
     e.reason = Some("opened: incident".into());
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    show(state, user, id).await
+    // An incident explains nothing by later entries (only a count's difference can be).
+    let v = shown_in(&mut tx, user, id, &place, &settings, Micrograms::ZERO, now).await?;
+    tx.commit_answering(&v).await?;
+    Ok(v)
 }
 
 /// Adds a step: a note, the registrant's judgement, the notice, the Form 106 submission, or the
@@ -229,6 +267,8 @@ pub async fn record(
     e.entity_id = Some(id.to_string());
     e.reason = Some(kind.to_owned());
     kapstone_store::audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
-    show(state, user, id).await
+    // A step never changes the origin: what explains a count's difference is as read above.
+    let v = shown_in(&mut tx, user, id, &place, &settings, explained, now).await?;
+    tx.commit_answering(&v).await?;
+    Ok(v)
 }

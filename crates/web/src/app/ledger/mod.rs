@@ -289,11 +289,16 @@ pub async fn audit_read(
     location: Option<Uuid>,
     what: String,
 ) -> Result<(), AppError> {
+    state.read_audit.record(read_event(user, location, what)).await?;
+    Ok(())
+}
+
+/// The audit event of a read of the ledger ([`audit_read`]).
+pub fn read_event(user: &CurrentUser, location: Option<Uuid>, what: String) -> kapstone_domain::audit::NewAuditEvent {
     let mut e = user.event(AuditAction::LedgerRead, "cs_location", Outcome::Success);
     e.entity_id = location.map(|l| l.to_string());
     e.reason = Some(what);
-    state.read_audit.record(e).await?;
-    Ok(())
+    e
 }
 
 /// Parses an optional RFC 3339 time given for when something actually happened; `None` is now.
