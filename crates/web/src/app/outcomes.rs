@@ -222,7 +222,7 @@ pub fn outcomes_from(
     Ok(PatientOutcomes {
         patient_id: patient,
         settings_version: settings.version,
-        settings: settings.outcomes.clone(),
+        settings: settings.outcomes,
         first_dose_at: first_dose.map(|d| d.rfc3339()),
         doses,
         instruments: map,

@@ -218,7 +218,7 @@ async fn panels(
                 instrument: instrument_title(&r.instrument),
                 when: when(r.submitted_at.0),
                 total: r.total.map(|t| t.to_string()).unwrap_or_else(|| "—".into()),
-                severity: r.severity.clone().map(|s| s.replace('_', " ")).or(risk).or(pcl).unwrap_or_default(),
+                severity: r.severity.as_ref().map(|s| s.replace('_', " ")).or(risk).or(pcl).unwrap_or_default(),
                 flags: flags.unwrap_or_default().replace("suicide_risk", "⚠ suicide risk"),
                 via: if r.entered_via == "portal" { "patient, portal" } else { "staff" },
             }
