@@ -186,9 +186,15 @@ impl Db {
                     })
                     .connect_with(opts.clone())
                     .await?;
+                // No ping before each use: a pooled SQLite connection is an open file, it cannot
+                // have been hung up on, and sqlx's ping is a round trip to the connection's worker
+                // thread, i.e. it doubled the hand-offs of every read statement (each statement
+                // takes a connection from the pool). PostgreSQL keeps the ping: it finds the
+                // connections a server restart closed.
                 let read = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
+                    .test_before_acquire(false)
                     .connect_with(opts)
                     .await?;
                 Ok(Db::Sqlite { write, read })

@@ -213,6 +213,39 @@ pub async fn get(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<Pati
     }))
 }
 
+/// A patient with the small facts the chart shows beside the registration, read in one statement.
+#[derive(Debug, Clone, FromRow)]
+pub struct ChartHead {
+    #[sqlx(flatten)]
+    pub patient: PatientRow,
+    /// The patient has a portal account (active or not).
+    pub has_account: bool,
+    /// The date of the latest recorded Spravato REMS enrolment.
+    pub rems_enrolled_on: Option<String>,
+    /// The clinic's time zone.
+    pub clinic_time_zone: Option<String>,
+}
+
+/// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic.
+pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<ChartHead>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT p.id, p.clinic_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex_at_birth, \
+             p.gender_identity, p.pronouns, p.phone, p.email, p.address, p.emergency_contact_name, \
+             p.emergency_contact_phone, p.created_at, \
+             EXISTS (SELECT 1 FROM users u WHERE u.patient_id = p.id) AS has_account, \
+             (SELECT r.enrolled_on FROM rems_enrollments r WHERE r.patient_id = p.id \
+              ORDER BY r.recorded_at DESC LIMIT 1) AS rems_enrolled_on, \
+             (SELECT k.time_zone FROM clinics k WHERE k.id = p.clinic_id) AS clinic_time_zone \
+             FROM patients p WHERE p.id = $1 AND p.clinic_id = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(clinic.as_uuid())
+        .fetch_optional(c)
+        .await?
+    }))
+}
+
 /// A page of the clinic's patients by family name, then given name, then id: the `limit` rows
 /// after `after` (keyset paging: no OFFSET, so a deep page costs what the first one does).
 pub async fn page(db: &Db, clinic: ClinicId, after: Option<&PatientKey>, limit: i64) -> Result<Vec<PatientRow>> {

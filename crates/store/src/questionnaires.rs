@@ -101,6 +101,20 @@ pub async fn open_alerts(db: &Db, clinic: ClinicId) -> Result<Vec<AlertRow>> {
     }))
 }
 
+/// One patient's open alerts, oldest first (the chart's "what is due next").
+pub async fn open_alerts_of(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<AlertRow>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, patient_id, response_id, level, reason, raised_at, acknowledged_by, acknowledged_at, action_taken \
+             FROM safety_alerts WHERE clinic_id = $1 AND acknowledged_at IS NULL AND patient_id = $2 ORDER BY raised_at, id",
+        )
+        .bind(clinic.as_uuid())
+        .bind(patient.as_uuid())
+        .fetch_all(c)
+        .await?
+    }))
+}
+
 /// A page of the clinic's open alerts, oldest first after `p.after`: those of `p.filter.patient` when set,
 /// raised in the window `[from, to)` when set (the API's list).
 pub async fn open_alerts_page(db: &Db, p: &Page<'_>) -> Result<Vec<AlertRow>> {
@@ -220,6 +234,21 @@ pub async fn recent_responses(db: &Db, patient: PatientId, limit: i64) -> Result
         )
         .bind(patient.as_uuid())
         .bind(limit)
+        .fetch_all(c)
+        .await?
+    }))
+}
+
+/// Every response of a patient, oldest first (`submitted_at`, then id): what the chart derives its
+/// recent list, the instruments done, the newest per instrument and the outcome scores from, in one
+/// statement (index `(patient_id, submitted_at)`).
+pub async fn responses_of(db: &Db, patient: PatientId) -> Result<Vec<ResponseSummary>> {
+    Ok(on_read!(db, |c| {
+        sqlx::query_as(
+            "SELECT id, instrument, total, severity, result, entered_via, submitted_at FROM questionnaire_responses \
+             WHERE patient_id = $1 ORDER BY submitted_at, id",
+        )
+        .bind(patient.as_uuid())
         .fetch_all(c)
         .await?
     }))

@@ -151,6 +151,23 @@ impl Writer {
         wait.await.map_err(|_| BatchFailure::stopped())?.map_err(StoreError::Batch)
     }
 
+    /// Records the audit events of one read, in this order, and waits until all are committed: they
+    /// are queued together, so they normally share one batch (one durable commit) instead of the
+    /// second waiting for a commit of its own after the first.
+    pub async fn record_all(&self, events: Vec<NewAuditEvent>) -> Result<Vec<i64>> {
+        let mut waits = Vec::with_capacity(events.len());
+        for event in events {
+            let (reply, wait) = oneshot::channel();
+            self.queue.send(Item::Read(event, reply)).await.map_err(|_| BatchFailure::stopped())?;
+            waits.push(wait);
+        }
+        let mut seqs = Vec::with_capacity(waits.len());
+        for wait in waits {
+            seqs.push(wait.await.map_err(|_| BatchFailure::stopped())?.map_err(StoreError::Batch)?);
+        }
+        Ok(seqs)
+    }
+
     /// Runs `job` in the next batch and waits until that batch is committed. The job writes through
     /// [`Batch::tx`] and queues its audit events with [`Batch::audit`]; an `Err` rolls back its
     /// writes (and only its). The job runs on the writer's task: it must only write what it has

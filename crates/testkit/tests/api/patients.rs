@@ -319,3 +319,63 @@ both_backends! {
         app.stop().await
     }
 }
+
+/// The text askama writes for `s` in HTML.
+fn html_escaped(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;")
+}
+
+both_backends! {
+    /// The chart reads its panels in a few statements of its own (it derives the pathway stage,
+    /// the outcome scores and the doses from the rows it reads for the other panels): for every
+    /// demo patient it shows the stage and the next steps the pathway API computes from the
+    /// store's own queries, and it records the read (and, for a clinician, the outcomes read).
+    async fn the_chart_shows_what_the_pathway_api_computes_and_audits_the_read(b) {
+        let app = TestApp::demo(b).await?;
+        let (c, _) = app.browser_login("prescriber@demo.kapstone.test", PASSWORD).await?;
+        let token = app.token("prescriber@demo.kapstone.test").await?;
+        let list: Value = app.get_bearer(&token, "/api/v1/patients?limit=50").await?.json().await?;
+        let items = list["items"].as_array().ok_or_else(|| anyhow::anyhow!("no items: {list}"))?;
+        assert_eq!(items.len(), 12);
+        let mut stages = std::collections::BTreeSet::new();
+        for p in items {
+            let id = p["id"].as_str().ok_or_else(|| anyhow::anyhow!("no id"))?;
+            let api: Value = app.get_bearer(&token, &format!("/api/v1/patients/{id}/pathway")).await?.json().await?;
+            let (patient_reads, outcome_reads) = (
+                app.count("audit_events WHERE action = 'patient.read'").await?,
+                app.count("audit_events WHERE action = 'outcomes.read'").await?,
+            );
+            let page = c.get(app.url(&format!("/patients/{id}"))).send().await?;
+            assert_eq!(page.status(), 200);
+            let page = page.text().await?;
+            assert_eq!(app.count("audit_events WHERE action = 'patient.read'").await?, patient_reads + 1);
+            assert_eq!(app.count("audit_events WHERE action = 'outcomes.read'").await?, outcome_reads + 1);
+            let label = api["stage_label"].as_str().ok_or_else(|| anyhow::anyhow!("no stage: {api}"))?;
+            stages.insert(label.to_owned());
+            assert!(page.contains(&format!("<span class=\"stage\">{}</span>", html_escaped(label))), "{id}: {label}");
+            for n in api["next"].as_array().ok_or_else(|| anyhow::anyhow!("no next: {api}"))? {
+                let what = n["what"].as_str().unwrap_or_default();
+                if what.starts_with("Acknowledge the open safety alert") {
+                    continue; // the chart lists the alerts themselves
+                }
+                let line = format!("<li>{} ({})</li>", html_escaped(what), html_escaped(n["who"].as_str().unwrap_or_default()));
+                assert!(page.contains(&line), "{id}: {line} missing from the chart");
+            }
+        }
+        assert!(stages.len() >= 4, "the demo covers several stages: {stages:?}");
+        // The front desk does not read the clinical record: the read only.
+        let (fd, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let id = items[0]["id"].as_str().unwrap_or_default();
+        let outcome_reads = app.count("audit_events WHERE action = 'outcomes.read'").await?;
+        let patient_reads = app.count("audit_events WHERE action = 'patient.read'").await?;
+        assert_eq!(fd.get(app.url(&format!("/patients/{id}"))).send().await?.status(), 200);
+        assert_eq!(app.count("audit_events WHERE action = 'patient.read'").await?, patient_reads + 1);
+        assert_eq!(app.count("audit_events WHERE action = 'outcomes.read'").await?, outcome_reads);
+        // An unknown patient: 404, and the failed read is audited.
+        let failures = app.count("audit_events WHERE action = 'patient.read' AND outcome = 'failure'").await?;
+        let none = c.get(app.url("/patients/00000000-0000-7000-8000-000000000000")).send().await?;
+        assert_eq!(none.status(), 404);
+        assert_eq!(app.count("audit_events WHERE action = 'patient.read' AND outcome = 'failure'").await?, failures + 1);
+        app.stop().await
+    }
+}

@@ -169,8 +169,12 @@ async fn save(
 
 /// Today's date where the clinic is (age rules count birthdays on the clinic's calendar).
 async fn clinic_today(state: &AppState, clinic: kapstone_domain::ClinicId) -> Result<time::Date, AppError> {
-    let zone = clinics::time_zone(&state.db, clinic).await?.unwrap_or_else(|| "UTC".into());
-    let tz = jiff::tz::TimeZone::get(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    today_in(clinics::time_zone(&state.db, clinic).await?.as_deref())
+}
+
+/// Today's date in the clinic's time zone (UTC when it has none or an unknown one).
+pub(crate) fn today_in(zone: Option<&str>) -> Result<time::Date, AppError> {
+    let tz = jiff::tz::TimeZone::get(zone.unwrap_or("UTC")).unwrap_or(jiff::tz::TimeZone::UTC);
     let d = jiff::Timestamp::now().to_zoned(tz).date();
     let month = time::Month::try_from(u8::try_from(d.month()).unwrap_or(1)).unwrap_or(time::Month::January);
     time::Date::from_calendar_date(i32::from(d.year()), month, u8::try_from(d.day()).unwrap_or(1))
@@ -231,21 +235,41 @@ pub struct Assessment {
 pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessment, AppError> {
     let id = p.patient_id();
     let settings = clinics::current_settings(&state.db, p.clinic()).await?;
-    let consultation = match store::latest_consultation(&state.db, id).await? {
+    let consultation = store::latest_consultation(&state.db, id).await?;
+    let latest = questionnaires::latest_per_instrument(&state.db, id).await?;
+    let today = clinic_today(state, p.clinic()).await?;
+    assess_from(p, &AssessInputs { settings: &settings, consultation: consultation.as_ref(), latest, today })
+}
+
+/// What the evaluation of one patient reads, loaded by the caller.
+pub(crate) struct AssessInputs<'a> {
+    pub settings: &'a clinics::ClinicSettings,
+    /// The latest consultation version (`store::latest_consultation`).
+    pub consultation: Option<&'a ConsultationRow>,
+    /// The newest response of each instrument (`questionnaires::latest_per_instrument`).
+    pub latest: Vec<questionnaires::ResponseSummary>,
+    /// Today in the clinic's time zone.
+    pub today: time::Date,
+}
+
+/// [`assess`] on inputs already read.
+pub(crate) fn assess_from(p: &PatientRow, i: &AssessInputs<'_>) -> Result<Assessment, AppError> {
+    let settings = i.settings;
+    let today = i.today;
+    let consultation = match i.consultation {
         Some(row) => {
-            let c = parse_stored(&row)?;
-            Some((row, c))
+            let c = parse_stored(row)?;
+            Some((row.clone(), c))
         }
         None => None,
     };
-    let latest = questionnaires::latest_per_instrument(&state.db, id).await?;
+    let latest = &i.latest;
     let cssrs = latest.iter().find(|r| r.instrument == "cssrs_screener");
     let cssrs_risk = cssrs.and_then(|r| {
         let v: serde_json::Value = serde_json::from_str(&r.result).ok()?;
         parse_risk(v["risk"].as_str()?)
     });
     let sex = SexAtBirth::parse(&p.sex_at_birth).unwrap_or(SexAtBirth::Unknown);
-    let today = clinic_today(state, p.clinic()).await?;
     let rules = content::eligibility_rules().map_err(AppError::Internal)?;
     let evaluation = rules.evaluate(&Inputs {
         birth_date: p.birth_date,
@@ -283,7 +307,7 @@ pub(crate) async fn assess(state: &AppState, p: &PatientRow) -> Result<Assessmen
         settings_version: settings.version,
         cssrs_response: cssrs.map(|r| r.id),
         consultation,
-        instruments_done: latest.into_iter().map(|r| r.instrument).collect(),
+        instruments_done: latest.iter().map(|r| r.instrument.clone()).collect(),
     })
 }
 
@@ -484,64 +508,92 @@ async fn facts_for(
     let consents = kapstone_store::consents::latest_many(&state.db, &ids).await?;
     let settings = clinics::current_settings(&state.db, clinic).await?;
     let alerts = if with_alerts { questionnaires::open_alerts(&state.db, clinic).await? } else { Vec::new() };
-    let validity = time::Duration::days(30 * i64::from(settings.consent_validity_months));
-    let now = UtcTs::now();
     let rems = kapstone_store::scheduling::rems_enrolled_among(&state.db, &ids).await?;
+    let data = FactsData { inputs, done, consents, settings: &settings, alerts, rems };
     let mut out = Vec::with_capacity(rows.len());
     for p in rows {
-        let stored = match inputs.consultations.iter().find(|(id, _)| *id == p.id) {
-            Some((_, body)) => Some(
-                serde_json::from_str::<ConsultationInput>(body)
-                    .map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))?,
-            ),
-            None => None,
-        };
-        let instruments: Vec<&str> = done.iter().filter(|(id, _)| *id == p.id).map(|(_, i)| i.as_str()).collect();
-        let events: Vec<String> = inputs.events.iter().filter(|(id, _)| *id == p.id).map(|(_, e)| e.clone()).collect();
-        let decision = inputs.decisions.iter().find(|d| d.0 == p.id);
-        let consent_valid = |doc: &str| {
-            let latest = consents.iter().find(|c| c.0 == p.id && c.1 == doc).map(|c| (c.2.0, c.3));
-            kapstone_domain::consent::ConsentStatus::of(latest, validity, now).is_valid()
-        };
-        let routes: Vec<Route> = decision
-            .and_then(|d| serde_json::from_str::<Vec<decision::RouteChoice>>(&d.2).ok())
-            .map(|v| v.into_iter().map(|c| c.route).collect())
-            .unwrap_or_default();
-        // An eligible decision is re-checked against today's record (a full evaluation, so only
-        // for the patients who have one).
-        let gate = gate(stored.as_ref(), p.sex_at_birth == "male", &instruments);
-        let (mut inputs_changed, mut no_longer_holds, mut missing_data) = (false, None, false);
-        if decision.is_some_and(|d| d.1 == "eligible") || (decision.is_none() && gate.passed()) {
-            let a = assess(state, p).await?;
-            missing_data = a
-                .evaluation
-                .findings
-                .iter()
-                .any(|f| f.severity == kapstone_domain::eligibility::FindingSeverity::MissingData);
-            if let Some(d) = decision {
-                inputs_changed = d.3 != a.input_sha256;
-                if inputs_changed
-                    && let Some(row) = store::decisions(&state.db, p.patient_id()).await?.into_iter().next()
-                {
-                    no_longer_holds = decision_no_longer_holds(&a, &row);
-                }
-            }
-        }
-        out.push(Facts {
-            side_state: side_state(&events),
-            open_safety_alert: alerts.iter().any(|a| a.patient_id == p.id),
-            consultation: gate,
-            decision_eligible: decision.map(|d| d.1 == "eligible"),
-            decision_inputs_changed: inputs_changed,
-            missing_data,
-            decision_allows_spravato: routes.contains(&Route::SpravatoIntranasal),
-            decision_no_longer_holds: no_longer_holds,
-            general_consent_valid: consent_valid("kap-general"),
-            spravato_acknowledgement_valid: consent_valid("spravato-rems"),
-            rems_enrolled: rems.contains(&p.id),
-        });
+        out.push(facts_of(state, p, &data, None).await?);
     }
     Ok(out)
+}
+
+/// What the pathway facts of some patients are computed from (rows of those patients only).
+pub(crate) struct FactsData<'a> {
+    pub inputs: store::PathwayInputs,
+    /// (patient, instrument) with at least one response.
+    pub done: Vec<(Uuid, String)>,
+    /// (patient, document, signed at, revoked) of the latest signature of each document.
+    pub consents: Vec<(Uuid, String, kapstone_store::DbTs, bool)>,
+    pub settings: &'a clinics::ClinicSettings,
+    /// Open safety alerts (empty when the viewer may not know of them).
+    pub alerts: Vec<questionnaires::AlertRow>,
+    /// The patients with a REMS enrolment.
+    pub rems: Vec<Uuid>,
+}
+
+/// The pathway facts of one patient from `d`; the evaluation, when one is needed, from `pre` when
+/// the caller read its inputs already, else read here.
+pub(crate) async fn facts_of(
+    state: &AppState,
+    p: &PatientRow,
+    d: &FactsData<'_>,
+    pre: Option<&AssessInputs<'_>>,
+) -> Result<Facts, AppError> {
+    let FactsData { inputs, done, consents, settings, alerts, rems } = d;
+    let validity = time::Duration::days(30 * i64::from(settings.consent_validity_months));
+    let now = UtcTs::now();
+    let stored = match inputs.consultations.iter().find(|(id, _)| *id == p.id) {
+        Some((_, body)) => Some(
+            serde_json::from_str::<ConsultationInput>(body)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("stored consultation: {e}")))?,
+        ),
+        None => None,
+    };
+    let instruments: Vec<&str> = done.iter().filter(|(id, _)| *id == p.id).map(|(_, i)| i.as_str()).collect();
+    let events: Vec<String> = inputs.events.iter().filter(|(id, _)| *id == p.id).map(|(_, e)| e.clone()).collect();
+    let decision = inputs.decisions.iter().find(|d| d.0 == p.id);
+    let consent_valid = |doc: &str| {
+        let latest = consents.iter().find(|c| c.0 == p.id && c.1 == doc).map(|c| (c.2.0, c.3));
+        kapstone_domain::consent::ConsentStatus::of(latest, validity, now).is_valid()
+    };
+    let routes: Vec<Route> = decision
+        .and_then(|d| serde_json::from_str::<Vec<decision::RouteChoice>>(&d.2).ok())
+        .map(|v| v.into_iter().map(|c| c.route).collect())
+        .unwrap_or_default();
+    // An eligible decision is re-checked against today's record (a full evaluation, so only
+    // for the patients who have one).
+    let gate = gate(stored.as_ref(), p.sex_at_birth == "male", &instruments);
+    let (mut inputs_changed, mut no_longer_holds, mut missing_data) = (false, None, false);
+    if decision.is_some_and(|d| d.1 == "eligible") || (decision.is_none() && gate.passed()) {
+        let a = match pre {
+            Some(i) => assess_from(p, i)?,
+            None => assess(state, p).await?,
+        };
+        missing_data = a
+            .evaluation
+            .findings
+            .iter()
+            .any(|f| f.severity == kapstone_domain::eligibility::FindingSeverity::MissingData);
+        if let Some(d) = decision {
+            inputs_changed = d.3 != a.input_sha256;
+            if inputs_changed && let Some(row) = store::decisions(&state.db, p.patient_id()).await?.into_iter().next() {
+                no_longer_holds = decision_no_longer_holds(&a, &row);
+            }
+        }
+    }
+    Ok(Facts {
+        side_state: side_state(&events),
+        open_safety_alert: alerts.iter().any(|a| a.patient_id == p.id),
+        consultation: gate,
+        decision_eligible: decision.map(|d| d.1 == "eligible"),
+        decision_inputs_changed: inputs_changed,
+        missing_data,
+        decision_allows_spravato: routes.contains(&Route::SpravatoIntranasal),
+        decision_no_longer_holds: no_longer_holds,
+        general_consent_valid: consent_valid("kap-general"),
+        spravato_acknowledgement_valid: consent_valid("spravato-rems"),
+        rems_enrolled: rems.contains(&p.id),
+    })
 }
 
 /// The stage of each patient of a page (same order).

@@ -191,11 +191,21 @@ async fn compute(
 ) -> Result<PatientOutcomes, AppError> {
     let settings = clinics::current_settings(&state.db, clinic).await?;
     let rows = store::scores_of(&state.db, clinic, patient).await?;
-    let doses: Vec<Dose> = store::doses_of(&state.db, clinic, patient)
-        .await?
-        .into_iter()
-        .map(|(_, at, protocol)| Dose { at: at.0.rfc3339(), protocol, ts: at.0 })
-        .collect();
+    let doses = store::doses_of(&state.db, clinic, patient).await?;
+    outcomes_from(patient, &settings, &rows, doses)
+}
+
+/// A patient's outcomes from the rows `compute` reads: the PHQ-9, GAD-7 and PCL-5 scores oldest
+/// first (as `store::scores_of`) and the doses oldest first (as `store::doses_of`). The chart
+/// derives both from the rows it reads for its other panels.
+pub fn outcomes_from(
+    patient: PatientId,
+    settings: &clinics::ClinicSettings,
+    rows: &[store::ScoreRow],
+    doses: Vec<store::DoseRow>,
+) -> Result<PatientOutcomes, AppError> {
+    let doses: Vec<Dose> =
+        doses.into_iter().map(|(_, at, protocol)| Dose { at: at.0.rfc3339(), protocol, ts: at.0 }).collect();
     let first_dose = doses.first().map(|d| d.ts);
     let mut list = Vec::new();
     let mut map = serde_json::Map::new();
@@ -225,7 +235,8 @@ async fn audited(state: &AppState, user: &CurrentUser, patient: PatientId, what:
     Ok(())
 }
 
-fn read_event(user: &CurrentUser, patient: PatientId, what: &str) -> kapstone_domain::audit::NewAuditEvent {
+/// The audit event of a read of a patient's outcomes (`what`: which view).
+pub fn read_event(user: &CurrentUser, patient: PatientId, what: &str) -> kapstone_domain::audit::NewAuditEvent {
     let mut e = user.event(AuditAction::OutcomesRead, "patient_outcomes", Outcome::Success);
     e.entity_id = Some(patient.to_string());
     e.patient_id = Some(patient);

@@ -31,13 +31,19 @@ pub async fn page(
 /// One patient's record for a staff member of the same clinic.
 pub async fn read(state: &AppState, staff: &CurrentUser, id: PatientId) -> Result<PatientRow, AppError> {
     let row = patients::get(&state.db, staff.clinic, id).await?;
-    let outcome = if row.is_some() { Outcome::Success } else { Outcome::Failure };
+    // Answered only once the audit event is committed (group commit with other reads).
+    state.read_audit.record(read_event(staff, id, row.is_some())).await?;
+    row.ok_or(AppError::NotFound)
+}
+
+/// The audit event of a staff read of patient `id`: a failure, without the patient, when the
+/// patient is not found in the reader's clinic.
+pub fn read_event(staff: &CurrentUser, id: PatientId, found: bool) -> kapstone_domain::audit::NewAuditEvent {
+    let outcome = if found { Outcome::Success } else { Outcome::Failure };
     let mut e = staff.event(AuditAction::PatientRead, "patient", outcome);
     e.entity_id = Some(id.to_string());
-    e.patient_id = row.as_ref().map(PatientRow::patient_id);
-    // Answered only once the audit event is committed (group commit with other reads).
-    state.read_audit.record(e).await?;
-    row.ok_or(AppError::NotFound)
+    e.patient_id = found.then_some(id);
+    e
 }
 
 /// The portal's view: a patient account reads only the record it is linked to. The id comes from

@@ -150,6 +150,15 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
+/// The chart. Its statements (ten to thirteen, by role and record; they were some thirty): the
+/// patient with its account, REMS enrolment and clinic time zone in one; then one per panel —
+/// settings, all the patient's responses (the recent list, the instruments done, the newest per
+/// instrument and the outcome scores come from them), open assignments, the latest signature of
+/// every consent document at once, the patient's open alerts, the consultation, the decision in
+/// force, the pathway events (shown, and read by the stage), the appointments with their types and
+/// places, the dosing sessions (listed, and the outcome chart's doses). The audit events (the
+/// read, and the outcomes for clinicians) are queued together and committed while the panels are
+/// read; the page is answered only once they are.
 async fn chart_with(
     state: &AppState,
     user: &CurrentUser,
@@ -158,10 +167,41 @@ async fn chart_with(
     assign_error: Option<String>,
     pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
-    let p = patients::read(state, user, id).await?;
-    let responses = kapstone_store::questionnaires::recent_responses(&state.db, id, 20)
-        .await?
-        .into_iter()
+    let Some(head) = kapstone_store::patients::chart_head(&state.db, user.clinic, id).await? else {
+        state.read_audit.record(patients::read_event(user, id, false)).await?;
+        return Err(AppError::NotFound.into());
+    };
+    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
+    let mut events = vec![patients::read_event(user, id, true)];
+    if can_read_clinical {
+        events.push(crate::app::outcomes::read_event(user, id, "PHQ-9, GAD-7, PCL-5 outcomes"));
+    }
+    let audited = async { state.read_audit.record_all(events).await.map(|_| ()).map_err(AppError::from) };
+    let ((), mut page) = tokio::try_join!(audited, panels(state, user, head, can_read_clinical))?;
+    page.notice = notice;
+    page.assign_error = assign_error;
+    page.pathway_error = pathway_error;
+    render(&page)
+}
+
+/// Reads and builds every panel of the chart (no audit: the caller audits).
+async fn panels(
+    state: &AppState,
+    user: &CurrentUser,
+    head: kapstone_store::patients::ChartHead,
+    can_read_clinical: bool,
+) -> Result<PatientPage, AppError> {
+    use kapstone_store::{clinics, consents as consent_rows, dosing, eligibility as elig, questionnaires};
+    let kapstone_store::patients::ChartHead { patient: p, has_account, rems_enrolled_on, clinic_time_zone } = head;
+    let id = p.patient_id();
+    let db = &state.db;
+    let settings = clinics::current_settings(db, user.clinic).await?;
+    // Oldest first, by (submitted_at, id).
+    let all_responses = questionnaires::responses_of(db, id).await?;
+    let responses = all_responses
+        .iter()
+        .rev()
+        .take(20)
         .map(|r| {
             let result: serde_json::Value = serde_json::from_str(&r.result).unwrap_or_default();
             let flags =
@@ -178,23 +218,25 @@ async fn chart_with(
                 instrument: instrument_title(&r.instrument),
                 when: when(r.submitted_at.0),
                 total: r.total.map(|t| t.to_string()).unwrap_or_else(|| "—".into()),
-                severity: r.severity.map(|s| s.replace('_', " ")).or(risk).or(pcl).unwrap_or_default(),
+                severity: r.severity.as_ref().map(|s| s.replace('_', " ")).or(risk).or(pcl).unwrap_or_default(),
                 flags: flags.unwrap_or_default().replace("suicide_risk", "⚠ suicide risk"),
                 via: if r.entered_via == "portal" { "patient, portal" } else { "staff" },
             }
         })
         .collect();
-    let assigned = kapstone_store::questionnaires::open_assignments(&state.db, id)
+    let assigned = questionnaires::open_assignments(db, id)
         .await?
         .into_iter()
         .map(|a| (instrument_title(&a.instrument), when(a.assigned_at.0)))
         .collect();
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
-    let has_account = kapstone_store::users::patient_has_account(&state.db, id).await?;
+    let now = kapstone_domain::UtcTs::now();
+    let signatures = consent_rows::latest_of_patient(db, id).await?;
     let mut consents = Vec::new();
     for doc in crate::content::consent_documents()? {
-        let (status, latest) = crate::app::consents::status(state, user.clinic, id, &doc.id).await?;
+        let latest = signatures.iter().find(|c| c.document_id == doc.id);
+        let status = crate::app::consents::status_of(&settings, latest, now);
         let live = latest.filter(|c| c.revoked_at.is_none() && status.is_valid()).map(|c| c.id.to_string());
         consents.push((
             doc.id.clone(),
@@ -208,40 +250,76 @@ async fn chart_with(
     let mut due: Vec<String> = Vec::new();
     if allows(Some(user.role), Action::ReadSafetyAlerts) {
         due.extend(
-            kapstone_store::questionnaires::open_alerts(&state.db, user.clinic)
+            questionnaires::open_alerts_of(db, user.clinic, id)
                 .await?
                 .into_iter()
-                .filter(|a| a.patient_id == id.as_uuid())
                 .map(|a| format!("⚠ Safety alert open: {}", a.reason)),
         );
     }
-    let (stage, next) = crate::app::eligibility::pathway_status(state, &p, false).await?;
-    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
+    // The pathway stage from the rows read for the panels (as `eligibility::pathway_status`,
+    // without the alerts).
+    let consultation = elig::latest_consultation(db, id).await?;
+    let pathway_rows = elig::pathway_events(db, id).await?;
+    let mut done: Vec<(uuid::Uuid, String)> = Vec::new();
+    let mut newest: std::collections::BTreeMap<&str, &questionnaires::ResponseSummary> = Default::default();
+    for r in &all_responses {
+        if !done.iter().any(|(_, i)| *i == r.instrument) {
+            done.push((p.id, r.instrument.clone()));
+        }
+        newest.insert(&r.instrument, r);
+    }
+    let data = crate::app::eligibility::FactsData {
+        inputs: elig::PathwayInputs {
+            consultations: consultation.iter().map(|c| (p.id, c.body.clone())).collect(),
+            decisions: elig::decisions_in_force(db, id).await?,
+            events: pathway_rows.iter().map(|e| (p.id, e.event.clone())).collect(),
+        },
+        done,
+        consents: signatures
+            .iter()
+            .map(|c| (p.id, c.document_id.clone(), c.signed_at, c.revoked_at.is_some()))
+            .collect(),
+        settings: &settings,
+        alerts: Vec::new(),
+        rems: if rems_enrolled_on.is_some() { vec![p.id] } else { Vec::new() },
+    };
+    let assess = crate::app::eligibility::AssessInputs {
+        settings: &settings,
+        consultation: consultation.as_ref(),
+        latest: newest.into_values().cloned().collect(),
+        today: crate::app::eligibility::today_in(clinic_time_zone.as_deref())?,
+    };
+    let facts = crate::app::eligibility::facts_of(state, &p, &data, Some(&assess)).await?;
+    let (stage, next) = kapstone_domain::pathway::assess(&facts);
     due.extend(next.into_iter().map(|n| format!("{} ({})", n.what, n.who)));
-    let pathway_events = crate::app::eligibility::pathway_events(state, id)
-        .await?
+    let pathway_events = pathway_rows
         .into_iter()
         .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at.0)))
         .collect();
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
-    let rems_enrolled_on = kapstone_store::scheduling::rems_enrolled(&state.db, id).await?;
-    let dosing_sessions = if can_read_clinical {
-        kapstone_store::dosing::sessions_of_patient(&state.db, user.clinic, id)
-            .await?
+    let (dosing_sessions, outcome_panels) = if can_read_clinical {
+        let sessions = dosing::sessions_of_patient(db, user.clinic, id).await?;
+        // The doses oldest first, as `outcomes::doses_of` reads them.
+        let mut doses: Vec<kapstone_store::outcomes::DoseRow> =
+            sessions.iter().filter_map(|s| s.dose_started_at.map(|at| (s.id, at, s.protocol_id.clone()))).collect();
+        doses.sort_by_key(|d| (d.1, d.0));
+        let scores: Vec<kapstone_store::outcomes::ScoreRow> = all_responses
+            .iter()
+            .filter(|r| matches!(r.instrument.as_str(), "phq9" | "gad7" | "pcl5"))
+            .filter_map(|r| r.total.map(|t| (r.instrument.clone(), r.submitted_at, t)))
+            .collect();
+        let o = crate::app::outcomes::outcomes_from(id, &settings, &scores, doses)?;
+        let zone = crate::app::scheduling::time_zone(clinic_time_zone.as_deref().unwrap_or("UTC"))?;
+        let sessions = sessions
             .into_iter()
             .map(|s| (s.id.to_string(), super::when(s.created_at.0), s.state.replace('_', " ")))
-            .collect()
+            .collect();
+        (sessions, super::outcomes::panels(&o, &zone, "chart"))
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    let outcome_panels = if can_read_clinical {
-        let o = crate::app::outcomes::of_patient(state, user, id).await?;
-        super::outcomes::panels(&o, &super::outcomes::zone(state, user.clinic).await?, "chart")
-    } else {
-        Vec::new()
-    };
-    render(&PatientPage {
+    Ok(PatientPage {
         dosing_sessions,
         outcome_panels,
         rems_enrolled_on,
@@ -263,9 +341,9 @@ async fn chart_with(
         can_record_consent: allows(Some(user.role), Action::RecordConsent),
         consents,
         has_account,
-        notice,
-        assign_error,
-        pathway_error,
+        notice: None,
+        assign_error: None,
+        pathway_error: None,
     })
 }
 
