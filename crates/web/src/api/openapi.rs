@@ -1341,9 +1341,9 @@ fn path_parameter(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
 }
 
-/// The operations whose success response is described by hand rather than derived from the type the handler serializes. It only
-/// shrinks: a test fails when a route is missing here without a derived schema, or is listed here
-/// with one. The first two are not JSON of a Rust type (this document; a CSV download).
+/// The operations whose success response is described by hand rather than derived from the type
+/// the handler serializes: neither is JSON of a Rust type (this document; a CSV download). A test
+/// fails when a route is missing here without a derived schema, or is listed here with one.
 #[cfg(test)]
 const HAND_WRITTEN: &[(&str, &str)] = &[("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/appointments.csv")];
 
