@@ -172,8 +172,13 @@ pub async fn insert_session(tx: &mut Tx, s: &NewSession<'_>) -> Result<Uuid> {
     Ok(id)
 }
 
+/// One session of the clinic by id: [`session`] and [`session_in`] read the same row.
+fn session_by_id() -> String {
+    format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2")
+}
+
 pub async fn session(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<SessionRow>> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2");
+    let sql = session_by_id();
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?
     }))
@@ -181,7 +186,7 @@ pub async fn session(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<Sessi
 
 /// [`session`] inside `tx` (the session just opened, before its commit).
 pub async fn session_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<SessionRow>> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM dosing_sessions WHERE clinic_id = $1 AND id = $2");
+    let sql = session_by_id();
     Ok(on_tx!(tx, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?
     }))

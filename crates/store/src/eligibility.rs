@@ -64,29 +64,17 @@ pub async fn save_consultation(
     Ok((id, version))
 }
 
+/// The patient's newest consultation version: [`latest_consultation`] and its `_in` twin.
+const LATEST_CONSULTATION: &str = "SELECT id, version, body, diagnosis_table_version, recorded_by, recorded_at \
+     FROM consultations WHERE patient_id = $1 ORDER BY version DESC LIMIT 1";
+
 /// [`latest_consultation`] inside `tx` (the version just saved, before its commit).
 pub async fn latest_consultation_in(tx: &mut Tx, patient: PatientId) -> Result<Option<ConsultationRow>> {
-    Ok(on_tx!(tx, |c| {
-        sqlx::query_as(
-            "SELECT id, version, body, diagnosis_table_version, recorded_by, recorded_at FROM consultations \
-             WHERE patient_id = $1 ORDER BY version DESC LIMIT 1",
-        )
-        .bind(patient.as_uuid())
-        .fetch_optional(c)
-        .await?
-    }))
+    Ok(on_tx!(tx, |c| sqlx::query_as(LATEST_CONSULTATION).bind(patient.as_uuid()).fetch_optional(c).await?))
 }
 
 pub async fn latest_consultation(db: &Db, patient: PatientId) -> Result<Option<ConsultationRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, version, body, diagnosis_table_version, recorded_by, recorded_at FROM consultations \
-             WHERE patient_id = $1 ORDER BY version DESC LIMIT 1",
-        )
-        .bind(patient.as_uuid())
-        .fetch_optional(c)
-        .await?
-    }))
+    Ok(on_read!(db, |c| sqlx::query_as(LATEST_CONSULTATION).bind(patient.as_uuid()).fetch_optional(c).await?))
 }
 
 pub struct NewDecision<'a> {

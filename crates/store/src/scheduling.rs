@@ -410,8 +410,13 @@ pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<
     }))
 }
 
+/// One appointment of the clinic by id: [`appointment`] and [`appointment_in`] read the same row.
+fn appointment_by_id() -> String {
+    format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND clinic_id = $2")
+}
+
 pub async fn appointment(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<AppointmentRow>> {
-    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND clinic_id = $2");
+    let sql = appointment_by_id();
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(clinic.as_uuid()).fetch_optional(c).await?
     }))
@@ -419,7 +424,7 @@ pub async fn appointment(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<A
 
 /// [`appointment`] inside `tx` (the booking or change just made, before its commit).
 pub async fn appointment_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<AppointmentRow>> {
-    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1 AND clinic_id = $2");
+    let sql = appointment_by_id();
     Ok(on_tx!(tx, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).bind(clinic.as_uuid()).fetch_optional(c).await?
     }))
@@ -712,12 +717,17 @@ pub async fn feed_owner(db: &Db, token: &str) -> Result<Option<Uuid>> {
     }))
 }
 
-/// A staff member's appointments in `[from, to)`.
-pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
-    let sql = format!(
+/// A staff member's appointments in `[from, to)`: [`appointments_of_staff`] and its `_in` twin.
+fn appointments_of_staff_sql() -> String {
+    format!(
         "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id IN (SELECT appointment_id FROM appointment_staff \
          WHERE user_id = $1) AND start_at < $3 AND end_at > $2 ORDER BY start_at, id"
-    );
+    )
+}
+
+/// A staff member's appointments in `[from, to)`.
+pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
+    let sql = appointments_of_staff_sql();
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user).bind(DbTs(from)).bind(DbTs(to)).fetch_all(c).await?
     }))
@@ -725,10 +735,7 @@ pub async fn appointments_of_staff(db: &Db, user: Uuid, from: UtcTs, to: UtcTs) 
 
 /// [`appointments_of_staff`] inside `tx`.
 pub async fn appointments_of_staff_in(tx: &mut Tx, user: Uuid, from: UtcTs, to: UtcTs) -> Result<Vec<AppointmentRow>> {
-    let sql = format!(
-        "SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE id IN (SELECT appointment_id FROM appointment_staff \
-         WHERE user_id = $1) AND start_at < $3 AND end_at > $2 ORDER BY start_at, id"
-    );
+    let sql = appointments_of_staff_sql();
     Ok(on_tx!(tx, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user).bind(DbTs(from)).bind(DbTs(to)).fetch_all(c).await?
     }))
@@ -799,31 +806,17 @@ pub async fn courses_of_patient(db: &Db, clinic: ClinicId, patient: PatientId) -
     }))
 }
 
+/// One course of the clinic by id: [`course`] and [`course_in`] read the same row.
+const COURSE_BY_ID: &str = "SELECT id, patient_id, template, first_date, options, status, started_at \
+     FROM treatment_courses WHERE clinic_id = $1 AND id = $2";
+
 /// [`course`] inside `tx` (the course just started, before its commit).
 pub async fn course_in(tx: &mut Tx, clinic: ClinicId, id: Uuid) -> Result<Option<CourseRow>> {
-    Ok(on_tx!(tx, |c| {
-        sqlx::query_as(
-            "SELECT id, patient_id, template, first_date, options, status, started_at FROM treatment_courses \
-             WHERE clinic_id = $1 AND id = $2",
-        )
-        .bind(clinic.as_uuid())
-        .bind(id)
-        .fetch_optional(c)
-        .await?
-    }))
+    Ok(on_tx!(tx, |c| sqlx::query_as(COURSE_BY_ID).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?))
 }
 
 pub async fn course(db: &Db, clinic: ClinicId, id: Uuid) -> Result<Option<CourseRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, patient_id, template, first_date, options, status, started_at FROM treatment_courses \
-             WHERE clinic_id = $1 AND id = $2",
-        )
-        .bind(clinic.as_uuid())
-        .bind(id)
-        .fetch_optional(c)
-        .await?
-    }))
+    Ok(on_read!(db, |c| sqlx::query_as(COURSE_BY_ID).bind(clinic.as_uuid()).bind(id).fetch_optional(c).await?))
 }
 
 /// (status, type, count) of a course's appointments.

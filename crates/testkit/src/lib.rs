@@ -237,7 +237,7 @@ impl TestApp {
         path: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        Self::status_and_json(self.client().post(self.url(path)).bearer_auth(token).json(&body).send().await?).await
+        self.send_json(reqwest::Method::POST, token, path, body).await
     }
 
     /// `PUT path` with a bearer token and a JSON body: the status and the JSON answer.
@@ -247,7 +247,18 @@ impl TestApp {
         path: &str,
         body: serde_json::Value,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        Self::status_and_json(self.client().put(self.url(path)).bearer_auth(token).json(&body).send().await?).await
+        self.send_json(reqwest::Method::PUT, token, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let r = self.client().request(method, self.url(path)).bearer_auth(token).json(&body).send().await?;
+        Self::status_and_json(r).await
     }
 
     /// The patient id of a portal account's token (from `/api/v1/portal/me`).

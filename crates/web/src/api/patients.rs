@@ -23,7 +23,7 @@ pub struct PatientView {
     pub family_name: String,
     #[schemars(extend("format" = "date"))]
     pub birth_date: String,
-    #[schemars(extend("enum" = ["female", "male", "other", "unknown"]))]
+    #[schemars(with = "kapstone_domain::patient::SexAtBirth")]
     pub sex_at_birth: String,
     pub gender_identity: Option<String>,
     pub pronouns: Option<String>,
