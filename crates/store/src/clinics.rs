@@ -86,7 +86,7 @@ fn roles_to_text(roles: &[Role]) -> String {
     roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
 }
 
-fn roles_from_text(s: &str) -> Vec<Role> {
+pub(crate) fn roles_from_text(s: &str) -> Vec<Role> {
     s.split(',').filter_map(|r| r.parse().ok()).collect()
 }
 

@@ -350,6 +350,34 @@ pub async fn events(db: &Db, session: Uuid) -> Result<Vec<EventRow>> {
     }))
 }
 
+/// An event of one of several sessions ([`events_from`]).
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionEventRow {
+    pub session_id: Uuid,
+    #[sqlx(flatten)]
+    pub event: EventRow,
+}
+
+/// The events of each `(session, first)` from its event number `first` on (events are numbered
+/// from 0), in one statement: ordered by session, then number. The live floor board folds only
+/// the events its sessions gained since it last read them.
+pub async fn events_from(db: &Db, from: &[(Uuid, i32)]) -> Result<Vec<SessionEventRow>> {
+    if from.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT session_id, seq, kind, payload, recorded_by, recorded_at FROM session_events WHERE ",
+        );
+        for (i, (session, first)) in from.iter().enumerate() {
+            q.push(if i == 0 { "(session_id = " } else { " OR (session_id = " });
+            q.push_bind(*session).push(" AND seq >= ").push_bind(*first).push(")");
+        }
+        q.push(" ORDER BY session_id, seq");
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
 /// The events of a session read inside a write transaction, after [`lock_session`], so the
 /// decision about a new event sees every event before it.
 pub async fn events_in(tx: &mut Tx, session: Uuid) -> Result<Vec<EventRow>> {

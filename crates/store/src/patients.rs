@@ -213,6 +213,20 @@ pub async fn get(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<Pati
     }))
 }
 
+/// (id, given name, family name) of these patients of `clinic`, in one statement (for boards
+/// that show initials).
+pub async fn names(db: &Db, clinic: ClinicId, ids: &[Uuid]) -> Result<Vec<(Uuid, String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_read!(db, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT id, given_name, family_name FROM patients WHERE clinic_id = ");
+        q.push_bind(clinic.as_uuid()).push(" AND id IN ");
+        crate::push_ids(&mut q, ids);
+        q.build_query_as().fetch_all(c).await?
+    }))
+}
+
 /// A patient with the small facts the chart shows beside the registration, read in one statement.
 #[derive(Debug, Clone, FromRow)]
 pub struct ChartHead {

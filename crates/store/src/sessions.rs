@@ -1,9 +1,10 @@
 //! Server-side sessions. The client holds a random token; we store only its SHA-256.
 
-use kapstone_domain::{SessionId, UserId, UtcTs};
+use kapstone_domain::{Role, SessionId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::users::UserRow;
 use crate::{Db, DbTs, Result, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,11 @@ impl SessionKind {
     }
 }
 
-/// A live session joined with the account it belongs to.
+/// A stored session. Its `id` and `created_at` are read as `session_id` and `session_created_at`
+/// ([`COLUMNS`]), so that a row joined with the account's ([`find_signed_in`]) names each once.
 #[derive(Debug, Clone, FromRow)]
 pub struct SessionRow {
+    #[sqlx(rename = "session_id")]
     pub id: Uuid,
     pub user_id: Uuid,
     pub kind: String,
@@ -33,6 +36,7 @@ pub struct SessionRow {
     pub mfa_pending: bool,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    #[sqlx(rename = "session_created_at")]
     pub created_at: DbTs,
     pub last_seen_at: DbTs,
     /// When the password was last entered again (re-authentication); `None`: at sign-in.
@@ -89,17 +93,48 @@ pub async fn insert(tx: &mut Tx, s: &NewSession<'_>) -> Result<SessionId> {
     Ok(id)
 }
 
-const SELECT: &str = "SELECT id, user_id, kind, csrf_token, mfa_pending, source_ip, user_agent, created_at, \
-     last_seen_at, authenticated_at FROM sessions";
+/// A [`SessionRow`]'s columns, of `sessions s`.
+const COLUMNS: &str = "s.id AS session_id, s.user_id, s.kind, s.csrf_token, s.mfa_pending, s.source_ip, \
+     s.user_agent, s.created_at AS session_created_at, s.last_seen_at, s.authenticated_at";
 
-/// The session for a token, if it has not been ended.
-pub async fn find_live(db: &Db, token_hash: &str) -> Result<Option<SessionRow>> {
-    let sql = format!("{SELECT} WHERE token_hash = $1 AND ended_at IS NULL");
+/// A live session with its account and what the clinic's current settings say of second factors:
+/// everything a request's sign-in check reads, in one statement.
+#[derive(Debug, Clone, FromRow)]
+pub struct SignedIn {
+    #[sqlx(flatten)]
+    pub session: SessionRow,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    /// `clinic_settings.mfa_required_roles` of the latest settings (`None`: none saved yet).
+    mfa_required_roles: Option<String>,
+}
+
+impl SignedIn {
+    /// Must this role use a second factor in the account's clinic? As
+    /// [`crate::clinics::ClinicSettings::requires_mfa`] of the current settings.
+    pub fn requires_mfa(&self, role: Role) -> bool {
+        match &self.mfa_required_roles {
+            Some(roles) => crate::clinics::roles_from_text(roles).contains(&role),
+            None => crate::clinics::ClinicSettings::default().requires_mfa(role),
+        }
+    }
+}
+
+/// The live (not ended) session of a token with its account ([`crate::users::get`]) and its
+/// clinic's second-factor rule ([`crate::clinics::current_settings`]), read together.
+pub async fn find_signed_in(db: &Db, token_hash: &str) -> Result<Option<SignedIn>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, {users}, (SELECT cs.mfa_required_roles FROM clinic_settings cs WHERE cs.clinic_id = u.clinic_id \
+         ORDER BY cs.version DESC LIMIT 1) AS mfa_required_roles \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.ended_at IS NULL",
+        users = crate::users::COLUMNS
+    );
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(token_hash).fetch_optional(c).await?))
 }
 
 pub async fn list_live_for_user(db: &Db, user: UserId) -> Result<Vec<SessionRow>> {
-    let sql = format!("{SELECT} WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC");
+    let sql =
+        format!("SELECT {COLUMNS} FROM sessions s WHERE user_id = $1 AND ended_at IS NULL ORDER BY last_seen_at DESC");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(user.as_uuid()).fetch_all(c).await?))
 }
 

@@ -41,8 +41,9 @@ impl UserRow {
     }
 }
 
-const SELECT: &str = "SELECT id, clinic_id, email, display_name, role, patient_id, password_hash, active, \
-     failed_attempts, locked_until, totp_secret, totp_enabled, totp_last_step, created_at FROM users";
+/// A [`UserRow`]'s columns, of `users u`.
+pub(crate) const COLUMNS: &str = "u.id, u.clinic_id, u.email, u.display_name, u.role, u.patient_id, u.password_hash, \
+     u.active, u.failed_attempts, u.locked_until, u.totp_secret, u.totp_enabled, u.totp_last_step, u.created_at";
 
 pub struct NewUser<'a> {
     pub clinic: ClinicId,
@@ -77,7 +78,7 @@ pub async fn insert(tx: &mut Tx, u: &NewUser<'_>) -> Result<UserId> {
 }
 
 pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<UserRow>> {
-    let sql = format!("{SELECT} WHERE email = $1");
+    let sql = format!("SELECT {COLUMNS} FROM users u WHERE email = $1");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(email.as_str())
         .fetch_optional(c)
@@ -99,17 +100,17 @@ pub async fn lock_for_sign_in(tx: &mut Tx, id: UserId) -> Result<(i32, Option<Db
 }
 
 pub async fn get(db: &Db, id: UserId) -> Result<Option<UserRow>> {
-    let sql = format!("{SELECT} WHERE id = $1");
+    let sql = format!("SELECT {COLUMNS} FROM users u WHERE id = $1");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id.as_uuid()).fetch_optional(c).await?))
 }
 
 pub async fn get_in(tx: &mut Tx, id: UserId) -> Result<Option<UserRow>> {
-    let sql = format!("{SELECT} WHERE id = $1");
+    let sql = format!("SELECT {COLUMNS} FROM users u WHERE id = $1");
     Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id.as_uuid()).fetch_optional(c).await?))
 }
 
 pub async fn list(db: &Db, clinic: ClinicId) -> Result<Vec<UserRow>> {
-    let sql = format!("{SELECT} WHERE clinic_id = $1 ORDER BY role, display_name, email");
+    let sql = format!("SELECT {COLUMNS} FROM users u WHERE clinic_id = $1 ORDER BY role, display_name, email");
     Ok(on_read!(db, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(clinic.as_uuid()).fetch_all(c).await?))
 }
 
@@ -117,7 +118,7 @@ pub async fn list(db: &Db, clinic: ClinicId) -> Result<Vec<UserRow>> {
 /// account of `p.filter.patient` when set, made in the window `[from, to)` when set (the API's list).
 pub async fn page(db: &Db, p: &Page<'_>) -> Result<Vec<UserRow>> {
     let sql = format!(
-        "{SELECT} WHERE clinic_id = $1 AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR created_at >= $3) \
+        "SELECT {COLUMNS} FROM users u WHERE clinic_id = $1 AND ($2 IS NULL OR patient_id = $2) AND ($3 IS NULL OR created_at >= $3) \
          AND ($4 IS NULL OR created_at < $4) AND created_at >= $5 AND (created_at > $5 OR id > $6) \
          ORDER BY created_at, id LIMIT $7"
     );

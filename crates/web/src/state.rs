@@ -102,6 +102,8 @@ pub struct AppState {
     pub read_audit: Writer,
     /// Dosing sessions as of their last committed event (`app::sessions::SessionCache`).
     pub sessions: crate::app::sessions::SessionCache,
+    /// The sessions of the live floor boards, kept folded (`app::floor_sessions`).
+    pub floor_sessions: crate::app::floor_sessions::FloorSessions,
     /// Runs argon2 on one thread per CPU.
     pub passwords: crate::app::PasswordPool,
     /// Turns true when the server starts to shut down: long-lived responses (the floor board's
@@ -125,6 +127,7 @@ impl AppState {
             config: Arc::new(config),
             read_audit,
             sessions: crate::app::sessions::SessionCache::default(),
+            floor_sessions: crate::app::floor_sessions::FloorSessions::default(),
             passwords: crate::app::PasswordPool::new(cpus),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             idempotency_locks: crate::api::idempotency::KeyLocks::default(),

@@ -161,6 +161,38 @@ both_backends! {
         app.stop().await
     }
 
+    async fn a_long_chain_with_text_to_escape_verifies_and_a_tamper_past_the_first_thousand_is_found(b) {
+        // SQLite reads the chain a thousand-odd events per fetched row, as JSON: a reason that JSON
+        // must escape hashes the same, and chunk boundaries lose and repeat nothing.
+        use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
+        let app = TestApp::demo(b).await?;
+        let mut tx = app.db.begin().await?;
+        let events: Vec<NewAuditEvent> = (0..2_600)
+            .map(|i| {
+                let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Denied);
+                e.reason = Some(format!("line \"{i}\"\nback\\slash\ttab é ✓ \u{1F600} \u{7}"));
+                e.source_ip = (i % 3 == 0).then(|| "::1".to_owned());
+                e
+            })
+            .collect();
+        kapstone_store::audit::append_all(&mut tx, &events).await?;
+        tx.commit().await?;
+        let n = app.count("audit_events").await?;
+        assert!(n > 2_600, "{n} events");
+        assert_eq!(kapstone_store::audit::verify(&app.db).await?, Ok(n));
+        assert_eq!(kapstone_store::audit::verify_in_stretches(&app.db, 1_500, 2).await?, Ok(n));
+        drop_audit_guards(&app).await?;
+        rewrite_with_recomputed_hash(&app, 2_049).await?;
+        assert_eq!(kapstone_store::audit::verify(&app.db).await?, Err(ChainBreak::Broken { seq: 2_050 }));
+        app.raw_sql("DELETE FROM audit_events WHERE seq = 1025").await?;
+        assert_eq!(kapstone_store::audit::verify(&app.db).await?, Err(ChainBreak::Missing { expected: 1025, found: 1026 }));
+        assert_eq!(
+            kapstone_store::audit::verify_in_stretches(&app.db, 1_024, 2).await?,
+            Err(ChainBreak::Missing { expected: 1025, found: 1026 })
+        );
+        app.stop().await
+    }
+
     async fn concurrent_writers_never_fork_the_chain(b) {
         let app = TestApp::demo(b).await?;
         let token = app.token("nurse@demo.kapstone.test").await?;

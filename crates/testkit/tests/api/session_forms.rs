@@ -231,6 +231,7 @@ impl Fx {
         // The server keeps sessions folded as of their last event (the log is append-only); this
         // rewrite went behind its back.
         self.app.state.sessions.clear();
+        self.app.state.floor_sessions.clear();
         assert!(
             self.app.raw_sql(&format!("UPDATE session_events SET kind = kind WHERE {where_id}")).await.is_err(),
             "the log is append-only again"

@@ -381,4 +381,45 @@ both_backends! {
         assert_eq!(fx.show(&id).await?["session"]["events"].as_u64().unwrap(), before + posted, "every reading is stored");
         fx.app.stop().await
     }
+
+    async fn a_board_that_already_shows_a_session_shows_its_new_events_on_every_server(b) {
+        // A server keeps the sessions of its boards folded and reads only their new events
+        // (app::floor_sessions); a board on a second server process folds the events the first wrote.
+        let fx = Fx::new(b).await?;
+        let second = TestApp::spawn_on(fx.app.fresh.shared(), kapstone_web::ServerConfig::default()).await?;
+        let line = |board: &Value, id: &str| -> Value {
+            board["chairs"].as_array().unwrap().iter()
+                .flat_map(|c| c["sessions"].as_array().unwrap())
+                .find(|s| s["session_id"] == id)
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
+        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
+        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let (s, on_second) = get(&second, &fx.nurse, "/api/v1/floor").await?;
+        assert_eq!(s, 200, "{on_second}");
+        let alerts_before = line(&on_second, &id)["alerts"].as_array().map(Vec::len).unwrap();
+        assert_eq!(line(&board, &id)["alerts"], line(&on_second, &id)["alerts"]);
+
+        // A reading high enough to raise an alert, through the first server.
+        let (s, r) = post(&fx.app, &fx.nurse, &format!("/api/v1/sessions/{id}/vitals"),
+            &json!({"systolic": 186, "diastolic": 97, "heart_rate": 82, "spo2": 97})).await?;
+        assert_eq!(s, 201, "{r}");
+        let raised: Vec<u64> = r["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect();
+        assert!(!raised.is_empty(), "{r}");
+        let (_, session) = get(&fx.app, &fx.nurse, &format!("/api/v1/sessions/{id}")).await?;
+        let open: Vec<u64> =
+            session["unacknowledged_alerts"].as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect();
+        for app in [&fx.app, &second] {
+            let (_, board) = get(app, &fx.nurse, "/api/v1/floor").await?;
+            let shown = line(&board, &id);
+            let ids: Vec<u64> = shown["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect();
+            assert_eq!(ids, open, "the board shows the session's open alerts: {shown}");
+            assert!(ids.len() > alerts_before && raised.iter().all(|a| ids.contains(a)), "{shown}");
+            assert_eq!(shown["state"], session["state"]);
+        }
+        second.stop().await?;
+        fx.app.stop().await
+    }
 }

@@ -3,7 +3,6 @@
 //! acknowledgement, and who is assigned. Read as one audited list.
 
 use jiff::Timestamp;
-use kapstone_domain::PatientId;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::monitoring::CheckStatus;
 use kapstone_domain::scheduling::AppointmentKind;
@@ -121,35 +120,42 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
         let z = t.to_zoned(tz.clone());
         format!("{:02}:{:02}", z.hour(), z.minute())
     };
+    let patient_ids: Vec<Uuid> = appointments.iter().map(|a| a.patient_id).collect();
+    let names = kapstone_store::patients::names(&state.db, user.clinic, &patient_ids).await?;
+    state.floor_sessions.refresh(state, user, &sessions).await?;
+    let at = super::scheduling::from_jiff(now);
     for a in &appointments {
-        let p = kapstone_store::patients::get(&state.db, user.clinic, PatientId::from_uuid(a.patient_id)).await?;
-        let patient = p.map_or_else(String::new, |p| initials(&p.given_name, &p.family_name));
+        let patient = names
+            .iter()
+            .find(|(id, _, _)| *id == a.patient_id)
+            .map_or_else(String::new, |(_, given, family)| initials(given, family));
         let staff: Vec<String> = staff_of
             .iter()
             .filter(|(appt, _)| *appt == a.id)
             .filter_map(|(_, u)| people.iter().find(|x| x.id == *u).map(|x| x.display_name.clone()))
             .collect();
         let booked_at = hm(to_jiff(a.start_at.0));
-        let line = match sessions.iter().find(|s| s.appointment_id == a.id) {
-            None => FloorSession {
-                session_id: None,
-                appointment_id: a.id,
-                patient,
-                state: "expected".into(),
-                state_label: "Expected".into(),
-                booked_at,
-                minutes_since_dose: None,
-                next_check: None,
-                overdue_checks: 0,
-                alerts: Vec::new(),
-                blocked_by: Some("Not checked in yet".into()),
-                staff,
-            },
-            Some(row) => {
-                let loaded = super::sessions::load_row(state, user, row.clone()).await?;
-                let ctx = loaded.ctx();
-                let s = loaded.session();
-                let view = s.view(&ctx);
+        let expected = |patient, staff| FloorSession {
+            session_id: None,
+            appointment_id: a.id,
+            patient,
+            state: "expected".into(),
+            state_label: "Expected".into(),
+            booked_at: booked_at.clone(),
+            minutes_since_dose: None,
+            next_check: None,
+            overdue_checks: 0,
+            alerts: Vec::new(),
+            blocked_by: Some("Not checked in yet".into()),
+            staff,
+        };
+        let Some(row) = sessions.iter().find(|s| s.appointment_id == a.id) else {
+            lines.push((a.room_id, a.start_at.0.unix_micros(), expected(patient, staff)));
+            continue;
+        };
+        let line = state
+            .floor_sessions
+            .with(row.id, at, |view| {
                 let open: Vec<_> = view
                     .checks
                     .iter()
@@ -170,10 +176,10 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
                 FloorSession {
                     session_id: Some(row.id),
                     appointment_id: a.id,
-                    patient,
+                    patient: patient.clone(),
                     state: view.state.as_str().to_owned(),
                     state_label: view.state.label().to_owned(),
-                    booked_at,
+                    booked_at: booked_at.clone(),
                     minutes_since_dose: view.minutes_since_dose,
                     next_check: next,
                     overdue_checks: view.checks.iter().filter(|c| c.status == CheckStatus::Overdue).count(),
@@ -183,10 +189,10 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
                         .map(|r| AlertLine { id: r.id, rule: r.alert.rule, message: r.alert.message.clone() })
                         .collect(),
                     blocked_by: view.blocked_by.first().map(|b| b.message.clone()),
-                    staff,
+                    staff: staff.clone(),
                 }
-            }
-        };
+            })
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("floor session {} was not loaded", row.id)))?;
         lines.push((a.room_id, a.start_at.0.unix_micros(), line));
     }
     lines.sort_by_key(|l| l.1);

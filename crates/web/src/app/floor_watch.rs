@@ -16,7 +16,7 @@ use kapstone_store::Db;
 use tokio::sync::watch;
 
 /// How often the watched counters are read.
-pub const TICK: Duration = Duration::from_millis(100);
+pub const TICK: Duration = Duration::from_millis(50);
 
 type Watched = Mutex<HashMap<ClinicId, watch::Sender<Option<i64>>>>;
 

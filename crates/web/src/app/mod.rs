@@ -13,6 +13,7 @@ pub mod demo_ledger;
 pub mod demo_outcomes;
 pub mod eligibility;
 pub mod floor;
+pub mod floor_sessions;
 pub mod floor_watch;
 pub mod integration_notes;
 pub mod integrations;

@@ -166,11 +166,16 @@ async fn open_session(
 }
 
 fn parse_events(rows: &[store::EventRow]) -> Result<Vec<Recorded>, AppError> {
-    rows.iter().map(|r| serde_json::from_str(&r.payload).map_err(|e| corrupt("session event", e))).collect()
+    rows.iter().map(parse_event).collect()
+}
+
+/// One stored event.
+pub(super) fn parse_event(row: &store::EventRow) -> Result<Recorded, AppError> {
+    serde_json::from_str(&row.payload).map_err(|e| corrupt("session event", e))
 }
 
 /// The facts from the rest of the record that the session's gates read.
-async fn gate_facts(
+pub(super) async fn gate_facts(
     state: &AppState,
     user: &CurrentUser,
     row: &SessionRow,

@@ -16,7 +16,7 @@ use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
 use kapstone_domain::auth::SessionState;
 use kapstone_domain::permissions::{Action, Scope, allows, scopes_allow};
 use kapstone_domain::{ClinicId, PatientId, Role, SessionId, UserId, UtcTs};
-use kapstone_store::{audit, clinics, integrations, sessions, users};
+use kapstone_store::{audit, integrations, sessions, users};
 use uuid::Uuid;
 
 use super::tokens::{eq_ct, token_hash};
@@ -201,15 +201,18 @@ async fn resolve(
             None => return Ok(Resolved::Anonymous),
         },
     };
-    let Some(session) = sessions::find_live(&state.db, &token_hash(token)).await? else {
+    // The session, its account and the clinic's second-factor rule in one statement: every
+    // signed-in request reads them.
+    let Some(signed_in) = sessions::find_signed_in(&state.db, &token_hash(token)).await? else {
         return Ok(Resolved::Anonymous);
     };
+    let session = &signed_in.session;
+    let user = &signed_in.user;
     // A bearer token only works as a bearer token; a cookie only as a cookie (a cookie token
     // replayed as a bearer header would skip the CSRF check).
     if session.is_api() != via_bearer {
         return Ok(Resolved::Anonymous);
     }
-    let Some(user) = users::get(&state.db, session.user()).await? else { return Ok(Resolved::Anonymous) };
     let role = user.role()?;
     let now = UtcTs::now();
     let policy = state.config.session;
@@ -249,7 +252,6 @@ async fn resolve(
             Err(e) => return Err(e.into()),
         }
     }
-    let settings = clinics::current_settings(&state.db, user.clinic()).await?;
     let current = CurrentUser {
         id: user.user_id(),
         clinic: user.clinic(),
@@ -261,8 +263,8 @@ async fn resolve(
         csrf: session.csrf_token.clone(),
         api: session.is_api(),
         totp_enabled: user.totp_enabled,
-        mfa_setup_required: settings.requires_mfa(role) && !user.totp_enabled,
-        mfa_not_required_for_admins: role == Role::Admin && !settings.requires_mfa(Role::Admin),
+        mfa_setup_required: signed_in.requires_mfa(role) && !user.totp_enabled,
+        mfa_not_required_for_admins: role == Role::Admin && !signed_in.requires_mfa(Role::Admin),
         ip,
         token: None,
         authenticated_at: Some(session.last_authenticated()),

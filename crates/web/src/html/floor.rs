@@ -169,7 +169,7 @@ struct Watch {
 /// `GET /floor/events?location=`: Server-Sent Events. First `ready` with the floor's counter, then
 /// `change` with the new counter whenever anything on the clinic's floor changes (the process's
 /// [`FloorWatch`](crate::app::floor_watch::FloorWatch) reads the counter in the database every
-/// 100 ms), and a keep-alive comment every 15 s. Ends when the server stops.
+/// 50 ms), and a keep-alive comment every 15 s. Ends when the server stops.
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
