@@ -7,6 +7,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::keyset::{self, Page};
+use crate::db::statement;
 use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
 
 #[derive(Debug, Clone, FromRow)]
@@ -266,7 +267,10 @@ pub struct Clash {
 }
 
 /// Books an appointment and claims its slots. A clash found before writing names the resource;
-/// one that a concurrent booking wins is reported by the primary key, unnamed.
+/// one that a concurrent booking wins is reported by the primary key, unnamed. Either way `tx`
+/// holds none of this booking's writes and stays usable: its writes run in a savepoint, rolled
+/// back on a clash (PostgreSQL would otherwise refuse every later statement of `tx`), so one
+/// transaction can book several appointments and keep those that do not clash (a course's plan).
 pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Result<Uuid, Clash>> {
     let id = Uuid::now_v7();
     let taken: Option<String> = if a.claims.is_empty() {
@@ -293,6 +297,7 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
     // same people in a different order then wait for each other instead of deadlocking.
     let mut ordered: Vec<&(String, i64)> = a.claims.iter().collect();
     ordered.sort_unstable();
+    statement(tx, "SAVEPOINT kapstone_booking").await?;
     let inserted = on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO appointments (id, clinic_id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
@@ -352,8 +357,15 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
         });
     }
     match inserted {
-        Ok(()) => Ok(Ok(id)),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Err(Clash { resource: None })),
+        Ok(()) => {
+            statement(tx, "RELEASE SAVEPOINT kapstone_booking").await?;
+            Ok(Ok(id))
+        }
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            statement(tx, "ROLLBACK TO SAVEPOINT kapstone_booking").await?;
+            statement(tx, "RELEASE SAVEPOINT kapstone_booking").await?;
+            Ok(Err(Clash { resource: None }))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -403,9 +415,24 @@ pub async fn appointments_page(db: &Db, p: &Page<'_>) -> Result<Vec<AppointmentR
     keyset::fetch(db, sql, p, None).await
 }
 
+/// A patient's appointments: [`appointments_of_patient`] and [`appointments_of_patient_in`] read
+/// the same rows.
+fn appointments_of_patient_sql() -> String {
+    format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE patient_id = $1 ORDER BY start_at, id")
+}
+
 pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<AppointmentRow>> {
-    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE patient_id = $1 ORDER BY start_at, id");
+    let sql = appointments_of_patient_sql();
     Ok(on_read!(db, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?
+    }))
+}
+
+/// [`appointments_of_patient`] inside `tx` (what a transaction about to book for the patient
+/// sees, its own bookings included).
+pub async fn appointments_of_patient_in(tx: &mut Tx, patient: PatientId) -> Result<Vec<AppointmentRow>> {
+    let sql = appointments_of_patient_sql();
+    Ok(on_tx!(tx, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?
     }))
 }
