@@ -294,7 +294,7 @@ pub async fn book_plan(
             Ok(_) if booked.contains(&(date, kind)) => continue,
             Ok(c) => c,
         };
-        out.push(match refusal(book_in(state, &mut tx, user, checked, None).await)? {
+        out.push(match refusal(book_in(&mut tx, user, checked, None).await)? {
             Ok(b) => outcome(date, kind, Some(b.id), None),
             Err(why) => outcome(date, kind, None, Some(why)),
         });

@@ -338,7 +338,7 @@ pub async fn book(
 ) -> Result<Booked, AppError> {
     let checked = check(state, user, req, rescheduled.is_some()).await?;
     let mut tx = state.db.begin().await?;
-    let booked = book_in(state, &mut tx, user, checked, rescheduled).await?;
+    let booked = book_in(&mut tx, user, checked, rescheduled).await?;
     tx.commit_answering(&booked).await?;
     Ok(booked)
 }
@@ -457,14 +457,13 @@ pub(crate) async fn check(
 /// (409) leaves `tx` without any of this booking's writes and usable, so that a transaction can
 /// book several (a course's plan) and keep those that do not clash.
 pub(crate) async fn book_in(
-    state: &AppState,
     tx: &mut kapstone_store::Tx,
     user: &CurrentUser,
     checked: Checked,
     rescheduled: Option<(Uuid, &str)>,
 ) -> Result<Booked, AppError> {
     let claims = checked.claims();
-    let Checked { patient: patient_id, type_id, kind, location, room, block, staff, warnings, course, keys } = checked;
+    let Checked { patient: patient_id, type_id, kind, location, room, block, staff, warnings, course, .. } = checked;
     let staff_ids: Vec<UserId> = staff.iter().map(UserRow::user_id).collect();
     if let Some((old, reason)) = rescheduled
         && !store::change_status(tx, user.clinic, old, "rescheduled", Some(reason), user.id).await?
@@ -488,13 +487,8 @@ pub(crate) async fn book_in(
     let id = match store::book(tx, &new).await? {
         Ok(id) => id,
         Err(clash) => {
-            let resource = match clash.resource {
-                Some(r) => Some(r),
-                // A concurrent booking won the race (it is committed): name what it took.
-                None => taken_claim(state, &keys, &block.slots()).await?,
-            };
             let staff: Vec<&UserRow> = staff.iter().collect();
-            return Err(clash_error(resource.as_deref(), &staff, room.as_ref()));
+            return Err(clash_error(clash.resource.as_deref(), &staff, room.as_ref()));
         }
     };
     let mut e = user.event(AuditAction::AppointmentBooked, "appointment", Outcome::Success);
@@ -521,13 +515,6 @@ pub(crate) async fn book_in(
     }
     let stored = stored_in(tx, user.clinic, id, vec![(type_id, kind, true)]).await?;
     Ok(Booked { id, location_id: location.id, start: block.start, end: block.end, warnings, stored })
-}
-
-/// The first of `keys` (in booking order) that holds a claim on one of `slots`.
-async fn taken_claim(state: &AppState, keys: &[String], slots: &[i64]) -> Result<Option<String>, AppError> {
-    let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return Ok(None) };
-    let held = store::claims_between(&state.db, keys, *first, last + 1).await?;
-    Ok(keys.iter().find(|k| held.iter().any(|(r, _)| r == *k)).cloned())
 }
 
 fn clash_error(resource: Option<&str>, staff: &[&UserRow], room: Option<&RoomRow>) -> AppError {
