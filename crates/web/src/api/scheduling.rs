@@ -517,9 +517,8 @@ pub async fn book_course(
     ApiJson(b): ApiJson<BookPlanBody>,
 ) -> ApiResult<Json<Value>> {
     let id = appointment_id(&id)?;
-    let plan_json = |items: &Vec<crate::app::courses::PlanBooking>| -> Result<Value, AppError> {
-        Ok(json!({ "items": items }))
-    };
+    let plan_json =
+        |items: &Vec<crate::app::courses::PlanBooking>| -> Result<Value, AppError> { Ok(json!({ "items": items })) };
     super::idempotency::answered_ok(
         plan_json,
         crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref(), b.integration),

@@ -232,7 +232,11 @@ pub async fn book_plan(
                 continue;
             }
             let Some((_, code)) = &integration_type else {
-                steps.push((p.date, AppointmentKind::Integration, Err("the clinic has no integration appointment type".into())));
+                steps.push((
+                    p.date,
+                    AppointmentKind::Integration,
+                    Err("the clinic has no integration appointment type".into()),
+                ));
                 continue;
             };
             let day = p.date.to_string();

@@ -355,7 +355,7 @@ pub(crate) struct Checked {
     staff: Vec<UserRow>,
     warnings: Vec<String>,
     course: Option<Uuid>,
-    /// The resources the booking holds (each person, the room, the patient), in booking order.
+    /// The resources the booking holds: each person, the room, the patient.
     keys: Vec<String>,
 }
 
@@ -486,10 +486,7 @@ pub(crate) async fn book_in(
     };
     let id = match store::book(tx, &new).await? {
         Ok(id) => id,
-        Err(clash) => {
-            let staff: Vec<&UserRow> = staff.iter().collect();
-            return Err(clash_error(clash.resource.as_deref(), &staff, room.as_ref()));
-        }
+        Err(clash) => return Err(clash_error(clash.resource.as_deref(), &staff, room.as_ref())),
     };
     let mut e = user.event(AuditAction::AppointmentBooked, "appointment", Outcome::Success);
     e.entity_id = Some(id.to_string());
@@ -517,7 +514,7 @@ pub(crate) async fn book_in(
     Ok(Booked { id, location_id: location.id, start: block.start, end: block.end, warnings, stored })
 }
 
-fn clash_error(resource: Option<&str>, staff: &[&UserRow], room: Option<&RoomRow>) -> AppError {
+fn clash_error(resource: Option<&str>, staff: &[UserRow], room: Option<&RoomRow>) -> AppError {
     let (field, message) = match resource {
         Some(r) if r.starts_with("user:") => {
             let name = staff
