@@ -436,7 +436,7 @@ pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<
 /// sees, its own bookings included).
 pub async fn appointments_of_patient_in(tx: &mut Tx, patient: PatientId) -> Result<Vec<AppointmentRow>> {
     let sql = appointments_of_patient_sql();
-    Ok(on_tx!(tx, |c| { sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await? }))
+    Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?))
 }
 
 /// One appointment of the clinic by id: [`appointment`] and [`appointment_in`] read the same row.
