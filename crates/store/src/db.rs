@@ -325,6 +325,15 @@ impl Tx {
     }
 }
 
+/// Runs one fixed statement on `tx` (a savepoint's `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`: the
+/// same words on both engines).
+pub(crate) async fn statement(tx: &mut Tx, sql: &'static str) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(sql).execute(c).await?;
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

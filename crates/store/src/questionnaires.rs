@@ -176,17 +176,20 @@ pub async fn assign(tx: &mut Tx, clinic: ClinicId, patient: PatientId, instrumen
     Ok(id)
 }
 
+/// Open (not yet completed) assignments of one patient, oldest first: [`open_assignments`] and
+/// [`open_assignments_in`] read the same rows.
+const OPEN_ASSIGNMENTS: &str = "SELECT id, patient_id, instrument, assigned_at, completed_at FROM \
+     questionnaire_assignments WHERE patient_id = $1 AND completed_at IS NULL ORDER BY assigned_at, id";
+
 /// Open (not yet completed) assignments of one patient, oldest first.
 pub async fn open_assignments(db: &Db, patient: PatientId) -> Result<Vec<AssignmentRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, patient_id, instrument, assigned_at, completed_at FROM questionnaire_assignments \
-             WHERE patient_id = $1 AND completed_at IS NULL ORDER BY assigned_at, id",
-        )
-        .bind(patient.as_uuid())
-        .fetch_all(c)
-        .await?
-    }))
+    Ok(on_read!(db, |c| sqlx::query_as(OPEN_ASSIGNMENTS).bind(patient.as_uuid()).fetch_all(c).await?))
+}
+
+/// [`open_assignments`] inside `tx` (a booking about to assign the pre-session questionnaires sees
+/// those its own transaction assigned).
+pub async fn open_assignments_in(tx: &mut Tx, patient: PatientId) -> Result<Vec<AssignmentRow>> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(OPEN_ASSIGNMENTS).bind(patient.as_uuid()).fetch_all(c).await?))
 }
 
 /// Marks an open assignment of `patient` complete with its response; false when there is none.

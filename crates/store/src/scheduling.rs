@@ -6,6 +6,7 @@ use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::db::statement;
 use crate::keyset::{self, Page};
 use crate::{Db, DbTs, Result, StoreError, Tx, on_read, on_tx};
 
@@ -261,38 +262,24 @@ pub struct NewAppointment<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clash {
     /// The resource key (`user:…`, `room:…`, `patient:…`), or `None` when a concurrent booking
-    /// won the race and the database refused the claim.
+    /// won the race and its claim could not be read (it is refused by the primary key all the same).
     pub resource: Option<String>,
 }
 
-/// Books an appointment and claims its slots. A clash found before writing names the resource;
-/// one that a concurrent booking wins is reported by the primary key, unnamed.
+/// Books an appointment and claims its slots; a clash names the resource already claimed. Its
+/// writes run in a savepoint, rolled back on a clash: `tx` then holds none of them and stays
+/// usable (PostgreSQL would otherwise refuse every later statement of `tx`), so one transaction
+/// can book several appointments and keep those that do not clash (a course's plan).
 pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Result<Uuid, Clash>> {
     let id = Uuid::now_v7();
-    let taken: Option<String> = if a.claims.is_empty() {
-        None
-    } else {
-        on_tx!(tx, |c| {
-            let mut q = sqlx::QueryBuilder::new("SELECT resource FROM booking_claims WHERE (resource, slot) IN (");
-            let mut list = q.separated(", ");
-            for (r, s) in a.claims {
-                list.push("(");
-                list.push_bind_unseparated(r.clone());
-                list.push_unseparated(", ");
-                list.push_bind_unseparated(*s);
-                list.push_unseparated(")");
-            }
-            q.push(") LIMIT 1");
-            q.build_query_scalar().fetch_optional(&mut *c).await?
-        })
-    };
-    if let Some(resource) = taken {
+    if let Some(resource) = claimed_already(tx, a.claims).await? {
         return Ok(Err(Clash { resource: Some(resource) }));
     }
     // Claims are written in one global order (resource, then slot): two bookings racing for the
     // same people in a different order then wait for each other instead of deadlocking.
     let mut ordered: Vec<&(String, i64)> = a.claims.iter().collect();
     ordered.sort_unstable();
+    statement(tx, "SAVEPOINT kapstone_booking").await?;
     let inserted = on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO appointments (id, clinic_id, patient_id, type_id, location_id, room_id, start_at, end_at, status, \
@@ -352,10 +339,39 @@ pub async fn book(tx: &mut Tx, a: &NewAppointment<'_>) -> Result<std::result::Re
         });
     }
     match inserted {
-        Ok(()) => Ok(Ok(id)),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(Err(Clash { resource: None })),
+        Ok(()) => {
+            statement(tx, "RELEASE SAVEPOINT kapstone_booking").await?;
+            Ok(Ok(id))
+        }
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            // A concurrent booking won the race: its claim is committed (the primary key waited
+            // for it), so reading again in `tx` names it.
+            statement(tx, "ROLLBACK TO SAVEPOINT kapstone_booking").await?;
+            statement(tx, "RELEASE SAVEPOINT kapstone_booking").await?;
+            Ok(Err(Clash { resource: claimed_already(tx, a.claims).await? }))
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The resource of one of `claims` that is claimed already, as `tx` sees the claims.
+async fn claimed_already(tx: &mut Tx, claims: &[(String, i64)]) -> Result<Option<String>> {
+    if claims.is_empty() {
+        return Ok(None);
+    }
+    Ok(on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new("SELECT resource FROM booking_claims WHERE (resource, slot) IN (");
+        let mut list = q.separated(", ");
+        for (r, s) in claims {
+            list.push("(");
+            list.push_bind_unseparated(r.clone());
+            list.push_unseparated(", ");
+            list.push_bind_unseparated(*s);
+            list.push_unseparated(")");
+        }
+        q.push(") LIMIT 1");
+        q.build_query_scalar().fetch_optional(&mut *c).await?
+    }))
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -403,11 +419,24 @@ pub async fn appointments_page(db: &Db, p: &Page<'_>) -> Result<Vec<AppointmentR
     keyset::fetch(db, sql, p, None).await
 }
 
+/// A patient's appointments: [`appointments_of_patient`] and [`appointments_of_patient_in`] read
+/// the same rows.
+fn appointments_of_patient_sql() -> String {
+    format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE patient_id = $1 ORDER BY start_at, id")
+}
+
 pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<AppointmentRow>> {
-    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments WHERE patient_id = $1 ORDER BY start_at, id");
+    let sql = appointments_of_patient_sql();
     Ok(on_read!(db, |c| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?
     }))
+}
+
+/// [`appointments_of_patient`] inside `tx` (what a transaction about to book for the patient
+/// sees, its own bookings included).
+pub async fn appointments_of_patient_in(tx: &mut Tx, patient: PatientId) -> Result<Vec<AppointmentRow>> {
+    let sql = appointments_of_patient_sql();
+    Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(patient.as_uuid()).fetch_all(c).await?))
 }
 
 /// One appointment of the clinic by id: [`appointment`] and [`appointment_in`] read the same row.

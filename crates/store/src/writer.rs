@@ -19,8 +19,9 @@ use futures_util::future::BoxFuture;
 use kapstone_domain::audit::NewAuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::statement;
 use crate::idempotency;
-use crate::{Db, Result, StoreError, Tx, audit, on_tx};
+use crate::{Db, Result, StoreError, Tx, audit};
 
 /// Why a batch could not be committed (shared by everything in the batch).
 #[derive(Debug, Clone)]
@@ -243,13 +244,6 @@ impl Writer {
             (None, Ok(())) => Err(E::from(BatchFailure::stopped())),
         }
     }
-}
-
-async fn statement(tx: &mut Tx, sql: &'static str) -> Result<()> {
-    on_tx!(tx, |c| {
-        sqlx::query(sql).execute(c).await?;
-    });
-    Ok(())
 }
 
 /// What a batch runs, its answers taken out first so that everyone is answered, also when the

@@ -230,10 +230,8 @@ both_backends! {
         assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (204, true));
         assert!(again.bytes().await?.is_empty());
 
-        // A route that answers with what it does after its change (kapstone_web::api::idempotency::
-        // ANSWERED_AFTER_THE_CHANGE: booking a course's plan, session by session) records its
-        // answer after the commit: in this window its retry learns the change was applied once,
-        // and nothing is applied twice.
+        // A course's plan, booked in one transaction with each date's outcome: the retry gets
+        // those outcomes and books nothing twice.
         let front = app.token("frontdesk@demo.kapstone.test").await?;
         let staff: Value = app.get_bearer(&front, "/api/v1/staff").await?.json().await?;
         let id_of = |role: &str| {
@@ -244,18 +242,24 @@ both_backends! {
         let courses: Value = app.get_bearer(&front, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
         let plan = app.url(&format!("/api/v1/courses/{}/book", courses["items"][0]["id"].as_str().unwrap_or_default()));
         let body = json!({"time": "10:00", "staff_ids": [id_of("nurse"), id_of("therapist")], "room_id": rooms["items"][0]["id"], "integration": true});
-        let appointments = app.count("appointments").await?;
+        let (appointments, bookings) = (app.count("appointments").await?, app.count("audit_events WHERE action = 'appointment.book'").await?);
         let book_with_key = || app.client().post(plan.clone()).bearer_auth(front.clone()).header("Idempotency-Key", "crash-window-plan").json(&body).send();
         let first = book_with_key().await?;
         assert_eq!(first.status(), 200);
-        let first: Value = first.json().await?;
-        let booked = first["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count();
+        let first_body = first.bytes().await?;
+        let first: Value = serde_json::from_slice(&first_body)?;
+        let booked = i64::try_from(first["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count())?;
         assert!(booked > 0, "the plan books its integration sessions: {first}");
-        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?);
+        assert_eq!(app.count("appointments").await?, appointments + booked);
+        let stored = app
+            .count("idempotency_keys WHERE idempotency_key = 'crash-window-plan' AND response_status = 200 AND response_body IS NOT NULL")
+            .await?;
+        assert_eq!(stored, 1, "the plan's outcomes went with its bookings");
         let again = book_with_key().await?;
-        assert_eq!(again.status(), 409);
-        assert_eq!(again.json::<Value>().await?["error"]["field"], "Idempotency-Key");
-        assert_eq!(app.count("appointments").await?, appointments + i64::try_from(booked)?, "nothing booked twice");
+        assert_eq!((again.status().as_u16(), again.headers().contains_key("idempotent-replayed")), (200, true));
+        assert_eq!(again.bytes().await?, first_body, "the original outcomes, byte for byte");
+        assert_eq!(app.count("appointments").await?, appointments + booked, "nothing booked twice");
+        assert_eq!(app.count("audit_events WHERE action = 'appointment.book'").await?, bookings + booked);
         // A route that stores nothing (ANSWERED_WITHOUT_A_CHANGE) stores no key: a retry
         // calculates again, and is no replay.
         let dose = json!({"protocol": "intravenous-racemic", "weight_kg": 80, "weight_measured_days_ago": 3,

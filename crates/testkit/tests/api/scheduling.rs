@@ -1441,6 +1441,121 @@ both_backends! {
         fx.app.stop().await
     }
 
+    async fn a_date_of_the_plan_that_clashes_is_refused_and_the_others_are_booked(b) {
+        let fx = Fx::new(b).await?;
+        let app = &fx.app;
+        let p3 = fx.demo_patient(3).await?;
+        let (_, list) = get(app, &fx.front, &format!("/api/v1/patients/{p3}/courses")).await?;
+        let course_id = str_of(&list["items"][0]["id"]);
+        // The course's last two booked dosing sessions, cancelled: two dates to book again.
+        let t = OffsetDateTime::now_utc();
+        let mut dosing = Vec::new();
+        for window in 0..4 {
+            let from = t + Duration::days(60 * window);
+            dosing.extend(fx.list(from, from + Duration::days(60)).await?.into_iter().filter(|a| {
+                a["course_id"] == course_id.as_str() && a["status"] == "booked" && a["kind"] == "dosing"
+            }));
+        }
+        dosing.sort_by_key(|a| instant_of(&a["start"]));
+        dosing.dedup_by(|a, b| a["id"] == b["id"]);
+        anyhow::ensure!(dosing.len() >= 4, "the demo books the course: {dosing:?}");
+        let (taken, free) = (&dosing[dosing.len() - 2], &dosing[dosing.len() - 1]);
+        for a in [taken, free] {
+            let cancel = format!("/api/v1/appointments/{}/cancel", str_of(&a["id"]));
+            let (s, r) = post(app, &fx.front, &cancel, &json!({"reason": "Away that week"})).await?;
+            assert_eq!(s, 200, "{r}");
+        }
+        // Another patient takes the chair at the first one's time.
+        fx.add_type(&chair_only_type()).await?;
+        let other = fx.patient("Chairtaker").await?;
+        let chair_taker = fx
+            .booked(&json!({"patient_id": other, "type": "chair-only", "start": taken["start"], "room_id": taken["room_id"],
+                "location_id": taken["location_id"]}))
+            .await?;
+        // What waits in the portal is cleared, to count what the plan's booking assigns.
+        app.raw_sql("DELETE FROM questionnaire_assignments WHERE completed_at IS NULL").await?;
+        let before = app.count("appointments").await?;
+        let path = format!("/api/v1/courses/{course_id}/book");
+        let body = json!({"time": "10:00", "staff_ids": [fx.nurse, fx.therapist], "room_id": taken["room_id"]});
+        let (s, r) = post(app, &fx.front, &path, &body).await?;
+        assert_eq!(s, 200, "{r}");
+        let items = r["items"].as_array().unwrap();
+        // 10:00 in Los Angeles is the same date in UTC.
+        let outcome = |a: &Value| {
+            let date = instant_of(&a["start"]).date().to_string();
+            items.iter().find(|i| i["kind"] == "dosing" && i["date"] == date.as_str()).cloned().unwrap_or_default()
+        };
+        let refused = outcome(taken);
+        assert!(refused["appointment_id"].is_null(), "{r}");
+        assert!(refused["refused"].as_str().is_some_and(|m| m.contains("already booked")), "{r}");
+        assert!(outcome(free)["appointment_id"].is_string(), "the clash stops no other date: {r}");
+        let booked = i64::try_from(items.iter().filter(|i| !i["appointment_id"].is_null()).count())?;
+        assert_eq!(app.count("appointments").await?, before + booked);
+        fx.claims_are_consistent(t, t + Duration::days(240)).await?;
+        // The dosing sessions it booked assigned the pre-session PHQ-9 and C-SSRS, once each.
+        for instrument in ["phq9", "cssrs_screener"] {
+            let open = format!(
+                "questionnaire_assignments WHERE completed_at IS NULL AND instrument = '{instrument}' AND patient_id = {}",
+                uuid_sql(app, &p3)
+            );
+            assert_eq!(app.count(&open).await?, 1, "{instrument}");
+        }
+        // Booking the plan again books only what is missing: nothing (the chair is still taken).
+        let (s, again) = post(app, &fx.front, &path, &body).await?;
+        assert_eq!(s, 200, "{again}");
+        assert!(again["items"].as_array().unwrap().iter().all(|i| i["appointment_id"].is_null()), "{again}");
+        assert_eq!(app.count("appointments").await?, before + booked);
+
+        // On PostgreSQL, another server process claims the chair on a date while the plan's
+        // transaction books: the plan waits for it, the claims' primary key refuses that date
+        // alone, and the plan keeps the others.
+        if let kapstone_store::Db::Postgres(pool) = &app.db {
+            let (raced, kept) = (&dosing[dosing.len() - 4], &dosing[dosing.len() - 3]);
+            for a in [raced, kept] {
+                let cancel = format!("/api/v1/appointments/{}/cancel", str_of(&a["id"]));
+                let (s, r) = post(app, &fx.front, &cancel, &json!({"reason": "Away that week"})).await?;
+                assert_eq!(s, 200, "{r}");
+            }
+            let mut other_process = pool.begin().await?;
+            sqlx::query("INSERT INTO booking_claims (resource, slot, appointment_id) VALUES ($1, $2, $3)")
+                .bind(format!("room:{}", str_of(&raced["room_id"])))
+                .bind(instant_of(&raced["start"]).unix_timestamp() / 300)
+                .bind(uuid::Uuid::parse_str(&str_of(&chair_taker["id"]))?)
+                .execute(&mut *other_process)
+                .await?;
+            let (client, url, token, body) = (app.client(), app.url(&path), fx.front.clone(), body.clone());
+            let plan = tokio::spawn(async move {
+                let r = client.post(url).bearer_auth(token).json(&body).send().await?;
+                anyhow::Ok((r.status().as_u16(), r.json::<Value>().await?))
+            });
+            let mut waited = 0;
+            while app.count("pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").await? == 0 && waited < 100 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                waited += 1;
+            }
+            assert!(waited < 100, "the plan's transaction waits for the other process's claim");
+            other_process.commit().await?;
+            let (s, r) = plan.await??;
+            assert_eq!(s, 200, "{r}");
+            let items = r["items"].as_array().unwrap();
+            let outcome = |a: &Value| {
+                let date = instant_of(&a["start"]).date().to_string();
+                items.iter().find(|i| i["kind"] == "dosing" && i["date"] == date.as_str()).cloned().unwrap_or_default()
+            };
+            let refused = outcome(raced);
+            assert!(refused["refused"].as_str().is_some_and(|m| m.contains("already booked")), "{r}");
+            assert!(outcome(kept)["appointment_id"].is_string(), "{r}");
+            assert_eq!(app.count("appointments").await?, before + booked + 1);
+            let raced_claims = format!(
+                "booking_claims WHERE resource = 'room:{}' AND slot = {}",
+                str_of(&raced["room_id"]),
+                instant_of(&raced["start"]).unix_timestamp() / 300
+            );
+            assert_eq!(app.count(&raced_claims).await?, 1, "the other process's claim alone");
+        }
+        fx.app.stop().await
+    }
+
     async fn the_courses_page_starts_and_shows_a_course(b) {
         let fx = Fx::new(b).await?;
         let app = &fx.app;

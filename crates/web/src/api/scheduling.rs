@@ -508,7 +508,8 @@ pub struct BookPlanBody {
 }
 
 /// `POST /api/v1/courses/{id}/book`: books the plan's future dosing sessions at a local time
-/// (and, with `"integration": true`, its integration sessions).
+/// (and, with `"integration": true`, its integration sessions). Answered with each date's outcome,
+/// booked or refused, as the plan's one transaction stored them (issue 9).
 pub async fn book_course(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -516,10 +517,13 @@ pub async fn book_course(
     ApiJson(b): ApiJson<BookPlanBody>,
 ) -> ApiResult<Json<Value>> {
     let id = appointment_id(&id)?;
-    let items =
-        crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref(), b.integration)
-            .await?;
-    Ok(Json(json!({ "items": items })))
+    let plan_json =
+        |items: &Vec<crate::app::courses::PlanBooking>| -> Result<Value, AppError> { Ok(json!({ "items": items })) };
+    super::idempotency::answered_ok(
+        plan_json,
+        crate::app::courses::book_plan(&state, &user, id, &b.time, &b.staff_ids, b.room_id.as_deref(), b.integration),
+    )
+    .await
 }
 
 /// `GET /api/v1/appointments.csv?from=YYYY-MM-DD&to=YYYY-MM-DD` (issue 8).

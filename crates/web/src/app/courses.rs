@@ -7,11 +7,11 @@ use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::course::{self, CourseOptions, Phase, Planned, SessionKind, Template};
 use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::{FieldError, PatientId};
-use kapstone_store::scheduling::{self as store, CourseRow};
+use kapstone_store::scheduling::{self as store, AppointmentRow, CourseRow};
 use kapstone_store::{audit, patients};
 use uuid::Uuid;
 
-use super::scheduling::{BookingRequest, time_zone, types};
+use super::scheduling::{BookingRequest, Checked, book_in, check, time_zone, types};
 use crate::auth::guard::CurrentUser;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -146,6 +146,11 @@ pub struct PlanBooking {
 /// Books every future dosing session of the plan at `time` (local) with these people and chair,
 /// and (with `integration`) each planned integration session at the first free time that day;
 /// a date that cannot be booked is reported, not fatal, so the rest of the plan is booked.
+///
+/// Every date is checked first (reading the committed schedule), then all are booked in one
+/// transaction that commits with the outcomes (issue 9: a retry after a crash gets them): a date
+/// that clashes there is rolled back alone ([`super::scheduling::book_in`]), and the slots'
+/// claims still refuse a double booking, across server processes too.
 pub async fn book_plan(
     state: &AppState,
     user: &CurrentUser,
@@ -172,7 +177,6 @@ pub async fn book_plan(
         .iter()
         .find(|(_, t, active)| *active && t.kind == AppointmentKind::Integration)
         .map(|(id, t, _)| (*id, t.code.clone()));
-    let kind_of = |type_id: Uuid| all_types.iter().find(|(id, _, _)| *id == type_id).map(|(_, t, _)| t.kind);
     // The chair's location (its time zone turns the local time into instants), else the first.
     let room_location = match room_id.filter(|r| !r.trim().is_empty()) {
         Some(raw) => {
@@ -190,16 +194,21 @@ pub async fn book_plan(
     let tz = time_zone(&location.time_zone)?;
     // Days (local) that already have a session of this kind in this course are left alone, so
     // booking the plan twice is safe.
-    let booked: Vec<(Date, Option<AppointmentKind>)> =
-        store::appointments_of_patient(&state.db, PatientId::from_uuid(row.patient_id))
-            .await?
-            .into_iter()
+    let patient_id = PatientId::from_uuid(row.patient_id);
+    let course_days = |rows: Vec<AppointmentRow>| -> Vec<(Date, AppointmentKind)> {
+        rows.into_iter()
             .filter(|a| a.course_id == Some(course_id) && matches!(a.status.as_str(), "booked" | "completed"))
-            .map(|a| (super::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone()).date(), kind_of(a.type_id)))
-            .collect();
-    let has = |d: Date, k: AppointmentKind| booked.iter().any(|(bd, bk)| *bd == d && *bk == Some(k));
+            .filter_map(|a| {
+                let kind = all_types.iter().find(|(id, _, _)| *id == a.type_id).map(|(_, t, _)| t.kind)?;
+                Some((super::scheduling::to_jiff(a.start_at.0).to_zoned(tz.clone()).date(), kind))
+            })
+            .collect()
+    };
+    let booked = course_days(store::appointments_of_patient(&state.db, patient_id).await?);
+    let has = |d: Date, k: AppointmentKind| booked.contains(&(d, k));
     let now = jiff::Timestamp::now();
-    let mut out = Vec::new();
+    // Each date to book, checked (or refused) against the committed schedule.
+    let mut steps: Vec<(Date, AppointmentKind, Result<Checked, String>)> = Vec::new();
     for p in v.plan.iter().filter(|p| p.kind == SessionKind::Dosing) {
         let start = kapstone_domain::scheduling::instant(&tz, p.date, at).map_err(|e| invalid(e.field, e.message))?;
         if start <= now || has(p.date, AppointmentKind::Dosing) {
@@ -214,63 +223,98 @@ pub async fn book_plan(
             location_id: Some(location.id.to_string()),
             course: Some(course_id),
         };
-        out.push(outcome(p.date, "dosing", super::scheduling::book(state, user, &req, None).await)?);
+        steps.push((p.date, AppointmentKind::Dosing, refusal(check(state, user, &req, false).await)?));
     }
-    if !integration {
-        return Ok(out);
-    }
-    let today = now.to_zoned(tz.clone()).date();
-    for p in v.plan.iter().filter(|p| p.kind == SessionKind::Integration && p.date >= today) {
-        if has(p.date, AppointmentKind::Integration) {
-            continue;
+    if integration {
+        let today = now.to_zoned(tz.clone()).date();
+        for p in v.plan.iter().filter(|p| p.kind == SessionKind::Integration && p.date >= today) {
+            if has(p.date, AppointmentKind::Integration) {
+                continue;
+            }
+            let Some((_, code)) = &integration_type else {
+                steps.push((
+                    p.date,
+                    AppointmentKind::Integration,
+                    Err("the clinic has no integration appointment type".into()),
+                ));
+                continue;
+            };
+            let day = p.date.to_string();
+            let patient = row.patient_id.to_string();
+            let place = location.id.to_string();
+            // Not at a time this plan is about to book in the same transaction (a dosing session
+            // the same day): its claims count as made.
+            let planned: Vec<(String, i64)> =
+                steps.iter().filter_map(|(_, _, c)| c.as_ref().ok()).flat_map(Checked::claims).collect();
+            let offers = super::scheduling::free_slots_besides(
+                state,
+                user,
+                code,
+                &day,
+                &day,
+                Some(&patient),
+                Some(&place),
+                1,
+                &planned,
+            )
+            .await?;
+            let Some(offer) = offers.into_iter().next() else {
+                steps.push((p.date, AppointmentKind::Integration, Err("no free time that day".into())));
+                continue;
+            };
+            let req = BookingRequest {
+                patient_id: patient,
+                kind: code.clone(),
+                start: offer.start.to_string(),
+                staff_ids: offer.staff_ids.iter().map(ToString::to_string).collect(),
+                room_id: offer.room_id.map(|r| r.to_string()),
+                location_id: Some(place),
+                course: Some(course_id),
+            };
+            steps.push((p.date, AppointmentKind::Integration, refusal(check(state, user, &req, false).await)?));
         }
-        let Some((_, code)) = &integration_type else {
-            out.push(PlanBooking {
-                date: p.date.to_string(),
-                kind: "integration",
-                appointment_id: None,
-                refused: Some("the clinic has no integration appointment type".into()),
-            });
-            continue;
+    }
+    let outcome = |date: Date, kind: AppointmentKind, appointment_id: Option<Uuid>, refused: Option<String>| {
+        let kind = if kind == AppointmentKind::Dosing { "dosing" } else { "integration" };
+        PlanBooking { date: date.to_string(), kind, appointment_id, refused }
+    };
+    if steps.iter().all(|(_, _, c)| c.is_err()) {
+        // Nothing to book, nothing to store.
+        return Ok(steps.into_iter().map(|(d, k, c)| outcome(d, k, None, c.err())).collect());
+    }
+    let mut tx = state.db.begin().await?;
+    // One plan booking of this patient at a time (SQLite's write lock is one already), reading the
+    // days booked since the check: two at once book each date once.
+    tx.lock_patient(patient_id).await?;
+    let booked = course_days(store::appointments_of_patient_in(&mut tx, patient_id).await?);
+    let mut out = Vec::new();
+    for (date, kind, checked) in steps {
+        let checked = match checked {
+            Err(why) => {
+                out.push(outcome(date, kind, None, Some(why)));
+                continue;
+            }
+            // Booked since the check (by another booking of the plan): left alone.
+            Ok(_) if booked.contains(&(date, kind)) => continue,
+            Ok(c) => c,
         };
-        let day = p.date.to_string();
-        let patient = row.patient_id.to_string();
-        let place = location.id.to_string();
-        let offers =
-            super::scheduling::free_slots(state, user, code, &day, &day, Some(&patient), Some(&place), 1).await?;
-        let Some(offer) = offers.into_iter().next() else {
-            out.push(PlanBooking {
-                date: day,
-                kind: "integration",
-                appointment_id: None,
-                refused: Some("no free time that day".into()),
-            });
-            continue;
-        };
-        let req = BookingRequest {
-            patient_id: patient,
-            kind: code.clone(),
-            start: offer.start.to_string(),
-            staff_ids: offer.staff_ids.iter().map(ToString::to_string).collect(),
-            room_id: offer.room_id.map(|r| r.to_string()),
-            location_id: Some(place),
-            course: Some(course_id),
-        };
-        out.push(outcome(p.date, "integration", super::scheduling::book(state, user, &req, None).await)?);
+        out.push(match refusal(book_in(&mut tx, user, checked, None).await)? {
+            Ok(b) => outcome(date, kind, Some(b.id), None),
+            Err(why) => outcome(date, kind, None, Some(why)),
+        });
+    }
+    if out.iter().any(|o| o.appointment_id.is_some()) {
+        tx.commit_answering(&out).await?;
     }
     Ok(out)
 }
 
-fn outcome(
-    date: Date,
-    kind: &'static str,
-    r: Result<super::scheduling::Booked, AppError>,
-) -> Result<PlanBooking, AppError> {
-    Ok(match r {
-        Ok(b) => PlanBooking { date: date.to_string(), kind, appointment_id: Some(b.id), refused: None },
-        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => {
-            PlanBooking { date: date.to_string(), kind, appointment_id: None, refused: Some(e.public_message("")) }
-        }
-        Err(e) => return Err(e),
-    })
+/// A date's refusal (a rule or a clash: reported, and the rest of the plan booked) as its message;
+/// any other error stops the booking.
+fn refusal<T>(r: Result<T, AppError>) -> Result<Result<T, String>, AppError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e @ (AppError::Invalid(_) | AppError::Conflict { .. })) => Ok(Err(e.public_message(""))),
+        Err(e) => Err(e),
+    }
 }

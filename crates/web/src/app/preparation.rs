@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use kapstone_domain::audit::{AuditAction, Outcome};
 use kapstone_domain::decision::Route;
+use kapstone_domain::instruments::Instrument;
 use kapstone_domain::preparation::{self, Item, PrepFacts};
 use kapstone_domain::scheduling::AppointmentKind;
 use kapstone_domain::{FieldError, PatientId, Role};
@@ -193,17 +194,18 @@ pub async fn acknowledge(state: &AppState, user: &CurrentUser, id: Uuid) -> Resu
     record(state, user, &a, PrepChange::InstructionsAcknowledged, "instructions acknowledged").await
 }
 
-/// After a dosing session is booked: the pre-session PHQ-9 and C-SSRS (since last visit) go to
-/// the portal, unless they are already waiting there (KAP-SPEC 7.10).
+/// When a dosing session is booked, in the booking's transaction (so that a booking is never
+/// stored without them): the pre-session PHQ-9 and C-SSRS (since last visit) go to the portal,
+/// unless they are already waiting there (KAP-SPEC 7.10).
 pub async fn assign_pre_session_questionnaires(
-    state: &AppState,
+    tx: &mut kapstone_store::Tx,
     user: &CurrentUser,
     patient: PatientId,
 ) -> Result<(), AppError> {
-    let open = kapstone_store::questionnaires::open_assignments(&state.db, patient).await?;
-    for instrument in ["phq9", "cssrs_screener"] {
-        if !open.iter().any(|o| o.instrument == instrument) {
-            super::questionnaires::assign(state, user, patient, instrument).await?;
+    let open = kapstone_store::questionnaires::open_assignments_in(tx, patient).await?;
+    for instrument in [Instrument::Phq9, Instrument::CssrsScreener] {
+        if !open.iter().any(|o| o.instrument == instrument.as_str()) {
+            super::questionnaires::assign_in(tx, user, patient, instrument).await?;
         }
     }
     Ok(())

@@ -309,13 +309,25 @@ pub async fn assign(
         return Err(AppError::NotFound);
     }
     let mut tx = state.db.begin().await?;
-    let id = questionnaires::assign(&mut tx, staff.clinic, patient, instrument.as_str(), staff.id).await?;
+    let id = assign_in(&mut tx, staff, patient, instrument).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// [`assign`] inside `tx`, with its audit event, for a patient already checked (a booking assigns
+/// the pre-session questionnaires in its own transaction).
+pub(crate) async fn assign_in(
+    tx: &mut kapstone_store::Tx,
+    staff: &CurrentUser,
+    patient: PatientId,
+    instrument: Instrument,
+) -> Result<Uuid, AppError> {
+    let id = questionnaires::assign(tx, staff.clinic, patient, instrument.as_str(), staff.id).await?;
     let mut e = staff.event(AuditAction::QuestionnaireAssigned, "questionnaire_assignment", Outcome::Success);
     e.entity_id = Some(id.to_string());
     e.patient_id = Some(patient);
     e.reason = Some(instrument.as_str().to_owned());
-    audit::append(&mut tx, &e).await?;
-    tx.commit().await?;
+    audit::append(tx, &e).await?;
     Ok(id)
 }
 

@@ -336,11 +336,50 @@ pub async fn book(
     req: &BookingRequest,
     rescheduled: Option<(Uuid, &str)>,
 ) -> Result<Booked, AppError> {
+    let checked = check(state, user, req, rescheduled.is_some()).await?;
+    let mut tx = state.db.begin().await?;
+    let booked = book_in(&mut tx, user, checked, rescheduled).await?;
+    tx.commit_answering(&booked).await?;
+    Ok(booked)
+}
+
+/// A booking whose rules are all checked (the type, the people and the room, their hours, the
+/// clinical gate of a dosing session), ready to claim its slots ([`book_in`]).
+pub(crate) struct Checked {
+    patient: PatientId,
+    type_id: Uuid,
+    kind: AppointmentType,
+    location: LocationRow,
+    room: Option<RoomRow>,
+    block: Block,
+    staff: Vec<UserRow>,
+    warnings: Vec<String>,
+    course: Option<Uuid>,
+    /// The resources the booking holds: each person, the room, the patient.
+    keys: Vec<String>,
+}
+
+impl Checked {
+    /// Every (resource, slot) the booking claims.
+    pub(crate) fn claims(&self) -> Vec<(String, i64)> {
+        let slots = self.block.slots();
+        self.keys.iter().flat_map(|k| slots.iter().map(move |s| (k.clone(), *s))).collect()
+    }
+}
+
+/// Checks a booking against every rule that reads the clinic's committed state; nothing is
+/// written. `rescheduled`: the new time of a moved appointment (it may keep a retired type).
+pub(crate) async fn check(
+    state: &AppState,
+    user: &CurrentUser,
+    req: &BookingRequest,
+    rescheduled: bool,
+) -> Result<Checked, AppError> {
     let patient_id: PatientId = req.patient_id.trim().parse().map_err(|_| invalid("patient_id", "not a patient id"))?;
     let patient = patients::get(&state.db, user.clinic, patient_id)
         .await?
         .ok_or_else(|| invalid("patient_id", "no such patient in this clinic"))?;
-    let (type_id, kind) = find_type(state, user, &req.kind, rescheduled.is_some()).await?;
+    let (type_id, kind) = find_type(state, user, &req.kind, rescheduled).await?;
     let start = parse_instant("start", &req.start)?;
     let block = Block::new(start, kind.length.minutes()).map_err(schedule_error)?;
     // A new time, booked or moved to, is never in the past.
@@ -351,7 +390,7 @@ pub async fn book(
     let tz = time_zone(&location.time_zone)?;
     // Staff: known, bookable, distinct, and together filling the type's needs.
     let all_staff = staff(state, user).await?;
-    let mut booked_staff: Vec<&UserRow> = Vec::new();
+    let mut booked_staff: Vec<UserRow> = Vec::new();
     for raw in &req.staff_ids {
         let id = parse_uuid("staff_ids", raw)?;
         let person = all_staff
@@ -361,7 +400,7 @@ pub async fn book(
         if booked_staff.iter().any(|u| u.id == id) {
             return Err(invalid("staff_ids", "listed twice"));
         }
-        booked_staff.push(person);
+        booked_staff.push(person.clone());
     }
     let roles: Vec<Role> = booked_staff.iter().filter_map(|u| u.role().ok()).collect();
     kind.check_staff(&roles).map_err(schedule_error)?;
@@ -394,17 +433,40 @@ pub async fn book(
         }
     }
     // Claims: each person, the room, the patient, every slot.
-    let staff_ids: Vec<UserId> = booked_staff.iter().map(|u| u.user_id()).collect();
-    let mut keys: Vec<String> = staff_ids.iter().map(|u| format!("user:{u}")).collect();
+    let mut keys: Vec<String> = booked_staff.iter().map(|u| format!("user:{}", u.user_id())).collect();
     if let Some(r) = &room {
         keys.push(format!("room:{}", r.id));
     }
     keys.push(format!("patient:{}", patient.id));
-    let slots = block.slots();
-    let claims: Vec<(String, i64)> = keys.iter().flat_map(|k| slots.iter().map(move |s| (k.clone(), *s))).collect();
-    let mut tx = state.db.begin().await?;
+    Ok(Checked {
+        patient: patient_id,
+        type_id,
+        kind,
+        location,
+        room,
+        block,
+        staff: booked_staff,
+        warnings,
+        course: req.course,
+        keys,
+    })
+}
+
+/// Books a checked booking inside `tx`: claims its slots, with its audit event, its webhook
+/// events and (for a dosing session) the pre-session questionnaires, and reads it back. A clash
+/// (409) leaves `tx` without any of this booking's writes and usable, so that a transaction can
+/// book several (a course's plan) and keep those that do not clash.
+pub(crate) async fn book_in(
+    tx: &mut kapstone_store::Tx,
+    user: &CurrentUser,
+    checked: Checked,
+    rescheduled: Option<(Uuid, &str)>,
+) -> Result<Booked, AppError> {
+    let claims = checked.claims();
+    let Checked { patient: patient_id, type_id, kind, location, room, block, staff, warnings, course, .. } = checked;
+    let staff_ids: Vec<UserId> = staff.iter().map(UserRow::user_id).collect();
     if let Some((old, reason)) = rescheduled
-        && !store::change_status(&mut tx, user.clinic, old, "rescheduled", Some(reason), user.id).await?
+        && !store::change_status(tx, user.clinic, old, "rescheduled", Some(reason), user.id).await?
     {
         return Err(AppError::Conflict { field: "id", message: "this appointment is no longer booked".into() });
     }
@@ -420,21 +482,11 @@ pub async fn book(
         claims: &claims,
         by: user.id,
         rescheduled_from: rescheduled.map(|(old, _)| old),
-        course: req.course,
+        course,
     };
-    let id = match store::book(&mut tx, &new).await? {
+    let id = match store::book(tx, &new).await? {
         Ok(id) => id,
-        Err(clash) => {
-            let resource = match clash.resource {
-                Some(r) => Some(r),
-                None => {
-                    // A concurrent booking won the race: roll back, then name what it took.
-                    drop(tx);
-                    taken_claim(state, &keys, &slots).await?
-                }
-            };
-            return Err(clash_error(resource.as_deref(), &booked_staff, room.as_ref()));
-        }
+        Err(clash) => return Err(clash_error(clash.resource.as_deref(), &staff, room.as_ref())),
     };
     let mut e = user.event(AuditAction::AppointmentBooked, "appointment", Outcome::Success);
     e.entity_id = Some(id.to_string());
@@ -443,9 +495,9 @@ pub async fn book(
         Some((old, _)) => format!("{} rescheduled from {old}", kind.code),
         None => kind.code.clone(),
     });
-    audit::append(&mut tx, &e).await?;
+    audit::append(tx, &e).await?;
     let booked = Event::AppointmentBooked { appointment_id: id, patient_id: patient_id.as_uuid() };
-    crate::app::integrations::enqueue(&mut tx, user.clinic, booked).await?;
+    crate::app::integrations::enqueue(tx, user.clinic, booked).await?;
     if let Some((old, _)) = rescheduled {
         let moved = Event::AppointmentChanged {
             appointment_id: old,
@@ -453,30 +505,16 @@ pub async fn book(
             status: AppointmentChange::Rescheduled,
             rescheduled_to: Some(id),
         };
-        crate::app::integrations::enqueue(&mut tx, user.clinic, moved).await?;
+        crate::app::integrations::enqueue(tx, user.clinic, moved).await?;
     }
-    let is_dosing = kind.kind == AppointmentKind::Dosing;
-    let stored = stored_in(&mut tx, user.clinic, id, vec![(type_id, kind, true)]).await?;
-    let booked = Booked { id, location_id: location.id, start: block.start, end: block.end, warnings, stored };
-    tx.commit_answering(&booked).await?;
-    if is_dosing
-        && let Err(e) = crate::app::preparation::assign_pre_session_questionnaires(state, user, patient_id).await
-    {
-        // The booking is made; the checklist shows the questionnaires as open for staff to send.
-        let id = e.log();
-        tracing::warn!(correlation = %id, "pre-session questionnaires not assigned");
+    if kind.kind == AppointmentKind::Dosing {
+        crate::app::preparation::assign_pre_session_questionnaires(tx, user, patient_id).await?;
     }
-    Ok(booked)
+    let stored = stored_in(tx, user.clinic, id, vec![(type_id, kind, true)]).await?;
+    Ok(Booked { id, location_id: location.id, start: block.start, end: block.end, warnings, stored })
 }
 
-/// The first of `keys` (in booking order) that holds a claim on one of `slots`.
-async fn taken_claim(state: &AppState, keys: &[String], slots: &[i64]) -> Result<Option<String>, AppError> {
-    let (Some(first), Some(last)) = (slots.first(), slots.last()) else { return Ok(None) };
-    let held = store::claims_between(&state.db, keys, *first, last + 1).await?;
-    Ok(keys.iter().find(|k| held.iter().any(|(r, _)| r == *k)).cloned())
-}
-
-fn clash_error(resource: Option<&str>, staff: &[&UserRow], room: Option<&RoomRow>) -> AppError {
+fn clash_error(resource: Option<&str>, staff: &[UserRow], room: Option<&RoomRow>) -> AppError {
     let (field, message) = match resource {
         Some(r) if r.starts_with("user:") => {
             let name = staff
@@ -619,6 +657,23 @@ pub async fn free_slots(
     location: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Offer>, AppError> {
+    free_slots_besides(state, user, type_key, from, to, patient, location, limit, &[]).await
+}
+
+/// [`free_slots`] as if `also_claimed` were claimed already: the claims of bookings checked but
+/// not yet made, that the offers are to be booked with in one transaction (a course's plan).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn free_slots_besides(
+    state: &AppState,
+    user: &CurrentUser,
+    type_key: &str,
+    from: &str,
+    to: &str,
+    patient: Option<&str>,
+    location: Option<&str>,
+    limit: usize,
+    also_claimed: &[(String, i64)],
+) -> Result<Vec<Offer>, AppError> {
     let (_, kind) = find_type(state, user, type_key, false).await?;
     let from: Date = from.trim().parse().map_err(|_| invalid("from", "give a date as YYYY-MM-DD"))?;
     let to: Date = to.trim().parse().map_err(|_| invalid("to", "give a date as YYYY-MM-DD"))?;
@@ -644,7 +699,7 @@ pub async fn free_slots(
     let limit = limit.clamp(1, 200);
     let mut offers = Vec::new();
     for location in &locations {
-        offers.extend(slots_at(state, user, &kind, location, from, to, &patient_key, limit).await?);
+        offers.extend(slots_at(state, user, &kind, location, from, to, &patient_key, limit, also_claimed).await?);
     }
     offers.sort_by_key(|o| o.start);
     offers.truncate(limit);
@@ -661,6 +716,7 @@ async fn slots_at(
     to: Date,
     patient_key: &str,
     limit: usize,
+    also_claimed: &[(String, i64)],
 ) -> Result<Vec<Offer>, AppError> {
     let tz = time_zone(&location.time_zone)?;
     let people = staff(state, user).await?;
@@ -699,6 +755,7 @@ async fn slots_at(
         store::claims_between(&state.db, &resources, range_start.as_second() / size, range_end.as_second() / size)
             .await?
             .into_iter()
+            .chain(also_claimed.iter().cloned())
             .collect();
     let proposals = domain::find_slots(&domain::SlotSearch {
         tz: &tz,
