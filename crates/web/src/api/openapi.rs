@@ -1325,7 +1325,8 @@ fn idempotency_key_parameter() -> Value {
             retry safe: a repeat of the same request with the same key within the key's lifetime (24 hours by \
             default) is not applied again but answered with the original status and body, marked \
             `Idempotent-Replayed: true`. The same key with a different method, path or body is refused (422, field \
-            `Idempotency-Key`); a key whose request was applied but whose answer was lost in a crash gets 409. \
+            `Idempotency-Key`). The answer is stored in the same transaction as the change, so a retry still gets it \
+            when a crash lost it on its way. \
             Keys are per account or API token. A request refused before it changed anything does not use up its key.",
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     })

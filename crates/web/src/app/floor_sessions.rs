@@ -74,7 +74,8 @@ impl FloorSessions {
             let kept = self.lock();
             rows.iter()
                 .filter_map(|row| {
-                    let k = kept.get(&row.id).filter(|k| k.count <= row.event_count);
+                    // Kept further than `row` (another board read newer events): nothing to read.
+                    let k = kept.get(&row.id);
                     let behind = k.is_none_or(|k| k.count < row.event_count);
                     let gates = k.is_none_or(|k| k.gates_read.elapsed() >= GATES_FRESH);
                     (behind || gates).then(|| Need {
