@@ -135,22 +135,22 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
             .filter_map(|(_, u)| people.iter().find(|x| x.id == *u).map(|x| x.display_name.clone()))
             .collect();
         let booked_at = hm(to_jiff(a.start_at.0));
-        let expected = |patient, staff| FloorSession {
-            session_id: None,
-            appointment_id: a.id,
-            patient,
-            state: "expected".into(),
-            state_label: "Expected".into(),
-            booked_at: booked_at.clone(),
-            minutes_since_dose: None,
-            next_check: None,
-            overdue_checks: 0,
-            alerts: Vec::new(),
-            blocked_by: Some("Not checked in yet".into()),
-            staff,
-        };
         let Some(row) = sessions.iter().find(|s| s.appointment_id == a.id) else {
-            lines.push((a.room_id, a.start_at.0.unix_micros(), expected(patient, staff)));
+            let waiting = FloorSession {
+                session_id: None,
+                appointment_id: a.id,
+                patient,
+                state: "expected".into(),
+                state_label: "Expected".into(),
+                booked_at,
+                minutes_since_dose: None,
+                next_check: None,
+                overdue_checks: 0,
+                alerts: Vec::new(),
+                blocked_by: Some("Not checked in yet".into()),
+                staff,
+            };
+            lines.push((a.room_id, a.start_at.0.unix_micros(), waiting));
             continue;
         };
         let line = state
@@ -176,10 +176,10 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
                 FloorSession {
                     session_id: Some(row.id),
                     appointment_id: a.id,
-                    patient: patient.clone(),
+                    patient,
                     state: view.state.as_str().to_owned(),
                     state_label: view.state.label().to_owned(),
-                    booked_at: booked_at.clone(),
+                    booked_at,
                     minutes_since_dose: view.minutes_since_dose,
                     next_check: next,
                     overdue_checks: view.checks.iter().filter(|c| c.status == CheckStatus::Overdue).count(),
@@ -189,7 +189,7 @@ pub async fn board(state: &AppState, user: &CurrentUser, location: Option<&str>)
                         .map(|r| AlertLine { id: r.id, rule: r.alert.rule, message: r.alert.message.clone() })
                         .collect(),
                     blocked_by: view.blocked_by.first().map(|b| b.message.clone()),
-                    staff: staff.clone(),
+                    staff,
                 }
             })
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("floor session {} was not loaded", row.id)))?;
