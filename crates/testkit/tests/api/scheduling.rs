@@ -460,6 +460,12 @@ async fn paper_consent(app: &TestApp, patient: &str, document: &str, signed_on: 
     Ok(())
 }
 
+/// The outcome a plan's booking gives for the dosing date of appointment `a` (Null: none).
+fn dosing_outcome(items: &[Value], a: &Value) -> Value {
+    let date = instant_of(&a["start"]).date().to_string();
+    items.iter().find(|i| i["kind"] == "dosing" && i["date"] == date.as_str()).cloned().unwrap_or_default()
+}
+
 both_backends! {
     async fn what_booking_needs_is_listed(b) {
         let fx = Fx::new(b).await?;
@@ -1481,10 +1487,7 @@ both_backends! {
         assert_eq!(s, 200, "{r}");
         let items = r["items"].as_array().unwrap();
         // 10:00 in Los Angeles is the same date in UTC.
-        let outcome = |a: &Value| {
-            let date = instant_of(&a["start"]).date().to_string();
-            items.iter().find(|i| i["kind"] == "dosing" && i["date"] == date.as_str()).cloned().unwrap_or_default()
-        };
+        let outcome = |a: &Value| dosing_outcome(items, a);
         let refused = outcome(taken);
         assert!(refused["appointment_id"].is_null(), "{r}");
         assert!(refused["refused"].as_str().is_some_and(|m| m.contains("already booked")), "{r}");
@@ -1538,10 +1541,7 @@ both_backends! {
             let (s, r) = plan.await??;
             assert_eq!(s, 200, "{r}");
             let items = r["items"].as_array().unwrap();
-            let outcome = |a: &Value| {
-                let date = instant_of(&a["start"]).date().to_string();
-                items.iter().find(|i| i["kind"] == "dosing" && i["date"] == date.as_str()).cloned().unwrap_or_default()
-            };
+            let outcome = |a: &Value| dosing_outcome(items, a);
             let refused = outcome(raced);
             assert!(refused["refused"].as_str().is_some_and(|m| m.contains("already booked")), "{r}");
             assert!(outcome(kept)["appointment_id"].is_string(), "{r}");
