@@ -162,15 +162,18 @@ both_backends! {
     }
 
     async fn a_long_chain_with_text_to_escape_verifies_and_a_tamper_past_the_first_thousand_is_found(b) {
-        // SQLite reads the chain a thousand-odd events per fetched row, as JSON: a reason that JSON
-        // must escape hashes the same, and chunk boundaries lose and repeat nothing.
+        // SQLite reads the chain a thousand-odd events per fetched row, concatenated with their
+        // lengths: a reason with separators, quotes, escapes and a NUL hashes the same, and chunk
+        // boundaries lose and repeat nothing.
         use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
         let app = TestApp::demo(b).await?;
+        // PostgreSQL stores no NUL in text; SQLite does.
+        let nul = if app.backend == kapstone_store::Backend::Sqlite { "\u{0}" } else { "" };
         let mut tx = app.db.begin().await?;
         let events: Vec<NewAuditEvent> = (0..2_600)
             .map(|i| {
                 let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Denied);
-                e.reason = Some(format!("line \"{i}\"\nback\\slash\ttab é ✓ \u{1F600} \u{7}"));
+                e.reason = Some(format!("line \"{i}\"\nback\\slash\ttab é ✓ \u{1F600} \u{7} 12:ab, {nul} 3:x"));
                 e.source_ip = (i % 3 == 0).then(|| "::1".to_owned());
                 e
             })
