@@ -538,6 +538,8 @@ impl Write {
         let mut state_now = session.state_now(&ctx).as_str();
         // Each event's place in the log: the number of events before it.
         let mut seq = first;
+        // Decided but not yet written: a request's readings go in one insert.
+        let mut unwritten: Vec<Unwritten> = Vec::new();
         for input in inputs {
             let mut drawn = None;
             // A dose order is computed by the domain from the record, whatever the client sent.
@@ -574,20 +576,14 @@ impl Write {
             new_alerts.extend(session.alerts().iter().skip(known).cloned());
             state_now = session.state_now(&ctx).as_str();
             let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
-            store::append_event(
-                batch.tx(),
-                &store::NewEvent {
-                    session: id,
-                    seq,
-                    kind: recorded.event.kind(),
-                    payload: &payload,
-                    by: user.id,
-                    at: recorded.at,
-                    state: state_now,
-                    dose_started_at: session.dose_times().map(|d| d.started_at),
-                },
-            )
-            .await?;
+            unwritten.push(Unwritten {
+                seq,
+                kind: recorded.event.kind(),
+                payload,
+                at: recorded.at,
+                state: state_now,
+                dose_started_at: session.dose_times().map(|d| d.started_at),
+            });
             seq += 1;
             // The live boards see the change: one bump of the floor counter per batch, after the
             // sessions' rows are locked.
@@ -596,6 +592,13 @@ impl Write {
             // The controlled-substance ledger: the draw with the administration, and what was
             // given once it has ended (both in this write, so a refusal writes neither).
             let mut stock = Vec::new();
+            let writes_more =
+                matches!(recorded.event, SessionEvent::AdministrationStarted(_) | SessionEvent::Discharged { .. })
+                    || (!ended_before && administration_ended(&session));
+            if writes_more {
+                // What follows writes beside the log: the events so far go first, in their order.
+                write_events(batch.tx(), id, user, &mut unwritten).await?;
+            }
             if let SessionEvent::AdministrationStarted(a) = &recorded.event {
                 let drawn = drawn.flatten();
                 stock.extend(super::ledger::dosing::draw(state, batch.tx(), user, row, a, drawn, recorded.at).await?);
@@ -642,9 +645,46 @@ impl Write {
             });
             batch.audit(e);
         }
+        write_events(batch.tx(), id, user, &mut unwritten).await?;
         state.sessions.stage(id, batch, session);
         Ok(RecordedOutcome { new_alerts, state: state_now })
     }
+}
+
+/// An event decided by [`Write::run`] and not yet written.
+struct Unwritten {
+    seq: i32,
+    kind: &'static str,
+    payload: String,
+    at: UtcTs,
+    /// The session's state and dose start after this event.
+    state: &'static str,
+    dose_started_at: Option<UtcTs>,
+}
+
+/// Writes the events decided so far (one insert, one rewrite of the session's projection).
+async fn write_events(
+    tx: &mut kapstone_store::Tx,
+    id: Uuid,
+    user: &CurrentUser,
+    unwritten: &mut Vec<Unwritten>,
+) -> Result<(), AppError> {
+    let events: Vec<store::NewEvent<'_>> = unwritten
+        .iter()
+        .map(|u| store::NewEvent {
+            session: id,
+            seq: u.seq,
+            kind: u.kind,
+            payload: &u.payload,
+            by: user.id,
+            at: u.at,
+            state: u.state,
+            dose_started_at: u.dose_started_at,
+        })
+        .collect();
+    store::append_events(tx, &events).await?;
+    unwritten.clear();
+    Ok(())
 }
 
 /// Dosing sessions folded up to their last committed event, so that a write decides its event
