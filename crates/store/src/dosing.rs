@@ -424,16 +424,11 @@ pub struct NewEvent<'a> {
     pub dose_started_at: Option<UtcTs>,
 }
 
-/// Appends an event and rewrites the projection. Two writers racing for the same `seq` cannot
-/// both succeed: the second gets a conflict. The caller bumps the clinic's floor counter
-/// ([`bump_floor`]) in the same transaction, once however many events it appends.
-pub async fn append_event(tx: &mut Tx, e: &NewEvent<'_>) -> Result<()> {
-    append_events(tx, std::slice::from_ref(e)).await
-}
-
-/// [`append_event`] for several events of one session, in `seq` order (e.g. the blood pressure
-/// and the respiratory reading of one vitals entry): one insert for all of them and one rewrite of
-/// the projection, as of the last, instead of two statements per event.
+/// Appends events of one session, in `seq` order (e.g. the blood pressure and the respiratory
+/// reading of one vitals entry), and rewrites the projection as of the last: one insert and one
+/// update however many events. Two writers racing for the same `seq` cannot both succeed: the
+/// second gets a conflict. The caller bumps the clinic's floor counter ([`bump_floor`]) in the
+/// same transaction, once however many events it appends.
 pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
     let Some(last) = events.last() else { return Ok(()) };
     // Each row is 6 parameters: far under both engines' limits for the events of one request.
