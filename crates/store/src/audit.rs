@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn a_chunk_not_as_written_is_refused_without_a_panic() {
         let whole = event(7, Some("é"));
-        // Cut anywhere, including inside the two bytes of "é".
+        // Cut at every character boundary (a cut inside "é" is the next case).
         for cut in 1..whole.len() {
             if let Some(part) = whole.get(..cut) {
                 assert_eq!(parse_chunk(part), None, "cut at {cut}");

@@ -591,21 +591,18 @@ impl Write {
             batch.once(format!("floor:{clinic}"), move |tx| Box::pin(store::bump_floor(tx, clinic)));
             // The controlled-substance ledger: the draw with the administration, and what was
             // given once it has ended (both in this write, so a refusal writes neither).
+            // Whatever is written beside the log follows the events so far (`write_events` first;
+            // it writes nothing when they are already written).
             let mut stock = Vec::new();
-            let writes_more =
-                matches!(recorded.event, SessionEvent::AdministrationStarted(_) | SessionEvent::Discharged { .. })
-                    || (!ended_before && administration_ended(&session));
-            if writes_more {
-                // What follows writes beside the log: the events so far go first, in their order.
-                write_events(batch.tx(), id, user, &mut unwritten).await?;
-            }
             if let SessionEvent::AdministrationStarted(a) = &recorded.event {
+                write_events(batch.tx(), id, user, &mut unwritten).await?;
                 let drawn = drawn.flatten();
                 stock.extend(super::ledger::dosing::draw(state, batch.tx(), user, row, a, drawn, recorded.at).await?);
             }
             // Only the event that ends the administration settles its draw: later readings do not
             // touch the ledger (nor wait for its lock).
             if !ended_before && administration_ended(&session) {
+                write_events(batch.tx(), id, user, &mut unwritten).await?;
                 stock.extend(super::ledger::dosing::settle(state, batch.tx(), user, row, &session, &protocol).await?);
             }
             if !stock.is_empty() {
@@ -613,6 +610,7 @@ impl Write {
             }
             // The discharge completes the dosing appointment (a course counts it as done).
             if matches!(recorded.event, SessionEvent::Discharged { .. }) {
+                write_events(batch.tx(), id, user, &mut unwritten).await?;
                 kapstone_store::scheduling::change_status(
                     batch.tx(),
                     user.clinic,
@@ -662,13 +660,17 @@ struct Unwritten {
     dose_started_at: Option<UtcTs>,
 }
 
-/// Writes the events decided so far (one insert, one rewrite of the session's projection).
+/// Writes the events decided so far (one insert, one rewrite of the session's projection); nothing
+/// when none is waiting.
 async fn write_events(
     tx: &mut kapstone_store::Tx,
     id: Uuid,
     user: &CurrentUser,
     unwritten: &mut Vec<Unwritten>,
 ) -> Result<(), AppError> {
+    if unwritten.is_empty() {
+        return Ok(());
+    }
     let events: Vec<store::NewEvent<'_>> = unwritten
         .iter()
         .map(|u| store::NewEvent {
