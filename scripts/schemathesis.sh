@@ -5,6 +5,7 @@
 # admin (between them every operation is reachable). Targets 127.0.0.1 only.
 #   scripts/schemathesis.sh                     # SQLite, 25 examples per operation
 #   MAX_EXAMPLES=200 scripts/schemathesis.sh postgres postgres://postgres@127.0.0.1:5432/postgres
+#   BIN=target/release scripts/schemathesis.sh ...   # a server already built there (nothing is built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKEND=${1:-sqlite}
@@ -18,7 +19,10 @@ trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 VENV=${SECURITY_VENV:-target/security-venv}
 [ -x "$VENV/bin/st" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "schemathesis==4.32.5"; }
 # The whole workspace, as `cargo test --workspace` builds it: after the test suite nothing is rebuilt.
-cargo build -q --workspace --all-targets
+if [ -z "${BIN:-}" ]; then
+  cargo build -q --workspace --all-targets
+  BIN=target/debug
+fi
 case "$BACKEND" in
   sqlite) URL="sqlite://$WORK/kapstone.db" ;;
   postgres)
@@ -27,7 +31,7 @@ case "$BACKEND" in
     URL="${ADMIN%/*}/kapstone_schemathesis" ;;
   *) echo "backend is sqlite or postgres"; exit 2 ;;
 esac
-target/debug/kapstone --log-format json serve --database-url "$URL" --demo --demo-password "$PW" \
+"$BIN/kapstone" --log-format json serve --database-url "$URL" --demo --demo-password "$PW" \
   --bind "127.0.0.1:$PORT" --jobs-every-secs 0 >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.2; done

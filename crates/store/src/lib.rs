@@ -82,6 +82,19 @@ impl StoreError {
         }
     }
 
+    /// Text the engine cannot hold: PostgreSQL refuses a NUL in text (SQLSTATE 22021,
+    /// character_not_in_repertoire). Request text is checked before it reaches a query (the
+    /// domain's text types refuse control characters); this is the last line, so that a path
+    /// that missed the check answers a 400, not a 500.
+    pub fn is_unstorable_text(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(d)) => {
+                d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() && d.code().as_deref() == Some("22021")
+            }
+            _ => false,
+        }
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] naming `what`.
     pub fn conflict_on_unique(e: sqlx::Error, what: &'static str) -> Self {
         match &e {

@@ -327,6 +327,16 @@ impl TestApp {
             ("cursor=7b7d", "cursor"),
             ("cursor=not-a-cursor", "cursor"),
         ];
+        // A cursor in the patient list's shape (hex of its JSON key) whose name holds a NUL:
+        // refused before any query (PostgreSQL cannot compare text with a NUL: it was a 500).
+        let nul = format!(
+            "cursor={}",
+            br#"{"family_name":"a\u0000","given_name":"b","id":"01a21565-0000-7000-8000-000000000000"}"#
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let cases = cases.iter().map(|(q, f)| ((*q).to_owned(), *f)).chain([(nul, "cursor")]);
         for (query, field) in cases {
             let resp = self.get_bearer(token, &format!("{path}{sep}{query}")).await?;
             let status = resp.status();

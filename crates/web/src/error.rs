@@ -165,6 +165,14 @@ impl From<StoreError> for AppError {
                 tracing::warn!(error = %e, "database unavailable");
                 AppError::Unavailable
             }
+            e if e.is_unstorable_text() => {
+                // Logged: a request path let unchecked text reach a query; the field is not known here.
+                tracing::warn!(error = %e, "text the database cannot store reached a query");
+                AppError::BadRequest {
+                    field: None,
+                    message: "the request holds a character that cannot be stored (a NUL)".into(),
+                }
+            }
             other => AppError::Internal(other.into()),
         }
     }

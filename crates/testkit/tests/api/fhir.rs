@@ -261,6 +261,9 @@ both_backends! {
             ("/fhir/R4/Patient?birthdate=1990-02-30", "birthdate"),
             ("/fhir/R4/Patient/not-a-patient-id", "id"),
             ("/fhir/R4/Observation/x.y.z.w", "id"),
+            // A NUL would reach the MRN query as text: PostgreSQL refuses it (was a 500 there).
+            ("/fhir/R4/Patient?identifier=a%00b", "identifier"),
+            ("/fhir/R4/Observation?code=http://loinc.org|%00", "code"),
         ] {
             let (s, o) = fhir(&app, &token, path).await?;
             assert_outcome(s, 400, &o, path);

@@ -77,6 +77,7 @@ both_backends! {
         assert_eq!(bad.status(), 422);
         let body: Value = bad.json().await?;
         assert_eq!(body["error"]["field"], "limit");
+        app.refuses_bad_paging(&app.token("nurse@demo.kapstone.test").await?, "/api/v1/patients").await?;
         app.stop().await
     }
 }

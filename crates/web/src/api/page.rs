@@ -40,7 +40,22 @@ pub fn after<K: DeserializeOwned>(raw: Option<&str>) -> Result<Option<K>, AppErr
     let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(None) };
     let bad = || AppError::from(FieldError::new("cursor", "not a cursor from this list: send next_cursor as given"));
     let bytes = hex::decode(raw).map_err(|_| bad())?;
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
+    let key: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // A key this list made holds stored text, which never has a control character; one crafted
+    // with a NUL would otherwise reach the query (PostgreSQL refuses it: a 500).
+    if has_control_character(&key) {
+        return Err(bad());
+    }
+    serde_json::from_value(key).map(Some).map_err(|_| bad())
+}
+
+fn has_control_character(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.chars().any(char::is_control),
+        Value::Array(a) => a.iter().any(has_control_character),
+        Value::Object(o) => o.iter().any(|(k, v)| k.chars().any(char::is_control) || has_control_character(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// The opaque cursor of a key.

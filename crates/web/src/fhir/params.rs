@@ -130,6 +130,11 @@ impl Search {
         let supported = kind.search_params();
         for (name, value) in &pairs {
             let param = name.as_str();
+            // No parameter's value holds a control character; a NUL would otherwise reach a
+            // query as text (PostgreSQL refuses it: a 500).
+            if value.chars().any(char::is_control) {
+                return Err(bad(param, format!("`{param}` must not contain control characters")));
+            }
             match param {
                 "_count" => {
                     s.count = value
