@@ -295,12 +295,14 @@ async fn run_batch(db: &Db, number: u64, items: Vec<Item>) {
                 }
                 Work::Job(_, job) => {
                     let marks = (batch.audit.len(), batch.after_commit.len(), batch.once.len());
+                    // Not released after a job that succeeds: the next job's savepoint nests
+                    // inside it, and the commit releases them all. `ROLLBACK TO` names the most
+                    // recent savepoint of that name on both engines, i.e. this job's. One
+                    // statement per job instead of two (on PostgreSQL, a round trip less in the
+                    // writer's sequential part).
                     statement(&mut batch.tx, "SAVEPOINT kapstone_job").await?;
-                    if job(&mut batch).await {
-                        statement(&mut batch.tx, "RELEASE SAVEPOINT kapstone_job").await?;
-                    } else {
+                    if !job(&mut batch).await {
                         statement(&mut batch.tx, "ROLLBACK TO SAVEPOINT kapstone_job").await?;
-                        statement(&mut batch.tx, "RELEASE SAVEPOINT kapstone_job").await?;
                         batch.audit.truncate(marks.0);
                         batch.after_commit.truncate(marks.1);
                         batch.once.truncate(marks.2);
