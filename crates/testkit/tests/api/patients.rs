@@ -78,6 +78,15 @@ both_backends! {
         let body: Value = bad.json().await?;
         assert_eq!(body["error"]["field"], "limit");
         app.refuses_bad_paging(&app.token("nurse@demo.kapstone.test").await?, "/api/v1/patients").await?;
+        // The last line behind the request checks: text with a NUL that reaches a query is, on
+        // PostgreSQL, an error the web layer answers as a 400 (SQLite stores and compares it).
+        // Any clinic: the engine refuses the text before it looks for rows.
+        let clinic = kapstone_domain::ClinicId::new();
+        let nul = kapstone_store::patients::PatientSearch::Mrn("MRN\u{0}1".into());
+        match kapstone_store::patients::search(&app.db, clinic, &nul, None, 10).await {
+            Ok(rows) => assert!(app.backend == kapstone_store::Backend::Sqlite && rows.is_empty()),
+            Err(e) => assert!(app.backend == kapstone_store::Backend::Postgres && e.is_unstorable_text(), "{e}"),
+        }
         app.stop().await
     }
 }
