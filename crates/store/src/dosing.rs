@@ -411,12 +411,13 @@ pub async fn lock_session(tx: &mut Tx, session: Uuid) -> Result<Option<i32>> {
     })
 }
 
+/// An event to append, decided and serialised (a request may decide several before writing them).
 pub struct NewEvent<'a> {
     pub session: Uuid,
     /// The event's place: the number of events before it.
     pub seq: i32,
     pub kind: &'a str,
-    pub payload: &'a str,
+    pub payload: String,
     pub by: UserId,
     pub at: UtcTs,
     /// The session's state and dose start after this event (the projection).
@@ -440,7 +441,7 @@ pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
             row.push_bind(e.session)
                 .push_bind(e.seq)
                 .push_bind(e.kind)
-                .push_bind(e.payload)
+                .push_bind(e.payload.as_str())
                 .push_bind(e.by.as_uuid())
                 .push_bind(DbTs(e.at));
         });

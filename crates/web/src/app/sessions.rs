@@ -539,7 +539,7 @@ impl Write {
         // Each event's place in the log: the number of events before it.
         let mut seq = first;
         // Decided but not yet written: a request's readings go in one insert.
-        let mut unwritten: Vec<Unwritten> = Vec::new();
+        let mut unwritten: Vec<store::NewEvent<'static>> = Vec::new();
         for input in inputs {
             let mut drawn = None;
             // A dose order is computed by the domain from the record, whatever the client sent.
@@ -576,10 +576,12 @@ impl Write {
             new_alerts.extend(session.alerts().iter().skip(known).cloned());
             state_now = session.state_now(&ctx).as_str();
             let payload = serde_json::to_string(&recorded).map_err(|e| AppError::Internal(e.into()))?;
-            unwritten.push(Unwritten {
+            unwritten.push(store::NewEvent {
+                session: id,
                 seq,
                 kind: recorded.event.kind(),
                 payload,
+                by: user.id,
                 at: recorded.at,
                 state: state_now,
                 dose_started_at: session.dose_times().map(|d| d.started_at),
@@ -595,14 +597,14 @@ impl Write {
             // it writes nothing when they are already written).
             let mut stock = Vec::new();
             if let SessionEvent::AdministrationStarted(a) = &recorded.event {
-                write_events(batch.tx(), id, user, &mut unwritten).await?;
+                write_events(batch.tx(), &mut unwritten).await?;
                 let drawn = drawn.flatten();
                 stock.extend(super::ledger::dosing::draw(state, batch.tx(), user, row, a, drawn, recorded.at).await?);
             }
             // Only the event that ends the administration settles its draw: later readings do not
             // touch the ledger (nor wait for its lock).
             if !ended_before && administration_ended(&session) {
-                write_events(batch.tx(), id, user, &mut unwritten).await?;
+                write_events(batch.tx(), &mut unwritten).await?;
                 stock.extend(super::ledger::dosing::settle(state, batch.tx(), user, row, &session, &protocol).await?);
             }
             if !stock.is_empty() {
@@ -610,7 +612,7 @@ impl Write {
             }
             // The discharge completes the dosing appointment (a course counts it as done).
             if matches!(recorded.event, SessionEvent::Discharged { .. }) {
-                write_events(batch.tx(), id, user, &mut unwritten).await?;
+                write_events(batch.tx(), &mut unwritten).await?;
                 kapstone_store::scheduling::change_status(
                     batch.tx(),
                     user.clinic,
@@ -643,48 +645,22 @@ impl Write {
             });
             batch.audit(e);
         }
-        write_events(batch.tx(), id, user, &mut unwritten).await?;
+        write_events(batch.tx(), &mut unwritten).await?;
         state.sessions.stage(id, batch, session);
         Ok(RecordedOutcome { new_alerts, state: state_now })
     }
-}
-
-/// An event decided by [`Write::run`] and not yet written.
-struct Unwritten {
-    seq: i32,
-    kind: &'static str,
-    payload: String,
-    at: UtcTs,
-    /// The session's state and dose start after this event.
-    state: &'static str,
-    dose_started_at: Option<UtcTs>,
 }
 
 /// Writes the events decided so far (one insert, one rewrite of the session's projection); nothing
 /// when none is waiting.
 async fn write_events(
     tx: &mut kapstone_store::Tx,
-    id: Uuid,
-    user: &CurrentUser,
-    unwritten: &mut Vec<Unwritten>,
+    unwritten: &mut Vec<store::NewEvent<'static>>,
 ) -> Result<(), AppError> {
     if unwritten.is_empty() {
         return Ok(());
     }
-    let events: Vec<store::NewEvent<'_>> = unwritten
-        .iter()
-        .map(|u| store::NewEvent {
-            session: id,
-            seq: u.seq,
-            kind: u.kind,
-            payload: &u.payload,
-            by: user.id,
-            at: u.at,
-            state: u.state,
-            dose_started_at: u.dose_started_at,
-        })
-        .collect();
-    store::append_events(tx, &events).await?;
+    store::append_events(tx, unwritten).await?;
     unwritten.clear();
     Ok(())
 }
