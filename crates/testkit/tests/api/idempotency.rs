@@ -556,7 +556,10 @@ both_backends! {
         assert_eq!((&shown["gates"], &shown["protocol"], &shown["state"]), (&opened["gates"], &opened["protocol"], &opened["state"]), "the session as loaded after");
 
         // The REMS form, record requests, discrepancies.
-        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+        // Submitted on the session's day on the clinic's calendar (not UTC's: from 00:00 to 08:00
+        // UTC the clinic's today is UTC's yesterday).
+        let shown: Value = app.get_bearer(&nurse, &format!("/api/v1/sessions/{session}/rems-form")).await?.json().await?;
+        let today = shown["session_date"].as_str().unwrap_or_default().to_owned();
         let form = format!("/api/v1/sessions/{session}/rems-form/submissions");
         let f = replays(&app, Method::POST, &form, &nurse, &key("rems-form"), &json!({"submitted_on": today, "confirmation": "REMS-1"}), "rems_form.submit", 201).await?;
         assert_eq!(f["status"]["status"], "submitted", "{f}");
