@@ -36,6 +36,7 @@ pub use scores::{
 pub use thresholds::{
     Alert, AlertAction, AlertSeverity, BpLimit, BpRise, ClinicianObservation, Comparison, HeartRateLimits, MoaasLimit,
     PreDoseBp, RespRateLimit, Spo2Limits, SpravatoLabel, Thresholds, observation_alert, pre_dose_bp, reading_alerts,
+    reading_alerts_given,
 };
 
 /// What a scheduled check measures (KAP-SPEC 5.1).
@@ -228,37 +229,71 @@ pub fn summarize(readings: &[Reading], dose_started_at: UtcTs) -> ReadingSummary
     summarize_all(readings, dose_started_at)
 }
 
-/// [`summarize`] over any readings. One pass, without sorting or copying: it runs for every
-/// reading folded into a session and every time a session is shown, so it stays linear in the
-/// session's length. Each figure is the reading with the latest `taken_at`; of readings taken at
-/// the same instant, the one that comes last.
+/// [`summarize`] over any readings. One pass, without sorting or copying. Each figure is the
+/// reading with the latest `taken_at`; of readings taken at the same instant, the one that comes
+/// last.
 pub fn summarize_all<'a>(readings: impl IntoIterator<Item = &'a Reading>, dose_started_at: UtcTs) -> ReadingSummary {
-    /// Keeps the latest (`taken_at`, value); a tie goes to the later one.
-    fn keep<T>(slot: &mut Option<Timed<T>>, r: &Reading, value: T) {
-        if slot.as_ref().is_none_or(|t| r.taken_at >= t.taken_at) {
-            *slot = Some(r.timed(value));
-        }
+    let mut fold = SummaryFold::new(dose_started_at);
+    readings.into_iter().for_each(|r| fold.add(r));
+    fold.summary()
+}
+
+/// [`summarize`] kept up to date one reading at a time: a session holds one, so that a reading
+/// added to a long session is judged without going over the readings before it again (a session
+/// folded from its log would otherwise cost the square of its length).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SummaryFold {
+    dose_started_at: UtcTs,
+    /// The pre-dose readings kept with their times (a later one replaces an earlier one).
+    bp: Option<Timed<BloodPressure>>,
+    spo2: Option<Timed<Spo2>>,
+    moaas: Option<Timed<Moaas>>,
+    cadss: Option<Timed<Cadss>>,
+    post: ReadingSummary,
+}
+
+impl SummaryFold {
+    pub fn new(dose_started_at: UtcTs) -> Self {
+        Self { dose_started_at, bp: None, spo2: None, moaas: None, cadss: None, post: ReadingSummary::default() }
     }
-    let (mut bp, mut spo2, mut moaas, mut cadss) = (None, None, None, None);
-    let mut s = ReadingSummary::default();
-    for r in readings {
-        let pre = r.taken_at <= dose_started_at;
+
+    /// The start of dosing the readings are split at.
+    pub fn dose_started_at(&self) -> UtcTs {
+        self.dose_started_at
+    }
+
+    /// Adds a reading after those already added (of two taken at the same instant, the later
+    /// added counts).
+    pub fn add(&mut self, r: &Reading) {
+        /// Keeps the latest (`taken_at`, value); a tie goes to the later one.
+        fn keep<T>(slot: &mut Option<Timed<T>>, r: &Reading, value: T) {
+            if slot.as_ref().is_none_or(|t| r.taken_at >= t.taken_at) {
+                *slot = Some(r.timed(value));
+            }
+        }
+        let pre = r.taken_at <= self.dose_started_at;
+        let s = &mut self.post;
         if let Some(v) = r.measurement.spo2() {
-            keep(if pre { &mut spo2 } else { &mut s.latest_spo2 }, r, v);
+            keep(if pre { &mut self.spo2 } else { &mut s.latest_spo2 }, r, v);
         }
         match r.measurement {
-            Measurement::BloodPressure { bp: v, .. } => keep(if pre { &mut bp } else { &mut s.latest_bp }, r, v),
+            Measurement::BloodPressure { bp: v, .. } => keep(if pre { &mut self.bp } else { &mut s.latest_bp }, r, v),
             Measurement::Spo2Rr { resp_rate: Some(rr), .. } if !pre => keep(&mut s.latest_resp_rate, r, rr),
             Measurement::Spo2Rr { .. } => {}
-            Measurement::Moaas { score } => keep(if pre { &mut moaas } else { &mut s.latest_moaas }, r, score),
-            Measurement::Cadss { score } => keep(if pre { &mut cadss } else { &mut s.latest_cadss }, r, score),
+            Measurement::Moaas { score } => keep(if pre { &mut self.moaas } else { &mut s.latest_moaas }, r, score),
+            Measurement::Cadss { score } => keep(if pre { &mut self.cadss } else { &mut s.latest_cadss }, r, score),
         }
     }
-    s.baseline_bp = bp.map(|t: Timed<BloodPressure>| t.value);
-    s.baseline_spo2 = spo2.map(|t: Timed<Spo2>| t.value);
-    s.baseline_moaas = moaas.map(|t: Timed<Moaas>| t.value);
-    s.baseline_cadss = cadss.map(|t: Timed<Cadss>| t.value);
-    s
+
+    pub fn summary(&self) -> ReadingSummary {
+        ReadingSummary {
+            baseline_bp: self.bp.map(|t| t.value),
+            baseline_spo2: self.spo2.map(|t| t.value),
+            baseline_moaas: self.moaas.map(|t| t.value),
+            baseline_cadss: self.cadss.map(|t| t.value),
+            ..self.post
+        }
+    }
 }
 
 /// A protocol file's monitoring values that break a rule (a label floor, an impossible value).

@@ -264,7 +264,8 @@ pub fn check_status(
         let opens: Vec<UtcTs> = regular.iter().map(|c| c.due_at.plus(-early).max(just_after_start)).collect();
 
         for c in checks.iter().filter(|c| c.reason == Reason::Baseline) {
-            let reading = taken.iter().rev().find(|r| r.taken_at <= c.due_at);
+            // The last reading at or before the check (`taken` is in time order).
+            let reading = taken[..taken.partition_point(|r| r.taken_at <= c.due_at)].last();
             let status = match reading {
                 Some(_) => CheckStatus::Done,
                 None if now <= c.due_at => CheckStatus::Due,
@@ -275,7 +276,11 @@ pub fn check_status(
         for (i, c) in regular.iter().enumerate() {
             let opens_at = opens[i];
             let next_opens = opens.get(i + 1).copied();
-            let reading = taken.iter().find(|r| r.taken_at >= opens_at && next_opens.is_none_or(|n| r.taken_at < n));
+            // The first reading from the check's opening, if it came before the next one opened
+            // (found by halving: a long session has thousands of readings).
+            let reading = taken
+                .get(taken.partition_point(|r| r.taken_at < opens_at))
+                .filter(|r| next_opens.is_none_or(|n| r.taken_at < n));
             if reading.is_none()
                 && matches!(c.reason, Reason::Series { until: SeriesEnd::BackToBaseline, .. })
                 && returned_at.is_some_and(|back| opens_at > back)

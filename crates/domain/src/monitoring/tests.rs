@@ -683,6 +683,25 @@ proptest! {
         prop_assert_eq!(summarize(&readings, dose), summarize_by_sorting(&readings, dose));
     }
 
+    /// A session judges each reading against the summary it keeps, which holds the reading
+    /// itself: the alerts are those judged against the other readings afresh.
+    #[test]
+    fn alerts_against_a_kept_summary_are_the_alerts_judged_afresh(
+        route in any_route(),
+        mut history in prop::collection::vec(any_reading(), 0..30),
+        reading in any_reading(),
+        dose_minute in 0u8..11,
+    ) {
+        let thresholds = fixtures::protocol(route).thresholds;
+        let dose = DoseTimes { started_at: at(10, dose_minute), ended_at: None, last_device_at: None };
+        history.push(reading);
+        let kept = summarize(&history, dose.started_at);
+        prop_assert_eq!(
+            reading_alerts_given(&thresholds, &dose, &kept, &history, &reading),
+            reading_alerts(&thresholds, &dose, &history, &reading)
+        );
+    }
+
     #[test]
     fn planned_checks_are_sorted_unique_and_inside_the_session(
         route in any_route(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, DoseTimes, Measurement, Moaas, Reading, summarize_all};
+use super::{ConfigError, DoseTimes, Measurement, Moaas, Reading, ReadingSummary, summarize_all};
 use crate::UtcTs;
 use crate::decision::Route;
 use crate::vitals::BloodPressure;
@@ -295,10 +295,24 @@ const BREATHING: &str = "stimulate the patient, support the airway, give oxygen,
 /// A reading at or before the start of dosing is a pre-dose reading: its BP goes through the
 /// pre-dose gate instead of MON-03.
 pub fn reading_alerts(t: &Thresholds, dose: &DoseTimes, history: &[Reading], reading: &Reading) -> Vec<Alert> {
+    let others = history.iter().filter(|r| *r != reading);
+    reading_alerts_given(t, dose, &summarize_all(others, dose.started_at), history, reading)
+}
+
+/// [`reading_alerts`] with the baselines already summarised (`baseline`, of the session's readings
+/// at `dose.started_at`, e.g. a [`super::SummaryFold`] kept with the session): only a post-dose
+/// reading reads them, and a post-dose reading is never its own baseline, so `baseline` may have
+/// been summarised with `reading` in it.
+pub fn reading_alerts_given(
+    t: &Thresholds,
+    dose: &DoseTimes,
+    baseline: &ReadingSummary,
+    history: &[Reading],
+    reading: &Reading,
+) -> Vec<Alert> {
     let mut alerts = Vec::new();
     let pre_dose = reading.taken_at <= dose.started_at;
     let others = || history.iter().filter(move |r| *r != reading);
-    let baseline = summarize_all(others(), dose.started_at);
 
     match reading.measurement {
         Measurement::BloodPressure { bp, heart_rate, .. } => {

@@ -14,8 +14,8 @@ use crate::discharge::{DischargeFacts, DischargeReadiness, ReadinessJudgement, e
 use crate::dose::{DoseCalculation, DoseRequest};
 use crate::instruments::cssrs::Risk;
 use crate::monitoring::{
-    Alert, AlertAction, CheckState, ClinicianObservation, DoseTimes, Measurement, PreDoseBp, Reading, Reason,
-    check_status, observation_alert, planned_checks, pre_dose_bp, reading_alerts, summarize,
+    Alert, AlertAction, CheckState, ClinicianObservation, DoseTimes, Measurement, PreDoseBp, Reading, ReadingSummary,
+    Reason, SummaryFold, check_status, observation_alert, planned_checks, pre_dose_bp, reading_alerts_given, summarize,
 };
 use crate::protocol::{DoseRule, Protocol};
 use crate::{UserId, UtcTs};
@@ -251,6 +251,11 @@ pub struct Session {
     pub(super) pauses: Vec<InfusionPause>,
     pub(super) last_event_at: Option<UtcTs>,
     pub(super) events: usize,
+    /// The readings summarised at the start of dosing, kept as readings are folded (derived from
+    /// `readings` and the dose times; `None` before dosing).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(super) summary: Option<SummaryFold>,
 }
 
 impl Default for Session {
@@ -299,6 +304,7 @@ impl Session {
             pauses: Vec::new(),
             last_event_at: None,
             events: 0,
+            summary: None,
         }
     }
 
@@ -467,7 +473,7 @@ impl Session {
         let facts = DischargeFacts {
             dose,
             now,
-            readings: summarize(&self.readings, dose.started_at),
+            readings: self.readings_at(dose.started_at),
             on_room_air: assessment.map(|a| a.details.on_room_air),
             readiness: assessment
                 .map(|a| ReadinessJudgement { ready: a.details.ready_to_leave, assessed_at: a.stamp.at }),
@@ -477,6 +483,29 @@ impl Session {
             cssrs_at_discharge: assessment.and_then(|a| a.details.cssrs_at_discharge),
         };
         Some(evaluate(&protocol.monitoring.discharge, &facts))
+    }
+
+    /// The readings summarised at `dose_started_at`: the summary kept with the session when it is
+    /// for that time, else summarised afresh.
+    fn readings_at(&self, dose_started_at: UtcTs) -> ReadingSummary {
+        match &self.summary {
+            Some(kept) if kept.dose_started_at() == dose_started_at => kept.summary(),
+            _ => summarize(&self.readings, dose_started_at),
+        }
+    }
+
+    /// Keeps the summary for the current start of dosing: summarised afresh when dosing starts
+    /// (the first device for Spravato), which readings taken before it may precede.
+    fn keep_summary(&mut self) {
+        match self.dose_times().map(|d| d.started_at) {
+            None => self.summary = None,
+            Some(start) if self.summary.is_some_and(|s| s.dose_started_at() == start) => {}
+            Some(start) => {
+                let mut fold = SummaryFold::new(start);
+                self.readings.iter().for_each(|r| fold.add(r));
+                self.summary = Some(fold);
+            }
+        }
     }
 
     /// Ready for discharge: the experience is over, every criterion is met and no alert waits for
@@ -735,6 +764,7 @@ impl Session {
                 self.notes.push(NoteRecord { text: text.trim().to_owned(), stamp });
             }
         }
+        self.keep_summary();
         // Ready for discharge is derived: re-judged after every event of the recovery phase.
         if matches!(self.state, SessionState::Recovery | SessionState::ReadyForDischarge) {
             self.state =
@@ -750,10 +780,19 @@ impl Session {
     fn fold_reading(&mut self, protocol: &Protocol, reading: &Reading, stamp: Stamp) {
         let dose = self.dose_times_for(protocol, reading);
         self.readings.push(*reading);
+        if let Some(kept) = &mut self.summary {
+            kept.add(reading);
+        }
         let thresholds = &protocol.monitoring.thresholds;
+        // A pre-dose reading is judged without baselines.
+        let baseline = if reading.taken_at <= dose.started_at {
+            ReadingSummary::default()
+        } else {
+            self.readings_at(dose.started_at)
+        };
         // A paused infusion is already what MON-05 asks for: no second "pause the infusion".
         let paused = self.infusion_paused();
-        for alert in reading_alerts(thresholds, &dose, &self.readings, reading)
+        for alert in reading_alerts_given(thresholds, &dose, &baseline, &self.readings, reading)
             .into_iter()
             .filter(|a| !(paused && a.action == AlertAction::PauseInfusion))
         {

@@ -16,6 +16,7 @@ use crate::identity::Role;
 use crate::instruments::cssrs::Risk;
 use crate::monitoring::{
     AlertAction, Cadss, Cadss23, CheckStatus, ClinicianObservation, MeasureKind, Measurement, Moaas, Reading, Reason,
+    summarize,
 };
 use crate::protocol::{Protocol, ProtocolSet};
 use crate::vitals::{BloodPressure, DiastolicBp, HeartRate, RespRate, Spo2, SystolicBp};
@@ -1385,6 +1386,9 @@ proptest! {
                 prop_assert_eq!(allowed, !blocked, "{:?}", run.session.blocked_by(&ctx));
             }
         }
+        // The summary kept event by event is the readings summarised afresh.
+        let afresh = run.session.dose_times().map(|d| summarize(run.session.readings(), d.started_at));
+        prop_assert_eq!(run.session.summary.map(|kept| kept.summary()), afresh);
         let replayed = replay(&run.ctx(t), &run.log);
         prop_assert_eq!(replayed, run.session.clone());
     }
