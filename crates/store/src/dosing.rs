@@ -427,16 +427,20 @@ pub struct NewEvent<'a> {
 
 /// Appends events of one session, in `seq` order (e.g. the blood pressure and the respiratory
 /// reading of one vitals entry), and rewrites the projection as of the last: one insert and one
-/// update however many events. Two writers racing for the same `seq` cannot both succeed: the
-/// second gets a conflict. The caller bumps the clinic's floor counter ([`bump_floor`]) in the
-/// same transaction, once however many events it appends.
+/// update however many events, sent as one statement on PostgreSQL (a data-modifying `WITH`: a
+/// round trip less for every write on the group-commit writer, which runs its jobs one after the
+/// other; SQLite has no such statement, and its round trips stay in the process). Two writers
+/// racing for the same `seq` cannot both succeed: the second gets a conflict. The caller bumps the
+/// clinic's floor counter ([`bump_floor`]) in the same transaction, once however many events it
+/// appends.
 pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
     let Some(last) = events.last() else { return Ok(()) };
+    let one_statement = matches!(tx, Tx::Postgres(_));
+    let now = DbTs(UtcTs::now());
     // Each row is 6 parameters: far under both engines' limits for the events of one request.
     on_tx!(tx, |c| {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO session_events (session_id, seq, kind, payload, recorded_by, recorded_at) ",
-        );
+        let mut q = sqlx::QueryBuilder::new(if one_statement { "WITH appended AS (" } else { "" });
+        q.push("INSERT INTO session_events (session_id, seq, kind, payload, recorded_by, recorded_at) ");
         q.push_values(events, |mut row, e| {
             row.push_bind(e.session)
                 .push_bind(e.seq)
@@ -445,18 +449,23 @@ pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
                 .push_bind(e.by.as_uuid())
                 .push_bind(DbTs(e.at));
         });
+        let mut projection = sqlx::QueryBuilder::new("");
+        let update = if one_statement { q.push(") ") } else { &mut projection };
+        update
+            .push("UPDATE dosing_sessions SET state = ")
+            .push_bind(last.state)
+            .push(", dose_started_at = ")
+            .push_bind(last.dose_started_at.map(DbTs))
+            .push(", event_count = ")
+            .push_bind(last.seq)
+            .push(" + 1, updated_at = ")
+            .push_bind(now)
+            .push(" WHERE id = ")
+            .push_bind(last.session);
         q.build().execute(&mut *c).await.map_err(|err| StoreError::conflict_on_unique(err, "session event"))?;
-        sqlx::query(
-            "UPDATE dosing_sessions SET state = $2, dose_started_at = $3, event_count = $4 + 1, updated_at = $5 \
-             WHERE id = $1",
-        )
-        .bind(last.session)
-        .bind(last.state)
-        .bind(last.dose_started_at.map(DbTs))
-        .bind(last.seq)
-        .bind(DbTs(UtcTs::now()))
-        .execute(&mut *c)
-        .await?;
+        if !one_statement {
+            projection.build().execute(&mut *c).await?;
+        }
     });
     Ok(())
 }

@@ -144,6 +144,55 @@ both_backends! {
         app.stop().await
     }
 
+    async fn a_booking_and_a_reading_raced_with_one_key_across_two_processes_are_made_once(b) {
+        let app = TestApp::demo(b).await?;
+        let admin = app.token("admin@demo.kapstone.test").await?;
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let locations: Value = app.get_bearer(&admin, "/api/v1/locations").await?.json().await?;
+        let location = locations["items"][0]["id"].as_str().unwrap_or_default().to_owned();
+        let (patient_id, booking) = free_consultation(&app, &front, &location, "Raced").await?;
+        let fx = crash_fixture(&app, &nurse).await?;
+        let other = second_process(&app).await?;
+        // A booking (its own transaction, serialised against other bookings) and a reading (a job
+        // of the group-commit writer), each sent 12 times at once with one key, half to each process.
+        let vitals = json!({"systolic": 121, "diastolic": 79, "heart_rate": 72});
+        let cases = [
+            ("/api/v1/appointments".to_owned(), &front, booking, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &patient_id)?)),
+            (format!("/api/v1/sessions/{}/vitals", fx.session), &nurse, vitals, "session_events".to_owned()),
+        ];
+        for (path, token, body, made) in cases {
+            let before = app.count(&made).await?;
+            let mut sends = tokio::task::JoinSet::new();
+            for i in 0..12 {
+                let base = if i % 2 == 0 { app.url("") } else { other.clone() };
+                let request = app.client().post(format!("{}{path}", base.trim_end_matches('/'))).bearer_auth(token)
+                    .header("Idempotency-Key", format!("race-{path}")).json(&body);
+                sends.spawn(async move {
+                    let resp = request.send().await?;
+                    let replayed = resp.headers().contains_key("idempotent-replayed");
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().await?;
+                    anyhow::Ok((status, replayed, body))
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(done) = sends.join_next().await {
+                answers.push(done??);
+            }
+            assert_eq!(app.count(&made).await?, before + 1, "{path}: made once: {answers:?}");
+            let ran: Vec<_> = answers.iter().filter(|(s, r, _)| *s == 201 && !r).collect();
+            assert_eq!(ran.len(), 1, "{path}: one request ran: {answers:?}");
+            // The one answer, replayed to every other request (the answer is stored with the change
+            // on these routes, so never "applied, answer not recorded").
+            for (status, _, answer) in &answers {
+                assert_eq!((status, answer), (&201, &ran[0].2), "{path}: {answers:?}");
+            }
+            assert_eq!(answers.iter().filter(|(_, replayed, _)| *replayed).count(), 11, "{path}: {answers:?}");
+        }
+        app.stop().await
+    }
+
     async fn expired_keys_are_pruned_and_then_run_again(b) {
         let app = TestApp::demo(b).await?;
         let nurse = app.token("nurse@demo.kapstone.test").await?;
