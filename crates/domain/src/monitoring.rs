@@ -285,6 +285,7 @@ impl SummaryFold {
         }
     }
 
+    /// The baselines and latest readings of the readings added so far.
     pub fn summary(&self) -> ReadingSummary {
         ReadingSummary {
             baseline_bp: self.bp.map(|t| t.value),
