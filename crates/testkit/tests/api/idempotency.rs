@@ -144,7 +144,7 @@ both_backends! {
         app.stop().await
     }
 
-    async fn a_booking_and_a_reading_raced_with_one_key_across_two_processes_are_made_once(b) {
+    async fn a_booking_a_plan_and_a_reading_raced_with_one_key_across_two_processes_are_made_once(b) {
         let app = TestApp::demo(b).await?;
         let admin = app.token("admin@demo.kapstone.test").await?;
         let front = app.token("frontdesk@demo.kapstone.test").await?;
@@ -152,16 +152,30 @@ both_backends! {
         let locations: Value = app.get_bearer(&admin, "/api/v1/locations").await?.json().await?;
         let location = locations["items"][0]["id"].as_str().unwrap_or_default().to_owned();
         let (patient_id, booking) = free_consultation(&app, &front, &location, "Raced").await?;
+        // A course's plan: its dates booked in one transaction, each date's outcome in the answer.
+        let staff: Value = app.get_bearer(&front, "/api/v1/staff").await?.json().await?;
+        let id_of = |role: &str| {
+            staff["items"].as_array().and_then(|a| a.iter().find(|p| p["role"] == role)).map(|p| p["id"].clone()).unwrap_or_default()
+        };
+        let rooms: Value = app.get_bearer(&front, "/api/v1/rooms").await?.json().await?;
+        let p3 = demo_patient(&app, 3).await?;
+        let courses: Value = app.get_bearer(&front, &format!("/api/v1/patients/{p3}/courses")).await?.json().await?;
+        let plan = format!("/api/v1/courses/{}/book", courses["items"][0]["id"].as_str().unwrap_or_default());
+        let plan_body = json!({"time": "10:00", "staff_ids": [id_of("nurse"), id_of("therapist")], "room_id": rooms["items"][0]["id"], "integration": true});
         let fx = crash_fixture(&app, &nurse).await?;
         let other = second_process(&app).await?;
-        // A booking (its own transaction, serialised against other bookings) and a reading (a job
-        // of the group-commit writer), each sent 12 times at once with one key, half to each process.
+        // A booking (its own transaction, serialised against other bookings), a plan, and a reading
+        // (a job of the group-commit writer), each sent 12 times at once with one key, half to each
+        // process. What each makes: one appointment, the plan's booked dates, one reading.
         let vitals = json!({"systolic": 121, "diastolic": 79, "heart_rate": 72});
-        let cases = [
-            ("/api/v1/appointments".to_owned(), &front, booking, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &patient_id)?)),
-            (format!("/api/v1/sessions/{}/vitals", fx.session), &nurse, vitals, "session_events".to_owned()),
+        let one = |_: &Value| 1;
+        let dates = |answer: &Value| answer["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count();
+        let cases: [(String, &String, Value, String, u16, &dyn Fn(&Value) -> usize); 3] = [
+            ("/api/v1/appointments".to_owned(), &front, booking, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &patient_id)?), 201, &one),
+            (plan, &front, plan_body, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &p3)?), 200, &dates),
+            (format!("/api/v1/sessions/{}/vitals", fx.session), &nurse, vitals, "session_events".to_owned(), 201, &one),
         ];
-        for (path, token, body, made) in cases {
+        for (path, token, body, made, status, made_by) in cases {
             let before = app.count(&made).await?;
             let mut sends = tokio::task::JoinSet::new();
             for i in 0..12 {
@@ -180,13 +194,16 @@ both_backends! {
             while let Some(done) = sends.join_next().await {
                 answers.push(done??);
             }
-            assert_eq!(app.count(&made).await?, before + 1, "{path}: made once: {answers:?}");
-            let ran: Vec<_> = answers.iter().filter(|(s, r, _)| *s == 201 && !r).collect();
+            let ran: Vec<_> = answers.iter().filter(|(s, r, _)| *s == status && !r).collect();
             assert_eq!(ran.len(), 1, "{path}: one request ran: {answers:?}");
+            let made_n = made_by(&ran[0].2);
+            assert!(made_n > 0, "{path}: it made something: {answers:?}");
+            assert_eq!(app.count(&made).await?, before + i64::try_from(made_n)?, "{path}: made once: {answers:?}");
             // The one answer, replayed to every other request (the answer is stored with the change
-            // on these routes, so never "applied, answer not recorded").
-            for (status, _, answer) in &answers {
-                assert_eq!((status, answer), (&201, &ran[0].2), "{path}: {answers:?}");
+            // on these routes, so never "applied, answer not recorded"; and never a request's own
+            // answer after the original's change left it nothing to do).
+            for (got, _, answer) in &answers {
+                assert_eq!((got, answer), (&status, &ran[0].2), "{path}: {answers:?}");
             }
             assert_eq!(answers.iter().filter(|(_, replayed, _)| *replayed).count(), 11, "{path}: {answers:?}");
         }

@@ -339,10 +339,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         let req = Request::from_parts(parts, Body::from(bytes));
         let (resp, claimed) = idempotency::with_claim(claim, next.run(req)).await;
         if !claimed.recorded {
-            // Another process committed this key first: answer as it did.
-            if resp.status() == StatusCode::CONFLICT
-                && let Ok(Some(row)) = idempotency::find(&state.db, &principal, &key, now).await
-            {
+            // This request changed nothing. If another process committed this key meanwhile (its
+            // commit refused ours, or its change left ours nothing to do: a plan whose dates it
+            // booked), answer as it did: a retry must not get its own echo of the original.
+            if let Ok(Some(row)) = idempotency::find(&state.db, &principal, &key, now).await {
                 return answer_from(row, &hash);
             }
             return resp;
