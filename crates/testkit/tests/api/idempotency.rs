@@ -170,7 +170,7 @@ both_backends! {
         let vitals = json!({"systolic": 121, "diastolic": 79, "heart_rate": 72});
         let one = |_: &Value| 1;
         let dates = |answer: &Value| answer["items"].as_array().into_iter().flatten().filter(|i| !i["appointment_id"].is_null()).count();
-        let cases: [(String, &String, Value, String, u16, &dyn Fn(&Value) -> usize); 3] = [
+        let cases: [RaceCase; 3] = [
             ("/api/v1/appointments".to_owned(), &front, booking, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &patient_id)?), 201, &one),
             (plan, &front, plan_body, format!("appointments WHERE patient_id = {}", uuid_sql(&app, &p3)?), 200, &dates),
             (format!("/api/v1/sessions/{}/vitals", fx.session), &nurse, vitals, "session_events".to_owned(), 201, &one),
@@ -460,6 +460,10 @@ async fn replays(
     assert_eq!(app.count(&changes).await?, before + 1, "{method} {path}: nothing made twice");
     Ok(serde_json::from_slice(&first)?)
 }
+
+/// A raced write: its path, the token, the body, the rows it makes (an SQL `FROM` tail), the status it
+/// answers, and how many rows its answer says it made.
+type RaceCase<'a> = (String, &'a String, Value, String, u16, &'a dyn Fn(&Value) -> usize);
 
 /// A uuid as an SQL literal for a uuid column (a 16-byte BLOB on SQLite).
 fn uuid_sql(app: &TestApp, id: &str) -> anyhow::Result<String> {
