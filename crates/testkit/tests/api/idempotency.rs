@@ -111,24 +111,7 @@ both_backends! {
         let nurse = app.token("nurse@demo.kapstone.test").await?;
         let before = app.count("patients").await?;
         let other = second_process(&app).await?;
-        let bases = [app.url(""), other];
-        let mut sends = tokio::task::JoinSet::new();
-        for i in 0..12 {
-            let url = format!("{}/api/v1/patients", bases[i % 2].trim_end_matches('/'));
-            let client = app.client();
-            let nurse = nurse.clone();
-            sends.spawn(async move {
-                let resp = client.post(url).bearer_auth(nurse).header("Idempotency-Key", "race-1").json(&patient("Race")).send().await?;
-                let replayed = resp.headers().contains_key("idempotent-replayed");
-                let status = resp.status().as_u16();
-                let body: Value = resp.json().await?;
-                anyhow::Ok((status, replayed, body))
-            });
-        }
-        let mut answers = Vec::new();
-        while let Some(done) = sends.join_next().await {
-            answers.push(done??);
-        }
+        let answers = race(&app, &other, "/api/v1/patients", &nurse, "race-1", &patient("Race")).await?;
         assert_eq!(app.count("patients").await?, before + 1, "{answers:?}");
         assert_eq!(answers.iter().filter(|(s, r, _)| *s == 201 && !r).count(), 1, "one request ran: {answers:?}");
         let created = &answers.iter().find(|(s, r, _)| *s == 201 && !r).unwrap().2;
@@ -177,23 +160,7 @@ both_backends! {
         ];
         for (path, token, body, made, status, made_by) in cases {
             let before = app.count(&made).await?;
-            let mut sends = tokio::task::JoinSet::new();
-            for i in 0..12 {
-                let base = if i % 2 == 0 { app.url("") } else { other.clone() };
-                let request = app.client().post(format!("{}{path}", base.trim_end_matches('/'))).bearer_auth(token)
-                    .header("Idempotency-Key", format!("race-{path}")).json(&body);
-                sends.spawn(async move {
-                    let resp = request.send().await?;
-                    let replayed = resp.headers().contains_key("idempotent-replayed");
-                    let status = resp.status().as_u16();
-                    let body: Value = resp.json().await?;
-                    anyhow::Ok((status, replayed, body))
-                });
-            }
-            let mut answers = Vec::new();
-            while let Some(done) = sends.join_next().await {
-                answers.push(done??);
-            }
+            let answers = race(&app, &other, &path, token, &format!("race-{path}"), &body).await?;
             let ran: Vec<_> = answers.iter().filter(|(s, r, _)| *s == status && !r).collect();
             assert_eq!(ran.len(), 1, "{path}: one request ran: {answers:?}");
             let made_n = made_by(&ran[0].2);
@@ -459,6 +426,41 @@ async fn replays(
     assert_eq!(again.bytes().await?, first, "{method} {path}: the original body, byte for byte");
     assert_eq!(app.count(&changes).await?, before + 1, "{method} {path}: nothing made twice");
     Ok(serde_json::from_slice(&first)?)
+}
+
+/// Sends `body` to `path` 12 times at once with one key, half to this server and half to `other`
+/// (another process, [`second_process`]): each answer's status, whether it was marked replayed, and
+/// its body.
+async fn race(
+    app: &TestApp,
+    other: &str,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Vec<(u16, bool, Value)>> {
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let base = if i % 2 == 0 { app.url("") } else { other.to_owned() };
+        let request = app
+            .client()
+            .post(format!("{}{path}", base.trim_end_matches('/')))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body);
+        sends.spawn(async move {
+            let resp = request.send().await?;
+            let replayed = resp.headers().contains_key("idempotent-replayed");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await?;
+            anyhow::Ok((status, replayed, body))
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(done) = sends.join_next().await {
+        answers.push(done??);
+    }
+    Ok(answers)
 }
 
 /// A raced write: its path, the token, the body, the rows it makes (an SQL `FROM` tail), the status it
