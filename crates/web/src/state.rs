@@ -93,8 +93,19 @@ impl ServerConfig {
     }
 }
 
+/// What every handler shares, behind one `Arc`: axum clones the state for each extractor of each
+/// request, and a clone of the parts one by one cost some ten atomic counts (and as many on drop).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: Db,
     pub config: Arc<ServerConfig>,
     /// The group-commit writer (`kapstone_store::writer`): the audit events of reads (chart views,
@@ -122,7 +133,7 @@ impl AppState {
         let read_audit = Writer::spawn(db.clone());
         let floor_watch = crate::app::floor_watch::FloorWatch::spawn(db.clone());
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self {
+        Self(Arc::new(Shared {
             db,
             config: Arc::new(config),
             read_audit,
@@ -132,7 +143,7 @@ impl AppState {
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             idempotency_locks: crate::api::idempotency::KeyLocks::default(),
             floor_watch,
-        }
+        }))
     }
 
     /// The group-commit writer.
