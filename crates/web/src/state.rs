@@ -105,6 +105,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
+#[derive(Clone)]
 pub struct Shared {
     pub db: Db,
     pub config: Arc<ServerConfig>,
@@ -127,6 +128,14 @@ pub struct Shared {
 }
 
 impl AppState {
+    /// The same state with other in-process key locks (tests: a second server process on the same
+    /// database, where only the database keeps two requests with one key from both committing).
+    pub fn with_idempotency_locks(&self, locks: crate::api::idempotency::KeyLocks) -> Self {
+        let mut shared = (*self.0).clone();
+        shared.idempotency_locks = locks;
+        Self(Arc::new(shared))
+    }
+
     /// Must be called inside a tokio runtime: it starts the group-commit writer's task.
     pub fn new(db: Db, config: ServerConfig) -> Self {
         crate::install_tls_provider();

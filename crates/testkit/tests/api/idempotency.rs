@@ -23,8 +23,7 @@ async fn post_with_key(
 /// A second router on the same database with its own in-process key locks: it stands for another
 /// server process, so only the database can keep two requests with one key from both committing.
 async fn second_process(app: &TestApp) -> anyhow::Result<String> {
-    let mut state = app.state.clone();
-    state.idempotency_locks = kapstone_web::api::idempotency::KeyLocks::default();
+    let state = app.state.with_idempotency_locks(kapstone_web::api::idempotency::KeyLocks::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let router = kapstone_web::router(state);
