@@ -3,6 +3,8 @@
 //! floor board reads, rewritten in the same transaction as each event. Protocol changes are new
 //! versions, never updates.
 
+use std::collections::HashMap;
+
 use kapstone_domain::{ClinicId, PatientId, UserId, UtcTs};
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -425,23 +427,37 @@ pub struct NewEvent<'a> {
     pub dose_started_at: Option<UtcTs>,
 }
 
-/// Appends events of one session, in `seq` order (e.g. the blood pressure and the respiratory
-/// reading of one vitals entry), and rewrites the projection as of the last: one insert and one
-/// update however many events, sent as one statement on PostgreSQL (a data-modifying `WITH`: a
-/// round trip less for every write on the group-commit writer, which runs its jobs one after the
-/// other; SQLite has no such statement, and its round trips stay in the process). Two writers
-/// racing for the same `seq` cannot both succeed: the second gets a conflict. The caller bumps the
-/// clinic's floor counter ([`bump_floor`]) in the same transaction, once however many events it
-/// appends.
-pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
-    let Some(last) = events.last() else { return Ok(()) };
-    let one_statement = matches!(tx, Tx::Postgres(_));
-    let now = DbTs(UtcTs::now());
-    // Each row is 6 parameters: far under both engines' limits for the events of one request.
-    on_tx!(tx, |c| {
-        let mut q = sqlx::QueryBuilder::new(if one_statement { "WITH appended AS (" } else { "" });
-        q.push("INSERT INTO session_events (session_id, seq, kind, payload, recorded_by, recorded_at) ");
-        q.push_values(events, |mut row, e| {
+/// Locks the sessions `ids` for this transaction, in the order of their ids, and returns the number
+/// of events of each that exists (the group-commit writer locks all the sessions its batch writes
+/// at once, before its jobs run). The same order everywhere: two server processes on one
+/// PostgreSQL never wait for each other in a circle. SQLite's write transaction already holds the
+/// lock.
+pub async fn lock_sessions(tx: &mut Tx, ids: &[Uuid]) -> Result<HashMap<Uuid, i32>> {
+    let mut counts = HashMap::with_capacity(ids.len());
+    let lock = matches!(tx, Tx::Postgres(_));
+    for chunk in ids.chunks(1000) {
+        let rows: Vec<(Uuid, i32)> = on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("SELECT id, event_count FROM dosing_sessions WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(if lock { ") ORDER BY id FOR UPDATE" } else { ") ORDER BY id" });
+            q.build_query_as().fetch_all(&mut *c).await?
+        });
+        counts.extend(rows);
+    }
+    Ok(counts)
+}
+
+/// Rows of events in one insert: 6 parameters each, far under both engines' limits.
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// Pushes the insert of `rows` (one builder type per engine, hence a macro).
+macro_rules! push_insert {
+    ($q:expr, $rows:expr) => {
+        $q.push("INSERT INTO session_events (session_id, seq, kind, payload, recorded_by, recorded_at) ");
+        $q.push_values($rows, |mut row, e| {
             row.push_bind(e.session)
                 .push_bind(e.seq)
                 .push_bind(e.kind)
@@ -449,19 +465,58 @@ pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
                 .push_bind(e.by.as_uuid())
                 .push_bind(DbTs(e.at));
         });
+    };
+}
+
+/// Appends events, of one session or of several (a batch of the group-commit writer), each
+/// session's in `seq` order, and rewrites each session's projection as of its last: one insert and
+/// one update however many events and sessions, sent as one statement on PostgreSQL (a
+/// data-modifying `WITH`: a round trip less on the writer, which runs its batches one after the
+/// other; SQLite has no such statement, and its round trips stay in the process). Two writers
+/// racing for the same `seq` cannot both succeed: the second gets a conflict. The caller bumps the
+/// clinic's floor counter ([`bump_floor`]) in the same transaction, once however many events it
+/// appends.
+pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
+    // Each session's projection as of its last event here.
+    let mut latest: Vec<&NewEvent<'_>> = Vec::new();
+    for e in events {
+        match latest.iter_mut().find(|l| l.session == e.session) {
+            Some(l) if e.seq > l.seq => *l = e,
+            Some(_) => {}
+            None => latest.push(e),
+        }
+    }
+    let Some((last_rows, earlier)) = events.rchunks(EVENTS_PER_INSERT).next().map(|last| {
+        let split = events.len() - last.len();
+        (last, &events[..split])
+    }) else {
+        return Ok(());
+    };
+    for rows in earlier.chunks(EVENTS_PER_INSERT) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("");
+            push_insert!(q, rows);
+            q.build().execute(&mut *c).await.map_err(|err| StoreError::conflict_on_unique(err, "session event"))?;
+        });
+    }
+    let one_statement = matches!(tx, Tx::Postgres(_));
+    let now = DbTs(UtcTs::now());
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(if one_statement { "WITH appended AS (" } else { "" });
+        push_insert!(q, last_rows);
         let mut projection = sqlx::QueryBuilder::new("");
-        let update = if one_statement { q.push(") ") } else { &mut projection };
+        let update = if one_statement { q.push("), ") } else { projection.push("WITH ") };
+        update.push("latest (id, state, dose_started_at, event_count) AS (");
+        update.push_values(&latest, |mut row, e| {
+            row.push_bind(e.session).push_bind(e.state).push_bind(e.dose_started_at.map(DbTs)).push_bind(e.seq + 1);
+        });
         update
-            .push("UPDATE dosing_sessions SET state = ")
-            .push_bind(last.state)
-            .push(", dose_started_at = ")
-            .push_bind(last.dose_started_at.map(DbTs))
-            .push(", event_count = ")
-            .push_bind(last.seq)
-            .push(" + 1, updated_at = ")
+            .push(
+                ") UPDATE dosing_sessions SET state = latest.state, dose_started_at = latest.dose_started_at, \
+                 event_count = latest.event_count, updated_at = ",
+            )
             .push_bind(now)
-            .push(" WHERE id = ")
-            .push_bind(last.session);
+            .push(" FROM latest WHERE dosing_sessions.id = latest.id");
         q.build().execute(&mut *c).await.map_err(|err| StoreError::conflict_on_unique(err, "session event"))?;
         if !one_statement {
             projection.build().execute(&mut *c).await?;

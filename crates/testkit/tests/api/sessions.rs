@@ -382,6 +382,65 @@ both_backends! {
         fx.app.stop().await
     }
 
+    async fn vitals_posted_to_many_sessions_at_once_each_land_on_their_own_session(b) {
+        // The writer writes the events of all the sessions in a batch with one insert, after the
+        // batch's jobs ran (store::writer, "deferred"); a refused reading in the same batch must not
+        // take the others' with it, nor be written. Two rounds: the second appends after the first's
+        // events, so each session's stored event count (the next event's number) must be right.
+        let fx = Fx::new(b).await?;
+        let state = kapstone_web::AppState::new(fx.app.db.clone(), kapstone_web::ServerConfig::default());
+        let floor = 6usize;
+        kapstone_web::app::demo_floor::seed_busy_floor(&state, floor, kapstone_testkit::PASSWORD).await?;
+        let (_, board) = get(&fx.app, &fx.front, "/api/v1/floor").await?;
+        let mut sessions = Vec::new();
+        for k in 1..=floor {
+            let chair = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == format!("Floor chair {k}").as_str()).expect("a floor chair");
+            let id = chair["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+            let nurse = fx.app.token(&format!("floor-nurse-{k}@demo.kapstone.test")).await?;
+            let before = get(&fx.app, &nurse, &format!("/api/v1/sessions/{id}")).await?.1["session"]["events"].as_u64().unwrap();
+            sessions.push((id, nurse, before));
+        }
+        // Refused inside the writer's job, under the session's lock: a note timed ahead of the clock.
+        let ahead = (Timestamp::now() + SignedDuration::from_hours(1)).to_string();
+        let mut stored = vec![0u64; floor];
+        for round in 0..2u64 {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..48u64 {
+                let k = (i as usize) % floor;
+                let (id, nurse, _) = &sessions[k];
+                // Every fifth request is a note timed ahead of the clock: refused (422).
+                let refused = i % 5 == 4;
+                let (path, body) = if refused {
+                    (format!("/api/v1/sessions/{id}/events"), json!({"kind": "progress_note", "text": "Resting", "at": ahead}))
+                } else {
+                    (format!("/api/v1/sessions/{id}/vitals"),
+                        json!({"systolic": 110 + i % 9, "diastolic": 70 + i % 7, "heart_rate": 60 + i % 11 + round, "spo2": 97}))
+                };
+                let request = fx.app.client().post(fx.app.url(&path)).bearer_auth(nurse).json(&body);
+                set.spawn(async move {
+                    let r = request.send().await?;
+                    anyhow::Ok((k, refused, r.status().as_u16(), r.text().await?))
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                let (k, refused, s, r) = done??;
+                assert_eq!(s, if refused { 422 } else { 201 }, "round {round}, session {k}: {r}");
+                stored[k] += u64::from(!refused);
+            }
+        }
+        for (k, (id, nurse, before)) in sessions.iter().enumerate() {
+            let (_, shown) = get(&fx.app, nurse, &format!("/api/v1/sessions/{id}")).await?;
+            assert_eq!(shown["session"]["events"].as_u64().unwrap(), before + stored[k], "session {k}: {shown}");
+            assert_eq!(shown["session"]["state"], "checked_in", "{shown}");
+        }
+        // The count each session stores is right: one more reading on each is numbered after them.
+        for (id, nurse, _) in &sessions {
+            let (s, r) = post(&fx.app, nurse, &format!("/api/v1/sessions/{id}/vitals"), &json!({"systolic": 118, "diastolic": 76})).await?;
+            assert_eq!(s, 201, "{r}");
+        }
+        fx.app.stop().await
+    }
+
     async fn a_board_that_already_shows_a_session_shows_its_new_events_on_every_server(b) {
         // A server keeps the sessions of its boards folded and reads only their new events
         // (app::floor_sessions); a board on a second server process folds the events the first wrote.

@@ -521,7 +521,7 @@ impl Write {
     async fn run(self, batch: &mut Batch) -> Result<RecordedOutcome, AppError> {
         let Write { state, user, row, protocol, gates, inputs, at } = self;
         let (state, user, row, id) = (&state, &user, &row, row.id);
-        let count = store::lock_session(batch.tx(), id).await?.ok_or(AppError::NotFound)?;
+        let count = batch.session_count(id).await?.ok_or(AppError::NotFound)?;
         // The clock is read under the lock: a request that waited for another one to this session
         // is timed after it.
         let now = UtcTs::now();
@@ -530,7 +530,7 @@ impl Write {
         let (mut session, committed) = match state.sessions.take(id, count, batch.number()) {
             Some(taken) => taken,
             // Replayed in this batch's transaction: it may hold this batch's uncommitted events.
-            None => (session::replay(&ctx, &parse_events(&store::events_in(batch.tx(), id).await?)?), false),
+            None => (session::replay(&ctx, &parse_events(&store::events_in(batch.tx().await?, id).await?)?), false),
         };
         let keep = Keep { id, batch: batch.number(), committed };
         let first = i32::try_from(session.event_count()).map_err(|e| AppError::Internal(e.into()))?;
@@ -597,24 +597,28 @@ impl Write {
             // it writes nothing when they are already written).
             let mut stock = Vec::new();
             if let SessionEvent::AdministrationStarted(a) = &recorded.event {
-                write_events(batch.tx(), &mut unwritten).await?;
+                write_events(batch, &mut unwritten).await?;
                 let drawn = drawn.flatten();
-                stock.extend(super::ledger::dosing::draw(state, batch.tx(), user, row, a, drawn, recorded.at).await?);
+                stock.extend(
+                    super::ledger::dosing::draw(state, batch.tx().await?, user, row, a, drawn, recorded.at).await?,
+                );
             }
             // Only the event that ends the administration settles its draw: later readings do not
             // touch the ledger (nor wait for its lock).
             if !ended_before && administration_ended(&session) {
-                write_events(batch.tx(), &mut unwritten).await?;
-                stock.extend(super::ledger::dosing::settle(state, batch.tx(), user, row, &session, &protocol).await?);
+                write_events(batch, &mut unwritten).await?;
+                stock.extend(
+                    super::ledger::dosing::settle(state, batch.tx().await?, user, row, &session, &protocol).await?,
+                );
             }
             if !stock.is_empty() {
                 batch.audit(super::ledger::recorded_event(user, row.location_id, &stock));
             }
             // The discharge completes the dosing appointment (a course counts it as done).
             if matches!(recorded.event, SessionEvent::Discharged { .. }) {
-                write_events(batch.tx(), &mut unwritten).await?;
+                write_events(batch, &mut unwritten).await?;
                 kapstone_store::scheduling::change_status(
-                    batch.tx(),
+                    batch.tx().await?,
                     user.clinic,
                     row.appointment_id,
                     "completed",
@@ -627,7 +631,7 @@ impl Write {
                     patient_id: row.patient_id,
                     appointment_id: row.appointment_id,
                 };
-                super::integrations::enqueue(batch.tx(), user.clinic, discharged).await?;
+                super::integrations::enqueue(batch.tx().await?, user.clinic, discharged).await?;
             }
             let mut e = user.event(AuditAction::SessionRecorded, "dosing_session", Outcome::Success);
             e.entity_id = Some(id.to_string());
@@ -645,22 +649,21 @@ impl Write {
             });
             batch.audit(e);
         }
-        write_events(batch.tx(), &mut unwritten).await?;
+        // Most writes (a reading, a score, a note) are these events and nothing else: the batch
+        // writes them with its other sessions' (no statement of this job's own).
+        batch.defer_session_events(unwritten);
         state.sessions.stage(id, batch, session);
         Ok(RecordedOutcome { new_alerts, state: state_now })
     }
 }
 
-/// Writes the events decided so far (one insert, one rewrite of the session's projection); nothing
-/// when none is waiting.
-async fn write_events(
-    tx: &mut kapstone_store::Tx,
-    unwritten: &mut Vec<store::NewEvent<'static>>,
-) -> Result<(), AppError> {
+/// Writes the events decided so far now (one insert, one rewrite of the session's projection):
+/// what the job writes next follows them. Nothing when none is waiting.
+async fn write_events(batch: &mut Batch, unwritten: &mut Vec<store::NewEvent<'static>>) -> Result<(), AppError> {
     if unwritten.is_empty() {
         return Ok(());
     }
-    store::append_events(tx, unwritten).await?;
+    batch.append_session_events(unwritten).await?;
     unwritten.clear();
     Ok(())
 }
