@@ -169,7 +169,8 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
-                    // The writer runs a job of a group commit that writes inside a savepoint, so SQLite keeps
+                    // The writer runs each group-commit job that writes more than session events inside a
+                    // savepoint (store::writer), so SQLite keeps
                     // the pages a job changes in a sub-journal until the savepoint is released; by
                     // default that spills into a temporary file (a pwrite per page, about a twentieth
                     // of the server's CPU under a vitals load). It is never needed after a crash (the
