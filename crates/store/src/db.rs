@@ -169,12 +169,12 @@ impl Db {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
-                    // The writer runs each group-commit job that writes more than session events inside a
-                    // savepoint (store::writer), so SQLite keeps
-                    // the pages a job changes in a sub-journal until the savepoint is released; by
-                    // default that spills into a temporary file (a pwrite per page, about a twentieth
-                    // of the server's CPU under a vitals load). It is never needed after a crash (the
-                    // WAL is the durable record), so it lives in memory.
+                    // The writer runs each group-commit job that writes more than session events
+                    // inside a savepoint (store::writer), so SQLite keeps the pages a job changes in a
+                    // sub-journal until the savepoint is released; by default that spills into a
+                    // temporary file (a pwrite per page, about a twentieth of the server's CPU under a
+                    // vitals load). It is never needed after a crash (the WAL is the durable record),
+                    // so it lives in memory.
                     .pragma("temp_store", "memory")
                     .busy_timeout(Duration::from_secs(5));
                 let write = SqlitePoolOptions::new()
