@@ -380,7 +380,7 @@ pub async fn events_from(db: &Db, from: &[(Uuid, i32)]) -> Result<Vec<SessionEve
     }))
 }
 
-/// The events of a session read inside a write transaction, after [`lock_session`], so the
+/// The events of a session read inside a write transaction, after [`lock_sessions`], so the
 /// decision about a new event sees every event before it.
 pub async fn events_in(tx: &mut Tx, session: Uuid) -> Result<Vec<EventRow>> {
     Ok(on_tx!(tx, |c| {
@@ -391,26 +391,6 @@ pub async fn events_in(tx: &mut Tx, session: Uuid) -> Result<Vec<EventRow>> {
         .fetch_all(c)
         .await?
     }))
-}
-
-/// Serialises writers of one session and returns its number of events (`None`: no such session).
-/// SQLite transactions already hold the write lock; on PostgreSQL the session row is locked until
-/// commit, so the count read here stays true until then.
-pub async fn lock_session(tx: &mut Tx, session: Uuid) -> Result<Option<i32>> {
-    Ok(match tx {
-        Tx::Postgres(t) => {
-            sqlx::query_scalar("SELECT event_count FROM dosing_sessions WHERE id = $1 FOR UPDATE")
-                .bind(session)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_scalar("SELECT event_count FROM dosing_sessions WHERE id = $1")
-                .bind(session)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    })
 }
 
 /// An event to append, decided and serialised (a request may decide several before writing them).
@@ -427,11 +407,12 @@ pub struct NewEvent<'a> {
     pub dose_started_at: Option<UtcTs>,
 }
 
-/// Locks the sessions `ids` for this transaction, in the order of their ids, and returns the number
-/// of events of each that exists (the group-commit writer locks all the sessions its batch writes
-/// at once, before its jobs run). The same order everywhere: two server processes on one
-/// PostgreSQL never wait for each other in a circle. SQLite's write transaction already holds the
-/// lock.
+/// Serialises the writers of the sessions `ids`: locks them for this transaction, in the order of
+/// their ids, and returns the number of events of each that exists (absent: no such session). On
+/// PostgreSQL the rows stay locked until commit, so the counts read here stay true until then;
+/// SQLite's write transaction already holds the lock. The group-commit writer locks all the
+/// sessions its batch writes at once, before its jobs run. The same order everywhere: two server
+/// processes on one PostgreSQL never wait for each other in a circle.
 pub async fn lock_sessions(tx: &mut Tx, ids: &[Uuid]) -> Result<HashMap<Uuid, i32>> {
     let mut counts = HashMap::with_capacity(ids.len());
     let lock = matches!(tx, Tx::Postgres(_));

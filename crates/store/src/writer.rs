@@ -115,7 +115,7 @@ impl Batch {
         if let Some(count) = self.counts.get(&id) {
             return Ok(*count);
         }
-        let count = dosing::lock_session(self.tx().await?, id).await?;
+        let count = dosing::lock_sessions(self.tx().await?, &[id]).await?.get(&id).copied();
         self.counts.insert(id, count);
         Ok(count)
     }
