@@ -54,7 +54,7 @@ mod tests;
 
 use serde::Serialize;
 
-pub use decide::{decide, order_dose, reads_gate_facts};
+pub use decide::{already_recorded, decide, order_dose, reads_gate_facts};
 pub use event::{
     Actor, Administration, CheckIn, DischargeAssessment, DoseOrder, Escort, EscortConfirmation, HoldRule,
     MeasuredWeight, Mood, Pregnancy, Recorded, Screening, ScreeningInstrument, SessionEvent, StateOfMind,

@@ -88,6 +88,20 @@ pub fn reads_gate_facts(event: &SessionEvent) -> bool {
     )
 }
 
+/// Refuses an event the record already holds: a reading entered twice. No other event can lift
+/// this refusal (the log only grows), so a write that brings several events asks it of each of
+/// them against the session before folding any: a request refused for it then leaves the session
+/// as it was, and the server keeps its folded copy instead of replaying the log. [`decide`] asks
+/// it too.
+pub fn already_recorded(session: &Session, event: &SessionEvent) -> Result<(), Refusal> {
+    match event {
+        SessionEvent::Reading(r) if session.readings().iter().any(|o| o == r) => {
+            Err(Refusal::new("duplicate", None, "this reading is already recorded"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decides whether `recorded` may be appended to the session's log now. Pure: the caller appends
 /// the event and folds it with [`super::apply`] only when this returns `Ok`.
 pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(), Refusal> {
@@ -157,9 +171,7 @@ pub fn decide(session: &Session, ctx: &Context, recorded: &Recorded) -> Result<(
                     "a reading cannot be taken after it is recorded",
                 ));
             }
-            if session.readings().iter().any(|o| o == r) {
-                return Err(Refusal::new("duplicate", None, "this reading is already recorded"));
-            }
+            already_recorded(session, event)?;
             // A reading may be timed before the check-in was entered (vitals are often taken while
             // the arrival form is filled in), but not before a dose that has already started.
             // A pre-dose reading entered once the dose has started would silently become the

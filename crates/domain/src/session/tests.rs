@@ -1513,3 +1513,22 @@ mod ledger_link {
         assert_eq!(amount(&run), Some(Micrograms::from_mg(300)));
     }
 }
+
+#[test]
+fn a_reading_already_recorded_is_refused_before_anything_is_folded() {
+    let mut run = Run::new(Route::SpravatoIntranasal);
+    arrive(&mut run, 128, 82);
+    run.ok(at(9, 36), nurse(), respiration(at(9, 36), 98, 14));
+    // The same readings again: refused by the check a write asks of every event first ...
+    for event in [bp(at(9, 35), 128, 82), respiration(at(9, 36), 98, 14)] {
+        let refusal = already_recorded(&run.session, &event).unwrap_err();
+        assert_eq!(refusal.code, "duplicate");
+        // ... and by `decide`, which asks it too.
+        assert_eq!(run.refused(at(9, 37), nurse(), event).code, "duplicate");
+    }
+    // Another value, or the same values taken at another moment, is a new reading.
+    assert!(already_recorded(&run.session, &bp(at(9, 35), 130, 82)).is_ok());
+    assert!(already_recorded(&run.session, &respiration(at(9, 37), 98, 14)).is_ok());
+    // Only readings can be already recorded this way.
+    assert!(already_recorded(&run.session, &SessionEvent::CheckedIn(check_in())).is_ok());
+}

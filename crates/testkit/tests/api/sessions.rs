@@ -382,6 +382,37 @@ both_backends! {
         fx.app.stop().await
     }
 
+    async fn a_vitals_entry_whose_second_reading_is_already_recorded_is_refused_whole_and_the_session_stays_folded(b) {
+        // A vitals entry makes two readings (blood pressure, then SpO2 and respiration). When only
+        // the second is one already recorded, nothing of the entry is stored, and the server keeps
+        // the session it had folded: the next entry is decided without replaying the log (a
+        // replay costs as much as the session is long; under load every refused entry caused one).
+        let fx = Fx::new(b).await?;
+        let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
+        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
+        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let vitals = format!("/api/v1/sessions/{id}/vitals");
+        let t0 = Timestamp::now();
+        let entry = |systolic: u32, taken: i64| {
+            json!({"systolic": systolic, "diastolic": 78, "heart_rate": 72, "spo2": 97, "resp_rate": 14,
+                "recorded_at": ago(t0, taken)})
+        };
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &entry(121, 2)).await?;
+        assert_eq!(s, 201, "{r}");
+        let events = fx.show(&id).await?["session"]["events"].as_u64().unwrap();
+        let replays = fx.app.state.sessions.replays();
+        // Another blood pressure, taken at the same moment as the respiratory reading stored.
+        let r = post(&fx.app, &fx.nurse, &vitals, &entry(125, 2)).await?;
+        assert_eq!(refusal(&r).0, 422, "{}", r.1);
+        assert_eq!(refusal(&r).1, "duplicate", "{}", r.1);
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64().unwrap(), events, "nothing of the entry is stored");
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &entry(125, 1)).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64().unwrap(), events + 2);
+        assert_eq!(fx.app.state.sessions.replays(), replays, "the refused entry left the session folded");
+        fx.app.stop().await
+    }
+
     async fn vitals_posted_to_many_sessions_at_once_each_land_on_their_own_session(b) {
         // The writer writes the events of all the sessions in a batch with one insert, after the
         // batch's jobs ran (store::writer, "deferred"); a refused reading in the same batch must not

@@ -530,9 +530,22 @@ impl Write {
         let (mut session, committed) = match state.sessions.take(id, count, batch.number()) {
             Some(taken) => taken,
             // Replayed in this batch's transaction: it may hold this batch's uncommitted events.
-            None => (session::replay(&ctx, &parse_events(&store::events_in(batch.tx().await?, id).await?)?), false),
+            None => {
+                state.sessions.count_replay();
+                (session::replay(&ctx, &parse_events(&store::events_in(batch.tx().await?, id).await?)?), false)
+            }
         };
         let keep = Keep { id, batch: batch.number(), committed };
+        // A reading entered twice is refused before anything is folded, so the session goes back
+        // to the cache as it was (a refusal after an earlier event of the request was folded would
+        // make the next write replay the whole log).
+        for input in &inputs {
+            if let Input::Event(e) = input
+                && let Err(r) = session::already_recorded(&session, e)
+            {
+                return Err(state.sessions.refused(keep, session, true, r));
+            }
+        }
         let first = i32::try_from(session.event_count()).map_err(|e| AppError::Internal(e.into()))?;
         let mut new_alerts: Vec<RaisedAlert> = Vec::new();
         let mut state_now = session.state_now(&ctx).as_str();
@@ -697,6 +710,8 @@ struct CacheInner {
     committed: HashMap<Uuid, Session>,
     /// Written by a batch not committed yet, with the batch's number.
     staged: HashMap<Uuid, (u64, Session)>,
+    /// Writes that found no folded session and replayed the log.
+    replays: u64,
 }
 
 impl SessionCache {
@@ -762,6 +777,16 @@ impl SessionCache {
             }
         }
         refused(r)
+    }
+
+    fn count_replay(&self) {
+        self.inner().replays += 1;
+    }
+
+    /// How many writes replayed a session's log (its cost grows with the session): each is a miss
+    /// of this cache.
+    pub fn replays(&self) -> u64 {
+        self.inner().replays
     }
 
     /// Forgets every session (a test that rewrites a log behind the server's back).
