@@ -89,6 +89,13 @@ impl Fx {
         Ok(r)
     }
 
+    /// The session in Chair 1 of the demo floor (checked in: it takes readings).
+    async fn chair1_session(&self) -> anyhow::Result<String> {
+        let (_, board) = get(&self.app, &self.nurse, "/api/v1/floor").await?;
+        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
+        Ok(chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned())
+    }
+
     async fn show(&self, id: &str) -> anyhow::Result<Value> {
         let (s, v) = get(&self.app, &self.nurse, &format!("/api/v1/sessions/{id}")).await?;
         anyhow::ensure!(s == 200, "{s} {v}");
@@ -356,9 +363,7 @@ both_backends! {
         // Read before the lock, a request overtaken by a later one was refused (422, "the session's
         // log is in time order").
         let fx = Fx::new(b).await?;
-        let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
-        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
-        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let id = fx.chair1_session().await?;
         let vitals = format!("/api/v1/sessions/{id}/vitals");
         let before = fx.show(&id).await?["session"]["events"].as_u64().unwrap();
         let mut posted = 0;
@@ -388,9 +393,7 @@ both_backends! {
         // the session it had folded: the next entry is decided without replaying the log (a
         // replay costs as much as the session is long; under load every refused entry caused one).
         let fx = Fx::new(b).await?;
-        let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
-        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
-        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let id = fx.chair1_session().await?;
         let vitals = format!("/api/v1/sessions/{id}/vitals");
         let t0 = Timestamp::now();
         let entry = |systolic: u32, taken: i64| {
@@ -485,8 +488,7 @@ both_backends! {
                 .unwrap_or(Value::Null)
         };
         let (_, board) = get(&fx.app, &fx.nurse, "/api/v1/floor").await?;
-        let chair1 = board["chairs"].as_array().unwrap().iter().find(|c| c["name"] == "Chair 1").unwrap();
-        let id = chair1["sessions"][0]["session_id"].as_str().unwrap().to_owned();
+        let id = fx.chair1_session().await?;
         let (s, on_second) = get(&second, &fx.nurse, "/api/v1/floor").await?;
         assert_eq!(s, 200, "{on_second}");
         let alerts_before = line(&on_second, &id)["alerts"].as_array().map(Vec::len).unwrap();
