@@ -389,3 +389,41 @@ both_backends! {
         app.stop().await
     }
 }
+
+both_backends! {
+    async fn the_chart_lists_the_patients_appointments_with_their_type_in_the_places_time(b) {
+        // The chart reads each appointment with its type and place in one statement; the list must
+        // name the type booked and show the start as the clock of the appointment's place reads it.
+        let app = TestApp::demo(b).await?;
+        let front = app.token("frontdesk@demo.kapstone.test").await?;
+        let p3: Value = app.get_bearer(&app.token("patient3@demo.kapstone.test").await?, "/api/v1/portal/me").await?.json().await?;
+        let p3 = p3["id"].as_str().unwrap().to_owned();
+        let locations: Value = app.get_bearer(&front, "/api/v1/locations").await?.json().await?;
+        let zone_of = |id: &str| -> jiff::tz::TimeZone {
+            let l = locations["items"].as_array().unwrap().iter().find(|l| l["id"] == id).unwrap();
+            jiff::tz::TimeZone::get(l["time_zone"].as_str().unwrap()).unwrap()
+        };
+        let now = jiff::Timestamp::now();
+        let (from, to) = (now - jiff::SignedDuration::from_hours(24 * 60), now + jiff::SignedDuration::from_hours(24 * 60));
+        let list: Value =
+            app.get_bearer(&front, &format!("/api/v1/appointments?limit=500&from={from}&to={to}")).await?.json().await?;
+        let mine: Vec<&Value> = list["items"].as_array().unwrap().iter().filter(|a| a["patient_id"] == p3.as_str()).collect();
+        assert!(mine.len() >= 2, "the demo books patient 3 several sessions: {list}");
+        let (web, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let chart = web.get(app.url(&format!("/patients/{p3}"))).send().await?.text().await?;
+        let mut at = 0;
+        for a in mine {
+            let start: jiff::Timestamp = a["start"].as_str().unwrap().parse()?;
+            let z = start.to_zoned(zone_of(a["location_id"].as_str().unwrap()));
+            let when = z.strftime("%A %Y-%m-%d %H:%M").to_string();
+            let line = format!("/schedule/appointments/{}\">", a["id"].as_str().unwrap());
+            let found = chart[at..].find(&line).map(|i| at + i);
+            let Some(i) = found else { panic!("{line} listed after the earlier ones, in start order:\n{chart}") };
+            let item = &chart[i..i + chart[i..].find("</li>").unwrap()];
+            assert!(item.contains(&when), "{when} in {item}");
+            assert!(item.contains(&format!("— {}</a>", a["type_name"].as_str().unwrap())), "{item}");
+            at = i + 1;
+        }
+        app.stop().await
+    }
+}

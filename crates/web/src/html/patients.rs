@@ -150,13 +150,13 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (ten to thirteen, by role and record; they were some thirty): the
+/// The chart. Its statements (eight to eleven, by role and record; they were some thirty): the
 /// patient with its account, REMS enrolment and clinic time zone in one; then one per panel —
 /// settings, all the patient's responses (the recent list, the instruments done, the newest per
 /// instrument and the outcome scores come from them), open assignments, the latest signature of
 /// every consent document at once, the patient's open alerts, the consultation, the decision in
 /// force, the pathway events (shown, and read by the stage), the appointments with their types and
-/// places, the dosing sessions (listed, and the outcome chart's doses). The audit events (the
+/// places (one statement), the dosing sessions (listed, and the outcome chart's doses). The audit events (the
 /// read, and the outcomes for clinicians) are queued together and committed while the panels are
 /// read; the page is answered only once they are.
 async fn chart_with(
@@ -297,7 +297,7 @@ async fn panels(
         .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at.0)))
         .collect();
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
-    let appointments = if can_see_schedule { super::schedule::timeline(state, user, id).await? } else { Vec::new() };
+    let appointments = if can_see_schedule { super::schedule::timeline(state, id).await? } else { Vec::new() };
     let (dosing_sessions, outcome_panels) = if can_read_clinical {
         let sessions = dosing::sessions_of_patient(db, user.clinic, id).await?;
         // The doses oldest first, as `outcomes::doses_of` reads them.

@@ -461,27 +461,26 @@ pub async fn change(
 /// A patient's appointments for the chart (past and upcoming), in the location's zone.
 pub async fn timeline(
     state: &AppState,
-    user: &CurrentUser,
     patient: PatientId,
 ) -> Result<Vec<(String, String, String, bool, String)>, AppError> {
-    let rows = store::appointments_of_patient(&state.db, patient).await?;
-    let types = app::types(state, user).await?;
-    let zones = app::zones(state, user.clinic).await?;
     let now = Timestamp::now();
-    Ok(rows
-        .iter()
+    store::chart_appointments(&state.db, patient)
+        .await?
+        .into_iter()
         .map(|a| {
+            let kind: kapstone_domain::scheduling::AppointmentType = serde_json::from_str(&a.type_definition)
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("appointment type of {}: {e}", a.id)))?;
             let s = app::to_jiff(a.start_at.0);
-            let z = s.to_zoned(zones.of(a.location_id).clone());
-            (
+            let z = s.to_zoned(app::time_zone(&a.time_zone)?);
+            Ok((
                 format!("{} {} {:02}:{:02}", z.date().weekday_name(), z.date(), z.hour(), z.minute()),
-                types.iter().find(|(id, _, _)| *id == a.type_id).map_or_else(String::new, |t| t.1.name.clone()),
+                kind.name,
                 a.status.replace('_', "-"),
                 s >= now,
                 a.id.to_string(),
-            )
+            ))
         })
-        .collect())
+        .collect()
 }
 
 #[derive(Template)]
