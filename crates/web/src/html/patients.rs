@@ -156,9 +156,9 @@ async fn chart(
 /// instrument and the outcome scores come from them), open assignments, the latest signature of
 /// every consent document at once, the patient's open alerts, the consultation, the decision in
 /// force, the pathway events (shown, and read by the stage), the appointments with their types and
-/// places (one statement), the dosing sessions (listed, and the outcome chart's doses). The audit events (the
-/// read, and the outcomes for clinicians) are queued together and committed while the panels are
-/// read; the page is answered only once they are.
+/// places (one statement), the dosing sessions (listed, and the outcome chart's doses). The audit
+/// events (the read, and the outcomes for clinicians) are queued together and committed while the
+/// panels are read; the page is answered only once they are.
 async fn chart_with(
     state: &AppState,
     user: &CurrentUser,
