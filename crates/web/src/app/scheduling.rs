@@ -93,13 +93,13 @@ fn schedule_error(e: domain::ScheduleError) -> AppError {
 /// The clinic's appointment types, active first: (row id, code, definition, active).
 pub async fn types(state: &AppState, user: &CurrentUser) -> Result<Vec<(Uuid, AppointmentType, bool)>, AppError> {
     let rows = store::types(&state.db, user.clinic).await?;
-    rows.into_iter()
-        .map(|r| {
-            let def: AppointmentType = serde_json::from_str(&r.definition)
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("appointment type {}: {e}", r.code)))?;
-            Ok((r.id, def, r.active))
-        })
-        .collect()
+    rows.into_iter().map(|r| Ok((r.id, stored_type(&r.definition, &r.code)?, r.active))).collect()
+}
+
+/// A stored appointment type's definition (`which` names it in the error: a stored definition that
+/// does not parse is a fault of the database, not of the request).
+pub fn stored_type(definition: &str, which: &dyn std::fmt::Display) -> Result<AppointmentType, AppError> {
+    serde_json::from_str(definition).map_err(|e| AppError::Internal(anyhow::anyhow!("appointment type {which}: {e}")))
 }
 
 /// An active type by code or id; a retired version by id too when `retired_ok` (a rescheduled

@@ -468,8 +468,7 @@ pub async fn timeline(
         .await?
         .into_iter()
         .map(|a| {
-            let kind: kapstone_domain::scheduling::AppointmentType = serde_json::from_str(&a.type_definition)
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("appointment type of {}: {e}", a.id)))?;
+            let kind = app::stored_type(&a.type_definition, &format_args!("of appointment {}", a.id))?;
             let s = app::to_jiff(a.start_at.0);
             let z = s.to_zoned(app::time_zone(&a.time_zone)?);
             Ok((
