@@ -307,16 +307,6 @@ pub struct PathwayInputs {
 const DECISIONS_IN_FORCE: &str = "SELECT d.patient_id, d.verdict, d.routes, d.input_sha256 FROM eligibility_decisions d \
      WHERE NOT EXISTS (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) AND d.patient_id IN ";
 
-/// The decision in force of one patient, as [`PathwayInputs::decisions`] holds it (for the chart,
-/// which reads the consultation and the events with the rest of its panels).
-pub async fn decisions_in_force(db: &Db, patient: PatientId) -> Result<Vec<(Uuid, String, String, String)>> {
-    Ok(on_read!(db, |c| {
-        let mut q = sqlx::QueryBuilder::new(DECISIONS_IN_FORCE);
-        crate::push_ids(&mut q, &[patient.as_uuid()]);
-        q.build_query_as().fetch_all(c).await?
-    }))
-}
-
 pub async fn pathway_inputs(db: &Db, patients: &[Uuid]) -> Result<PathwayInputs> {
     if patients.is_empty() {
         return Ok(PathwayInputs::default());

@@ -227,7 +227,9 @@ pub async fn names(db: &Db, clinic: ClinicId, ids: &[Uuid]) -> Result<Vec<(Uuid,
     }))
 }
 
-/// A patient with the small facts the chart shows beside the registration, read in one statement.
+/// A patient with the small facts the chart shows beside the registration, and the single-row
+/// records its panels read, in one statement (each was a statement of its own; on SQLite every
+/// statement is a hand-over to the connection's thread and back).
 #[derive(Debug, Clone, FromRow)]
 pub struct ChartHead {
     #[sqlx(flatten)]
@@ -238,9 +240,64 @@ pub struct ChartHead {
     pub rems_enrolled_on: Option<String>,
     /// The clinic's time zone.
     pub clinic_time_zone: Option<String>,
+    /// The version of the clinic's settings in force (`None`: none saved, the defaults apply).
+    pub settings_version: Option<i64>,
+    #[sqlx(flatten)]
+    consultation: LatestConsultation,
+    #[sqlx(flatten)]
+    decision: DecisionInForce,
 }
 
-/// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic.
+/// The columns of the patient's newest consultation version, all `NULL` when there is none.
+#[derive(Debug, Clone, FromRow)]
+struct LatestConsultation {
+    consultation_id: Option<Uuid>,
+    consultation_version: Option<i32>,
+    consultation_body: Option<String>,
+    consultation_table_version: Option<String>,
+    consultation_recorded_by: Option<Uuid>,
+    consultation_recorded_at: Option<DbTs>,
+}
+
+/// The columns of the patient's eligibility decision in force, all `NULL` when there is none.
+#[derive(Debug, Clone, FromRow)]
+struct DecisionInForce {
+    decision_verdict: Option<String>,
+    decision_routes: Option<String>,
+    decision_input_sha256: Option<String>,
+}
+
+impl ChartHead {
+    /// The patient's newest consultation version, as [`crate::eligibility::latest_consultation`]
+    /// reads it.
+    pub fn consultation(&self) -> Option<crate::eligibility::ConsultationRow> {
+        let c = &self.consultation;
+        Some(crate::eligibility::ConsultationRow {
+            id: c.consultation_id?,
+            version: c.consultation_version?,
+            body: c.consultation_body.clone()?,
+            diagnosis_table_version: c.consultation_table_version.clone()?,
+            recorded_by: c.consultation_recorded_by?,
+            recorded_at: c.consultation_recorded_at?,
+        })
+    }
+
+    /// The decision in force as [`crate::eligibility::PathwayInputs::decisions`] holds it:
+    /// (patient, verdict, routes JSON, input hash).
+    pub fn decision_in_force(&self) -> Option<(Uuid, String, String, String)> {
+        let d = &self.decision;
+        Some((
+            self.patient.id,
+            d.decision_verdict.clone()?,
+            d.decision_routes.clone()?,
+            d.decision_input_sha256.clone()?,
+        ))
+    }
+}
+
+/// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic. The
+/// decision in force is the last of the amendment chain (decisions are append-only, a patient has
+/// one first decision and each amends at most one, so the chain has one end).
 pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<ChartHead>> {
     Ok(on_read!(db, |c| {
         sqlx::query_as(
@@ -250,8 +307,18 @@ pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Opti
              EXISTS (SELECT 1 FROM users u WHERE u.patient_id = p.id) AS has_account, \
              (SELECT r.enrolled_on FROM rems_enrollments r WHERE r.patient_id = p.id \
               ORDER BY r.recorded_at DESC LIMIT 1) AS rems_enrolled_on, \
-             (SELECT k.time_zone FROM clinics k WHERE k.id = p.clinic_id) AS clinic_time_zone \
-             FROM patients p WHERE p.id = $1 AND p.clinic_id = $2",
+             (SELECT k.time_zone FROM clinics k WHERE k.id = p.clinic_id) AS clinic_time_zone, \
+             (SELECT MAX(s.version) FROM clinic_settings s WHERE s.clinic_id = p.clinic_id) AS settings_version, \
+             k.id AS consultation_id, k.version AS consultation_version, k.body AS consultation_body, \
+             k.diagnosis_table_version AS consultation_table_version, k.recorded_by AS consultation_recorded_by, \
+             k.recorded_at AS consultation_recorded_at, \
+             d.verdict AS decision_verdict, d.routes AS decision_routes, d.input_sha256 AS decision_input_sha256 \
+             FROM patients p \
+             LEFT JOIN consultations k ON k.patient_id = p.id \
+              AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
+             LEFT JOIN eligibility_decisions d ON d.patient_id = p.id \
+              AND NOT EXISTS (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) \
+             WHERE p.id = $1 AND p.clinic_id = $2",
         )
         .bind(id.as_uuid())
         .bind(clinic.as_uuid())

@@ -125,6 +125,8 @@ pub struct Shared {
     pub idempotency_locks: crate::api::idempotency::KeyLocks,
     /// Reads the floor counters of the clinics whose live boards are open here.
     pub floor_watch: crate::app::floor_watch::FloorWatch,
+    /// The clinics' settings as parsed, by version (`app::settings_cache`).
+    pub settings: crate::app::settings_cache::SettingsCache,
 }
 
 impl AppState {
@@ -152,6 +154,7 @@ impl AppState {
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             idempotency_locks: crate::api::idempotency::KeyLocks::default(),
             floor_watch,
+            settings: crate::app::settings_cache::SettingsCache::default(),
         }))
     }
 

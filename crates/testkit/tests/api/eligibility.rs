@@ -172,6 +172,15 @@ fn iv_course() -> Value {
     json!([{"route": "intravenous_racemic", "course_template": "IV-6"}])
 }
 
+/// The stage the chart page shows (it reads the consultation and the decision in force with the
+/// patient, apart from the pathway endpoint's reads).
+async fn chart_stage(app: &TestApp, web: &reqwest::Client, id: &str) -> anyhow::Result<String> {
+    let page = web.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+    let at = page.find("<span class=\"stage\">").ok_or_else(|| anyhow::anyhow!("no stage in the chart: {page}"))?;
+    let rest = &page[at + "<span class=\"stage\">".len()..];
+    Ok(rest[..rest.find('<').unwrap_or(0)].to_owned())
+}
+
 async fn stage(app: &TestApp, token: &str, id: &str) -> anyhow::Result<String> {
     let (s, p) = get(app, token, &format!("/api/v1/patients/{id}/pathway")).await?;
     anyhow::ensure!(s == 200, "pathway: {s} {p}");
@@ -672,6 +681,8 @@ both_backends! {
         assert_eq!(next, vec!["Record baseline PHQ-9", "Record baseline GAD-7", "Record C-SSRS screener"]);
         baseline_instruments(&app, &nurse, &id).await?;
         assert_eq!(stage(&app, &nurse, &id).await?, "eligibility");
+        let (web, _) = app.browser_login(NURSE, PASSWORD).await?;
+        assert_eq!(chart_stage(&app, &web, &id).await?, "Eligibility");
 
         let e = evaluation(&app, &prescriber, &id).await?;
         let path = format!("/api/v1/patients/{id}/eligibility/decisions");
@@ -679,16 +690,27 @@ both_backends! {
         let (s, d) = post(&app, &prescriber, &path, &sign).await?;
         assert_eq!(s, 201, "{d}");
         assert_eq!(stage(&app, &nurse, &id).await?, "consent");
+        assert_eq!(chart_stage(&app, &web, &id).await?, "Consent");
         let amend = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "not_eligible", "summary": "Patient declined treatment.",
             "amends": d["id"], "amendment_reason": "Patient changed their mind."});
         assert_eq!(post(&app, &prescriber, &path, &amend).await?.0, 201);
         assert_eq!(stage(&app, &nurse, &id).await?, "ineligible", "the amendment is the decision in force");
+        assert_eq!(chart_stage(&app, &web, &id).await?, "Not eligible", "the chart reads the decision in force too");
+        // A second amendment back to eligible: the chain's end is still the one in force.
+        let (s, list) = get(&app, &prescriber, &path).await?;
+        assert_eq!((s, list["items"][0]["verdict"].as_str()), (200, Some("not_eligible")), "newest first: {list}");
+        let again = json!({"input_sha256": e["input_sha256"], "password": PASSWORD, "verdict": "eligible", "routes": iv_course(),
+            "summary": "Wishes to go ahead after all.", "amends": list["items"][0]["id"], "amendment_reason": "Patient reconsidered."});
+        let (s, r) = post(&app, &prescriber, &path, &again).await?;
+        assert_eq!(s, 201, "{r}");
+        assert_eq!(stage(&app, &nurse, &id).await?, "consent");
+        assert_eq!(chart_stage(&app, &web, &id).await?, "Consent", "the second amendment is in force");
 
         let mut counts = Vec::new();
         for action in actions {
             counts.push(audited(action).await?);
         }
-        assert_eq!(counts, vec![1, 1, 1, 2], "{actions:?}: only accepted changes are audited");
+        assert_eq!(counts, vec![1, 1, 2, 2], "{actions:?}: only accepted changes are audited");
         assert_eq!(audit_of(&app, &id, "action = 'pathway.change' AND reason = 'hold'").await?, 1);
         app.stop().await
     }

@@ -426,4 +426,44 @@ both_backends! {
         }
         app.stop().await
     }
+
+    async fn the_chart_follows_a_settings_change_saved_after_it_was_viewed(b) {
+        // The chart takes the clinic's settings parsed once per version; a new version must show
+        // at the next view. Patient 3 of the demo signed the general consent today: its "valid
+        // until" date moves with the clinic's consent validity.
+        let app = TestApp::demo(b).await?;
+        let p3: Value = app.get_bearer(&app.token("patient3@demo.kapstone.test").await?, "/api/v1/portal/me").await?.json().await?;
+        let p3 = p3["id"].as_str().unwrap().to_owned();
+        let (staff, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let valid_until = |chart: &str| -> String {
+            let at = chart.find("Signed, valid until ").unwrap_or_else(|| panic!("a valid consent: {chart}"));
+            let rest = &chart[at + "Signed, valid until ".len()..];
+            rest[..rest.find('<').unwrap()].to_owned()
+        };
+        let chart = staff.get(app.url(&format!("/patients/{p3}"))).send().await?.text().await?;
+        let mut before = valid_until(&chart);
+        let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&admin).await?;
+        let months = admin.get(app.url("/admin/settings")).send().await?.text().await?;
+        assert!(months.contains("name=\"consent_validity_months\""), "{months}");
+        // Saved twice: a second version with the same validity changes nothing on the chart.
+        for (months, changed) in [("3", true), ("3", false)] {
+            let saved = admin
+                .post(app.url("/admin/settings"))
+                .form(&[("csrf_token", csrf.as_str()), ("consent_validity_months", months)])
+                .send()
+                .await?;
+            assert_eq!(saved.status(), 303);
+            let chart = staff.get(app.url(&format!("/patients/{p3}"))).send().await?.text().await?;
+            let after = valid_until(&chart);
+            assert_eq!(after != before, changed, "{before} -> {after} after {months} months");
+            if changed {
+                // Three months of 30 days from the signature (recorded on paper, dated today).
+                let expected = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 90);
+                assert!(after.starts_with(&expected.strftime("%Y-%m-%d").to_string()), "{after}");
+            }
+            before = after;
+        }
+        app.stop().await
+    }
 }

@@ -36,6 +36,7 @@ pub mod schedule_csv;
 pub mod scheduling;
 pub mod sessions;
 pub mod settings;
+pub mod settings_cache;
 pub mod sign_in;
 
 /// Runs password hashing (argon2id: ~19 MiB and tens of milliseconds each) on the password

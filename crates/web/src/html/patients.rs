@@ -150,15 +150,17 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (eight to eleven, by role and record; they were some thirty): the
-/// patient with its account, REMS enrolment and clinic time zone in one; then one per panel —
-/// settings, all the patient's responses (the recent list, the instruments done, the newest per
-/// instrument and the outcome scores come from them), open assignments, the latest signature of
-/// every consent document at once, the patient's open alerts, the consultation, the decision in
-/// force, the pathway events (shown, and read by the stage), the appointments with their types and
-/// places (one statement), the dosing sessions (listed, and the outcome chart's doses). The audit
-/// events (the read, and the outcomes for clinicians) are queued together and committed while the
-/// panels are read; the page is answered only once they are.
+/// The chart. Its statements (five to eight, by role and record; they were some thirty): the
+/// patient with its account, REMS enrolment, clinic time zone, the version of the clinic's
+/// settings in force, the newest consultation and the eligibility decision in force, in one; then
+/// one per panel — all the patient's responses (the recent list, the instruments done, the newest
+/// per instrument and the outcome scores come from them), open assignments, the latest signature
+/// of every consent document at once, the patient's open alerts, the pathway events (shown, and
+/// read by the stage), the appointments with their types and places, the dosing sessions (listed,
+/// and the outcome chart's doses). The settings are parsed once per version and process
+/// (`app::settings_cache`). The audit events (the read, and the outcomes for clinicians) are
+/// queued together and committed while the panels are read; the page is answered only once they
+/// are.
 async fn chart_with(
     state: &AppState,
     user: &CurrentUser,
@@ -191,11 +193,21 @@ async fn panels(
     head: kapstone_store::patients::ChartHead,
     can_read_clinical: bool,
 ) -> Result<PatientPage, AppError> {
-    use kapstone_store::{clinics, consents as consent_rows, dosing, eligibility as elig, questionnaires};
-    let kapstone_store::patients::ChartHead { patient: p, has_account, rems_enrolled_on, clinic_time_zone } = head;
+    use kapstone_store::{consents as consent_rows, dosing, eligibility as elig, questionnaires};
+    let consultation = head.consultation();
+    let decision = head.decision_in_force();
+    let kapstone_store::patients::ChartHead {
+        patient: p,
+        has_account,
+        rems_enrolled_on,
+        clinic_time_zone,
+        settings_version,
+        ..
+    } = head;
     let id = p.patient_id();
     let db = &state.db;
-    let settings = clinics::current_settings(db, user.clinic).await?;
+    let kept = state.settings.at(db, user.clinic, settings_version).await?;
+    let settings: &kapstone_store::clinics::ClinicSettings = &kept;
     // Oldest first, by (submitted_at, id).
     let all_responses = questionnaires::responses_of(db, id).await?;
     let responses = all_responses
@@ -236,7 +248,7 @@ async fn panels(
     let mut consents = Vec::new();
     for doc in crate::content::consent_documents()? {
         let latest = signatures.iter().find(|c| c.document_id == doc.id);
-        let status = crate::app::consents::status_of(&settings, latest, now);
+        let status = crate::app::consents::status_of(settings, latest, now);
         let live = latest.filter(|c| c.revoked_at.is_none() && status.is_valid()).map(|c| c.id.to_string());
         consents.push((
             doc.id.clone(),
@@ -258,7 +270,6 @@ async fn panels(
     }
     // The pathway stage from the rows read for the panels (as `eligibility::pathway_status`,
     // without the alerts).
-    let consultation = elig::latest_consultation(db, id).await?;
     let pathway_rows = elig::pathway_events(db, id).await?;
     let mut done: Vec<(uuid::Uuid, String)> = Vec::new();
     let mut newest: std::collections::BTreeMap<&str, &questionnaires::ResponseSummary> = Default::default();
@@ -271,7 +282,7 @@ async fn panels(
     let data = crate::app::eligibility::FactsData {
         inputs: elig::PathwayInputs {
             consultations: consultation.iter().map(|c| (p.id, c.body.clone())).collect(),
-            decisions: elig::decisions_in_force(db, id).await?,
+            decisions: decision.into_iter().collect(),
             events: pathway_rows.iter().map(|e| (p.id, e.event.clone())).collect(),
         },
         done,
@@ -279,12 +290,12 @@ async fn panels(
             .iter()
             .map(|c| (p.id, c.document_id.clone(), c.signed_at, c.revoked_at.is_some()))
             .collect(),
-        settings: &settings,
+        settings,
         alerts: Vec::new(),
         rems: if rems_enrolled_on.is_some() { vec![p.id] } else { Vec::new() },
     };
     let assess = crate::app::eligibility::AssessInputs {
-        settings: &settings,
+        settings,
         consultation: consultation.as_ref(),
         latest: newest.into_values().cloned().collect(),
         today: crate::app::eligibility::today_in(clinic_time_zone.as_deref())?,
@@ -309,7 +320,7 @@ async fn panels(
             .filter(|r| matches!(r.instrument.as_str(), "phq9" | "gad7" | "pcl5"))
             .filter_map(|r| r.total.map(|t| (r.instrument.clone(), r.submitted_at, t)))
             .collect();
-        let o = crate::app::outcomes::outcomes_from(id, &settings, &scores, doses)?;
+        let o = crate::app::outcomes::outcomes_from(id, settings, &scores, doses)?;
         let zone = crate::app::scheduling::time_zone(clinic_time_zone.as_deref().unwrap_or("UTC"))?;
         let sessions = sessions
             .into_iter()
