@@ -246,6 +246,37 @@ pub struct ChartHead {
     consultation: LatestConsultation,
     #[sqlx(flatten)]
     decision: DecisionInForce,
+    /// JSON `[[instrument, assigned at (µs)], …]` of the open questionnaire assignments, oldest
+    /// first (`NULL`/`[]`: none).
+    open_assignments: Option<String>,
+    /// JSON `[reason, …]` of the open safety alerts, oldest first; `NULL` when not asked for.
+    open_alerts: Option<String>,
+    /// JSON `[[event, reason, recorded at (µs)], …]` of the pathway events, in recording order.
+    pathway_events: Option<String>,
+}
+
+/// An open questionnaire assignment as the chart lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartAssignment {
+    pub instrument: String,
+    pub assigned_at: UtcTs,
+}
+
+/// A pathway event (hold, resume, …) as the chart lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartPathwayEvent {
+    pub event: String,
+    pub reason: String,
+    pub recorded_at: UtcTs,
+}
+
+/// Decodes one of the chart's JSON lists (`NULL` is an empty list: PostgreSQL's `json_agg` of no
+/// rows).
+fn json_list<T: serde::de::DeserializeOwned>(json: Option<&str>, what: &str) -> Result<Vec<T>> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("chart {what}: {e}"))),
+    }
 }
 
 /// The columns of the patient's newest consultation version, all `NULL` when there is none.
@@ -293,37 +324,89 @@ impl ChartHead {
             d.decision_input_sha256.clone()?,
         ))
     }
+
+    pub fn open_assignments(&self) -> Result<Vec<ChartAssignment>> {
+        let rows: Vec<(String, i64)> = json_list(self.open_assignments.as_deref(), "assignments")?;
+        Ok(rows
+            .into_iter()
+            .map(|(instrument, at)| ChartAssignment { instrument, assigned_at: UtcTs::from_unix_micros(at) })
+            .collect())
+    }
+
+    /// The reasons of the open safety alerts (empty when [`chart_head`] was not asked for them).
+    pub fn open_alert_reasons(&self) -> Result<Vec<String>> {
+        json_list(self.open_alerts.as_deref(), "alerts")
+    }
+
+    pub fn pathway_events(&self) -> Result<Vec<ChartPathwayEvent>> {
+        let rows: Vec<(String, String, i64)> = json_list(self.pathway_events.as_deref(), "pathway events")?;
+        Ok(rows
+            .into_iter()
+            .map(|(event, reason, at)| ChartPathwayEvent { event, reason, recorded_at: UtcTs::from_unix_micros(at) })
+            .collect())
+    }
 }
 
-/// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic. The
-/// decision in force is the last of the amendment chain (decisions are append-only, a patient has
-/// one first decision and each amends at most one, so the chain has one end).
-pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId) -> Result<Option<ChartHead>> {
+/// The SQL of [`chart_head`] for an engine: the short lists come as JSON arrays, aggregated in
+/// order by the database (`json_group_array` on SQLite, `json_agg` on PostgreSQL; timestamps as
+/// integer microseconds on both, as SQLite stores them).
+fn chart_head_sql(backend: crate::Backend) -> String {
+    let (agg, array, micros, text) = match backend {
+        crate::Backend::Sqlite => ("json_group_array", "json_array", "", ""),
+        crate::Backend::Postgres => {
+            ("json_agg", "json_build_array", "(extract(epoch FROM {})*1000000)::bigint", "::text")
+        }
+    };
+    let us = |col: &str| if micros.is_empty() { col.to_owned() } else { micros.replace("{}", col) };
+    format!(
+        "SELECT p.id, p.clinic_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex_at_birth, \
+         p.gender_identity, p.pronouns, p.phone, p.email, p.address, p.emergency_contact_name, \
+         p.emergency_contact_phone, p.created_at, \
+         EXISTS (SELECT 1 FROM users u WHERE u.patient_id = p.id) AS has_account, \
+         (SELECT r.enrolled_on FROM rems_enrollments r WHERE r.patient_id = p.id \
+          ORDER BY r.recorded_at DESC LIMIT 1) AS rems_enrolled_on, \
+         (SELECT k.time_zone FROM clinics k WHERE k.id = p.clinic_id) AS clinic_time_zone, \
+         (SELECT MAX(s.version) FROM clinic_settings s WHERE s.clinic_id = p.clinic_id) AS settings_version, \
+         k.id AS consultation_id, k.version AS consultation_version, k.body AS consultation_body, \
+         k.diagnosis_table_version AS consultation_table_version, k.recorded_by AS consultation_recorded_by, \
+         k.recorded_at AS consultation_recorded_at, \
+         d.verdict AS decision_verdict, d.routes AS decision_routes, d.input_sha256 AS decision_input_sha256, \
+         (SELECT {agg}({array}(a.instrument, {assigned}) ORDER BY a.assigned_at, a.id){text} \
+          FROM questionnaire_assignments a WHERE a.patient_id = p.id AND a.completed_at IS NULL) AS open_assignments, \
+         CASE WHEN $3 THEN (SELECT {agg}(s.reason ORDER BY s.raised_at, s.id){text} FROM safety_alerts s \
+          WHERE s.clinic_id = p.clinic_id AND s.patient_id = p.id AND s.acknowledged_at IS NULL) END AS open_alerts, \
+         (SELECT {agg}({array}(e.event, e.reason, {recorded}) ORDER BY e.id){text} \
+          FROM pathway_events e WHERE e.patient_id = p.id) AS pathway_events \
+         FROM patients p \
+         LEFT JOIN consultations k ON k.patient_id = p.id \
+          AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
+         LEFT JOIN eligibility_decisions d ON d.patient_id = p.id \
+          AND NOT EXISTS (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) \
+         WHERE p.id = $1 AND p.clinic_id = $2",
+        assigned = us("a.assigned_at"),
+        recorded = us("e.recorded_at"),
+    )
+}
+
+/// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic; the
+/// open safety alerts only `with_alerts` (the roles that may read them). The decision in force is
+/// the last of the amendment chain (decisions are append-only, a patient has one first decision
+/// and each amends at most one, so the chain has one end).
+pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId, with_alerts: bool) -> Result<Option<ChartHead>> {
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Sqlite));
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Postgres));
+    let sql: &'static str = match db.backend() {
+        crate::Backend::Sqlite => &SQLITE,
+        crate::Backend::Postgres => &POSTGRES,
+    };
     Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT p.id, p.clinic_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex_at_birth, \
-             p.gender_identity, p.pronouns, p.phone, p.email, p.address, p.emergency_contact_name, \
-             p.emergency_contact_phone, p.created_at, \
-             EXISTS (SELECT 1 FROM users u WHERE u.patient_id = p.id) AS has_account, \
-             (SELECT r.enrolled_on FROM rems_enrollments r WHERE r.patient_id = p.id \
-              ORDER BY r.recorded_at DESC LIMIT 1) AS rems_enrolled_on, \
-             (SELECT k.time_zone FROM clinics k WHERE k.id = p.clinic_id) AS clinic_time_zone, \
-             (SELECT MAX(s.version) FROM clinic_settings s WHERE s.clinic_id = p.clinic_id) AS settings_version, \
-             k.id AS consultation_id, k.version AS consultation_version, k.body AS consultation_body, \
-             k.diagnosis_table_version AS consultation_table_version, k.recorded_by AS consultation_recorded_by, \
-             k.recorded_at AS consultation_recorded_at, \
-             d.verdict AS decision_verdict, d.routes AS decision_routes, d.input_sha256 AS decision_input_sha256 \
-             FROM patients p \
-             LEFT JOIN consultations k ON k.patient_id = p.id \
-              AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
-             LEFT JOIN eligibility_decisions d ON d.patient_id = p.id \
-              AND NOT EXISTS (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) \
-             WHERE p.id = $1 AND p.clinic_id = $2",
-        )
-        .bind(id.as_uuid())
-        .bind(clinic.as_uuid())
-        .fetch_optional(c)
-        .await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(clinic.as_uuid())
+            .bind(with_alerts)
+            .fetch_optional(c)
+            .await?
     }))
 }
 

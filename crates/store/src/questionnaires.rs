@@ -101,20 +101,6 @@ pub async fn open_alerts(db: &Db, clinic: ClinicId) -> Result<Vec<AlertRow>> {
     }))
 }
 
-/// One patient's open alerts, oldest first (the chart's "what is due next").
-pub async fn open_alerts_of(db: &Db, clinic: ClinicId, patient: PatientId) -> Result<Vec<AlertRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, patient_id, response_id, level, reason, raised_at, acknowledged_by, acknowledged_at, action_taken \
-             FROM safety_alerts WHERE clinic_id = $1 AND acknowledged_at IS NULL AND patient_id = $2 ORDER BY raised_at, id",
-        )
-        .bind(clinic.as_uuid())
-        .bind(patient.as_uuid())
-        .fetch_all(c)
-        .await?
-    }))
-}
-
 /// A page of the clinic's open alerts, oldest first after `p.after`: those of `p.filter.patient` when set,
 /// raised in the window `[from, to)` when set (the API's list).
 pub async fn open_alerts_page(db: &Db, p: &Page<'_>) -> Result<Vec<AlertRow>> {

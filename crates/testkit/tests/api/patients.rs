@@ -466,4 +466,57 @@ both_backends! {
         }
         app.stop().await
     }
+
+    async fn the_chart_lists_open_assignments_alerts_and_pathway_events_as_recorded(b) {
+        // The chart reads these lists with the patient, each aggregated as JSON by the database:
+        // a reason with quotes, a backslash and accents must come back as typed, in order, and the
+        // alerts only for the roles that may read them.
+        use kapstone_domain::permissions::{Action, allows};
+        use serde_json::json;
+        let app = TestApp::demo(b).await?;
+        let patient = app.token("patient2@demo.kapstone.test").await?;
+        let me: Value = app.get_bearer(&patient, "/api/v1/portal/me").await?.json().await?;
+        let id = me["id"].as_str().unwrap().to_owned();
+        let answers = json!({"instrument": "phq9", "answers": [2,2,1,3,1,2,1,0,1]});
+        let r = app.client().post(app.url("/api/v1/portal/questionnaires")).bearer_auth(&patient).json(&answers).send().await?;
+        assert_eq!(r.status(), 201);
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let alerts: Value = app.get_bearer(&nurse, "/api/v1/safety-alerts").await?.json().await?;
+        let reasons: Vec<String> = alerts["items"].as_array().unwrap().iter()
+            .filter(|a| a["patient_id"] == id.as_str())
+            .map(|a| a["reason"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!reasons.is_empty(), "item 9 answered raises an alert: {alerts}");
+
+        let (web, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let csrf = app.csrf_of(&web).await?;
+        let sent = web.post(app.url(&format!("/patients/{id}/assign"))).form(&[("csrf_token", csrf.as_str()), ("instrument", "gad7")]).send().await?;
+        assert_eq!(sent.status(), 200);
+        let typed = "Travelling \"abroad\" \\ back in three weeks — Zürich";
+        let events = format!("/api/v1/patients/{id}/pathway/events");
+        for body in [json!({"event": "hold", "reason": typed}), json!({"event": "resume", "reason": "Back."})] {
+            let r = app.client().post(app.url(&events)).bearer_auth(&nurse).json(&body).send().await?;
+            assert_eq!(r.status(), 201, "{}", r.text().await?);
+        }
+
+        let chart = web.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        let mut at = 0;
+        for reason in &reasons {
+            let line = format!("<li>⚠ Safety alert open: {}</li>", html_escaped(reason));
+            at += chart[at..].find(&line).unwrap_or_else(|| panic!("{line}, oldest first, in:\n{chart}"));
+        }
+        assert!(chart.contains("<strong>Waiting for the patient:</strong> Generalized Anxiety Disorder scale (GAD-7)"), "{chart}");
+        let hold = chart.find(&format!(" — {}</li>", html_escaped(typed))).unwrap_or_else(|| panic!("the hold's reason: {chart}"));
+        let resume = chart.find(" — Back.</li>").unwrap_or_else(|| panic!("the resume's reason: {chart}"));
+        assert!(hold < resume, "in recording order");
+
+        let (front, _) = app.browser_login("frontdesk@demo.kapstone.test", PASSWORD).await?;
+        let chart = front.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        assert_eq!(
+            chart.contains("Safety alert open"),
+            allows(Some(Role::Frontdesk), Action::ReadSafetyAlerts),
+            "alerts on the chart only for the roles that may read them"
+        );
+        app.stop().await
+    }
 }

@@ -416,6 +416,44 @@ both_backends! {
         fx.app.stop().await
     }
 
+    async fn a_session_kept_by_the_server_is_still_refused_to_another_clinic(b) {
+        // The server keeps a session's row after its first write (what never changes in it); the
+        // clinic it belongs to is checked on every write all the same.
+        use kapstone_web::app::accounts::{NewAccountInput, Operator, create_account};
+        let fx = Fx::new(b).await?;
+        let id = fx.chair1_session().await?;
+        let vitals = format!("/api/v1/sessions/{id}/vitals");
+        let t0 = Timestamp::now();
+        let entry = |taken: i64| {
+            json!({"systolic": 122, "diastolic": 78, "heart_rate": 72, "spo2": 97, "resp_rate": 14, "recorded_at": ago(t0, taken)})
+        };
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &entry(3)).await?;
+        assert_eq!(s, 201, "{r}");
+        let events = fx.show(&id).await?["session"]["events"].as_u64().unwrap();
+
+        let other = kapstone_web::app::demo::create_clinic(&fx.app.db, "Another clinic", "America/Chicago")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let input = NewAccountInput {
+            email: "nurse@other.test".into(),
+            name: "Other Nurse".into(),
+            role: kapstone_domain::Role::Nurse.as_str().into(),
+            password: kapstone_testkit::PASSWORD.into(),
+            patient_mrn: None,
+        };
+        create_account(&fx.app.state, Operator::CommandLine { clinic: other }, input).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let theirs = fx.app.token("nurse@other.test").await?;
+        let (s, r) = post(&fx.app, &theirs, &vitals, &entry(2)).await?;
+        assert_eq!(s, 404, "{r}");
+        let (s, r) = post(&fx.app, &theirs, &format!("/api/v1/sessions/{id}/events"), &json!({"kind": "progress_note", "text": "x"})).await?;
+        assert_eq!(s, 404, "{r}");
+        assert_eq!(fx.show(&id).await?["session"]["events"].as_u64().unwrap(), events, "nothing written");
+        // Ours still writes.
+        let (s, r) = post(&fx.app, &fx.nurse, &vitals, &entry(1)).await?;
+        assert_eq!(s, 201, "{r}");
+        fx.app.stop().await
+    }
+
     async fn vitals_posted_to_many_sessions_at_once_each_land_on_their_own_session(b) {
         // The writer writes the events of all the sessions in a batch with one insert, after the
         // batch's jobs ran (store::writer, "deferred"); a refused reading in the same batch must not

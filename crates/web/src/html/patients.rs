@@ -150,14 +150,16 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (five to eight, by role and record; they were some thirty): the
+/// The chart. Its statements (three to five, by role and record; they were some thirty): the
 /// patient with its account, REMS enrolment, clinic time zone, the version of the clinic's
-/// settings in force, the newest consultation and the eligibility decision in force, in one; then
-/// one per panel — all the patient's responses (the recent list, the instruments done, the newest
-/// per instrument and the outcome scores come from them), open assignments, the latest signature
-/// of every consent document at once, the patient's open alerts, the pathway events (shown, and
-/// read by the stage), the appointments with their types and places, the dosing sessions (listed,
-/// and the outcome chart's doses). The settings are parsed once per version and process
+/// settings in force, the newest consultation, the eligibility decision in force and three short
+/// lists (open assignments, open safety alerts for the roles that may read them, pathway events)
+/// in one (`kapstone_store::patients::chart_head`); then one per panel — all the patient's
+/// responses (the recent list, the instruments done, the newest per instrument and the outcome
+/// scores come from them), the latest signature of every consent document at once, the
+/// appointments with their types and places, the dosing sessions (listed, and the outcome chart's
+/// doses). Each statement costs a hand-over to SQLite's connection thread and back, which is most
+/// of a view's cost. The settings are parsed once per version and process
 /// (`app::settings_cache`). The audit events (the read, and the outcomes for clinicians) are
 /// queued together and committed while the panels are read; the page is answered only once they
 /// are.
@@ -169,7 +171,8 @@ async fn chart_with(
     assign_error: Option<String>,
     pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
-    let Some(head) = kapstone_store::patients::chart_head(&state.db, user.clinic, id).await? else {
+    let with_alerts = allows(Some(user.role), Action::ReadSafetyAlerts);
+    let Some(head) = kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts).await? else {
         state.read_audit.record(patients::read_event(user, id, false)).await?;
         return Err(AppError::NotFound.into());
     };
@@ -196,6 +199,8 @@ async fn panels(
     use kapstone_store::{consents as consent_rows, dosing, eligibility as elig, questionnaires};
     let consultation = head.consultation();
     let decision = head.decision_in_force();
+    let (open_assignments, alert_reasons, pathway_rows) =
+        (head.open_assignments()?, head.open_alert_reasons()?, head.pathway_events()?);
     let kapstone_store::patients::ChartHead {
         patient: p,
         has_account,
@@ -236,11 +241,8 @@ async fn panels(
             }
         })
         .collect();
-    let assigned = questionnaires::open_assignments(db, id)
-        .await?
-        .into_iter()
-        .map(|a| (instrument_title(&a.instrument), when(a.assigned_at.0)))
-        .collect();
+    let assigned =
+        open_assignments.into_iter().map(|a| (instrument_title(&a.instrument), when(a.assigned_at))).collect();
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
     let now = kapstone_domain::UtcTs::now();
@@ -260,17 +262,10 @@ async fn panels(
     }
     // Most urgent first: an open safety alert, then the pathway's missing pieces.
     let mut due: Vec<String> = Vec::new();
-    if allows(Some(user.role), Action::ReadSafetyAlerts) {
-        due.extend(
-            questionnaires::open_alerts_of(db, user.clinic, id)
-                .await?
-                .into_iter()
-                .map(|a| format!("⚠ Safety alert open: {}", a.reason)),
-        );
-    }
+    // Read with the patient only for the roles that may see them.
+    due.extend(alert_reasons.into_iter().map(|reason| format!("⚠ Safety alert open: {reason}")));
     // The pathway stage from the rows read for the panels (as `eligibility::pathway_status`,
     // without the alerts).
-    let pathway_rows = elig::pathway_events(db, id).await?;
     let mut done: Vec<(uuid::Uuid, String)> = Vec::new();
     let mut newest: std::collections::BTreeMap<&str, &questionnaires::ResponseSummary> = Default::default();
     for r in &all_responses {
@@ -305,7 +300,7 @@ async fn panels(
     due.extend(next.into_iter().map(|n| format!("{} ({})", n.what, n.who)));
     let pathway_events = pathway_rows
         .into_iter()
-        .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at.0)))
+        .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at)))
         .collect();
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, id).await? } else { Vec::new() };
