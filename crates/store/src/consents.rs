@@ -70,22 +70,6 @@ pub async fn latest(db: &Db, patient: PatientId, document_id: &str) -> Result<Op
     }))
 }
 
-/// The latest signature of each document a patient has signed (as [`latest`], for all documents
-/// in one statement), by document id.
-pub async fn latest_of_patient(db: &Db, patient: PatientId) -> Result<Vec<ConsentRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT k.id, k.document_id, k.document_version, k.signed_name, k.signed_at, k.method, k.revoked_at \
-             FROM consents k WHERE k.patient_id = $1 AND k.id = (SELECT k2.id FROM consents k2 \
-             WHERE k2.patient_id = k.patient_id AND k2.document_id = k.document_id ORDER BY k2.id DESC LIMIT 1) \
-             ORDER BY k.document_id",
-        )
-        .bind(patient.as_uuid())
-        .fetch_all(c)
-        .await?
-    }))
-}
-
 /// Records a revocation of a live consent of this patient; false when there is none.
 pub async fn revoke(tx: &mut Tx, id: Uuid, patient: PatientId, by: UserId, reason: &str) -> Result<bool> {
     let n = on_tx!(tx, |c| {

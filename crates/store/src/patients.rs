@@ -253,6 +253,36 @@ pub struct ChartHead {
     open_alerts: Option<String>,
     /// JSON `[[event, reason, recorded at (µs)], …]` of the pathway events, in recording order.
     pathway_events: Option<String>,
+    /// JSON `[[id, document, signed at (µs), revoked at (µs) or null], …]`: the latest signature
+    /// of each consent document, by document.
+    consents: Option<String>,
+    /// JSON `[[id, opened at (µs), state, dose started at (µs) or null, protocol], …]` of the
+    /// patient's dosing sessions, newest first; `NULL` when not asked for.
+    dosing_sessions: Option<String>,
+}
+
+/// The latest signature of a consent document as the chart reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartConsent {
+    pub id: Uuid,
+    pub document_id: String,
+    pub signed_at: UtcTs,
+    pub revoked: bool,
+}
+
+/// A dosing session as the chart lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartSession {
+    pub id: Uuid,
+    pub created_at: UtcTs,
+    pub state: String,
+    pub dose_started_at: Option<UtcTs>,
+    pub protocol_id: String,
+}
+
+/// A UUID as the chart's JSON lists hold it (32 hex digits on SQLite, hyphenated on PostgreSQL).
+fn json_uuid(text: &str, what: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("chart {what}: {e}")))
 }
 
 /// An open questionnaire assignment as the chart lists it.
@@ -338,6 +368,39 @@ impl ChartHead {
         json_list(self.open_alerts.as_deref(), "alerts")
     }
 
+    /// The latest signature of each consent document, by document id.
+    pub fn consents(&self) -> Result<Vec<ChartConsent>> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = json_list(self.consents.as_deref(), "consents")?;
+        rows.into_iter()
+            .map(|(id, document_id, signed, revoked)| {
+                Ok(ChartConsent {
+                    id: json_uuid(&id, "consent")?,
+                    document_id,
+                    signed_at: UtcTs::from_unix_micros(signed),
+                    revoked: revoked.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    /// The patient's dosing sessions, newest first (empty when [`chart_head`] was not asked for
+    /// them).
+    pub fn dosing_sessions(&self) -> Result<Vec<ChartSession>> {
+        let rows: Vec<(String, i64, String, Option<i64>, String)> =
+            json_list(self.dosing_sessions.as_deref(), "dosing sessions")?;
+        rows.into_iter()
+            .map(|(id, created, state, dose, protocol_id)| {
+                Ok(ChartSession {
+                    id: json_uuid(&id, "dosing session")?,
+                    created_at: UtcTs::from_unix_micros(created),
+                    state,
+                    dose_started_at: dose.map(UtcTs::from_unix_micros),
+                    protocol_id,
+                })
+            })
+            .collect()
+    }
+
     pub fn pathway_events(&self) -> Result<Vec<ChartPathwayEvent>> {
         let rows: Vec<(String, String, i64)> = json_list(self.pathway_events.as_deref(), "pathway events")?;
         Ok(rows
@@ -351,12 +414,13 @@ impl ChartHead {
 /// order by the database (`json_group_array` on SQLite, `json_agg` on PostgreSQL; timestamps as
 /// integer microseconds on both, as SQLite stores them).
 fn chart_head_sql(backend: crate::Backend) -> String {
-    let (agg, array, micros, text) = match backend {
-        crate::Backend::Sqlite => ("json_group_array", "json_array", "", ""),
+    let (agg, array, micros, text, uuid) = match backend {
+        crate::Backend::Sqlite => ("json_group_array", "json_array", "", "", "hex({})"),
         crate::Backend::Postgres => {
-            ("json_agg", "json_build_array", "(extract(epoch FROM {})*1000000)::bigint", "::text")
+            ("json_agg", "json_build_array", "(extract(epoch FROM {})*1000000)::bigint", "::text", "{}::text")
         }
     };
+    let id = |col: &str| uuid.replace("{}", col);
     let us = |col: &str| if micros.is_empty() { col.to_owned() } else { micros.replace("{}", col) };
     format!(
         "SELECT p.id, p.clinic_id, p.mrn, p.given_name, p.family_name, p.birth_date, p.sex_at_birth, \
@@ -376,7 +440,14 @@ fn chart_head_sql(backend: crate::Backend) -> String {
          CASE WHEN $3 THEN (SELECT {agg}(s.reason ORDER BY s.raised_at, s.id){text} FROM safety_alerts s \
           WHERE s.clinic_id = p.clinic_id AND s.patient_id = p.id AND s.acknowledged_at IS NULL) END AS open_alerts, \
          (SELECT {agg}({array}(e.event, e.reason, {recorded}) ORDER BY e.id){text} \
-          FROM pathway_events e WHERE e.patient_id = p.id) AS pathway_events \
+          FROM pathway_events e WHERE e.patient_id = p.id) AS pathway_events, \
+         (SELECT {agg}({array}({consent_id}, c.document_id, {signed}, {revoked}) ORDER BY c.document_id){text} \
+          FROM consents c WHERE c.patient_id = p.id AND c.id = (SELECT c2.id FROM consents c2 \
+          WHERE c2.patient_id = c.patient_id AND c2.document_id = c.document_id ORDER BY c2.id DESC LIMIT 1)) \
+          AS consents, \
+         CASE WHEN $4 THEN (SELECT {agg}({array}({session_id}, {opened}, ds.state, {dosed}, ds.protocol_id) \
+          ORDER BY ds.created_at DESC){text} FROM dosing_sessions ds \
+          WHERE ds.clinic_id = p.clinic_id AND ds.patient_id = p.id) END AS dosing_sessions \
          FROM patients p \
          LEFT JOIN consultations k ON k.patient_id = p.id \
           AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
@@ -385,14 +456,27 @@ fn chart_head_sql(backend: crate::Backend) -> String {
          WHERE p.id = $1 AND p.clinic_id = $2",
         assigned = us("a.assigned_at"),
         recorded = us("e.recorded_at"),
+        consent_id = id("c.id"),
+        signed = us("c.signed_at"),
+        revoked = us("c.revoked_at"),
+        session_id = id("ds.id"),
+        opened = us("ds.created_at"),
+        dosed = us("ds.dose_started_at"),
     )
 }
 
 /// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic; the
-/// open safety alerts only `with_alerts` (the roles that may read them). The decision in force is
+/// open safety alerts only `with_alerts` (the roles that may read them), the dosing sessions only
+/// `with_sessions` (the clinical record's readers). The decision in force is
 /// the last of the amendment chain (decisions are append-only, a patient has one first decision
 /// and each amends at most one, so the chain has one end).
-pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId, with_alerts: bool) -> Result<Option<ChartHead>> {
+pub async fn chart_head(
+    db: &Db,
+    clinic: ClinicId,
+    id: PatientId,
+    with_alerts: bool,
+    with_sessions: bool,
+) -> Result<Option<ChartHead>> {
     static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Sqlite));
     static POSTGRES: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Postgres));
@@ -405,6 +489,7 @@ pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId, with_alerts: b
             .bind(id.as_uuid())
             .bind(clinic.as_uuid())
             .bind(with_alerts)
+            .bind(with_sessions)
             .fetch_optional(c)
             .await?
     }))

@@ -27,15 +27,16 @@ pub async fn status(
 ) -> Result<(ConsentStatus, Option<ConsentRow>), AppError> {
     let settings = clinics::current_settings(&state.db, clinic).await?;
     let latest = consents::latest(&state.db, patient, document).await?;
-    let s = status_of(&settings, latest.as_ref(), UtcTs::now());
+    let s = status_of(&settings, latest.as_ref().map(|c| (c.signed_at.0, c.revoked_at.is_some())), UtcTs::now());
     Ok((s, latest))
 }
 
 /// The status of a document from its latest signature, if any (as [`status`], on rows read).
-pub fn status_of(settings: &clinics::ClinicSettings, latest: Option<&ConsentRow>, now: UtcTs) -> ConsentStatus {
+/// `latest`: when it was signed, and whether it was withdrawn since.
+pub fn status_of(settings: &clinics::ClinicSettings, latest: Option<(UtcTs, bool)>, now: UtcTs) -> ConsentStatus {
     // Months as 30-day periods: the clinic's setting is a period, not a calendar rule.
     let validity = time::Duration::days(30 * i64::from(settings.consent_validity_months));
-    ConsentStatus::of(latest.map(|c| (c.signed_at.0, c.revoked_at.is_some())), validity, now)
+    ConsentStatus::of(latest, validity, now)
 }
 
 async fn record(

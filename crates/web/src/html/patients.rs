@@ -150,16 +150,16 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (three to five, by role and record; they were some thirty): the
-/// patient with its account, REMS enrolment, clinic time zone, the version of the clinic's
-/// settings in force, the newest consultation, the eligibility decision in force and three short
-/// lists (open assignments, open safety alerts for the roles that may read them, pathway events)
-/// in one (`kapstone_store::patients::chart_head`); then one per panel — all the patient's
-/// responses (the recent list, the instruments done, the newest per instrument and the outcome
-/// scores come from them), the latest signature of every consent document at once, the
-/// appointments with their types and places, the dosing sessions (listed, and the outcome chart's
-/// doses). Each statement costs a hand-over to SQLite's connection thread and back, which is most
-/// of a view's cost. The settings are parsed once per version and process
+/// The chart. Its statements (two or three, by role; they were some thirty): the patient with its
+/// account, REMS enrolment, clinic time zone, the version of the clinic's settings in force, the
+/// newest consultation, the eligibility decision in force and the short lists — open
+/// assignments, open safety alerts (for the roles that may read them), pathway events, the latest
+/// signature of each consent document, the dosing sessions (for the clinical record's readers) —
+/// in one (`kapstone_store::patients::chart_head`); then all the patient's responses (the recent
+/// list, the instruments done, the newest per instrument and the outcome scores come from them),
+/// and the appointments with their types and places (for the roles that see the schedule). Each
+/// statement costs a hand-over to SQLite's connection thread and back (on PostgreSQL a round
+/// trip), which was most of a view's cost. The settings are parsed once per version and process
 /// (`app::settings_cache`). The audit events (the read, and the outcomes for clinicians) are
 /// queued together and committed while the panels are read; the page is answered only once they
 /// are.
@@ -172,7 +172,10 @@ async fn chart_with(
     pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
     let with_alerts = allows(Some(user.role), Action::ReadSafetyAlerts);
-    let Some(head) = kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts).await? else {
+    let with_sessions = allows(Some(user.role), Action::ReadClinicalRecord);
+    let Some(head) =
+        kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts, with_sessions).await?
+    else {
         state.read_audit.record(patients::read_event(user, id, false)).await?;
         return Err(AppError::NotFound.into());
     };
@@ -196,11 +199,12 @@ async fn panels(
     head: kapstone_store::patients::ChartHead,
     can_read_clinical: bool,
 ) -> Result<PatientPage, AppError> {
-    use kapstone_store::{consents as consent_rows, dosing, eligibility as elig, questionnaires};
+    use kapstone_store::{DbTs, eligibility as elig, questionnaires};
     let consultation = head.consultation();
     let decision = head.decision_in_force();
     let (open_assignments, alert_reasons, pathway_rows) =
         (head.open_assignments()?, head.open_alert_reasons()?, head.pathway_events()?);
+    let (signatures, sessions) = (head.consents()?, head.dosing_sessions()?);
     let kapstone_store::patients::ChartHead {
         patient: p,
         has_account,
@@ -246,12 +250,11 @@ async fn panels(
     let title = format!("{} {}", p.given_name, p.family_name);
     let registered = when(p.created_at.0);
     let now = kapstone_domain::UtcTs::now();
-    let signatures = consent_rows::latest_of_patient(db, id).await?;
     let mut consents = Vec::new();
     for doc in crate::content::consent_documents()? {
         let latest = signatures.iter().find(|c| c.document_id == doc.id);
-        let status = crate::app::consents::status_of(settings, latest, now);
-        let live = latest.filter(|c| c.revoked_at.is_none() && status.is_valid()).map(|c| c.id.to_string());
+        let status = crate::app::consents::status_of(settings, latest.map(|c| (c.signed_at, c.revoked)), now);
+        let live = latest.filter(|c| !c.revoked && status.is_valid()).map(|c| c.id.to_string());
         consents.push((
             doc.id.clone(),
             doc.title.clone(),
@@ -281,10 +284,7 @@ async fn panels(
             events: pathway_rows.iter().map(|e| (p.id, e.event.clone())).collect(),
         },
         done,
-        consents: signatures
-            .iter()
-            .map(|c| (p.id, c.document_id.clone(), c.signed_at, c.revoked_at.is_some()))
-            .collect(),
+        consents: signatures.iter().map(|c| (p.id, c.document_id.clone(), DbTs(c.signed_at), c.revoked)).collect(),
         settings,
         alerts: Vec::new(),
         rems: if rems_enrolled_on.is_some() { vec![p.id] } else { Vec::new() },
@@ -305,10 +305,11 @@ async fn panels(
     let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
     let appointments = if can_see_schedule { super::schedule::timeline(state, id).await? } else { Vec::new() };
     let (dosing_sessions, outcome_panels) = if can_read_clinical {
-        let sessions = dosing::sessions_of_patient(db, user.clinic, id).await?;
         // The doses oldest first, as `outcomes::doses_of` reads them.
-        let mut doses: Vec<kapstone_store::outcomes::DoseRow> =
-            sessions.iter().filter_map(|s| s.dose_started_at.map(|at| (s.id, at, s.protocol_id.clone()))).collect();
+        let mut doses: Vec<kapstone_store::outcomes::DoseRow> = sessions
+            .iter()
+            .filter_map(|s| s.dose_started_at.map(|at| (s.id, DbTs(at), s.protocol_id.clone())))
+            .collect();
         doses.sort_by_key(|d| (d.1, d.0));
         let scores: Vec<kapstone_store::outcomes::ScoreRow> = all_responses
             .iter()
@@ -319,7 +320,7 @@ async fn panels(
         let zone = crate::app::scheduling::time_zone(clinic_time_zone.as_deref().unwrap_or("UTC"))?;
         let sessions = sessions
             .into_iter()
-            .map(|s| (s.id.to_string(), super::when(s.created_at.0), s.state.replace('_', " ")))
+            .map(|s| (s.id.to_string(), super::when(s.created_at), s.state.replace('_', " ")))
             .collect();
         (sessions, super::outcomes::panels(&o, &zone, "chart"))
     } else {
