@@ -326,6 +326,12 @@ both_backends! {
         let old = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("document", "kap-general"), ("signed_name", name.as_str()), ("signed_on", "2020-01-01")]).send().await?;
         assert_eq!(old.status(), 200);
         assert!(old.text().await?.contains("Expired on"), "a 2020 signature is past the 12-month validity");
+        // Signed again on paper: the newest signature is the one the chart judges.
+        let recent = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(48)).strftime("%Y-%m-%d").to_string();
+        let renewed = fd.post(&url).form(&[("csrf_token", csrf.as_str()), ("document", "kap-general"), ("signed_name", name.as_str()), ("signed_on", recent.as_str())]).send().await?;
+        assert_eq!(renewed.status(), 200);
+        let chart = fd.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        assert!(chart.contains("Signed, valid until") && !chart.contains("Expired on"), "the newest signature counts: {chart}");
         app.stop().await
     }
 }
