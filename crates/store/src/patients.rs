@@ -259,6 +259,9 @@ pub struct ChartHead {
     /// JSON `[[id, opened at (µs), state, dose started at (µs) or null, protocol], …]` of the
     /// patient's dosing sessions, newest first; `NULL` when not asked for.
     dosing_sessions: Option<String>,
+    /// JSON `[[id, instrument, total, severity, result, entered via, submitted at (µs)], …]` of all
+    /// the patient's questionnaire responses, oldest first.
+    responses: Option<String>,
 }
 
 /// The latest signature of a consent document as the chart reads it.
@@ -401,6 +404,26 @@ impl ChartHead {
             .collect()
     }
 
+    /// All the patient's questionnaire responses, oldest first (by time submitted, then id; the
+    /// index `(patient_id, submitted_at)`).
+    pub fn responses(&self) -> Result<Vec<crate::questionnaires::ResponseSummary>> {
+        type Row = (String, String, Option<i32>, Option<String>, String, String, i64);
+        let rows: Vec<Row> = json_list(self.responses.as_deref(), "responses")?;
+        rows.into_iter()
+            .map(|(id, instrument, total, severity, result, entered_via, submitted)| {
+                Ok(crate::questionnaires::ResponseSummary {
+                    id: json_uuid(&id, "response")?,
+                    instrument,
+                    total,
+                    severity,
+                    result,
+                    entered_via,
+                    submitted_at: DbTs(UtcTs::from_unix_micros(submitted)),
+                })
+            })
+            .collect()
+    }
+
     pub fn pathway_events(&self) -> Result<Vec<ChartPathwayEvent>> {
         let rows: Vec<(String, String, i64)> = json_list(self.pathway_events.as_deref(), "pathway events")?;
         Ok(rows
@@ -447,7 +470,10 @@ fn chart_head_sql(backend: crate::Backend) -> String {
           AS consents, \
          CASE WHEN $4 THEN (SELECT {agg}({array}({session_id}, {opened}, ds.state, {dosed}, ds.protocol_id) \
           ORDER BY ds.created_at DESC){text} FROM dosing_sessions ds \
-          WHERE ds.clinic_id = p.clinic_id AND ds.patient_id = p.id) END AS dosing_sessions \
+          WHERE ds.clinic_id = p.clinic_id AND ds.patient_id = p.id) END AS dosing_sessions, \
+         (SELECT {agg}({array}({response_id}, q.instrument, q.total, q.severity, q.result, q.entered_via, \
+          {submitted}) ORDER BY q.submitted_at, q.id){text} FROM questionnaire_responses q \
+          WHERE q.patient_id = p.id) AS responses \
          FROM patients p \
          LEFT JOIN consultations k ON k.patient_id = p.id \
           AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
@@ -462,6 +488,8 @@ fn chart_head_sql(backend: crate::Backend) -> String {
         session_id = id("ds.id"),
         opened = us("ds.created_at"),
         dosed = us("ds.dose_started_at"),
+        response_id = id("q.id"),
+        submitted = us("q.submitted_at"),
     )
 }
 

@@ -228,21 +228,6 @@ pub async fn recent_responses(db: &Db, patient: PatientId, limit: i64) -> Result
     }))
 }
 
-/// Every response of a patient, oldest first (`submitted_at`, then id): what the chart derives its
-/// recent list, the instruments done, the newest per instrument and the outcome scores from, in one
-/// statement (index `(patient_id, submitted_at)`).
-pub async fn responses_of(db: &Db, patient: PatientId) -> Result<Vec<ResponseSummary>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT id, instrument, total, severity, result, entered_via, submitted_at FROM questionnaire_responses \
-             WHERE patient_id = $1 ORDER BY submitted_at, id",
-        )
-        .bind(patient.as_uuid())
-        .fetch_all(c)
-        .await?
-    }))
-}
-
 /// The newest response of each instrument for a patient (what the pathway gate and the
 /// eligibility rules read).
 pub async fn latest_per_instrument(db: &Db, patient: PatientId) -> Result<Vec<ResponseSummary>> {

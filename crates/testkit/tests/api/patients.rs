@@ -525,4 +525,27 @@ both_backends! {
         );
         app.stop().await
     }
+
+    async fn the_chart_lists_questionnaire_responses_newest_first(b) {
+        // The chart reads all of a patient's responses with the patient (a JSON list, oldest
+        // first: the newest per instrument and the outcome scores are taken from it) and shows the
+        // recent ones newest first.
+        use serde_json::json;
+        let app = TestApp::demo(b).await?;
+        let nurse = app.token("nurse@demo.kapstone.test").await?;
+        let body = json!({"given_name": "Ada", "family_name": "Responses", "birth_date": "1980-02-02", "sex_at_birth": "female"});
+        let r: Value = app.client().post(app.url("/api/v1/patients")).bearer_auth(&nurse).json(&body).send().await?.json().await?;
+        let id = r["id"].as_str().unwrap().to_owned();
+        let path = app.url(&format!("/api/v1/patients/{id}/questionnaires"));
+        for answers in [json!([1, 1, 1, 0, 0, 0, 0, 0, 0]), json!([3, 3, 3, 3, 2, 2, 2, 2, 0])] {
+            let r = app.client().post(&path).bearer_auth(&nurse).json(&json!({"instrument": "phq9", "answers": answers})).send().await?;
+            assert_eq!(r.status(), 201, "{}", r.text().await?);
+        }
+        let (web, _) = app.browser_login("nurse@demo.kapstone.test", PASSWORD).await?;
+        let chart = web.get(app.url(&format!("/patients/{id}"))).send().await?.text().await?;
+        let newest = chart.find("<td>20</td>").unwrap_or_else(|| panic!("the total of 20: {chart}"));
+        let oldest = chart.find("<td>3</td>").unwrap_or_else(|| panic!("the total of 3: {chart}"));
+        assert!(newest < oldest, "newest first");
+        app.stop().await
+    }
 }

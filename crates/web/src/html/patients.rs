@@ -150,16 +150,16 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (two or three, by role; they were some thirty): the patient with its
+/// The chart. Its statements (one or two, by role; they were some thirty): the patient with its
 /// account, REMS enrolment, clinic time zone, the version of the clinic's settings in force, the
-/// newest consultation, the eligibility decision in force and the short lists — open
-/// assignments, open safety alerts (for the roles that may read them), pathway events, the latest
-/// signature of each consent document, the dosing sessions (for the clinical record's readers) —
-/// in one (`kapstone_store::patients::chart_head`); then all the patient's responses (the recent
-/// list, the instruments done, the newest per instrument and the outcome scores come from them),
-/// and the appointments with their types and places (for the roles that see the schedule). Each
-/// statement costs a hand-over to SQLite's connection thread and back (on PostgreSQL a round
-/// trip), which was most of a view's cost. The settings are parsed once per version and process
+/// newest consultation, the eligibility decision in force and the lists as JSON — all the
+/// questionnaire responses (the recent list, the instruments done, the newest per instrument and
+/// the outcome scores come from them), open assignments, open safety alerts (for the roles that may
+/// read them), pathway events, the latest signature of each consent document, the dosing sessions
+/// (for the clinical record's readers) — in one (`kapstone_store::patients::chart_head`); then the
+/// appointments with their types and places (for the roles that see the schedule). Each statement
+/// costs a hand-over to SQLite's connection thread and back (on PostgreSQL a round trip), which
+/// was most of a view's cost. The settings are parsed once per version and process
 /// (`app::settings_cache`). The audit events (the read, and the outcomes for clinicians) are
 /// queued together and committed while the panels are read; the page is answered only once they
 /// are.
@@ -205,6 +205,8 @@ async fn panels(
     let (open_assignments, alert_reasons, pathway_rows) =
         (head.open_assignments()?, head.open_alert_reasons()?, head.pathway_events()?);
     let (signatures, sessions) = (head.consents()?, head.dosing_sessions()?);
+    // Oldest first, by (submitted_at, id).
+    let all_responses = head.responses()?;
     let kapstone_store::patients::ChartHead {
         patient: p,
         has_account,
@@ -217,8 +219,7 @@ async fn panels(
     let db = &state.db;
     let kept = state.settings.at(db, user.clinic, settings_version).await?;
     let settings: &kapstone_store::clinics::ClinicSettings = &kept;
-    // Oldest first, by (submitted_at, id).
-    let all_responses = questionnaires::responses_of(db, id).await?;
+
     let responses = all_responses
         .iter()
         .rev()
