@@ -172,14 +172,14 @@ async fn chart_with(
     pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
     let with_alerts = allows(Some(user.role), Action::ReadSafetyAlerts);
-    let with_sessions = allows(Some(user.role), Action::ReadClinicalRecord);
+    // The dosing sessions are read, as the outcomes, only for the clinical record's readers.
+    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
     let Some(head) =
-        kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts, with_sessions).await?
+        kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts, can_read_clinical).await?
     else {
         state.read_audit.record(patients::read_event(user, id, false)).await?;
         return Err(AppError::NotFound.into());
     };
-    let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
     let mut events = vec![patients::read_event(user, id, true)];
     if can_read_clinical {
         events.push(crate::app::outcomes::read_event(user, id, "PHQ-9, GAD-7, PCL-5 outcomes"));
@@ -219,7 +219,6 @@ async fn panels(
     let db = &state.db;
     let kept = state.settings.at(db, user.clinic, settings_version).await?;
     let settings: &kapstone_store::clinics::ClinicSettings = &kept;
-
     let responses = all_responses
         .iter()
         .rev()
