@@ -283,11 +283,6 @@ pub struct ChartSession {
     pub protocol_id: String,
 }
 
-/// A UUID as the chart's JSON lists hold it (32 hex digits on SQLite, hyphenated on PostgreSQL).
-fn json_uuid(text: &str, what: &str) -> Result<Uuid> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("chart {what}: {e}")))
-}
-
 /// An open questionnaire assignment as the chart lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChartAssignment {
@@ -310,6 +305,11 @@ fn json_list<T: serde::de::DeserializeOwned>(json: Option<&str>, what: &str) -> 
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("chart {what}: {e}"))),
     }
+}
+
+/// A UUID as the chart's JSON lists hold it (32 hex digits on SQLite, hyphenated on PostgreSQL).
+fn json_uuid(text: &str, what: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("chart {what}: {e}")))
 }
 
 /// The columns of the patient's newest consultation version, all `NULL` when there is none.

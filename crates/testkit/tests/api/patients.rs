@@ -450,8 +450,8 @@ both_backends! {
         let mut before = valid_until(&chart);
         let (admin, _) = app.browser_login("admin@demo.kapstone.test", PASSWORD).await?;
         let csrf = app.csrf_of(&admin).await?;
-        let months = admin.get(app.url("/admin/settings")).send().await?.text().await?;
-        assert!(months.contains("name=\"consent_validity_months\""), "{months}");
+        let form = admin.get(app.url("/admin/settings")).send().await?.text().await?;
+        assert!(form.contains("name=\"consent_validity_months\""), "{form}");
         // Saved twice: a second version with the same validity changes nothing on the chart.
         for (months, changed) in [("3", true), ("3", false)] {
             let saved = admin
