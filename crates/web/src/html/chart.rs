@@ -102,6 +102,22 @@ fn date(ts: UtcTs, zone: &TimeZone) -> String {
         .unwrap_or_else(|_| ts.rfc3339().chars().take(10).collect())
 }
 
+/// A coordinate to one decimal place (`12.3`, `-0.5`), rounded half away from zero. Written with
+/// integers: `{:.1}` on a float takes the exact decimal path, a measurable share of a chart view's
+/// time for the sixty-odd numbers of a chart.
+struct Px(f64);
+
+impl std::fmt::Display for Px {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Coordinates are within a few thousand pixels; a non-finite one (never drawn) shows as 0.
+        let tenths = (self.0 * 10.0).round();
+        let tenths = if tenths.is_finite() { tenths as i64 } else { 0 };
+        let sign = if tenths < 0 { "-" } else { "" };
+        let t = tenths.unsigned_abs();
+        write!(f, "{sign}{}.{}", t / 10, t % 10)
+    }
+}
+
 /// Draws the chart. An empty series still gives a chart (axes, bands and markers) that says no
 /// score is recorded yet.
 pub fn line_chart(c: &LineChart<'_>) -> String {
@@ -134,14 +150,17 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
         let fill = BAND_FILLS[i.min(BAND_FILLS.len() - 1)];
         let _ = write!(
             s,
-            r#"<rect class="band" x="{LEFT:.1}" y="{top:.1}" width="{PLOT_W:.1}" height="{:.1}" fill="{fill}"/>"#,
-            bottom - top
+            r#"<rect class="band" x="{}" y="{}" width="{}" height="{}" fill="{fill}"/>"#,
+            Px(LEFT),
+            Px(top),
+            Px(PLOT_W),
+            Px(bottom - top)
         );
         let _ = write!(
             s,
-            r##"<text class="band-label" x="{:.1}" y="{:.1}" fill="#444">{} ({}–{})</text>"##,
-            LEFT + PLOT_W + 6.0,
-            (top + bottom) / 2.0 + 4.0,
+            r##"<text class="band-label" x="{}" y="{}" fill="#444">{} ({}–{})</text>"##,
+            Px(LEFT + PLOT_W + 6.0),
+            Px((top + bottom) / 2.0 + 4.0),
             escape(b.label),
             b.from,
             b.to
@@ -150,26 +169,27 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     s.push_str("</g>");
 
     // Axes, ticks at 0, each band's lower edge and the maximum, the first and last date.
-    let (x_axis_y, right) = (TOP + PLOT_H, LEFT + PLOT_W);
+    let x_axis_y = TOP + PLOT_H;
+    let (left, top, right, bottom) = (Px(LEFT), Px(TOP), Px(LEFT + PLOT_W), Px(x_axis_y));
     let _ = write!(
         s,
-        r##"<g class="axes" stroke="#333"><line x1="{LEFT:.1}" y1="{x_axis_y:.1}" x2="{right:.1}" y2="{x_axis_y:.1}"/><line x1="{LEFT:.1}" y1="{TOP:.1}" x2="{LEFT:.1}" y2="{x_axis_y:.1}"/></g>"##
+        r##"<g class="axes" stroke="#333"><line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}"/><line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}"/></g>"##
     );
     let mut ticks: Vec<u8> = c.bands.iter().map(|b| b.from).chain([0, c.y_max]).collect();
     ticks.sort_unstable();
     ticks.dedup();
     s.push_str(r##"<g class="ticks" fill="#333">"##);
     for t in ticks {
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{t}</text>"#, LEFT - 6.0, y_of(t) + 4.0);
+        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{t}</text>"#, Px(LEFT - 6.0), Px(y_of(t) + 4.0));
     }
     if let (Some(first), Some(last)) = (c.scores.first(), c.scores.last()) {
-        let y = x_axis_y + 18.0;
-        let _ = write!(s, r#"<text x="{:.1}" y="{y:.1}">{}</text>"#, x_of(first.at), date(first.at, c.zone));
+        let y = Px(x_axis_y + 18.0);
+        let _ = write!(s, r#"<text x="{}" y="{y}">{}</text>"#, Px(x_of(first.at)), date(first.at, c.zone));
         if last.at != first.at {
             let _ = write!(
                 s,
-                r#"<text x="{:.1}" y="{y:.1}" text-anchor="end">{}</text>"#,
-                x_of(last.at),
+                r#"<text x="{}" y="{y}" text-anchor="end">{}</text>"#,
+                Px(x_of(last.at)),
                 date(last.at, c.zone)
             );
         }
@@ -177,24 +197,24 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     s.push_str("</g>");
     let _ = write!(
         s,
-        r##"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333">Date</text>"##,
-        LEFT + PLOT_W / 2.0,
-        HEIGHT - 8.0
+        r##"<text class="axis-label" x="{}" y="{}" text-anchor="middle" fill="#333">Date</text>"##,
+        Px(LEFT + PLOT_W / 2.0),
+        Px(HEIGHT - 8.0)
     );
-    let (lx, ly) = (14.0, TOP + PLOT_H / 2.0);
+    let (lx, ly) = (Px(14.0), Px(TOP + PLOT_H / 2.0));
     let _ = write!(
         s,
-        r##"<text class="axis-label" x="{lx:.1}" y="{ly:.1}" text-anchor="middle" fill="#333" transform="rotate(-90 {lx:.1} {ly:.1})">{}</text>"##,
+        r##"<text class="axis-label" x="{lx}" y="{ly}" text-anchor="middle" fill="#333" transform="rotate(-90 {lx} {ly})">{}</text>"##,
         escape(c.y_label)
     );
 
     // Dosing sessions as dashed vertical lines.
     s.push_str(r#"<g class="dosing">"#);
     for m in c.markers {
-        let x = x_of(m.at);
+        let x = Px(x_of(m.at));
         let _ = write!(
             s,
-            r##"<line class="dosing-marker" x1="{x:.1}" y1="{TOP:.1}" x2="{x:.1}" y2="{x_axis_y:.1}" stroke="#6a4c93" stroke-width="1.5" stroke-dasharray="4 3"><title>{} ({})</title></line>"##,
+            r##"<line class="dosing-marker" x1="{x}" y1="{top}" x2="{x}" y2="{bottom}" stroke="#6a4c93" stroke-width="1.5" stroke-dasharray="4 3"><title>{} ({})</title></line>"##,
             escape(&m.label),
             date(m.at, c.zone)
         );
@@ -204,14 +224,14 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     if c.scores.is_empty() {
         let _ = write!(
             s,
-            r##"<text class="empty" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333">No scores recorded yet</text>"##,
-            LEFT + PLOT_W / 2.0,
-            TOP + PLOT_H / 2.0
+            r##"<text class="empty" x="{}" y="{}" text-anchor="middle" fill="#333">No scores recorded yet</text>"##,
+            Px(LEFT + PLOT_W / 2.0),
+            Px(TOP + PLOT_H / 2.0)
         );
     } else {
         if c.scores.len() > 1 {
             let points: Vec<String> =
-                c.scores.iter().map(|p| format!("{:.1},{:.1}", x_of(p.at), y_of(p.total))).collect();
+                c.scores.iter().map(|p| format!("{},{}", Px(x_of(p.at)), Px(y_of(p.total)))).collect();
             let _ = write!(
                 s,
                 r##"<polyline class="series" points="{}" fill="none" stroke="#1f4e79" stroke-width="2"/>"##,
@@ -222,9 +242,9 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
         for p in c.scores {
             let _ = write!(
                 s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="4"><title>{}: {}</title></circle>"#,
-                x_of(p.at),
-                y_of(p.total),
+                r#"<circle cx="{}" cy="{}" r="4"><title>{}: {}</title></circle>"#,
+                Px(x_of(p.at)),
+                Px(y_of(p.total)),
                 date(p.at, c.zone),
                 p.total
             );
@@ -259,6 +279,25 @@ mod tests {
 
     fn count(haystack: &str, needle: &str) -> usize {
         haystack.matches(needle).count()
+    }
+
+    /// `Px` writes what `{:.1}` writes, away from the halfway cases (where it rounds away from
+    /// zero and `{:.1}` to even: a twentieth of a pixel) and a negative zero.
+    #[test]
+    fn coordinates_are_written_as_with_one_decimal() {
+        for i in -40_000..40_000 {
+            let v = f64::from(i) * 0.0137;
+            let tenths = v * 10.0;
+            if (tenths.fract().abs() - 0.5).abs() < 1e-6 || (v < 0.0 && tenths > -0.5) {
+                continue;
+            }
+            assert_eq!(Px(v).to_string(), format!("{v:.1}"), "{v}");
+        }
+        assert_eq!(Px(0.25).to_string(), "0.3");
+        assert_eq!(Px(-0.25).to_string(), "-0.3");
+        assert_eq!(Px(-0.04).to_string(), "0.0");
+        assert_eq!(Px(420.0).to_string(), "420.0");
+        assert_eq!(Px(f64::NAN).to_string(), "0.0");
     }
 
     #[test]
