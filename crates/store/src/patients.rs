@@ -262,6 +262,18 @@ pub struct ChartHead {
     /// JSON `[[id, instrument, total, severity, result, entered via, submitted at (µs)], …]` of all
     /// the patient's questionnaire responses, oldest first.
     responses: Option<String>,
+    /// JSON `[[id, starts at (µs), status, type definition, place's time zone], …]` of the
+    /// patient's appointments, by start; `NULL` when not asked for.
+    appointments: Option<String>,
+}
+
+/// What [`chart_head`] reads beyond what every reader of the chart sees: each list only for the
+/// roles that may read it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartParts {
+    pub safety_alerts: bool,
+    pub dosing_sessions: bool,
+    pub appointments: bool,
 }
 
 /// The latest signature of a consent document as the chart reads it.
@@ -424,6 +436,23 @@ impl ChartHead {
             .collect()
     }
 
+    /// The patient's appointments by start, then id (empty when [`chart_head`] was not asked for
+    /// them).
+    pub fn appointments(&self) -> Result<Vec<crate::scheduling::ChartAppointmentRow>> {
+        let rows: Vec<(String, i64, String, String, String)> = json_list(self.appointments.as_deref(), "appointments")?;
+        rows.into_iter()
+            .map(|(id, start, status, type_definition, time_zone)| {
+                Ok(crate::scheduling::ChartAppointmentRow {
+                    id: json_uuid(&id, "appointment")?,
+                    start_at: DbTs(UtcTs::from_unix_micros(start)),
+                    status,
+                    type_definition,
+                    time_zone,
+                })
+            })
+            .collect()
+    }
+
     pub fn pathway_events(&self) -> Result<Vec<ChartPathwayEvent>> {
         let rows: Vec<(String, String, i64)> = json_list(self.pathway_events.as_deref(), "pathway events")?;
         Ok(rows
@@ -473,7 +502,10 @@ fn chart_head_sql(backend: crate::Backend) -> String {
           WHERE ds.clinic_id = p.clinic_id AND ds.patient_id = p.id) END AS dosing_sessions, \
          (SELECT {agg}({array}({response_id}, q.instrument, q.total, q.severity, q.result, q.entered_via, \
           {submitted}) ORDER BY q.submitted_at, q.id){text} FROM questionnaire_responses q \
-          WHERE q.patient_id = p.id) AS responses \
+          WHERE q.patient_id = p.id) AS responses, \
+         CASE WHEN $5 THEN (SELECT {agg}({array}({appointment_id}, {starts}, ap.status, t.definition, l.time_zone) \
+          ORDER BY ap.start_at, ap.id){text} FROM appointments ap JOIN appointment_types t ON t.id = ap.type_id \
+          JOIN locations l ON l.id = ap.location_id WHERE ap.patient_id = p.id) END AS appointments \
          FROM patients p \
          LEFT JOIN consultations k ON k.patient_id = p.id \
           AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
@@ -490,21 +522,17 @@ fn chart_head_sql(backend: crate::Backend) -> String {
         dosed = us("ds.dose_started_at"),
         response_id = id("q.id"),
         submitted = us("q.submitted_at"),
+        appointment_id = id("ap.id"),
+        starts = us("ap.start_at"),
     )
 }
 
 /// [`get`] with the facts of [`ChartHead`]; `None` when the patient is not in this clinic; the
-/// open safety alerts only `with_alerts` (the roles that may read them), the dosing sessions only
-/// `with_sessions` (the clinical record's readers). The decision in force is
+/// open safety alerts, the dosing sessions and the appointments only when `parts` asks for them
+/// (the roles that may read alerts, the clinical record, the schedule). The decision in force is
 /// the last of the amendment chain (decisions are append-only, a patient has one first decision
 /// and each amends at most one, so the chain has one end).
-pub async fn chart_head(
-    db: &Db,
-    clinic: ClinicId,
-    id: PatientId,
-    with_alerts: bool,
-    with_sessions: bool,
-) -> Result<Option<ChartHead>> {
+pub async fn chart_head(db: &Db, clinic: ClinicId, id: PatientId, parts: ChartParts) -> Result<Option<ChartHead>> {
     static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Sqlite));
     static POSTGRES: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| chart_head_sql(crate::Backend::Postgres));
@@ -516,8 +544,9 @@ pub async fn chart_head(
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_uuid())
             .bind(clinic.as_uuid())
-            .bind(with_alerts)
-            .bind(with_sessions)
+            .bind(parts.safety_alerts)
+            .bind(parts.dosing_sessions)
+            .bind(parts.appointments)
             .fetch_optional(c)
             .await?
     }))

@@ -433,28 +433,15 @@ pub async fn appointments_of_patient(db: &Db, patient: PatientId) -> Result<Vec<
 }
 
 /// An appointment as the patient's chart lists it: with its type's definition (the name is in it)
-/// and its place's time zone, read with it rather than with every type and place of the clinic.
-#[derive(Debug, Clone, FromRow)]
+/// and its place's time zone, read with it rather than with every type and place of the clinic
+/// (with the rest of the chart: [`crate::patients::ChartHead::appointments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChartAppointmentRow {
     pub id: Uuid,
     pub start_at: DbTs,
     pub status: String,
     pub type_definition: String,
     pub time_zone: String,
-}
-
-/// The patient's appointments for the chart, by start, in one statement.
-pub async fn chart_appointments(db: &Db, patient: PatientId) -> Result<Vec<ChartAppointmentRow>> {
-    Ok(on_read!(db, |c| {
-        sqlx::query_as(
-            "SELECT a.id, a.start_at, a.status, t.definition AS type_definition, l.time_zone FROM appointments a \
-             JOIN appointment_types t ON t.id = a.type_id JOIN locations l ON l.id = a.location_id \
-             WHERE a.patient_id = $1 ORDER BY a.start_at, a.id",
-        )
-        .bind(patient.as_uuid())
-        .fetch_all(c)
-        .await?
-    }))
 }
 
 /// [`appointments_of_patient`] inside `tx` (what a transaction about to book for the patient

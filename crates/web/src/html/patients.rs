@@ -120,7 +120,7 @@ struct PatientPage {
     /// (event, reason, when)
     pathway_events: Vec<(String, String, String)>,
     /// (when, type, status, upcoming, id)
-    appointments: Vec<(String, String, String, bool, String)>,
+    appointments: Vec<super::schedule::TimelineItem>,
     /// The date of the Spravato REMS enrolment, if recorded.
     rems_enrolled_on: Option<String>,
     can_book: bool,
@@ -150,16 +150,16 @@ async fn chart(
     chart_with(state, user, id, notice, assign_error, None).await
 }
 
-/// The chart. Its statements (one or two, by role; they were some thirty): the patient with its
-/// account, REMS enrolment, clinic time zone, the version of the clinic's settings in force, the
-/// newest consultation, the eligibility decision in force and the lists as JSON — all the
-/// questionnaire responses (the recent list, the instruments done, the newest per instrument and
-/// the outcome scores come from them), open assignments, open safety alerts (for the roles that may
-/// read them), pathway events, the latest signature of each consent document, the dosing sessions
-/// (for the clinical record's readers) — in one (`kapstone_store::patients::chart_head`); then the
-/// appointments with their types and places (for the roles that see the schedule). Each statement
-/// costs a hand-over to SQLite's connection thread and back (on PostgreSQL a round trip), which
-/// was most of a view's cost. The settings are parsed once per version and process
+/// The chart. One statement (they were some thirty): the patient with its account, REMS
+/// enrolment, clinic time zone, the version of the clinic's settings in force, the newest
+/// consultation, the eligibility decision in force and the lists as JSON — all the questionnaire
+/// responses (the recent list, the instruments done, the newest per instrument and the outcome
+/// scores come from them), open assignments, open safety alerts (for the roles that may read them),
+/// pathway events, the latest signature of each consent document, the dosing sessions (for the
+/// clinical record's readers), the appointments with their types and places (for the roles that
+/// see the schedule) — in one (`kapstone_store::patients::chart_head`). Each statement costs a
+/// hand-over to SQLite's connection thread and back (on PostgreSQL a round trip), which was most
+/// of a view's cost. The settings are parsed once per version and process
 /// (`app::settings_cache`). The audit events (the read, and the outcomes for clinicians) are
 /// queued together and committed while the panels are read; the page is answered only once they
 /// are.
@@ -171,12 +171,14 @@ async fn chart_with(
     assign_error: Option<String>,
     pathway_error: Option<String>,
 ) -> PageResult<Html<String>> {
-    let with_alerts = allows(Some(user.role), Action::ReadSafetyAlerts);
     // The dosing sessions are read, as the outcomes, only for the clinical record's readers.
     let can_read_clinical = allows(Some(user.role), Action::ReadClinicalRecord);
-    let Some(head) =
-        kapstone_store::patients::chart_head(&state.db, user.clinic, id, with_alerts, can_read_clinical).await?
-    else {
+    let parts = kapstone_store::patients::ChartParts {
+        safety_alerts: allows(Some(user.role), Action::ReadSafetyAlerts),
+        dosing_sessions: can_read_clinical,
+        appointments: allows(Some(user.role), Action::ReadSchedule),
+    };
+    let Some(head) = kapstone_store::patients::chart_head(&state.db, user.clinic, id, parts).await? else {
         state.read_audit.record(patients::read_event(user, id, false)).await?;
         return Err(AppError::NotFound.into());
     };
@@ -185,7 +187,7 @@ async fn chart_with(
         events.push(crate::app::outcomes::read_event(user, id, "PHQ-9, GAD-7, PCL-5 outcomes"));
     }
     let audited = async { state.read_audit.record_all(events).await.map(|_| ()).map_err(AppError::from) };
-    let ((), mut page) = tokio::try_join!(audited, panels(state, user, head, can_read_clinical))?;
+    let ((), mut page) = tokio::try_join!(audited, panels(state, user, head, parts))?;
     page.notice = notice;
     page.assign_error = assign_error;
     page.pathway_error = pathway_error;
@@ -197,14 +199,16 @@ async fn panels(
     state: &AppState,
     user: &CurrentUser,
     head: kapstone_store::patients::ChartHead,
-    can_read_clinical: bool,
+    parts: kapstone_store::patients::ChartParts,
 ) -> Result<PatientPage, AppError> {
     use kapstone_store::{DbTs, eligibility as elig, questionnaires};
+    // What the role may read, as the head was read for it.
+    let (can_read_clinical, can_see_schedule) = (parts.dosing_sessions, parts.appointments);
     let consultation = head.consultation();
     let decision = head.decision_in_force();
     let (open_assignments, alert_reasons, pathway_rows) =
         (head.open_assignments()?, head.open_alert_reasons()?, head.pathway_events()?);
-    let (signatures, sessions) = (head.consents()?, head.dosing_sessions()?);
+    let (signatures, sessions, appointments) = (head.consents()?, head.dosing_sessions()?, head.appointments()?);
     // Oldest first, by (submitted_at, id).
     let all_responses = head.responses()?;
     let kapstone_store::patients::ChartHead {
@@ -302,8 +306,8 @@ async fn panels(
         .into_iter()
         .map(|e| (e.event, if can_read_clinical { e.reason } else { String::new() }, when(e.recorded_at)))
         .collect();
-    let can_see_schedule = allows(Some(user.role), Action::ReadSchedule);
-    let appointments = if can_see_schedule { super::schedule::timeline(state, id).await? } else { Vec::new() };
+    // Empty when the role may not see the schedule (not read).
+    let appointments = super::schedule::timeline(appointments)?;
     let (dosing_sessions, outcome_panels) = if can_read_clinical {
         // The doses oldest first, as `outcomes::doses_of` reads them.
         let mut doses: Vec<kapstone_store::outcomes::DoseRow> = sessions

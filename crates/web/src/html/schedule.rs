@@ -458,14 +458,13 @@ pub async fn change(
     Ok(Redirect::to(&format!("/schedule?{date}{location}notice={}", urlencode(&notice))).into_response())
 }
 
+/// An appointment as the chart lists it: when (in its place's zone), type, status, upcoming, id.
+pub type TimelineItem = (String, String, String, bool, String);
+
 /// A patient's appointments for the chart (past and upcoming), in the location's zone.
-pub async fn timeline(
-    state: &AppState,
-    patient: PatientId,
-) -> Result<Vec<(String, String, String, bool, String)>, AppError> {
+pub fn timeline(appointments: Vec<store::ChartAppointmentRow>) -> Result<Vec<TimelineItem>, AppError> {
     let now = Timestamp::now();
-    store::chart_appointments(&state.db, patient)
-        .await?
+    appointments
         .into_iter()
         .map(|a| {
             let kind = app::stored_type(&a.type_definition, &format_args!("of appointment {}", a.id))?;
