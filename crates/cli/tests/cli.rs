@@ -200,7 +200,7 @@ fn demo_scale_is_deterministic() {
                 kapstone_store::Db::Sqlite { read, .. } => sqlx::query_as(
                     "SELECT mrn, given_name, family_name FROM patients WHERE mrn > 'K000012' ORDER BY mrn",
                 )
-                .fetch_all(read)
+                .fetch_all(&mut *read.acquire().await.unwrap())
                 .await
                 .unwrap(),
                 kapstone_store::Db::Postgres(_) => unreachable!(),

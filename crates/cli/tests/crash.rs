@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use kapstone_store::{Db, DbUrl, on_read};
+use kapstone_store::{Db, DbUrl, StoreError, on_read};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kapstone");
@@ -234,18 +234,22 @@ async fn send_until_answered(
 }
 
 async fn count(db: &Db, sql: &'static str, marker: &str) -> i64 {
-    on_read!(db, |c| sqlx::query_scalar::<_, i64>(sql).bind(marker).fetch_one(c).await.unwrap())
+    let read =
+        async { Ok::<i64, StoreError>(on_read!(db, |c| sqlx::query_scalar(sql).bind(marker).fetch_one(c).await?)) };
+    read.await.unwrap()
 }
 
 async fn readings(db: &Db, session: &str) -> i64 {
     let id: uuid::Uuid = session.parse().unwrap();
-    on_read!(db, |c| sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM session_events WHERE session_id = $1 AND kind = 'reading'"
-    )
-    .bind(id)
-    .fetch_one(c)
-    .await
-    .unwrap())
+    let read = async {
+        Ok::<i64, StoreError>(on_read!(db, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM session_events WHERE session_id = $1 AND kind = 'reading'"
+        )
+        .bind(id)
+        .fetch_one(c)
+        .await?))
+    };
+    read.await.unwrap()
 }
 
 fn verify_with_cli(what: &str, url: &str) {
@@ -334,14 +338,16 @@ async fn crash_run(url: String) {
         if w.kind == Kind::Patient && w.outcome == Outcome::Acknowledged {
             // The answer (first or replayed) names the one stored patient.
             let id: uuid::Uuid = w.body["id"].as_str().unwrap().parse().unwrap();
-            let named: i64 = on_read!(&db, |c| sqlx::query_scalar(
-                "SELECT COUNT(*) FROM patients WHERE id = $1 AND given_name = $2"
-            )
-            .bind(id)
-            .bind(&w.marker)
-            .fetch_one(c)
-            .await
-            .unwrap());
+            let read = async {
+                Ok::<i64, StoreError>(on_read!(&db, |c| sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM patients WHERE id = $1 AND given_name = $2"
+                )
+                .bind(id)
+                .bind(&w.marker)
+                .fetch_one(c)
+                .await?))
+            };
+            let named = read.await.unwrap();
             assert_eq!(named, 1, "{w:?}");
         }
         if w.kind == Kind::Receipt && w.outcome == Outcome::Acknowledged {
@@ -361,7 +367,8 @@ async fn crash_run(url: String) {
         duplicated += vitals_difference;
     }
     if let Db::Sqlite { read, .. } = &db {
-        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(read).await.unwrap();
+        let check: String =
+            sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut *read.acquire().await.unwrap()).await.unwrap();
         assert_eq!(check, "ok");
     }
     db.close().await;

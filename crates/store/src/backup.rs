@@ -17,7 +17,7 @@ pub async fn backup_sqlite(db: &Db, out: &Path) -> Result<()> {
         return Err(StoreError::Refused(format!("{} already exists; choose a new file", out.display())));
     }
     let target = out.to_str().ok_or_else(|| StoreError::Refused("the backup path must be valid UTF-8".into()))?;
-    sqlx::query("VACUUM INTO $1").bind(target).execute(read).await?;
+    sqlx::query("VACUUM INTO $1").bind(target).execute(&mut *read.acquire().await?).await?;
     Ok(())
 }
 
@@ -40,7 +40,9 @@ pub async fn restore_sqlite(backup: &Path, target: &DbUrl) -> Result<()> {
     }
     let source = Db::connect(&DbUrl::Sqlite(backup.to_path_buf())).await?;
     let check: String = match &source {
-        Db::Sqlite { read, .. } => sqlx::query_scalar("PRAGMA integrity_check").fetch_one(read).await?,
+        Db::Sqlite { read, .. } => {
+            sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut *read.acquire().await?).await?
+        }
         Db::Postgres(_) => String::new(),
     };
     if check != "ok" {
@@ -59,7 +61,7 @@ pub async fn restore_sqlite(backup: &Path, target: &DbUrl) -> Result<()> {
             .map_err(|e| StoreError::Refused(format!("cannot replace empty target: {e}")))?;
     }
     if let Db::Sqlite { read, .. } = &source {
-        sqlx::query("VACUUM INTO $1").bind(target_str).execute(read).await?;
+        sqlx::query("VACUUM INTO $1").bind(target_str).execute(&mut *read.acquire().await?).await?;
     }
     source.close().await;
     Ok(())

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+use crate::read_pool::ReadPool;
 use crate::{Result, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +91,11 @@ impl fmt::Display for DbUrl {
 }
 
 /// A connected database. SQLite gets one writer connection (SQLite admits one writer at a
-/// time; queueing in the pool is cheaper than lock retries) and a pool of readers.
+/// time; queueing in the pool is cheaper than lock retries) and a pool of readers
+/// ([`crate::read_pool`]).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite { write: SqlitePool, read: ReadPool },
     Postgres(PgPool),
 }
 
@@ -120,13 +122,15 @@ macro_rules! on_tx {
     };
 }
 
-/// Runs `$body` with `$c` bound to a read pool, once per engine.
+/// Runs `$body` with `$c` bound to a read connection (SQLite) or the pool (PostgreSQL), once
+/// per engine.
 #[macro_export]
 macro_rules! on_read {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
             $crate::Db::Sqlite { read, .. } => {
-                let $c = read;
+                let mut conn = read.acquire().await?;
+                let $c = &mut *conn;
                 $body
             }
             $crate::Db::Postgres(p) => {
@@ -149,6 +153,9 @@ impl Default for PoolSettings {
         Self { max_connections: 8, acquire_timeout: Duration::from_secs(3) }
     }
 }
+
+/// A PostgreSQL connection idle for less than this is handed out without a ping.
+const PG_RECENTLY_USED: Duration = Duration::from_millis(500);
 
 impl Db {
     pub async fn connect(url: &DbUrl) -> Result<Self> {
@@ -180,6 +187,9 @@ impl Db {
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
+                    // No ping when the writer is taken (see the readers below); the one after
+                    // release stays, it finds a connection a failed commit left marked.
+                    .test_before_acquire(false)
                     // A COMMIT that fails (disk full, I/O error) is rolled back by SQLite itself;
                     // sqlx still counts the transaction as open and would refuse every later BEGIN
                     // on this, the only writer connection. Let the queued rollback run (a ping is
@@ -193,17 +203,11 @@ impl Db {
                     })
                     .connect_with(opts.clone())
                     .await?;
-                // No ping before each use: a pooled SQLite connection is an open file, it cannot
-                // have been hung up on, and sqlx's ping is a round trip to the connection's worker
-                // thread, i.e. it doubled the hand-offs of every read statement (each statement
-                // takes a connection from the pool). PostgreSQL keeps the ping: it finds the
+                // No ping when a reader is taken or given back (crate::read_pool): a SQLite
+                // connection is an open file that cannot have been hung up on, and each ping is a
+                // round trip to the connection's thread. PostgreSQL keeps the ping: it finds the
                 // connections a server restart closed.
-                let read = SqlitePoolOptions::new()
-                    .max_connections(settings.max_connections.max(1))
-                    .acquire_timeout(settings.acquire_timeout)
-                    .test_before_acquire(false)
-                    .connect_with(opts)
-                    .await?;
+                let read = ReadPool::new(opts, settings.max_connections, settings.acquire_timeout);
                 Ok(Db::Sqlite { write, read })
             }
             DbUrl::Postgres(u) => {
@@ -211,6 +215,18 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections.max(1))
                     .acquire_timeout(settings.acquire_timeout)
+                    // A connection is pinged when taken only if it has been idle for a while (a
+                    // round trip to the server that was a third of a small read's). One used
+                    // moments ago was working then; one that a server restart closed since fails
+                    // its statement, and sqlx's ping after release then drops it. The window is
+                    // HikariCP's default (`aliveBypassWindowMs`, 500 ms).
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            use sqlx::Connection;
+                            Ok(meta.idle_for < PG_RECENTLY_USED || conn.ping().await.is_ok())
+                        })
+                    })
                     .connect_lazy_with(opts);
                 Ok(Db::Postgres(pool))
             }

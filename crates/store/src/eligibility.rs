@@ -311,20 +311,24 @@ pub async fn pathway_inputs(db: &Db, patients: &[Uuid]) -> Result<PathwayInputs>
     if patients.is_empty() {
         return Ok(PathwayInputs::default());
     }
-    Ok(on_read!(db, |c| {
+    let consultations = on_read!(db, |c| {
         let mut q = sqlx::QueryBuilder::new(
             "SELECT k.patient_id, k.body FROM consultations k WHERE k.version = (SELECT MAX(k2.version) \
              FROM consultations k2 WHERE k2.patient_id = k.patient_id) AND k.patient_id IN ",
         );
         crate::push_ids(&mut q, patients);
-        let consultations = q.build_query_as().fetch_all(c).await?;
+        q.build_query_as().fetch_all(c).await?
+    });
+    let decisions = on_read!(db, |c| {
         let mut q = sqlx::QueryBuilder::new(DECISIONS_IN_FORCE);
         crate::push_ids(&mut q, patients);
-        let decisions = q.build_query_as().fetch_all(c).await?;
+        q.build_query_as().fetch_all(c).await?
+    });
+    let events = on_read!(db, |c| {
         let mut q = sqlx::QueryBuilder::new("SELECT patient_id, event FROM pathway_events WHERE patient_id IN ");
         crate::push_ids(&mut q, patients);
         q.push(" ORDER BY id");
-        let events = q.build_query_as().fetch_all(c).await?;
-        PathwayInputs { consultations, decisions, events }
-    }))
+        q.build_query_as().fetch_all(c).await?
+    });
+    Ok(PathwayInputs { consultations, decisions, events })
 }

@@ -27,6 +27,7 @@ pub mod patients;
 pub mod psychotherapy_notes;
 pub mod questionnaires;
 pub mod rate_limits;
+pub mod read_pool;
 pub mod record_requests;
 pub mod scheduling;
 pub mod sessions;

@@ -208,7 +208,7 @@ pub async fn database_tables(db: &Db) -> Result<Vec<String>> {
     let mut names: Vec<String> = match db {
         Db::Sqlite { read, .. } => {
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-                .fetch_all(read)
+                .fetch_all(&mut *read.acquire().await?)
                 .await?
         }
         Db::Postgres(p) => {
@@ -245,16 +245,19 @@ pub async fn schema_problems(db: &Db) -> Result<Vec<String>> {
         }
         // (name, declared type) in column order, and (column, referenced table) pairs.
         let (cols, fks): (Pairs, Pairs) = match db {
-            Db::Sqlite { read, .. } => (
-                sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info($1) ORDER BY cid")
-                    .bind(spec.name)
-                    .fetch_all(read)
-                    .await?,
-                sqlx::query_as("SELECT \"from\", \"table\" FROM pragma_foreign_key_list($1)")
-                    .bind(spec.name)
-                    .fetch_all(read)
-                    .await?,
-            ),
+            Db::Sqlite { read, .. } => {
+                let mut conn = read.acquire().await?;
+                (
+                    sqlx::query_as("SELECT name, upper(type) FROM pragma_table_info($1) ORDER BY cid")
+                        .bind(spec.name)
+                        .fetch_all(&mut *conn)
+                        .await?,
+                    sqlx::query_as("SELECT \"from\", \"table\" FROM pragma_foreign_key_list($1)")
+                        .bind(spec.name)
+                        .fetch_all(&mut *conn)
+                        .await?,
+                )
+            }
             Db::Postgres(p) => (
                 sqlx::query_as(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -515,7 +518,8 @@ pub async fn export(db: &Db, out: &Path, progress: &mut dyn FnMut(&TableEntry)) 
     }
     match db {
         Db::Sqlite { read, .. } => {
-            let mut tx = read.begin().await?;
+            let mut conn = read.acquire().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             dump_all!(tx, sqlite_val, Backend::Sqlite);
             tx.rollback().await?;
         }

@@ -393,7 +393,7 @@ impl TestApp {
     pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
         let stmt = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         Ok(match &self.db {
-            Db::Sqlite { read, .. } => sqlx::query_scalar(stmt).fetch_one(read).await?,
+            Db::Sqlite { read, .. } => sqlx::query_scalar(stmt).fetch_one(&mut *read.acquire().await?).await?,
             Db::Postgres(p) => sqlx::query_scalar(stmt).fetch_one(p).await?,
         })
     }

@@ -17,7 +17,10 @@ async fn backup_and_restore_round_trip_a_populated_database() {
     let n = kapstone_store::audit::verify(&restored).await.unwrap().unwrap();
     assert_eq!(n, app.count("audit_events").await.unwrap());
     let users: i64 = match &restored {
-        Db::Sqlite { read, .. } => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(read).await.unwrap(),
+        Db::Sqlite { read, .. } => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *read.acquire().await.unwrap())
+            .await
+            .unwrap(),
         Db::Postgres(_) => unreachable!(),
     };
     assert_eq!(users, app.count("users").await.unwrap());

@@ -148,9 +148,12 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_re
     assert_eq!(app.get_bearer(&nurse, "/api/v1/patients").await.unwrap().status(), 200);
 
     let Some(check) = (match &app.db {
-        kapstone_store::Db::Sqlite { read, .. } => {
-            Some(sqlx::query_scalar::<_, String>("PRAGMA integrity_check").fetch_one(read).await.unwrap())
-        }
+        kapstone_store::Db::Sqlite { read, .. } => Some(
+            sqlx::query_scalar::<_, String>("PRAGMA integrity_check")
+                .fetch_one(&mut *read.acquire().await.unwrap())
+                .await
+                .unwrap(),
+        ),
         kapstone_store::Db::Postgres(_) => None,
     }) else {
         unreachable!("a SQLite database")

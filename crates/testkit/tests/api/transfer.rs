@@ -26,7 +26,7 @@ async fn import_from(db: &Db, dir: &Path) -> Result<transfer::Imported, kapstone
 async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
     Ok(match db {
-        Db::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await?,
+        Db::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(&mut *read.acquire().await?).await?,
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
     })
 }
