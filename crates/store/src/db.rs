@@ -198,6 +198,12 @@ impl Db {
                     .after_release(|conn, _| {
                         Box::pin(async move {
                             use sqlx::Connection;
+                            // A commit that succeeded has closed the transaction by now (sqlx
+                            // counts it closed before it answers): no round trip for a batch
+                            // that committed.
+                            if !conn.is_in_transaction() {
+                                return Ok(true);
+                            }
                             Ok(conn.ping().await.is_ok() && !conn.is_in_transaction())
                         })
                     })
@@ -374,6 +380,25 @@ mod tests {
         assert_eq!(s, Ok(DbUrl::Sqlite(PathBuf::from("./kapstone-data/kapstone.db"))));
         assert!("mysql://x".parse::<DbUrl>().is_err());
         assert!("sqlite://".parse::<DbUrl>().is_err());
+    }
+
+    /// `.cargo/config.toml` builds SQLite with a page cache per connection and no allocation
+    /// statistics (each a global mutex the readers' threads queued on).
+    #[tokio::test]
+    async fn sqlite_is_built_without_its_global_locks() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("kapstone-compile-options-{}", uuid::Uuid::new_v4()));
+        let db = Db::connect(&DbUrl::Sqlite(dir.join("k.db"))).await?;
+        let options: Vec<String> =
+            on_read!(&db, |c| sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")
+                .fetch_all(c)
+                .await?);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+        // The options the driver sets are still there (the extra flags add to them).
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+        Ok(())
     }
 
     #[test]
