@@ -203,7 +203,7 @@ fn demo_scale_is_deterministic() {
                 .fetch_all(&mut *read.acquire().await.unwrap())
                 .await
                 .unwrap(),
-                kapstone_store::Db::Postgres(_) => unreachable!(),
+                kapstone_store::Db::Postgres { .. } => unreachable!(),
             };
             db.close().await;
             rows

@@ -266,7 +266,7 @@ async fn verify_stretch(db: &Db, start: i64, len: i64) -> Result<Segment> {
     let mut v = SegmentVerifier::new(start);
     match db {
         Db::Sqlite { read, .. } => verify_stretch_sqlite(read, start, len, &mut v).await?,
-        Db::Postgres(pool) => verify_stretch_streamed(pool, start, len, &mut v).await?,
+        Db::Postgres { pool, .. } => verify_stretch_streamed(pool, start, len, &mut v).await?,
     }
     Ok(v.finish())
 }
@@ -326,10 +326,14 @@ const SQLITE_VERIFY_CHUNK_SQL: &str = "SELECT group_concat(concat(seq, ',', at, 
 /// One fetched chunk: the encoded events, how many, the last `seq` (none when empty).
 type Chunk = (Option<String>, i64, Option<i64>);
 
-async fn fetch_chunk(pool: crate::read_pool::ReadPool, from: i64, want: i64) -> Result<Chunk> {
+async fn fetch_chunk(pool: SqliteReadPool, from: i64, want: i64) -> Result<Chunk> {
     let mut conn = pool.acquire().await?;
-    Ok(sqlx::query_as(SQLITE_VERIFY_CHUNK_SQL).bind(from).bind(want).fetch_one(&mut *conn).await?)
+    let chunk = sqlx::query_as(SQLITE_VERIFY_CHUNK_SQL).bind(from).bind(want).fetch_one(&mut *conn).await?;
+    conn.keep();
+    Ok(chunk)
 }
+
+type SqliteReadPool = crate::read_pool::ReadPool<sqlx::SqliteConnection>;
 
 /// Reads the events of a [`SQLITE_VERIFY_CHUNK_SQL`] text; `None` if it is not well formed.
 fn parse_chunk(text: &str) -> Option<Vec<EventView<'_>>> {
@@ -395,12 +399,7 @@ impl<'a> ChunkReader<'a> {
 /// events, most of the run's time); a chunk of [`SQLITE_VERIFY_CHUNK`] events concatenated in SQL
 /// costs one hand-off. The next chunk is read (on another pooled connection) while this one is
 /// checked, so SQLite and the hashing run side by side.
-async fn verify_stretch_sqlite(
-    pool: &crate::read_pool::ReadPool,
-    start: i64,
-    len: i64,
-    v: &mut SegmentVerifier,
-) -> Result<()> {
+async fn verify_stretch_sqlite(pool: &SqliteReadPool, start: i64, len: i64, v: &mut SegmentVerifier) -> Result<()> {
     // The same events as [`VERIFY_SQL`] (the first `len` from `start`, gaps included), a chunk at a time.
     let (mut from, mut left) = (start, len);
     let mut want = left.min(SQLITE_VERIFY_CHUNK);

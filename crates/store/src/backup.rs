@@ -43,7 +43,7 @@ pub async fn restore_sqlite(backup: &Path, target: &DbUrl) -> Result<()> {
         Db::Sqlite { read, .. } => {
             sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut *read.acquire().await?).await?
         }
-        Db::Postgres(_) => String::new(),
+        Db::Postgres { .. } => String::new(),
     };
     if check != "ok" {
         source.close().await;

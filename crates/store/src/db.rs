@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
@@ -90,13 +92,13 @@ impl fmt::Display for DbUrl {
     }
 }
 
-/// A connected database. SQLite gets one writer connection (SQLite admits one writer at a
-/// time; queueing in the pool is cheaper than lock retries) and a pool of readers
-/// ([`crate::read_pool`]).
+/// A connected database: connections for writes (sqlx's pool: transactions) and for reads
+/// ([`crate::read_pool`]). SQLite gets one writer connection (SQLite admits one writer at a
+/// time; queueing in the pool is cheaper than lock retries).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { write: SqlitePool, read: ReadPool },
-    Postgres(PgPool),
+    Sqlite { write: SqlitePool, read: ReadPool<SqliteConnection> },
+    Postgres { pool: PgPool, read: ReadPool<PgConnection> },
 }
 
 /// A transaction on either engine. Dropped without `commit` it rolls back.
@@ -122,20 +124,30 @@ macro_rules! on_tx {
     };
 }
 
-/// Runs `$body` with `$c` bound to a read connection (SQLite) or the pool (PostgreSQL), once
-/// per engine.
+/// Runs `$body` with `$c` bound to a read connection, once per engine. The connection goes back
+/// to the pool only when `$body` ran to its end: one left by an error (`?`) or a cancelled request
+/// is closed ([`crate::read_pool`]).
 #[macro_export]
 macro_rules! on_read {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
             $crate::Db::Sqlite { read, .. } => {
                 let mut conn = read.acquire().await?;
-                let $c = &mut *conn;
-                $body
+                let out = {
+                    let $c = &mut *conn;
+                    $body
+                };
+                conn.keep();
+                out
             }
-            $crate::Db::Postgres(p) => {
-                let $c = p;
-                $body
+            $crate::Db::Postgres { read, .. } => {
+                let mut conn = read.acquire().await?;
+                let out = {
+                    let $c = &mut *conn;
+                    $body
+                };
+                conn.keep();
+                out
             }
         }
     };
@@ -153,9 +165,6 @@ impl Default for PoolSettings {
         Self { max_connections: 8, acquire_timeout: Duration::from_secs(3) }
     }
 }
-
-/// A PostgreSQL connection idle for less than this is handed out without a ping.
-const PG_RECENTLY_USED: Duration = Duration::from_millis(500);
 
 impl Db {
     pub async fn connect(url: &DbUrl) -> Result<Self> {
@@ -210,10 +219,8 @@ impl Db {
                     .connect_with(opts.clone())
                     .await?;
                 // No ping when a reader is taken or given back (crate::read_pool): a SQLite
-                // connection is an open file that cannot have been hung up on, and each ping is a
-                // round trip to the connection's thread. PostgreSQL keeps the ping: it finds the
-                // connections a server restart closed.
-                let read = ReadPool::new(opts, settings.max_connections, settings.acquire_timeout);
+                // connection is an open file that cannot have been hung up on.
+                let read = ReadPool::new(opts, settings.max_connections, settings.acquire_timeout, None);
                 Ok(Db::Sqlite { write, read })
             }
             DbUrl::Postgres(u) => {
@@ -224,17 +231,23 @@ impl Db {
                     // A connection is pinged when taken only if it has been idle for a while (a
                     // round trip to the server that was a third of a small read's). One used
                     // moments ago was working then; one that a server restart closed since fails
-                    // its statement, and sqlx's ping after release then drops it. The window is
-                    // HikariCP's default (`aliveBypassWindowMs`, 500 ms).
+                    // its statement, and sqlx's ping after release then drops it.
                     .test_before_acquire(false)
                     .before_acquire(|conn, meta| {
                         Box::pin(async move {
                             use sqlx::Connection;
-                            Ok(meta.idle_for < PG_RECENTLY_USED || conn.ping().await.is_ok())
+                            Ok(meta.idle_for < crate::read_pool::PG_PING_AFTER || conn.ping().await.is_ok())
                         })
                     })
-                    .connect_lazy_with(opts);
-                Ok(Db::Postgres(pool))
+                    .connect_lazy_with(opts.clone());
+                // Reads on connections of their own, as many again as for writes.
+                let read = ReadPool::new(
+                    opts,
+                    settings.max_connections,
+                    settings.acquire_timeout,
+                    Some(crate::read_pool::PG_PING_AFTER),
+                );
+                Ok(Db::Postgres { pool, read })
             }
         }
     }
@@ -242,7 +255,7 @@ impl Db {
     pub fn backend(&self) -> Backend {
         match self {
             Db::Sqlite { .. } => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Postgres { .. } => Backend::Postgres,
         }
     }
 
@@ -250,7 +263,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<()> {
         match self {
             Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await?,
-            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+            Db::Postgres { pool: p, .. } => sqlx::migrate!("./migrations/postgres").run(p).await?,
         }
         Ok(())
     }
@@ -269,13 +282,15 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Postgres { pool: p, .. } => Tx::Postgres(p.begin().await?),
         })
     }
 
     /// `true` when a trivial query succeeds within the pool's acquire timeout.
     pub async fn is_healthy(&self) -> bool {
-        let probe = async { on_read!(self, |c| sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(c).await) };
+        let probe = async {
+            Ok::<i32, sqlx::Error>(on_read!(self, |c| sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(c).await?))
+        };
         matches!(tokio::time::timeout(Duration::from_secs(3), probe).await, Ok(Ok(1)))
     }
 
@@ -285,7 +300,10 @@ impl Db {
                 read.close().await;
                 write.close().await;
             }
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres { pool, read } => {
+                read.close().await;
+                pool.close().await;
+            }
         }
     }
 

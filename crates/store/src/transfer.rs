@@ -211,7 +211,7 @@ pub async fn database_tables(db: &Db) -> Result<Vec<String>> {
                 .fetch_all(&mut *read.acquire().await?)
                 .await?
         }
-        Db::Postgres(p) => {
+        Db::Postgres { pool: p, .. } => {
             sqlx::query_scalar(
                 "SELECT table_name::text FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
@@ -258,7 +258,7 @@ pub async fn schema_problems(db: &Db) -> Result<Vec<String>> {
                         .await?,
                 )
             }
-            Db::Postgres(p) => (
+            Db::Postgres { pool: p, .. } => (
                 sqlx::query_as(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
@@ -287,7 +287,7 @@ pub async fn schema_problems(db: &Db) -> Result<Vec<String>> {
         for (c, (_, ty)) in spec.columns.iter().zip(&cols) {
             let ok = match db {
                 Db::Sqlite { .. } => c.kind.sqlite_types().contains(&ty.as_str()),
-                Db::Postgres(_) => c.kind.pg_type() == ty,
+                Db::Postgres { .. } => c.kind.pg_type() == ty,
             };
             if !ok {
                 problems.push(format!("column {}.{} is {ty} in the database, not {:?}", spec.name, c.name, c.kind));
@@ -523,7 +523,7 @@ pub async fn export(db: &Db, out: &Path, progress: &mut dyn FnMut(&TableEntry)) 
             dump_all!(tx, sqlite_val, Backend::Sqlite);
             tx.rollback().await?;
         }
-        Db::Postgres(p) => {
+        Db::Postgres { pool: p, .. } => {
             let mut tx = p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
             dump_all!(tx, pg_val, Backend::Postgres);
             tx.rollback().await?;

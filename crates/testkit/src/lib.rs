@@ -374,7 +374,7 @@ impl TestApp {
         let stmt = sqlx::AssertSqlSafe(sql.to_owned());
         Ok(match &self.db {
             Db::Sqlite { write, .. } => sqlx::query(stmt).execute(write).await?.rows_affected(),
-            Db::Postgres(p) => sqlx::query(stmt).execute(p).await?.rows_affected(),
+            Db::Postgres { pool: p, .. } => sqlx::query(stmt).execute(p).await?.rows_affected(),
         })
     }
 
@@ -394,7 +394,7 @@ impl TestApp {
         let stmt = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         Ok(match &self.db {
             Db::Sqlite { read, .. } => sqlx::query_scalar(stmt).fetch_one(&mut *read.acquire().await?).await?,
-            Db::Postgres(p) => sqlx::query_scalar(stmt).fetch_one(p).await?,
+            Db::Postgres { pool: p, .. } => sqlx::query_scalar(stmt).fetch_one(p).await?,
         })
     }
 

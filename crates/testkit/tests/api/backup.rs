@@ -21,7 +21,7 @@ async fn backup_and_restore_round_trip_a_populated_database() {
             .fetch_one(&mut *read.acquire().await.unwrap())
             .await
             .unwrap(),
-        Db::Postgres(_) => unreachable!(),
+        Db::Postgres { .. } => unreachable!(),
     };
     assert_eq!(users, app.count("users").await.unwrap());
     restored.close().await;

@@ -154,7 +154,7 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_without_re
                 .await
                 .unwrap(),
         ),
-        kapstone_store::Db::Postgres(_) => None,
+        kapstone_store::Db::Postgres { .. } => None,
     }) else {
         unreachable!("a SQLite database")
     };

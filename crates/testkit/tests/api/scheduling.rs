@@ -1512,7 +1512,7 @@ both_backends! {
         // On PostgreSQL, another server process claims the chair on a date while the plan's
         // transaction books: the plan waits for it, the claims' primary key refuses that date
         // alone, and the plan keeps the others.
-        if let kapstone_store::Db::Postgres(pool) = &app.db {
+        if let kapstone_store::Db::Postgres { pool, .. } = &app.db {
             let (raced, kept) = (&dosing[dosing.len() - 4], &dosing[dosing.len() - 3]);
             for a in [raced, kept] {
                 let cancel = format!("/api/v1/appointments/{}/cancel", str_of(&a["id"]));

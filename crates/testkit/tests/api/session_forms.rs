@@ -205,7 +205,7 @@ impl Fx {
         ));
         let rows: Vec<(i64, String)> = match &self.app.db {
             Db::Sqlite { write, .. } => sqlx::query_as(select).fetch_all(write).await?,
-            Db::Postgres(p) => sqlx::query_as(select).fetch_all(p).await?,
+            Db::Postgres { pool: p, .. } => sqlx::query_as(select).fetch_all(p).await?,
         };
         for sql in &lift {
             self.app.raw_sql(sql).await?;
@@ -221,7 +221,9 @@ impl Fx {
                 Db::Sqlite { write, .. } => {
                     sqlx::query(update).bind(v.to_string()).execute(write).await?.rows_affected()
                 }
-                Db::Postgres(p) => sqlx::query(update).bind(v.to_string()).execute(p).await?.rows_affected(),
+                Db::Postgres { pool: p, .. } => {
+                    sqlx::query(update).bind(v.to_string()).execute(p).await?.rows_affected()
+                }
             };
             anyhow::ensure!(n == 1, "event {seq} moved");
         }

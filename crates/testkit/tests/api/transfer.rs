@@ -27,7 +27,7 @@ async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
     Ok(match db {
         Db::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(&mut *read.acquire().await?).await?,
-        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        Db::Postgres { pool: p, .. } => sqlx::query_scalar(sql).fetch_one(p).await?,
     })
 }
 
@@ -75,7 +75,7 @@ both_backends! {
             async move {
                 match &db {
                     Db::Sqlite { write, .. } => sqlx::query(sql).execute(write).await.map(|_| ()),
-                    Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+                    Db::Postgres { pool: p, .. } => sqlx::query(sql).execute(p).await.map(|_| ()),
                 }
             }
         };
