@@ -131,26 +131,25 @@ macro_rules! on_tx {
 macro_rules! on_read {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
-            $crate::Db::Sqlite { read, .. } => {
-                let mut conn = read.acquire().await?;
-                let out = {
-                    let $c = &mut *conn;
-                    $body
-                };
-                conn.keep();
-                out
-            }
-            $crate::Db::Postgres { read, .. } => {
-                let mut conn = read.acquire().await?;
-                let out = {
-                    let $c = &mut *conn;
-                    $body
-                };
-                conn.keep();
-                out
-            }
+            $crate::Db::Sqlite { read, .. } => $crate::on_read_conn!(read, |$c| $body),
+            $crate::Db::Postgres { read, .. } => $crate::on_read_conn!(read, |$c| $body),
         }
     };
+}
+
+/// [`on_read!`] for one engine's [`crate::read_pool::ReadPool`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! on_read_conn {
+    ($read:ident, |$c:ident| $body:expr) => {{
+        let mut conn = $read.acquire().await?;
+        let out = {
+            let $c = &mut *conn;
+            $body
+        };
+        conn.keep();
+        out
+    }};
 }
 
 /// Connection settings a deployment may tune.
