@@ -392,10 +392,7 @@ impl TestApp {
 
     pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
         let stmt = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-        Ok(match &self.db {
-            Db::Sqlite { read, .. } => sqlx::query_scalar(stmt).fetch_one(&mut *read.acquire().await?).await?,
-            Db::Postgres { pool: p, .. } => sqlx::query_scalar(stmt).fetch_one(p).await?,
-        })
+        Ok(kapstone_store::on_read!(&self.db, |c| sqlx::query_scalar(stmt).fetch_one(c).await?))
     }
 
     /// Stops the server and hands back its database (still connected) and what keeps it alive,

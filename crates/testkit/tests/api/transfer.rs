@@ -25,10 +25,7 @@ async fn import_from(db: &Db, dir: &Path) -> Result<transfer::Imported, kapstone
 
 async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-    Ok(match db {
-        Db::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(&mut *read.acquire().await?).await?,
-        Db::Postgres { pool: p, .. } => sqlx::query_scalar(sql).fetch_one(p).await?,
-    })
+    Ok(kapstone_store::on_read!(db, |c| sqlx::query_scalar(sql).fetch_one(c).await?))
 }
 
 async fn counts(db: &Db) -> anyhow::Result<Vec<i64>> {
