@@ -49,68 +49,196 @@ impl From<EventRow> for StoredAuditEvent {
     }
 }
 
+/// The chain's head: the `seq` and hash of the last event.
+pub type Head = (i64, Hash);
+
 /// Appends `event` to the chain inside `tx`. Call it last in the transaction: on PostgreSQL the
 /// head row stays locked until commit, which is what keeps the chain from forking.
 pub async fn append(tx: &mut Tx, event: &NewAuditEvent) -> Result<i64> {
     append_all(tx, std::slice::from_ref(event)).await
 }
 
-/// Appends events in order inside `tx`; returns the `seq` of the last. The head is moved once for
-/// the whole batch (two statements however many events), then each event is inserted.
+/// Appends events in order inside `tx`; returns the `seq` of the last. The head is moved (and
+/// locked) once for the whole batch, then the events are inserted, 200 to a statement, and the
+/// head's hash set (PostgreSQL: with the last insert, in one statement).
 pub async fn append_all(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<i64> {
-    let n = i64::try_from(events.len()).map_err(|_| StoreError::Corrupt("batch size".into()))?;
-    if n == 0 {
-        return Err(StoreError::Corrupt("empty audit batch".into()));
-    }
-    let at = UtcTs::now();
+    Ok(append_locked(tx, events).await?.0)
+}
+
+/// [`append_all`], returning the new head.
+async fn append_locked(tx: &mut Tx, events: &[NewAuditEvent]) -> Result<Head> {
+    let count = batch_len(events)?;
     // Bumping the head first takes its row lock (PostgreSQL) before we read the previous hash.
     let (last_seq, prev_hash): (i64, String) = on_tx!(tx, |c| {
         sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-            .bind(n)
+            .bind(count)
             .fetch_one(&mut *c)
             .await?
     });
-    let mut prev =
-        (last_seq - n, Hash::from_hex(&prev_hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?);
+    let prev = Hash::from_hex(&prev_hash).ok_or_else(|| StoreError::Corrupt("audit head hash".into()))?;
+    let (chained, head) = chain(events, (last_seq - count, prev))?;
+    let (earlier, last) = chained.split_at(chained.len().saturating_sub(ROWS_PER_INSERT));
+    insert(tx, earlier).await?;
+    let last_hash = head.1.to_hex();
+    match tx {
+        Tx::Sqlite(t) => {
+            let mut q = sqlx::QueryBuilder::new("");
+            push_insert(&mut q, last, false);
+            q.build().execute(&mut **t).await?;
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_hash).execute(&mut **t).await?;
+        }
+        // One statement (a round trip less while the head is locked).
+        Tx::Postgres(t) => {
+            let mut q = sqlx::QueryBuilder::new("WITH inserted AS (");
+            push_insert(&mut q, last, false);
+            q.push(") UPDATE audit_head SET hash = ").push_bind(last_hash).push(" WHERE id = 1");
+            q.build().execute(&mut **t).await?;
+        }
+    }
+    Ok(head)
+}
+
+/// [`append_all`] for an appender that knows the head already (the group-commit writer: its
+/// last batch moved it): the events are chained on `hint`, and the head is checked and moved in
+/// the statement that inserts the first of them (one statement on PostgreSQL, a data-modifying
+/// `WITH`; two on SQLite) instead of being locked and read first (the writer runs its batches one
+/// after the other, so each round trip counts). The check compares both the `seq` and the hash: a
+/// stale hint (another process appended since, or a batch chained on it did not commit) inserts
+/// nothing and moves nothing, and the events are appended as by [`append_all`]. `hint` is left at
+/// the new head (the caller forgets it if the transaction does not commit).
+pub async fn append_all_hinted(tx: &mut Tx, events: &[NewAuditEvent], hint: &mut Option<Head>) -> Result<i64> {
+    if let Some(expected) = *hint {
+        *hint = None;
+        let (chained, head) = chain(events, expected)?;
+        if move_head_and_insert(tx, expected, head, &chained).await? {
+            *hint = Some(head);
+            return Ok(head.0);
+        }
+    }
+    let head = append_locked(tx, events).await?;
+    *hint = Some(head);
+    Ok(head.0)
+}
+
+/// Multi-row inserts: one round trip per this many events. 15 parameters a row keeps each
+/// statement under SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_INSERT: usize = 200;
+
+fn batch_len(events: &[NewAuditEvent]) -> Result<i64> {
+    if events.is_empty() {
+        return Err(StoreError::Corrupt("empty audit batch".into()));
+    }
+    i64::try_from(events.len()).map_err(|_| StoreError::Corrupt("batch size".into()))
+}
+
+/// The events chained after `prev`, stamped now, and the head after the last.
+fn chain(events: &[NewAuditEvent], prev: Head) -> Result<(Vec<StoredAuditEvent>, Head)> {
+    batch_len(events)?;
+    let at = UtcTs::now();
+    let mut prev = prev;
     let mut chained = Vec::with_capacity(events.len());
     for event in events {
         let s = StoredAuditEvent::chain(event, at, Some(prev));
         prev = (s.seq, Hash::from_hex(&s.hash).ok_or_else(|| StoreError::Corrupt("event hash".into()))?);
         chained.push(s);
     }
-    // Multi-row inserts: one round trip per 200 events while the head is locked. 15 parameters a
-    // row keeps each statement under SQLite's and PostgreSQL's parameter limits.
-    for chunk in chained.chunks(200) {
+    Ok((chained, prev))
+}
+
+/// Moves the head from `expected` to `head` and inserts `chained` (which run from one to the
+/// other), or does neither when the stored head is not `expected`; `true` when it did.
+async fn move_head_and_insert(tx: &mut Tx, expected: Head, head: Head, chained: &[StoredAuditEvent]) -> Result<bool> {
+    let (first, rest) = chained.split_at(chained.len().min(ROWS_PER_INSERT));
+    let (expected_hash, new_hash) = (expected.1.to_hex(), head.1.to_hex());
+    let moved = match tx {
+        Tx::Sqlite(t) => {
+            let moved =
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4")
+                    .bind(head.0)
+                    .bind(&new_hash)
+                    .bind(expected.0)
+                    .bind(&expected_hash)
+                    .execute(&mut **t)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if moved {
+                let mut q = sqlx::QueryBuilder::new("");
+                push_insert(&mut q, first, false);
+                q.build().execute(&mut **t).await?;
+            }
+            moved
+        }
+        Tx::Postgres(t) => {
+            // The rows are selected only when the head moved (the `WITH` returned its row).
+            let mut q = sqlx::QueryBuilder::new("WITH moved AS (UPDATE audit_head SET seq = ");
+            q.push_bind(head.0)
+                .push(", hash = ")
+                .push_bind(new_hash)
+                .push(" WHERE id = 1 AND seq = ")
+                .push_bind(expected.0)
+                .push(" AND hash = ")
+                .push_bind(expected_hash)
+                .push(" RETURNING 1) ");
+            push_insert(&mut q, first, true);
+            q.push(" WHERE EXISTS (SELECT 1 FROM moved)");
+            q.build().execute(&mut **t).await?.rows_affected() == first.len() as u64
+        }
+    };
+    if moved {
+        insert(tx, rest).await?;
+    }
+    Ok(moved)
+}
+
+/// Pushes `INSERT INTO audit_events (...) VALUES (...), ...` of `rows`, or with `select`,
+/// `... SELECT * FROM (VALUES ...) AS v` (for a `WHERE` to follow).
+fn push_insert<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, rows: &[StoredAuditEvent], select: bool)
+where
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> DbTs: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push(
+        "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, entity_id, \
+         patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash) ",
+    );
+    if select {
+        q.push("SELECT * FROM (");
+    }
+    q.push_values(rows, |mut row, s| {
+        row.push_bind(s.seq)
+            .push_bind(DbTs(s.at))
+            .push_bind(s.clinic_id.clone())
+            .push_bind(s.actor_user_id.clone())
+            .push_bind(s.actor_role.clone())
+            .push_bind(s.action.clone())
+            .push_bind(s.entity_type.clone())
+            .push_bind(s.entity_id.clone())
+            .push_bind(s.patient_id.clone())
+            .push_bind(s.source_ip.clone())
+            .push_bind(s.outcome.clone())
+            .push_bind(s.reason.clone())
+            .push_bind(s.actor_token_id.clone())
+            .push_bind(s.prev_hash.clone())
+            .push_bind(s.hash.clone());
+    });
+    if select {
+        q.push(") AS v");
+    }
+}
+
+/// Inserts `rows` (plain multi-row inserts).
+async fn insert(tx: &mut Tx, rows: &[StoredAuditEvent]) -> Result<()> {
+    for rows in rows.chunks(ROWS_PER_INSERT) {
         on_tx!(tx, |c| {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO audit_events (seq, at, clinic_id, actor_user_id, actor_role, action, entity_type, \
-                 entity_id, patient_id, source_ip, outcome, reason, actor_token_id, prev_hash, hash) ",
-            );
-            q.push_values(chunk, |mut row, s| {
-                row.push_bind(s.seq)
-                    .push_bind(DbTs(s.at))
-                    .push_bind(s.clinic_id.clone())
-                    .push_bind(s.actor_user_id.clone())
-                    .push_bind(s.actor_role.clone())
-                    .push_bind(s.action.clone())
-                    .push_bind(s.entity_type.clone())
-                    .push_bind(s.entity_id.clone())
-                    .push_bind(s.patient_id.clone())
-                    .push_bind(s.source_ip.clone())
-                    .push_bind(s.outcome.clone())
-                    .push_bind(s.reason.clone())
-                    .push_bind(s.actor_token_id.clone())
-                    .push_bind(s.prev_hash.clone())
-                    .push_bind(s.hash.clone());
-            });
+            let mut q = sqlx::QueryBuilder::new("");
+            push_insert(&mut q, rows, false);
             q.build().execute(&mut *c).await?;
         });
     }
-    let last_hash = prev.1.to_hex();
-    on_tx!(tx, |c| {
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&last_hash).execute(c).await?;
-    });
-    Ok(last_seq)
+    Ok(())
 }
 
 /// Filters for reviewing the log. Every field is optional; the date range has no fixed limit.

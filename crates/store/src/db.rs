@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
-use crate::read_pool::ReadPool;
+use crate::read_pool::{ReadConn, ReadPool};
 use crate::{Result, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +104,53 @@ pub enum Db {
 /// A transaction on either engine. Dropped without `commit` it rolls back.
 pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgTx),
+}
+
+/// A PostgreSQL transaction: sqlx's, on a connection of the write pool ([`Db::begin`]), or one
+/// begun by hand on the connection the group-commit writer keeps from batch to batch
+/// ([`Db::begin_on`]). That one is not taken from sqlx's pool, so it is not pinged when given back:
+/// a round trip less on the writer, which runs its batches one after the other. Either derefs to
+/// the connection.
+pub struct PgTx(PgTxOn);
+
+enum PgTxOn {
+    Pooled(Transaction<'static, Postgres>),
+    /// In a transaction (`BEGIN` sent) until `COMMIT`; dropped before, the connection is closed,
+    /// which ends the transaction on the server (it is not kept to be lent again).
+    Kept(ReadConn<PgConnection>),
+}
+
+impl PgTx {
+    async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        match self.0 {
+            PgTxOn::Pooled(t) => t.commit().await,
+            PgTxOn::Kept(mut c) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
+                c.keep();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for PgTx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match &self.0 {
+            PgTxOn::Pooled(t) => t,
+            PgTxOn::Kept(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for PgTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match &mut self.0 {
+            PgTxOn::Pooled(t) => t,
+            PgTxOn::Kept(c) => c,
+        }
+    }
 }
 
 /// Runs `$body` with `$c` bound to the transaction's connection, once per engine.
@@ -281,8 +327,30 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres { pool: p, .. } => Tx::Postgres(p.begin().await?),
+            Db::Postgres { pool: p, .. } => Tx::Postgres(PgTx(PgTxOn::Pooled(p.begin().await?))),
         })
+    }
+
+    /// A connection of its own for the group-commit writer, kept from one batch to the next
+    /// ([`Db::begin_on`]); `None` on SQLite, whose single writer connection the requests' own
+    /// transactions share. Pinged before use only after [`crate::read_pool::PG_PING_AFTER`] idle,
+    /// like the readers; one that a failed batch left is closed and another opened.
+    pub fn writer_connection(&self) -> Option<ReadPool<PgConnection>> {
+        match self {
+            Db::Sqlite { .. } => None,
+            Db::Postgres { read, .. } => Some(ReadPool::new(
+                read.options().clone(),
+                1,
+                Duration::from_secs(30),
+                Some(crate::read_pool::PG_PING_AFTER),
+            )),
+        }
+    }
+
+    /// Starts a write transaction on the writer's kept connection ([`Db::writer_connection`]).
+    pub async fn begin_on(mut conn: ReadConn<PgConnection>) -> Result<Tx> {
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        Ok(Tx::Postgres(PgTx(PgTxOn::Kept(conn))))
     }
 
     /// `true` when a trivial query succeeds within the pool's acquire timeout.

@@ -506,18 +506,18 @@ pub async fn append_events(tx: &mut Tx, events: &[NewEvent<'_>]) -> Result<()> {
     Ok(())
 }
 
-/// Marks a change on the clinic's floor (read by the live board, across server processes).
-pub async fn bump_floor(tx: &mut Tx, clinic: ClinicId) -> Result<()> {
-    on_tx!(tx, |c| {
-        sqlx::query(
+/// Marks a change on the clinic's floor (read by the live board, across server processes);
+/// returns the clinic's floor counter after it.
+pub async fn bump_floor(tx: &mut Tx, clinic: ClinicId) -> Result<i64> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar::<_, i64>(
             "INSERT INTO floor_changes (clinic_id, counter) VALUES ($1, 1) \
-             ON CONFLICT (clinic_id) DO UPDATE SET counter = floor_changes.counter + 1",
+             ON CONFLICT (clinic_id) DO UPDATE SET counter = floor_changes.counter + 1 RETURNING counter",
         )
         .bind(clinic.as_uuid())
-        .execute(c)
-        .await?;
-    });
-    Ok(())
+        .fetch_one(c)
+        .await?
+    }))
 }
 
 /// The clinic's floor counter (0 before any session).

@@ -126,6 +126,11 @@ where
 }
 
 impl<C: Connection> ReadPool<C> {
+    /// How its connections are opened.
+    pub fn options(&self) -> &C::Options {
+        &self.inner.options
+    }
+
     pub fn is_closed(&self) -> bool {
         self.inner.permits.is_closed()
     }

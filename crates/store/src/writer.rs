@@ -232,6 +232,7 @@ impl Writer {
         let (queue, mut rx) = mpsc::channel::<Item>(4096);
         tokio::spawn(async move {
             let mut number = 0u64;
+            let mut own = Own { connection: db.writer_connection(), head: None };
             while let Some(first) = rx.recv().await {
                 let mut items = vec![first];
                 let mut jobs = usize::from(matches!(items[0], Item::Job(..)));
@@ -245,7 +246,7 @@ impl Writer {
                     }
                 }
                 number += 1;
-                run_batch(&db, number, items).await;
+                run_batch(&db, &mut own, number, items).await;
             }
         });
         Self { queue }
@@ -373,9 +374,19 @@ impl Work {
     }
 }
 
+/// What the writer task keeps from one batch to the next.
+struct Own {
+    /// Its own connection (PostgreSQL; `None` on SQLite: [`Db::writer_connection`]).
+    connection: Option<crate::read_pool::ReadPool<sqlx::postgres::PgConnection>>,
+    /// The audit chain's head as the writer's last batch left it: the next batch's events are
+    /// chained on it and checked against the stored head in the statement that inserts them
+    /// ([`audit::append_all_hinted`]), without locking and reading the head first.
+    head: Option<audit::Head>,
+}
+
 /// Runs one batch: every job in its savepoint, then the audit events, then one commit; answers
 /// everyone.
-async fn run_batch(db: &Db, number: u64, items: Vec<Item>) {
+async fn run_batch(db: &Db, own: &mut Own, number: u64, items: Vec<Item>) {
     let mut work = Vec::with_capacity(items.len());
     let mut read_replies = Vec::new();
     let mut job_replies = Vec::new();
@@ -395,7 +406,16 @@ async fn run_batch(db: &Db, number: u64, items: Vec<Item>) {
     work.sort_by_key(Work::order);
     let mut read_index = Vec::with_capacity(read_replies.len());
     let outcome = async {
-        let tx = db.begin().await?;
+        let tx = match &own.connection {
+            Some(connection) => match Db::begin_on(connection.acquire().await?).await {
+                Ok(tx) => tx,
+                // The kept connection was closed under it since the last batch (a server restart,
+                // an administrator; within the idle time that would have had it pinged). Nothing
+                // was begun on it, and it is closed: begin on a new one.
+                Err(_) => Db::begin_on(connection.acquire().await?).await?,
+            },
+            None => db.begin().await?,
+        };
         let mut batch = Batch::new(tx, number);
         // The keyed jobs' sessions, locked at once (in the order of their ids, as `work` is).
         let mut keys: Vec<uuid::Uuid> = work.iter().filter_map(Work::order).collect();
@@ -441,7 +461,11 @@ async fn run_batch(db: &Db, number: u64, items: Vec<Item>) {
         for (_, f) in std::mem::take(&mut batch.once) {
             f(&mut batch.tx).await?;
         }
-        let last = if batch.audit.is_empty() { 0 } else { audit::append_all(&mut batch.tx, &batch.audit).await? };
+        let last = if batch.audit.is_empty() {
+            0
+        } else {
+            audit::append_all_hinted(&mut batch.tx, &batch.audit, &mut own.head).await?
+        };
         let first = last - i64::try_from(batch.audit.len()).unwrap_or(0) + 1;
         // Not `Tx::commit`: the writer's task carries no request's idempotency claim (each job
         // stored its own).
@@ -462,6 +486,8 @@ async fn run_batch(db: &Db, number: u64, items: Vec<Item>) {
             }
         }
         Err(e) => {
+            // Whatever it chained the events on was not committed.
+            own.head = None;
             tracing::error!(error = %e, "write batch failed");
             let failure = BatchFailure::of(&e);
             for reply in read_replies {

@@ -138,6 +138,13 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
+    /// The same state with another floor watcher (tests: one that never reads the counters).
+    pub fn with_floor_watch(&self, floor_watch: crate::app::floor_watch::FloorWatch) -> Self {
+        let mut shared = (*self.0).clone();
+        shared.floor_watch = floor_watch;
+        Self(Arc::new(shared))
+    }
+
     /// Must be called inside a tokio runtime: it starts the group-commit writer's task.
     pub fn new(db: Db, config: ServerConfig) -> Self {
         crate::install_tls_provider();

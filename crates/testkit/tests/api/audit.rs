@@ -34,7 +34,60 @@ async fn rewrite_with_recomputed_hash(app: &TestApp, seq: i64) -> anyhow::Result
     Ok(())
 }
 
+fn read_events(n: usize, entity: &str) -> Vec<kapstone_domain::audit::NewAuditEvent> {
+    use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
+    (0..n)
+        .map(|i| {
+            let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
+            e.entity_id = Some(format!("{entity}-{i}"));
+            e
+        })
+        .collect()
+}
+
 both_backends! {
+    async fn the_writer_chains_on_the_head_it_knows_and_on_the_stored_one_when_that_moved(b) {
+        use kapstone_store::audit::{append_all, append_all_hinted, head, verify};
+        let app = TestApp::spawn(b).await?;
+        let db = &app.db;
+        let mut hint = None;
+        // No hint: the head is locked and read; the hint is left at the new head.
+        let mut tx = db.begin().await?;
+        let last = append_all_hinted(&mut tx, &read_events(3, "a"), &mut hint).await?;
+        tx.commit().await?;
+        assert!(hint == Some(head(db).await?) && hint.map(|h| h.0) == Some(last));
+        // On the hint: more events than one insert holds.
+        let mut tx = db.begin().await?;
+        let last = append_all_hinted(&mut tx, &read_events(250, "b"), &mut hint).await?;
+        tx.commit().await?;
+        assert!(hint == Some(head(db).await?) && hint.map(|h| h.0) == Some(last));
+        // Another appender moved the head: the stale hint moves nothing, the events follow the
+        // stored head.
+        let mut tx = db.begin().await?;
+        append_all(&mut tx, &read_events(2, "other")).await?;
+        tx.commit().await?;
+        let mut tx = db.begin().await?;
+        append_all_hinted(&mut tx, &read_events(1, "c"), &mut hint).await?;
+        tx.commit().await?;
+        assert!(hint == Some(head(db).await?));
+        // A hint with the stored head's seq but another hash (its batch rolled back, and another
+        // appender added as many events): the hash decides, the chain does not fork.
+        let mut tx = db.begin().await?;
+        append_all_hinted(&mut tx, &read_events(2, "rolled-back"), &mut hint).await?;
+        drop(tx);
+        let mut tx = db.begin().await?;
+        append_all(&mut tx, &read_events(2, "other-again")).await?;
+        tx.commit().await?;
+        assert!(hint.map(|h| h.0) == Some(head(db).await?.0) && hint != Some(head(db).await?));
+        let mut tx = db.begin().await?;
+        let last = append_all_hinted(&mut tx, &read_events(4, "d"), &mut hint).await?;
+        tx.commit().await?;
+        assert!(hint == Some(head(db).await?));
+        assert_eq!(verify(db).await?.map_err(|e| anyhow::anyhow!("{e}"))?, last);
+        assert_eq!(app.count("audit_events WHERE entity_id LIKE 'rolled-back%'").await?, 0);
+        app.stop().await
+    }
+
     async fn reading_a_patient_is_audited_with_actor_patient_and_source(b) {
         let app = TestApp::demo(b).await?;
         let token = app.token("nurse@demo.kapstone.test").await?;

@@ -22,6 +22,15 @@ async fn healthz_is_503_while_postgres_is_unreachable_and_recovers() {
         return;
     }
     let app = TestApp::spawn(TestBackend::Postgres).await.unwrap();
+    // The group-commit writer has its connection (it keeps it from one batch to the next).
+    let read = || {
+        kapstone_domain::audit::NewAuditEvent::new(
+            kapstone_domain::audit::AuditAction::PatientRead,
+            "patient",
+            kapstone_domain::audit::Outcome::Success,
+        )
+    };
+    app.state.writer().record(read()).await.unwrap();
     let name = app.fresh.url.expose().rsplit('/').next().unwrap().to_owned();
     let admin_url = std::env::var("KAPSTONE_TEST_POSTGRES_URL").unwrap();
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
@@ -49,5 +58,7 @@ async fn healthz_is_503_while_postgres_is_unreachable_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(recovered, "the server did not recover after the database came back");
+    // The writer's kept connection was closed under it; the next batch runs on a new one.
+    app.state.writer().record(read()).await.unwrap();
     app.stop().await.unwrap();
 }

@@ -139,7 +139,41 @@ async fn read_until(r: &mut reqwest::Response, seen: &mut String, want: &str, wi
     Ok(())
 }
 
+/// Another router on the same state but for `state` (tests that swap a part of it).
+async fn serve(state: kapstone_web::AppState) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = kapstone_web::router(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    Ok(format!("http://{addr}"))
+}
+
 both_backends! {
+    async fn a_change_made_through_this_process_reaches_its_boards_once_committed(b) {
+        let fx = Fx::new(b).await?;
+        let (_, id) = fx.spravato_session().await?;
+        let clinics = kapstone_store::clinics::list(&fx.app.db).await?;
+        let clinic = kapstone_domain::ClinicId::from_uuid(clinics[0].id);
+        // A watcher whose tick comes once (at the start) and then not for an hour: only what a
+        // write through this process pushes can move its boards.
+        let watch =
+            kapstone_web::app::floor_watch::FloorWatch::spawn_every(fx.app.db.clone(), Duration::from_secs(3600));
+        let mut board = watch.subscribe(clinic);
+        let base = serve(fx.app.state.with_floor_watch(watch.clone())).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = *board.borrow_and_update();
+        let r = fx.app.client().post(format!("{base}/api/v1/sessions/{id}/events")).bearer_auth(&fx.therapist_token)
+            .json(&json!({"kind": "progress_note", "text": "Settled in"})).send().await?;
+        assert_eq!(r.status(), 201);
+        assert!(board.has_changed()?, "the board moved by the time the write was answered (was {before:?})");
+        let counter = kapstone_store::dosing::floor_counter(&fx.app.db, clinic).await?;
+        assert_eq!(*board.borrow_and_update(), Some(counter));
+        assert!(before.is_none_or(|b| b < counter));
+        fx.app.stop().await
+    }
+
     async fn the_session_page_shows_the_next_step_and_the_forms_of_each_role(b) {
         let fx = Fx::new(b).await?;
         let (_, id) = fx.spravato_session().await?;

@@ -5,14 +5,21 @@
 //! clinics somebody is watching, every [`TICK`], and wakes their event streams: many open boards
 //! cost one small query per clinic per tick instead of one per board, and a change made through
 //! another process on the same database reaches this one's boards within a tick (issue 9: a
-//! change on another client's board within 250 ms at the 99th percentile).
+//! change on another client's board within 250 ms at the 99th percentile). A change made through
+//! this process moves its boards as soon as it is committed ([`FloorWatch::bump_in`]), without
+//! waiting for the tick and its read.
+//!
+//! The counter only grows, so a value older than the one a board has (a tick's read that started
+//! before a commit pushed a newer one) is ignored.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use kapstone_domain::ClinicId;
 use kapstone_store::Db;
+use kapstone_store::writer::Batch;
 use tokio::sync::watch;
 
 /// How often the watched counters are read.
@@ -29,8 +36,14 @@ pub struct FloorWatch {
 impl FloorWatch {
     /// Must be called inside a tokio runtime: it starts the polling task.
     pub fn spawn(db: Db) -> Self {
+        Self::spawn_every(db, TICK)
+    }
+
+    /// [`FloorWatch::spawn`] reading the counters every `tick` (tests: a tick that never comes
+    /// shows what reaches the boards without it).
+    pub fn spawn_every(db: Db, tick: Duration) -> Self {
         let watched: Arc<Watched> = Arc::default();
-        tokio::spawn(poll(db, Arc::downgrade(&watched)));
+        tokio::spawn(poll(db, Arc::downgrade(&watched), tick));
         Self { watched }
     }
 
@@ -39,6 +52,41 @@ impl FloorWatch {
         let mut map = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(clinic).or_insert_with(|| watch::Sender::new(None)).subscribe()
     }
+
+    /// Bumps the clinic's floor counter in `batch` (once however many of its jobs ask) and, once
+    /// the batch is committed, moves this process's boards of the clinic to the new value.
+    pub fn bump_in(&self, batch: &mut Batch, clinic: ClinicId) {
+        // Filled by the bump if it is this job's that runs (the first job of the batch to ask);
+        // left at 0 otherwise, which moves nothing.
+        let counter = Arc::new(AtomicI64::new(0));
+        let bumped = Arc::clone(&counter);
+        batch.once(format!("floor:{clinic}"), move |tx| {
+            Box::pin(async move {
+                bumped.store(kapstone_store::dosing::bump_floor(tx, clinic).await?, Ordering::Relaxed);
+                Ok(())
+            })
+        });
+        let watch = self.clone();
+        batch.after_commit(move || watch.advance(clinic, counter.load(Ordering::Relaxed)));
+    }
+
+    /// The clinic's counter is now at least `counter`: its boards in this process move if they
+    /// were behind.
+    fn advance(&self, clinic: ClinicId, counter: i64) {
+        let map = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = map.get(&clinic) {
+            tx.send_if_modified(|v| forward(v, counter));
+        }
+    }
+}
+
+/// Moves `value` to `counter` if that is newer; whether it moved.
+fn forward(value: &mut Option<i64>, counter: i64) -> bool {
+    let newer = value.is_none_or(|v| counter > v);
+    if newer {
+        *value = Some(counter);
+    }
+    newer
 }
 
 /// The clinics with at least one open board; forgets the others.
@@ -48,8 +96,8 @@ fn clinics_watched(watched: &Watched) -> Vec<ClinicId> {
     map.keys().copied().collect()
 }
 
-async fn poll(db: Db, watched: Weak<Watched>) {
-    let mut ticks = tokio::time::interval(TICK);
+async fn poll(db: Db, watched: Weak<Watched>, tick: Duration) {
+    let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -59,11 +107,7 @@ async fn poll(db: Db, watched: Weak<Watched>) {
             let Ok(counter) = kapstone_store::dosing::floor_counter(&db, clinic).await else { continue };
             let guard = map.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(tx) = guard.get(&clinic) {
-                tx.send_if_modified(|v| {
-                    let changed = *v != Some(counter);
-                    *v = Some(counter);
-                    changed
-                });
+                tx.send_if_modified(|v| forward(v, counter));
             }
         }
     }

@@ -603,8 +603,7 @@ impl Write {
             seq += 1;
             // The live boards see the change: one bump of the floor counter per batch, after the
             // sessions' rows are locked.
-            let clinic = user.clinic;
-            batch.once(format!("floor:{clinic}"), move |tx| Box::pin(store::bump_floor(tx, clinic)));
+            state.floor_watch.bump_in(batch, user.clinic);
             // The controlled-substance ledger: the draw with the administration, and what was
             // given once it has ended (both in this write, so a refusal writes neither).
             // Whatever is written beside the log follows the events so far (`write_events` first;
