@@ -40,7 +40,8 @@ pub struct ServeArgs {
     /// Minutes an account stays locked.
     #[arg(long, env = "KAPSTONE_LOCKOUT_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440))]
     lockout_minutes: u32,
-    /// Read connections per server process (PostgreSQL opens as many again for writes; SQLite has one writer).
+    /// Read connections per server process (PostgreSQL opens as many again for writes, and one for the
+    /// group-commit writer; SQLite has one writer).
     #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
     db_max_connections: u32,
     /// The address people use to reach Kapstone, for links in messages (e.g. https://kap.example.org).
