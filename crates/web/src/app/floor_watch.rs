@@ -57,7 +57,7 @@ impl FloorWatch {
     /// the batch is committed, moves this process's boards of the clinic to the new value.
     pub fn bump_in(&self, batch: &mut Batch, clinic: ClinicId) {
         // Filled by the bump if it is this job's that runs (the first job of the batch to ask);
-        // left at 0 otherwise, which moves nothing.
+        // left at 0 otherwise (a counter is 1 after its first bump), which moves nothing.
         let counter = Arc::new(AtomicI64::new(0));
         let bumped = Arc::clone(&counter);
         batch.once(format!("floor:{clinic}"), move |tx| {
@@ -73,6 +73,9 @@ impl FloorWatch {
     /// The clinic's counter is now at least `counter`: its boards in this process move if they
     /// were behind.
     fn advance(&self, clinic: ClinicId, counter: i64) {
+        if counter <= 0 {
+            return;
+        }
         let map = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = map.get(&clinic) {
             tx.send_if_modified(|v| forward(v, counter));
@@ -110,5 +113,33 @@ async fn poll(db: Db, watched: Weak<Watched>, tick: Duration) {
                 tx.send_if_modified(|v| forward(v, counter));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_board_moves_only_forward_and_not_for_a_job_whose_bump_did_not_run() {
+        let watch = FloorWatch { watched: Arc::default() };
+        let clinic = ClinicId::new();
+        let mut board = watch.subscribe(clinic);
+        // A job whose bump was another job's (its counter left at 0).
+        watch.advance(clinic, 0);
+        assert!(!board.has_changed().unwrap_or(true));
+        assert_eq!(*board.borrow(), None);
+        watch.advance(clinic, 5);
+        assert_eq!(*board.borrow_and_update(), Some(5));
+        // A tick's read that started before the commit pushed 5.
+        watch.advance(clinic, 3);
+        assert!(!board.has_changed().unwrap_or(true));
+        assert_eq!(*board.borrow(), Some(5));
+        watch.advance(clinic, 6);
+        assert_eq!(*board.borrow_and_update(), Some(6));
+        // Another clinic's boards are not touched.
+        let other = ClinicId::new();
+        watch.advance(other, 9);
+        assert_eq!(*board.borrow(), Some(6));
     }
 }
