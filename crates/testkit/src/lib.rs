@@ -97,6 +97,18 @@ pub async fn fresh_db(backend: Backend) -> anyhow::Result<FreshDb> {
     }
 }
 
+/// Serves `state` on another port of this process (tests that swap a part of a [`TestApp`]'s
+/// state: its in-process key locks, its floor watcher); the base URL. It runs until the test ends.
+pub async fn serve_state(state: AppState) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = kapstone_web::router(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+    });
+    Ok(format!("http://{addr}"))
+}
+
 /// A running server and a way to talk to it.
 pub struct TestApp {
     pub backend: Backend,

@@ -23,14 +23,8 @@ async fn post_with_key(
 /// A second router on the same database with its own in-process key locks: it stands for another
 /// server process, so only the database can keep two requests with one key from both committing.
 async fn second_process(app: &TestApp) -> anyhow::Result<String> {
-    let state = app.state.with_idempotency_locks(kapstone_web::api::idempotency::KeyLocks::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = kapstone_web::router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-    });
-    Ok(format!("http://{addr}"))
+    kapstone_testkit::serve_state(app.state.with_idempotency_locks(kapstone_web::api::idempotency::KeyLocks::default()))
+        .await
 }
 
 both_backends! {

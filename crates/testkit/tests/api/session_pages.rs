@@ -139,17 +139,6 @@ async fn read_until(r: &mut reqwest::Response, seen: &mut String, want: &str, wi
     Ok(())
 }
 
-/// Another router on the same state but for `state` (tests that swap a part of it).
-async fn serve(state: kapstone_web::AppState) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = kapstone_web::router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-    });
-    Ok(format!("http://{addr}"))
-}
-
 both_backends! {
     async fn a_change_made_through_this_process_reaches_its_boards_once_committed(b) {
         let fx = Fx::new(b).await?;
@@ -161,7 +150,7 @@ both_backends! {
         let watch =
             kapstone_web::app::floor_watch::FloorWatch::spawn_every(fx.app.db.clone(), Duration::from_secs(3600));
         let mut board = watch.subscribe(clinic);
-        let base = serve(fx.app.state.with_floor_watch(watch.clone())).await?;
+        let base = kapstone_testkit::serve_state(fx.app.state.with_floor_watch(watch.clone())).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = *board.borrow_and_update();
         let r = fx.app.client().post(format!("{base}/api/v1/sessions/{id}/events")).bearer_auth(&fx.therapist_token)
