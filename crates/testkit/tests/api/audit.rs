@@ -306,3 +306,65 @@ both_backends! {
         app.stop().await
     }
 }
+
+/// Migration 0030 (SQLite) stores the log again with `seq` as the table's key: a log written
+/// before it moves over byte for byte, still verifies, keeps its guards and is read by range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_before_seq_became_the_key_moves_over_intact() -> anyhow::Result<()> {
+    use kapstone_domain::audit::{AuditAction, NewAuditEvent, Outcome};
+    use kapstone_store::{Db, DbUrl, audit};
+    let dir = kapstone_testkit::TempDir::new();
+    let url = DbUrl::Sqlite(dir.0.join("kapstone.db"));
+    let db = Db::connect(&url).await?;
+    let Db::Sqlite { write, .. } = &db else { anyhow::bail!("SQLite expected") };
+    // The migrations before 0030, as a database of the last release has them.
+    let all = sqlx::migrate!("../store/migrations/sqlite");
+    let before = sqlx::migrate::Migrator {
+        migrations: all.migrations.iter().filter(|m| m.version < 30).cloned().collect::<Vec<_>>().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(write).await?;
+    let old_key: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'sqlite_autoindex_audit_events_1'")
+            .fetch_one(write)
+            .await?;
+    assert_eq!(old_key, 1, "before 0030 seq has an index of its own");
+
+    // More than two of verify's chunks, with every optional field both present and absent.
+    let events: Vec<NewAuditEvent> = (0..2_500)
+        .map(|i| {
+            let mut e = NewAuditEvent::new(AuditAction::PatientRead, "patient", Outcome::Success);
+            e.entity_id = (i % 2 == 0).then(|| format!("p-{i}"));
+            e.reason = (i % 3 == 0).then(|| format!("12:ab, \"{i}\" é\n3:x"));
+            e.source_ip = (i % 5 == 0).then(|| "::1".to_owned());
+            e
+        })
+        .collect();
+    let mut tx = db.begin().await?;
+    audit::append_all(&mut tx, &events).await?;
+    tx.commit().await?;
+    let everything = audit::AuditFilter::default();
+    let stored = audit::search_oldest_first(&db, &everything, 0, 10_000).await?;
+    assert_eq!(stored.len(), 2_500);
+    assert_eq!(audit::verify(&db).await?, Ok(2_500));
+
+    db.migrate().await?;
+    let new_key: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'sqlite_autoindex_audit_events_1'")
+            .fetch_one(write)
+            .await?;
+    assert_eq!(new_key, 0, "seq is the table's key");
+    assert_eq!(audit::search_oldest_first(&db, &everything, 0, 10_000).await?, stored);
+    assert_eq!(audit::verify(&db).await?, Ok(2_500));
+    assert_eq!(audit::verify_in_stretches(&db, 1_000, 2).await?, Ok(2_500));
+    // The guards came back with the table.
+    assert!(sqlx::query("UPDATE audit_events SET reason = 'x' WHERE seq = 3").execute(write).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_events WHERE seq = 3").execute(write).await.is_err());
+    // Appends go on from the head.
+    let mut tx = db.begin().await?;
+    audit::append_all(&mut tx, &events[..10]).await?;
+    tx.commit().await?;
+    assert_eq!(audit::verify(&db).await?, Ok(2_510));
+    db.close().await;
+    Ok(())
+}

@@ -50,6 +50,11 @@ pub fn panels(o: &PatientOutcomes, zone: &TimeZone, id_prefix: &str) -> Vec<Char
                 Instrument::Pcl5 | Instrument::CssrsScreener => &[],
             };
             let summary = i.sentence();
+            // Drawn only when there is a score to draw: a panel without one says so in words
+            // (outcomes_panel.html), and the drawing was a twentieth of a chart view's CPU.
+            if i.scores.is_empty() {
+                return ChartPanel { title: i.title, summary, svg: String::new(), scores: 0 };
+            }
             let y_max = kapstone_domain::outcomes::max_total(instrument);
             let y_label = format!("{} total (0–{y_max})", i.title);
             let id = format!("{id_prefix}-{}", i.instrument);
