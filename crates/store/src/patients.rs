@@ -507,8 +507,8 @@ fn chart_head_sql(backend: crate::Backend) -> String {
           ORDER BY ap.start_at, ap.id){text} FROM appointments ap JOIN appointment_types t ON t.id = ap.type_id \
           JOIN locations l ON l.id = ap.location_id WHERE ap.patient_id = p.id) END AS appointments \
          FROM patients p \
-         LEFT JOIN consultations k ON k.patient_id = p.id \
-          AND k.version = (SELECT MAX(k2.version) FROM consultations k2 WHERE k2.patient_id = p.id) \
+         LEFT JOIN consultations k ON k.id = (SELECT k2.id FROM consultations k2 WHERE k2.patient_id = p.id \
+          ORDER BY k2.version DESC LIMIT 1) \
          LEFT JOIN eligibility_decisions d ON d.patient_id = p.id \
           AND NOT EXISTS (SELECT 1 FROM eligibility_decisions a WHERE a.amends_id = d.id) \
          WHERE p.id = $1 AND p.clinic_id = $2",

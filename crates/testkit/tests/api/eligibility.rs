@@ -322,6 +322,20 @@ both_backends! {
         assert_eq!(rule_ids(&e), vec!["DDI-012"]);
         assert_eq!((finding(&e, "DDI-012").unwrap()["severity"].as_str(), e["outcome"].as_str()), (Some("info"), Some("eligible")));
         assert_ne!(e["input_sha256"], sha, "a changed record changes the hash");
+
+        // The chart's one statement finds the same newest version (2) as the consultation's own read.
+        let patient: kapstone_domain::PatientId = id.parse()?;
+        let (s, me) = get(&app, &nurse, "/api/v1/auth/me").await?;
+        assert_eq!(s, 200, "{me}");
+        let clinic: kapstone_domain::ClinicId = me["clinic_id"].as_str().unwrap_or_default().parse()?;
+        let parts = kapstone_store::patients::ChartParts { safety_alerts: true, dosing_sessions: true, appointments: true };
+        let head = kapstone_store::patients::chart_head(&app.db, clinic, patient, parts)
+            .await?
+            .expect("the patient's chart");
+        let on_chart = head.consultation().expect("a consultation on the chart");
+        let newest = kapstone_store::eligibility::latest_consultation(&app.db, patient).await?.expect("a consultation");
+        assert_eq!((on_chart.version, on_chart.id, &on_chart.body), (2, newest.id, &newest.body));
+        assert!(on_chart.body.contains("\"drug_class\":\"antidepressant\""), "the second version's medication list");
         app.stop().await
     }
 
