@@ -3,8 +3,8 @@
 #   scripts/bench.sh sqlite                      # embedded SQLite in a temp dir
 #   scripts/bench.sh postgres postgres://postgres@127.0.0.1:5432/postgres
 # Env: PATIENTS (10000), SECONDS_PER_RUN (8), CLIENTS (64), SCENARIOS (all, in the order below),
-# DB_MAX_CONNECTIONS (16), PG_DATABASE (kapstone_bench; dropped and created), BIN (prebuilt binaries),
-# PORT (18080). Targets 127.0.0.1 only.
+# DB_MAX_CONNECTIONS (unset: the server's default, `kapstone serve --help`), PG_DATABASE
+# (kapstone_bench; dropped and created), BIN (prebuilt binaries), PORT (18080). Targets 127.0.0.1 only.
 # Before each HTTP scenario the bare engine's durable commit rate is measured on the same
 # database (kapstone-bench --bare-database-url), and the scenario is reported as a ratio to it.
 set -euo pipefail
@@ -13,7 +13,9 @@ BACKEND=${1:-sqlite}
 PATIENTS=${PATIENTS:-10000}
 SECS=${SECONDS_PER_RUN:-8}
 CLIENTS=${CLIENTS:-64}
-DB_MAX_CONNECTIONS=${DB_MAX_CONNECTIONS:-16}
+# The server's own default read pool unless DB_MAX_CONNECTIONS is given.
+POOL=()
+if [ -n "${DB_MAX_CONNECTIONS:-}" ]; then POOL=(--db-max-connections "$DB_MAX_CONNECTIONS"); fi
 PORT=${PORT:-18080}
 # Sign-in goes last: the server allows 20 sign-ins per account and 60 per address in 15 minutes
 # (README, "Rate limits"), so beyond them it measures the refusals (429), and the other
@@ -45,7 +47,7 @@ $BIN/kapstone demo --database-url "$URL" --password "$PW" --scale "$PATIENTS" | 
 echo "# store: bare engine vs audited reads (16 tasks, 5 s each)"
 $BIN/kapstone-store-bench --database-url "$URL" --seconds 5 --clients 16
 
-$BIN/kapstone serve --database-url "$URL" --bind 127.0.0.1:$PORT --db-max-connections "$DB_MAX_CONNECTIONS" \
+$BIN/kapstone serve --database-url "$URL" --bind 127.0.0.1:$PORT "${POOL[@]}" \
   >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 50); do curl -sf http://127.0.0.1:$PORT/healthz >/dev/null && break; sleep 0.1; done

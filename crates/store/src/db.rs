@@ -211,6 +211,26 @@ impl Default for PoolSettings {
     }
 }
 
+impl PoolSettings {
+    /// What `kapstone serve` uses unless told: on SQLite 8 readers (threads of this process; 8
+    /// and 16 measured best, 2 and 4 worse); on PostgreSQL three per core of this machine, from 4
+    /// to 32. Each PostgreSQL connection is a server process, and where PostgreSQL shares the
+    /// machine more of them than it can run only take turns on the same cores: on 2 cores, 6
+    /// read connections served 5,926–6,053 audited chart views/s, 16 served 3,907–4,191/s, and
+    /// 4 slowed the eligibility, floor and session reads by 12–18 % (docs/BENCHMARKS.md,
+    /// seventeenth session).
+    pub fn default_for(backend: Backend) -> Self {
+        let max_connections = match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => {
+                let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+                u32::try_from(cores.saturating_mul(3)).unwrap_or(u32::MAX).clamp(4, 32)
+            }
+        };
+        Self { max_connections, ..Self::default() }
+    }
+}
+
 impl Db {
     pub async fn connect(url: &DbUrl) -> Result<Self> {
         Self::connect_with(url, PoolSettings::default()).await
@@ -471,7 +491,7 @@ mod tests {
     /// statistics (each a global mutex the readers' threads queued on).
     #[tokio::test]
     async fn sqlite_is_built_without_its_global_locks() -> Result<()> {
-        let dir = std::env::temp_dir().join(format!("kapstone-compile-options-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("kapstone-compile-options-{}", uuid::Uuid::now_v7()));
         let db = Db::connect(&DbUrl::Sqlite(dir.join("k.db"))).await?;
         let options: Vec<String> =
             on_read!(&db, |c| sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")

@@ -601,3 +601,39 @@ pub async fn id_by_mrn(tx: &mut Tx, clinic: ClinicId, mrn: &Mrn) -> Result<Optio
             .await?
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chart finds the patient's open safety alerts by the patient
+    /// (`safety_alerts_by_patient`, migration 0031), not by walking every open alert of the
+    /// clinic (`safety_alerts_open`): a clinic with many unacknowledged alerts would pay for each
+    /// of them on every chart view.
+    #[tokio::test]
+    async fn the_chart_finds_the_patients_alerts_by_the_patient() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = std::env::temp_dir().join(format!("kapstone-chart-plan-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir)?;
+        let url: crate::DbUrl = format!("sqlite://{}", dir.join("k.db").display()).parse()?;
+        let db = Db::connect(&url).await?;
+        db.migrate().await?;
+        let sql = format!("EXPLAIN QUERY PLAN {}", chart_head_sql(crate::Backend::Sqlite));
+        let plan: Vec<(i64, i64, i64, String)> = on_read!(&db, |c| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(Uuid::now_v7())
+                .bind(Uuid::now_v7())
+                .bind(true)
+                .bind(true)
+                .bind(true)
+                .fetch_all(c)
+                .await?
+        });
+        db.close().await;
+        std::fs::remove_dir_all(&dir)?;
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+        assert!(steps.iter().any(|s| s.contains("USING INDEX safety_alerts_by_patient (patient_id=?")), "{steps:#?}");
+        assert!(!steps.iter().any(|s| s.contains("safety_alerts_open")), "{steps:#?}");
+        Ok(())
+    }
+}

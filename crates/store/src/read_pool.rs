@@ -189,7 +189,7 @@ mod tests {
     }
 
     fn temp_dir() -> std::io::Result<std::path::PathBuf> {
-        let dir = std::env::temp_dir().join(format!("kapstone-read-pool-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("kapstone-read-pool-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }

@@ -700,7 +700,8 @@ async fn main() -> anyhow::Result<()> {
 
     let t = Instant::now();
     analyze(&db).await?;
-    println!("ANALYZE in {:.1} s", t.elapsed().as_secs_f64());
+    let what = if db.backend() == kapstone_store::Backend::Postgres { "VACUUM (ANALYZE)" } else { "ANALYZE" };
+    println!("{what} in {:.1} s", t.elapsed().as_secs_f64());
     let counts: (i64, i64, i64, i64, i64, i64) = on_read!(&db, |c| {
         sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM patients), (SELECT COUNT(*) FROM questionnaire_responses), \

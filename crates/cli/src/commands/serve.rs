@@ -41,9 +41,10 @@ pub struct ServeArgs {
     #[arg(long, env = "KAPSTONE_LOCKOUT_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440))]
     lockout_minutes: u32,
     /// Read connections per server process (PostgreSQL opens as many again for writes, and one for the
-    /// group-commit writer; SQLite has one writer).
-    #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
-    db_max_connections: u32,
+    /// group-commit writer; SQLite has one writer). Unset: 8 on SQLite; on PostgreSQL three per core
+    /// of this machine, from 4 to 32.
+    #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=512))]
+    db_max_connections: Option<u32>,
     /// The address people use to reach Kapstone, for links in messages (e.g. https://kap.example.org).
     #[arg(long, env = "KAPSTONE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -136,7 +137,10 @@ async fn shutdown_signal() {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.server_config()?;
-    let pool = kapstone_store::db::PoolSettings { max_connections: args.db_max_connections, ..Default::default() };
+    let mut pool = kapstone_store::db::PoolSettings::default_for(args.db.database_url.backend());
+    if let Some(n) = args.db_max_connections {
+        pool.max_connections = n;
+    }
     let db = kapstone_store::Db::connect_with(&args.db.database_url, pool)
         .await
         .with_context(|| format!("cannot open {}", args.db.database_url))?;
