@@ -214,17 +214,18 @@ impl Default for PoolSettings {
 impl PoolSettings {
     /// What `kapstone serve` uses unless told: on SQLite 8 readers (threads of this process; 8
     /// and 16 measured best, 2 and 4 worse); on PostgreSQL three per core of this machine, from 4
-    /// to 32. Each PostgreSQL connection is a server process, and where PostgreSQL shares the
-    /// machine more of them than it can run only take turns on the same cores: on 2 cores, 6
-    /// read connections served 5,926–6,053 audited chart views/s, 16 served 3,907–4,191/s, and
-    /// 4 slowed the eligibility, floor and session reads by 12–18 % (docs/BENCHMARKS.md,
-    /// seventeenth session).
+    /// to 16 (each process opens as many again for writes, and all the processes share
+    /// PostgreSQL's `max_connections`: docs/operations.md). Each PostgreSQL connection is a server
+    /// process, and where PostgreSQL shares the machine more of them than it can run only take
+    /// turns on the same cores: on 2 cores, 6 read connections served 5,926–6,053 audited chart
+    /// views/s, 16 served 3,907–4,191/s, and 4 slowed the eligibility, floor and session reads by
+    /// 12–18 % (docs/BENCHMARKS.md, seventeenth session).
     pub fn default_for(backend: Backend) -> Self {
         let max_connections = match backend {
             Backend::Sqlite => 8,
             Backend::Postgres => {
                 let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-                u32::try_from(cores.saturating_mul(3)).unwrap_or(u32::MAX).clamp(4, 32)
+                u32::try_from(cores.saturating_mul(3)).unwrap_or(u32::MAX).clamp(4, 16)
             }
         };
         Self { max_connections, ..Self::default() }

@@ -42,7 +42,7 @@ pub struct ServeArgs {
     lockout_minutes: u32,
     /// Read connections per server process (PostgreSQL opens as many again for writes, and one for the
     /// group-commit writer; SQLite has one writer). Unset: 8 on SQLite; on PostgreSQL three per core
-    /// of this machine, from 4 to 32.
+    /// of this machine, from 4 to 16.
     #[arg(long, env = "KAPSTONE_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=512))]
     db_max_connections: Option<u32>,
     /// The address people use to reach Kapstone, for links in messages (e.g. https://kap.example.org).
