@@ -185,21 +185,25 @@ pub fn score_total(patient: usize, k: usize, instrument_max: i32) -> i32 {
 /// index-only scan also reads the table's rows until autovacuum comes by (the outcome
 /// dashboard's two-year view took 470–520 ms before it, 320 ms after: docs/BENCHMARKS.md). A
 /// clinic's database in use has been vacuumed; the generated one is measured in that state.
-pub async fn analyze(db: &Db) -> anyhow::Result<()> {
+/// Returns what it ran.
+pub async fn analyze(db: &Db) -> anyhow::Result<&'static str> {
     match db.backend() {
         // Not in a transaction: PostgreSQL refuses VACUUM inside one.
-        kapstone_store::Backend::Postgres => on_read!(db, |c| {
-            sqlx::query("VACUUM (ANALYZE)").execute(&mut *c).await?;
-        }),
+        kapstone_store::Backend::Postgres => {
+            on_read!(db, |c| {
+                sqlx::query("VACUUM (ANALYZE)").execute(&mut *c).await?;
+            });
+            Ok("VACUUM (ANALYZE)")
+        }
         kapstone_store::Backend::Sqlite => {
             let mut tx = db.begin().await?;
             on_tx!(&mut tx, |c| {
                 sqlx::query("ANALYZE").execute(&mut *c).await?;
             });
             tx.commit().await?;
+            Ok("ANALYZE")
         }
     }
-    Ok(())
 }
 
 /// Median, 99th percentile and slowest of a set of timings (nearest rank).

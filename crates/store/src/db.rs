@@ -222,7 +222,7 @@ impl PoolSettings {
     /// 12–18 % (docs/BENCHMARKS.md, seventeenth session).
     pub fn default_for(backend: Backend) -> Self {
         let max_connections = match backend {
-            Backend::Sqlite => 8,
+            Backend::Sqlite => return Self::default(),
             Backend::Postgres => {
                 let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
                 u32::try_from(cores.saturating_mul(3)).unwrap_or(u32::MAX).clamp(4, 16)

@@ -699,8 +699,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
-    analyze(&db).await?;
-    let what = if db.backend() == kapstone_store::Backend::Postgres { "VACUUM (ANALYZE)" } else { "ANALYZE" };
+    let what = analyze(&db).await?;
     println!("{what} in {:.1} s", t.elapsed().as_secs_f64());
     let counts: (i64, i64, i64, i64, i64, i64) = on_read!(&db, |c| {
         sqlx::query_as(

@@ -36,9 +36,10 @@ struct Args {
     /// Different patients the chart pages are read for.
     #[arg(long, default_value_t = 200)]
     chart_patients: usize,
-    /// Read-pool connections of the server (its default is 8; `kapstone serve --db-max-connections`).
-    #[arg(long, default_value_t = 8)]
-    db_max_connections: u32,
+    /// Read-pool connections of the server (unset: `kapstone serve`'s default for the engine,
+    /// `PoolSettings::default_for`).
+    #[arg(long)]
+    db_max_connections: Option<u32>,
     #[arg(long, env = "KAPSTONE_DEMO_PASSWORD", hide_env_values = true, default_value = "bench password 2026")]
     password: String,
 }
@@ -83,7 +84,10 @@ async fn time(
 async fn main() -> anyhow::Result<()> {
     kapstone_web::install_tls_provider();
     let args = Args::parse();
-    let settings = PoolSettings { max_connections: args.db_max_connections, ..PoolSettings::default() };
+    let mut settings = PoolSettings::default_for(args.database_url.backend());
+    if let Some(n) = args.db_max_connections {
+        settings.max_connections = n;
+    }
     let db = Db::connect_with(&args.database_url, settings).await?;
     db.migrate().await?;
     let state = AppState::new(db.clone(), ServerConfig::default());
